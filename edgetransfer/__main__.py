@@ -1,0 +1,5 @@
+"""`python -m edgetransfer`: what torchrun and `accelerate launch -m` start."""
+
+from .cli import main
+
+main()

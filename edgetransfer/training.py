@@ -1,0 +1,192 @@
+"""The training machinery every training stage shares (finetune now, distill next).
+
+transformers' Trainer does the loop, optimizer, schedule, mixed precision, checkpoints,
+distribution (accelerate/torchrun) and early stopping; this module only fixes our defaults,
+picks the checkpoint to resume from, reports progress and draws the training curve.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from .devices import Placement
+
+log = logging.getLogger(__name__)
+CHECKPOINTS = "checkpoints"
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def training_arguments(
+    work: Path,
+    placement: Placement,
+    *,
+    epochs: float,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    seed: int,
+    eval_steps: int = 0,
+    grad_accum: int = 1,
+    show_progress: bool = True,
+    metric: str = "accuracy",
+):
+    from transformers import TrainingArguments
+
+    strategy = "steps" if eval_steps else "epoch"
+    return TrainingArguments(
+        output_dir=str(work / CHECKPOINTS),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=max(64, batch_size),  # eval holds no gradients
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=lr,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        lr_scheduler_type="linear",  # warm-up then linear decay, as BERT was tuned
+        optim="adamw_torch",
+        eval_strategy=strategy,
+        save_strategy=strategy,  # must match eval for the best checkpoint to be kept
+        eval_steps=eval_steps or None,
+        save_steps=eval_steps or None,
+        save_total_limit=2,  # the best and the newest: enough to resume and to restore
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better=True,
+        group_by_length=True,  # batches of similar length pad less: the largest CPU speed-up
+        logging_strategy="steps",
+        logging_steps=0.05,  # a ratio of all steps: about 20 progress lines per run
+        seed=seed,
+        data_seed=seed,
+        use_cpu=placement.device == "cpu",
+        bf16=placement.precision == "bf16",
+        fp16=placement.precision == "fp16",
+        ddp_backend="gloo" if placement.device == "cpu" and world_size() > 1 else None,
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=0,  # data is tokenized in memory; workers only add start-up
+        save_safetensors=True,
+        report_to="none",
+        disable_tqdm=not show_progress,
+    )
+
+
+def use_our_progress(trainer, progress) -> None:
+    """Replace Trainer's dict printer (shown when tqdm is off) with our progress lines."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(progress)
+
+
+def newest_complete_checkpoint(work: Path) -> str | None:
+    """The newest checkpoint whose weights, optimizer, scheduler and state are all on disk.
+
+    A checkpoint cut off mid-save lacks one of them (trainer_state.json is written last),
+    so it is skipped rather than crashing the resumed run.
+    """
+    folder = work / CHECKPOINTS
+    if not folder.is_dir():
+        return None
+    found = []
+    for ckpt in folder.glob("checkpoint-*"):
+        try:
+            step = int(ckpt.name.split("-")[-1])
+        except ValueError:
+            continue
+        weights = any((ckpt / f).exists() for f in
+                      ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin"))
+        rest = all((ckpt / f).exists() for f in ("trainer_state.json", "optimizer.pt",
+                                                 "scheduler.pt"))
+        if weights and rest:
+            found.append((step, ckpt))
+        else:
+            log.warning("skipping incomplete checkpoint %s", ckpt)
+    return str(max(found)[1]) if found else None
+
+
+def progress_callback():
+    """A TrainerCallback that logs progress lines and keeps the history for the plot."""
+    from transformers import TrainerCallback
+
+    class ProgressLog(TrainerCallback):
+        def __init__(self):
+            self.history: list[dict] = []
+            self.started = time.perf_counter()
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.started = time.perf_counter()
+            self.first_step = state.global_step
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not state.is_world_process_zero or not logs:
+                return
+            self.history.append({"step": state.global_step, "epoch": state.epoch, **logs})
+            if "loss" in logs:
+                done = max(state.global_step - self.first_step, 1)
+                elapsed = time.perf_counter() - self.started
+                left = elapsed / done * (state.max_steps - state.global_step)
+                log.info(
+                    "step %d/%d  epoch %.2f  loss %.4f  lr %.2e  eta %s",
+                    state.global_step, state.max_steps, state.epoch or 0, logs["loss"],
+                    logs.get("learning_rate", math.nan), _duration(left),
+                )
+
+        def on_evaluate(self, args, state, control, metrics=None, **kw):
+            if state.is_world_process_zero and metrics:
+                log.info(
+                    "eval at epoch %.2f: accuracy %.4f  macro-F1 %.4f  loss %.4f",
+                    state.epoch or 0, metrics.get("eval_accuracy", math.nan),
+                    metrics.get("eval_macro_f1", math.nan), metrics.get("eval_loss", math.nan),
+                )
+
+    return ProgressLog()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def show_bars() -> bool:
+    """tqdm bars for a person at a terminal; plain log lines for CI logs and files."""
+    return sys.stderr.isatty() and logging.getLogger("edgetransfer").getEffectiveLevel() <= logging.INFO
+
+
+def plot_history(history: list[dict], path: Path, title: str) -> bool:
+    """Training loss and validation accuracy against epochs, as a PNG. False if nothing to draw."""
+    train = [(h["epoch"], h["loss"]) for h in history if "loss" in h and h.get("epoch")]
+    evals = [(h["epoch"], h["eval_accuracy"]) for h in history if "eval_accuracy" in h]
+    if not train and not evals:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    if train:
+        ax.plot(*zip(*train), color="tab:blue", label="training loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss", color="tab:blue")
+    if evals:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*evals), "o-", color="tab:orange", label="validation accuracy")
+        ax2.set_ylabel("validation accuracy", color="tab:orange")
+        ax2.set_ylim(min(0.5, min(a for _, a in evals) - 0.05), 1.0)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
