@@ -76,8 +76,11 @@ class OutputFolder:
         self.work = self.final.parent / f".{self.final.name}.partial"
         self.overwrite, self.resume, self.inputs = overwrite, resume, inputs
 
-    def prepare(self) -> bool:
-        """Create (or keep, to resume) the partial folder; True when resuming."""
+    def check(self) -> bool:
+        """Refuse what this run may not touch; True when an interrupted run will be resumed.
+
+        Writes nothing, so it runs before the slow work and a refusal costs nothing.
+        """
         final = self.final.resolve()
         for given in self.inputs:
             p = Path(given).resolve()
@@ -93,20 +96,24 @@ class OutputFolder:
                 f"--out {self.final}: already holds results; pass --overwrite to replace them "
                 f"(they are kept until the new run completes)"
             )
-        if self.work.exists():
-            if self.resume:
-                log.info("resuming the interrupted run in %s", self.work)
-                return True
-            if not self.overwrite:
-                raise OutputError(
-                    f"--out {self.final}: an interrupted run is in {self.work}; pass --resume to "
-                    f"continue it or --overwrite to start over"
-                )
-            shutil.rmtree(self.work)
-        elif self.resume:
+        if self.work.exists() and not self.resume and not self.overwrite:
+            raise OutputError(
+                f"--out {self.final}: an interrupted run is in {self.work}; pass --resume to "
+                f"continue it or --overwrite to start over"
+            )
+        if self.resume and not self.work.exists():
             log.warning("--resume: no interrupted run in %s; starting afresh", self.work)
+        return self.resume and self.work.exists()
+
+    def prepare(self) -> bool:
+        """Check, then create (or keep, to resume) the partial folder; True when resuming."""
+        resuming = self.check()
+        if resuming:
+            log.info("resuming the interrupted run in %s", self.work)
+        elif self.work.exists():
+            shutil.rmtree(self.work)
         self.work.mkdir(parents=True, exist_ok=True)
-        return False
+        return resuming
 
     def commit(self) -> Path:
         """Move the finished partial folder to the final name, replacing an old result."""

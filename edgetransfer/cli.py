@@ -39,6 +39,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     # the libraries' own chatter only when asked for (-v)
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if verbose < 2:  # datasets' per-map bars: noise at our sizes
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     if verbose == 0:
         for name in ("transformers", "datasets", "accelerate", "peft", "torch"):
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -99,8 +101,8 @@ def finetune(**values) -> None:
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="edgetransfer", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
+    except click.exceptions.Abort:  # Click turns Ctrl-C (KeyboardInterrupt) into Abort
+        click.echo("interrupted; an interrupted run continues with --resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as e:
         e.show()

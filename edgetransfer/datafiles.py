@@ -145,7 +145,6 @@ def read_table(path: Path):
             "na_filter": False,
             "quoting": csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL,
         }
-    datasets.disable_progress_bars()
     try:
         ds = datasets.load_dataset(
             builder, data_files={"data": str(path)}, split="data", **kwargs
@@ -153,8 +152,6 @@ def read_table(path: Path):
     except Exception as e:  # pyarrow/pandas errors: one line naming the file
         detail = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise DataError(f"{path}: could not be read as {builder}: {detail}") from e
-    finally:
-        datasets.enable_progress_bars()
     if len(ds) == 0:
         raise DataError(f"{path}: holds no rows")
     return ds

@@ -143,12 +143,9 @@ def run(cfg: FinetuneConfig) -> Path:
     inputs = tuple(Path(p) for p in task.sources.values() if Path(p).exists())
     out = OutputFolder(cfg.out, overwrite=cfg.overwrite, resume=cfg.resume,
                        inputs=inputs + ((Path(backbone.source),) if backbone.local else ()))
-    main = training.is_main_process()
-    resuming = out.prepare() if main else out.work.mkdir(parents=True, exist_ok=True) or cfg.resume
+    will_resume = out.check()  # refuse an occupied --out now, before any slow work
     settings = _settings(cfg, task, placement, backbone)
-    _check_resume_settings(out.work / "settings.json", settings, resuming)
-    if main:
-        write_json(out.work / "settings.json", settings)
+    _check_resume_settings(out.work / "settings.json", settings, will_resume)
 
     import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
@@ -163,6 +160,13 @@ def run(cfg: FinetuneConfig) -> Path:
         model, cfg.method, new_modules, freeze_layers=cfg.freeze_layers, lora_r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, lora_targets=cfg.lora_targets,
     )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    # Every check has passed: only now is anything written. One process prepares the folder.
+    main = training.is_main_process()
+    resuming = out.prepare() if main else out.check()
+    if main:
+        write_json(out.work / "settings.json", settings)
     args = training.training_arguments(
         out.work, placement, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate,
         weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, seed=cfg.seed,
@@ -216,8 +220,7 @@ def run(cfg: FinetuneConfig) -> Path:
         "best_checkpoint": Path(state.best_model_checkpoint).name
         if state.best_model_checkpoint else None,
         "best_validation_accuracy": state.best_metric,
-        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters()
-                                    if p.requires_grad),
+        "trainable_parameters": trainable,
         "parameters": sum(p.numel() for p in model_to_save.parameters()),
         "device": placement.describe(),
         "processes": training.world_size(),

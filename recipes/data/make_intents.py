@@ -14,7 +14,12 @@ How an utterance is built:
      ("hey, when you get a second, ..."), suffix ("thanks"), reason clause, end punctuation;
   4. in about 9% of rows add a realistic typo / speech-to-text slip;
   5. drop it if its normalised form (lower-case, alphanumerics only) was already seen.
-Then each intent is split 70/15/15 (stratified), shuffled with the same seed.
+Then the split is grouped by base phrasing: all rows made from one base phrasing go to
+the same split, so validation and test phrasings are never seen in train. Per intent,
+whole phrasing groups are assigned (seeded, deterministic: shuffle, largest first, fill
+the split furthest below its target, then repair by moving / swapping groups) so that
+the rows come out at 70/15/15, with the typo rows spread the same way; each split is
+shuffled with the same seed. check() fails if a phrasing spans two splits.
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ SLOTS: dict[str, list[str]] = {
         "kitchen", "living room", "bedroom", "bathroom", "hallway", "office", "garage",
         "dining room", "kids' room", "basement", "nursery", "guest room", "study",
         "laundry room", "main bedroom", "den", "attic", "front hall", "playroom", "pantry",
+    ],
+    "bedroom": ["bedroom", "nursery", "guest room", "kids' room", "main bedroom", "spare room"],
+    "living": [
+        "living room", "kitchen", "dining room", "study", "den", "playroom", "kids' room",
+        "office",
     ],
     "lamp": [
         "lamp", "desk lamp", "floor lamp", "bedside lamp", "reading light", "ceiling light",
@@ -72,6 +82,15 @@ SLOTS: dict[str, list[str]] = {
         "half-hour", "one hour", "90 second", "2 minute", "three minute", "45 minute",
         "30-second", "twelve minute", "25 minute", "eight minute", "40 minute", "one-minute",
     ],
+    "short_dur": [
+        "8 minutes", "ten minutes", "12 minutes", "four minutes", "6 minutes", "15 minutes",
+        "three minutes", "9 minutes", "eleven minutes", "seven minutes",
+    ],
+    "steep": ["three minutes", "4 minutes", "five minutes", "2 minutes", "three and a half minutes"],
+    "screen": [
+        "30 minutes", "an hour", "20 minutes", "45 minutes", "half an hour", "15 minutes",
+        "one hour", "forty minutes",
+    ],
     "tname": [
         "pasta", "egg", "rice", "pizza", "cookie", "laundry", "tea", "bread", "chicken",
         "oven", "potato", "brownie", "roast", "cake", "homework", "workout", "parking",
@@ -79,7 +98,7 @@ SLOTS: dict[str, list[str]] = {
     ],
     "tfood": [
         "pasta", "eggs", "rice", "pizza", "cookies", "bread", "chicken", "potatoes",
-        "brownies", "roast", "cake", "tea", "lasagna", "muffins", "soup", "salmon",
+        "brownies", "roast", "cake", "lasagna", "muffins", "soup", "salmon", "fries",
     ],
     "boil": ["eggs", "pasta", "potatoes", "rice", "corn", "some noodles", "dumplings"],
     "activity": [
@@ -96,7 +115,7 @@ SLOTS: dict[str, list[str]] = {
     "genre": [
         "jazz", "classical", "rock", "lo-fi", "country", "hip hop", "reggae", "blues",
         "pop", "ambient", "metal", "folk", "disco", "bossa nova", "indie", "soul", "funk",
-        "piano", "salsa", "k-pop", "house", "acoustic",
+        "salsa", "k-pop", "acoustic", "gospel", "opera",
     ],
     "playlist": [
         "workout", "chill", "morning", "dinner party", "road trip", "focus", "sleep",
@@ -121,13 +140,21 @@ SLOTS: dict[str, list[str]] = {
         "on Friday evening", "on Sunday", "tomorrow afternoon", "this evening",
     ],
     "time": [
-        "7 am", "6:30 am", "7:15", "5:45", "6 o'clock", "noon", "half past six",
-        "quarter to eight", "8", "9 pm", "six thirty", "seven thirty a.m.", "4:50 a.m.",
-        "5 in the morning", "10:15", "6:45 am", "eight o'clock", "quarter past seven",
-        "7:05", "5:30 a.m.", "six", "9:30", "8:20 am", "three pm",
+        "7 am", "6:30 am", "7:15", "5:45", "6 o'clock", "half past six", "quarter to eight",
+        "8", "six thirty", "seven thirty a.m.", "4:50 a.m.", "5 in the morning", "6:45 am",
+        "eight o'clock", "quarter past seven", "7:05", "5:30 a.m.", "six", "8:20 am", "9:30",
+        "ten past seven", "7:40",
+    ],
+    "early": [
+        "5 am", "4:45", "5:30 a.m.", "quarter to six", "5:15", "4:30 in the morning",
+        "half past five", "5:50", "four thirty", "six sharp",
+    ],
+    "pm_time": [
+        "3 pm", "4:30 in the afternoon", "9 pm", "noon", "2:15 pm", "half past one",
+        "five in the evening", "6:15 in the evening", "1:45", "quarter past four",
     ],
     "day": [
-        "tomorrow", "on Monday", "on Tuesday", "on Saturday", "on Sunday", "on weekdays",
+        "tomorrow", "on Monday", "on Tuesday", "on Saturday", "on Sunday",
         "tomorrow morning", "on Friday", "on Wednesday", "on Thursday",
     ],
     "every": [
@@ -144,8 +171,14 @@ SLOTS: dict[str, list[str]] = {
     ],
     "level": [
         "5", "3", "7", "10", "two", "eight", "20 percent", "50 percent", "30%", "max",
-        "level 4", "60 percent", "four", "six", "the lowest setting", "maximum", "level 2",
-        "nine", "forty percent",
+        "level 4", "60 percent", "four", "six", "level 2", "nine", "forty percent",
+    ],
+    "low_level": [
+        "2", "3", "two", "four", "level 2", "the lowest setting", "20 percent", "15%", "one",
+        "level 3",
+    ],
+    "high_level": [
+        "8", "9", "max", "maximum", "level 7", "80 percent", "ten", "seven", "full", "90%",
     ],
     "step": [
         "a bit", "a little", "a notch", "by two", "by 10 percent", "a couple of notches",
@@ -197,7 +230,7 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("s", "why is it so dark in the {room}? lights on please"),
         ("s", "the {room} is way too dark"),
         ("s", "it's getting dark, can we have the lights on"),
-        ("t", "let there be light"),
+        ("s", "let there be light"),
         ("s", "I just walked into the {room} and it's dark, turn the lights on"),
         ("w", "we need the lights on{in_room}"),
         ("t", "lights please"),
@@ -211,7 +244,7 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("s", "I can't find anything in this dark {room}, put a light on"),
         ("s", "the sun's gone down, time to switch the lights on"),
         ("s", "I'm carrying the groceries in and I can't see where I'm going, can you turn the {room} lights on"),
-        ("s", "the kids are doing their homework in the {room} and it's getting dark, switch the lights on in there"),
+        ("s", "the kids are doing their homework in the {living} and it's getting dark, switch the lights on in there"),
     ],
     "lights_off": [
         ("c", "turn off the lights{in_room}"),
@@ -255,12 +288,12 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("c", "save some electricity and turn the lights off{in_room}"),
         ("s", "we don't need all these lights on"),
         ("t", "lights off please"),
-        ("s", "the {lamp} is still on, turn it off"),
+        ("s", "someone left the {lamp} on, can you switch that off"),
         ("s", "I'm done in the {room}, you can turn the lights off"),
         ("s", "good night, lights off"),
         ("s", "it's bright enough outside, switch the lights off"),
         ("q", "mind turning off the {room} lights"),
-        ("s", "the baby's asleep in the {room}, switch the light off"),
+        ("s", "the baby's asleep in the {bedroom}, switch the light off"),
         ("s", "we're all going out for dinner now so you can switch off every light in the house"),
         ("s", "I'm lying in bed and just realised the {room} lights are still on, turn them off"),
     ],
@@ -343,15 +376,15 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("c", "ping me in {dur}"),
         ("c", "buzz me in {dur}"),
         ("w", "I need a timer for {dur}"),
-        ("s", "the {tfood} will take {dur}, set a timer"),
-        ("s", "I'm putting the {tfood} in now, {dur} please"),
+        ("s", "the {tfood} will take {short_dur}, set a timer"),
+        ("s", "I'm putting dinner in now, {dur} please"),
         ("w", "I want a {dur_adj} timer"),
         ("q", "can I get a timer for {dur}"),
         ("t", "timer, {dur}"),
         ("t", "{dur_adj} timer please"),
         ("c", "start timing {dur} for the {tfood}"),
         ("c", "set a timer for {dur} and call it {tname}"),
-        ("s", "I'm boiling {boil}, set a timer for {dur}"),
+        ("s", "I'm boiling {boil}, set a timer for {short_dur}"),
         ("s", "let's do a {dur_adj} timer"),
         ("c", "run a timer for {dur}"),
         ("c", "set a timer so I check the {tfood} in {dur}"),
@@ -361,12 +394,12 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("c", "set a kitchen timer for {dur}"),
         ("c", "start a new timer for {dur}"),
         ("c", "put {dur} on the clock"),
-        ("s", "I'm steeping tea, give me a shout when {dur} is over"),
+        ("s", "I'm steeping tea, give me a shout when {steep} is over"),
         ("c", "set a {dur_adj} countdown"),
         ("q", "how about a timer for {dur}"),
         ("s", "the recipe says {dur}, can you time it"),
         ("s", "I just put dinner in the oven and the recipe says {dur}, so start a timer for that"),
-        ("s", "the kids are allowed {dur} of screen time, start a timer and let me know when it's over"),
+        ("s", "the kids are allowed {screen} of screen time, start a timer and let me know when it's over"),
     ],
     "cancel_timer": [
         ("c", "cancel the timer"),
@@ -418,6 +451,22 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("s", "don't bother with the {tname} timer anymore"),
         ("s", "the {tfood} finished way quicker than I expected, so go ahead and cancel the timer I set earlier"),
         ("s", "I'm heading out and won't be cooking after all, so please get rid of the {tname} timer"),
+        ("c", "cancel the timer I set for {dur}"),
+        ("c", "turn off the {tname} timer"),
+        ("c", "stop the {dur_adj} countdown"),
+        ("s", "I don't need the {tname} timer anymore"),
+        ("c", "clear the {tname} timer"),
+        ("s", "the {tfood} burned anyway, just cancel the timer"),
+        ("c", "delete the {dur_adj} timer"),
+        ("t", "{tname} timer, cancel"),
+        ("c", "kill the {tname} timer"),
+        ("s", "is the {tname} timer still running? cancel it"),
+        ("c", "call off the {tname} timer"),
+        ("c", "stop the timer for the {tfood}"),
+        ("s", "I'm not making the {tfood} after all, cancel that timer"),
+        ("c", "cancel whatever timer is running"),
+        ("c", "get rid of my {activity} timer"),
+        ("c", "end my {activity} timer early"),
     ],
     "play_music": [
         ("c", "play some music"),
@@ -466,7 +515,7 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("c", "play something I haven't heard in a while"),
         ("c", "play the new {artist} record"),
         ("c", "play some {decade} hits"),
-        ("q", "what about some {genre}? put it on"),
+        ("s", "what about some {genre}? put it on"),
         ("s", "we're having people over, get some {genre} playing"),
         ("s", "I've had a long day and just want to relax on the couch, put on some {genre} for me"),
         ("s", "we're about to start cleaning the whole house, so play something fun and upbeat"),
@@ -501,7 +550,7 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("s", "the baby's asleep, stop the music"),
         ("c", "stop everything that's playing"),
         ("c", "make the music stop"),
-        ("c", "shut off the {genre}"),
+        ("c", "switch off the {genre} station"),
         ("c", "pause whatever is playing"),
         ("c", "stop the music everywhere"),
         ("s", "I've heard enough, stop the song"),
@@ -515,13 +564,33 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("s", "I can't concentrate, stop the music"),
         ("c", "stop the song that's playing"),
         ("c", "end playback{in_room}"),
-        ("s", "okay, stop the music now"),
+        ("c", "stop the music right now"),
         ("c", "pause my {playlist} playlist"),
-        ("c", "stop the {genre}"),
+        ("c", "stop the {genre} music"),
         ("c", "stop whatever's playing on the {room} speaker"),
         ("s", "I'm not in the mood for {artist} anymore, stop it"),
         ("s", "my boss is calling me in a minute and I have to take it, so please stop the music"),
-        ("s", "the kids finally fell asleep in the {room}, so turn the music off before it wakes them"),
+        ("s", "the kids finally fell asleep in the {bedroom}, so turn the music off before it wakes them"),
+        ("c", "stop the music on the {room} speaker"),
+        ("c", "pause the music in the {room}"),
+        ("c", "stop playing {genre}"),
+        ("c", "turn off the {genre} music"),
+        ("s", "I've had enough of {artist}, turn it off"),
+        ("c", "pause the {room} speaker"),
+        ("c", "stop the {playlist} playlist"),
+        ("c", "stop the album"),
+        ("s", "no more {artist} please"),
+        ("c", "turn off whatever's playing in the {room}"),
+        ("c", "cut the music in the {room}"),
+        ("s", "we're going to bed, stop the music in the {room}"),
+        ("c", "pause this {artist} song"),
+        ("c", "stop the {decade} hits"),
+        ("c", "end the {playlist} playlist"),
+        ("s", "the guests have left, you can stop the music"),
+        ("c", "kill the music in the {room}"),
+        ("c", "stop the radio in the {room}"),
+        ("c", "pause the radio"),
+        ("c", "stop the music for now"),
     ],
     "get_weather": [
         ("q", "what's the weather like"),
@@ -534,7 +603,7 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("q", "how hot is it going to be {when}"),
         ("q", "how cold is it outside"),
         ("q", "what's the temperature outside"),
-        ("q", "what's the forecast for {when}"),
+        ("q", "what's the forecast {when}"),
         ("c", "give me the forecast for {city}"),
         ("q", "is it going to snow {when}"),
         ("q", "will it be sunny {when}"),
@@ -593,22 +662,24 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("c", "change my alarm to {time}"),
         ("c", "move my alarm to {time}"),
         ("c", "set an alarm for {time} so I don't miss my {event}"),
-        ("s", "I have to get up early {day}, set an alarm for {time}"),
+        ("s", "I have to get up early {day}, set an alarm for {early}"),
         ("t", "alarm at {time} please"),
         ("c", "add an alarm for {time}"),
         ("c", "put an alarm on for {time}"),
         ("c", "set a recurring alarm for {time}"),
         ("c", "set the alarm for {time}"),
         ("c", "make sure I'm awake by {time}"),
-        ("s", "I've got an early start {day}, wake me at {time}"),
+        ("s", "I've got an early start {day}, wake me at {early}"),
         ("c", "set a second alarm for {time}, just in case"),
-        ("c", "set an alarm for {time} in the {room}"),
+        ("c", "set an alarm for {time} in the {bedroom}"),
         ("c", "wake me up {day} at {time}"),
         ("w", "I need an alarm for {time} {day}"),
         ("c", "set my morning alarm for {time}"),
         ("c", "have me up by {time}"),
         ("t", "alarm {time} {day}"),
         ("c", "set a gentle alarm for {time}"),
+        ("c", "set an alarm for {pm_time} today"),
+        ("s", "I'm having a lie-down, wake me up at {pm_time}"),
         ("t", "new alarm, {time}"),
         ("c", "wake the kids up at {time}"),
         ("c", "set an alarm to go off at {time}"),
@@ -618,11 +689,11 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("c", "make my alarm {time} instead"),
         ("c", "set the alarm clock for {time}"),
         ("c", "get me up at {time} for work"),
-        ("c", "set a nap alarm for {time}"),
-        ("s", "my {event} is early {day}, so wake me up at {time}"),
+        ("c", "set a nap alarm for {pm_time}"),
+        ("s", "my {event} is early {day}, so wake me up at {early}"),
         ("q", "can I have an alarm at {time} {day}"),
         ("c", "add a {alabel} alarm at {time}"),
-        ("s", "I have a really early {event} {day} and I can't afford to oversleep, so wake me up at {time}"),
+        ("s", "I have a really early {event} {day} and I can't afford to oversleep, so wake me up at {early}"),
         ("s", "I'm going to lie down for a bit, but make sure an alarm goes off at {time} so I don't sleep all day"),
     ],
     "volume_control": [
@@ -637,8 +708,8 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("c", "make the music quieter"),
         ("c", "set the volume to {level}"),
         ("t", "volume {level}"),
-        ("c", "turn the volume up to {level}"),
-        ("c", "turn the volume down to {level}"),
+        ("c", "turn the volume up to {high_level}"),
+        ("c", "turn the volume down to {low_level}"),
         ("c", "lower the volume {step}"),
         ("c", "raise the volume {step}"),
         ("c", "increase the volume {step}"),
@@ -672,11 +743,25 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
         ("c", "turn the sound up"),
         ("c", "turn the sound down {step}"),
         ("s", "can't hear a thing, louder please"),
-        ("s", "that's too loud, bring the volume down to {level}"),
+        ("s", "that's too loud, bring the volume down to {low_level}"),
         ("c", "raise the volume on the {room} speaker"),
         ("c", "turn down the speaker{in_room}"),
         ("s", "I'm in the kitchen doing the dishes and I can barely hear the music, turn the volume up {step}"),
-        ("s", "my neighbours just knocked on the door to complain, so bring the volume down to {level}"),
+        ("s", "my neighbours just knocked on the door to complain, so bring the volume down to {low_level}"),
+        ("c", "turn the volume down in the {room}"),
+        ("c", "turn the volume up in the {room}"),
+        ("c", "set the {room} speaker to {level}"),
+        ("c", "mute the {room} speaker"),
+        ("s", "I can't hear the music in the {room}, turn it up"),
+        ("c", "make the music louder{in_room}"),
+        ("c", "make the music a bit quieter{in_room}"),
+        ("c", "drop the volume {step}"),
+        ("c", "bump the volume up {step}"),
+        ("t", "volume down {step}"),
+        ("t", "volume up {step}"),
+        ("s", "the {room} speaker is way too loud"),
+        ("s", "it's too loud in the {room}, turn the music down"),
+        ("c", "change the volume to {level}"),
     ],
 }
 
@@ -685,48 +770,47 @@ INTENTS: dict[str, list[tuple[str, str]]] = {
 POST_REASONS: dict[str, list[str]] = {
     "lights_on": [
         "because I can barely see", "so I can find my keys", "before I trip over something",
-        "since the sun just went down", "so I can finish cooking", "I'm trying to read",
+        "since the sun just went down", "so I can finish cooking", "because I'm trying to read",
     ],
     "lights_off": [
-        "since nobody's in there", "because I'm heading to bed", "to save some electricity",
-        "because we're about to watch a movie", "we're heading out now",
+        "since it's daytime now", "because I'm heading to bed", "to save some electricity",
+        "because we're about to watch a movie", "since we're heading out now",
     ],
     "set_thermostat": [
         "before the guests arrive", "for the night", "while we're having dinner",
         "before I get out of the shower",
     ],
     "set_timer": [
-        "so I don't burn dinner", "because I always forget", "so I know when to check on it",
-        "I'm cooking",
+        "so I don't burn dinner", "because I always lose track of time", "so I know when to check on it",
     ],
     "cancel_timer": [
-        "because I already took it out", "since I finished early",
-        "because it's not needed anymore", "I set it by accident",
+        "since dinner's already out", "since I finished early", "since I'm done cooking",
+        "because plans changed",
     ],
     "play_music": [
         "while I'm cooking", "to help me focus", "for the party tonight",
         "while I clean the house", "so the dog doesn't get lonely",
     ],
     "stop_music": [
-        "because I'm about to take a call", "the baby's finally asleep", "I need to concentrate",
-        "we're heading out", "someone's at the door",
+        "because I'm about to take a call", "now that the baby's finally asleep",
+        "because I need to concentrate", "since we're heading out", "because someone's at the door",
     ],
     "get_weather": [],
-    "set_alarm": [
-        "because I have an early flight", "so I'm not late for work",
-        "I've got a big meeting in the morning",
-    ],
+    "set_alarm": [],
     "volume_control": [],
 }
 
 PRE_CONTEXT: dict[str, list[str]] = {
     "get_weather": [
         "I'm heading out soon,", "we're planning a picnic,", "I'm about to go for a run,",
-        "I'm packing for a trip,", "before I get dressed,", "quick question,",
+        "before I get dressed,", "I'm deciding what to wear,", "we might go to the beach,",
     ],
-    "set_alarm": ["I keep oversleeping,", "I can't be late again,"],
-    "set_timer": ["I've got something in the oven,", "okay, dinner's on,"],
-    "play_music": ["it's too silent around here,", "I'm bored,"],
+    "set_alarm": ["I keep oversleeping,", "I can't be late again,", "before I go to bed,"],
+    "play_music": [
+        "I'm bored,", "it's too silent around here,", "the guests are arriving,",
+        "I'm about to do the dishes,",
+    ],
+    "lights_on": ["I'm back,", "it's getting dark,"],
 }
 
 # --------------------------------------------------------------------------- decorations
@@ -737,8 +821,18 @@ LONG_PREFIXES = [
     "hey, when you get a second,", "sorry to bother you, but", "okay so before I forget,",
     "hey, I know it's late, but", "alright, so, um,", "hi there, quick thing,",
     "okay, while I've got you,", "hey, sorry, one more thing,",
+    "okay, I know I keep asking you things, but", "right, while I think of it,",
 ]
-# (template, is_question, contains_please)
+LONG_PREFIXES_CMD = LONG_PREFIXES + [
+    "hey, sorry, my hands are full, so", "hi, um, I'm not sure if you can do this, but",
+    "okay, I'm in the middle of something, so",
+]
+RAMBLE_WRAPPERS = [
+    "I was wondering if you could maybe {c}", "would you be able to go ahead and {c}",
+    "could you do me a quick favour and {c}", "if it's not too much trouble, could you {c}",
+    "I'd really appreciate it if you could {c}",
+]
+# (template, is_question, contains_please); a wrapper with text after {c} takes no suffix
 WRAPPERS = [
     ("please {c}", False, True),
     ("could you {c}", True, False),
@@ -773,7 +867,11 @@ def _fill(pattern: str, rng: random.Random) -> str:
             return "" if rng.random() < 0.4 else " in the " + rng.choice(SLOTS["room"])
         return rng.choice(SLOTS[name])
 
-    return re.sub(r"\{(\w+)\}", repl, pattern)
+    text = re.sub(r"\{(\w+)\}", repl, pattern)
+    # "play me some The Beatles" -> "play me some Beatles"
+    text = re.sub(r"\b(some|this|new|more) The ", r"\1 ", text)
+    # "a egg timer" -> "an egg timer", "a 8 minute timer" -> "an 8 minute timer"
+    return re.sub(r"\ba (?=(?:[aei]|o(?!ne)|8|18\b|11\b))", "an ", text)
 
 
 def _cap(text: str) -> str:
@@ -795,41 +893,61 @@ def _end(text: str, question: bool, rng: random.Random) -> str:
 
 QUESTION_IN_STATEMENT = re.compile(r"\b(can you|can we|what's the weather going to be|is it going to)\b")
 HAS_CLAUSE = re.compile(r",|\b(before|because|so|since|while|for tonight|for work|just in case)\b")
-CONJUNCTIONS = ("because", "so ", "since", "to ", "while", "before", "for ")
 QUESTION_SUFFIXES = [" please", " for me", " if you don't mind"]
+
+
+def _overlaps(reason: str, core: str) -> bool:
+    """True when a reason repeats a content word of the phrasing ("... to save electricity")."""
+    words = {w for w in re.findall(r"[a-z]+", core.lower()) if len(w) >= 5}
+    return any(w in words for w in re.findall(r"[a-z]+", reason.lower()))
 
 
 def decorate(kind: str, core: str, intent: str, rng: random.Random) -> str:
     text = core
     question = kind == "q" or (kind == "s" and bool(QUESTION_IN_STATEMENT.search(core)))
     has_please = "please" in core
+    # a phrasing that already has two parts ("..., because ...") gets no reason / suffix
+    closed = bool(HAS_CLAUSE.search(core))
+    if kind == "c" and rng.random() < 0.07:
+        # a rambling request: long filler + long wrapper + reason, like people talk to speakers
+        wrap = rng.choice(RAMBLE_WRAPPERS)
+        text = rng.choice(LONG_PREFIXES_CMD) + " " + wrap.format(c=text)
+        reasons = POST_REASONS[intent]
+        reasons = [r for r in reasons if not _overlaps(r, core)]
+        if reasons and not closed and not HAS_CLAUSE.search(core):
+            text += " " + rng.choice(reasons)
+        question = wrap.startswith(("would", "could", "if"))
+        return _cap(_end(text, question, rng))
     if kind == "c" and rng.random() < 0.42:
         wrap, question, wp = rng.choice(WRAPPERS)
         text = wrap.format(c=text)
         has_please = has_please or wp
-    reasons = POST_REASONS[intent]
-    added_reason = False
-    if kind == "c" and reasons and rng.random() < 0.14 and not HAS_CLAUSE.search(text):
-        reason = rng.choice(reasons)
-        sep = " " if reason.startswith(CONJUNCTIONS) and rng.random() < 0.5 else ", "
-        text = text + sep + reason
-        added_reason = True
-    if kind in ("c", "w", "t") and not added_reason and rng.random() < 0.22:
+        closed = closed or not wrap.endswith("{c}")
+    reasons = [r for r in POST_REASONS[intent] if not _overlaps(r, core)]
+    if kind == "c" and reasons and not closed and not HAS_CLAUSE.search(core) and rng.random() < 0.14:
+        text = text + (", " if rng.random() < 0.4 else " ") + rng.choice(reasons)
+        closed = True
+    if kind in ("c", "w", "t") and not closed and rng.random() < 0.22:
         suffix = rng.choice(QUESTION_SUFFIXES if question else CMD_SUFFIXES)
-        if not (has_please and "please" in suffix):
-            text += suffix
+        if has_please and "please" in suffix:
+            suffix = ""
+        if suffix == " for me" and re.search(r"\b(me|for)\b", text):
+            suffix = ""
+        if suffix in (" now", " real quick") and re.search(r"\b(now|quick)\b", text):
+            suffix = ""
+        text += suffix
     text = _end(text, question, rng)
     if (kind in ("c", "w", "t") and rng.random() < 0.05 and text[-1] in ".?"
-            and "thank" not in text and "cheers" not in text):
+            and not re.search(r"thank|cheers", text)):
         text += rng.choice([" Thanks.", " Thank you!", " Cheers."])
     pre = PRE_CONTEXT.get(intent, [])
     r = rng.random()
-    if pre and r < 0.12 and kind != "s":
+    if pre and r < 0.08 and kind in ("c", "q", "w") and "," not in core:
         text = rng.choice(pre) + " " + text
-    elif r < 0.24:
+    elif r < 0.22:
         text = rng.choice(SHORT_PREFIXES) + " " + text
-    elif r < 0.34:
-        text = rng.choice(LONG_PREFIXES) + " " + text
+    elif r < 0.32 and kind != "t":
+        text = rng.choice(LONG_PREFIXES_CMD if kind == "c" else LONG_PREFIXES) + " " + text
     return _cap(text)
 
 
@@ -871,7 +989,8 @@ def _no_apostrophes(text: str, rng: random.Random) -> str:
 
 
 def _lower_no_punct(text: str, rng: random.Random) -> str:
-    out = re.sub(r"[^\w\s'°%:-]", "", text.lower())
+    out = re.sub(r"(?<!\d)\.|\.(?!\d)", "", text.lower())
+    out = re.sub(r"[^\w\s'°%:.-]", "", out)
     out = re.sub(r"(?<!\d):|:(?!\d)", "", out)
     return re.sub(r"\s+", " ", out).strip()
 
@@ -920,6 +1039,7 @@ def build(rng: random.Random) -> dict[str, list[dict]]:
         target = TARGETS[intent]
         rows: list[dict] = []
         exhausted: set[int] = set()
+        uses: dict[int, int] = {}
         while len(rows) < target:
             order = [i for i in range(len(templates)) if i not in exhausted]
             if not order:
@@ -929,6 +1049,11 @@ def build(rng: random.Random) -> dict[str, list[dict]]:
                 if len(rows) >= target:
                     break
                 kind, pattern = templates[ti]
+                # long phrasings are memorable: use each at most twice, others at most 5 times
+                cap = 2 if len(pattern.split()) >= 12 else 5
+                if uses.get(ti, 0) >= cap:
+                    exhausted.add(ti)
+                    continue
                 for _ in range(40):
                     core = _fill(pattern, rng)
                     if norm_key(core) not in seen_core:
@@ -948,24 +1073,90 @@ def build(rng: random.Random) -> dict[str, list[dict]]:
                     continue
                 seen_core.add(norm_key(core))
                 seen_text.add(norm_key(text))
+                uses[ti] = uses.get(ti, 0) + 1
                 rows.append({"text": text, "label": intent, "_typo": typo, "_tpl": ti})
         data[intent] = rows
     return data
 
 
+def _assign_groups(groups: dict[int, tuple[int, int]], targets: list[int], typo_targets: list[int],
+                   rng: random.Random) -> dict[int, int]:
+    """Assign whole base-phrasing groups to splits (index into SPLITS).
+
+    groups maps a base-phrasing id to (rows, typo rows). Deterministic given the rng state:
+    shuffle the groups, order them largest first (ties keep the shuffled order), give each
+    to the split furthest below its row target; then repair by moving one group or swapping
+    two groups between splits while that lowers (row-count error, typo-count error), the row
+    counts first.
+    """
+    ids = list(groups)
+    rng.shuffle(ids)
+    ids.sort(key=lambda g: -groups[g][0])  # stable: equal sizes stay in shuffled order
+    n_splits = len(targets)
+    where: dict[int, int] = {}
+    rows = [0] * n_splits
+    typos = [0] * n_splits
+    for g in ids:
+        k = max(range(n_splits), key=lambda j: (targets[j] - rows[j], -j))
+        where[g] = k
+        rows[k] += groups[g][0]
+        typos[k] += groups[g][1]
+
+    def err(r: list[int], t: list[int]) -> tuple[int, int]:
+        return (sum(abs(c - x) for c, x in zip(r, targets)),
+                sum(abs(c - x) for c, x in zip(t, typo_targets)))
+
+    def moved(changes: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+        r, t = rows[:], typos[:]
+        for g, k in changes:
+            size, ty = groups[g]
+            r[where[g]] -= size
+            t[where[g]] -= ty
+            r[k] += size
+            t[k] += ty
+        return r, t
+
+    while err(rows, typos) != (0, 0):
+        best_err, best = err(rows, typos), None
+        candidates = [[(a, k)] for a in ids for k in range(n_splits) if k != where[a]]
+        candidates += [[(a, where[b]), (b, where[a])]
+                       for i, a in enumerate(ids) for b in ids[i + 1:] if where[a] != where[b]]
+        for changes in candidates:
+            e = err(*moved(changes))
+            if e < best_err:
+                best_err, best = e, changes
+        if best is None:
+            break
+        rows, typos = moved(best)
+        for g, k in best:
+            where[g] = k
+    return where
+
+
 def split(data: dict[str, list[dict]], rng: random.Random) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {name: [] for name, _ in SPLITS}
+    """Grouped split: every row made from one base phrasing lands in exactly one split.
+
+    Per intent, whole base-phrasing groups are assigned so that the row counts come out at
+    70/15/15 (rounded), with the typo rows spread the same way as far as the groups allow;
+    each split is then shuffled with the same seed.
+    """
+    names = [name for name, _ in SPLITS]
+    out: dict[str, list[dict]] = {name: [] for name in names}
     for intent, rows in data.items():
-        # stratify by intent, and inside an intent by clean / typo rows
-        for group in ([r for r in rows if not r["_typo"]], [r for r in rows if r["_typo"]]):
-            rng.shuffle(group)
-            n = len(group)
+        groups: dict[int, list[dict]] = {}
+        for r in rows:  # rows are in generation order, so this is deterministic
+            groups.setdefault(r["_tpl"], []).append(r)
+
+        def targets(n: int) -> list[int]:
             n_val = round(n * SPLITS[1][1])
             n_test = round(n * SPLITS[2][1])
-            n_train = n - n_val - n_test
-            out["train"] += group[:n_train]
-            out["validation"] += group[n_train:n_train + n_val]
-            out["test"] += group[n_train + n_val:]
+            return [n - n_val - n_test, n_val, n_test]
+
+        where = _assign_groups(
+            {g: (len(rs), sum(r["_typo"] for r in rs)) for g, rs in sorted(groups.items())},
+            targets(len(rows)), targets(sum(r["_typo"] for r in rows)), rng)
+        for g, rs in sorted(groups.items()):
+            out[names[where[g]]] += rs
     for rows in out.values():
         rng.shuffle(rows)
     return out
@@ -973,6 +1164,7 @@ def split(data: dict[str, list[dict]], rng: random.Random) -> dict[str, list[dic
 
 def check(splits: dict[str, list[dict]]) -> None:
     owner: dict[str, tuple[str, str]] = {}
+    phrasing_split: dict[tuple[str, int], str] = {}
     for name, rows in splits.items():
         for r in rows:
             k = norm_key(r["text"])
@@ -980,6 +1172,18 @@ def check(splits: dict[str, list[dict]]) -> None:
             if k in owner:
                 raise SystemExit(f"duplicate after normalisation: {r['text']!r} ({name}) vs {owner[k]}")
             owner[k] = (name, r["label"])
+            g = (r["label"], r["_tpl"])
+            if phrasing_split.setdefault(g, name) != name:
+                raise SystemExit(f"base phrasing {g} is in both {phrasing_split[g]} and {name}")
+    total = sum(len(rows) for rows in splits.values())
+    for intent in INTENTS:
+        n = sum(r["label"] == intent for rows in splits.values() for r in rows)
+        if not 0.08 <= n / total <= 0.12:
+            raise SystemExit(f"{intent}: {n / total:.1%} of the rows, outside 8-12%")
+        for name in ("validation", "test"):
+            m = sum(r["label"] == intent for r in splits[name])
+            if m < 15:
+                raise SystemExit(f"{intent}: only {m} rows in {name}")
 
 
 def write(splits: dict[str, list[dict]]) -> None:
@@ -1024,6 +1228,8 @@ def report(splits: dict[str, list[dict]], markdown: bool) -> None:
     for r in every:
         per_tpl[(r["label"], r["_tpl"])] = per_tpl.get((r["label"], r["_tpl"]), 0) + 1
     print(f"base phrasings used: {len(per_tpl)}; max rows from one phrasing: {max(per_tpl.values())}")
+    print("base phrasings per split (each in exactly one): " + ", ".join(
+        f"{n} {len({(r['label'], r['_tpl']) for r in splits[n]})}" for n in names))
 
 
 def main(argv: list[str]) -> int:

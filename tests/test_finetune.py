@@ -1,0 +1,221 @@
+"""finetune end to end on a tiny random BERT: every method, pairs, labels, resume, two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import make_rows, tiny_args, write_jsonl
+
+FILES = {"artifact.json", "config.json", "metrics.json", "settings.json", "history.json",
+         "model.safetensors", "training.png", "tokenizer.json", "tokenizer_config.json",
+         "special_tokens_map.json", "vocab.txt"}
+
+
+def _files(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def _load(folder: Path):
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(folder)
+
+
+def test_full_writes_a_plain_checkpoint_with_labels_and_metrics(cli, tiny_backbone, data_dir,
+                                                                 tmp_path):
+    out = tmp_path / "out"
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--test",
+                               data_dir / "test.jsonl"))
+    assert code == 0, err
+    assert _files(out) == FILES
+    assert not (tmp_path / ".out.partial").exists()
+    model = _load(out)
+    assert model.config.id2label == {0: "neg", 1: "neu", 2: "pos"}  # sorted string labels
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["validation"]["per_class"]) == {"neg", "neu", "pos"}
+    assert metrics["test"]["n"] == 24
+    # the pattern is trivially learnable: a working loop beats chance (1/3) clearly
+    assert metrics["validation"]["accuracy"] > 0.6
+    manifest = json.loads((out / "artifact.json").read_text())
+    assert manifest["kind"] == "finetuned-classifier"
+    assert set(manifest["files"]) == FILES - {"artifact.json"}
+
+
+def test_lora_merges_into_a_plain_checkpoint_and_keeps_the_adapter(cli, tiny_backbone,
+                                                                   data_dir, tmp_path):
+    out = tmp_path / "out"
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--method", "lora",
+                               "--lr", "1e-2"))
+    assert code == 0, err
+    assert {"adapter/adapter_model.safetensors", "adapter/adapter_config.json"} <= _files(out)
+    weights = load_file(out / "model.safetensors")
+    assert not any("lora" in k for k in weights), "merged checkpoint must not need peft"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["merge_check"]["max_abs_logit_diff"] <= 1e-4
+    # the merged model reproduces the adapter model on the validation texts
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out)
+    texts = [r["text"] for r in make_rows(12, seed=2)]
+    batch = tok(texts, padding=True, return_tensors="pt")
+    base = AutoModelForSequenceClassification.from_pretrained(
+        tiny_backbone, num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"})
+    adapted = PeftModel.from_pretrained(base, out / "adapter").eval()
+    merged = _load(out).eval()
+    with torch.inference_mode():
+        diff = (adapted(**batch).logits - merged(**batch).logits).abs().max()
+    assert diff < 1e-4
+
+
+def test_head_only_changes_only_the_head(cli, tiny_backbone, data_dir, tmp_path):
+    out = tmp_path / "out"
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--method", "head"))
+    assert code == 0, err
+    before = load_file(tiny_backbone / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    for name, value in before.items():
+        key = "bert." + name
+        if name.startswith("pooler."):
+            assert not torch.equal(after[key], value), f"{key} should train with the head"
+        elif name in ("embeddings.position_ids",):
+            continue
+        else:
+            assert torch.equal(after[key], value), f"{key} changed with --method head"
+    assert "classifier.weight" in after
+
+
+def test_freeze_layers_keeps_the_lowest_layers(cli, tiny_backbone, data_dir, tmp_path):
+    out = tmp_path / "out"
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--freeze-layers", "1"))
+    assert code == 0, err
+    before = load_file(tiny_backbone / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    w = "encoder.layer.{}.attention.self.query.weight"
+    assert torch.equal(after["bert." + w.format(0)], before[w.format(0)])
+    assert torch.equal(after["bert.embeddings.word_embeddings.weight"],
+                       before["embeddings.word_embeddings.weight"])
+    assert not torch.equal(after["bert." + w.format(1)], before[w.format(1)])
+
+
+def test_text_pairs_and_integer_labels_with_names(cli, tiny_backbone, tmp_path):
+    def pairs(n, seed):
+        rows = make_rows(n, seed, classes=("pos", "neg"))
+        return [{"sentence1": r["text"], "sentence2": "the other half",
+                 "label": int(r["label"] == "pos")} for r in rows]
+
+    write_jsonl(tmp_path / "d/train.jsonl", pairs(40, 1))
+    write_jsonl(tmp_path / "d/validation.jsonl", pairs(16, 2))
+    out = tmp_path / "out"
+    code, err = cli(*tiny_args(tiny_backbone, tmp_path / "d", out, "--label-names",
+                               "negative,positive"))
+    assert code == 0, err
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["columns"] == {"text": "sentence1", "label": "label", "pair": "sentence2"}
+    assert _load(out).config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_existing_output_is_refused_without_overwrite(cli, tiny_backbone, data_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out))
+    assert code == 2
+    assert "already holds results; pass --overwrite" in err
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def _stop_after_first_save(real):
+    """Wrap progress_callback so that Ctrl-C arrives right after the first checkpoint."""
+    def make():
+        callback = real()
+
+        def on_save(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        callback.on_save = on_save
+        return callback
+    return make
+
+
+def test_resume_after_an_interrupted_run(cli, tiny_backbone, data_dir, tmp_path, monkeypatch):
+    from edgetransfer import training
+
+    out = tmp_path / "out"
+    partial = tmp_path / ".out.partial"
+    monkeypatch.setattr(training, "progress_callback",
+                        _stop_after_first_save(training.progress_callback))
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out))
+    assert code == 130 and "--resume" in err
+    assert not out.exists(), "nothing is left under the final name"
+    assert (partial / "checkpoints/checkpoint-15/trainer_state.json").exists()
+    monkeypatch.undo()
+
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out))
+    assert code == 2 and "an interrupted run is in" in err
+
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--lr", "1e-3", "--resume"))
+    assert code == 2 and "other settings (lr)" in err
+
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--resume"))
+    assert code == 0, err
+    training_metrics = json.loads((out / "metrics.json").read_text())["training"]
+    assert training_metrics["resumed_from"] == "checkpoint-15"
+    assert training_metrics["steps"] == 60  # 60 rows / batch 4 = 15 steps x 4 epochs
+    assert not partial.exists()
+
+
+def test_resume_skips_an_incomplete_checkpoint(tmp_path):
+    from edgetransfer.training import newest_complete_checkpoint
+
+    for step in (4, 8):
+        c = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        c.mkdir(parents=True)
+        for f in ("model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"):
+            (c / f).write_text("x")
+    (tmp_path / "checkpoints/checkpoint-8/trainer_state.json").unlink()  # cut off mid-save
+    assert newest_complete_checkpoint(tmp_path).endswith("checkpoint-4")
+
+
+def test_two_processes_with_torchrun(tiny_backbone, data_dir, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29517", "-m", "edgetransfer",
+           *map(str, tiny_args(tiny_backbone, data_dir, out, "--device", "cpu"))]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["processes"] == 2
+    # 60 rows over 2 processes: 30 each, batch 4 -> 8 steps an epoch, 4 epochs
+    assert metrics["training"]["steps"] == 32
+    assert metrics["validation"]["n"] == 24  # predictions gathered from both processes
+    assert _files(out) == FILES
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_without_a_gpu_is_an_error_not_a_cpu_run(cli, tiny_backbone, data_dir, tmp_path):
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, tmp_path / "out", "--device", "cuda"))
+    assert code == 4
+    assert "--device cuda: torch sees no CUDA device" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_lora_bf16_on_cuda(cli, tiny_backbone, data_dir, tmp_path):
+    out = tmp_path / "out"
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--device", "cuda",
+                               "--method", "lora"))
+    assert code == 0, err
+    training = json.loads((out / "metrics.json").read_text())["training"]
+    assert training["device"].startswith("cuda") and training["device"].endswith("bf16")
+    assert training["peak_gpu_memory_mb"] > 0
