@@ -42,6 +42,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     if verbose < 2:  # datasets' per-map bars: noise at our sizes
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     if verbose == 0:
+        # transformers resets its logger level on import; its own variable survives that
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         for name in ("transformers", "datasets", "accelerate", "peft", "torch"):
             logging.getLogger(name).setLevel(logging.ERROR)
         try:

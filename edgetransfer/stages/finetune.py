@@ -143,7 +143,9 @@ def run(cfg: FinetuneConfig) -> Path:
     inputs = tuple(Path(p) for p in task.sources.values() if Path(p).exists())
     out = OutputFolder(cfg.out, overwrite=cfg.overwrite, resume=cfg.resume,
                        inputs=inputs + ((Path(backbone.source),) if backbone.local else ()))
-    will_resume = out.check()  # refuse an occupied --out now, before any slow work
+    main = training.is_main_process()
+    # refuse an occupied --out now, before any slow work; the first process alone decides
+    will_resume = out.check() if main else False
     settings = _settings(cfg, task, placement, backbone)
     _check_resume_settings(out.work / "settings.json", settings, will_resume)
 
@@ -162,16 +164,18 @@ def run(cfg: FinetuneConfig) -> Path:
     )
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    # Every check has passed: only now is anything written. One process prepares the folder.
-    main = training.is_main_process()
-    resuming = out.prepare() if main else out.check()
-    if main:
-        write_json(out.work / "settings.json", settings)
     args = training.training_arguments(
         out.work, placement, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate,
         weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, seed=cfg.seed,
         eval_steps=cfg.eval_steps, show_progress=training.show_bars(),
-    )
+    )  # (this also joins the process group when started by torchrun/accelerate)
+    # Every check has passed: only now is anything written, by the first process, while the
+    # others wait and then find the same checkpoint to resume from.
+    with args.main_process_first(desc="prepare the output folder"):
+        if main:
+            out.prepare()
+            write_json(out.work / "settings.json", settings)
+    checkpoint = training.newest_complete_checkpoint(out.work) if cfg.resume else None
     progress = training.progress_callback()
     callbacks = [EarlyStoppingCallback(cfg.patience)] if cfg.patience else []
     trainer = Trainer(
@@ -181,8 +185,7 @@ def run(cfg: FinetuneConfig) -> Path:
         callbacks=callbacks,
     )
     training.use_our_progress(trainer, progress)
-    checkpoint = training.newest_complete_checkpoint(out.work) if resuming else None
-    if resuming and checkpoint:
+    if checkpoint:
         log.info("resuming from %s", checkpoint)
     log.info("training on %s, %d process(es)", placement.describe(), training.world_size())
     if placement.device == "cuda":
