@@ -40,8 +40,11 @@ def options_from(config: type[BaseModel], first: tuple[str, ...] = ()):
             flag = "--" + name.replace("_", "-")
             required = info.default is PydanticUndefined
             default = None if required else info.default
-            kwargs = dict(help=info.description, default=default,
-                          show_default=default not in (None, False), required=required)
+            kwargs = dict(help=info.description, show_default=default not in (None, False))
+            if required:  # (click 8.5 treats an explicit default=None as "not required")
+                kwargs["required"] = True
+            else:
+                kwargs["default"] = default
             if typing.get_origin(kind) is typing.Literal:
                 kwargs["type"] = click.Choice([str(a) for a in typing.get_args(kind)])
             elif kind is bool:
