@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .devices import Placement
@@ -190,3 +191,111 @@ def plot_history(history: list[dict], path: Path, title: str) -> bool:
     fig.savefig(path)
     plt.close(fig)
     return True
+
+
+@dataclass
+class Fitted:
+    """What a training run leaves for the stage to save."""
+
+    trainer: object
+    evaluations: dict  # split -> metrics.report(...)
+    train_metrics: dict
+    progress: object
+
+
+def fit(*, model, tokenizer, tokenized: dict, label_names: list[str], opts, lr: float, out,
+        settings: dict, placement: Placement, trainer_class=None, trainer_kwargs=None,
+        train_dataset=None, collator=None, started: float | None = None) -> Fitted:
+    """Prepare the output folder, train with early stopping, evaluate validation (and test).
+
+    Every process of a distributed run calls this; evaluation gathers predictions from all
+    of them, and only the first process writes files.
+    """
+    import torch
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+
+    from . import metrics
+    from .artifacts import write_json
+
+    started = started or time.perf_counter()  # the stage's start: wall time covers loading
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    args = training_arguments(
+        out.work, placement, epochs=opts.epochs, batch_size=opts.batch_size, lr=lr,
+        weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio, seed=opts.seed,
+        eval_steps=opts.eval_steps, show_progress=show_bars(),
+    )  # (this also joins the process group when started by torchrun/accelerate)
+    # Every check has passed: only now is anything written, by the first process, while the
+    # others wait and then find the same checkpoint to resume from.
+    with args.main_process_first(desc="prepare the output folder"):
+        if is_main_process():
+            out.prepare()
+            write_json(out.work / "settings.json", settings)
+    checkpoint = newest_complete_checkpoint(out.work) if out.resume else None
+    progress = progress_callback()
+    trainer = (trainer_class or Trainer)(
+        model=model, args=args, train_dataset=train_dataset or tokenized["train"],
+        eval_dataset=tokenized["validation"], processing_class=tokenizer,
+        data_collator=collator or DataCollatorWithPadding(tokenizer),
+        compute_metrics=metrics.trainer_metrics,
+        callbacks=[EarlyStoppingCallback(opts.patience)] if opts.patience else [],
+        **(trainer_kwargs or {}),
+    )
+    use_our_progress(trainer, progress)
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    log.info("training on %s, %d process(es)", placement.describe(), world_size())
+    if placement.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+
+    evaluations = {}
+    for split in ("validation", "test"):
+        if split in tokenized:
+            pred = trainer.predict(tokenized[split], metric_key_prefix=split)
+            logits = pred.predictions[0] if isinstance(pred.predictions, tuple) \
+                else pred.predictions
+            evaluations[split] = metrics.report(pred.label_ids, logits.argmax(-1), label_names)
+    state = trainer.state
+    train_metrics = {
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 1),
+        "train_samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2),
+        "epochs_run": round(state.epoch or 0, 2),
+        "steps": state.global_step,
+        "best_checkpoint": Path(state.best_model_checkpoint).name
+        if state.best_model_checkpoint else None,
+        "best_validation_accuracy": state.best_metric,
+        "trainable_parameters": trainable,
+        "device": placement.describe(),
+        "processes": world_size(),
+        "resumed_from": Path(checkpoint).name if checkpoint else None,
+    }
+    if placement.device == "cuda":
+        train_metrics["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    return Fitted(trainer=trainer, evaluations=evaluations, train_metrics=train_metrics,
+                  progress=progress)
+
+
+def finish(out, fitted: Fitted, *, model, tokenizer, kind: str, settings: dict, metrics: dict,
+           parents: dict, title: str, keep_checkpoints: bool) -> Path:
+    """Save the model and its records into the partial folder, then move it into place."""
+    import shutil
+
+    from .artifacts import write_json, write_manifest
+
+    model.save_pretrained(out.work, safe_serialization=True)
+    tokenizer.save_pretrained(out.work)
+    write_json(out.work / "metrics.json", metrics)
+    write_json(out.work / "history.json", fitted.progress.history)
+    plot_history(fitted.progress.history, out.work / "training.png", title)
+    if not keep_checkpoints:
+        shutil.rmtree(out.work / CHECKPOINTS, ignore_errors=True)
+    summary = {f"{k}_accuracy": v["accuracy"] for k, v in fitted.evaluations.items()}
+    write_manifest(out.work, kind, settings,
+                   summary | {"wall_time_s": fitted.train_metrics["wall_time_s"]}, parents,
+                   packages=("torch", "transformers", "peft", "datasets", "accelerate"))
+    final = out.commit()
+    log.info("wrote %s  (%s; %.0fs)", final,
+             ", ".join(f"{k} {v:.4f}" for k, v in summary.items()),
+             fitted.train_metrics["wall_time_s"])
+    return final

@@ -1,0 +1,95 @@
+"""Setting groups shared by the training stages (finetune, distill): data, training, output.
+
+A stage's config is these groups plus its own fields; each description is the CLI help,
+written once here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class DataOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    train: str = Field(description="Training data: a CSV/TSV/JSONL/Parquet file, or a hub "
+                       "dataset id ('name' or 'name:config') when online.")
+    validation: str | None = Field(None, description="Validation data; when absent, carved "
+                                   "from train (see --validation-fraction).")
+    test: str | None = Field(None, description="Optional test data, evaluated once at the end.")
+    text_column: str | None = Field(None, description="Text column [default: the first of "
+                                    "text, sentence, sentence1, question, premise].")
+    text_pair_column: str | None = Field(None, description="Second text column for pair tasks "
+                                         "[default: sentence2 beside sentence1, and so on].")
+    label_column: str | None = Field(None, description="Label column, integer ids or names "
+                                     "[default: the first of label, labels, intent, class].")
+    label_names: list[str] | None = Field(None, description="Names for integer label ids, in id "
+                                          "order, comma-separated (e.g. negative,positive).")
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train carved out "
+                                       "for validation when --validation is not given.")
+    max_length: int = Field(128, ge=8, description="Tokens per text (pair); longer ones are "
+                            "truncated and counted. 128 covers >99% of SST-2 and the intents.")
+    refuse_long: bool = Field(False, description="Fail instead of truncating texts longer than "
+                              "--max-length.")
+    allow_pickle: bool = Field(False, description="Allow pickle weights (pytorch_model.bin); "
+                               "they are still loaded weights-only.")
+    trust_remote_code: bool = Field(False, description="Run code shipped with a checkpoint. "
+                                    "Only for authors you trust.")
+
+    @field_validator("label_names", mode="before")
+    @classmethod
+    def _split_commas(cls, v):
+        return comma_list(v)
+
+
+class TrainOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(5, gt=0, description="Training epochs (early stopping may end sooner).")
+    batch_size: int = Field(16, ge=1, description="Examples per device per step.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming "
+                                "up the learning rate (then linear decay).")
+    patience: int = Field(2, ge=0, description="Stop after this many evaluations without a "
+                          "better validation accuracy; 0 turns early stopping off.")
+    eval_steps: int = Field(0, ge=0, description="Evaluate and checkpoint every N steps; 0 means "
+                            "once per epoch.")
+    seed: int = Field(42, description="Seed for the split, initialisation and batch order.")
+    device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda[:N] "
+                        "or mps. Asking for cuda where there is none is an error.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 "
+                                                              "on CUDA when supported, else "
+                                                              "fp16; fp32 on CPU.")
+
+
+class OutputOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    out: Path = Field(description="Output folder for the checkpoint and its metrics.")
+    overwrite: bool = Field(False, description="Replace the results already in --out (kept "
+                            "until the new run completes).")
+    resume: bool = Field(False, description="Continue an interrupted run from its newest "
+                         "complete checkpoint.")
+    keep_checkpoints: bool = Field(False, description="Keep the intermediate Trainer "
+                                   "checkpoints under checkpoints/.")
+
+
+# Settings that change how a run is carried out, not what it computes: a resumed run may
+# differ in them.
+RUN_CONTROL = frozenset(OutputOptions.model_fields)
+
+
+def comma_list(v):
+    if isinstance(v, str):
+        v = [s.strip() for s in v.split(",") if s.strip()]
+    return v or None
+
+
+def data_kwargs(cfg: DataOptions) -> dict:
+    """The `data.load_task` keywords of a config."""
+    return dict(text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
+                label_column=cfg.label_column, label_names=cfg.label_names,
+                validation_fraction=cfg.validation_fraction, seed=getattr(cfg, "seed", 42))
