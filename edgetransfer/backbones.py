@@ -57,8 +57,13 @@ def builtin_path(name: str) -> Path:
     return Path(module.__file__).parent / "model"
 
 
-def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = False) -> Backbone:
-    """Locate `name` and check its files before anything is loaded."""
+def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = False,
+            weights_optional: bool = False) -> Backbone:
+    """Locate `name` and check its files before anything is loaded.
+
+    `weights_optional`: a folder with only config.json is accepted (a model to build with
+    random weights, e.g. a distillation student of another shape).
+    """
     if name in BUILTIN:
         folder = builtin_path(name)
     elif Path(name).exists():
@@ -84,8 +89,21 @@ def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = Fal
             f"--model {name}: the checkpoint asks to run its own code (auto_map in config.json); "
             f"refused. Pass --trust-remote-code only if you trust its author"
         )
-    check_weights(folder, allow_pickle)
+    if not (weights_optional and not has_weights(folder)):
+        check_weights(folder, allow_pickle)
     return Backbone(name=name, source=str(folder), local=True, config=config)
+
+
+def has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or any((folder / f).exists() for f in PICKLE_WEIGHTS)
+
+
+def has_tokenizer(backbone: Backbone) -> bool:
+    if not backbone.local:
+        return True
+    folder = Path(backbone.source)
+    return any((folder / f).exists() for f in ("tokenizer.json", "tokenizer_config.json",
+                                               "vocab.txt", "tokenizer.model"))
 
 
 def check_weights(folder: Path, allow_pickle: bool) -> None:
@@ -125,21 +143,32 @@ def load_classifier(
     new_head: bool = False,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
 ):
     """A sequence classifier with one output per label, and the names of its new modules.
 
     New modules are those whose weights were not in the checkpoint (the classification head
     of a bare encoder, say): they start random and must be trained whatever the method.
     """
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     id2label = dict(enumerate(label_names))
+    labels = dict(num_labels=len(label_names), id2label=id2label,
+                  label2id={v: k for k, v in id2label.items()})
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    if backbone.local and not has_weights(Path(backbone.source)):
+        # only a config: a model of that shape with random weights (a student to train)
+        config = AutoConfig.from_pretrained(backbone.source, trust_remote_code=trust_remote_code,
+                                            **labels)
+        model = AutoModelForSequenceClassification.from_config(
+            config, trust_remote_code=trust_remote_code, **extra)
+        log.info("built %s from its config alone: all weights random", backbone.name)
+        return model, ["*"]
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             backbone.source,
-            num_labels=len(label_names),
-            id2label=id2label,
-            label2id={v: k for k, v in id2label.items()},
+            **labels,
+            **extra,
             use_safetensors=None if allow_pickle else True,
             trust_remote_code=trust_remote_code,
             ignore_mismatched_sizes=new_head,

@@ -67,6 +67,7 @@ def cli(debug: bool, verbose: int, quiet: bool) -> None:
     \b
     Stages:
       finetune   adapt a backbone to a labelled task (full, LoRA or head-only)
+      distill    teach a small, fast student from the fine-tuned teacher
 
     Run `edgetransfer COMMAND --help` for a command's options.
     """
@@ -98,6 +99,33 @@ def finetune(**values) -> None:
     from .stages import finetune as stage
 
     stage.run(build(stage.FinetuneConfig, values))
+
+
+def _distill_config():
+    from .stages.distill import DistillConfig
+
+    return DistillConfig
+
+
+@cli.command(context_settings={"show_default": True})
+@options_from(_distill_config(), first=("teacher", "student_layers", "keep_layers", "student",
+                                        "train", "validation", "test", "unlabeled", "out"))
+def distill(**values) -> None:
+    """Distill a fine-tuned teacher into a smaller, faster student.
+
+    \b
+    Example: a 3-layer student cut from a 6-layer teacher (layers 0, 2, 5 kept):
+      edgetransfer distill --teacher models/demo/teacher --student-layers 3 \\
+          --train recipes/data/intents/train.jsonl \\
+          --validation recipes/data/intents/validation.jsonl --out models/demo/student
+
+    The loss mixes soft targets (KL at --temperature, weight --alpha) with cross-entropy on
+    the gold labels; --hidden-weight and --attention-weight add hidden-state and attention
+    transfer over the layer mapping.
+    """
+    from .stages import distill as stage
+
+    stage.run(build(stage.DistillConfig, values))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -76,7 +76,9 @@ def training_arguments(
         fp16=placement.precision == "fp16",
         ddp_backend="gloo" if placement.device == "cpu" and world_size() > 1 else None,
         ddp_find_unused_parameters=False,
-        dataloader_num_workers=0,  # data is tokenized in memory; workers only add start-up
+        dataloader_num_workers=0,
+        remove_unused_columns=False,  # our datasets hold only what the loss needs
+        # (distillation's cached teacher_logits are not a forward() argument)  # data is tokenized in memory; workers only add start-up
         save_safetensors=True,
         report_to="none",
         disable_tqdm=not show_progress,

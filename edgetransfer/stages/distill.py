@@ -1,0 +1,298 @@
+"""Stage `distill`: teach a small, fast student from a fine-tuned teacher.
+
+Input: a teacher checkpoint with a classification head (a `finetune` output), the labelled
+splits, optionally unlabelled in-domain text the teacher labels. Output: a plain HF
+checkpoint (loads with AutoModelForSequenceClassification), metrics.json with teacher and
+student side by side, settings.json, history.json, training.png and artifact.json.
+
+The teacher's logits over the transfer set are computed once, before training, and ride
+along in the dataset; hidden-state and attention transfer need per-token teacher states,
+which would cost tokens x width x layers floats to cache, so those run the teacher in
+inference mode beside the student instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from .. import backbones, data, devices, losses, students, training
+from ..errors import ConfigError, ModelError
+from ..options import DataOptions, OutputOptions, TrainOptions, comma_list, data_kwargs
+from .finetune import check_vocab, output_folder, task_settings
+
+log = logging.getLogger(__name__)
+
+
+class DistillConfig(DataOptions, TrainOptions, OutputOptions):
+    """Settings of `edgetransfer distill`; each description is the CLI help."""
+
+    teacher: str = Field(description="The fine-tuned teacher: a folder written by "
+                         "`edgetransfer finetune` (any HF sequence classifier).")
+    student_layers: int | None = Field(None, ge=1, description="Student = the teacher cut to "
+                                       "N layers spread over its depth (first and last kept; "
+                                       "6 -> 3 keeps 0,2,5) [default: half the teacher's].")
+    keep_layers: list[int] | None = Field(None, description="Student = exactly these teacher "
+                                          "layers, comma-separated (e.g. 0,5).")
+    student: str | None = Field(None, description="Student = another model: an HF folder "
+                                "with weights, or one with only config.json (random init). "
+                                "Its tokenizer must match the teacher's.")
+    # Defaults measured on SST-2 with minilm-l6 (bench/distill_sst2.py --sweep): see
+    # bench/RESULTS.md, "distill defaults".
+    temperature: float = Field(2.0, gt=0, description="Softmax temperature of the soft "
+                               "targets; the KL term is scaled by T^2.")
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the soft-target KL term; "
+                         "1 - alpha weights cross-entropy on the gold labels.")
+    hidden_weight: float = Field(0.0, ge=0, description="Weight of the hidden-state MSE over "
+                                 "the layer mapping (0 turns it off).")
+    attention_weight: float = Field(0.0, ge=0, description="Weight of the attention-"
+                                    "distribution KL over the layer mapping (0: off).")
+    unlabeled: str | None = Field(None, description="Unlabelled in-domain texts (CSV/TSV/"
+                                  "JSONL/Parquet) for the teacher to label and the student "
+                                  "to learn from (soft targets only).")
+    unlabeled_column: str | None = Field(None, description="Text column of --unlabeled "
+                                         "[default: as for --text-column].")
+    lr: float = Field(1e-4, gt=0, description="Peak learning rate.")
+    teacher_batch_size: int = Field(64, ge=1, description="Batch size for computing the "
+                                    "teacher's outputs once.")
+
+    @field_validator("keep_layers", mode="before")
+    @classmethod
+    def _split_layers(cls, v):
+        v = comma_list(v)
+        try:
+            return [int(x) for x in v] if v else None
+        except ValueError:
+            raise ValueError("give layer numbers, comma-separated, e.g. 0,5") from None
+
+
+def run(cfg: DistillConfig) -> Path:
+    started = time.perf_counter()
+    chosen = [x for x in ("student_layers", "keep_layers", "student") if getattr(cfg, x)]
+    if len(chosen) > 1:
+        raise ConfigError(f"--{chosen[0].replace('_', '-')} and --{chosen[1].replace('_', '-')}"
+                          f" both choose the student; give one")
+    placement = devices.choose(cfg.device, cfg.precision)
+    teacher_bb = backbones.resolve(cfg.teacher, cfg.allow_pickle, cfg.trust_remote_code)
+    if not teacher_bb.has_classifier:
+        raise ModelError(f"--teacher {cfg.teacher}: has no classification head (its "
+                         f"architectures are {teacher_bb.config.get('architectures')}); "
+                         f"fine-tune it first with `edgetransfer finetune`")
+    student_bb = (backbones.resolve(cfg.student, cfg.allow_pickle, cfg.trust_remote_code,
+                                    weights_optional=True) if cfg.student else None)
+    task = data.load_task(cfg.train, cfg.validation, cfg.test,
+                          model_labels=teacher_bb.label_names, **data_kwargs(cfg))
+    tokenizer = backbones.load_tokenizer(teacher_bb, cfg.trust_remote_code)
+    tokenized, truncation = data.tokenize(task, tokenizer, cfg.max_length,
+                                          "error" if cfg.refuse_long else "truncate")
+    if cfg.unlabeled and task.has_pair:
+        raise ConfigError("--unlabeled: takes single texts; this task has text pairs")
+    unlabeled = _read_unlabeled(cfg, tokenizer) if cfg.unlabeled else None
+    out = output_folder(cfg, task, [teacher_bb] + ([student_bb] if student_bb else []))
+
+    import torch
+    from datasets import concatenate_datasets
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    eager = cfg.attention_weight > 0  # attention maps come only from the eager kernels
+    teacher, _ = backbones.load_classifier(teacher_bb, task.label_names,
+                                           allow_pickle=cfg.allow_pickle,
+                                           trust_remote_code=cfg.trust_remote_code,
+                                           attn_implementation="eager" if eager else None)
+    check_vocab(teacher, tokenizer, cfg.teacher)
+    teacher.eval().requires_grad_(False)
+    student, keep = _build_student(cfg, teacher, student_bb, tokenizer, task, eager)
+    n_t, n_s = teacher.config.num_hidden_layers, student.config.num_hidden_layers
+    mapping = students.layer_mapping(n_s, n_t, keep)
+    if cfg.hidden_weight > 0 and student.config.hidden_size != teacher.config.hidden_size:
+        # learned projection of the student's states into the teacher's width; attached to
+        # the student so the Trainer optimises and checkpoints it, removed before saving
+        student.distill_projection = torch.nn.Linear(student.config.hidden_size,
+                                                     teacher.config.hidden_size)
+
+    device = torch.device("cuda" if placement.device == "cuda" else placement.device)
+    transfer = tokenized["train"]
+    if unlabeled is not None:
+        transfer = concatenate_datasets([transfer, unlabeled.cast(transfer.features)])
+    log.info("computing the teacher's outputs once over %d transfer examples", len(transfer))
+    t0 = time.perf_counter()
+    transfer = transfer.add_column(
+        "teacher_logits", teacher_logits(teacher, transfer, tokenizer, device,
+                                         cfg.teacher_batch_size).tolist())
+    teacher_time = time.perf_counter() - t0
+    teacher_eval = {
+        split: _evaluate_teacher(teacher, tokenized[split], tokenizer, device,
+                                 cfg.teacher_batch_size, task.label_names)
+        for split in ("validation", "test") if split in tokenized
+    }
+
+    settings = {
+        "stage": "distill",
+        "config": json.loads(cfg.model_dump_json()),
+        "student_kind": "model" if cfg.student else "teacher-layers",
+        "keep_layers": keep,
+        "layer_mapping": mapping,
+        "transfer_rows": {"labelled": len(tokenized["train"]),
+                          "unlabelled": len(unlabeled) if unlabeled is not None else 0},
+        **task_settings(task, placement),
+    }
+    online = cfg.hidden_weight > 0 or cfg.attention_weight > 0
+    fitted = training.fit(
+        model=student, tokenizer=tokenizer, tokenized=tokenized, label_names=task.label_names,
+        opts=cfg, lr=cfg.lr, out=out, settings=settings, placement=placement, started=started,
+        train_dataset=transfer, trainer_class=distill_trainer_class(),
+        trainer_kwargs={"teacher": teacher if online else None, "alpha": cfg.alpha,
+                        "temperature": cfg.temperature, "hidden_weight": cfg.hidden_weight,
+                        "attention_weight": cfg.attention_weight, "mapping": mapping},
+    )
+    if not training.is_main_process():
+        return out.final
+    trained = fitted.trainer.model
+    if hasattr(trained, "distill_projection"):
+        del trained.distill_projection
+    fitted.train_metrics["teacher_outputs_s"] = round(teacher_time, 1)
+    comparison = _side_by_side(teacher, trained, teacher_eval, fitted.evaluations, teacher_bb)
+    result = {**fitted.evaluations, "teacher": teacher_eval, "comparison": comparison,
+              "training": fitted.train_metrics, "truncated": truncation.counts}
+    return training.finish(out, fitted, model=trained, tokenizer=tokenizer,
+                           kind="distilled-classifier", settings=settings, metrics=result,
+                           parents={"teacher": cfg.teacher, **task.sources,
+                                    **({"unlabeled": cfg.unlabeled} if cfg.unlabeled else {})},
+                           title=f"distill: {n_s}-layer student of {Path(cfg.teacher).name}",
+                           keep_checkpoints=cfg.keep_checkpoints)
+
+
+def _build_student(cfg, teacher, student_bb, tokenizer, task, eager):
+    """(student model, kept teacher layers or None)."""
+    if student_bb is None:
+        n = teacher.config.num_hidden_layers
+        keep = cfg.keep_layers or students.spread_layers(n, cfg.student_layers or max(1, n // 2))
+        return students.from_teacher_layers(teacher, keep).requires_grad_(True), keep
+    student_labels = student_bb.label_names
+    if student_labels is not None and student_labels != task.label_names:
+        raise ModelError(f"--student {cfg.student}: its classes {student_labels} differ from "
+                         f"the teacher's {task.label_names}; give a student without a head or "
+                         f"with the same classes")
+    student_tok = (backbones.load_tokenizer(student_bb, cfg.trust_remote_code)
+                   if backbones.has_tokenizer(student_bb) else tokenizer)
+    student, _ = backbones.load_classifier(
+        student_bb, task.label_names, allow_pickle=cfg.allow_pickle,
+        trust_remote_code=cfg.trust_remote_code, attn_implementation="eager" if eager else None)
+    students.check_compatible(teacher, student, tokenizer, student_tok)
+    return student, None
+
+
+def _read_unlabeled(cfg, tokenizer):
+    from pathlib import Path as _P
+
+    from ..datafiles import read_table
+
+    table = read_table(_P(cfg.unlabeled))
+    column = data._pick(list(table.column_names), cfg.unlabeled_column, data.TEXT_COLUMNS,
+                        "text", cfg.unlabeled, "--unlabeled-column")
+    cols = data.Columns(text=column, label=column)
+    data._check_texts(table, cols, cfg.unlabeled)
+    texts = list(table[column])
+    enc = tokenizer(texts, truncation=True, max_length=cfg.max_length)
+    from datasets import Dataset
+
+    rows = {k: v for k, v in enc.items()}
+    rows["label"] = [losses.IGNORE] * len(texts)  # no gold label: soft targets only
+    log.info("unlabelled: %d texts from %s", len(texts), cfg.unlabeled)
+    return Dataset.from_dict(rows)
+
+
+def teacher_logits(model, dataset, tokenizer, device, batch_size: int = 64):
+    """The model's logits for every row, in order, as a float32 numpy array (one pass)."""
+    import numpy as np
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    collate = DataCollatorWithPadding(tokenizer)
+    keys = ("input_ids", "attention_mask", "token_type_ids")
+    model = model.to(device)
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(dataset), batch_size):
+            rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
+            batch = collate([{k: r[k] for k in keys if k in r} for r in rows])
+            out.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu())
+    return np.concatenate([t.numpy() for t in out]) if out else np.zeros((0, 0), np.float32)
+
+
+def _evaluate_teacher(teacher, dataset, tokenizer, device, batch_size, names):
+    from .. import metrics
+
+    logits = teacher_logits(teacher, dataset, tokenizer, device, batch_size)
+    return metrics.report(dataset["label"], logits.argmax(-1), names)
+
+
+def _side_by_side(teacher, student, teacher_eval, student_eval, teacher_bb) -> dict:
+    def size_mb(model):
+        return round(sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20, 1)
+
+    rows = {
+        "teacher": {"parameters": sum(p.numel() for p in teacher.parameters()),
+                    "layers": teacher.config.num_hidden_layers, "size_mb": size_mb(teacher)},
+        "student": {"parameters": sum(p.numel() for p in student.parameters()),
+                    "layers": student.config.num_hidden_layers, "size_mb": size_mb(student)},
+    }
+    for split, ev in student_eval.items():
+        t, s = teacher_eval[split]["accuracy"], ev["accuracy"]
+        rows["teacher"][f"{split}_accuracy"] = t
+        rows["student"][f"{split}_accuracy"] = s
+        rows[f"{split}_accuracy_kept"] = round(s / t, 4) if t else None
+    log.info("teacher %s vs student %s", rows["teacher"], rows["student"])
+    return rows
+
+
+def distill_trainer_class():
+    """transformers' Trainer with the distillation loss (defined lazily: torch is heavy)."""
+    import torch.nn.functional as F
+    from transformers import Trainer
+
+    class DistillTrainer(Trainer):
+        def __init__(self, *a, teacher=None, alpha=0.5, temperature=2.0, hidden_weight=0.0,
+                     attention_weight=0.0, mapping=(), **kw):
+            super().__init__(*a, **kw)
+            self.teacher, self.alpha, self.temperature = teacher, alpha, temperature
+            self.hidden_weight, self.attention_weight = hidden_weight, attention_weight
+            self.mapping = list(mapping)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            cached = inputs.pop("teacher_logits", None)
+            if cached is None:  # evaluation: plain cross-entropy on the gold labels
+                outputs = model(**inputs)
+                loss = F.cross_entropy(outputs.logits.float(), labels,
+                                       ignore_index=losses.IGNORE)
+                return (loss, outputs) if return_outputs else loss
+            want_h, want_a = self.hidden_weight > 0, self.attention_weight > 0
+            outputs = model(**inputs, output_hidden_states=want_h, output_attentions=want_a)
+            loss, _ = losses.combine(outputs.logits.float(), labels, cached.float(),
+                                     alpha=self.alpha, temperature=self.temperature)
+            if want_h or want_a:
+                import torch
+
+                self.teacher.to(outputs.logits.device)
+                with torch.no_grad():
+                    t = self.teacher(**inputs, output_hidden_states=want_h,
+                                     output_attentions=want_a)
+                mask = inputs["attention_mask"]
+                core = model.module if hasattr(model, "module") else model
+                if want_h:
+                    loss = loss + self.hidden_weight * losses.hidden_state_loss(
+                        outputs.hidden_states, t.hidden_states, self.mapping, mask,
+                        getattr(core, "distill_projection", None))
+                if want_a:
+                    pairs = [(s - 1, tt - 1) for s, tt in self.mapping if s > 0]
+                    loss = loss + self.attention_weight * losses.attention_loss(
+                        outputs.attentions, t.attentions, pairs, mask)
+            return (loss, outputs) if return_outputs else loss
+
+    return DistillTrainer

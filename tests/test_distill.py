@@ -1,0 +1,242 @@
+"""distill on tiny random models: student kinds, losses on and off, cached teacher outputs, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import make_rows, tiny_args, write_jsonl
+
+FILES = {"artifact.json", "config.json", "metrics.json", "settings.json", "history.json",
+         "model.safetensors", "training.png", "tokenizer.json", "tokenizer_config.json",
+         "special_tokens_map.json", "vocab.txt"}
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tiny_backbone, data_dir, tmp_path_factory) -> Path:
+    """The tiny BERT fine-tuned on the 3-class toy data (neg, neu, pos)."""
+    from edgetransfer.cli import main
+
+    out = tmp_path_factory.mktemp("teacher") / "t"
+    try:
+        main([str(a) for a in tiny_args(tiny_backbone, data_dir, out)])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    return out
+
+
+def distill_args(teacher, data: Path, out: Path, *extra):
+    return ["-q", "distill", "--teacher", teacher, "--train", data / "train.jsonl",
+            "--validation", data / "validation.jsonl", "--out", out, "--epochs", "2",
+            "--batch-size", "8", "--lr", "2e-3", "--patience", "0", *extra]
+
+
+def test_spread_layers_rule():
+    from edgetransfer.students import spread_layers
+
+    assert spread_layers(6, 3) == [0, 2, 5]
+    assert spread_layers(6, 2) == [0, 5]
+    assert spread_layers(12, 4) == [0, 4, 7, 11]
+    assert spread_layers(6, 1) == [5]
+    assert spread_layers(6, 6) == list(range(6))
+
+
+def test_cut_down_student_starts_from_the_chosen_teacher_layers(tiny_teacher):
+    from transformers import AutoModelForSequenceClassification
+
+    from edgetransfer.students import from_teacher_layers
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher)
+    student = from_teacher_layers(teacher, [1])
+    assert student.config.num_hidden_layers == 1 and len(student.bert.encoder.layer) == 1
+    assert torch.equal(student.bert.encoder.layer[0].attention.self.query.weight,
+                       teacher.bert.encoder.layer[1].attention.self.query.weight)
+    assert torch.equal(student.classifier.weight, teacher.classifier.weight)
+    assert teacher.config.num_hidden_layers == 2  # the teacher is untouched
+
+
+def test_distill_cut_down_student(cli, tiny_teacher, data_dir, tmp_path):
+    out = tmp_path / "student"
+    code, err = cli(*distill_args(tiny_teacher, data_dir, out, "--student-layers", "1",
+                                  "--test", data_dir / "test.jsonl"))
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} == FILES
+    from transformers import AutoModelForSequenceClassification
+
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert student.config.num_hidden_layers == 1
+    assert student.config.id2label == {0: "neg", 1: "neu", 2: "pos"}
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["teacher"]) == {"validation", "test"}
+    cmp = m["comparison"]
+    assert cmp["student"]["layers"] == 1 and cmp["teacher"]["layers"] == 2
+    assert cmp["student"]["parameters"] < cmp["teacher"]["parameters"]
+    assert cmp["validation_accuracy_kept"] == pytest.approx(
+        m["validation"]["accuracy"] / m["teacher"]["validation"]["accuracy"], abs=1e-4)
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["keep_layers"] == [1] and settings["layer_mapping"] == [[0, 0], [1, 2]]
+
+
+def test_student_of_another_width_trains_with_a_projection(cli, tiny_teacher, data_dir,
+                                                           tmp_path):
+    from transformers import AutoTokenizer, BertConfig
+
+    folder = tmp_path / "narrow"
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=32, max_position_embeddings=128).save_pretrained(folder)
+    out = tmp_path / "student"
+    code, err = cli(*distill_args(tiny_teacher, data_dir, out, "--student", folder,
+                                  "--hidden-weight", "1", "--attention-weight", "1"))
+    assert code == 0, err
+    weights = load_file(out / "model.safetensors")
+    assert weights["bert.embeddings.word_embeddings.weight"].shape[1] == 16
+    assert not any("distill_projection" in k for k in weights)
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["student_kind"] == "model"
+    assert settings["layer_mapping"] == [[0, 0], [1, 2]]  # uniform map: 1 of 2 layers
+    history = json.loads((out / "history.json").read_text())
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert losses and all(v == v for v in losses)  # trained, no NaN
+
+
+def test_cached_teacher_outputs_equal_recomputed_ones(tiny_teacher, data_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgetransfer.data import load_task, tokenize
+    from edgetransfer.stages.distill import teacher_logits
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    task = load_task(str(data_dir / "train.jsonl"), str(data_dir / "validation.jsonl"))
+    tokenized, _ = tokenize(task, tok, 64)
+    cached = teacher_logits(teacher, tokenized["train"], tok, torch.device("cpu"), batch_size=7)
+    assert cached.shape == (60, 3)
+    with torch.inference_mode():
+        for i in (0, 13, 59):  # one at a time, unpadded
+            row = tokenized["train"][i]
+            inputs = {k: torch.tensor([row[k]]) for k in ("input_ids", "attention_mask",
+                                                          "token_type_ids")}
+            assert torch.allclose(teacher(**inputs).logits[0], torch.from_numpy(cached[i]),
+                                  atol=1e-5)
+
+
+def _batch(tok):
+    texts = [r["text"] for r in make_rows(6)]
+    enc = tok(texts, ["x " * (i + 1) for i in range(6)], padding=True, return_tensors="pt")
+    return dict(enc)
+
+
+def test_each_loss_switches_on_and_off(tiny_teacher):
+    """Student = an exact copy of the teacher: every transfer loss is zero; perturbed, each
+    switched-on term adds to the loss, and a switched-off one adds nothing."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgetransfer import losses
+    from edgetransfer.stages.distill import distill_trainer_class
+    from edgetransfer.students import from_teacher_layers, layer_mapping
+
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        tiny_teacher, attn_implementation="eager").eval()
+    batch = _batch(tok)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        t_logits = teacher(**batch).logits
+    Trainer = distill_trainer_class()
+
+    def loss(student, **weights):
+        trainer = Trainer.__new__(Trainer)  # only compute_loss is exercised
+        Trainer_init = dict(alpha=weights.get("alpha", 0.5), temperature=2.0,
+                            hidden_weight=weights.get("hidden", 0.0),
+                            attention_weight=weights.get("attention", 0.0))
+        trainer.teacher = teacher
+        trainer.mapping = layer_mapping(2, 2, [0, 1])
+        for k, v in Trainer_init.items():
+            setattr(trainer, k, v)
+        with torch.no_grad():
+            return float(trainer.compute_loss(
+                student, {**batch, "labels": labels, "teacher_logits": t_logits}))
+
+    twin = from_teacher_layers(teacher, [0, 1]).eval()
+    ce = float(torch.nn.functional.cross_entropy(t_logits, labels))
+    assert loss(twin, alpha=1.0) == pytest.approx(0.0, abs=1e-6)  # soft only, identical
+    assert loss(twin, alpha=0.0) == pytest.approx(ce, rel=1e-5)  # hard labels only
+    assert loss(twin, alpha=1.0, hidden=1.0, attention=1.0) == pytest.approx(0.0, abs=1e-5)
+
+    with torch.no_grad():
+        twin.bert.encoder.layer[0].attention.self.query.weight.add_(0.5)
+        twin.bert.encoder.layer[0].intermediate.dense.weight.add_(0.5)
+        twin.classifier.weight.mul_(-3.0)  # the tiny teacher's logits barely depend on layer 0
+    base = loss(twin, alpha=1.0)
+    with_hidden = loss(twin, alpha=1.0, hidden=1.0)
+    with_attention = loss(twin, alpha=1.0, attention=1.0)
+    assert base > 0 and with_hidden > base and with_attention > base
+    assert loss(twin, alpha=1.0, hidden=0.0, attention=0.0) == pytest.approx(base)
+    # rows without a gold label (-100) take the soft loss only
+    assert losses.hard_label_loss(t_logits, torch.full((6,), -100)).item() == 0.0
+
+
+def test_hidden_loss_ignores_padding():
+    from edgetransfer.losses import hidden_state_loss
+
+    s = (torch.zeros(1, 4, 8),)
+    t = (torch.zeros(1, 4, 8),)
+    t[0][0, 3] = 5.0  # differs only at a padded position
+    mask = torch.tensor([[1, 1, 1, 0]])
+    assert hidden_state_loss(s, t, [(0, 0)], mask).item() == 0.0
+
+
+def test_unlabeled_text_joins_the_transfer_set(cli, tiny_teacher, data_dir, tmp_path):
+    write_jsonl(tmp_path / "u.jsonl", [{"text": r["text"]} for r in make_rows(20, seed=9)])
+    out = tmp_path / "student"
+    code, err = cli(*distill_args(tiny_teacher, data_dir, out, "--student-layers", "1",
+                                  "--unlabeled", tmp_path / "u.jsonl"))
+    assert code == 0, err
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["transfer_rows"] == {"labelled": 60, "unlabelled": 20}
+    steps = json.loads((out / "metrics.json").read_text())["training"]["steps"]
+    assert steps == 2 * 10  # 80 transfer rows / batch 8, two epochs
+
+
+def test_teacher_without_a_head_is_refused(cli, tiny_backbone, data_dir, tmp_path):
+    code, err = cli(*distill_args(tiny_backbone, data_dir, tmp_path / "s"))
+    assert code == 2 and "has no classification head" in err and "edgetransfer finetune" in err
+
+
+def test_student_with_another_vocabulary_is_refused(cli, tiny_teacher, data_dir, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, PreTrainedTokenizerFast
+
+    folder = tmp_path / "other-vocab"
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "good": 4, "bad": 5}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]",
+                            cls_token="[CLS]", sep_token="[SEP]").save_pretrained(folder)
+    BertConfig(vocab_size=6, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=32).save_pretrained(folder)
+    code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s", "--student", folder))
+    assert code == 2 and "its tokenizer's vocabulary differs from the teacher's" in err
+
+
+def test_student_with_other_classes_is_refused(cli, tiny_teacher, tiny_classifier, data_dir,
+                                               tmp_path):
+    code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s", "--student",
+                                  tiny_classifier))
+    assert code == 2
+    assert "its classes ['negative', 'positive'] differ from the teacher's ['neg', 'neu', " \
+        "'pos']" in err
+
+
+def test_two_ways_of_choosing_the_student_is_an_error(cli, tiny_teacher, data_dir, tmp_path):
+    code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s", "--student-layers",
+                                  "1", "--keep-layers", "0"))
+    assert code == 2 and "both choose the student; give one" in err
+    code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s", "--keep-layers",
+                                  "0,7"))
+    assert code == 2 and "--keep-layers 0,7: the teacher has layers 0..1" in err
