@@ -94,6 +94,14 @@ def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = Fal
     return Backbone(name=name, source=str(folder), local=True, config=config)
 
 
+def check_max_length(backbone: Backbone, max_length: int) -> None:
+    """Refuse a --max-length the model's position table cannot hold."""
+    limit = backbone.config.get("max_position_embeddings")
+    if limit and max_length > limit:
+        raise ModelError(f"--max-length {max_length}: {backbone.name} takes at most {limit} "
+                         f"tokens; lower it")
+
+
 def has_weights(folder: Path) -> bool:
     return any(folder.glob("*.safetensors")) or any((folder / f).exists() for f in PICKLE_WEIGHTS)
 

@@ -118,6 +118,11 @@ def _case_lora_targets(d):
         ["--method", "lora", "--lora-targets", "q_proj"]
 
 
+def _case_max_length_beyond_positions(d):
+    # the tiny model has 128 positions
+    return "takes at most 128 tokens; lower it", ["--max-length", "512"]
+
+
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("_case_")]
 
 

@@ -84,6 +84,7 @@ def run(cfg: DistillConfig) -> Path:
                          f"fine-tune it first with `edgetransfer finetune`")
     student_bb = (backbones.resolve(cfg.student, cfg.allow_pickle, cfg.trust_remote_code,
                                     weights_optional=True) if cfg.student else None)
+    backbones.check_max_length(teacher_bb, cfg.max_length)
     task = data.load_task(cfg.train, cfg.validation, cfg.test,
                           model_labels=teacher_bb.label_names, **data_kwargs(cfg))
     tokenizer = backbones.load_tokenizer(teacher_bb, cfg.trust_remote_code)

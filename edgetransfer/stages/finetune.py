@@ -69,6 +69,7 @@ def run(cfg: FinetuneConfig) -> Path:
     backbone = backbones.resolve(cfg.model, cfg.allow_pickle, cfg.trust_remote_code)
     model_labels = None if cfg.new_head else backbone.label_names
 
+    backbones.check_max_length(backbone, cfg.max_length)
     task = data.load_task(cfg.train, cfg.validation, cfg.test, model_labels=model_labels,
                           **data_kwargs(cfg))
     log.info("data: %s; classes: %s", ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()),
