@@ -179,15 +179,25 @@ def plot_history(history: list[dict], path: Path, title: str) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    handles = []
     if train:
-        ax.plot(*zip(*train), color="tab:blue", label="training loss")
+        handles += ax.plot(*zip(*train), color="tab:blue", label="training loss")
+    eval_loss = [(h["epoch"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    if eval_loss:
+        handles += ax.plot(*zip(*eval_loss), "--", color="tab:blue", alpha=0.6,
+                           label="validation loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss", color="tab:blue")
+    ax.set_ylabel("loss", color="tab:blue")
     if evals:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*evals), "o-", color="tab:orange", label="validation accuracy")
+        handles += ax2.plot(*zip(*evals), "o-", color="tab:orange", label="validation accuracy")
         ax2.set_ylabel("validation accuracy", color="tab:orange")
         ax2.set_ylim(min(0.5, min(a for _, a in evals) - 0.05), 1.0)
+        best_epoch, best = max(evals, key=lambda e: (e[1], -e[0]))  # first of the best
+        ax2.axvline(best_epoch, color="grey", linestyle=":", linewidth=1)
+        ax2.annotate(f"best {best:.3f} (kept)", (best_epoch, best), textcoords="offset points",
+                     xytext=(4, -14), fontsize=8, color="grey")
+    ax.legend(handles=handles, loc="center right", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
