@@ -91,11 +91,18 @@ class OutputFolder:
                 )
         if self.final.exists() and not self.final.is_dir():
             raise OutputError(f"--out {self.final}: is a file; give a folder path")
-        if self.final.exists() and any(self.final.iterdir()) and not self.overwrite:
-            raise OutputError(
-                f"--out {self.final}: already holds results; pass --overwrite to replace them "
-                f"(they are kept until the new run completes)"
-            )
+        if self.final.exists() and any(self.final.iterdir()):
+            if not (self.final / MANIFEST).exists():
+                # --overwrite replaces the whole folder: never one edgetransfer did not write
+                raise OutputError(
+                    f"--out {self.final}: is a non-empty folder that edgetransfer did not write "
+                    f"(no {MANIFEST}); choose a new or empty folder"
+                )
+            if not self.overwrite:
+                raise OutputError(
+                    f"--out {self.final}: already holds results; pass --overwrite to replace "
+                    f"them (they are kept until the new run completes)"
+                )
         if self.work.exists() and not self.resume and not self.overwrite:
             raise OutputError(
                 f"--out {self.final}: an interrupted run is in {self.work}; pass --resume to "

@@ -68,13 +68,14 @@ def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = Fal
         folder = builtin_path(name)
     elif Path(name).exists():
         folder = Path(name)
-    elif name.startswith((".", "/", "~")) or Path(name).suffix:
+    elif name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
         raise ModelError(
             f"--model {name}: no such folder; give a local HF folder, a hub id, or one of "
             f"{sorted(BUILTIN)}"
         )
-    else:
-        return Backbone(name=name, source=name, local=False, config={})
+    else:  # a hub id ("org/name", dots allowed): its config, for the same checks as a folder
+        return Backbone(name=name, source=name, local=False,
+                        config=_hub_config(name, trust_remote_code))
     if not folder.is_dir():
         raise ModelError(f"--model {name}: is a file; give the folder that holds config.json")
     config_file = folder / "config.json"
@@ -92,6 +93,22 @@ def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = Fal
     if not (weights_optional and not has_weights(folder)):
         check_weights(folder, allow_pickle)
     return Backbone(name=name, source=str(folder), local=True, config=config)
+
+
+def _hub_config(name: str, trust_remote_code: bool) -> dict:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code).to_dict()
+    except Exception as e:
+        text = " ".join(str(e).split())
+        if "trust_remote_code" in text:
+            raise ModelError(f"--model {name}: needs its own code to load; pass "
+                             f"--trust-remote-code only if you trust its author") from None
+        raise EnvironmentProblem(
+            f"--model {name}: not a local folder or built-in name ({', '.join(sorted(BUILTIN))})"
+            f", and its config could not be fetched from the hub; give a local folder"
+        ) from None
 
 
 def check_max_length(backbone: Backbone, max_length: int) -> None:
@@ -186,6 +203,13 @@ def load_classifier(
         raise _load_error(backbone, "model", e) from e
     missing = set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
     new_modules = sorted({k.rsplit(".", 1)[0] for k in missing})
+    if new_head:
+        # ignore_mismatched_sizes keeps an old head of the same size: a new head means new
+        # classes, so start it afresh whatever its size
+        for name, module in model.named_children():
+            if name in ("classifier", "score"):
+                module.apply(model._init_weights)
+                new_modules = sorted(set(new_modules) | {name})
     if new_modules:
         log.info("new (randomly initialised) modules: %s", ", ".join(new_modules))
     return model, new_modules

@@ -15,7 +15,7 @@ import click
 
 from . import __version__
 from .cli_options import build, options_from
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EdgeTransferError
+from .errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgeTransferError
 
 log = logging.getLogger("edgetransfer")
 _state = {"debug": False}
@@ -68,6 +68,7 @@ def cli(debug: bool, verbose: int, quiet: bool) -> None:
     Stages:
       finetune   adapt a backbone to a labelled task (full, LoRA or head-only)
       distill    teach a small, fast student from the fine-tuned teacher
+      export     ONNX through optimum, fusions, int8/fp16 quantization, parity-gated
 
     Run `edgetransfer COMMAND --help` for a command's options.
     """
@@ -128,6 +129,35 @@ def distill(**values) -> None:
     stage.run(build(stage.DistillConfig, values))
 
 
+def _export_config():
+    from .stages.export import ExportConfig
+
+    return ExportConfig
+
+
+@cli.command(name="export", context_settings={"show_default": True})
+@options_from(_export_config(), first=("model", "out", "quantize", "target"))
+def export_command(**values) -> None:
+    """Export a checkpoint to ONNX: fusions, int8/fp16 quantization, parity-gated.
+
+    \b
+    Examples:
+      edgetransfer export --model models/demo/student --quantize int8-dynamic \\
+          --out models/demo/onnx
+      edgetransfer export --model models/demo/student --quantize int8-static \\
+          --calibration-data recipes/data/intents/train.jsonl --out models/demo/onnx-static
+      edgetransfer export --model models/demo/student --quantize auto \\
+          --max-accuracy-drop 0.5 --eval-data recipes/data/intents/validation.jsonl \\
+          --out models/demo/onnx-auto
+
+    Output parity with PyTorch is a gate: a model that drifts beyond tolerance is an error
+    (exit 3) and nothing is written under --out.
+    """
+    from .stages import export as stage
+
+    stage.run(build(stage.ExportConfig, values))
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="edgetransfer", standalone_mode=False)
@@ -150,6 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # a bug: say so in one line unless asked for the traceback
         if _state["debug"]:
             raise
+        if type(e).__name__ == "OutOfMemoryError":  # torch's, on CUDA: the machine, not a bug
+            click.echo("error: the GPU ran out of memory; lower --batch-size or --max-length",
+                       err=True)
+            sys.exit(EXIT_ENVIRONMENT)
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         click.echo(f"internal error: {type(e).__name__}: {first[:300]} (rerun with --debug for "
                    f"the traceback, and please report it)", err=True)

@@ -13,14 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .datafiles import FORMATS, first_line_number, read_table
+from .datafiles import FORMATS, read_table, row_line
 from .errors import DataError, EnvironmentProblem
 
 log = logging.getLogger(__name__)
 
 # Column names tried, in order, when the user names none (GLUE, HF datasets conventions).
-TEXT_COLUMNS = ("text", "sentence", "sentence1", "question", "premise")
-PAIR_COLUMNS = {"sentence1": "sentence2", "question": "sentence", "premise": "hypothesis"}
+TEXT_COLUMNS = ("text", "sentence", "sentence1", "question", "question1", "premise")
+# (first, second) text columns of pair tasks (GLUE's MRPC/RTE, QNLI, QQP, MNLI), tried first
+PAIRS = (("sentence1", "sentence2"), ("question", "sentence"), ("question1", "question2"),
+         ("premise", "hypothesis"), ("text", "text_pair"))
+PAIR_COLUMNS = dict(PAIRS)
 LABEL_COLUMNS = ("label", "labels", "intent", "class")
 
 
@@ -64,10 +67,8 @@ def _is_local(spec: str) -> bool:
 
 
 def _row_name(source: str, index: int) -> str:
-    p = Path(source)
-    if p.suffix.lower() in (".parquet", ".pq") or not p.suffix:
-        return f"{source}: row {index}"
-    return f"{source}: line {index + first_line_number(p)}"
+    line = row_line(source, index)
+    return f"{source}: line {line}" if line else f"{source}: row {index}"
 
 
 def _read_split(spec: str, hub_split: str):
@@ -104,12 +105,14 @@ def _pick(names: list[str], wanted: str | None, candidates, what: str, source: s
 
 
 def resolve_columns(names: list[str], source: str, text, pair, label) -> Columns:
+    if text is None and pair is None:  # a known pair of columns wins over a lone text column
+        text, pair = next(((a, b) for a, b in PAIRS if a in names and b in names), (None, None))
     text_col = _pick(names, text, TEXT_COLUMNS, "text", source, "--text-column")
     label_col = _pick(names, label, LABEL_COLUMNS, "label", source, "--label-column")
-    if pair is None and text is None:
+    if pair is None:
         guess = PAIR_COLUMNS.get(text_col)
         pair = guess if guess in names else None
-    elif pair is not None and pair not in names:
+    elif pair not in names:
         raise DataError(
             f"{source}: no text-pair column {pair!r}; the columns are {names}; "
             f"pass --text-pair-column with one of them"
@@ -170,6 +173,12 @@ def label_names_for(
             f"{_row_name(source, i)}: labels mix numbers and names ({train_labels[0]!r} and "
             f"{train_labels[i]!r}); use one kind throughout"
         )
+    if model_labels and given_names and list(given_names) != list(model_labels):
+        raise DataError(
+            f"--label-names {','.join(given_names)}: the checkpoint's head already names its "
+            f"classes {list(model_labels)}; drop --label-names, or pass --new-head to replace "
+            f"the head"
+        )
     if kinds == {str}:
         seen = sorted(set(train_labels))
         if model_labels:
@@ -202,7 +211,7 @@ def _encode_labels(ds, cols: Columns, source: str, names: list[str], fixed_by_mo
         if isinstance(v, str):
             if v not in index:
                 hint = (
-                    "the checkpoint's classes are " + str(names)
+                    f"the checkpoint's classes are {names}; pass --new-head to replace its head"
                     if fixed_by_model
                     else f"train has {names}; add examples of it to train or drop the row"
                 )
@@ -240,6 +249,8 @@ def load_task(
     cols = resolve_columns(
         list(raw["train"].column_names), train, text_column, text_pair_column, label_column
     )
+    log.info("columns: text %r%s, label %r", cols.text,
+             f", pair {cols.pair!r}" if cols.pair else "", cols.label)
     for name, ds in raw.items():
         if name != "train":
             for c in [cols.text, cols.label] + ([cols.pair] if cols.pair else []):
@@ -352,3 +363,34 @@ def tokenize(task: Task, tokenizer, max_length: int, on_long: str = "truncate"):
     finally:
         transformers.logging.set_verbosity(previous)
     return out, Truncation(counts, longest)
+
+
+def load_split(spec: str, label_names: list[str] | None, *, text_column: str | None = None,
+               text_pair_column: str | None = None, label_column: str | None = None):
+    """One checked split for a trained model: texts (and pairs), labels as the model's ids.
+
+    `label_names=None` reads texts only (calibration data needs no labels). Returns a
+    `datasets.Dataset` with text/(text_pair)/(label) columns.
+    """
+    ds = _read_split(spec, "validation")
+    names = list(ds.column_names)
+    if text_column is None and text_pair_column is None:
+        text_column, text_pair_column = next(
+            ((a, b) for a, b in PAIRS if a in names and b in names), (None, None))
+    text = _pick(names, text_column, TEXT_COLUMNS, "text", spec, "--text-column")
+    pair = text_pair_column
+    if pair is None:
+        guess = PAIR_COLUMNS.get(text)
+        pair = guess if guess in names else None
+    elif pair not in names:
+        raise DataError(f"{spec}: no text-pair column {pair!r}; the columns are {names}")
+    cols = Columns(text=text, label=text, pair=pair)
+    _check_texts(ds, cols, spec)
+    keep = {text: "text"} | ({pair: "text_pair"} if pair else {})
+    out = ds.select_columns(list(keep)).rename_columns(
+        {k: v for k, v in keep.items() if k != v})
+    if label_names is not None:
+        cols.label = _pick(names, label_column, LABEL_COLUMNS, "label", spec, "--label-column")
+        out = out.add_column("label", _encode_labels(ds, cols, spec, label_names,
+                                                     fixed_by_model=True))
+    return out

@@ -38,10 +38,15 @@ def file_format(path: Path) -> tuple[str, str | None]:
         ) from None
 
 
-def first_line_number(path: Path) -> int:
-    """The file line that holds data row 0: after the header for CSV/TSV, 1 for JSONL."""
-    builder, _ = file_format(path)
-    return 2 if builder == "csv" else 1
+# path -> the file line on which each data row starts, recorded by check_file: pyarrow and
+# pandas skip blank lines and join quoted multi-line fields, so row i is not line i + 1.
+_ROW_LINES: dict[str, list[int]] = {}
+
+
+def row_line(path: str, index: int) -> int | None:
+    """The file line where data row `index` of a checked text file starts."""
+    lines = _ROW_LINES.get(str(Path(path).resolve()))
+    return lines[index] if lines and 0 <= index < len(lines) else None
 
 
 def check_file(path: Path) -> None:
@@ -58,9 +63,10 @@ def check_file(path: Path) -> None:
         return  # binary and typed: pyarrow's own error names the problem well enough
     text = _decode_utf8(path, raw)
     if builder == "json":
-        _check_jsonl(path, text)
+        lines = _check_jsonl(path, text)
     else:
-        _check_delimited(path, text, delimiter)
+        lines = _check_delimited(path, text, delimiter)
+    _ROW_LINES[str(path.resolve())] = lines
 
 
 def _decode_utf8(path: Path, raw: bytes) -> str:
@@ -76,9 +82,11 @@ def _decode_utf8(path: Path, raw: bytes) -> str:
         ) from None
 
 
-def _check_jsonl(path: Path, text: str) -> None:
-    rows = 0
-    for number, line in enumerate(text.splitlines(), start=1):
+def _check_jsonl(path: Path, text: str) -> list[int]:
+    rows = []
+    # split on "\n" only: str.splitlines() also splits on U+2028 and friends, which JSON
+    # allows raw inside strings
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -97,12 +105,13 @@ def _check_jsonl(path: Path, text: str) -> None:
                 f"{path}: line {number} is a JSON {type(obj).__name__}, not an object; "
                 f'write one object per line, e.g. {{"text": "...", "label": "..."}}'
             )
-        rows += 1
-    if rows == 0:
+        rows.append(number)
+    if not rows:
         raise DataError(f"{path}: holds no rows; it needs at least one JSON object per line")
+    return rows
 
 
-def _check_delimited(path: Path, text: str, delimiter: str) -> None:
+def _check_delimited(path: Path, text: str, delimiter: str) -> list[int]:
     # TSV as GLUE ships it is unquoted; a stray '"' must not swallow the next lines.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
@@ -116,9 +125,11 @@ def _check_delimited(path: Path, text: str, delimiter: str) -> None:
             f"{path}: the header has one column but contains {kind}s; the file looks "
             f"{kind}-separated: give it the suffix {'.tsv' if other == chr(9) else '.csv'}"
         )
-    rows = 0
+    rows = []
+    start = reader.line_num + 1  # the line the next record starts on
     for row in reader:
         if not row:
+            start = reader.line_num + 1
             continue  # blank line
         if len(row) != len(header):
             # reader.line_num is the physical line where this record ended
@@ -126,9 +137,11 @@ def _check_delimited(path: Path, text: str, delimiter: str) -> None:
                 f"{path}: line {reader.line_num} has {len(row)} fields, the header has "
                 f"{len(header)}; fix that row (an unquoted delimiter inside a text?)"
             )
-        rows += 1
-    if rows == 0:
+        rows.append(start)
+        start = reader.line_num + 1
+    if not rows:
         raise DataError(f"{path}: has a header but no rows")
+    return rows
 
 
 def read_table(path: Path):

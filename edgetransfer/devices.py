@@ -24,6 +24,16 @@ class Placement:
 
 
 def choose(device: str = "auto", precision: str = "auto") -> Placement:
+    import os
+
+    kind, _, index = device.partition(":")
+    if kind in ("cuda", "auto") and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # One process sees one GPU: otherwise the Trainer wraps the model in DataParallel over
+        # every visible GPU (an effective batch of N x --batch-size) and ignores the index.
+        # Set before torch first counts the devices.
+        if index and not index.isdigit():
+            raise ConfigError(f"--device {device}: use cuda or cuda:N")
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", index or "0")
     import torch
 
     cuda = torch.cuda.is_available()
@@ -31,6 +41,13 @@ def choose(device: str = "auto", precision: str = "auto") -> Placement:
     if device == "auto":
         device = "cuda" if cuda else "cpu"  # mps only on request: several ops still fall back
     kind = device.split(":")[0]
+    if kind == "cuda" and cuda and torch.cuda.device_count() > 1 and \
+            int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%d GPUs visible to one process: training uses one; start several with torchrun",
+            torch.cuda.device_count())
     if kind not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"--device {device}: use auto, cpu, cuda or mps")
     if kind == "cuda" and not cuda:

@@ -298,8 +298,11 @@ def finish(out, fitted: Fitted, *, model, tokenizer, kind: str, settings: dict, 
     model.save_pretrained(out.work, safe_serialization=True)
     tokenizer.save_pretrained(out.work)
     write_json(out.work / "metrics.json", metrics)
-    write_json(out.work / "history.json", fitted.progress.history)
-    plot_history(fitted.progress.history, out.work / "training.png", title)
+    # the Trainer's log history survives --resume (it is saved in every checkpoint); the
+    # callback's list would only hold what happened since the restart
+    history = [dict(h, step=h.get("step")) for h in fitted.trainer.state.log_history]
+    write_json(out.work / "history.json", history)
+    plot_history(history, out.work / "training.png", title)
     if not keep_checkpoints:
         shutil.rmtree(out.work / CHECKPOINTS, ignore_errors=True)
     summary = {f"{k}_accuracy": v["accuracy"] for k, v in fitted.evaluations.items()}

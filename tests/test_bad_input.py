@@ -238,6 +238,50 @@ def test_csv_tsv_parquet_read_alike(tmp_path):
     frame.to_csv(tmp_path / "t.tsv", index=False, sep="\t")
     frame.to_parquet(tmp_path / "t.parquet")
     write_jsonl(tmp_path / "t.jsonl", rows)
-    texts = {s: load_task(str(tmp_path / f"t.{s}"), validation_fraction=0.25).label_names
+    tasks = {s: load_task(str(tmp_path / f"t.{s}"), validation_fraction=0.25, seed=3)
              for s in ("csv", "tsv", "parquet", "jsonl")}
-    assert len({tuple(v) for v in texts.values()}) == 1
+    seen = {(tuple(t.label_names), tuple(t.splits["train"]["text"]),
+             tuple(t.splits["train"]["label"]), tuple(t.splits["validation"]["text"]))
+            for t in tasks.values()}
+    assert len(seen) == 1
+    assert len(tasks["csv"].splits["train"]) == 9
+
+
+def test_row_numbers_count_blank_lines_and_multiline_fields(tmp_path):
+    from edgetransfer.data import load_task
+    from edgetransfer.errors import DataError
+
+    (tmp_path / "t.jsonl").write_text('{"text": "a b", "label": "x"}\n\n'
+                                      '{"text": "c", "label": "y"}\n{"text": "", "label": "x"}\n')
+    with pytest.raises(DataError, match=r"t.jsonl: line 4: column 'text' is empty"):
+        load_task(str(tmp_path / "t.jsonl"))
+    (tmp_path / "t.csv").write_text('text,label\n"two\nlines",x\n\nok,y\n,x\n')
+    with pytest.raises(DataError, match=r"t.csv: line 6: column 'text' is empty"):
+        load_task(str(tmp_path / "t.csv"))
+
+
+@pytest.mark.parametrize("columns,expected", [
+    (("question", "sentence"), ("question", "sentence")),  # QNLI
+    (("question1", "question2"), ("question1", "question2")),  # QQP
+    (("sentence1", "sentence2"), ("sentence1", "sentence2")),  # MRPC, RTE
+    (("sentence",), ("sentence", None)),  # SST-2
+])
+def test_pair_columns_are_found(tmp_path, columns, expected):
+    from edgetransfer.data import load_task
+
+    rows = [{c: f"{c} {i}" for c in columns} | {"label": i % 2} for i in range(8)]
+    write_jsonl(tmp_path / "t.jsonl", rows)
+    task = load_task(str(tmp_path / "t.jsonl"), validation_fraction=0.25)
+    assert (task.columns.text, task.columns.pair) == expected
+
+
+def test_jsonl_with_a_line_separator_inside_a_text(tmp_path):
+    from edgetransfer.data import load_task
+
+    (tmp_path / "t.jsonl").write_text(
+        '{"text": "one\u2028two", "label": "a"}\n{"text": "three", "label": "b"}\n'
+        '{"text": "four", "label": "a"}\n{"text": "five", "label": "b"}\n', encoding="utf-8")
+    (tmp_path / "raw.jsonl").write_bytes((tmp_path / "t.jsonl").read_text(
+        encoding="utf-8").encode("utf-8").replace(b"\\u2028", "\u2028".encode("utf-8")))
+    task = load_task(str(tmp_path / "raw.jsonl"), validation_fraction=0.25)
+    assert sum(len(s) for s in task.splits.values()) == 4

@@ -127,9 +127,13 @@ def test_existing_output_is_refused_without_overwrite(cli, tiny_backbone, data_d
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    code, err = cli(*tiny_args(tiny_backbone, data_dir, out))
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--overwrite"))
     assert code == 2
-    assert "already holds results; pass --overwrite" in err
+    assert "is a non-empty folder that edgetransfer did not write" in err
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "artifact.json").write_text("{}")  # an earlier result
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out))
+    assert code == 2 and "already holds results; pass --overwrite" in err
     assert (out / "keep.txt").read_text() == "mine"
 
 

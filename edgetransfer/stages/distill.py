@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from .. import backbones, data, devices, losses, students, training
+from .. import backbones, data, devices, students, training
 from ..errors import ConfigError, ModelError
 from ..options import DataOptions, OutputOptions, TrainOptions, comma_list, data_kwargs
 from .finetune import check_vocab, output_folder, task_settings
@@ -93,7 +93,10 @@ def run(cfg: DistillConfig) -> Path:
     if cfg.unlabeled and task.has_pair:
         raise ConfigError("--unlabeled: takes single texts; this task has text pairs")
     unlabeled = _read_unlabeled(cfg, tokenizer) if cfg.unlabeled else None
-    out = output_folder(cfg, task, [teacher_bb] + ([student_bb] if student_bb else []))
+    if student_bb is not None:
+        backbones.check_max_length(student_bb, cfg.max_length)
+    out = output_folder(cfg, task, [teacher_bb] + ([student_bb] if student_bb else []),
+                        extra_inputs=[cfg.unlabeled] if cfg.unlabeled else [])
 
     import torch
     from datasets import concatenate_datasets
@@ -116,7 +119,17 @@ def run(cfg: DistillConfig) -> Path:
         student.distill_projection = torch.nn.Linear(student.config.hidden_size,
                                                      teacher.config.hidden_size)
 
-    device = torch.device("cuda" if placement.device == "cuda" else placement.device)
+    if eager:
+        # BERT returns attention probabilities after dropout: in training they no longer sum
+        # to 1 and the KL goes noisy, so the student's attention-probability dropout is off
+        for name, module in student.named_modules():
+            if isinstance(module, torch.nn.Dropout) and name.endswith("attention.self.dropout"):
+                module.p = 0.0
+    import os
+
+    # each process's own GPU under torchrun/accelerate (LOCAL_RANK), else the first
+    device = (torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+              if placement.device == "cuda" else torch.device(placement.device))
     transfer = tokenized["train"]
     if unlabeled is not None:
         transfer = concatenate_datasets([transfer, unlabeled.cast(transfer.features)])
@@ -126,6 +139,8 @@ def run(cfg: DistillConfig) -> Path:
         "teacher_logits", teacher_logits(teacher, transfer, tokenizer, device,
                                          cfg.teacher_batch_size).tolist())
     teacher_time = time.perf_counter() - t0
+    if not (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
+        teacher.to("cpu")  # only its cached logits are needed from here: free the GPU
     teacher_eval = {
         split: _evaluate_teacher(teacher, tokenized[split], tokenizer, device,
                                  cfg.teacher_batch_size, task.label_names)
@@ -203,7 +218,7 @@ def _read_unlabeled(cfg, tokenizer):
     from datasets import Dataset
 
     rows = {k: v for k, v in enc.items()}
-    rows["label"] = [losses.IGNORE] * len(texts)  # no gold label: soft targets only
+    rows["label"] = [-100] * len(texts)  # no gold label (losses.IGNORE): soft targets only
     log.info("unlabelled: %d texts from %s", len(texts), cfg.unlabeled)
     return Dataset.from_dict(rows)
 
@@ -256,6 +271,8 @@ def distill_trainer_class():
     """transformers' Trainer with the distillation loss (defined lazily: torch is heavy)."""
     import torch.nn.functional as F
     from transformers import Trainer
+
+    from .. import losses
 
     class DistillTrainer(Trainer):
         def __init__(self, *a, teacher=None, alpha=0.5, temperature=2.0, hidden_weight=0.0,

@@ -118,9 +118,9 @@ def run(cfg: FinetuneConfig) -> Path:
                            keep_checkpoints=cfg.keep_checkpoints)
 
 
-def output_folder(cfg, task, models) -> OutputFolder:
+def output_folder(cfg, task, models, extra_inputs=()) -> OutputFolder:
     """The stage's OutputFolder, checked now (before slow work) by the first process alone."""
-    inputs = [Path(p) for p in task.sources.values() if Path(p).exists()]
+    inputs = [Path(p) for p in [*task.sources.values(), *extra_inputs] if Path(p).exists()]
     inputs += [Path(m.source) for m in models if m.local]
     out = OutputFolder(cfg.out, overwrite=cfg.overwrite, resume=cfg.resume, inputs=tuple(inputs))
     will_resume = out.check() if training.is_main_process() else False
@@ -153,7 +153,13 @@ def task_settings(task, placement) -> dict:
 def _check_resume_settings(path: Path, cfg) -> None:
     if not path.exists():
         return
-    old = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    before = json.loads(path.read_text(encoding="utf-8"))
+    if before.get("processes", 1) != training.world_size():
+        raise OutputError(
+            f"--resume: the interrupted run used {before.get('processes', 1)} process(es), this "
+            f"one {training.world_size()}: batches and steps would differ; resume with the same "
+            f"number, or pass --overwrite")
+    old = before.get("config", {})
     new = json.loads(cfg.model_dump_json())
     changed = sorted(k for k in set(old) | set(new)
                      if k not in RUN_CONTROL and old.get(k) != new.get(k))

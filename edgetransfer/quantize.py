@@ -1,0 +1,134 @@
+"""int8 (dynamic, static QDQ) and fp16 conversion, through onnxruntime's own tools.
+
+The order matters: onnxruntime's quantizer cannot type the outputs of the fused contrib
+ops (Attention, SkipLayerNormalization) and stops with "Unable to find data type for
+weight_name" -- the error optimum's ORTQuantizer shows on a fused BERT. Dynamic
+quantization of the fused graph works once the quantizer is told that untyped tensors are
+float (`DefaultTensorType`), and gives QAttention and QEmbedLayerNormalization kernels.
+Static QDQ quantizes the unfused graph (after shape inference); onnxruntime fuses the QDQ
+pattern itself when it loads the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MODES = ("none", "int8-dynamic", "int8-static", "fp16", "auto")
+CALIBRATION = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a CPU family wants from an int8 model."""
+
+    name: str
+    per_channel: bool  # one scale per output channel: more accurate, a little slower
+    reduce_range: bool  # 7-bit weights: avoids u8s8 saturation on CPUs without VNNI
+    activation_type: str  # static QDQ activations: QUInt8 (x86 u8s8 kernels) or QInt8
+
+
+TARGETS = {
+    # AVX2 without VNNI multiplies u8 x s8 into saturating 16-bit sums: 7-bit weights keep
+    # them exact (onnxruntime's quantization guide).
+    "x86-avx2": Target("x86-avx2", per_channel=False, reduce_range=True,
+                       activation_type="QUInt8"),
+    # VNNI accumulates in 32 bits: full 8-bit range; per-channel as optimum's preset does.
+    "x86-avx512-vnni": Target("x86-avx512-vnni", per_channel=True, reduce_range=False,
+                              activation_type="QUInt8"),
+    # ARM's dot-product kernels are signed x signed.
+    "arm64": Target("arm64", per_channel=True, reduce_range=False, activation_type="QInt8"),
+}
+
+
+def target(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise ConfigError(f"--target {name}: use one of {', '.join(TARGETS)}") from None
+
+
+def dynamic(src: Path, dst: Path, tgt: Target, per_channel: bool | None = None,
+            exclude: list[str] | None = None) -> dict:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    settings = {"mode": "int8-dynamic", "target": tgt.name,
+                "per_channel": tgt.per_channel if per_channel is None else per_channel,
+                "reduce_range": tgt.reduce_range, "weight_type": "QInt8",
+                "nodes_excluded": list(exclude or [])}
+    quantize_dynamic(
+        str(src), str(dst), weight_type=QuantType.QInt8, per_channel=settings["per_channel"],
+        reduce_range=tgt.reduce_range, nodes_to_exclude=exclude or None,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    return settings
+
+
+def static(src: Path, dst: Path, tgt: Target, feeds: list[dict], method: str = "minmax",
+           per_channel: bool | None = None, exclude: list[str] | None = None) -> dict:
+    """QDQ int8 calibrated on `feeds` (one dict of numpy inputs per calibration example)."""
+    import tempfile
+
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
+                                          QuantFormat, QuantType, quant_pre_process,
+                                          quantize_static)
+
+    if method not in CALIBRATION:
+        raise ConfigError(f"--calibration-method {method}: use one of {', '.join(CALIBRATION)}")
+    if not feeds:
+        raise ConfigError("--quantize int8-static needs --calibration-data with some texts")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    settings = {"mode": "int8-static", "format": "QDQ", "target": tgt.name,
+                "calibration_method": method, "calibration_examples": len(feeds),
+                "per_channel": tgt.per_channel if per_channel is None else per_channel,
+                "reduce_range": tgt.reduce_range, "activation_type": tgt.activation_type,
+                "weight_type": "QInt8", "nodes_excluded": list(exclude or [])}
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+        quantize_static(
+            str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+            per_channel=settings["per_channel"], reduce_range=tgt.reduce_range,
+            activation_type=getattr(QuantType, tgt.activation_type),
+            weight_type=QuantType.QInt8, nodes_to_exclude=exclude or None,
+            calibrate_method={"minmax": CalibrationMethod.MinMax,
+                              "entropy": CalibrationMethod.Entropy,
+                              "percentile": CalibrationMethod.Percentile}[method],
+            # only MatMul: quantizing Add/Gather costs more in (de)quantize nodes than it saves
+            op_types_to_quantize=["MatMul"],
+            extra_options={"ActivationSymmetric": tgt.activation_type == "QInt8"},
+        )
+    return settings
+
+
+# Kept in fp32 inside an fp16 model: reductions and exponentials overflow or lose
+# precision in 16 bits (LayerNorm's variance, Softmax's exp, GELU's erf).
+FP16_KEEP = ["LayerNormalization", "SkipLayerNormalization", "EmbedLayerNormalization",
+             "Softmax", "ReduceMean", "Pow", "Sqrt", "Erf"]
+
+
+def fp16(src: Path, dst: Path) -> dict:
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(onnx.load(str(src)))
+    model.convert_float_to_float16(keep_io_types=True, op_block_list=FP16_KEEP)
+    model.save_model_to_file(str(dst))
+    return {"mode": "fp16", "kept_fp32": FP16_KEEP, "io_types": "float32"}
+
+
+def settings_of(tgt: Target) -> dict:
+    return asdict(tgt)
