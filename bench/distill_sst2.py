@@ -69,9 +69,11 @@ def main() -> None:
     unl = unlabeled_file(args.data, args.out / "sst2-sample")
 
     if args.sweep:
-        grid = [{"temperature": t, "alpha": a, "hidden_weight": h}
-                for t, a, h in [(1, 0.5, 0), (2, 0.5, 0), (4, 0.5, 0), (2, 0.9, 0),
-                                (2, 0.1, 0), (2, 0.5, 1)]]
+        # the plain run (T=2, alpha=0.5, hidden 0, lr 1e-4) is distill-sst2-3l: each row
+        # changes one thing from it
+        grid = [{"temperature": t, "alpha": a, "hidden_weight": h, "lr": lr}
+                for t, a, h, lr in [(4, 0.5, 0, 1e-4), (2, 0.9, 0, 1e-4),
+                                    (2, 0.5, 1, 1e-4), (2, 0.5, 0, 3e-4)]]
         variants = [(3, False, g) for g in grid]
     else:
         flags = {"no": [False], "yes": [True], "both": [False, True]}[args.unlabeled]
@@ -80,7 +82,9 @@ def main() -> None:
     results = []
     for layers, use_unl, loss in variants:
         name = f"distill-sst2-{layers}l" + ("-unl" if use_unl else "") + "".join(
-            f"-{k[0]}{v}" for k, v in loss.items())
+            f"-{k[0]}{v}" for k, v in loss.items()) if not args.sweep else \
+            f"sweep-sst2-{layers}l-T{loss['temperature']}-a{loss['alpha']}-h{loss['hidden_weight']}" \
+            f"-lr{loss['lr']}"
         out = args.out / name
         cmd = py + ["distill", "--teacher", str(teacher), "--student-layers", str(layers),
                     "--out", str(out), "--epochs", args.epochs] + common
@@ -105,12 +109,13 @@ def main() -> None:
               "results": results}
     target = args.out / ("distill_sst2_sweep.json" if args.sweep else "distill_sst2.json")
     target.write_text(json.dumps(record, indent=2))
-    print("\n| student | unlabelled | T | alpha | hidden | teacher acc | student acc | kept |"
+    print("\n| student | unlabelled | T | alpha | hidden | lr | teacher acc | student acc | kept |"
           " epochs | wall (s) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(f"| {r['layers']} layers {r['kept_layers']} | {r['transfer_rows']['unlabelled']} |"
               f" {r.get('temperature', 2)} | {r.get('alpha', 0.5)} | {r.get('hidden_weight', 0)}"
+              f" | {r.get('lr', 1e-4)}"
               f" | {r['teacher_accuracy']:.4f} | {r['student_accuracy']:.4f} | {r['kept']:.4f} |"
               f" {r['epochs_run']} | {r['wall_s']} |")
 

@@ -90,6 +90,15 @@ def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = Fal
             f"--model {name}: the checkpoint asks to run its own code (auto_map in config.json); "
             f"refused. Pass --trust-remote-code only if you trust its author"
         )
+    model_type = config.get("model_type")
+    if not config.get("auto_map"):
+        from transformers import CONFIG_MAPPING
+
+        if model_type not in CONFIG_MAPPING:
+            raise ModelError(
+                f"--model {name}: model type {model_type!r} is not supported by the installed "
+                f"transformers; upgrade it or choose another checkpoint"
+            )
     if not (weights_optional and not has_weights(folder)):
         check_weights(folder, allow_pickle)
     return Backbone(name=name, source=str(folder), local=True, config=config)

@@ -98,7 +98,8 @@ def static(src: Path, dst: Path, tgt: Target, feeds: list[dict], method: str = "
                 "weight_type": "QInt8", "nodes_excluded": list(exclude or [])}
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+        # ONNX shape inference only: the symbolic pass cannot resolve these dynamic axes
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ,
             per_channel=settings["per_channel"], reduce_range=tgt.reduce_range,

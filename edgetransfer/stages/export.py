@@ -117,7 +117,24 @@ def run(cfg: ExportConfig) -> Path:
     ref_outputs = [torch_logits(b) for b in probes]
 
     out.prepare()
-    work = out.work
+    try:
+        record, settings = _build_all(cfg, out.work, bb, config, tokenizer, probes, ref_outputs,
+                                      evals, calib, eval_batches, torch_logits, started)
+    except BaseException:
+        # export has nothing to resume: a failed or interrupted build leaves no trace
+        shutil.rmtree(out.work, ignore_errors=True)
+        raise
+    final_dir = out.commit()
+    log.info("wrote %s  (%s, %.1f MB, p50 %.2f ms at batch 1%s)", final_dir / "model.onnx",
+             settings.get("mode"), record["size_bytes"] / 2**20,
+             record["latency_batch1"]["p50_ms"],
+             f", accuracy {record['accuracy']:.4f}" if "accuracy" in record else "")
+    return final_dir
+
+
+def _build_all(cfg, work, bb, config, tokenizer, probes, ref_outputs, evals, calib,
+               eval_batches, torch_logits, started):
+    """Everything written into the partial folder: the model, export.json, artifact.json."""
     tmp = work / ".build"
     tmp.mkdir()
     log.info("exporting %s to ONNX (opset %d)", cfg.model, cfg.opset)
@@ -171,12 +188,7 @@ def run(cfg: ExportConfig) -> Path:
                    | {"p50_ms_batch1": record["latency_batch1"]["p50_ms"]},
                    parents={"model": cfg.model},
                    packages=("torch", "transformers", "optimum-onnx", "onnx", "onnxruntime"))
-    final_dir = out.commit()
-    log.info("wrote %s  (%s, %.1f MB, p50 %.2f ms at batch 1%s)", final_dir / "model.onnx",
-             settings.get("mode"), record["size_bytes"] / 2**20,
-             record["latency_batch1"]["p50_ms"],
-             f", accuracy {record['accuracy']:.4f}" if "accuracy" in record else "")
-    return final_dir
+    return record, settings
 
 
 def _precision(mode: str) -> str:
@@ -354,7 +366,9 @@ def _to_ort(path: Path, folder: Path) -> dict:
     import sys
 
     cmd = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(path),
-           "--output_dir", str(folder)]
+           "--output_dir", str(folder),
+           # graph optimizations fixed at conversion: one .ort, runnable by minimal builds
+           "--optimization_style", "Fixed"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ModelError(f"ORT format conversion failed: {proc.stderr.strip().splitlines()[-1]}")
