@@ -1,0 +1,155 @@
+"""edgetransfer's int8 export against optimum's plain path, on the same SST-2 checkpoint.
+
+    python bench/export_sst2.py --model bench/results/distill-sst2-3l --data ../shared/data/sst2
+
+Ours: `edgetransfer export --quantize int8-dynamic` (fusions, then dynamic int8 with the
+avx512-vnni preset). Optimum's plain path: `ORTModelForSequenceClassification(export=True)`,
+then `ORTQuantizer` with `AutoQuantizationConfig.avx512_vnni(is_static=False)`. Both are
+evaluated on validation.tsv and timed at batch 1 on its texts, one thread each, interleaved
+in the same process: rounds alternate the two models and the ratio is the median over
+rounds (with its spread). Also reported: our fp32 ONNX accuracy, to check int8 holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def optimum_int8(model: Path, out: Path) -> Path:
+    from optimum.onnxruntime import ORTModelForSequenceClassification, ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    exported = out / "optimum-fp32"
+    ORTModelForSequenceClassification.from_pretrained(model, export=True).save_pretrained(exported)
+    quantizer = ORTQuantizer.from_pretrained(exported)
+    quantizer.quantize(save_dir=out / "optimum-int8",
+                       quantization_config=AutoQuantizationConfig.avx512_vnni(is_static=False))
+    return next((out / "optimum-int8").glob("*.onnx"))
+
+
+def session(path: Path):
+    import onnxruntime as ort
+
+    o = ort.SessionOptions()
+    o.intra_op_num_threads, o.inter_op_num_threads = 1, 1
+    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+
+
+def feeds(sess, enc):
+    names = {i.name for i in sess.get_inputs()}
+    return {k: v.astype(np.int64) for k, v in enc.items() if k in names}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=ROOT / "bench/results/distill-sst2-3l")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/sst2")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/export-sst2")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--per-round", type=int, default=100)
+    args = ap.parse_args()
+    val = args.data / "validation.tsv"
+    if not val.exists():
+        sys.exit(f"{args.data}: no validation.tsv; pass --data pointing at shared/data/sst2")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    ours_dir = args.out / "edgetransfer-int8"
+    cmd = [sys.executable, "-m", "edgetransfer", "export", "--model", str(args.model), "--out",
+           str(ours_dir), "--quantize", "int8-dynamic", "--eval-data", str(val), "--overwrite"]
+    print("$", " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    ours_wall = time.perf_counter() - t0
+    record = json.loads((ours_dir / "export.json").read_text())
+    t0 = time.perf_counter()
+    theirs = optimum_int8(args.model, args.out)
+    theirs_wall = time.perf_counter() - t0
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(args.model)
+    rows = [line.split("\t") for line in val.read_text(encoding="utf-8").splitlines()[1:]]
+    texts, labels = [r[0] for r in rows], np.array([int(r[1]) for r in rows])
+    a, b = session(ours_dir / "model.onnx"), session(theirs)
+
+    def accuracy(sess):
+        right = 0
+        for s in range(0, len(texts), 64):
+            enc = tok(texts[s:s + 64], padding=True, return_tensors="np")
+            right += int((sess.run(None, feeds(sess, enc))[0].argmax(-1)
+                          == labels[s:s + 64]).sum())
+        return right / len(texts)
+
+    singles = [tok(t, return_tensors="np") for t in texts]
+    fa = [feeds(a, e) for e in singles]
+    fb = [feeds(b, e) for e in singles]
+    for i in range(50):  # warm-up both
+        a.run(None, fa[i]), b.run(None, fb[i])
+
+    def timed(sess, fs, start):
+        out = []
+        for i in range(args.per_round):
+            x = fs[(start + i) % len(fs)]
+            t = time.perf_counter()
+            sess.run(None, x)
+            out.append(time.perf_counter() - t)
+        return np.array(out) * 1000
+
+    ratios50, ratios90, pa, pb = [], [], [], []
+    for r in range(args.rounds):  # interleaved: the same texts, in alternating order
+        start = r * args.per_round
+        order = [(a, fa, pa), (b, fb, pb)] if r % 2 == 0 else [(b, fb, pb), (a, fa, pa)]
+        got = {}
+        for sess, fs, sink in order:
+            ms = timed(sess, fs, start)
+            sink.append(ms)
+            got[id(sess)] = ms
+        ratios50.append(np.percentile(got[id(a)], 50) / np.percentile(got[id(b)], 50))
+        ratios90.append(np.percentile(got[id(a)], 90) / np.percentile(got[id(b)], 90))
+    all_a, all_b = np.concatenate(pa), np.concatenate(pb)
+    result = {
+        "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
+        "cpu": platform.processor(), "model": str(args.model),
+        "validation_rows": len(texts),
+        "ours": {"accuracy": accuracy(a), "fp32_onnx_accuracy": record["fp32_onnx_accuracy"],
+                 "torch_accuracy": record["torch_accuracy"],
+                 "p50_ms": float(np.percentile(all_a, 50)),
+                 "p90_ms": float(np.percentile(all_a, 90)),
+                 "size_mb": (ours_dir / "model.onnx").stat().st_size / 2**20,
+                 "export_wall_s": round(ours_wall, 1)},
+        "optimum": {"accuracy": accuracy(b), "p50_ms": float(np.percentile(all_b, 50)),
+                    "p90_ms": float(np.percentile(all_b, 90)),
+                    "size_mb": theirs.stat().st_size / 2**20,
+                    "export_wall_s": round(theirs_wall, 1)},
+        "ratio_p50": {"median": float(np.median(ratios50)), "min": float(min(ratios50)),
+                      "max": float(max(ratios50))},
+        "ratio_p90": {"median": float(np.median(ratios90)), "min": float(min(ratios90)),
+                      "max": float(max(ratios90))},
+        "rounds": args.rounds, "per_round": args.per_round, "threads": 1,
+    }
+    (args.out.parent / "export_sst2.json").write_text(json.dumps(result, indent=2))
+    o, t = result["ours"], result["optimum"]
+    print("\n| path | accuracy | p50 ms | p90 ms | size MB |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| edgetransfer int8 | {o['accuracy']:.4f} | {o['p50_ms']:.3f} | {o['p90_ms']:.3f} |"
+          f" {o['size_mb']:.1f} |")
+    print(f"| optimum plain int8 | {t['accuracy']:.4f} | {t['p50_ms']:.3f} | {t['p90_ms']:.3f} |"
+          f" {t['size_mb']:.1f} |")
+    print(f"\nfp32 ONNX accuracy {o['fp32_onnx_accuracy']:.4f}; PyTorch {o['torch_accuracy']:.4f}")
+    r50, r90 = result["ratio_p50"], result["ratio_p90"]
+    print(f"latency ratio ours/optimum: p50 {r50['median']:.3f} (rounds {r50['min']:.3f}.."
+          f"{r50['max']:.3f}), p90 {r90['median']:.3f} ({r90['min']:.3f}..{r90['max']:.3f})")
+
+
+if __name__ == "__main__":
+    main()
