@@ -36,8 +36,11 @@ def options_from(config: type[BaseModel], first: tuple[str, ...] = ()):
     def decorate(fn):
         for name in reversed(order):
             info = fields[name]
-            kind, _ = _unwrap(info.annotation)
+            kind, optional = _unwrap(info.annotation)
             flag = "--" + name.replace("_", "-")
+            if kind is bool and (optional or info.default is True):
+                # on by default, or unset (the config decides): both ways must be sayable
+                flag = f"{flag}/--no-{name.replace('_', '-')}"
             required = info.default is PydanticUndefined
             default = None if required else info.default
             kwargs = dict(help=info.description, show_default=default not in (None, False))
