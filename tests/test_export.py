@@ -62,6 +62,8 @@ def test_each_quantization_mode(mode, cli, tiny_model, eval_file, tmp_path):
     # parity is checked on batch sizes and lengths other than the export's (2 x 16)
     assert record["parity"]["export"]["outputs"]["logits"]["examples"] == 8 + 30
     assert record["fusions"]["Attention"] == 2
+    # the last layer's feed-forward part runs for the first token only (parity still holds)
+    assert record["first_token_last_layer"] is True
     # the ONNX model answers like PyTorch on new texts
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -80,6 +82,32 @@ def test_each_quantization_mode(mode, cli, tiny_model, eval_file, tmp_path):
         ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
         assert "QAttention" in ops  # quantized after fusion: the fast path
         assert record["quantization"]["per_channel"] is True  # the avx512-vnni preset
+
+
+def test_first_token_last_layer_is_exact(tiny_model, tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from transformers import AutoConfig, AutoTokenizer
+
+    from edgetransfer import onnx_export
+
+    onnx_export.export(tiny_model, tmp_path, 18)
+    config = AutoConfig.from_pretrained(tiny_model)
+    onnx_export.fuse(tmp_path / "model.onnx", tmp_path / "fused.onnx", config)
+    assert onnx_export.first_token_last_layer(tmp_path / "fused.onnx", tmp_path / "ft.onnx",
+                                              config)
+    assert sum(n.op_type == "Slice" for n in onnx.load(str(tmp_path / "ft.onnx")).graph.node) \
+        >= 2
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    enc = tok(["short", "a much longer text than the other one is"], padding=True,
+              return_tensors="np")
+    runs = []
+    for name in ("fused.onnx", "ft.onnx"):
+        s = ort.InferenceSession(str(tmp_path / name), providers=["CPUExecutionProvider"])
+        names = {i.name for i in s.get_inputs()}
+        runs.append(s.run(None, {k: v.astype(np.int64) for k, v in enc.items()
+                                 if k in names})[0])
+    assert np.abs(runs[0] - runs[1]).max() < 1e-5
 
 
 def test_a_parity_failure_is_an_error_and_writes_nothing(cli, tiny_model, tmp_path,

@@ -50,6 +50,10 @@ class ExportConfig(BaseModel):
                        "recommended minimum for BERT-family models; onnxruntime >= 1.14).")
     fuse: bool = Field(True, description="Apply onnxruntime's transformer fusions (attention, "
                        "layer norm, GELU) before quantizing.")
+    first_token_last_layer: bool = Field(True, description="After fusion, let the last "
+                                         "layer's feed-forward part run for the first token "
+                                         "only, the one the head reads (exact; BERT-family "
+                                         "heads).")
     calibration_data: str | None = Field(None, description="Texts to calibrate int8-static "
                                          "on (CSV/TSV/JSONL/Parquet, labels not needed).")
     calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
@@ -146,6 +150,10 @@ def _build_all(cfg, work, bb, config, tokenizer, probes, ref_outputs, evals, cal
     if cfg.fuse:
         record["fusions"] = onnx_export.fuse(fp32, tmp / "fused.onnx", config)
         fp32 = tmp / "fused.onnx"
+        if cfg.first_token_last_layer and onnx_export.first_token_last_layer(
+                fp32, tmp / "fused-first-token.onnx", config):
+            fp32 = tmp / "fused-first-token.onnx"
+            record["first_token_last_layer"] = True
         record["parity"]["fused"] = _gate(fp32, probes, ref_outputs, "fp32", cfg)
 
     feeds = _calibration_feeds(calib, tokenizer, cfg) if calib is not None else []
