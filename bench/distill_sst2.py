@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--epochs", default="3")
     ap.add_argument("--students", default="3,2")
     ap.add_argument("--unlabeled", choices=["no", "yes", "both"], default="both")
+    ap.add_argument("--hidden-weight", default=None, help="passed to distill")
     ap.add_argument("--sweep", action="store_true", help="grid over T, alpha, hidden weight")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results")
     ap.add_argument("--seed", type=int, default=13)
@@ -91,12 +92,15 @@ def main() -> None:
         cmd += [x for k, v in loss.items() for x in (f"--{k.replace('_', '-')}", str(v))]
         if use_unl:
             cmd += ["--unlabeled", str(unl)]
+        if args.hidden_weight is not None and not args.sweep:
+            cmd += ["--hidden-weight", args.hidden_weight]
         wall = run(cmd)
         m = json.loads((out / "metrics.json").read_text())
         s = json.loads((out / "settings.json").read_text())
         results.append({
             "student": name, "layers": layers, "kept_layers": s["keep_layers"],
             "unlabeled": use_unl, **loss, "wall_s": round(wall, 1),
+            "hidden_weight": s["config"]["hidden_weight"],
             "transfer_rows": s["transfer_rows"],
             "teacher_accuracy": m["teacher"]["test"]["accuracy"],
             "student_accuracy": m["test"]["accuracy"],

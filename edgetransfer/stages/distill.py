@@ -41,16 +41,22 @@ class DistillConfig(DataOptions, TrainOptions, OutputOptions):
     student: str | None = Field(None, description="Student = another model: an HF folder "
                                 "with weights, or one with only config.json (random init). "
                                 "Its tokenizer must match the teacher's.")
-    # Defaults measured on SST-2 with minilm-l6 (bench/distill_sst2.py --sweep): see
-    # bench/RESULTS.md, "distill defaults".
+    # Defaults measured on SST-2 with minilm-l6, a 3-layer student, 5,000 labelled rows
+    # (bench/distill_sst2.py --sweep; bench/RESULTS.md "distill defaults"); accuracy on
+    # validation.tsv, one change at a time from T=2, alpha=0.5, no hidden loss (0.8349):
     temperature: float = Field(2.0, gt=0, description="Softmax temperature of the soft "
-                               "targets; the KL term is scaled by T^2.")
+                               "targets; the KL term is scaled by T^2. (T=4: 0.8360, within "
+                               "one example of T=2's 0.8349 out of 872.)")
     alpha: float = Field(0.5, ge=0, le=1, description="Weight of the soft-target KL term; "
-                         "1 - alpha weights cross-entropy on the gold labels.")
-    hidden_weight: float = Field(0.0, ge=0, description="Weight of the hidden-state MSE over "
-                                 "the layer mapping (0 turns it off).")
+                         "1 - alpha weights cross-entropy on the gold labels. (alpha=0.9: "
+                         "0.8349, the same as 0.5.)")
+    hidden_weight: float = Field(1.0, ge=0, description="Weight of the hidden-state MSE over "
+                                 "the layer mapping; 0 turns it off. (1.0: 0.8429 against "
+                                 "0.8349 without: the largest gain measured, for 2x the step "
+                                 "time since the teacher then runs beside the student.)")
     attention_weight: float = Field(0.0, ge=0, description="Weight of the attention-"
-                                    "distribution KL over the layer mapping (0: off).")
+                                    "distribution KL over the layer mapping (0: off; not "
+                                    "measured on SST-2 yet, so off by default).")
     unlabeled: str | None = Field(None, description="Unlabelled in-domain texts (CSV/TSV/"
                                   "JSONL/Parquet) for the teacher to label and the student "
                                   "to learn from (soft targets only).")
