@@ -83,7 +83,7 @@ def main() -> None:
               "results": results}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"finetune_{args.dataset}.json").write_text(json.dumps(record, indent=2))
-    print(f"\n| method | test acc | test macro-F1 | val acc | epochs | wall (s) | train rows |")
+    print("\n| method | test acc | test macro-F1 | val acc | epochs | wall (s) | train rows |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(f"| {r['method']} | {r['test_accuracy']:.4f} | {r['test_macro_f1']:.4f} | "

@@ -12,7 +12,7 @@ pattern itself when it loads the model.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
@@ -129,7 +129,3 @@ def fp16(src: Path, dst: Path) -> dict:
     model.convert_float_to_float16(keep_io_types=True, op_block_list=FP16_KEEP)
     model.save_model_to_file(str(dst))
     return {"mode": "fp16", "kept_fp32": FP16_KEEP, "io_types": "float32"}
-
-
-def settings_of(tgt: Target) -> dict:
-    return asdict(tgt)
