@@ -102,6 +102,14 @@ def test_student_of_another_width_trains_with_a_projection(cli, tiny_teacher, da
     history = json.loads((out / "history.json").read_text())
     losses = [h["loss"] for h in history if "loss" in h]
     assert losses and all(v == v for v in losses)  # trained, no NaN
+    # the same run without the transfer terms logs a smaller loss: they were applied
+    plain = tmp_path / "plain"
+    code, err = cli(*distill_args(tiny_teacher, data_dir, plain, "--student", folder,
+                                  "--hidden-weight", "0", "--attention-weight", "0"))
+    assert code == 0, err
+    plain_losses = [h["loss"] for h in json.loads((plain / "history.json").read_text())
+                    if "loss" in h]
+    assert losses[0] > plain_losses[0]
 
 
 def test_cached_teacher_outputs_equal_recomputed_ones(tiny_teacher, data_dir):
