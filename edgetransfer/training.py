@@ -185,7 +185,7 @@ def plot_history(history: list[dict], path: Path, title: str) -> bool:
     eval_loss = [(h["epoch"], h["eval_loss"]) for h in history if "eval_loss" in h]
     if eval_loss:
         handles += ax.plot(*zip(*eval_loss), "--", color="tab:blue", alpha=0.6,
-                           label="validation loss")
+                           label="validation loss (cross-entropy)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss", color="tab:blue")
     if evals:
@@ -195,8 +195,9 @@ def plot_history(history: list[dict], path: Path, title: str) -> bool:
         ax2.set_ylim(min(0.5, min(a for _, a in evals) - 0.05), 1.0)
         best_epoch, best = max(evals, key=lambda e: (e[1], -e[0]))  # first of the best
         ax2.axvline(best_epoch, color="grey", linestyle=":", linewidth=1)
+        at_end = best_epoch == max(e for e, _ in evals)  # keep the label inside the axes
         ax2.annotate(f"best {best:.3f} (kept)", (best_epoch, best), textcoords="offset points",
-                     xytext=(4, -14), fontsize=8, color="grey")
+                     xytext=(-78 if at_end else 4, -14), fontsize=8, color="grey")
     ax.legend(handles=handles, loc="center right", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
