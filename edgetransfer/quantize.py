@@ -75,9 +75,7 @@ def static(src: Path, dst: Path, tgt: Target, feeds: list[dict], method: str = "
     """QDQ int8 calibrated on `feeds` (one dict of numpy inputs per calibration example)."""
     import tempfile
 
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
-                                          QuantFormat, QuantType, quant_pre_process,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader
 
     if method not in CALIBRATION:
         raise ConfigError(f"--calibration-method {method}: use one of {', '.join(CALIBRATION)}")
@@ -96,23 +94,41 @@ def static(src: Path, dst: Path, tgt: Target, feeds: list[dict], method: str = "
                 "per_channel": tgt.per_channel if per_channel is None else per_channel,
                 "reduce_range": tgt.reduce_range, "activation_type": tgt.activation_type,
                 "weight_type": "QInt8", "nodes_excluded": list(exclude or [])}
+    import os
+
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        # ONNX shape inference only: the symbolic pass cannot resolve these dynamic axes
-        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-            per_channel=settings["per_channel"], reduce_range=tgt.reduce_range,
-            activation_type=getattr(QuantType, tgt.activation_type),
-            weight_type=QuantType.QInt8, nodes_to_exclude=exclude or None,
-            calibrate_method={"minmax": CalibrationMethod.MinMax,
-                              "entropy": CalibrationMethod.Entropy,
-                              "percentile": CalibrationMethod.Percentile}[method],
-            # only MatMul: quantizing Add/Gather costs more in (de)quantize nodes than it saves
-            op_types_to_quantize=["MatMul"],
-            extra_options={"ActivationSymmetric": tgt.activation_type == "QInt8"},
-        )
+        # onnxruntime's static quantizer drops scratch files (sym_shape_infer_temp.onnx,
+        # *.data) into the working directory and leaves them there when it fails (seen with
+        # symbolic shape inference on): keep them in our temp folder
+        os.chdir(tmp)
+        try:
+            _static_in(src, dst, Path(tmp) / "prepared.onnx", Reader, settings, tgt, exclude,
+                       method)
+        finally:
+            os.chdir(here)
     return settings
+
+
+def _static_in(src, dst, prepared, reader, settings, tgt, exclude, method) -> None:
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                          quant_pre_process, quantize_static)
+
+    # ONNX shape inference only: the symbolic pass cannot resolve these dynamic axes
+    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    quantize_static(
+        str(prepared), str(dst), reader(), quant_format=QuantFormat.QDQ,
+        per_channel=settings["per_channel"], reduce_range=tgt.reduce_range,
+        activation_type=getattr(QuantType, tgt.activation_type),
+        weight_type=QuantType.QInt8, nodes_to_exclude=exclude or None,
+        calibrate_method={"minmax": CalibrationMethod.MinMax,
+                          "entropy": CalibrationMethod.Entropy,
+                          "percentile": CalibrationMethod.Percentile}[method],
+        # only MatMul: quantizing Add/Gather costs more in (de)quantize nodes than it saves
+        op_types_to_quantize=["MatMul"],
+        extra_options={"ActivationSymmetric": tgt.activation_type == "QInt8"},
+    )
 
 
 # Kept in fp32 inside an fp16 model: reductions and exponentials overflow or lose

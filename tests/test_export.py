@@ -48,13 +48,17 @@ def _run_onnx(folder: Path, texts):
 
 
 @pytest.mark.parametrize("mode", ["none", "int8-dynamic", "int8-static", "fp16"])
-def test_each_quantization_mode(mode, cli, tiny_model, eval_file, tmp_path):
+def test_each_quantization_mode(mode, cli, tiny_model, eval_file, tmp_path, monkeypatch):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)  # onnxruntime's quantizers like to leave scratch files here
     out = tmp_path / "onnx"
     extra = ["--calibration-data", eval_file] if mode == "int8-static" else []
     code, err = cli("-q", "export", "--model", tiny_model, "--out", out, "--quantize", mode,
                     "--eval-data", eval_file, *extra)
     assert code == 0, err
     assert {p.name for p in out.iterdir()} == ONNX_FILES
+    assert list(work.iterdir()) == [], "nothing may be left in the working directory"
     record = json.loads((out / "export.json").read_text())
     assert record["quantization"]["mode"] == mode
     assert record["opset"] == 18
