@@ -104,11 +104,12 @@ def _pick(names: list[str], wanted: str | None, candidates, what: str, source: s
     )
 
 
-def resolve_columns(names: list[str], source: str, text, pair, label) -> Columns:
+def _text_columns(names: list[str], source: str, text, pair,
+                  text_flag: str = "--text-column") -> tuple[str, str | None]:
+    """(text column, pair column or None): given ones checked, known pairs found first."""
     if text is None and pair is None:  # a known pair of columns wins over a lone text column
         text, pair = next(((a, b) for a, b in PAIRS if a in names and b in names), (None, None))
-    text_col = _pick(names, text, TEXT_COLUMNS, "text", source, "--text-column")
-    label_col = _pick(names, label, LABEL_COLUMNS, "label", source, "--label-column")
+    text_col = _pick(names, text, TEXT_COLUMNS, "text", source, text_flag)
     if pair is None:
         guess = PAIR_COLUMNS.get(text_col)
         pair = guess if guess in names else None
@@ -117,6 +118,12 @@ def resolve_columns(names: list[str], source: str, text, pair, label) -> Columns
             f"{source}: no text-pair column {pair!r}; the columns are {names}; "
             f"pass --text-pair-column with one of them"
         )
+    return text_col, pair
+
+
+def resolve_columns(names: list[str], source: str, text, pair, label) -> Columns:
+    text_col, pair = _text_columns(names, source, text, pair)
+    label_col = _pick(names, label, LABEL_COLUMNS, "label", source, "--label-column")
     return Columns(text=text_col, label=label_col, pair=pair)
 
 
@@ -366,7 +373,8 @@ def tokenize(task: Task, tokenizer, max_length: int, on_long: str = "truncate"):
 
 
 def load_split(spec: str, label_names: list[str] | None, *, text_column: str | None = None,
-               text_pair_column: str | None = None, label_column: str | None = None):
+               text_pair_column: str | None = None, label_column: str | None = None,
+               text_flag: str = "--text-column"):
     """One checked split for a trained model: texts (and pairs), labels as the model's ids.
 
     `label_names=None` reads texts only (calibration data needs no labels). Returns a
@@ -374,16 +382,7 @@ def load_split(spec: str, label_names: list[str] | None, *, text_column: str | N
     """
     ds = _read_split(spec, "validation")
     names = list(ds.column_names)
-    if text_column is None and text_pair_column is None:
-        text_column, text_pair_column = next(
-            ((a, b) for a, b in PAIRS if a in names and b in names), (None, None))
-    text = _pick(names, text_column, TEXT_COLUMNS, "text", spec, "--text-column")
-    pair = text_pair_column
-    if pair is None:
-        guess = PAIR_COLUMNS.get(text)
-        pair = guess if guess in names else None
-    elif pair not in names:
-        raise DataError(f"{spec}: no text-pair column {pair!r}; the columns are {names}")
+    text, pair = _text_columns(names, spec, text_column, text_pair_column, text_flag)
     cols = Columns(text=text, label=text, pair=pair)
     _check_texts(ds, cols, spec)
     keep = {text: "text"} | ({pair: "text_pair"} if pair else {})

@@ -120,12 +120,11 @@ def newest_complete_checkpoint(work: Path) -> str | None:
 
 
 def progress_callback():
-    """A TrainerCallback that logs progress lines and keeps the history for the plot."""
+    """A TrainerCallback that logs progress lines (the plot reads the Trainer's log history)."""
     from transformers import TrainerCallback
 
     class ProgressLog(TrainerCallback):
         def __init__(self):
-            self.history: list[dict] = []
             self.started = time.perf_counter()
 
         def on_train_begin(self, args, state, control, **kw):
@@ -133,10 +132,7 @@ def progress_callback():
             self.first_step = state.global_step
 
         def on_log(self, args, state, control, logs=None, **kw):
-            if not state.is_world_process_zero or not logs:
-                return
-            self.history.append({"step": state.global_step, "epoch": state.epoch, **logs})
-            if "loss" in logs:
+            if state.is_world_process_zero and logs and "loss" in logs:
                 done = max(state.global_step - self.first_step, 1)
                 elapsed = time.perf_counter() - self.started
                 left = elapsed / done * (state.max_steps - state.global_step)
@@ -213,7 +209,6 @@ class Fitted:
     trainer: object
     evaluations: dict  # split -> metrics.report(...)
     train_metrics: dict
-    progress: object
 
 
 def fit(*, model, tokenizer, tokenized: dict, label_names: list[str], opts, lr: float, out,
@@ -285,8 +280,7 @@ def fit(*, model, tokenizer, tokenized: dict, label_names: list[str], opts, lr: 
     }
     if placement.device == "cuda":
         train_metrics["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-    return Fitted(trainer=trainer, evaluations=evaluations, train_metrics=train_metrics,
-                  progress=progress)
+    return Fitted(trainer=trainer, evaluations=evaluations, train_metrics=train_metrics)
 
 
 def finish(out, fitted: Fitted, *, model, tokenizer, kind: str, settings: dict, metrics: dict,
@@ -301,7 +295,7 @@ def finish(out, fitted: Fitted, *, model, tokenizer, kind: str, settings: dict, 
     write_json(out.work / "metrics.json", metrics)
     # the Trainer's log history survives --resume (it is saved in every checkpoint); the
     # callback's list would only hold what happened since the restart
-    history = [dict(h, step=h.get("step")) for h in fitted.trainer.state.log_history]
+    history = fitted.trainer.state.log_history
     write_json(out.work / "history.json", history)
     plot_history(history, out.work / "training.png", title)
     if not keep_checkpoints:

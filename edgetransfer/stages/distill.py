@@ -210,21 +210,13 @@ def _build_student(cfg, teacher, student_bb, tokenizer, task, eager):
 
 
 def _read_unlabeled(cfg, tokenizer):
-    from pathlib import Path as _P
-
-    from ..datafiles import read_table
-
-    table = read_table(_P(cfg.unlabeled))
-    column = data._pick(list(table.column_names), cfg.unlabeled_column, data.TEXT_COLUMNS,
-                        "text", cfg.unlabeled, "--unlabeled-column")
-    cols = data.Columns(text=column, label=column)
-    data._check_texts(table, cols, cfg.unlabeled)
-    texts = list(table[column])
-    enc = tokenizer(texts, truncation=True, max_length=cfg.max_length)
+    """The --unlabeled texts, checked and tokenized, labelled -100 (no gold label)."""
     from datasets import Dataset
 
-    rows = {k: v for k, v in enc.items()}
-    rows["label"] = [-100] * len(texts)  # no gold label (losses.IGNORE): soft targets only
+    texts = list(data.load_split(cfg.unlabeled, None, text_column=cfg.unlabeled_column,
+                                 text_flag="--unlabeled-column")["text"])
+    rows = dict(tokenizer(texts, truncation=True, max_length=cfg.max_length))
+    rows["label"] = [-100] * len(texts)  # losses.IGNORE: soft targets only
     log.info("unlabelled: %d texts from %s", len(texts), cfg.unlabeled)
     return Dataset.from_dict(rows)
 

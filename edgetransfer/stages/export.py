@@ -161,7 +161,7 @@ def _build_all(cfg, work, bb, config, tokenizer, probes, ref_outputs, evals, cal
     fp32_accuracy = None
     if eval_batches is not None:
         fp32_accuracy = _accuracy(fp32, eval_batches, cfg.threads)
-        record["torch_accuracy"] = _torch_accuracy(torch_logits, eval_batches)
+        record["torch_accuracy"] = _accuracy_of(torch_logits, eval_batches)
         record["fp32_onnx_accuracy"] = fp32_accuracy
 
     if cfg.quantize == "auto":
@@ -240,17 +240,22 @@ def _gate(path, probes, ref_outputs, precision, cfg) -> dict:
     return report.as_dict()
 
 
-def _calibration_feeds(ds, tokenizer, cfg) -> list[dict]:
+def _one_at_a_time(tokenizer, texts, pairs, max_length: int) -> list[dict]:
+    """Batch-1 inputs of real lengths (the deployment shape), as numpy int64."""
     import numpy as np
 
-    texts = ds["text"][: cfg.calibration_samples]
-    pairs = ds["text_pair"][: cfg.calibration_samples] if "text_pair" in ds.column_names else None
-    feeds = []
-    for i, text in enumerate(texts):  # batch 1, real lengths: the deployment shape
+    out = []
+    for i, text in enumerate(texts):
         enc = tokenizer(text, pairs[i] if pairs else None, truncation=True,
-                        max_length=cfg.max_length, return_tensors="np")
-        feeds.append({k: v.astype(np.int64) for k, v in enc.items()})
-    return feeds
+                        max_length=max_length, return_tensors="np")
+        out.append({k: v.astype(np.int64) for k, v in enc.items()})
+    return out
+
+
+def _calibration_feeds(ds, tokenizer, cfg) -> list[dict]:
+    n = cfg.calibration_samples
+    pairs = ds["text_pair"][:n] if "text_pair" in ds.column_names else None
+    return _one_at_a_time(tokenizer, ds["text"][:n], pairs, cfg.max_length)
 
 
 def _eval_batches(ds, tokenizer, cfg, batch_size: int = 32):
@@ -270,18 +275,14 @@ def _eval_batches(ds, tokenizer, cfg, batch_size: int = 32):
 
 def _accuracy(path, batches, threads) -> float:
     session = latency.ort_session(path, threads)
-    right = total = 0
-    for feeds, labels in batches:
-        logits = session.run(None, latency.feeds_for(session, feeds))[0]
-        right += int((logits.argmax(-1) == labels).sum())
-        total += len(labels)
-    return right / total
+    return _accuracy_of(lambda b: session.run(None, latency.feeds_for(session, b))[0], batches)
 
 
-def _torch_accuracy(torch_logits, batches) -> float:
+def _accuracy_of(logits_of, batches) -> float:
+    """Top-1 accuracy of `logits_of(feeds)` over (feeds, labels) batches."""
     right = total = 0
     for feeds, labels in batches:
-        right += int((torch_logits(feeds).argmax(-1) == labels).sum())
+        right += int((logits_of(feeds).argmax(-1) == labels).sum())
         total += len(labels)
     return right / total
 
@@ -352,14 +353,8 @@ def _auto(fp32, tmp, feeds, eval_batches, fp32_accuracy, probes, ref_outputs, si
 
 
 def _singles(tokenizer, texts, cfg) -> list[dict]:
-    """Batch-1 inputs of real lengths for latency: up to 64 texts, one at a time."""
-    import numpy as np
-
-    out = []
-    for text in list(texts)[:64]:
-        enc = tokenizer(text, truncation=True, max_length=cfg.max_length, return_tensors="np")
-        out.append({k: v.astype(np.int64) for k, v in enc.items()})
-    return out
+    """Latency inputs: up to 64 texts, one at a time."""
+    return _one_at_a_time(tokenizer, list(texts)[:64], None, cfg.max_length)
 
 
 def _latency(path, singles, threads) -> dict:
