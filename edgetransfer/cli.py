@@ -69,6 +69,7 @@ def cli(debug: bool, verbose: int, quiet: bool) -> None:
       finetune   adapt a backbone to a labelled task (full, LoRA or head-only)
       distill    teach a small, fast student from the fine-tuned teacher
       export     ONNX through optimum, fusions, int8/fp16 quantization, parity-gated
+      verify     accuracy, output parity and latency against a reference and a baseline
 
     Run `edgetransfer COMMAND --help` for a command's options.
     """
@@ -156,6 +157,45 @@ def export_command(**values) -> None:
     from .stages import export as stage
 
     stage.run(build(stage.ExportConfig, values))
+
+
+def _verify_config():
+    from .stages.verify import VerifyConfig
+
+    return VerifyConfig
+
+
+@cli.command(context_settings={"show_default": True})
+@options_from(_verify_config(), first=("reference", "candidate", "data", "baseline",
+                                       "max_latency_regression", "update_baseline", "out"))
+@click.option("--json", "as_json", is_flag=True, help="Print only the JSON report on stdout.")
+def verify(as_json: bool, **values) -> None:
+    """Check candidates against a reference: accuracy, output parity, latency.
+
+    \b
+    Examples:
+      edgetransfer verify --reference models/demo/teacher \\
+          --candidate models/demo/student --candidate models/demo/onnx \\
+          --data recipes/data/intents/test.jsonl --max-accuracy-drop 3
+      edgetransfer verify ... --update-baseline latency-baseline.json
+      edgetransfer verify ... --baseline latency-baseline.json --max-latency-regression 10%
+
+    \b
+    Exit codes: 0 all gates passed; 3 output parity failed; 5 a candidate lost more
+    accuracy than allowed; 6 latency regressed against the baseline (the first of these
+    that applies; verify.json lists every failure).
+    """
+    import json
+
+    from .stages import verify as stage
+
+    cfg = build(stage.VerifyConfig, values)
+    report = stage.run(cfg)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        click.echo(stage.render(report))
+    stage.check(report, cfg.out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,8 @@
 """Click options generated from a stage's pydantic config, so help text lives once.
 
 Each field becomes `--field-name`; its description is the help, its default is shown, a
-Literal becomes a choice, a bool a flag, a list a comma-separated value. The config model,
+Literal becomes a choice, a bool a flag, a list a comma-separated value (or a repeated
+option, where the field says `json_schema_extra={"repeatable": True}`). The config model,
 not Click, validates the values, so the CLI and recipes reject the same things.
 """
 
@@ -43,7 +44,16 @@ def options_from(config: type[BaseModel], first: tuple[str, ...] = ()):
                 flag = f"{flag}/--no-{name.replace('_', '-')}"
             required = info.default is PydanticUndefined
             default = None if required else info.default
+            if isinstance(default, list):  # shown and parsed the way a user types it
+                default = ",".join(str(v) for v in default)
             kwargs = dict(help=info.description, show_default=default not in (None, False))
+            if (info.json_schema_extra or {}).get("repeatable"):
+                # a list given by repeating the option (paths may hold commas)
+                kwargs.update(multiple=True, type=str, required=required)
+                if not required:
+                    kwargs["default"] = ()
+                fn = click.option(flag, name, **kwargs)(fn)
+                continue
             if required:  # (click 8.5 treats an explicit default=None as "not required")
                 kwargs["required"] = True
             else:
@@ -66,7 +76,8 @@ def options_from(config: type[BaseModel], first: tuple[str, ...] = ()):
 
 def build(config: type[BaseModel], values: dict):
     """Validate CLI values into `config`; options left unset take the model's defaults."""
-    given = {k: v for k, v in values.items() if v is not None}
+    given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()
+             if v is not None and v != ()}
     try:
         return config(**given)
     except ValidationError as e:

@@ -9,8 +9,10 @@ from __future__ import annotations
 # Exit codes (documented in README.md, "Exit codes").
 EXIT_INTERNAL = 1  # a bug in edgetransfer: rerun with --debug and report it
 EXIT_BAD_INPUT = 2  # data, model, settings or command line the user can fix (Click uses 2 too)
-EXIT_CHECK_FAILED = 3  # a quality gate failed: merge check, parity, latency regression
+EXIT_CHECK_FAILED = 3  # a quality gate failed: merge check, output parity
 EXIT_ENVIRONMENT = 4  # the machine lacks what was asked for: a device, a package, the network
+EXIT_ACCURACY = 5  # verify: a candidate lost more task accuracy than allowed
+EXIT_LATENCY = 6  # verify: latency regressed against the stored baseline
 EXIT_INTERRUPTED = 130  # Ctrl-C; a resumable run can be continued with --resume
 
 
@@ -46,3 +48,15 @@ class EnvironmentProblem(EdgeTransferError):
     """The machine lacks a device, provider, package or network that was asked for."""
 
     exit_code = EXIT_ENVIRONMENT
+
+
+class AccuracyDrop(CheckFailed):
+    """verify: a candidate's task metric fell further below the reference's than allowed."""
+
+    exit_code = EXIT_ACCURACY
+
+
+class LatencyRegression(CheckFailed):
+    """verify: a model became slower than the baseline allows."""
+
+    exit_code = EXIT_LATENCY

@@ -1,0 +1,384 @@
+"""Stage `verify`: does each candidate still answer like the reference, as fast as promised?
+
+Three gates over one reference and any number of candidates (PyTorch checkpoints, ONNX
+models), all run on the full eval data:
+
+- accuracy: each candidate's accuracy drop from the reference, with a paired-bootstrap
+  interval, flip rate and per-class deltas; fails (exit 5) above --max-accuracy-drop;
+- output parity: each ONNX model against the PyTorch checkpoint it was exported from (its
+  export.json says which; the reference otherwise), per output, with per-precision
+  tolerances (parity.py); fails with exit 3;
+- latency: every model timed by one harness (latency.py) at batch 1 and larger batches, on
+  texts drawn from the data, interleaved with a fixed reference workload; against a stored
+  baseline (baseline.py) the gate compares workload-relative p50s; fails with exit 6.
+
+Writes verify.json (every figure and the environment) whether the gates pass or not, so a
+CI job can keep the evidence of a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .. import baseline as baselines
+from .. import data, latency, metrics, parity, runners
+from ..artifacts import versions, write_json
+from ..errors import AccuracyDrop, CheckFailed, ConfigError, LatencyRegression, ModelError
+from ..options import comma_list
+
+log = logging.getLogger(__name__)
+WORKLOAD = "reference-workload"
+
+
+class VerifyConfig(BaseModel):
+    """Settings of `edgetransfer verify`; each description is the CLI help."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: str = Field(description="The model the candidates are judged against: a "
+                           "PyTorch checkpoint folder (or an ONNX model).")
+    candidate: list[str] = Field(min_length=1, json_schema_extra={"repeatable": True},
+                                 description="A model to verify (repeat the option for "
+                                 "several): a checkpoint folder, model.onnx or an export "
+                                 "folder; NAME=PATH names it in the baseline.")
+    data: str = Field(description="Labelled eval data (CSV/TSV/JSONL/Parquet); every row is "
+                      "scored.")
+    text_column: str | None = Field(None, description="Text column of --data.")
+    text_pair_column: str | None = Field(None, description="Second text column (pair tasks).")
+    label_column: str | None = Field(None, description="Label column of --data.")
+    max_length: int = Field(128, ge=8, description="Token limit (the stages' default).")
+    max_accuracy_drop: float = Field(1.0, ge=0, description="Accuracy points a candidate may "
+                                     "lose against the reference (point estimate; the 95% "
+                                     "interval is reported beside it).")
+    atol: float | None = Field(None, gt=0, description="Override the parity tolerance on "
+                               "outputs (fp32 1e-4, fp16 5e-2; int8 is judged by agreement).")
+    min_agreement: float | None = Field(None, gt=0, le=1, description="Override the least "
+                                        "top-1 agreement with the source model (fp32 1.0, "
+                                        "fp16 0.99, int8 0.95).")
+    threads: int = Field(1, ge=1, description="Threads for both runtimes (1: the edge-device "
+                         "case, and the most stable figures).")
+    provider: str = Field("CPUExecutionProvider", description="onnxruntime execution "
+                          "provider; an error if it is not the one that runs.")
+    batch_sizes: list[int] = Field([1, 32], description="Batch sizes timed, comma-separated "
+                                   "(1: per-request latency; 32: throughput).")
+    iterations: int = Field(200, ge=10, description="Timed calls per model at batch 1 (fewer "
+                            "at larger batches), split over --rounds.")
+    rounds: int = Field(5, ge=1, description="Interleaved rounds: every model and the "
+                        "reference workload take turns, so noise hits all alike.")
+    latency_samples: int = Field(256, ge=1, description="Texts drawn from --data for the "
+                                 "latency inputs (their real lengths, not one dummy shape).")
+    latency: bool = Field(True, description="Measure latency (off: accuracy and parity only).")
+    baseline: Path | None = Field(None, description="A baseline file to gate latency against "
+                                  "(written by --update-baseline).")
+    max_latency_regression: str = Field("10%", description="How much slower than the baseline "
+                                        "a model may get (workload-relative p50).")
+    update_baseline: Path | None = Field(None, description="Write this run's latencies as the "
+                                         "new baseline file.")
+    out: Path = Field(Path("verify.json"), description="Where to write every figure (JSON).")
+    seed: int = Field(0, description="Seed for the latency sample and the bootstrap.")
+    allow_pickle: bool = Field(False, description="Allow pickle weights (weights-only load).")
+
+    @field_validator("batch_sizes", mode="before")
+    @classmethod
+    def _split_commas(cls, v):
+        return comma_list(v)
+
+
+def run(cfg: VerifyConfig) -> dict:
+    """Measure everything and write cfg.out; the gates are judged by `check(report)`."""
+    started = time.perf_counter()
+    threshold = baselines.parse_threshold(cfg.max_latency_regression)
+    base = None
+    if cfg.baseline:
+        if not cfg.latency:
+            raise ConfigError("--baseline needs latency measured; drop --no-latency")
+        base = baselines.read(cfg.baseline)
+        baselines.check_comparable(base, cfg.baseline, cfg.threads, cfg.provider)
+    if cfg.update_baseline and not cfg.latency:
+        raise ConfigError("--update-baseline needs latency measured; drop --no-latency")
+    if any(b < 1 for b in cfg.batch_sizes):
+        raise ConfigError(f"--batch-sizes {cfg.batch_sizes}: sizes must be 1 or more")
+    if cfg.out.exists() and cfg.out.is_dir():
+        raise ConfigError(f"--out {cfg.out}: is a folder; give a file name like verify.json")
+
+    load = dict(threads=cfg.threads, provider=cfg.provider, allow_pickle=cfg.allow_pickle)
+    log.info("loading the reference %s", cfg.reference)
+    reference = runners.load(cfg.reference, **load)
+    candidates = []
+    for spec in cfg.candidate:
+        log.info("loading candidate %s", spec)
+        candidates.append(runners.load(spec, **load))
+    _check_names([reference] + candidates)
+    for c in candidates:
+        if c.label_names != reference.label_names:
+            raise ModelError(f"candidate {c.name}: labels {c.label_names} differ from the "
+                             f"reference's {reference.label_names}; verify models of one task")
+
+    ds = data.load_split(cfg.data, reference.label_names, text_column=cfg.text_column,
+                         text_pair_column=cfg.text_pair_column, label_column=cfg.label_column)
+    texts = list(ds["text"])
+    pairs = list(ds["text_pair"]) if "text_pair" in ds.column_names else None
+    labels = np.array(ds["label"])
+    log.info("scoring %d examples of %s with %d models", len(labels), cfg.data,
+             1 + len(candidates))
+
+    models = [reference] + candidates
+    outputs = {m.name: _outputs(m, texts, pairs, cfg.max_length) for m in models}
+    probes = {m.name: [m.run(b) for b in parity.probe_batches(m.tokenizer, None, cfg.max_length)]
+              for m in models}
+    preds = {name: out["logits"].argmax(-1) for name, out in outputs.items()}
+    names = reference.label_names
+    reports = {name: metrics.report(labels, p, names) for name, p in preds.items()}
+
+    failures: list[dict] = []
+    entries = {}
+    for m in models:
+        entries[m.name] = m.describe() | {"metrics": reports[m.name]}
+    for c in candidates:
+        drop = metrics.paired_drop(labels, preds[reference.name], preds[c.name], len(names),
+                                   seed=cfg.seed)
+        entries[c.name]["accuracy_drop"] = drop
+        entries[c.name]["per_class_delta"] = metrics.per_class_delta(reports[reference.name],
+                                                                     reports[c.name])
+        if drop["accuracy"]["points"] > cfg.max_accuracy_drop:
+            failures.append({"gate": "accuracy", "model": c.name, "message": (
+                f"{c.name}: accuracy {reports[c.name]['accuracy']:.4f} is "
+                f"{drop['accuracy']['points']:.2f} points below the reference's "
+                f"{reports[reference.name]['accuracy']:.4f} (95% CI "
+                f"{drop['accuracy']['ci95'][0]:.2f} to {drop['accuracy']['ci95'][1]:.2f}; "
+                f"allowed {cfg.max_accuracy_drop})")})
+        entries[c.name]["parity"] = _parity(c, models, outputs, probes, cfg, load, texts, pairs)
+        if entries[c.name]["parity"].get("passed") is False:
+            failures += [{"gate": "parity", "model": c.name, "message": f"{c.name}: {f}"}
+                         for f in entries[c.name]["parity"]["failures"]]
+
+    gate_record = None
+    workload = None
+    if cfg.latency:
+        lat, workload = _latency(models, texts, pairs, cfg)
+        for name, by_batch in lat.items():
+            entries[name]["latency"] = by_batch
+        current = {name: {b: {k: f[k] for k in ("p50_ms", "p90_ms", "relative_p50")}
+                          for b, f in by_batch.items()} for name, by_batch in lat.items()}
+        if base is not None:
+            rows, messages, skipped = baselines.gate(base, current, threshold)
+            for s in skipped:
+                log.warning("latency gate: %s; not gated", s)
+            failures += [{"gate": "latency", "model": r["model"], "message": msg}
+                         for r, msg in zip([r for r in rows if not r["passed"]], messages)]
+            gate_record = {"baseline": str(cfg.baseline), "threshold": threshold, "rows": rows,
+                           "skipped": skipped, "baseline_machine": base.machine,
+                           "baseline_created": base.created}
+        if cfg.update_baseline:
+            baselines.write(cfg.update_baseline, machine=latency.machine(), threads=cfg.threads,
+                            provider=cfg.provider,
+                            workload_p50_ms=workload[f"batch{cfg.batch_sizes[0]}"]["p50_ms"],
+                            models=current)
+            log.info("wrote the latency baseline %s", cfg.update_baseline)
+
+    failed_models = {f["model"] for f in failures}
+    for name, entry in entries.items():
+        entry["passed"] = name not in failed_models
+    report = {
+        "passed": not failures,
+        "failures": failures,
+        "reference": entries[reference.name],
+        "candidates": [entries[c.name] for c in candidates],
+        "latency_gate": gate_record,
+        "workload": workload and {"spec": latency.WORKLOAD, "by_batch": workload},
+        "data": {"path": cfg.data, "examples": int(len(labels))},
+        "settings": cfg.model_dump(mode="json"),
+        "env": {"machine": latency.machine(), "threads": cfg.threads, "provider": cfg.provider,
+                "versions": versions("torch", "transformers", "onnxruntime", "onnx", "numpy")},
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(cfg.out, report)
+    log.info("wrote %s", cfg.out)
+    return report
+
+
+def check(report: dict, where: Path) -> None:
+    """Raise the failed gate's error: parity (exit 3) before accuracy (5) before latency (6)."""
+    failures = report["failures"]
+    for gate, error in (("parity", CheckFailed), ("accuracy", AccuracyDrop),
+                        ("latency", LatencyRegression)):
+        mine = [f["message"] for f in failures if f["gate"] == gate]
+        if mine:
+            others = len(failures) - len(mine)
+            raise error(f"{gate} gate failed: {mine[0]}"
+                        + (f" (+{len(mine) - 1} more)" if len(mine) > 1 else "")
+                        + (f"; {others} other gate failure(s)" if others else "")
+                        + f"; every figure is in {where}")
+
+
+def _check_names(models) -> None:
+    seen = {}
+    for m in models:
+        if m.name in seen or m.name == WORKLOAD:
+            raise ConfigError(f"two models are named {m.name!r} ({seen.get(m.name)} and "
+                              f"{m.path}); name them with NAME=PATH")
+        seen[m.name] = m.path
+
+
+def _encode(tokenizer, texts, pairs, max_length, padding=True) -> dict:
+    enc = tokenizer(texts, pairs, padding=padding, truncation=True, max_length=max_length,
+                    return_tensors="np")
+    return {k: v.astype(np.int64) for k, v in enc.items()}
+
+
+def _outputs(model, texts, pairs, max_length, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Every output of `model` over the whole data, concatenated per output name."""
+    parts: dict[str, list] = {}
+    for s in range(0, len(texts), batch_size):
+        feeds = _encode(model.tokenizer, texts[s:s + batch_size],
+                        pairs[s:s + batch_size] if pairs else None, max_length)
+        for k, v in model.run(feeds).items():
+            parts.setdefault(k, []).append(v.reshape(len(v), -1))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _parity(cand, models, outputs, probes, cfg, load, texts, pairs) -> dict:
+    """Parity of an ONNX model with the checkpoint it came from (a loaded one if needed)."""
+    if cand.kind != "onnx":
+        return {"applies": False, "why": "a PyTorch model: judged by the accuracy gate"}
+    source = next((m for m in models if m.kind == "pytorch" and cand.source
+                   and runners.same_model_folder(m.path.parent, cand.source)), None)
+    if source is None and cand.source and Path(cand.source).is_dir():
+        log.info("loading %s, the checkpoint %s was exported from, for output parity",
+                 cand.source, cand.name)
+        source = runners.load(cand.source, **load, name=f"{cand.name}-source")
+        outputs[source.name] = _outputs(source, texts, pairs, cfg.max_length)
+        probes[source.name] = [source.run(b) for b in
+                               parity.probe_batches(source.tokenizer, None, cfg.max_length)]
+    if source is None:
+        source = models[0]
+        log.warning("%s: its source checkpoint is not recorded or not found; output parity "
+                    "is taken against the reference", cand.name)
+    result = {"applies": True, "against": source.name, "precision": cand.precision,
+              "outputs": {}, "failures": []}
+    shared = [k for k in outputs[cand.name] if k in outputs[source.name]]
+    if not shared:
+        raise ModelError(f"{cand.name}: no output name in common with {source.name} "
+                         f"({list(outputs[cand.name])} vs {list(outputs[source.name])})")
+    for name in shared:
+        ref = [outputs[source.name][name]] + [p[name] for p in probes[source.name]]
+        got = [outputs[cand.name][name]] + [p[name] for p in probes[cand.name]]
+        rep = parity.compare(ref, got, cand.precision, name=name, atol=cfg.atol,
+                             min_agreement=cfg.min_agreement)
+        result["outputs"] |= rep.outputs
+        result["failures"] += rep.failures
+    result["passed"] = not result["failures"]
+    return result
+
+
+def _latency(models, texts, pairs, cfg):
+    """Per model and batch size: percentiles with CIs, throughput, tokenization apart."""
+    rng = np.random.default_rng(cfg.seed)
+    sample = rng.choice(len(texts), size=min(cfg.latency_samples, len(texts)), replace=False)
+    workload = latency.reference_workload(cfg.threads, cfg.provider)
+    results = {m.name: {} for m in models}
+    workload_figures = {}
+    for b in cfg.batch_sizes:
+        key = f"batch{b}"
+        n_batches = max(1, len(sample) // b) if b <= len(sample) else 1
+        groups = [sample[i * b:(i + 1) * b] if b <= len(sample)
+                  else rng.choice(len(texts), size=b) for i in range(n_batches)]
+        iterations = cfg.iterations if b == 1 else max(20, int(cfg.iterations / b ** 0.5))
+        jobs, tokenize = {}, {}
+        for m in models:
+            raw = [([texts[i] for i in g], [pairs[i] for i in g] if pairs else None)
+                   for g in groups]
+            feeds = [_encode(m.tokenizer, t, p, cfg.max_length) for t, p in raw]
+            # tokenization timed apart: a fast tokenizer costs ~0.1 ms, not the model's time
+            tok_times = latency.timings(lambda x, m=m: _encode(m.tokenizer, *x, cfg.max_length),
+                                        raw, warmup=2, iterations=min(len(raw), 50))
+            tokenize[m.name] = latency.summarize(tok_times, b)
+            jobs[m.name] = (m.call, [m.prepare(f) for f in feeds])
+        jobs[WORKLOAD] = workload
+        lengths = [int(f["attention_mask"].sum(-1).mean()) for f in
+                   (_encode(models[0].tokenizer, [texts[i] for i in g],
+                            [pairs[i] for i in g] if pairs else None, cfg.max_length)
+                    for g in groups[:50])]
+        log.info("timing %d models at batch %d: %d calls each in %d interleaved rounds",
+                 len(models), b, iterations, cfg.rounds)
+        times = latency.interleaved(
+            jobs, iterations=iterations, rounds=cfg.rounds, warmup=max(5, iterations // 10),
+            progress=lambda r, n: log.info("  round %d/%d", r, n))
+        workload_figures[key] = latency.summarize(times.pop(WORKLOAD), 1, ci=True,
+                                                  seed=cfg.seed)
+        for m in models:
+            fig = latency.summarize(times[m.name], b, ci=True, seed=cfg.seed)
+            fig["relative_p50"] = round(fig["p50_ms"] / workload_figures[key]["p50_ms"], 4)
+            fig["tokenize"] = {k: tokenize[m.name][k] for k in ("p50_ms", "p90_ms")}
+            fig["mean_tokens"] = round(float(np.mean(lengths)), 1)
+            results[m.name][key] = fig
+    return results, workload_figures
+
+
+def render(report: dict) -> str:
+    """The terminal tables: accuracy, parity, latency, gates."""
+    ref = report["reference"]
+    models = [ref] + report["candidates"]
+    lines = [f"verify: {report['data']['examples']} examples of {report['data']['path']}; "
+             f"reference {ref['name']}", ""]
+    rows = [["model", "kind", "prec", "MB", "accuracy", "macro-F1", "drop pts [95% CI]",
+             "flips"]]
+    for m in models:
+        d = m.get("accuracy_drop")
+        rows.append([m["name"], m["kind"], m["precision"], f"{m['size_bytes'] / 2**20:.1f}",
+                     f"{m['metrics']['accuracy']:.4f}", f"{m['metrics']['macro_f1']:.4f}",
+                     f"{d['accuracy']['points']:+.2f} [{d['accuracy']['ci95'][0]:+.2f}, "
+                     f"{d['accuracy']['ci95'][1]:+.2f}]" if d else "(reference)",
+                     f"{d['flip_rate']:.2%}" if d else ""])
+    lines += _table(rows) + [""]
+    par = [["model", "against", "output", "max |diff|", "max rel", "nan/inf", "top-1 agree",
+            "gate"]]
+    for m in report["candidates"]:
+        p = m.get("parity") or {}
+        if not p.get("applies"):
+            continue
+        for out, s in p["outputs"].items():
+            par.append([m["name"], p["against"], out, f"{s['max_abs_diff']:.2e}",
+                        f"{s['max_rel_diff']:.2e}", f"{s['nan']}/{s['inf']}",
+                        f"{s['top1_agreement']:.4f}", "pass" if p["passed"] else "FAIL"])
+    if len(par) > 1:
+        lines += _table(par) + [""]
+    if "latency" in ref:
+        lat = [["model", "batch", "p50 ms [95% CI]", "p90 ms", "p99 ms", "items/s",
+                "vs workload", "tokenize p50"]]
+        for m in models:
+            for b, f in m["latency"].items():
+                lat.append([m["name"], b.removeprefix("batch"),
+                            f"{f['p50_ms']:.3f} [{f['p50_ci_ms'][0]:.3f}, {f['p50_ci_ms'][1]:.3f}]",
+                            f"{f['p90_ms']:.3f}", f"{f['p99_ms']:.3f}",
+                            f"{f['throughput_per_s']:.1f}", f"{f['relative_p50']:.3f}",
+                            f"{f['tokenize']['p50_ms']:.3f}"])
+        env = report["env"]
+        lines += _table(lat) + [f"  threads {env['threads']}, {env['provider']}, "
+                                f"{env['machine']['cpu']}", ""]
+    gate = report.get("latency_gate")
+    if gate:
+        g = [["model", "batch", "baseline p50", "now p50", "change (relative)", "gate"]]
+        for r in gate["rows"]:
+            g.append([r["model"], r["batch"].removeprefix("batch"), f"{r['baseline_p50_ms']:.3f}",
+                      f"{r['p50_ms']:.3f}", f"{100 * r['change']:+.1f}%",
+                      "pass" if r["passed"] else "FAIL"])
+        lines += _table(g) + [f"  allowed: +{100 * gate['threshold']:.0f}%", ""]
+    if report["passed"]:
+        lines.append("all gates passed")
+    else:
+        lines += [f"FAILED {f['gate']}: {f['message']}" for f in report["failures"]]
+    return "\n".join(lines)
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return out

@@ -1,0 +1,264 @@
+"""verify on tiny random models: each gate passes and fails on constructed cases; the
+provider check; the baseline round trip and malformed baselines; the JSON output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_rows, write_jsonl
+
+FAST = ["--iterations", "20", "--rounds", "2", "--latency-samples", "8", "--batch-sizes", "1,4"]
+
+
+def _model(tiny_backbone, folder: Path, seed: int) -> Path:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_backbone, num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"},
+        label2id={"neg": 0, "neu": 1, "pos": 2})
+    model.save_pretrained(folder, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tiny_backbone).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(tiny_backbone, tmp_path_factory):
+    """A reference checkpoint, another checkpoint, the reference's fp32 ONNX export, and
+    eval data labelled with the reference's own predictions (so it scores 1.0)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgetransfer.cli import main
+
+    root = tmp_path_factory.mktemp("verify")
+    ref = _model(tiny_backbone, root / "reference", seed=1)
+    other = _model(tiny_backbone, root / "other", seed=7)
+    try:
+        main(["-q", "export", "--model", str(ref), "--quantize", "none",
+              "--out", str(root / "onnx")])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    rows = make_rows(40, seed=5)
+    tok = AutoTokenizer.from_pretrained(ref)
+    model = AutoModelForSequenceClassification.from_pretrained(ref).eval()
+    with torch.inference_mode():
+        logits = model(**tok([r["text"] for r in rows], padding=True, return_tensors="pt")).logits
+    names = ["neg", "neu", "pos"]
+    for r, p in zip(rows, logits.argmax(-1).tolist()):
+        r["label"] = names[p]
+    data = write_jsonl(root / "eval.jsonl", rows)
+    return {"ref": ref, "other": other, "onnx": root / "onnx", "data": data, "root": root}
+
+
+def _verify(cli, models, tmp_path, *extra):
+    out = tmp_path / "verify.json"
+    code, text = cli("-q", "verify", "--reference", models["ref"], "--data", models["data"],
+                     "--out", out, *extra)
+    report = json.loads(out.read_text()) if out.exists() else None
+    return code, text, report
+
+
+def test_all_gates_pass_and_every_figure_is_recorded(cli, models, tmp_path):
+    code, text, report = _verify(cli, models, tmp_path, "--candidate", models["onnx"],
+                                 "--candidate", f"twin={models['ref']}", *FAST)
+    assert code == 0, text
+    assert report["passed"] and report["failures"] == []
+    assert [c["name"] for c in report["candidates"]] == ["onnx", "twin"]
+    onnx, twin = report["candidates"]
+    assert report["reference"]["metrics"]["accuracy"] == 1.0
+    assert onnx["kind"] == "onnx" and onnx["precision"] == "fp32"
+    assert onnx["accuracy_drop"]["accuracy"]["points"] == 0.0
+    assert onnx["accuracy_drop"]["flip_rate"] == 0.0
+    # parity is taken against the checkpoint the ONNX model was exported from
+    assert onnx["parity"]["against"] == "reference" and onnx["parity"]["passed"]
+    assert onnx["parity"]["outputs"]["logits"]["max_abs_diff"] < 1e-4
+    assert onnx["parity"]["outputs"]["logits"]["examples"] >= 40
+    assert twin["parity"]["applies"] is False
+    for m in [report["reference"], onnx, twin]:
+        assert set(m["latency"]) == {"batch1", "batch4"}
+        b1 = m["latency"]["batch1"]
+        assert b1["p50_ci_ms"][0] <= b1["p50_ms"] <= b1["p50_ci_ms"][1]
+        assert b1["relative_p50"] > 0 and b1["iterations"] == 20
+        assert b1["tokenize"]["p50_ms"] > 0
+    assert report["workload"]["by_batch"]["batch1"]["p50_ms"] > 0
+    assert report["env"]["threads"] == 1
+    assert report["env"]["provider"] == "CPUExecutionProvider"
+    assert "onnxruntime" in report["env"]["versions"]
+    assert "all gates passed" in text and "drop pts" in text  # the terminal table
+
+
+def test_accuracy_gate_fails_with_exit_5(cli, models, tmp_path):
+    code, text, report = _verify(cli, models, tmp_path, "--candidate", models["other"],
+                                 "--no-latency", "--max-accuracy-drop", "5")
+    assert code == 5, text
+    drop = report["candidates"][0]["accuracy_drop"]
+    assert drop["accuracy"]["points"] > 5
+    assert drop["accuracy"]["ci95"][0] <= drop["accuracy"]["points"] <= drop["accuracy"]["ci95"][1]
+    assert drop["flips"] > 0
+    assert set(report["candidates"][0]["per_class_delta"]) == {"neg", "neu", "pos"}
+    assert "error: accuracy gate failed: other: accuracy" in text
+    assert report["failures"][0]["gate"] == "accuracy"
+    assert "Traceback" not in text
+
+
+def _edit_classifier_bias(folder: Path, change) -> None:
+    """Shift the classifier bias inside model.onnx: a drift parity must catch."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(folder / "model.onnx"))
+    for init in model.graph.initializer:
+        if tuple(init.dims) == (3,):
+            init.CopyFrom(numpy_helper.from_array(change(numpy_helper.to_array(init)),
+                                                  init.name))
+            break
+    else:
+        raise AssertionError("no classifier bias found")
+    onnx.save(model, str(folder / "model.onnx"))
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda b: b + np.float32(0.01), "max |difference|"),
+    (lambda b: np.full_like(b, np.nan), "NaN"),
+])
+def test_parity_gate_fails_with_exit_3(cli, models, tmp_path, change, words):
+    drifted = tmp_path / "drifted"
+    shutil.copytree(models["onnx"], drifted)
+    _edit_classifier_bias(drifted, change)
+    code, text, report = _verify(cli, models, tmp_path, "--candidate", drifted, "--no-latency",
+                                 "--max-accuracy-drop", "100")
+    assert code == 3, text
+    assert words in text and "parity gate failed: drifted" in text
+    assert report["candidates"][0]["passed"] is False
+
+
+def test_baseline_round_trip_and_latency_gate(cli, models, tmp_path):
+    base = tmp_path / "baseline.json"
+    code, text, report = _verify(cli, models, tmp_path, "--candidate", models["onnx"], *FAST,
+                                 "--update-baseline", base)
+    assert code == 0, text
+    written = json.loads(base.read_text())
+    for entry in [report["reference"]] + report["candidates"]:
+        for batch in ("batch1", "batch4"):
+            assert written["models"][entry["name"]][batch] == {
+                k: entry["latency"][batch][k] for k in ("p50_ms", "p90_ms", "relative_p50")}
+    assert written["threads"] == 1 and written["machine"]["cpu"]
+    from edgetransfer import baseline
+
+    assert baseline.read(base).models["onnx"]["batch4"].p50_ms > 0
+
+    # a baseline that says the models were 1000x faster (relative to the workload): the gate
+    # fails (a factor no noise on a shared machine comes near)
+    faster = json.loads(base.read_text())
+    for by_batch in faster["models"].values():
+        for f in by_batch.values():
+            f["relative_p50"] /= 1000
+    (tmp_path / "faster.json").write_text(json.dumps(faster))
+    code, text, report = _verify(cli, models, tmp_path, "--candidate", models["onnx"], *FAST,
+                                 "--baseline", tmp_path / "faster.json")
+    assert code == 6, text
+    assert "latency gate failed" in text and "more than the 10% allowed" in text
+    assert report["latency_gate"]["rows"] and not report["passed"]
+    assert {f["gate"] for f in report["failures"]} == {"latency"}
+
+    # one that says they were 1000x slower: passes, and --max-latency-regression is read
+    slower = json.loads(base.read_text())
+    for by_batch in slower["models"].values():
+        for f in by_batch.values():
+            f["relative_p50"] *= 1000
+    (tmp_path / "slower.json").write_text(json.dumps(slower))
+    code, text, report = _verify(cli, models, tmp_path, "--candidate", models["onnx"], *FAST,
+                                 "--baseline", tmp_path / "slower.json",
+                                 "--max-latency-regression", "5%")
+    assert code == 0, text
+    assert report["latency_gate"]["threshold"] == 0.05
+    assert all(r["passed"] and r["change"] < 0 for r in report["latency_gate"]["rows"])
+
+
+@pytest.mark.parametrize("content,words", [
+    ("{not json", "not valid JSON (line 1"),
+    ('{"format": "something-else"}', "format 'something-else' is not"),
+    ("[1, 2]", "is not 'edgetransfer-latency-baseline/1'"),
+    ('{"format": "edgetransfer-latency-baseline/1", "created": "x", "machine": {}, '
+     '"threads": 1, "provider": "CPUExecutionProvider", "workload_p50_ms": 1.0, '
+     '"models": {"onnx": {"batch1": {"p50_ms": -1, "p90_ms": 1, "relative_p50": 1}}}}',
+     "field models.onnx.batch1.p50_ms"),
+    ('{"format": "edgetransfer-latency-baseline/1", "created": "x", "machine": {}, '
+     '"threads": 4, "provider": "CPUExecutionProvider", "workload_p50_ms": 1.0, "models": {}}',
+     "taken with --threads 4, this run uses 1"),
+    ('{"format": "edgetransfer-latency-baseline/1", "created": "x", "machine": {}, '
+     '"threads": 1, "provider": "CPUExecutionProvider", "workload_p50_ms": 1.0, "models": {}, '
+     '"extra": 1}', "field extra"),
+])
+def test_malformed_baseline_is_a_one_line_error(cli, models, tmp_path, content, words):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    code, text, report = _verify(cli, models, tmp_path, "--candidate", models["onnx"],
+                                 "--baseline", bad)
+    assert code == 2, text
+    assert f"--baseline {bad}" in text and words in text
+    assert "Traceback" not in text and report is None  # refused before any measuring
+
+
+def test_missing_baseline_and_bad_threshold(cli, models, tmp_path):
+    code, text, _ = _verify(cli, models, tmp_path, "--candidate", models["onnx"],
+                            "--baseline", tmp_path / "nope.json")
+    assert code == 2 and "no such file; write one with --update-baseline" in text
+    code, text, _ = _verify(cli, models, tmp_path, "--candidate", models["onnx"],
+                            "--max-latency-regression", "ten")
+    assert code == 2 and "give a share like 10% or 0.1" in text
+
+
+def test_absent_provider_is_an_environment_error(cli, models, tmp_path):
+    code, text, _ = _verify(cli, models, tmp_path, "--candidate", models["onnx"],
+                            "--provider", "CUDAExecutionProvider")
+    assert code == 4, text
+    assert "provider CUDAExecutionProvider is not available here" in text
+
+
+def test_silent_provider_fallback_is_caught(models, monkeypatch):
+    """onnxruntime given a provider it cannot load runs on the CPU without an error; the
+    harness compares what ran with what was asked for."""
+    import onnxruntime as ort
+
+    from edgetransfer import latency
+    from edgetransfer.errors import EnvironmentProblem
+
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    real = ort.InferenceSession
+
+    def falls_back(path, options, providers):  # what a CUDA provider that fails to load does
+        return real(path, options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "InferenceSession", falls_back)
+    with pytest.raises(EnvironmentProblem, match="ran CPUExecutionProvider, not the "
+                                                 "CUDAExecutionProvider asked for"):
+        latency.ort_session(models["onnx"] / "model.onnx", 1, "CUDAExecutionProvider")
+
+
+def test_json_flag_prints_only_json(models, tmp_path, capsys):
+    from edgetransfer.cli import main
+
+    main(["-q", "verify", "--reference", str(models["ref"]), "--candidate",
+          str(models["onnx"]), "--data", str(models["data"]), "--no-latency", "--json",
+          "--out", str(tmp_path / "v.json")])  # returns: exit 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["candidates"][0]["name"] == "onnx"
+
+
+def test_candidates_of_another_task_or_same_name_are_refused(cli, models, tmp_path,
+                                                             tiny_classifier):
+    code, text, _ = _verify(cli, models, tmp_path, "--candidate", tiny_classifier,
+                            "--no-latency")
+    assert code == 2 and "differ from the reference's" in text
+    code, text, _ = _verify(cli, models, tmp_path, "--candidate", f"x={models['onnx']}",
+                            "--candidate", f"x={models['other']}", "--no-latency")
+    assert code == 2 and "two models are named 'x'" in text
