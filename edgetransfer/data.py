@@ -248,6 +248,7 @@ def load_task(
     validation_fraction: float = 0.1,
     seed: int = 42,
     model_labels: list[str] | None = None,
+    train_sample: int | None = None,
 ) -> Task:
     """Read, check and label-encode the splits. `model_labels`: a fixed head's classes."""
     specs = {"train": train, "validation": validation, "test": test}
@@ -284,6 +285,10 @@ def load_task(
         splits[name] = ds.rename_columns({k: v for k, v in rename.items() if k != v})
 
     notes = []
+    if train_sample and train_sample < len(splits["train"]):
+        # sampled after every row was checked, so a bad row anywhere is still reported
+        splits["train"] = splits["train"].shuffle(seed=seed).select(range(train_sample))
+        notes.append(f"train: a seeded sample of {train_sample} rows (seed {seed})")
     if "validation" not in splits:
         splits["train"], splits["validation"] = _carve_validation(
             splits["train"], names, validation_fraction, seed

@@ -28,6 +28,8 @@ class DataOptions(BaseModel):
                                      "[default: the first of label, labels, intent, class].")
     label_names: list[str] | None = Field(None, description="Names for integer label ids, in id "
                                           "order, comma-separated (e.g. negative,positive).")
+    train_sample: int | None = Field(None, ge=1, description="Train on a seeded random sample "
+                                     "of this many rows (all rows are still checked).")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train carved out "
                                        "for validation when --validation is not given.")
     max_length: int = Field(128, ge=8, description="Tokens per text (pair); longer ones are "
@@ -92,4 +94,5 @@ def data_kwargs(cfg: DataOptions) -> dict:
     """The `data.load_task` keywords of a config."""
     return dict(text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
                 label_column=cfg.label_column, label_names=cfg.label_names,
-                validation_fraction=cfg.validation_fraction, seed=getattr(cfg, "seed", 42))
+                validation_fraction=cfg.validation_fraction, seed=getattr(cfg, "seed", 42),
+                train_sample=cfg.train_sample)
