@@ -70,6 +70,8 @@ def cli(debug: bool, verbose: int, quiet: bool) -> None:
       distill    teach a small, fast student from the fine-tuned teacher
       export     ONNX through optimum, fusions, int8/fp16 quantization, parity-gated
       verify     accuracy, output parity and latency against a reference and a baseline
+      package    a bundle for the device: model, tokenizer, runtime (onnxruntime only)
+      predict    classify texts with a bundle, as the device does
 
     Run `edgetransfer COMMAND --help` for a command's options.
     """
@@ -196,6 +198,60 @@ def verify(as_json: bool, **values) -> None:
     else:
         click.echo(stage.render(report))
     stage.check(report, cfg.out)
+
+
+def _package_config():
+    from .stages.package import PackageConfig
+
+    return PackageConfig
+
+
+@cli.command(context_settings={"show_default": True})
+@options_from(_package_config(), first=("model", "verify_report", "target", "out"))
+def package(**values) -> None:
+    """Bundle an exported model for a device: one folder and one deterministic .tar.gz.
+
+    \b
+    Example:
+      edgetransfer package --model models/demo/onnx --verify-report models/demo/verify.json \\
+          --target linux-aarch64 --out models/demo/bundle
+    writes models/demo/bundle/, models/demo/bundle.tar.gz and models/demo/bundle.json.
+    On the device, after unpacking:
+      pip install -r requirements.txt && python predict.py "turn the kitchen lights off"
+
+    A model whose verify gates failed is refused (exit 3) unless --force; the manifest then
+    says so. The bundled runtime is measured here in fresh processes (cold start, peak RSS,
+    per-request latency) and the figures go into manifest.json.
+    """
+    from .stages import package as stage
+
+    stage.run(build(stage.PackageConfig, values))
+
+
+def _predict_config():
+    from .stages.predict import PredictConfig
+
+    return PredictConfig
+
+
+@cli.command(context_settings={"show_default": True})
+@click.argument("texts", nargs=-1)
+@options_from(_predict_config(), first=("bundle", "input"))
+def predict(texts: tuple[str, ...], **values) -> None:
+    """Classify TEXTS (and/or --input FILE) with a bundle; one JSON line per text.
+
+    \b
+    Examples:
+      edgetransfer predict --bundle models/demo/bundle.tar.gz "turn the kitchen lights off"
+      edgetransfer predict --bundle models/demo/bundle --input texts.jsonl --top-k 3
+
+    It runs the bundle's own predict.py (onnxruntime, no torch); an archive is unpacked to a
+    temporary folder and refused if it holds links, absolute names, `..` or a file that fails
+    its sha256.
+    """
+    from .stages import predict as stage
+
+    stage.run(build(stage.PredictConfig, values), list(texts))
 
 
 def main(argv: list[str] | None = None) -> None:

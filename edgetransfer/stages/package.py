@@ -1,0 +1,448 @@
+"""Stage `package`: an export folder -> a self-contained bundle for a device.
+
+The bundle: model.onnx (and model.ort when asked), tokenizer.json, labels.json,
+input_spec.json, the runtime (predict.py and requirements.txt: onnxruntime, tokenizers and
+numpy, no torch, no transformers), README.md for the device, and manifest.json: every
+file's sha256, versions, the verify figures, the target, the settings and the runtime's
+measured footprint (cold start, peak RSS, per-request latency, unpacked size).
+
+Written: OUT/ (the unpacked bundle, plus artifact.json), OUT.tar.gz beside it (the same files
+but artifact.json, under one top folder, byte-for-byte reproducible) and OUT.json, the
+archive's record: its size and sha256, which the manifest inside it cannot hold.
+
+A model whose verify gates failed is refused (exit 3) unless --force, and then the manifest
+says "forced": true and lists the failures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..artifacts import MANIFEST as ARTIFACT, OutputFolder, sha256, versions, write_json
+from ..artifacts import write_manifest
+from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("linux-x86_64", "linux-aarch64")
+# the CPU family each export --target tunes int8 for (edgetransfer.quantize.TARGETS)
+TUNED_FOR = {"x86-avx2": "x86_64", "x86-avx512-vnni": "x86_64", "arm64": "aarch64"}
+BETTER_EXPORT = {"x86_64": "x86-avx512-vnni (or x86-avx2)", "aarch64": "arm64"}
+RUNTIME_PACKAGES = ("onnxruntime", "tokenizers", "numpy")
+
+
+class PackageConfig(BaseModel):
+    """Settings of `edgetransfer package`; each description is the CLI help."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Path = Field(description="An `export` output folder (model.onnx, tokenizer.json, "
+                        "config.json with the labels, export.json).")
+    out: Path = Field(description="The bundle folder to write; the archive OUT.tar.gz and its "
+                      "record OUT.json are written beside it.")
+    target: Literal["linux-x86_64", "linux-aarch64"] = Field(
+        description="The device's platform (onnxruntime wheels exist for both); recorded, and "
+        "checked against the CPU family an int8 model was tuned for.")
+    verify_report: Path | None = Field(None, description="verify.json written by `edgetransfer "
+                                       "verify` on this model.onnx; its figures go into the "
+                                       "manifest.")
+    unverified: bool = Field(False, description="Package without a verify report; the "
+                             "manifest says \"verified\": false.")
+    force: bool = Field(False, description="Package a model whose verify gates failed; the "
+                        "manifest records \"forced\": true and the failures.")
+    ort_format: bool = Field(False, description="Also bundle model.ort and its "
+                             "required_operators.config (onnxruntime's minimal and mobile "
+                             "builds); the export must have written them (--ort-format).")
+    max_length: int | None = Field(None, ge=8, description="Token limit the runtime truncates "
+                                   "to [default: the export's --max-length, the length its "
+                                   "accuracy was measured at].")
+    threads: int = Field(1, ge=1, description="onnxruntime threads the runtime uses by default "
+                         "and is measured with (1: one request at a time on a small device, "
+                         "and stable figures).")
+    measure: bool = Field(True, description="Measure the bundled runtime in fresh processes: "
+                          "cold start, peak RSS, per-request latency (a few seconds; the "
+                          "figures are this machine's).")
+    latency_data: Path | None = Field(None, description="Texts to time requests on (.jsonl, "
+                                      ".csv, .tsv, .txt) [default: built-in texts of mixed "
+                                      "length].")
+    latency_requests: int = Field(200, ge=1, description="One-text requests timed (200: "
+                                  "enough for a steady p90 at a few ms each).")
+    cold_starts: int = Field(3, ge=1, description="Fresh processes timed from start to first "
+                             "prediction; the median is recorded (3: one outlier on a busy "
+                             "machine does not decide it).")
+    overwrite: bool = Field(False, description="Replace an existing bundle (folder, archive "
+                            "and record).")
+
+
+def run(cfg: PackageConfig) -> Path:
+    from .. import footprint, parity
+    from ..bundle import write_archive
+    from ..runtime.predict import BundleError, read_texts
+
+    model = cfg.model
+    _check_model(model, cfg)
+    labels = _labels(model)
+    export_record = _read_json(model / "export.json") if (model / "export.json").exists() else {}
+    model_sha = sha256(model / "model.onnx")
+    verification = _verification(cfg, model_sha)
+    pins, notes = _requirements(verification)
+    notes += _target_notes(cfg.target, export_record)
+    for note in notes:
+        log.warning("%s", note)
+    try:
+        texts = read_texts(cfg.latency_data) if cfg.latency_data else list(parity.PROBE_TEXTS)
+    except BundleError as e:
+        raise DataError(f"--latency-data {e}") from None
+
+    archive = cfg.out.parent / f"{cfg.out.name}.tar.gz"
+    record = cfg.out.parent / f"{cfg.out.name}.json"
+    inputs = (model,) + tuple(p for p in (cfg.verify_report, cfg.latency_data) if p)
+    out = OutputFolder(cfg.out, overwrite=cfg.overwrite, inputs=inputs)
+    out.check()
+    _check_beside(out, (archive, record), inputs, cfg.overwrite)
+    out.prepare()
+    partial = archive.with_name(f".{archive.name}.partial")
+    try:
+        manifest = _write_bundle(out.work, cfg, labels, export_record, verification, pins, notes)
+        if cfg.measure:
+            log.info("measuring the bundled runtime (%d cold starts, %d requests)",
+                     cfg.cold_starts, cfg.latency_requests)
+            manifest["measurements"] = footprint.measure(
+                out.work, texts, runs=cfg.cold_starts, requests=cfg.latency_requests,
+                threads=cfg.threads)
+            write_json(out.work / "manifest.json", manifest)
+        write_archive(out.work, partial, cfg.out.name, exclude=(ARTIFACT,))
+        sizes = {"archive": archive.name, "archive_bytes": partial.stat().st_size,
+                 "archive_sha256": sha256(partial),
+                 "unpacked_bytes": sum(p.stat().st_size for p in out.work.rglob("*")
+                                       if p.is_file() and p.name != ARTIFACT)}
+        measured = manifest.get("measurements", {})
+        write_manifest(out.work, "bundle", _settings(cfg), sizes | {
+            k: v for k, v in (("cold_start_s", measured.get("cold_start_s")),
+                              ("peak_rss_mb", measured.get("peak_rss_mb")),
+                              ("p50_ms", measured.get("latency", {}).get("p50_ms")))
+            if v is not None}, parents={"model": str(model)}, packages=RUNTIME_PACKAGES)
+    except BaseException:
+        shutil.rmtree(out.work, ignore_errors=True)
+        partial.unlink(missing_ok=True)
+        raise
+    final = out.commit()
+    os.replace(partial, archive)
+    write_json(record, sizes | {"folder": final.name, "target": cfg.target,
+                                "verification": _summary(verification),
+                                "measurements": manifest.get("measurements")})
+    log.info("wrote %s (%.1f MB; unpacked %.1f MB in %s)%s", archive,
+             sizes["archive_bytes"] / 2**20, sizes["unpacked_bytes"] / 2**20, final,
+             f"; cold start {measured['cold_start_s']:.2f} s, peak RSS "
+             f"{measured['peak_rss_mb']:.0f} MB, p50 {measured['latency']['p50_ms']:.2f} ms"
+             if measured else "")
+    return final
+
+
+def _check_model(model: Path, cfg: PackageConfig) -> None:
+    if not model.is_dir():
+        raise ModelError(f"--model {model}: no such folder; give an `edgetransfer export` "
+                         f"output folder")
+    needed = ["model.onnx", "tokenizer.json", "config.json"]
+    if cfg.ort_format:
+        needed.append("model.ort")
+    for name in needed:
+        if not (model / name).is_file():
+            hint = {"tokenizer.json": "the runtime needs a fast tokenizer's tokenizer.json",
+                    "model.ort": "export with --ort-format first"}.get(
+                        name, "is it an `edgetransfer export` output folder?")
+            raise ModelError(f"--model {model}: has no {name}; {hint}")
+
+
+def _read_json(path: Path, flag: str = "--model"):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{flag} {path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{flag} {path}: not valid JSON ({e})") from None
+
+
+def _labels(model: Path) -> list[str]:
+    id2label = _read_json(model / "config.json").get("id2label") or {}
+    try:
+        ids = sorted(int(k) for k in id2label)
+    except ValueError:
+        ids = []
+    if not ids or ids != list(range(len(ids))):
+        raise ModelError(f"--model {model}: config.json has no usable id2label (ids 0..n-1); "
+                         f"it names the classes the runtime prints")
+    return [str(id2label[str(i)]) for i in ids]
+
+
+def _verification(cfg: PackageConfig, model_sha: str) -> dict:
+    """The verify figures for this model.onnx, or a refusal."""
+    path = cfg.verify_report
+    if path is None:
+        if not cfg.unverified:
+            raise ConfigError("--verify-report is needed (verify.json from `edgetransfer "
+                              "verify` on this model); --unverified packages without one and "
+                              "the manifest says so")
+        return {"verified": False}
+    if cfg.unverified:
+        raise ConfigError("--verify-report and --unverified: give one of them")
+    report = _read_json(path, "--verify-report")
+    candidates = report.get("candidates") if isinstance(report, dict) else None
+    if not isinstance(candidates, list):
+        raise ModelError(f"--verify-report {path}: has no \"candidates\" list; is it a "
+                         f"verify.json?")
+    found = next((c for c in candidates if isinstance(c, dict)
+                  and c.get("sha256") == model_sha), None)
+    if found is None:
+        raise ModelError(f"verify report {path} does not cover this model (sha256 "
+                         f"{model_sha[:16]}...); run edgetransfer verify on it")
+    failures = [f for f in report.get("failures") or [] if isinstance(f, dict)
+                and f.get("model") == found.get("name")]
+    passed = found.get("passed") is True
+    if not passed:
+        said = "; ".join(f"{f.get('gate')}: {f.get('message')}" for f in failures) \
+            or "its gates failed"
+        if not cfg.force:
+            raise CheckFailed(f"{cfg.model}/model.onnx failed verify ({said}); nothing was "
+                              f"packaged (--force packages it anyway, and the manifest says "
+                              f"so)")
+        log.warning("packaging a model that failed verify (--force): %s", said)
+    return {"verified": True, "passed": passed, "forced": not passed,
+            "report": str(path), "report_sha256": sha256(path),
+            "candidate": found.get("name"), "precision": found.get("precision"),
+            "failures": failures,
+            **{k: found.get(k) for k in ("metrics", "accuracy_drop", "parity", "latency")},
+            "reference": report.get("reference"), "env": report.get("env")}
+
+
+def _summary(verification: dict) -> dict:
+    return {k: verification.get(k) for k in ("verified", "passed", "forced", "report")
+            if k in verification}
+
+
+def _requirements(verification: dict) -> tuple[list[str], list[str]]:
+    """requirements.txt lines: onnxruntime as verified, tokenizers as built, numpy's major."""
+    have = {}
+    for name in RUNTIME_PACKAGES:
+        for dist in (name, f"{name}-gpu") if name == "onnxruntime" else (name,):
+            try:
+                have[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    notes = []
+    verified_ort = _verified_onnxruntime(verification.get("env"))
+    ort = verified_ort or have["onnxruntime"]
+    if verified_ort and verified_ort != have["onnxruntime"]:
+        notes.append(f"the verify report used onnxruntime {verified_ort}; this machine has "
+                     f"{have['onnxruntime']}: requirements.txt pins the verified one, the "
+                     f"measurements here use {have['onnxruntime']}")
+    major, minor = (int(x) for x in have["numpy"].split(".")[:2])
+    return [f"onnxruntime=={ort}", f"tokenizers=={have['tokenizers']}",
+            f"numpy>={major}.{minor},<{major + 1}"], notes
+
+
+def _verified_onnxruntime(env) -> str | None:
+    """The onnxruntime version a verify report's "env" names, where it names one."""
+    if not isinstance(env, dict):
+        return None
+    for scope in (env, env.get("versions")):
+        if isinstance(scope, dict) and isinstance(scope.get("onnxruntime"), str):
+            return scope["onnxruntime"]
+    return None
+
+
+def _target_notes(target: str, export_record: dict) -> list[str]:
+    q = export_record.get("quantization") or {}
+    arch = target.split("-", 1)[1]
+    tuned = TUNED_FOR.get(q.get("target"))
+    if not str(q.get("mode", "")).startswith("int8") or tuned in (None, arch):
+        return []
+    return [f"model.onnx is int8 tuned for --target {q['target']} (export.json) and packaged "
+            f"for {target}: it runs there, but an export with --target {BETTER_EXPORT[arch]} "
+            f"may be faster or more accurate on that CPU"]
+
+
+def _check_beside(out: OutputFolder, paths, inputs, overwrite: bool) -> None:
+    """The archive and its record go beside the folder: same rules as the folder."""
+    for path in paths:
+        if any(Path(i).resolve() == path.resolve() for i in inputs):
+            raise OutputError(f"--out {out.final}: would overwrite the input {path}")
+        if path.exists() and not overwrite:
+            raise OutputError(f"--out {out.final}: {path} already exists; pass --overwrite "
+                              f"to replace it")
+        if path.is_dir():
+            raise OutputError(f"--out {out.final}: {path} is a folder")
+
+
+def _settings(cfg: PackageConfig) -> dict:
+    """The settings that shape the bundle (not where it was written: a rebuild elsewhere is
+    the same bundle)."""
+    settings = json.loads(cfg.model_dump_json())
+    for key in ("out", "overwrite"):
+        settings.pop(key)
+    return settings
+
+
+def _write_bundle(work: Path, cfg: PackageConfig, labels, export_record, verification,
+                  pins, notes) -> dict:
+    from ..runtime import SOURCE
+    from ..runtime.predict import FORMAT, BundleError, Predictor
+
+    model = cfg.model
+    shutil.copyfile(model / "model.onnx", work / "model.onnx")
+    shutil.copyfile(model / "tokenizer.json", work / "tokenizer.json")
+    ort_files = []
+    if cfg.ort_format:
+        ort_files = ["model.ort"] + sorted(p.name for p in
+                                           model.glob("*.required_operators*.config"))
+        for name in ort_files:
+            shutil.copyfile(model / name, work / name)
+    write_json(work / "labels.json", labels)
+    spec = _input_spec(work, model, cfg, export_record, len(labels))
+    write_json(work / "input_spec.json", spec)
+    shutil.copyfile(SOURCE, work / "predict.py")
+    os.chmod(work / "predict.py", 0o755)
+    how = "verified" if verification["verified"] else "built"
+    (work / "requirements.txt").write_text(
+        f"# all the bundled runtime needs (for {cfg.target}); onnxruntime as {how} with\n"
+        + "".join(p + "\n" for p in pins), encoding="utf-8")
+    (work / "README.md").write_text(
+        _readme(cfg, labels, export_record, verification, pins, spec), encoding="utf-8")
+    files = {}
+    for f in sorted(p for p in work.rglob("*") if p.is_file()):
+        files[f.relative_to(work).as_posix()] = {"sha256": sha256(f), "bytes": f.stat().st_size}
+    manifest = {
+        "format": FORMAT,
+        "kind": "edgetransfer-bundle",
+        "target": cfg.target,
+        "model": {"file": "model.onnx", "ort_files": ort_files,
+                  "precision": _precision(export_record),
+                  "quantization": export_record.get("quantization"),
+                  "opset": export_record.get("opset"), "source": str(model)},
+        "labels": "labels.json",
+        "verification": verification,
+        "requirements": pins,
+        "notes": notes,
+        "settings": _settings(cfg),
+        "versions": versions(*RUNTIME_PACKAGES) | {"python": platform.python_version()},
+        "files_bytes": sum(f["bytes"] for f in files.values()),  # all but this manifest
+        "files": files,
+    }
+    write_json(work / "manifest.json", manifest)
+    try:  # the runtime's own load, once, before anything is measured or archived
+        Predictor(work, threads=cfg.threads).predict(["a first check of the bundle"])
+    except BundleError as e:
+        raise ModelError(f"--model {model}: the bundled runtime cannot use it: {e}") from None
+    return manifest
+
+
+def _precision(export_record: dict) -> str | None:
+    q = export_record.get("quantization") or {}
+    if "precision" in q:
+        return q["precision"]
+    return "int8" if str(q.get("mode", "")).startswith("int8") else q.get("mode")
+
+
+def _input_spec(work: Path, model: Path, cfg, export_record, num_labels: int) -> dict:
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    session = ort.InferenceSession(str(work / "model.onnx"), providers=["CPUExecutionProvider"])
+    outputs = [o.name for o in session.get_outputs()]
+    tok_config = {}
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (model / name).exists():
+            tok_config = {**_read_json(model / name), **tok_config}
+    pad = tok_config.get("pad_token")
+    pad = pad.get("content") if isinstance(pad, dict) else pad
+    pad_id = Tokenizer.from_file(str(work / "tokenizer.json")).token_to_id(pad) if pad else None
+    if pad_id is None:
+        raise ModelError(f"--model {model}: the tokenizer has no padding token; the runtime "
+                         f"pads batches with it")
+    export_settings = (_read_json(model / ARTIFACT).get("settings", {})
+                       if (model / ARTIFACT).exists() else {})
+    max_length = cfg.max_length or export_settings.get("max_length") or 128
+    positions = _read_json(model / "config.json").get("max_position_embeddings")
+    if positions and max_length > positions:
+        raise ConfigError(f"--max-length {max_length}: above the model's {positions} positions")
+    return {
+        "model": "model.onnx",
+        "tokenizer": "tokenizer.json",
+        "labels": "labels.json",
+        "num_labels": num_labels,
+        "inputs": [{"name": i.name, "type": i.type, "shape": i.shape}
+                   for i in session.get_inputs()],
+        "token_type_ids": any(i.name == "token_type_ids" for i in session.get_inputs()),
+        "output": "logits" if "logits" in outputs else outputs[0],
+        "scores": "softmax over the output's last axis, in float64",
+        "max_length": max_length,
+        "truncation": "longest_first, right",
+        "padding": "to the longest text of a batch, right",
+        "pad_token": pad,
+        "pad_id": pad_id,
+        "pad_type_id": 0,  # BERT-family tokenizers pad token types with 0
+        "threads": cfg.threads,
+    }
+
+
+def _readme(cfg, labels, export_record, verification, pins, spec) -> str:
+    if not verification["verified"]:
+        checked = "not verified (packaged with --unverified)"
+    elif verification["forced"]:
+        checked = "FAILED verify and was packaged with --force: see manifest.json"
+    else:
+        checked = f"passed `edgetransfer verify` ({verification['report']})"
+    ort_row = ("| model.ort, *.required_operators.config | the model for onnxruntime's minimal "
+               "and mobile builds |\n" if cfg.ort_format else "")
+    return f"""# {cfg.out.name}: a text classifier for {cfg.target}
+
+Labels: {", ".join(labels)}. Model: model.onnx ({_precision(export_record) or "?"});
+{checked}.
+
+## Run
+
+Needs Python 3 (built with {platform.python_version()}) and requirements.txt, nothing else
+(no torch, no transformers): {", ".join(pins)}.
+
+```bash
+python3 -m venv .venv && . .venv/bin/activate
+pip install -r requirements.txt
+python predict.py "turn the kitchen lights off"
+python predict.py --input texts.jsonl > predictions.jsonl   # also .csv, .tsv, .txt
+python predict.py --benchmark 200 --input texts.jsonl       # latency and memory here
+```
+
+Each text gives one JSON line: `{{"text": ..., "label": ..., "score": ..., "scores":
+{{label: probability}}}}`, the probabilities being the softmax of the model's logits.
+`python predict.py --help` lists the options (`--top-k`, `--batch-size`, `--threads`).
+Exit codes: 0 done, 2 a damaged bundle or unusable input (one line on stderr), 1 a bug.
+
+## Checks
+
+On start, predict.py checks every file manifest.json lists against its size and sha256 and
+refuses to run if one was changed or damaged: copy the bundle again.
+
+## Files
+
+| file | what |
+| --- | --- |
+| model.onnx | the model (onnxruntime) |
+{ort_row}| tokenizer.json | the tokenizer (Hugging Face tokenizers) |
+| labels.json | the class names, in output order |
+| input_spec.json | inputs, padding, truncation at {spec["max_length"]} tokens, threads |
+| predict.py, requirements.txt | the runtime |
+| manifest.json | sha256 of every file, versions, the verify figures, settings, measurements |
+
+The measurements in manifest.json were taken on the build machine (its CPU is recorded
+beside them); `--benchmark` measures this device.
+"""

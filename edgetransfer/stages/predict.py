@@ -1,0 +1,69 @@
+"""Command `predict`: classify texts with a bundle, as the device will.
+
+Not a pipeline step (it writes no artifact), but built like one: a config whose
+descriptions are the CLI help, and a `run()`. The work is the bundle's own runtime
+(edgetransfer/runtime/predict.py, the file shipped as predict.py), so this command and the
+device cannot disagree. An archive is unpacked into a temporary folder with the checked
+extractor (no links, absolute names, `..` or unlisted files; every sha256 checked); a
+folder is checked in place by the runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import click
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import ConfigError, DataError, ModelError
+
+
+class PredictConfig(BaseModel):
+    """Settings of `edgetransfer predict`; each description is the CLI help."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bundle: Path = Field(description="A bundle: the .tar.gz `edgetransfer package` wrote, or "
+                         "its folder.")
+    input: Path | None = Field(None, description="A file of texts to classify (.jsonl, .csv, "
+                               ".tsv, .txt one a line), after any given as arguments.")
+    text_column: str | None = Field(None, description="Text column of --input [default: "
+                                    "text, sentence, ... whichever comes first].")
+    top_k: int | None = Field(None, ge=1, description="Keep the k best labels in \"scores\" "
+                              "[default: all].")
+    batch_size: int = Field(1, ge=1, description="Texts per model call (1: int8 models scale "
+                            "activations over the whole batch, padding included; one at a "
+                            "time, each text gets the answer it gets alone).")
+    threads: int | None = Field(None, ge=1, description="onnxruntime threads [default: the "
+                                "bundle's].")
+
+
+def run(cfg: PredictConfig, texts: list[str]) -> int:
+    """Print one JSON line per text; return how many."""
+    from ..bundle import extract
+    from ..runtime.predict import BundleError, Predictor, read_texts
+
+    try:
+        texts = list(texts) + (read_texts(cfg.input, cfg.text_column) if cfg.input else [])
+    except BundleError as e:
+        raise DataError(f"--input {e}") from None
+    if not texts:
+        raise ConfigError("give texts to classify, or --input FILE")
+    with tempfile.TemporaryDirectory(prefix="edgetransfer-bundle-") as tmp:
+        if cfg.bundle.is_dir():
+            folder, check = cfg.bundle, True
+        elif cfg.bundle.name.endswith((".tar.gz", ".tgz")) or cfg.bundle.is_file():
+            folder, check = extract(cfg.bundle, Path(tmp) / "bundle"), False  # checked there
+        else:
+            raise ModelError(f"--bundle {cfg.bundle}: no such file or folder")
+        try:
+            predictor = Predictor(folder, threads=cfg.threads, check=check)
+            n = 0
+            for row in predictor.iter_predict(texts, cfg.top_k, cfg.batch_size):
+                click.echo(json.dumps(row))
+                n += 1
+        except BundleError as e:
+            raise ModelError(str(e)) from None
+    return n
