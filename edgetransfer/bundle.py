@@ -79,7 +79,7 @@ def extract(archive: Path, dest: Path) -> Path:
                     _refuse(archive, f"more than {MAX_MEMBERS} files")
                 total += member.size
                 if total > MAX_BYTES:
-                    _refuse(archive, f"unpacks to more than {MAX_BYTES / 2**30:.0f} GiB")
+                    _refuse(archive, f"unpacks to more than {MAX_BYTES:,} bytes")
                 target = dest / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with tar.extractfile(member) as src, open(target, "xb") as out:

@@ -33,7 +33,7 @@ def measure(folder: Path, texts: list[str], *, runs: int, requests: int, threads
     folder = folder.resolve()
     script = folder / "predict.py"
     base = [sys.executable, "-I", "-B", str(script), "--threads", str(threads)]
-    cold = [_first_prediction_s(base + [texts[0]], folder) for _ in range(runs)]
+    cold = [_first_prediction_s(base + ["--", texts[0]], folder) for _ in range(runs)]
     with tempfile.TemporaryDirectory(prefix="edgetransfer-bench-") as tmp:
         listing = Path(tmp) / "texts.jsonl"
         listing.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts),

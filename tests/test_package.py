@@ -343,3 +343,25 @@ def test_the_runtime_tries_the_same_text_columns_as_the_stages():
     from edgetransfer.runtime import predict
 
     assert predict.TEXT_COLUMNS == data.TEXT_COLUMNS
+
+
+def test_ort_format_files_are_bundled_when_asked(exported, copy_of, cli, tmp_path):
+    model = copy_of(exported, "with-ort")
+    base = ["package", "--model", model, "--unverified", "--target", "linux-x86_64",
+            "--out", tmp_path / "bundle", "--no-measure", "--ort-format"]
+    code, out = cli(*base)
+    assert code == 2 and "has no model.ort; export with --ort-format first" in out
+    (model / "model.ort").write_bytes(b"ort flatbuffer")  # copied as is, never loaded here
+    (model / "model.required_operators.config").write_text("# ops\n")
+    code, out = cli("-q", *base)
+    assert code == 0, out
+    files = json.loads((tmp_path / "bundle/manifest.json").read_text())["files"]
+    assert {"model.ort", "model.required_operators.config"} <= set(files)
+
+
+def test_an_archive_over_the_size_cap_is_refused(built, cli, monkeypatch):
+    from edgetransfer import bundle
+
+    monkeypatch.setattr(bundle, "MAX_BYTES", 100_000)
+    code, out = cli("predict", "--bundle", built.parent / "bundle.tar.gz", "hi")
+    assert code == 2 and "refused: unpacks to more than 100,000 bytes" in out

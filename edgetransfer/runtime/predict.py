@@ -26,6 +26,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path, PurePosixPath
@@ -291,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         return 0
     except KeyboardInterrupt:
         return 130
