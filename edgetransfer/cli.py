@@ -70,6 +70,8 @@ def cli(debug: bool, verbose: int, quiet: bool) -> None:
       distill    teach a small, fast student from the fine-tuned teacher
       export     ONNX through optimum, fusions, int8/fp16 quantization, parity-gated
       verify     accuracy, output parity and latency against a reference and a baseline
+      run        a whole recipe (recipes/*.yaml), resumable, with a report
+      validate   check a recipe without running it
       package    a bundle for the device: model, tokenizer, runtime (onnxruntime only)
       predict    classify texts with a bundle, as the device does
 
@@ -252,6 +254,68 @@ def predict(texts: tuple[str, ...], **values) -> None:
     from .stages import predict as stage
 
     stage.run(build(stage.PredictConfig, values), list(texts))
+
+
+@cli.command(name="run")
+@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=__import__("pathlib").Path))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--from", "from_step", metavar="STEP", help="Re-run from this step on "
+              "(finetune, distill, export, verify, package), even if unchanged.")
+@click.option("--force", is_flag=True, help="Re-run every step.")
+def run_command(recipe_file, overrides, from_step, force) -> None:
+    """Run a recipe: finetune -> distill -> export -> verify -> package, and a report.
+
+    \b
+    Examples:
+      edgetransfer run recipes/quickstart.yaml
+      edgetransfer run recipes/sst2.yaml data.dir=../shared/data/sst2 finetune.epochs=2
+
+    Artifacts go to models/NAME/ (one folder per step, each with artifact.json). A re-run
+    reuses every step whose inputs and settings are unchanged; an interrupted run resumes
+    where it stopped.
+    """
+    from . import pipeline
+
+    root = pipeline.run(recipe_file, list(overrides), from_step=from_step, force=force)
+    click.echo(f"report: {root / 'report.md'}")
+
+
+@cli.command()
+@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=__import__("pathlib").Path))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def validate(recipe_file, overrides) -> None:
+    """Check a recipe (schema, overrides, data files) without loading torch or running."""
+    from pathlib import Path
+
+    from . import pipeline
+    from . import recipe as recipes
+    from .errors import ConfigError
+
+    recipe, _ = recipes.load(recipe_file, list(overrides))
+    root = recipes.output_root(recipe, recipe_file)
+    steps = pipeline.plan(recipe, recipe_file, root)
+    missing = sorted({path for p in steps for role, path in p.inputs.items()
+                      if role not in ("model", "teacher", "reference") and
+                      not role.startswith("candidate") and role not in ("verify",)
+                      and not Path(path).exists()})
+    click.echo(f"{recipe_file}: valid recipe {recipe.name!r}; artifacts in {root}")
+    for i, p in enumerate(steps, 1):
+        click.echo(f"  {i}. {p.step:<9} -> {Path(p.config.out).relative_to(root.parent)}")
+    if missing:
+        raise ConfigError(f"{recipe_file}: data file {missing[0]} does not exist"
+                          + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "")
+                          + "; fix data.dir or the file names (override with data.dir=PATH)")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False,
+                                          path_type=__import__("pathlib").Path))
+def report(folder) -> None:
+    """Re-render report.md, report.json and report.png of a pipeline's folder."""
+    from . import report as reports
+
+    reports.write(folder)
+    click.echo(f"report: {folder / 'report.md'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,323 @@
+"""Recipes: a pipeline as validated data, with `key=value` overrides from the command line.
+
+A recipe names the backbone, the data and the steps finetune -> distill -> export -> verify
+-> package with their settings. Each step's section is generated from that stage's own
+config (minus the fields the pipeline wires from one step to the next), so the recipe, the
+CLI and the docs share one definition, one set of defaults and one validation. Unknown keys
+are refused with a "did you mean"; YAML is read with `yaml.safe_load` (no Python tags);
+values YAML 1.1 reads as strings (`lr: 1e-4`) are coerced by the schema or refused.
+
+Importing this module does not import torch: `edgetransfer validate` stays instant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, \
+    field_validator
+
+from .errors import ConfigError
+from .options import comma_list
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    module: str
+    config: str
+    wired: frozenset  # fields the pipeline sets; a recipe may not
+
+
+# The steps in pipeline order. `wired` fields come from the recipe's model/data sections or
+# from an earlier step's output; everything else in the stage's config is a recipe setting.
+STEPS = (
+    Step("finetune", "edgetransfer.stages.finetune", "FinetuneConfig", frozenset({
+        "model", "train", "validation", "test", "text_column", "text_pair_column",
+        "label_column", "label_names", "train_sample", "max_length", "out", "overwrite",
+        "resume", "allow_pickle", "trust_remote_code"})),
+    Step("distill", "edgetransfer.stages.distill", "DistillConfig", frozenset({
+        "teacher", "train", "validation", "test", "text_column", "text_pair_column",
+        "label_column", "label_names", "train_sample", "max_length", "unlabeled", "out",
+        "overwrite", "resume", "allow_pickle", "trust_remote_code"})),
+    Step("export", "edgetransfer.stages.export", "ExportConfig", frozenset({
+        "model", "out", "eval_data", "calibration_data", "text_column", "label_column",
+        "max_length", "overwrite", "allow_pickle"})),
+    Step("verify", "edgetransfer.stages.verify", "VerifyConfig", frozenset({
+        "reference", "candidate", "data", "text_column", "text_pair_column", "label_column",
+        "max_length", "out", "allow_pickle"})),
+    Step("package", "edgetransfer.stages.package", "PackageConfig", frozenset({
+        "model", "out", "verify_report", "overwrite", "latency_data", "max_length"})),
+)
+STEP_NAMES = tuple(s.name for s in STEPS)
+
+
+def stage_config(step: Step) -> type[BaseModel]:
+    return getattr(importlib.import_module(step.module), step.config)
+
+
+def _section(step: Step) -> type[BaseModel]:
+    """The recipe section of a step: its stage's fields minus the wired ones."""
+    config = stage_config(step)
+    fields = {name: (info.annotation, info) for name, info in config.model_fields.items()
+              if name not in step.wired}
+    validators = {}
+    for name, info in config.model_fields.items():  # comma lists stay sayable as "a,b"
+        if name not in step.wired and "list" in str(info.annotation):
+            validators[f"_split_{name}"] = field_validator(name, mode="before")(
+                classmethod(lambda cls, v: comma_list(v) if isinstance(v, str) else v))
+    return create_model(f"{step.name.title()}Section", __config__=ConfigDict(extra="forbid"),
+                        __validators__=validators, **fields)
+
+
+class DataSection(BaseModel):
+    """Where the data is. Relative paths in a recipe file are relative to that file; relative
+    paths given as overrides on the command line are relative to where it is run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: str | None = Field(None, description="Folder the file names below are relative to.")
+    train: str = Field(description="Training data (CSV/TSV/JSONL/Parquet).")
+    validation: str | None = Field(None, description="Validation data (model selection).")
+    test: str | None = Field(None, description="Held-out test data.")
+    eval: str | None = Field(None, description="Data verify and export score on [default: "
+                             "test, else validation].")
+    unlabeled: str | None = Field(None, description="Unlabelled texts for distillation.")
+    text_column: str | None = Field(None, description="Text column.")
+    text_pair_column: str | None = Field(None, description="Second text column (pairs).")
+    label_column: str | None = Field(None, description="Label column.")
+    label_names: list[str] | None = Field(None, description="Names for integer label ids.")
+    train_sample: int | None = Field(None, ge=1, description="Train on a seeded sample of "
+                                     "this many rows.")
+    max_length: int = Field(128, ge=8, description="Tokens per text, every step.")
+
+    @field_validator("label_names", mode="before")
+    @classmethod
+    def _names(cls, v):
+        return comma_list(v)
+
+
+def _schema() -> type[BaseModel]:
+    sections = {s.name: _section(s) for s in STEPS}
+    export_variant = create_model(
+        "ExportVariant", __base__=sections["export"],
+        name=(str | None, Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                                description="Variant name: its folder is onnx-NAME "
+                                "[default: the quantize mode].")))
+    package = create_model(
+        "PackageSection", __base__=sections["package"],
+        variant=(str | None, Field(None, description="Export variant to package [default: "
+                                   "the first].")))
+    fields = {
+        "name": (str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                            description="Recipe name: artifacts go to models/NAME/.")),
+        "description": (str, Field("", description="One line on what the recipe does.")),
+        "model": (str, Field("minilm-l6", description="The backbone to fine-tune (or, "
+                             "without a finetune step, the fine-tuned model).")),
+        "output": (str | None, Field(None, description="Artifact folder [default: "
+                                     "models/NAME next to recipes/].")),
+        "data": (DataSection, ...),
+        "finetune": (sections["finetune"] | None, None),
+        "distill": (sections["distill"] | None, None),
+        "export": (list[export_variant] | None, None),
+        "verify": (sections["verify"] | None, None),
+        "package": (package | None, None),
+    }
+    return create_model("Recipe", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+_SCHEMA = None
+
+
+def schema() -> type[BaseModel]:
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = _schema()
+    return _SCHEMA
+
+
+def read_yaml(path: Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such recipe file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 (byte {e.start}); save it as UTF-8") from None
+    except yaml.constructor.ConstructorError as e:
+        mark = e.problem_mark
+        raise ConfigError(f"{path}, line {mark.line + 1}: {e.problem}; recipes are plain data "
+                          f"(Python tags are refused and nothing was run)") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping (name:, data:, steps...), not "
+                          f"{type(raw).__name__}")
+    return raw
+
+
+_OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|\d+))*)=(.*)$",
+                       re.S)
+
+
+# keys holding paths: an override's relative path means one relative to the shell's cwd
+PATH_KEYS = {("model",), ("output",), ("data", "dir"), ("data", "train"),
+             ("data", "validation"), ("data", "test"), ("data", "eval"), ("data", "unlabeled")}
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """`a.b.c=value`: the value read as YAML (2 -> int, true -> bool, [a, b] -> list)."""
+    import yaml
+
+    for item in overrides:
+        m = _OVERRIDE.match(item)
+        if not m:
+            raise ConfigError(f"override {item!r}: write KEY=VALUE, e.g. finetune.epochs=2")
+        keys, text = m.group(1).split("."), m.group(2)
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        if tuple(keys) in PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute():
+            local = Path.cwd() / value
+            if keys == ["data", "dir"] or local.exists() or keys == ["output"]:
+                value = str(local.resolve()) if local.exists() else str(local)
+        node: Any = raw
+        for i, key in enumerate(keys[:-1]):
+            nxt = keys[i + 1]
+            if isinstance(node, list):
+                node = _index(node, key, keys[:i + 1], item)
+                continue
+            if node.get(key) is None:
+                node[key] = [] if nxt.isdigit() else {}
+            node = node[key]
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"override {item!r}: {'.'.join(keys[:i + 1])} is a value, "
+                                  f"not a section")
+        last = keys[-1]
+        if isinstance(node, list):
+            idx = int(last) if last.isdigit() else -1
+            if not 0 <= idx <= len(node):
+                raise ConfigError(f"override {item!r}: {'.'.join(keys[:-1])} has "
+                                  f"{len(node)} entries")
+            if idx == len(node):
+                node.append(value)
+            else:
+                node[idx] = value
+        else:
+            node[last] = value
+    return raw
+
+
+def _index(node: list, key: str, path, item):
+    if not key.isdigit() or int(key) >= len(node):
+        raise ConfigError(f"override {item!r}: {'.'.join(path[:-1])} has {len(node)} entries; "
+                          f"index them 0..{len(node) - 1}")
+    return node[int(key)]
+
+
+def _did_you_mean(model: type[BaseModel], loc: tuple) -> str:
+    """Suggest the closest field name for an unknown key at `loc`."""
+    target: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = getattr(target, "model_fields", {})
+        if part not in fields:
+            return ""
+        target = _model_of(fields[part].annotation)
+        if target is None:
+            return ""
+    names = list(getattr(target, "model_fields", {}))
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; the keys here are: {', '.join(names)}"
+
+
+def _model_of(annotation):
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def load(path: Path, overrides: list[str] = ()):
+    """Read, override, validate: (the recipe object, the raw mapping it came from)."""
+    raw = apply_overrides(read_yaml(path), list(overrides))
+    model = schema()
+    try:
+        recipe = model(**raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(err["loc"])
+        where = ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"{path}: unknown key {where}{_did_you_mean(model, loc)}") from None
+        given = err.get("input")
+        shown = f" (got {given!r})" if not isinstance(given, dict) and given is not None else ""
+        raise ConfigError(f"{path}: {where}: {err['msg']}{shown}") from None
+    _check_steps(recipe, path)
+    return recipe, raw
+
+
+def _check_steps(recipe, path: Path) -> None:
+    if not any(getattr(recipe, s) is not None for s in STEP_NAMES):
+        raise ConfigError(f"{path}: no steps; add at least one of {', '.join(STEP_NAMES)}")
+    if recipe.export is not None:
+        names = [variant_name(v) for v in recipe.export]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"{path}: export variants share the name {dupes[0]!r}; give each "
+                              f"a distinct name: key")
+    if recipe.package is not None:
+        if not recipe.export:
+            raise ConfigError(f"{path}: package needs an export step to take the model from")
+        if recipe.package.variant and recipe.package.variant not in [variant_name(v) for v
+                                                                     in recipe.export]:
+            raise ConfigError(f"{path}: package.variant {recipe.package.variant!r} is not an "
+                              f"export variant ({', '.join(variant_name(v) for v in recipe.export)})")
+    if recipe.verify is not None and not (recipe.distill or recipe.export):
+        raise ConfigError(f"{path}: verify needs a distill or export step to have candidates")
+
+
+def variant_name(v) -> str:
+    return v.name or v.quantize
+
+
+def resolve_path(recipe_file: Path, value: str) -> Path:
+    """A path written in the recipe file: relative to the file's folder."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (Path(recipe_file).resolve().parent / p)
+
+
+def data_path(recipe, recipe_file: Path, value: str | None) -> str | None:
+    """A data file of the recipe as a path the stages can open."""
+    if value is None:
+        return None
+    if Path(value).is_absolute():
+        return value
+    base = resolve_path(recipe_file, recipe.data.dir) if recipe.data.dir else \
+        Path(recipe_file).resolve().parent
+    return str(base / value)
+
+
+def output_root(recipe, recipe_file: Path) -> Path:
+    """models/NAME beside the recipes/ folder (the project's models/), unless set."""
+    if recipe.output:
+        return resolve_path(recipe_file, recipe.output)
+    folder = Path(recipe_file).resolve().parent
+    root = folder.parent if folder.name == "recipes" else folder
+    return root / "models" / recipe.name

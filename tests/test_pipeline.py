@@ -1,0 +1,225 @@
+"""`edgetransfer run` end to end on a tiny random model: every artifact, the report, skip on
+re-run, --from, resume after a killed step; `validate` and every recipe in recipes/."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import make_rows, write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _recipe(tmp_path: Path, backbone: Path, data: Path, **changes) -> Path:
+    doc = {
+        "name": "smoke",
+        "model": str(backbone),
+        "output": str(tmp_path / "models" / "smoke"),
+        "data": {"train": str(data / "train.jsonl"), "validation": str(data / "validation.jsonl"),
+                 "test": str(data / "test.jsonl")},
+        "finetune": {"method": "full", "epochs": 3, "batch_size": 4, "lr": 2e-3, "patience": 0},
+        "distill": {"student_layers": 1, "epochs": 2, "batch_size": 4, "lr": 2e-3,
+                    "patience": 0},
+        "export": [{"name": "int8", "quantize": "int8-dynamic", "max_accuracy_drop": 100,
+                    "min_agreement": 0.5},
+                   {"name": "fp32", "quantize": "none"}],
+        "verify": {"max_accuracy_drop": 100, "min_agreement": 0.5, "iterations": 20,
+                   "rounds": 2, "latency_samples": 8, "batch_sizes": [1, 4]},
+        "package": {"variant": "fp32", "measure": False, "target": "linux-x86_64"},
+    }
+    for key, value in changes.items():
+        doc[key] = value
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+STEP_FOLDERS = ["teacher", "student", "onnx-int8", "onnx-fp32", "verify", "bundle"]
+
+
+def test_smoke_pipeline_end_to_end_then_skips_unchanged_steps(cli, tiny_backbone, data_dir,
+                                                               tmp_path):
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir)
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    root = tmp_path / "models" / "smoke"
+    for folder in STEP_FOLDERS:
+        manifest = json.loads((root / folder / "artifact.json").read_text())
+        assert manifest["files"], folder
+    assert (root / "bundle.tar.gz").is_file()
+    for name in ("report.md", "report.json", "report.png", "recipe.resolved.yaml",
+                 "pipeline.json"):
+        assert (root / name).is_file(), name
+    assert not list(root.glob(".*.partial"))
+    rep = json.loads((root / "report.json").read_text())
+    assert [m["name"] for m in rep["models"]] == ["teacher", "student", "onnx-int8",
+                                                   "onnx-fp32"]
+    assert all(m["p50_ms"] > 0 and 0 <= m["accuracy"] <= 1 for m in rep["models"])
+    assert "| teacher | pytorch |" in (root / "report.md").read_text()
+    resolved = yaml.safe_load((root / "recipe.resolved.yaml").read_text())
+    assert resolved["finetune"]["warmup_ratio"] == 0.06  # defaults are filled in
+    state = json.loads((root / "pipeline.json").read_text())
+    assert all(s["status"] == "done" for s in state["steps"].values())
+
+    before = {f: (root / f / "artifact.json").read_bytes() for f in STEP_FOLDERS}
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    assert out.count("unchanged, reusing") == len(STEP_FOLDERS)
+    assert {f: (root / f / "artifact.json").read_bytes() for f in STEP_FOLDERS} == before
+
+    # a changed setting re-runs that step and what depends on it, nothing before it
+    code, out = cli("run", recipe, "export.1.opset=17")
+    assert code == 0, out
+    assert "teacher: unchanged" in out and "student: unchanged" in out
+    assert "onnx-int8: unchanged" in out and "onnx-fp32: unchanged" not in out
+    assert (root / "teacher" / "artifact.json").read_bytes() == before["teacher"]
+    assert (root / "onnx-fp32" / "artifact.json").read_bytes() != before["onnx-fp32"]
+    assert json.loads((root / "onnx-fp32" / "export.json").read_text())["opset"] == 17
+
+
+def test_from_step_reruns_that_step_and_later(cli, tiny_backbone, data_dir, tmp_path):
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir, distill=None, package=None,
+                     export=[{"name": "fp32", "quantize": "none"}], verify=None)
+    assert cli("-q", "run", recipe)[0] == 0
+    root = tmp_path / "models" / "smoke"
+    before = {f: (root / f / "artifact.json").read_bytes() for f in ("teacher", "onnx-fp32")}
+    code, out = cli("run", recipe, "--from", "export")
+    assert code == 0, out
+    assert (root / "teacher" / "artifact.json").read_bytes() == before["teacher"]
+    assert (root / "onnx-fp32" / "artifact.json").read_bytes() != before["onnx-fp32"]
+    code, out = cli("run", recipe, "--from", "distill")
+    assert code == 2 and "--from distill: the recipe has no such step" in out
+
+
+def test_resume_after_the_finetune_step_is_killed(tiny_backbone, data_dir, tmp_path):
+    """kill -9 a real `edgetransfer run` once finetune has a complete checkpoint; the next
+    run resumes that step from it and finishes the pipeline."""
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir, distill=None, package=None,
+                     verify=None, export=[{"name": "fp32", "quantize": "none"}],
+                     finetune={"method": "full", "epochs": 40, "batch_size": 4, "lr": 2e-3,
+                               "patience": 0, "eval_steps": 15})
+    root = tmp_path / "models" / "smoke"
+    partial = root / ".teacher.partial"
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "edgetransfer", "run", str(recipe)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            done = [c for c in partial.glob("checkpoints/checkpoint-*")
+                    if (c / "trainer_state.json").exists()]
+            if len(done) >= 1 or proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (root / "teacher").exists()  # nothing under the final name
+    state = json.loads((root / "pipeline.json").read_text())
+    assert state["steps"]["teacher"]["status"] == "running"
+    result = subprocess.run([sys.executable, "-m", "edgetransfer", "run", str(recipe)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(resuming)" in result.stderr
+    assert "resuming from" in result.stderr.lower() or "resum" in result.stderr.lower()
+    assert (root / "teacher" / "artifact.json").is_file()
+    assert (root / "onnx-fp32" / "model.onnx").is_file()
+
+
+def test_validate_checks_without_torch_and_finds_missing_data(tiny_backbone, data_dir,
+                                                              tmp_path):
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir)
+    probe = ("import sys; from edgetransfer.cli import main\n"
+             "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+             "else:\n    code = 0\n"
+             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH'); sys.exit(code)")
+    ok = subprocess.run([sys.executable, "-c", probe, "validate", str(recipe)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "NO-TORCH" in ok.stdout and "valid recipe 'smoke'" in ok.stdout
+    bad = subprocess.run([sys.executable, "-c", probe, "validate", str(recipe),
+                          f"data.test={tmp_path / 'nope.jsonl'}"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2
+    assert "nope.jsonl does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_recipe_validates(recipe):
+    from edgetransfer import pipeline
+    from edgetransfer import recipe as recipes
+
+    loaded, _ = recipes.load(recipe)
+    steps = pipeline.plan(loaded, recipe, recipes.output_root(loaded, recipe))
+    assert steps and loaded.name == recipe.stem
+    if recipe.name == "quickstart.yaml":  # the offline one: its data ships with the project
+        for p in steps:
+            for role in ("train", "validation", "test", "eval"):
+                if role in p.inputs:
+                    assert Path(p.inputs[role]).is_file(), p.inputs[role]
+
+
+@pytest.mark.parametrize("text,words", [
+    ("name: x\ndata: {train: a.jsonl}\nfinetune: {epoch: 2}\n",
+     "unknown key finetune.epoch; did you mean 'epochs'?"),
+    ("name: x\ndata: {train: a.jsonl, vaildation: b.jsonl}\nfinetune: {}\n",
+     "unknown key data.vaildation; did you mean 'validation'?"),
+    ("name: x\ndata: {train: a.jsonl}\nfinetun: {}\n", "unknown key finetun; did you mean "
+     "'finetune'?"),
+    ("name: x\ndata: {train: a.jsonl}\nfinetune: {epochs: many}\n",
+     "finetune.epochs: Input should be a valid number"),
+    ("name: x\ndata: {train: a.jsonl}\nfinetune: {lr: 1e-4x}\n", "finetune.lr:"),
+    ("name: x\ndata: {train: a.jsonl}\nfinetune: !!python/object/apply:os.system "
+     "['touch PWNED']\n", "Python tags are refused and nothing was run"),
+    ("name: x\ndata: {train: a.jsonl}\n", "no steps"),
+    ("- just\n- a list\n", "a recipe is a mapping"),
+    ("name: x\ndata: {train: a.jsonl}\nfinetune: {}\n  bad: indent\n", "not valid YAML"),
+    ("name: x\ndata: {train: a.jsonl}\nexport: [{quantize: fp16}]\npackage: {variant: int8, target: linux-x86_64}\n",
+     "package.variant 'int8' is not an export variant"),
+])
+def test_bad_recipes_get_one_line_errors(cli, tmp_path, text, words, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "r.yaml"
+    path.write_text(text, encoding="utf-8")
+    code, out = cli("validate", path)
+    assert code == 2, out
+    assert words in out and "Traceback" not in out
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_yaml_11_strings_are_coerced_and_overrides_parsed(tmp_path):
+    from edgetransfer import recipe as recipes
+
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\ndata: {train: a.jsonl}\nfinetune: {lr: 1e-4, epochs: 2}\n")
+    loaded, _ = recipes.load(path, ["finetune.batch_size=8", "data.label_names=neg,pos",
+                                    "finetune.lora_targets=query,value"])
+    assert loaded.finetune.lr == 1e-4 and isinstance(loaded.finetune.lr, float)
+    assert loaded.finetune.batch_size == 8
+    assert loaded.data.label_names == ["neg", "pos"]
+    assert loaded.finetune.lora_targets == ["query", "value"]
+    with pytest.raises(Exception, match="write KEY=VALUE"):
+        recipes.load(path, ["finetune.batch_size"])
+
+
+def test_train_sample_is_seeded_and_checks_every_row(tmp_path):
+    from edgetransfer import data
+
+    f = write_jsonl(tmp_path / "train.jsonl", make_rows(50, seed=1))
+    a = data.load_task(str(f), train_sample=20, seed=3, validation_fraction=0.2)
+    b = data.load_task(str(f), train_sample=20, seed=3, validation_fraction=0.2)
+    assert len(a.splits["train"]) + len(a.splits["validation"]) == 20
+    assert a.splits["train"]["text"] == b.splits["train"]["text"]
