@@ -294,8 +294,7 @@ def test_a_failed_verify_is_refused_unless_forced(exported, cli, tmp_path):
 def test_the_report_must_cover_this_model(exported, cli, tmp_path):
     other = write_report(tmp_path / "verify.json", exported, sha="0" * 64)
     out_dir = tmp_path / "bundle"
-    base = ["package", "--model", exported, "--target", "linux-x86_64", "--out", out_dir,
-            "--no-measure"]
+    base = ["package", "--model", exported, "--out", out_dir, "--no-measure"]
     code, out = cli(*base, "--verify-report", other)
     assert code == 2 and f"verify report {other} does not cover this model (sha256" in out
     assert "run edgetransfer verify on it" in out
@@ -306,6 +305,10 @@ def test_the_report_must_cover_this_model(exported, cli, tmp_path):
     assert code == 0, out
     manifest = json.loads((out_dir / "manifest.json").read_text())
     assert manifest["verification"] == {"verified": False}
+    import platform  # no --target: this machine's, where the measurements would be taken
+
+    assert manifest["target"] == manifest["settings"]["target"] == \
+        f"linux-{platform.machine()}"
 
 
 def test_an_int8_model_tuned_for_x86_warns_on_aarch64(exported, copy_of, cli, tmp_path):

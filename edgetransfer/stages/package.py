@@ -49,9 +49,10 @@ class PackageConfig(BaseModel):
                         "config.json with the labels, export.json).")
     out: Path = Field(description="The bundle folder to write; the archive OUT.tar.gz and its "
                       "record OUT.json are written beside it.")
-    target: Literal["linux-x86_64", "linux-aarch64"] = Field(
-        description="The device's platform (onnxruntime wheels exist for both); recorded, and "
-        "checked against the CPU family an int8 model was tuned for.")
+    target: Literal["linux-x86_64", "linux-aarch64"] | None = Field(
+        None, description="The device's platform (onnxruntime wheels exist for both); "
+        "recorded, and checked against the CPU family an int8 model was tuned for [default: "
+        "this machine's, the one the measurements are taken on].")
     verify_report: Path | None = Field(None, description="verify.json written by `edgetransfer "
                                        "verify` on this model.onnx; its figures go into the "
                                        "manifest.")
@@ -88,6 +89,9 @@ def run(cfg: PackageConfig) -> Path:
     from ..bundle import write_archive
     from ..runtime.predict import BundleError, read_texts
 
+    if cfg.target is None:
+        cfg = cfg.model_copy(update={"target": _this_machine()})
+        log.info("--target %s (this machine's)", cfg.target)
     model = cfg.model
     _check_model(model, cfg)
     labels = _labels(model)
@@ -146,6 +150,15 @@ def run(cfg: PackageConfig) -> Path:
              f"{measured['peak_rss_mb']:.0f} MB, p50 {measured['latency']['p50_ms']:.2f} ms"
              if measured else "")
     return final
+
+
+def _this_machine() -> str:
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(),
+                                                      platform.machine().lower())
+    if f"linux-{arch}" not in TARGETS:
+        raise ConfigError(f"--target: this machine ({platform.machine()}) is not one of "
+                          f"{', '.join(TARGETS)}; name the device's")
+    return f"linux-{arch}"
 
 
 def _check_model(model: Path, cfg: PackageConfig) -> None:
