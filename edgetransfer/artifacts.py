@@ -4,16 +4,23 @@ A stage writes into ``.<name>.partial`` beside its final folder and renames it o
 every file is written, so a crash or Ctrl-C never leaves half an artifact under the final
 name; the partial folder is what ``--resume`` continues from. ``artifact.json`` records
 what made the artifact: kind, settings, parents, metrics, and every file's sha256.
+
+Every file and folder is written under a temporary name beside its final one, flushed to
+disk, and renamed; Ctrl-C waits for the write under way (`uninterrupted`), so an interrupt,
+a full disk or a lost machine leaves the previous result whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -21,13 +28,81 @@ from .errors import OutputError
 
 log = logging.getLogger(__name__)
 MANIFEST = "artifact.json"
+_deferring = threading.local()
+
+
+@contextlib.contextmanager
+def uninterrupted(what: str):
+    """Hold Ctrl-C until the block (a write) is done, then raise KeyboardInterrupt.
+
+    A second Ctrl-C stops at once. Only the main thread receives signals; elsewhere, and
+    inside an outer `uninterrupted`, the block just runs.
+    """
+    if threading.current_thread() is not threading.main_thread() or \
+            getattr(_deferring, "active", False):
+        yield
+        return
+    received = []
+
+    def hold(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        log.warning("interrupted: finishing %s first (Ctrl-C again to stop at once)", what)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    _deferring.active = True
+    try:
+        yield
+    finally:
+        _deferring.active = False
+        signal.signal(signal.SIGINT, previous if previous is not None
+                      else signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a file under a temporary name in the same folder, flush it, rename it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with uninterrupted(f"writing {path.name}"):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        fsync_dir(path.parent)
 
 
 def write_json(path: Path, obj) -> None:
     """Write JSON so a reader never sees a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+    write_bytes(path, text.encode("utf-8"))
 
 
 def sha256(path: Path) -> str:
@@ -81,6 +156,7 @@ class OutputFolder:
 
         Writes nothing, so it runs before the slow work and a refusal costs nothing.
         """
+        self._recover()
         final = self.final.resolve()
         for given in self.inputs:
             p = Path(given).resolve()
@@ -110,7 +186,32 @@ class OutputFolder:
             )
         if self.resume and not self.work.exists():
             log.warning("--resume: no interrupted run in %s; starting afresh", self.work)
+        self._check_writable()
         return self.resume and self.work.exists()
+
+    @property
+    def old(self) -> Path:
+        return self.final.parent / f".{self.final.name}.old"
+
+    def _recover(self) -> None:
+        """A commit cut off between its two renames left the previous result as .old: put it
+        back, so it is never lost."""
+        if self.old.is_dir() and not self.final.exists():
+            log.warning("restoring %s from %s (a run was cut off while replacing it)",
+                        self.final, self.old)
+            os.replace(self.old, self.final)
+
+    def _check_writable(self) -> None:
+        """Refuse now, not after an hour of training, an --out that cannot be written."""
+        existing = self.final.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise OutputError(f"--out {self.final}: {existing} is a file, not a folder; "
+                              f"choose another output path")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(f"--out {self.final}: cannot write in {existing} (read-only or "
+                              f"permission denied); choose a writable folder")
 
     def prepare(self) -> bool:
         """Check, then create (or keep, to resume) the partial folder; True when resuming."""
@@ -123,13 +224,27 @@ class OutputFolder:
         return resuming
 
     def commit(self) -> Path:
-        """Move the finished partial folder to the final name, replacing an old result."""
-        old = self.final.parent / f".{self.final.name}.old"
-        if old.exists():
-            shutil.rmtree(old)
-        if self.final.exists():
-            os.replace(self.final, old)
-        os.replace(self.work, self.final)
-        if old.exists():
-            shutil.rmtree(old)
+        """Move the finished partial folder to the final name, replacing an old result.
+
+        Ctrl-C waits until both renames are done; if the second fails, the old result is
+        put back (and a crash between them is repaired by the next run's check()).
+        """
+        old = self.old
+        with uninterrupted("moving the result into place"):
+            for f in self.work.rglob("*"):
+                if f.is_file() and not f.is_symlink():
+                    fsync_file(f)  # the files are on disk before the name says "complete"
+            if old.exists():
+                shutil.rmtree(old)
+            if self.final.exists():
+                os.replace(self.final, old)
+            try:
+                os.replace(self.work, self.final)
+            except BaseException:
+                if old.exists() and not self.final.exists():
+                    os.replace(old, self.final)
+                raise
+            fsync_dir(self.final.parent)
+            if old.exists():
+                shutil.rmtree(old, ignore_errors=True)
         return self.final

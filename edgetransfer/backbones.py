@@ -79,6 +79,8 @@ def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = Fal
     if not folder.is_dir():
         raise ModelError(f"--model {name}: is a file; give the folder that holds config.json")
     config_file = folder / "config.json"
+    if (folder / "adapter_config.json").exists():
+        _refuse_adapter(name, folder)
     if not config_file.exists():
         raise ModelError(f"--model {name}: {folder} has no config.json; is it an HF checkpoint?")
     try:
@@ -152,13 +154,74 @@ def check_weights(folder: Path, allow_pickle: bool) -> None:
             f"loaded; convert to safetensors or pass --allow-pickle"
         )
     for f in safetensors or pickles:
-        head = f.read_bytes()[:64] if f.stat().st_size < 1024 else f.open("rb").read(64)
+        with f.open("rb") as fh:
+            head = fh.read(64)
         if head.startswith(LFS_POINTER):
             raise ModelError(
                 f"{f}: is a git-LFS pointer, not weights; run `git lfs pull` in that folder"
             )
         if f.stat().st_size < 16:
-            raise ModelError(f"{f}: is empty or truncated ({f.stat().st_size} bytes)")
+            raise ModelError(f"{f}: is empty or truncated ({f.stat().st_size} bytes); "
+                             f"download or copy the checkpoint again")
+        if f.suffix == ".safetensors":
+            check_safetensors(f)
+
+
+def check_safetensors(f: Path) -> None:
+    """A safetensors file is whole: its header parses and its tensors end within the file.
+
+    An interrupted download or copy leaves a file that loads until the missing tensor is
+    read; found here from the header alone (the first bytes), before anything loads.
+    """
+    size = f.stat().st_size
+    fix = "download or copy the checkpoint again"
+    with f.open("rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        if n <= 0 or 8 + n > size:
+            raise ModelError(f"{f}: is truncated or not a safetensors file ({size} bytes; its "
+                             f"header alone needs {8 + n}); {fix}")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw)
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+        raise ModelError(f"{f}: has a damaged header (not a safetensors file?); {fix}") from None
+    need = 8 + n + max(ends, default=0)
+    if need > size:
+        raise ModelError(f"{f}: is truncated ({size} bytes of the {need} its header lists); {fix}")
+
+
+def _refuse_adapter(name: str, folder: Path) -> None:
+    """A folder with adapter_config.json makes transformers load the adapter's base model
+    (any path or hub id it names) instead of the folder's own weights: never let it."""
+    try:
+        base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get(
+            "base_model_name_or_path")
+    except (ValueError, OSError, AttributeError):
+        base = None
+    if not (folder / "config.json").exists():
+        parent = folder.resolve().parent
+        if (parent / "config.json").exists() and has_weights(parent) and \
+                not (parent / "adapter_config.json").exists():
+            hint = f"the merged model is in {parent}: give that folder"
+        else:
+            hint = (f"give its base model ({base}) or a merged checkpoint folder" if base
+                    else "give a merged checkpoint folder")
+        raise ModelError(f"--model {name}: is a LoRA adapter, not a model; {hint}")
+    same = base is not None and _same_model(base, folder)
+    raise ModelError(
+        f"--model {name}: holds adapter_config.json, a LoRA adapter for "
+        f"{'this model' if same else f'another base model ({base!r})'}: transformers would load "
+        f"{'the adapter on top of it' if same else 'that model instead of this folder'}; "
+        f"refused. Give a merged checkpoint (finetune writes one, the adapter under adapter/), "
+        f"or move adapter_config.json and the adapter weights to a subfolder")
+
+
+def _same_model(base: str, folder: Path) -> bool:
+    try:
+        return Path(base).resolve() == folder.resolve()
+    except (OSError, ValueError):
+        return False
 
 
 def load_tokenizer(backbone: Backbone, trust_remote_code: bool = False):
@@ -225,6 +288,12 @@ def load_classifier(
 
 
 def _load_error(backbone: Backbone, what: str, e: Exception) -> Exception:
+    refused = _weights_only_refusal(e)
+    if refused:
+        return ModelError(
+            f"--model {backbone.name}: its pickle weights hold more than tensors ({refused}); "
+            f"weights-only loading refused them and none of their code ran. Use a safetensors "
+            f"checkpoint from a source you trust")
     text = " ".join(str(e).split())
     if not backbone.local and ("offline" in text.lower() or "connect" in text.lower()
                                or isinstance(e, OSError)):
@@ -244,3 +313,20 @@ def _load_error(backbone: Backbone, what: str, e: Exception) -> Exception:
             f"only if you trust its author"
         )
     return ModelError(f"--model {backbone.name}: could not load its {what}: {text[:300]}")
+
+
+def _weights_only_refusal(e: BaseException) -> str | None:
+    """What torch's weights-only unpickler refused, anywhere in the exception's chain."""
+    import re
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e)
+        if type(e).__name__ == "UnpicklingError" or "Weights only load failed" in text:
+            found = re.search(r"GLOBAL ([\w.]+)|Unsupported (operand \d+|class [\w.]+)", text)
+            if found and found.group(1):
+                return f"a call to {found.group(1)}"
+            return found.group(0) if found else "objects other than tensors"
+        e = e.__cause__ or e.__context__
+    return None

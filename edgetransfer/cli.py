@@ -340,6 +340,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # a bug: say so in one line unless asked for the traceback
         if _state["debug"]:
             raise
+        from .errors import storage_error
+
+        problem = storage_error(e)  # a full disk or an unwritable folder mid-run: exit 4
+        if problem is not None:
+            click.echo(f"error: {problem}", err=True)
+            sys.exit(problem.exit_code)
         if type(e).__name__ == "OutOfMemoryError":  # torch's, on CUDA: the machine, not a bug
             click.echo("error: the GPU ran out of memory; lower --batch-size or --max-length",
                        err=True)

@@ -209,7 +209,10 @@ def label_names_for(
     return [str(i) for i in range(n)]
 
 
-def _encode_labels(ds, cols: Columns, source: str, names: list[str], fixed_by_model: bool):
+def _encode_labels(ds, cols: Columns, source: str, names: list[str], fixed_by_model: bool,
+                   trained: bool = False):
+    """Label ids of every row. `trained`: the model is used as it is (export, verify), so
+    --new-head is no way out."""
     index = {name: i for i, name in enumerate(names)}
     ids = []
     for i, v in enumerate(ds[cols.label]):
@@ -218,6 +221,8 @@ def _encode_labels(ds, cols: Columns, source: str, names: list[str], fixed_by_mo
         if isinstance(v, str):
             if v not in index:
                 hint = (
+                    f"the model's classes are {names}; is this data for another task?"
+                    if trained else
                     f"the checkpoint's classes are {names}; pass --new-head to replace its head"
                     if fixed_by_model
                     else f"train has {names}; add examples of it to train or drop the row"
@@ -227,6 +232,8 @@ def _encode_labels(ds, cols: Columns, source: str, names: list[str], fixed_by_mo
         else:
             if v >= len(names):
                 hint = (
+                    f"the model has {len(names)} classes (ids 0..{len(names) - 1}); is this "
+                    f"data for another task?" if trained else
                     f"the checkpoint's head has {len(names)} classes; pass --new-head to replace it"
                     if fixed_by_model
                     else f"train only has ids 0..{len(names) - 1}"
@@ -396,5 +403,5 @@ def load_split(spec: str, label_names: list[str] | None, *, text_column: str | N
     if label_names is not None:
         cols.label = _pick(names, label_column, LABEL_COLUMNS, "label", spec, "--label-column")
         out = out.add_column("label", _encode_labels(ds, cols, spec, label_names,
-                                                     fixed_by_model=True))
+                                                     fixed_by_model=True, trained=True))
     return out

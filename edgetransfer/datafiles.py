@@ -56,17 +56,38 @@ def check_file(path: Path) -> None:
     if path.is_dir():
         raise DataError(f"{path}: is a folder; give a CSV, TSV, JSONL or Parquet file")
     builder, delimiter = file_format(path)
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except PermissionError:
+        raise DataError(f"{path}: permission denied; make the file readable") from None
     if not raw.strip():
         raise DataError(f"{path}: the file is empty; it needs a header and at least one row")
     if builder == "parquet":
-        return  # binary and typed: pyarrow's own error names the problem well enough
+        _check_parquet(path, raw)
+        return
     text = _decode_utf8(path, raw)
     if builder == "json":
         lines = _check_jsonl(path, text)
     else:
         lines = _check_delimited(path, text, delimiter)
     _ROW_LINES[str(path.resolve())] = lines
+
+
+def _check_parquet(path: Path, raw: bytes) -> None:
+    """Binary and typed: whole (magic bytes at both ends, a readable footer), and not empty."""
+    if not (raw.startswith(b"PAR1") and raw.endswith(b"PAR1")):
+        raise DataError(f"{path}: is not a Parquet file or is truncated (no PAR1 marker at "
+                        f"{'its end' if raw.startswith(b'PAR1') else 'its start'}); write or "
+                        f"copy it again")
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.ParquetFile(io.BytesIO(raw)).metadata.num_rows
+    except Exception as e:  # noqa: BLE001  (pyarrow's ArrowInvalid and friends)
+        raise DataError(f"{path}: is a damaged Parquet file ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:160]}); write or copy it again") from None
+    if rows == 0:
+        raise DataError(f"{path}: holds no rows")
 
 
 def _decode_utf8(path: Path, raw: bytes) -> str:

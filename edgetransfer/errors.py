@@ -60,3 +60,41 @@ class LatencyRegression(CheckFailed):
     """verify: a model became slower than the baseline allows."""
 
     exit_code = EXIT_LATENCY
+
+
+class TrainingDiverged(CheckFailed):
+    """Training produced a NaN or infinite loss or weights; nothing of it was saved."""
+
+
+class StorageError(EnvironmentProblem):
+    """A write failed mid-run (disk full, folder turned read-only); earlier results are intact."""
+
+
+# errno -> what a full disk or an unwritable folder is called, and the fix
+_STORAGE = {
+    28: "no space left on the device; free some space",  # ENOSPC
+    122: "the disk quota is exceeded; free some space",  # EDQUOT
+    30: "the file system is read-only; choose a writable folder",  # EROFS
+    13: "permission denied; choose a folder you can write to (or read, for an input)",
+    1: "operation not permitted; choose a folder you can write to (or read, for an input)",
+}
+# the same errors as the libraries word them when they do not raise OSError (safetensors'
+# Rust writer, torch's zip writer)
+_STORAGE_TEXT = {"No space left on device": 28, "StorageFull": 28, "Disk quota exceeded": 122,
+                 "Read-only file system": 30, "ReadOnlyFilesystem": 30,
+                 "PytorchStreamWriter failed writing": 28}
+
+
+def storage_error(e: BaseException) -> StorageError | None:
+    """A one-line StorageError for a full disk or unwritable folder hit mid-run, else None."""
+    code = getattr(e, "errno", None) if isinstance(e, OSError) else None
+    if code not in _STORAGE:
+        text = str(e)
+        code = next((c for words, c in _STORAGE_TEXT.items() if words in text), None)
+    if code is None:
+        return None
+    name = getattr(e, "filename", None) if isinstance(e, OSError) else None
+    return StorageError(
+        f"{name or 'a write failed'}: {_STORAGE[code]}, then run the command again (finetune and distill: with "
+        f"--resume, to continue from the last complete checkpoint); results already under "
+        f"--out are untouched")

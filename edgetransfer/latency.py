@@ -100,7 +100,9 @@ def ort_session(path, threads: int = 1, provider: str = "CPUExecutionProvider"):
     import onnxruntime as ort
 
     from .errors import EnvironmentProblem, ModelError
+    from .onnx_check import check
 
+    check(path)  # a truncated, too-new or hostile file: a one-line error before onnxruntime
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

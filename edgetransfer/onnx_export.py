@@ -28,9 +28,7 @@ FUSION_TYPES = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "elect
 
 def export(model_dir: Path, out_dir: Path, opset: int, trust_remote_code: bool = False) -> Path:
     """Export a sequence classifier to `out_dir/model.onnx` and check it with onnx.checker."""
-    if opset < MIN_OPSET:
-        raise ConfigError(f"--opset {opset}: too low for transformer exports; use {MIN_OPSET} "
-                          f"or more (default {DEFAULT_OPSET})")
+    check_opset(opset)
     import onnx
     from optimum.exporters.onnx import main_export
 
@@ -52,6 +50,37 @@ def export(model_dir: Path, out_dir: Path, opset: int, trust_remote_code: bool =
     except onnx.checker.ValidationError as e:
         raise ModelError(f"{path}: the exported graph fails onnx.checker: {str(e)[:200]}") from e
     return path
+
+
+def check_opset(opset: int) -> None:
+    """Refuse, before any work, an opset too old for these models' ops or too new to run."""
+    if opset < MIN_OPSET:
+        raise ConfigError(f"--opset {opset}: too low for transformer exports (their attention "
+                          f"masks need Trilu, opset 14); use {MIN_OPSET} or more (default "
+                          f"{DEFAULT_OPSET})")
+    most = max_opset()
+    if opset > most:
+        raise ConfigError(f"--opset {opset}: newer than the installed onnx, torch exporter and "
+                          f"onnxruntime all support (at most {most}); use {most} or less "
+                          f"(default {DEFAULT_OPSET})")
+
+
+def max_opset() -> int:
+    """The newest opset that the onnx package, torch's exporter and onnxruntime all know."""
+    import onnx
+
+    from .onnx_check import _probe
+
+    most = onnx.defs.onnx_opset_version()
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET
+
+        most = min(most, ONNX_MAX_OPSET)
+    except ImportError:  # (a private constant; onnx's and onnxruntime's limits still hold)
+        pass
+    while most > MIN_OPSET and _probe(8, most) is not None:
+        most -= 1
+    return most
 
 
 def fuse(src: Path, dst: Path, config) -> dict:

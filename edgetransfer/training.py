@@ -7,6 +7,7 @@ picks the checkpoint to resume from, reports progress and draws the training cur
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -16,9 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .devices import Placement
+from .errors import TrainingDiverged
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
+# Written last into each checkpoint, after every file in it is flushed to disk: a checkpoint
+# without it was cut off mid-save (kill -9, a full disk, a lost machine) and is never loaded.
+COMPLETE = "checkpoint.complete"
+# In checkpoints/ of every run that writes COMPLETE markers; runs begun by an older
+# edgetransfer lack it, and their checkpoints are judged by the files they hold.
+MARKED_RUN = ".complete-markers"
 
 
 def world_size() -> int:
@@ -62,13 +70,14 @@ def training_arguments(
         save_strategy=strategy,  # must match eval for the best checkpoint to be kept
         eval_steps=eval_steps or None,
         save_steps=eval_steps or None,
-        save_total_limit=2,  # the best and the newest: enough to resume and to restore
+        save_total_limit=None,  # rotated by guard_checkpoints, only once a save is complete
         load_best_model_at_end=True,
         metric_for_best_model=metric,
         greater_is_better=True,
         group_by_length=True,  # batches of similar length pad less: the largest CPU speed-up
         logging_strategy="steps",
         logging_steps=0.05,  # a ratio of all steps: about 20 progress lines per run
+        logging_nan_inf_filter=False,  # a NaN loss must show (and stop the run), not be hidden
         seed=seed,
         data_seed=seed,
         use_cpu=placement.device == "cpu",
@@ -93,30 +102,136 @@ def use_our_progress(trainer, progress) -> None:
     trainer.add_callback(progress)
 
 
-def newest_complete_checkpoint(work: Path) -> str | None:
-    """The newest checkpoint whose weights, optimizer, scheduler and state are all on disk.
-
-    A checkpoint cut off mid-save lacks one of them (trainer_state.json is written last),
-    so it is skipped rather than crashing the resumed run.
-    """
+def _checkpoints(work: Path) -> list[tuple[int, Path]]:
     folder = work / CHECKPOINTS
-    if not folder.is_dir():
-        return None
     found = []
-    for ckpt in folder.glob("checkpoint-*"):
+    for ckpt in folder.glob("checkpoint-*") if folder.is_dir() else ():
         try:
-            step = int(ckpt.name.split("-")[-1])
+            found.append((int(ckpt.name.split("-")[-1]), ckpt))
         except ValueError:
             continue
-        weights = any((ckpt / f).exists() for f in
-                      ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin"))
-        rest = all((ckpt / f).exists() for f in ("trainer_state.json", "optimizer.pt",
-                                                 "scheduler.pt"))
-        if weights and rest:
+    return sorted(found)
+
+
+def is_complete(ckpt: Path, marked_run: bool = True) -> bool:
+    """True when the save finished: its marker is there and every file it lists is whole."""
+    marker = ckpt / COMPLETE
+    if marker.exists():
+        try:
+            files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+        except (ValueError, KeyError, TypeError, OSError):
+            return False
+        return all((ckpt / name).is_file() and (ckpt / name).stat().st_size == size
+                   for name, size in files.items())
+    if marked_run:
+        return False
+    # a run begun by an older edgetransfer: trainer_state.json is the Trainer's last write
+    weights = any((ckpt / f).exists() for f in
+                  ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin"))
+    return weights and all((ckpt / f).exists() for f in ("trainer_state.json", "optimizer.pt",
+                                                         "scheduler.pt"))
+
+
+def newest_complete_checkpoint(work: Path) -> str | None:
+    """The newest checkpoint whose save finished (its COMPLETE marker, written last).
+
+    A checkpoint cut off mid-save has no marker, so it is skipped rather than loaded.
+    """
+    marked = (work / CHECKPOINTS / MARKED_RUN).exists()
+    found = []
+    for step, ckpt in _checkpoints(work):
+        if is_complete(ckpt, marked):
             found.append((step, ckpt))
         else:
-            log.warning("skipping incomplete checkpoint %s", ckpt)
-    return str(max(found)[1]) if found else None
+            log.warning("skipping incomplete checkpoint %s (cut off mid-save)", ckpt.name)
+    return str(found[-1][1]) if found else None
+
+
+def discard_incomplete(work: Path) -> None:
+    """Remove checkpoints cut off mid-save (in the partial folder: nothing of the user's)."""
+    import shutil
+
+    marked = (work / CHECKPOINTS / MARKED_RUN).exists()
+    for _, ckpt in _checkpoints(work):
+        if not is_complete(ckpt, marked):
+            shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def mark_complete(ckpt: Path) -> None:
+    """Flush every file of a finished checkpoint to disk, then write its marker (last)."""
+    from .artifacts import fsync_dir, fsync_file, write_json
+
+    files = {}
+    for f in sorted(ckpt.rglob("*")):
+        if f.is_file() and f.name != COMPLETE:
+            fsync_file(f)
+            files[f.relative_to(ckpt).as_posix()] = f.stat().st_size
+    fsync_dir(ckpt)
+    write_json(ckpt / COMPLETE, {"files": files})
+
+
+def _diverged_fix(lr: float | None, precision: str | None) -> str:
+    fix = f"lower --lr (it is {lr:g})" if lr else "lower --lr"
+    if precision in ("fp16", "bf16"):
+        fix += f" or use --precision fp32 (it is {precision})"
+    return f"{fix} and run again with --overwrite; nothing was written under --out"
+
+
+def check_finite(model, when: str, lr: float | None = None, precision: str | None = None) -> None:
+    """NaN or infinite weights are never saved: stop with the reason instead."""
+    import torch
+
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p.detach()).all():
+            raise TrainingDiverged(f"training diverged: weight {name} holds NaN or infinite "
+                                   f"values {when}; {_diverged_fix(lr, precision)}")
+
+
+def guard_checkpoints(trainer, lr: float, precision: str | None = None) -> None:
+    """Checkpoints that are whole or skipped; Ctrl-C after the save; NaN never saved.
+
+    Wraps the Trainer's own save: refuses to save non-finite weights, holds Ctrl-C until
+    the save is done, writes the COMPLETE marker last, then removes older checkpoints
+    (all but the newest and the best): only after the new one is known to be complete.
+    """
+    import shutil
+
+    real = trainer._save_checkpoint
+    run_dir = Path(trainer.args.output_dir)
+
+    def save(model, trial, *args, **kwargs):
+        from .artifacts import uninterrupted
+
+        check_finite(trainer.model, f"at step {trainer.state.global_step}, before a checkpoint "
+                     f"save", lr, precision)
+        with uninterrupted("saving a checkpoint"):
+            result = real(model, trial, *args, **kwargs)
+            if trainer.args.should_save:
+                ckpt = run_dir / f"checkpoint-{trainer.state.global_step}"
+                mark_complete(ckpt)
+                best = trainer.state.best_model_checkpoint
+                keep = {ckpt.resolve()} | ({Path(best).resolve()} if best else set())
+                for _, old in _checkpoints(run_dir.parent):
+                    if old.resolve() not in keep and old.name != ckpt.name:
+                        shutil.rmtree(old, ignore_errors=True)
+        return result
+
+    trainer._save_checkpoint = save
+
+
+def nan_guard(lr: float, precision: str | None = None):
+    """A TrainerCallback that stops training on a NaN or infinite loss, with the reason."""
+    from transformers import TrainerCallback
+
+    class NanGuard(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"training diverged: the loss is {loss} at step {state.global_step} "
+                    f"(epoch {state.epoch or 0:.2f}); {_diverged_fix(lr, precision)}")
+
+    return NanGuard()
 
 
 def progress_callback():
@@ -236,8 +351,22 @@ def fit(*, model, tokenizer, tokenized: dict, label_names: list[str], opts, lr: 
     # others wait and then find the same checkpoint to resume from.
     with args.main_process_first(desc="prepare the output folder"):
         if is_main_process():
-            out.prepare()
+            resuming = out.prepare()
             write_json(out.work / "settings.json", settings)
+            aside = out.work.parent / f".{out.final.name}.checkpoints"
+            if aside.is_dir():  # finish() was cut off after moving the checkpoints aside
+                if resuming and not (out.work / CHECKPOINTS).exists():
+                    os.replace(aside, out.work / CHECKPOINTS)
+                else:
+                    import shutil
+
+                    shutil.rmtree(aside, ignore_errors=True)
+            if resuming:
+                newest_complete_checkpoint(out.work)  # (says which ones are skipped)
+                discard_incomplete(out.work)
+            else:
+                (out.work / CHECKPOINTS).mkdir(exist_ok=True)
+                (out.work / CHECKPOINTS / MARKED_RUN).write_text("")
     checkpoint = newest_complete_checkpoint(out.work) if out.resume else None
     progress = progress_callback()
     trainer = (trainer_class or Trainer)(
@@ -249,6 +378,8 @@ def fit(*, model, tokenizer, tokenized: dict, label_names: list[str], opts, lr: 
         **(trainer_kwargs or {}),
     )
     use_our_progress(trainer, progress)
+    trainer.add_callback(nan_guard(lr, placement.precision))
+    guard_checkpoints(trainer, lr, placement.precision)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     log.info("training on %s, %d process(es)", placement.describe(), world_size())
@@ -285,26 +416,42 @@ def fit(*, model, tokenizer, tokenized: dict, label_names: list[str], opts, lr: 
 
 def finish(out, fitted: Fitted, *, model, tokenizer, kind: str, settings: dict, metrics: dict,
            parents: dict, title: str, keep_checkpoints: bool) -> Path:
-    """Save the model and its records into the partial folder, then move it into place."""
+    """Save the model and its records into the partial folder, then move it into place.
+
+    Ctrl-C waits until the folder is in place. The checkpoints are moved aside before the
+    manifest is written and deleted only after the commit, so a crash at any point leaves
+    either a resumable partial folder or a complete result.
+    """
     import shutil
 
-    from .artifacts import write_json, write_manifest
+    from .artifacts import uninterrupted, write_json, write_manifest
 
-    model.save_pretrained(out.work, safe_serialization=True)
-    tokenizer.save_pretrained(out.work)
-    write_json(out.work / "metrics.json", metrics)
-    # the Trainer's log history survives --resume (it is saved in every checkpoint); the
-    # callback's list would only hold what happened since the restart
-    history = fitted.trainer.state.log_history
-    write_json(out.work / "history.json", history)
-    plot_history(history, out.work / "training.png", title)
-    if not keep_checkpoints:
-        shutil.rmtree(out.work / CHECKPOINTS, ignore_errors=True)
-    summary = {f"{k}_accuracy": v["accuracy"] for k, v in fitted.evaluations.items()}
-    write_manifest(out.work, kind, settings,
-                   summary | {"wall_time_s": fitted.train_metrics["wall_time_s"]}, parents,
-                   packages=("torch", "transformers", "peft", "datasets", "accelerate"))
-    final = out.commit()
+    check_finite(model, "at the end of training", settings.get("learning_rate"))
+    with uninterrupted("writing the result"):
+        model.save_pretrained(out.work, safe_serialization=True)
+        tokenizer.save_pretrained(out.work)
+        write_json(out.work / "metrics.json", metrics)
+        # the Trainer's log history survives --resume (it is saved in every checkpoint); the
+        # callback's list would only hold what happened since the restart
+        history = fitted.trainer.state.log_history
+        write_json(out.work / "history.json", history)
+        plot_history(history, out.work / "training.png", title)
+        aside = out.work.parent / f".{out.final.name}.checkpoints"
+        if not keep_checkpoints and (out.work / CHECKPOINTS).exists():
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(out.work / CHECKPOINTS, aside)
+        summary = {f"{k}_accuracy": v["accuracy"] for k, v in fitted.evaluations.items()}
+        try:
+            write_manifest(out.work, kind, settings,
+                           summary | {"wall_time_s": fitted.train_metrics["wall_time_s"]},
+                           parents,
+                           packages=("torch", "transformers", "peft", "datasets", "accelerate"))
+            final = out.commit()
+        except BaseException:
+            if aside.exists() and not (out.work / CHECKPOINTS).exists():
+                os.replace(aside, out.work / CHECKPOINTS)  # still resumable
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
     log.info("wrote %s  (%s; %.0fs)", final,
              ", ".join(f"{k} {v:.4f}" for k, v in summary.items()),
              fitted.train_metrics["wall_time_s"])

@@ -123,6 +123,68 @@ def _case_max_length_beyond_positions(d):
     return "takes at most 128 tokens; lower it", ["--max-length", "512"]
 
 
+def _case_blank_lines_only(d):
+    (d / "train.jsonl").write_text("\n  \n\n")
+    return "train.jsonl: the file is empty"
+
+
+def _case_zero_row_parquet(d):
+    import pandas as pd
+
+    pd.DataFrame({"text": pd.Series([], dtype=str),
+                  "label": pd.Series([], dtype=str)}).to_parquet(d / "train.parquet")
+    return "train.parquet: holds no rows", ["--train", d / "train.parquet"]
+
+
+def _case_nan_label(d):
+    with (d / "train.jsonl").open("a") as f:
+        f.write('{"text": "so so", "label": NaN}\n')
+    return "train.jsonl: line 31: label None is missing or not a class; fill it in"
+
+
+def _case_nan_text(d):
+    with (d / "validation.jsonl").open("a") as f:
+        f.write('{"text": NaN, "label": "pos"}\n')
+    return "validation.jsonl: line 10: column 'text' is None (not text)"
+
+
+def _case_nan_text_parquet(d):
+    import numpy as np
+    import pandas as pd
+
+    rows = make_rows(6)
+    rows[4]["text"] = np.nan
+    pd.DataFrame(rows).to_parquet(d / "train.parquet")
+    return "train.parquet: row 4: column 'text' is None (not text)", \
+        ["--train", d / "train.parquet"]
+
+
+def _case_label_id_beyond_train(d):
+    rows = [{"text": r["text"], "label": i % 3} for i, r in enumerate(make_rows(12))]
+    write_jsonl(d / "train.jsonl", rows)
+    write_jsonl(d / "validation.jsonl", rows[:3] + [{"text": "x y", "label": 7}])
+    return "validation.jsonl: line 4: label 7 does not fit the model; train only has ids 0..2"
+
+
+def _case_negative_label(d):
+    write_jsonl(d / "train.jsonl", [{"text": r["text"], "label": i % 2}
+                                    for i, r in enumerate(make_rows(6))] +
+                [{"text": "x", "label": -1}])
+    return "train.jsonl: line 7: label -1 is negative; class ids start at 0"
+
+
+def _case_csv_missing_label_column(d):
+    (d / "train.csv").write_text("text,category\nfine day,pos\nbad day,neg\n")
+    return "train.csv: no label column found (looked for ['label', 'labels', 'intent', " \
+        "'class'])", ["--train", d / "train.csv"]
+
+
+def _case_not_utf8_csv(d):
+    (d / "train.csv").write_bytes(b"text,label\nfine day,pos\ncaf\xe9 au lait,neg\n")
+    return "train.csv: line 3, byte offset 27 (column 4): byte 0xe9 is not UTF-8", \
+        ["--train", d / "train.csv"]
+
+
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("_case_")]
 
 

@@ -85,6 +85,7 @@ def run(cfg: ExportConfig) -> Path:
         raise ConfigError("--quantize auto needs --eval-data to measure accuracy on")
     if cfg.quantize == "int8-static" and not cfg.calibration_data:
         raise ConfigError("--quantize int8-static needs --calibration-data")
+    onnx_export.check_opset(cfg.opset)
     bb = backbones.resolve(cfg.model, cfg.allow_pickle)
     if not bb.local:
         raise ModelError(f"--model {cfg.model}: export takes a local checkpoint folder")
@@ -103,10 +104,17 @@ def run(cfg: ExportConfig) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(bb.source)
-    config = AutoConfig.from_pretrained(bb.source)
-    reference = AutoModelForSequenceClassification.from_pretrained(
-        bb.source, use_safetensors=None if cfg.allow_pickle else True).eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(bb.source)
+        config = AutoConfig.from_pretrained(bb.source)
+        reference = AutoModelForSequenceClassification.from_pretrained(
+            bb.source, use_safetensors=None if cfg.allow_pickle else True).eval()
+    except Exception as e:  # noqa: BLE001  (transformers' errors: one line naming the folder)
+        raise backbones._load_error(bb, "model or tokenizer", e) from e
+    from .finetune import check_vocab
+
+    check_vocab(reference, tokenizer, cfg.model)
+    _check_finite_weights(reference, cfg.model)
     probe_texts = list(evals["text"][:8]) if evals is not None else None
     probes = parity.probe_batches(tokenizer, probe_texts, cfg.max_length)
 
@@ -134,6 +142,17 @@ def run(cfg: ExportConfig) -> Path:
              record["latency_batch1"]["p50_ms"],
              f", accuracy {record['accuracy']:.4f}" if "accuracy" in record else "")
     return final_dir
+
+
+def _check_finite_weights(model, name: str) -> None:
+    """A checkpoint with NaN or infinite weights is refused, not exported."""
+    import torch
+
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise ModelError(f"--model {name}: weight {bad[0]} holds NaN or infinite values "
+                         f"({len(bad)} tensor(s) in all); the checkpoint is broken (a diverged "
+                         f"training run?): train it again")
 
 
 def _build_all(cfg, work, bb, config, tokenizer, probes, ref_outputs, evals, calib,
