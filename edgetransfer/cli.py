@@ -70,10 +70,14 @@ def cli(debug: bool, verbose: int, quiet: bool) -> None:
       distill    teach a small, fast student from the fine-tuned teacher
       export     ONNX through optimum, fusions, int8/fp16 quantization, parity-gated
       verify     accuracy, output parity and latency against a reference and a baseline
-      run        a whole recipe (recipes/*.yaml), resumable, with a report
-      validate   check a recipe without running it
       package    a bundle for the device: model, tokenizer, runtime (onnxruntime only)
       predict    classify texts with a bundle, as the device does
+
+    \b
+    Pipelines:
+      run        a whole recipe (recipes/*.yaml), resumable, with a report
+      validate   check a recipe without running it
+      report     re-render a pipeline's report
 
     Run `edgetransfer COMMAND --help` for a command's options.
     """
