@@ -50,6 +50,70 @@ def feeds(sess, enc):
     return {k: v.astype(np.int64) for k, v in enc.items() if k in names}
 
 
+def read_tsv(path: Path) -> tuple[list[str], np.ndarray]:
+    """SST-2's sentence<TAB>label rows (header skipped)."""
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:]]
+    return [r[0] for r in rows], np.array([int(r[1]) for r in rows])
+
+
+def compare(ours: Path, theirs: Path, tok, texts: list[str], labels: np.ndarray, *,
+            rounds: int, per_round: int, accuracy_batch: int = 64) -> dict:
+    """Accuracy of both ONNX models, and batch-1 latency in interleaved rounds (one thread
+    each): rounds alternate which model goes first and time the same texts; the ratio
+    ours/theirs is taken per round, and its median and spread reported."""
+    a, b = session(ours), session(theirs)
+
+    def accuracy(sess):
+        right = 0
+        for s in range(0, len(texts), accuracy_batch):
+            enc = tok(texts[s:s + accuracy_batch], padding=True, return_tensors="np")
+            right += int((sess.run(None, feeds(sess, enc))[0].argmax(-1)
+                          == labels[s:s + accuracy_batch]).sum())
+        return right / len(texts)
+
+    singles = [tok(t, return_tensors="np") for t in texts]
+    fa = [feeds(a, e) for e in singles]
+    fb = [feeds(b, e) for e in singles]
+    for i in range(50):  # warm-up both
+        a.run(None, fa[i]), b.run(None, fb[i])
+
+    def timed(sess, fs, start):
+        out = []
+        for i in range(per_round):
+            x = fs[(start + i) % len(fs)]
+            t = time.perf_counter()
+            sess.run(None, x)
+            out.append(time.perf_counter() - t)
+        return np.array(out) * 1000
+
+    ratios50, ratios90, pa, pb = [], [], [], []
+    for r in range(rounds):  # interleaved: the same texts, in alternating order
+        start = r * per_round
+        order = [(a, fa, pa), (b, fb, pb)] if r % 2 == 0 else [(b, fb, pb), (a, fa, pa)]
+        got = {}
+        for sess, fs, sink in order:
+            ms = timed(sess, fs, start)
+            sink.append(ms)
+            got[id(sess)] = ms
+        ratios50.append(np.percentile(got[id(a)], 50) / np.percentile(got[id(b)], 50))
+        ratios90.append(np.percentile(got[id(a)], 90) / np.percentile(got[id(b)], 90))
+    all_a, all_b = np.concatenate(pa), np.concatenate(pb)
+
+    def spread(r):
+        return {"median": float(np.median(r)), "min": float(min(r)), "max": float(max(r))}
+
+    return {
+        "ours": {"accuracy": accuracy(a), "p50_ms": float(np.percentile(all_a, 50)),
+                 "p90_ms": float(np.percentile(all_a, 90)),
+                 "size_mb": ours.stat().st_size / 2**20},
+        "optimum": {"accuracy": accuracy(b), "p50_ms": float(np.percentile(all_b, 50)),
+                    "p90_ms": float(np.percentile(all_b, 90)),
+                    "size_mb": theirs.stat().st_size / 2**20},
+        "ratio_p50": spread(ratios50), "ratio_p90": spread(ratios90),
+        "accuracy_batch": accuracy_batch,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "bench/results/distill-sst2-3l")
@@ -78,63 +142,18 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(args.model)
-    rows = [line.split("\t") for line in val.read_text(encoding="utf-8").splitlines()[1:]]
-    texts, labels = [r[0] for r in rows], np.array([int(r[1]) for r in rows])
-    a, b = session(ours_dir / "model.onnx"), session(theirs)
-
-    def accuracy(sess):
-        right = 0
-        for s in range(0, len(texts), 64):
-            enc = tok(texts[s:s + 64], padding=True, return_tensors="np")
-            right += int((sess.run(None, feeds(sess, enc))[0].argmax(-1)
-                          == labels[s:s + 64]).sum())
-        return right / len(texts)
-
-    singles = [tok(t, return_tensors="np") for t in texts]
-    fa = [feeds(a, e) for e in singles]
-    fb = [feeds(b, e) for e in singles]
-    for i in range(50):  # warm-up both
-        a.run(None, fa[i]), b.run(None, fb[i])
-
-    def timed(sess, fs, start):
-        out = []
-        for i in range(args.per_round):
-            x = fs[(start + i) % len(fs)]
-            t = time.perf_counter()
-            sess.run(None, x)
-            out.append(time.perf_counter() - t)
-        return np.array(out) * 1000
-
-    ratios50, ratios90, pa, pb = [], [], [], []
-    for r in range(args.rounds):  # interleaved: the same texts, in alternating order
-        start = r * args.per_round
-        order = [(a, fa, pa), (b, fb, pb)] if r % 2 == 0 else [(b, fb, pb), (a, fa, pa)]
-        got = {}
-        for sess, fs, sink in order:
-            ms = timed(sess, fs, start)
-            sink.append(ms)
-            got[id(sess)] = ms
-        ratios50.append(np.percentile(got[id(a)], 50) / np.percentile(got[id(b)], 50))
-        ratios90.append(np.percentile(got[id(a)], 90) / np.percentile(got[id(b)], 90))
-    all_a, all_b = np.concatenate(pa), np.concatenate(pb)
+    texts, labels = read_tsv(val)
+    cmp = compare(ours_dir / "model.onnx", theirs, tok, texts, labels, rounds=args.rounds,
+                  per_round=args.per_round)
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
         "cpu": platform.processor(), "model": str(args.model),
         "validation_rows": len(texts),
-        "ours": {"accuracy": accuracy(a), "fp32_onnx_accuracy": record["fp32_onnx_accuracy"],
-                 "torch_accuracy": record["torch_accuracy"],
-                 "p50_ms": float(np.percentile(all_a, 50)),
-                 "p90_ms": float(np.percentile(all_a, 90)),
-                 "size_mb": (ours_dir / "model.onnx").stat().st_size / 2**20,
-                 "export_wall_s": round(ours_wall, 1)},
-        "optimum": {"accuracy": accuracy(b), "p50_ms": float(np.percentile(all_b, 50)),
-                    "p90_ms": float(np.percentile(all_b, 90)),
-                    "size_mb": theirs.stat().st_size / 2**20,
-                    "export_wall_s": round(theirs_wall, 1)},
-        "ratio_p50": {"median": float(np.median(ratios50)), "min": float(min(ratios50)),
-                      "max": float(max(ratios50))},
-        "ratio_p90": {"median": float(np.median(ratios90)), "min": float(min(ratios90)),
-                      "max": float(max(ratios90))},
+        "ours": cmp["ours"] | {"fp32_onnx_accuracy": record["fp32_onnx_accuracy"],
+                               "torch_accuracy": record["torch_accuracy"],
+                               "export_wall_s": round(ours_wall, 1)},
+        "optimum": cmp["optimum"] | {"export_wall_s": round(theirs_wall, 1)},
+        "ratio_p50": cmp["ratio_p50"], "ratio_p90": cmp["ratio_p90"],
         "rounds": args.rounds, "per_round": args.per_round, "threads": 1,
     }
     (args.out.parent / "export_sst2.json").write_text(json.dumps(result, indent=2))
