@@ -49,27 +49,25 @@ def plan(recipe, recipe_file: Path, root: Path) -> list[Planned]:
         spec = next(s for s in recipes.STEPS if s.name == step)
         return recipes.stage_config(spec)(**values)
 
+    # what the two training steps share: the labelled splits and how they are read
+    splits = {k: files[k] for k in ("train", "validation", "test")}
+    training_data = data_common | splits | dict(label_names=d.label_names,
+                                                train_sample=d.train_sample,
+                                                max_length=d.max_length, overwrite=True)
     teacher = model
     if recipe.finetune is not None:
         out = root / "teacher"
-        cfg = build("finetune", recipe.finetune.model_dump() | data_common | dict(
-            model=model, train=files["train"], validation=files["validation"],
-            test=files["test"], label_names=d.label_names, train_sample=d.train_sample,
-            max_length=d.max_length, out=out, overwrite=True))
-        steps.append(Planned("finetune", "teacher", cfg, _existing(
-            {"model": model, "train": files["train"], "validation": files["validation"],
-             "test": files["test"]})))
+        cfg = build("finetune", recipe.finetune.model_dump() | training_data
+                    | dict(model=model, out=out))
+        steps.append(Planned("finetune", "teacher", cfg, _existing({"model": model} | splits)))
         teacher = str(out)
     student = None
     if recipe.distill is not None:
         out = root / "student"
-        cfg = build("distill", recipe.distill.model_dump() | data_common | dict(
-            teacher=teacher, train=files["train"], validation=files["validation"],
-            test=files["test"], label_names=d.label_names, train_sample=d.train_sample,
-            max_length=d.max_length, unlabeled=files["unlabeled"], out=out, overwrite=True))
+        cfg = build("distill", recipe.distill.model_dump() | training_data
+                    | dict(teacher=teacher, unlabeled=files["unlabeled"], out=out))
         steps.append(Planned("distill", "student", cfg, _existing(
-            {"teacher": teacher, "train": files["train"], "validation": files["validation"],
-             "test": files["test"], "unlabeled": files["unlabeled"]})))
+            {"teacher": teacher, "unlabeled": files["unlabeled"]} | splits)))
         student = str(out)
     exported = {}
     for variant in recipe.export or []:
