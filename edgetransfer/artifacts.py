@@ -39,7 +39,8 @@ def uninterrupted(what: str):
     inside an outer `uninterrupted`, the block just runs.
     """
     if threading.current_thread() is not threading.main_thread() or \
-            getattr(_deferring, "active", False):
+            getattr(_deferring, "active", False) or \
+            signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # (nohup, a background job)
         yield
         return
     received = []

@@ -55,6 +55,14 @@ def _files(folder: Path) -> dict[str, bytes]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.fixture()
+def ctrl_c():
+    """SIGINT raises KeyboardInterrupt, as at a terminal (a background job ignores it)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_kill_9_mid_training_then_resume_loses_at_most_one_save_interval(
         cli, tiny_backbone, data_dir, tmp_path):
     """A real process killed with SIGKILL, then resumed to the end."""
@@ -99,7 +107,7 @@ def test_kill_9_mid_training_then_resume_loses_at_most_one_save_interval(
 
 
 def test_ctrl_c_during_a_checkpoint_save_exits_130_after_the_save(
-        cli, tiny_backbone, data_dir, tmp_path, monkeypatch):
+        cli, tiny_backbone, data_dir, tmp_path, monkeypatch, ctrl_c):
     """SIGINT arrives while the Trainer writes checkpoint-5: the save completes, then 130."""
     import transformers.modeling_utils as mu
 
@@ -121,7 +129,7 @@ def test_ctrl_c_during_a_checkpoint_save_exits_130_after_the_save(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_uninterrupted_holds_ctrl_c_until_the_write_is_done(tmp_path):
+def test_uninterrupted_holds_ctrl_c_until_the_write_is_done(tmp_path, ctrl_c):
     done = []
     with pytest.raises(KeyboardInterrupt):
         with uninterrupted("a test write"):
@@ -141,6 +149,12 @@ def test_uninterrupted_holds_ctrl_c_until_the_write_is_done(tmp_path):
             time.sleep(0.01)
             done.append("not reached")
     assert done == [True]
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a process that ignores Ctrl-C keeps doing so
+    with uninterrupted("a write"):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def _previous_result(folder: Path) -> dict[str, bytes]:
