@@ -87,6 +87,7 @@ def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = Fal
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise ModelError(f"{config_file}: not valid JSON ({e}); the checkpoint is damaged") from None
+    _check_config(config, config_file)
     if config.get("auto_map") and not trust_remote_code:
         raise ModelError(
             f"--model {name}: the checkpoint asks to run its own code (auto_map in config.json); "
@@ -104,6 +105,22 @@ def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = Fal
     if not (weights_optional and not has_weights(folder)):
         check_weights(folder, allow_pickle)
     return Backbone(name=name, source=str(folder), local=True, config=config)
+
+
+def _check_config(config, config_file: Path) -> None:
+    """The config fields this project reads: a JSON object, integer label ids."""
+    if not isinstance(config, dict):
+        raise ModelError(f"{config_file}: holds a JSON {type(config).__name__}, not an object; "
+                         f"the checkpoint is damaged")
+    id2label = config.get("id2label")
+    if id2label is not None:
+        if not isinstance(id2label, dict) or not all(
+                str(k).lstrip("-").isdigit() for k in id2label):
+            raise ModelError(f"{config_file}: id2label must map class ids (0, 1, ...) to names; "
+                             f"it is {str(id2label)[:80]}")
+        ids = sorted(int(k) for k in id2label)
+        if ids != list(range(len(ids))):
+            raise ModelError(f"{config_file}: id2label's ids are {ids}; they must be 0..N-1")
 
 
 def _hub_config(name: str, trust_remote_code: bool) -> dict:
@@ -154,6 +171,8 @@ def check_weights(folder: Path, allow_pickle: bool) -> None:
             f"loaded; convert to safetensors or pass --allow-pickle"
         )
     for f in safetensors or pickles:
+        if not f.is_file():
+            raise ModelError(f"{f}: is not a file; the checkpoint is damaged")
         with f.open("rb") as fh:
             head = fh.read(64)
         if head.startswith(LFS_POINTER):
@@ -227,6 +246,10 @@ def _same_model(base: str, folder: Path) -> bool:
 def load_tokenizer(backbone: Backbone, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
+    if not has_tokenizer(backbone):
+        raise ModelError(f"--model {backbone.name}: has no tokenizer files (tokenizer.json, "
+                         f"tokenizer_config.json, vocab.txt); copy in the tokenizer of the "
+                         f"model it came from")
     try:
         return AutoTokenizer.from_pretrained(backbone.source, trust_remote_code=trust_remote_code)
     except Exception as e:
@@ -272,8 +295,10 @@ def load_classifier(
             output_loading_info=True,
         )
     except Exception as e:
-        raise _load_error(backbone, "model", e) from e
-    missing = set(info.get("missing_keys", [])) | {k for k, *_ in info.get("mismatched_keys", [])}
+        raise _load_error(backbone, "model", e, len(label_names)) from e
+    check_loaded(backbone, model, info, new_head)
+    missing = set(info.get("missing_keys", [])) | {
+        k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys", [])}
     new_modules = sorted({k.rsplit(".", 1)[0] for k in missing})
     if new_head:
         # ignore_mismatched_sizes keeps an old head of the same size: a new head means new
@@ -287,7 +312,46 @@ def load_classifier(
     return model, new_modules
 
 
-def _load_error(backbone: Backbone, what: str, e: Exception) -> Exception:
+HEAD_PREFIXES = ("classifier.", "score.", "pre_classifier.", "pooler.", "bert.pooler.",
+                 "roberta.pooler.", "electra.pooler.")
+
+
+def _is_head_key(key: str) -> bool:
+    return key.startswith(HEAD_PREFIXES) or ".pooler." in f".{key}"
+
+
+def check_loaded(backbone: Backbone, model, info: dict, new_head: bool) -> None:
+    """Weights that do not match the config are a broken checkpoint, never a random start.
+
+    transformers initialises missing tensors at random and, with ignore_mismatched_sizes,
+    replaces ones of another shape: right for a new classification head, silently wrong for
+    an encoder layer.
+    """
+    from .methods import layer_of
+
+    where = f"--model {backbone.name}"
+    for entry in info.get("mismatched_keys", []):
+        key, shapes = (entry, ()) if isinstance(entry, str) else (entry[0], entry[1:3])
+        if not _is_head_key(key):
+            shape = (f": {list(shapes[0])} in the weights, {list(shapes[1])} by config.json"
+                     if len(shapes) == 2 else " has another shape")
+            raise ModelError(f"{where}: config.json does not match the weights ({key}{shape}); "
+                             f"the checkpoint is damaged or its config edited")
+    core_missing = [k for k in info.get("missing_keys", []) if not _is_head_key(k)]
+    if core_missing:
+        raise ModelError(f"{where}: the weights lack {len(core_missing)} tensor(s) the model "
+                         f"needs (e.g. {core_missing[0]}); the checkpoint is incomplete or "
+                         f"for another architecture")
+    extra = [k for k in info.get("unexpected_keys", []) if layer_of(k) is not None]
+    if extra:
+        raise ModelError(f"{where}: the weights hold layers config.json does not build (e.g. "
+                         f"{extra[0]}; num_hidden_layers is "
+                         f"{getattr(model.config, 'num_hidden_layers', '?')}); the config was "
+                         f"edited or belongs to another checkpoint")
+
+
+def _load_error(backbone: Backbone, what: str, e: Exception,
+                n_labels: int | None = None) -> Exception:
     refused = _weights_only_refusal(e)
     if refused:
         return ModelError(
@@ -303,6 +367,20 @@ def _load_error(backbone: Backbone, what: str, e: Exception) -> Exception:
             f"give a local folder"
         )
     if "size mismatch" in text:
+        import re
+
+        found = re.search(r"state_dict for (\w+): size mismatch for ([\w.]+): copying a param "
+                          r"with shape torch.Size\((\[[\d, ]*\])\) from checkpoint, the shape "
+                          r"in current model is torch.Size\((\[[\d, ]*\])\)", text)
+        if found:
+            module, param, ckpt, built = found.groups()
+            head = module == "Linear" and n_labels is not None and (
+                built.startswith(f"[{n_labels},") or built == f"[{n_labels}]")
+            if not head:
+                return ModelError(
+                    f"--model {backbone.name}: config.json does not match the weights ({module}."
+                    f"{param} is {ckpt} in the weights, {built} by config.json); the checkpoint "
+                    f"is damaged or its config edited")
         return ModelError(
             f"--model {backbone.name}: the checkpoint's classification head does not fit the "
             f"data's labels; pass --new-head to replace it"

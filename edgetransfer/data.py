@@ -124,6 +124,9 @@ def _text_columns(names: list[str], source: str, text, pair,
 def resolve_columns(names: list[str], source: str, text, pair, label) -> Columns:
     text_col, pair = _text_columns(names, source, text, pair)
     label_col = _pick(names, label, LABEL_COLUMNS, "label", source, "--label-column")
+    if label_col in (text_col, pair):
+        raise DataError(f"{source}: the column {label_col!r} would be both text and label; "
+                        f"pass --text-column and --label-column naming two columns")
     return Columns(text=text_col, label=label_col, pair=pair)
 
 

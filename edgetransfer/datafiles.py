@@ -111,7 +111,13 @@ def _check_jsonl(path: Path, text: str) -> list[int]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+        except _DuplicateKey as e:
+            raise DataError(f"{path}: line {number} names the key {e.args[0]!r} twice; keep "
+                            f"one") from None
+        except RecursionError:
+            raise DataError(f"{path}: line {number} is nested too deeply to be a row; fix or "
+                            f"remove that line") from None
         except json.JSONDecodeError as e:
             if number == 1 and line.lstrip().startswith("["):
                 raise DataError(
@@ -126,10 +132,31 @@ def _check_jsonl(path: Path, text: str) -> list[int]:
                 f"{path}: line {number} is a JSON {type(obj).__name__}, not an object; "
                 f'write one object per line, e.g. {{"text": "...", "label": "..."}}'
             )
+        for key, value in obj.items():
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise DataError(f"{path}: line {number}: {key!r} holds an unpaired UTF-16 "
+                                    f"surrogate escape (\\ud800-\\udfff), which is not text; "
+                                    f"fix the writer that produced it") from None
         rows.append(number)
     if not rows:
         raise DataError(f"{path}: holds no rows; it needs at least one JSON object per line")
     return rows
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs):
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
 
 
 def _check_delimited(path: Path, text: str, delimiter: str) -> list[int]:
@@ -139,6 +166,11 @@ def _check_delimited(path: Path, text: str, delimiter: str) -> list[int]:
     header = next(reader, None)
     if not header or not any(cell.strip() for cell in header):
         raise DataError(f"{path}: the first line should be a header naming the columns")
+    names = [cell.strip() for cell in header]  # ("" is pandas' unnamed index column)
+    twice = next((n for n in names if n and names.count(n) > 1), None)
+    if twice is not None:
+        raise DataError(f"{path}: the header names the column {twice!r} twice; name each "
+                        f"column once")
     other = "\t" if delimiter == "," else ","
     if len(header) == 1 and other in header[0]:
         kind = "tab" if other == "\t" else "comma"
@@ -184,8 +216,11 @@ def read_table(path: Path):
             builder, data_files={"data": str(path)}, split="data", **kwargs
         )
     except Exception as e:  # pyarrow/pandas errors: one line naming the file
-        detail = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise DataError(f"{path}: could not be read as {builder}: {detail}") from e
+        inner = e  # datasets wraps the reader's error in "An error occurred while generating"
+        while inner.__cause__ is not None or inner.__context__ is not None:
+            inner = inner.__cause__ or inner.__context__
+        text = " ".join(str(inner).split()) or type(inner).__name__
+        raise DataError(f"{path}: could not be read as {builder}: {text[:240]}") from e
     if len(ds) == 0:
         raise DataError(f"{path}: holds no rows")
     return ds

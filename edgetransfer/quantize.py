@@ -11,6 +11,7 @@ pattern itself when it loads the model.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,12 +63,27 @@ def dynamic(src: Path, dst: Path, tgt: Target, per_channel: bool | None = None,
                 "per_channel": tgt.per_channel if per_channel is None else per_channel,
                 "reduce_range": tgt.reduce_range, "weight_type": "QInt8",
                 "nodes_excluded": list(exclude or [])}
-    quantize_dynamic(
-        str(src), str(dst), weight_type=QuantType.QInt8, per_channel=settings["per_channel"],
-        reduce_range=tgt.reduce_range, nodes_to_exclude=exclude or None,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    with _quiet_root_logger():
+        quantize_dynamic(
+            str(src), str(dst), weight_type=QuantType.QInt8, per_channel=settings["per_channel"],
+            reduce_range=tgt.reduce_range, nodes_to_exclude=exclude or None,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     return settings
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantizer advises pre-processing through the root logger on every call
+    ("WARNING:root:Please consider..."), which reads as a problem; shown only with -vv."""
+    root = logging.getLogger()
+    level = root.level
+    if not logging.getLogger("edgetransfer").isEnabledFor(logging.DEBUG):
+        root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def static(src: Path, dst: Path, tgt: Target, feeds: list[dict], method: str = "minmax",

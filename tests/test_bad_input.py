@@ -185,6 +185,33 @@ def _case_not_utf8_csv(d):
         ["--train", d / "train.csv"]
 
 
+def _case_deeply_nested_jsonl(d):
+    with (d / "train.jsonl").open("a") as f:
+        f.write('{"text": ' + "[" * 5000 + "]" * 5000 + ', "label": "pos"}\n')
+    return "train.jsonl: line 31 is nested too deeply to be a row"
+
+
+def _case_duplicate_key_jsonl(d):
+    with (d / "train.jsonl").open("a") as f:
+        f.write('{"text": "a", "text": "b", "label": "pos"}\n')
+    return "train.jsonl: line 31 names the key 'text' twice; keep one"
+
+
+def _case_lone_surrogate_jsonl(d):
+    with (d / "train.jsonl").open("a") as f:
+        f.write('{"text": "broken \\ud800 text", "label": "pos"}\n')
+    return "train.jsonl: line 31: 'text' holds an unpaired UTF-16 surrogate escape"
+
+
+def _case_duplicate_csv_header(d):
+    (d / "train.csv").write_text("text,text,label\na,b,pos\nc,d,neg\n")
+    return "train.csv: the header names the column 'text' twice", ["--train", d / "train.csv"]
+
+
+def _case_text_column_is_the_label(d):
+    return "the column 'label' would be both text and label", ["--text-column", "label"]
+
+
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("_case_")]
 
 

@@ -126,6 +126,54 @@ def test_an_adapter_trained_on_another_base_model(stage, cli, tiny_classifier, d
     assert not out.exists() and _digest(model) == before
 
 
+def _config(model: Path, **changes) -> None:
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps(config | changes))
+
+
+def _keep_weights(model: Path, n: int) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(model / "model.safetensors")
+    save_file(dict(list(tensors.items())[:n]), model / "model.safetensors",
+              metadata={"format": "pt"})
+
+
+DAMAGED = {
+    "config_not_an_object": (lambda m: (m / "config.json").write_text("[1, 2]"),
+                             "config.json: holds a JSON list, not an object"),
+    "config_bad_id2label": (lambda m: _config(m, id2label={"a": "x", "b": "y"}),
+                            "config.json: id2label must map class ids (0, 1, ...) to names"),
+    "config_edited_vocab": (lambda m: _config(m, vocab_size=50),
+                            "config.json does not match the weights "
+                            "(bert.embeddings.word_embeddings.weight has another shape)"),
+    "config_fewer_layers": (lambda m: _config(m, num_hidden_layers=1),
+                            "the weights hold layers config.json does not build (e.g. "
+                            "bert.encoder.layer.1."),
+    "weights_missing_tensors": (lambda m: _keep_weights(m, 3),
+                                "the weights lack 34 tensor(s) the model needs"),
+    "weights_a_folder": (lambda m: ((m / "model.safetensors").unlink(),
+                                    (m / "model.safetensors").mkdir()),
+                         "model.safetensors: is not a file"),
+    "no_tokenizer": (lambda m: [p.unlink() for p in m.iterdir()
+                                if p.name.startswith(("tokenizer", "vocab", "special"))],
+                     "has no tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt)"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED))
+def test_a_damaged_checkpoint_is_named_not_trained_from_random(damage, cli, tiny_classifier,
+                                                               data_dir, copy_of, tmp_path):
+    """transformers fills missing or misshapen tensors at random; that is refused here."""
+    model = copy_of(tiny_classifier)
+    mutate, words = DAMAGED[damage]
+    mutate(model)
+    before = _digest(model)
+    code, err = cli(*tiny_args(model, data_dir, tmp_path / "out", "--new-head"))
+    _one_line(code, err, 2, words)
+    assert not (tmp_path / "out").exists() and _digest(model) == before
+
+
 def _small_vocab_classifier(folder: Path, tiny_backbone: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification

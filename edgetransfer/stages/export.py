@@ -104,13 +104,19 @@ def run(cfg: ExportConfig) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+    tokenizer = backbones.load_tokenizer(bb)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(bb.source)
         config = AutoConfig.from_pretrained(bb.source)
-        reference = AutoModelForSequenceClassification.from_pretrained(
-            bb.source, use_safetensors=None if cfg.allow_pickle else True).eval()
+        reference, info = AutoModelForSequenceClassification.from_pretrained(
+            bb.source, use_safetensors=None if cfg.allow_pickle else True,
+            output_loading_info=True)
     except Exception as e:  # noqa: BLE001  (transformers' errors: one line naming the folder)
-        raise backbones._load_error(bb, "model or tokenizer", e) from e
+        raise backbones._load_error(bb, "model", e) from e
+    backbones.check_loaded(bb, reference, info, new_head=False)
+    if info.get("missing_keys"):  # a head filled at random would be exported as if trained
+        raise ModelError(f"--model {cfg.model}: the weights lack {info['missing_keys'][0]}; "
+                         f"export would fill it at random: give a trained classifier")
+    reference.eval()
     from .finetune import check_vocab
 
     check_vocab(reference, tokenizer, cfg.model)
