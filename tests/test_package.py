@@ -368,3 +368,17 @@ def test_an_archive_over_the_size_cap_is_refused(built, cli, monkeypatch):
     monkeypatch.setattr(bundle, "MAX_BYTES", 100_000)
     code, out = cli("predict", "--bundle", built.parent / "bundle.tar.gz", "hi")
     assert code == 2 and "refused: unpacks to more than 100,000 bytes" in out
+
+
+def test_peak_rss_is_the_runtimes_own_not_its_parents():
+    """ru_maxrss survives fork+exec: a runtime started by a large process (a pipeline holding
+    a teacher) would report the parent's size. The runtime reads its own high-water mark."""
+    import subprocess
+    import sys
+
+    ballast = bytearray(600 * 2**20)  # the parent grows by 600 MB before the fork
+    runtime = Path(__file__).resolve().parents[1] / "edgetransfer" / "runtime"
+    out = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(runtime)!r});"
+                          " import predict; print(predict.peak_rss_mb())"],
+                         capture_output=True, text=True, check=True)
+    assert len(ballast) and float(out.stdout) < 300
