@@ -23,17 +23,20 @@ Items 1 and 4 come from one `edgetransfer verify` run and item 5 from `edgetrans
 package`, both inside `edgetransfer run recipes/sst2.yaml` (LoRA teacher, 3-layer student,
 int8 and fp32 exports), which this script drives with overrides (output= under --out;
 export's and verify's accuracy gates are lifted so a weak run still gets measured: the table
-reports the accuracy kept). A re-run reuses every pipeline step whose inputs and settings are unchanged
-(`--force` re-runs them). A GPU section runs where CUDA is present.
+reports the accuracy kept). A re-run reuses every pipeline step whose inputs and settings
+are unchanged (`--force` re-runs them). The bundle's peak RSS is also read here, as VmHWM
+(see bundle_peak_rss). A GPU section runs where CUDA is present (untested: none is lent).
 
 Writes OUT/run_all.json (every raw figure), prints the markdown tables, and puts them as a
 dated section at the top of bench/RESULTS.md (a --quick run: OUT/RESULTS.md unless
 --results-md is given; a new run replaces the section of the same mode).
 
-Run time on the project's 2-core CPU: --quick ~12 min (800 training rows, 1 epoch, few
-iterations; a smoke test, not the headline); full ~45 min (pipeline ~20: teacher ~6.5,
-student ~5.5, exports ~1 each, verify ~3, package ~1; optimum ~2; time to accuracy ~20, most
-of it the tutorial loop, which pads every batch to 128 tokens).
+Run time on the project's 2-core CPU: --quick (800 training rows, 1 epoch, 436
+model-selection rows, few timing iterations; a smoke test, not the headline) took 19-21 min
+while other jobs kept the load at 5-9, and should take ~10 min on 2 idle cores. Full:
+~45 min, up to ~65 if the tutorial loop needs all 3 epochs to reach 0.83 (pipeline ~20:
+teacher ~6.5, student ~5.5, exports ~1-2 each, verify ~3, package ~1; optimum ~2; time to
+accuracy ~20, most of it the tutorial loop at ~6 samples/s on one thread).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -59,12 +63,12 @@ log = logging.getLogger("bench.run_all")
 # quick: a smoke test that every part runs (minutes); full: the headline figures
 MODES = {
     "full": dict(sample=5000, overrides=[], opt_rounds=15, opt_per_round=100,
-                 tta_target=0.83, tta_eval_steps=50, tta_epochs=3, tta_eval_rows=872),
+                 tta_target=0.83, tta_eval_steps=50, tta_epochs=3, dev_rows=872),
     "quick": dict(sample=800, overrides=[
         "finetune.epochs=1", "distill.epochs=1", "verify.iterations=40", "verify.rounds=4",
         "verify.latency_samples=64", "package.cold_starts=2", "package.latency_requests=50"],
         opt_rounds=6, opt_per_round=50,
-        tta_target=0.70, tta_eval_steps=10, tta_epochs=2, tta_eval_rows=436),
+        tta_target=0.70, tta_eval_steps=10, tta_epochs=2, dev_rows=436),
 }
 GOALS = {"speedup": 12.0, "kept": 0.97, "optimum_ratio": 0.85, "equal_accuracy_points": 0.25,
          "tta": 4.0}
@@ -106,11 +110,12 @@ def run_pipeline(args, mode: dict, files: dict, root: Path) -> dict:
            "verify.max_accuracy_drop=100", "export.0.max_accuracy_drop=100",
            *mode["overrides"]] + (["--force"] if args.force else [])
     print("$", shlex.join(cmd), flush=True)
-    t0 = time.perf_counter()
+    t0, now = time.perf_counter(), time.time()
     rc = subprocess.run(cmd).returncode
     wall = time.perf_counter() - t0
     state = _json(root / "pipeline.json") or {}
-    steps = {k: {"status": v.get("status"), "wall_s": v.get("wall_time_s")}
+    steps = {k: {"status": v.get("status"), "wall_s": v.get("wall_time_s"),
+                 "reused": (v.get("started") or now) < now}
              for k, v in state.get("steps", {}).items()}
     return {"command": shlex.join(cmd), "returncode": rc, "wall_s": round(wall, 1),
             "steps": steps}
@@ -158,6 +163,39 @@ def speedup(models: list[dict], reference: str, int8: str) -> dict | None:
                   "bounds": [round(lo_t / hi_s, 2), round(hi_t / lo_s, 2)],
                   "teacher_ms": t[f"{q}_ms"], "int8_ms": s[f"{q}_ms"]}
     return out
+
+
+# predict.py run as __main__ in a fresh process, then its own VmHWM: the high-water mark of
+# this process image alone. (ru_maxrss, which predict.py reports, keeps the high-water mark
+# of the process it was forked from across exec: launched from `edgetransfer package`,
+# which holds torch and the models, it reports that process's peak, not the runtime's.)
+_RSS_PROBE = """
+import runpy, sys
+sys.argv = ["predict.py"] + sys.argv[1:]
+try:
+    runpy.run_path("predict.py", run_name="__main__")
+except SystemExit:
+    pass
+finally:
+    hwm = [x for x in open("/proc/self/status") if x.startswith("VmHWM")][0]
+    print("VMHWM_KB", hwm.split()[1], flush=True)
+"""
+
+
+def bundle_peak_rss(bundle: Path, test: Path, requests: int = 200) -> float:
+    """Peak RSS in MB of the bundled runtime timing `requests` one-text requests."""
+    from export_sst2 import read_tsv
+
+    texts, _ = read_tsv(test)
+    with tempfile.TemporaryDirectory(prefix="run-all-") as tmp:
+        listing = Path(tmp) / "texts.jsonl"
+        listing.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts),
+                           encoding="utf-8")
+        proc = subprocess.run([sys.executable, "-I", "-B", "-c", _RSS_PROBE, "--benchmark",
+                               str(requests), "--input", str(listing)], cwd=bundle,
+                              capture_output=True, text=True, check=True)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("VMHWM_KB"))
+    return round(int(line.split()[1]) / 1024, 1)
 
 
 def optimum_section(args, mode: dict, root: Path, test: Path) -> dict:
@@ -257,13 +295,18 @@ def render(r: dict) -> str:
         ms = b.get("measurements") or {}
         lines += ["The bundle (`edgetransfer package`: the int8 model, tokenizer and "
                   "predict.py, run in fresh `python -I` processes; item 5):", "",
-                  "| archive MB | unpacked MB | cold start s (median) | peak RSS MB | "
-                  "per request p50 / p90 ms | requests/s |", "| --- | --- | --- | --- | --- | --- |",
+                  "| archive MB | unpacked MB | cold start s (median) | peak RSS MB "
+                  "(VmHWM) | peak RSS MB (as package records it) | per request p50 / p90 ms "
+                  "| requests/s |", "| --- | --- | --- | --- | --- | --- | --- |",
                   f"| {b['archive_bytes'] / 2**20:.1f} | {b['unpacked_bytes'] / 2**20:.1f} | "
                   f"{_f(ms.get('cold_start_s'), 2)} (of {len(ms.get('cold_start_runs_s', []))}) | "
-                  f"{_f(ms.get('peak_rss_mb'), 0)} | {_f(lat.get('p50_ms'), 3)} / "
-                  f"{_f(lat.get('p90_ms'), 3)} | "
-                  f"{_f(1000 / lat['mean_ms'] if lat.get('mean_ms') else None, 1)} |", ""]
+                  f"{_f(b.get('peak_rss_vmhwm_mb'), 0)} | {_f(ms.get('peak_rss_mb'), 0)} | "
+                  f"{_f(lat.get('p50_ms'), 3)} / {_f(lat.get('p90_ms'), 3)} | "
+                  f"{_f(1000 / lat['mean_ms'] if lat.get('mean_ms') else None, 1)} |", "",
+                  "Package's peak RSS is predict.py's ru_maxrss, which Linux carries over "
+                  "from the forking process (`edgetransfer package`, holding torch) across "
+                  "exec; VmHWM, read by predict.py's own process after the same benchmark, "
+                  "is the runtime's.", ""]
     f = r.get("flops")
     if f and "error" not in f:
         p = f["nominal_peak"]
@@ -285,7 +328,8 @@ def render(r: dict) -> str:
     if t and "error" not in t:
         lines += [f"Time to {t['target']:.2f} accuracy on the model-selection rows (item 3; "
                   f"evaluated every {t['eval_steps']} steps, at most {t['max_epochs']} "
-                  f"epochs; {t['threads']} threads; training time, evaluations and checkpoint "
+                  f"epochs; {t['threads']} thread{'s' if t['threads'] > 1 else ''}; training time, "
+                  "evaluations and checkpoint "
                   "saves not counted):", "",
                   "| side | reached at step | training s | train samples/s | accuracy by "
                   "evaluation | wall s |", "| --- | --- | --- | --- | --- | --- |"]
@@ -302,8 +346,8 @@ def render(r: dict) -> str:
     if steps:
         lines += ["Pipeline steps (`edgetransfer run`): " + ", ".join(
             f"{k} {_f(s['wall_s'], 0)} s" + ("" if s["status"] == "done" else f" ({s['status']})")
-            for k, s in steps.items()) + " (a step reused from an earlier run shows its "
-            "earlier time).", ""]
+            + (" (reused from an earlier run)" if s.get("reused") else "")
+            for k, s in steps.items()) + ".", ""]
     gpu = r.get("gpu")
     lines.append("GPU: " + ("no GPU is lent to this project; the GPU section (finetune "
                             "throughput full and LoRA in bf16, ONNX fp16 latency on the CUDA "
@@ -312,7 +356,7 @@ def render(r: dict) -> str:
     lines.append("")
     for note in r.get("notes", []):
         lines.append(f"- {note}")
-    return "\n".join(lines).rstrip() + "\n"
+    return "\n".join(lines).rstrip() + "\n\n---\n"
 
 
 def _f(x, digits: int) -> str:
@@ -393,7 +437,10 @@ def main() -> None:
     ap.add_argument("--recipe", type=Path, default=ROOT / "recipes/sst2.yaml")
     ap.add_argument("--results-md", type=Path, help="where the section goes [default: "
                     "bench/RESULTS.md; with --quick, OUT/RESULTS.md]")
-    ap.add_argument("--train-threads", type=int, default=os.cpu_count() or 1,
+    # 1 thread: on a shared 2-core box, 2 threads made the short, length-grouped batches
+    # wait on a descheduled thread at every op (edgetransfer's side ran 4x slower than with
+    # 1 thread, the padded loop's far less), so the ratio measured the machine's load
+    ap.add_argument("--train-threads", type=int, default=1,
                     help="torch threads for both sides of the time-to-accuracy race")
     ap.add_argument("--tta-target", type=float, help="validation accuracy to reach "
                     "[default: full 0.83, quick 0.70]")
@@ -401,7 +448,8 @@ def main() -> None:
     ap.add_argument("--force", action="store_true", help="re-run every pipeline step")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--render", type=Path, metavar="RUN_ALL_JSON", help="measure nothing: "
-                    "print the tables of an earlier run's run_all.json")
+                    "print the tables of an earlier run's run_all.json (and write them to "
+                    "--results-md when given)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -409,6 +457,8 @@ def main() -> None:
         r = json.loads(args.render.read_text(encoding="utf-8"))
         r["goals"] = goals(r)
         print(render(r))
+        if args.results_md:
+            write_section(args.results_md, render(r), r["mode"])
         return
     if not (args.data / "validation.tsv").exists() or not (args.data / "train.tsv").exists():
         sys.exit(f"{args.data}: no train.tsv/validation.tsv; pass --data pointing at "
@@ -422,6 +472,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     started, load0 = time.perf_counter(), os.getloadavg()[0]
     files = sst2_files(args.data, mode["sample"], args.seed, args.out / "sst2-sample")
+    if mode["dev_rows"] < r_rows(files["validation"]):  # quick: fewer model-selection rows
+        dev = files["validation"]
+        lines = dev.read_text(encoding="utf-8").splitlines()[:mode["dev_rows"] + 1]
+        files["validation"] = dev.with_name(f"dev-{mode['dev_rows']}.tsv")
+        files["validation"].write_text("\n".join(lines) + "\n", encoding="utf-8")
     rows = {k: r_rows(p) for k, p in files.items()}
     r = {"date": time.strftime("%Y-%m-%d"), "mode": name,
          "command": shlex.join(["python", "bench/run_all.py", *sys.argv[1:]]),
@@ -446,6 +501,10 @@ def main() -> None:
     record, manifest = _json(root / "bundle.json"), _json(root / "bundle" / "manifest.json")
     if record:
         r["bundle"] = record | {"measurements": (manifest or {}).get("measurements")}
+        try:
+            r["bundle"]["peak_rss_vmhwm_mb"] = bundle_peak_rss(root / "bundle", files["test"])
+        except Exception as e:  # noqa: BLE001
+            r["notes"].append(f"bundle peak RSS (VmHWM) not measured: {e}")
 
     sections = [("optimum", "[2/5] optimum's plain int8 path against ours, interleaved",
                  lambda: optimum_section(args, mode, root, files["test"])),
@@ -495,15 +554,11 @@ def _flops(root: Path, test: Path, r: dict) -> dict:
 def _tta(args, mode: dict, files: dict) -> dict:
     from time_to_accuracy import compare
 
-    dev = files["validation"]
-    if mode["tta_eval_rows"] < r_rows(dev):
-        lines = dev.read_text(encoding="utf-8").splitlines()[:mode["tta_eval_rows"] + 1]
-        dev = args.out / "sst2-sample" / f"dev-{mode['tta_eval_rows']}.tsv"
-        dev.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = compare(files["train"], dev, args.out, target=args.tta_target or
+    result = compare(files["train"], files["validation"], args.out, target=args.tta_target or
                      mode["tta_target"], eval_steps=mode["tta_eval_steps"],
                      epochs=mode["tta_epochs"], seed=args.seed, threads=args.train_threads)
-    return result | {"eval_rows": r_rows(dev), "train_rows": r_rows(files["train"])}
+    return result | {"eval_rows": r_rows(files["validation"]),
+                     "train_rows": r_rows(files["train"])}
 
 
 def r_rows(path: Path) -> int:
