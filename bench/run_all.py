@@ -24,8 +24,8 @@ package`, both inside `edgetransfer run recipes/sst2.yaml` (LoRA teacher, 3-laye
 int8 and fp32 exports), which this script drives with overrides (output= under --out;
 export's and verify's accuracy gates are lifted so a weak run still gets measured: the table
 reports the accuracy kept). A re-run reuses every pipeline step whose inputs and settings
-are unchanged (`--force` re-runs them). The bundle's peak RSS is also read here, as VmHWM
-(see bundle_peak_rss). A GPU section runs where CUDA is present (untested: none is lent).
+are unchanged (`--force` re-runs them). A GPU section runs where CUDA is present (untested:
+none is lent).
 
 Writes OUT/run_all.json (every raw figure), prints the markdown tables, and puts them as a
 dated section at the top of bench/RESULTS.md (a --quick run: OUT/RESULTS.md unless
@@ -49,7 +49,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -165,39 +164,6 @@ def speedup(models: list[dict], reference: str, int8: str) -> dict | None:
     return out
 
 
-# predict.py run as __main__ in a fresh process, then its own VmHWM: the high-water mark of
-# this process image alone. (ru_maxrss, which predict.py reports, keeps the high-water mark
-# of the process it was forked from across exec: launched from `edgetransfer package`,
-# which holds torch and the models, it reports that process's peak, not the runtime's.)
-_RSS_PROBE = """
-import runpy, sys
-sys.argv = ["predict.py"] + sys.argv[1:]
-try:
-    runpy.run_path("predict.py", run_name="__main__")
-except SystemExit:
-    pass
-finally:
-    hwm = [x for x in open("/proc/self/status") if x.startswith("VmHWM")][0]
-    print("VMHWM_KB", hwm.split()[1], flush=True)
-"""
-
-
-def bundle_peak_rss(bundle: Path, test: Path, requests: int = 200) -> float:
-    """Peak RSS in MB of the bundled runtime timing `requests` one-text requests."""
-    from export_sst2 import read_tsv
-
-    texts, _ = read_tsv(test)
-    with tempfile.TemporaryDirectory(prefix="run-all-") as tmp:
-        listing = Path(tmp) / "texts.jsonl"
-        listing.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts),
-                           encoding="utf-8")
-        proc = subprocess.run([sys.executable, "-I", "-B", "-c", _RSS_PROBE, "--benchmark",
-                               str(requests), "--input", str(listing)], cwd=bundle,
-                              capture_output=True, text=True, check=True)
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("VMHWM_KB"))
-    return round(int(line.split()[1]) / 1024, 1)
-
-
 def optimum_section(args, mode: dict, root: Path, test: Path) -> dict:
     """Item 2: bench/export_sst2.py's optimum path and interleaved comparison."""
     from export_sst2 import compare, optimum_int8, read_tsv
@@ -295,18 +261,14 @@ def render(r: dict) -> str:
         ms = b.get("measurements") or {}
         lines += ["The bundle (`edgetransfer package`: the int8 model, tokenizer and "
                   "predict.py, run in fresh `python -I` processes; item 5):", "",
-                  "| archive MB | unpacked MB | cold start s (median) | peak RSS MB "
-                  "(VmHWM) | peak RSS MB (as package records it) | per request p50 / p90 ms "
-                  "| requests/s |", "| --- | --- | --- | --- | --- | --- | --- |",
+                  "| archive MB | unpacked MB | cold start s (median) | peak RSS MB | "
+                  "per request p50 / p90 ms | requests/s |",
+                  "| --- | --- | --- | --- | --- | --- |",
                   f"| {b['archive_bytes'] / 2**20:.1f} | {b['unpacked_bytes'] / 2**20:.1f} | "
                   f"{_f(ms.get('cold_start_s'), 2)} (of {len(ms.get('cold_start_runs_s', []))}) | "
-                  f"{_f(b.get('peak_rss_vmhwm_mb'), 0)} | {_f(ms.get('peak_rss_mb'), 0)} | "
-                  f"{_f(lat.get('p50_ms'), 3)} / {_f(lat.get('p90_ms'), 3)} | "
-                  f"{_f(1000 / lat['mean_ms'] if lat.get('mean_ms') else None, 1)} |", "",
-                  "Package's peak RSS is predict.py's ru_maxrss, which Linux carries over "
-                  "from the forking process (`edgetransfer package`, holding torch) across "
-                  "exec; VmHWM, read by predict.py's own process after the same benchmark, "
-                  "is the runtime's.", ""]
+                  f"{_f(ms.get('peak_rss_mb'), 0)} | {_f(lat.get('p50_ms'), 3)} / "
+                  f"{_f(lat.get('p90_ms'), 3)} | "
+                  f"{_f(1000 / lat['mean_ms'] if lat.get('mean_ms') else None, 1)} |", ""]
     f = r.get("flops")
     if f and "error" not in f:
         p = f["nominal_peak"]
@@ -501,10 +463,6 @@ def main() -> None:
     record, manifest = _json(root / "bundle.json"), _json(root / "bundle" / "manifest.json")
     if record:
         r["bundle"] = record | {"measurements": (manifest or {}).get("measurements")}
-        try:
-            r["bundle"]["peak_rss_vmhwm_mb"] = bundle_peak_rss(root / "bundle", files["test"])
-        except Exception as e:  # noqa: BLE001
-            r["notes"].append(f"bundle peak RSS (VmHWM) not measured: {e}")
 
     sections = [("optimum", "[2/5] optimum's plain int8 path against ours, interleaved",
                  lambda: optimum_section(args, mode, root, files["test"])),
