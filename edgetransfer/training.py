@@ -210,9 +210,10 @@ def guard_checkpoints(trainer, lr: float, precision: str | None = None) -> None:
                 ckpt = run_dir / f"checkpoint-{trainer.state.global_step}"
                 mark_complete(ckpt)
                 best = trainer.state.best_model_checkpoint
-                keep = {ckpt.resolve()} | ({Path(best).resolve()} if best else set())
+                keep = {ckpt.name} | ({Path(best).name} if best else set())  # (by name: a
+                # resumed run's recorded path may be relative to another working directory)
                 for _, old in _checkpoints(run_dir.parent):
-                    if old.resolve() not in keep and old.name != ckpt.name:
+                    if old.name not in keep:
                         shutil.rmtree(old, ignore_errors=True)
         return result
 
