@@ -127,11 +127,13 @@ def plot(rep: dict, path: Path) -> bool:
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     colours = {"pytorch": "tab:blue", "onnx": "tab:orange"}
-    for m in points:
+    for i, m in enumerate(sorted(points, key=lambda m: m["p50_ms"])):
         ax.scatter(m["p50_ms"], 100 * m["accuracy"], s=max(30, 6 * m["size_mb"]),
                    color=colours.get(m["kind"], "tab:gray"), alpha=0.6, edgecolors="black")
+        # neighbours in latency alternate above and below, so labels of close points don't meet
         ax.annotate(f"{m['name']} ({m['size_mb']:.0f} MB)", (m["p50_ms"], 100 * m["accuracy"]),
-                    textcoords="offset points", xytext=(8, 6), fontsize=8)
+                    textcoords="offset points", xytext=(8, 8 if i % 2 == 0 else -14),
+                    fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency at batch 1 (ms, log scale)")
     ax.set_ylabel("accuracy (%)")
