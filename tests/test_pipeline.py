@@ -116,7 +116,7 @@ def test_resume_after_the_finetune_step_is_killed(tiny_backbone, data_dir, tmp_p
     try:
         while time.time() < deadline:
             done = [c for c in partial.glob("checkpoints/checkpoint-*")
-                    if (c / "trainer_state.json").exists()]
+                    if (c / "checkpoint.complete").exists()]
             if len(done) >= 1 or proc.poll() is not None:
                 break
             time.sleep(0.2)
