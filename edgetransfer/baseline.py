@@ -106,8 +106,9 @@ def check_comparable(baseline: Baseline, path: Path, threads: int, provider: str
 
 
 def gate(baseline: Baseline, current: dict[str, dict[str, dict]], threshold: float):
-    """Compare each model and batch size present in both; (rows, failure messages, skipped)."""
-    rows, failures, skipped = [], [], []
+    """Compare each model and batch size present in both; (rows, skipped). A failed row
+    carries its one-line message."""
+    rows, skipped = [], []
     for name, by_batch in current.items():
         if name not in baseline.models:
             skipped.append(f"{name}: not in the baseline (names: "
@@ -125,8 +126,8 @@ def gate(baseline: Baseline, current: dict[str, dict[str, dict]], threshold: flo
                    "passed": change <= threshold}
             rows.append(row)
             if not row["passed"]:
-                failures.append(
+                row["message"] = (
                     f"{name} {batch}: p50 is {100 * change:+.1f}% against the baseline "
                     f"(relative to the reference workload; {figures['p50_ms']:.3f} ms now, "
                     f"{old.p50_ms:.3f} ms then), more than the {100 * threshold:.0f}% allowed")
-    return rows, failures, skipped
+    return rows, skipped

@@ -299,9 +299,7 @@ def validate(recipe_file, overrides) -> None:
     root = recipes.output_root(recipe, recipe_file)
     steps = pipeline.plan(recipe, recipe_file, root)
     missing = sorted({path for p in steps for role, path in p.inputs.items()
-                      if role not in ("model", "teacher", "reference") and
-                      not role.startswith("candidate") and role not in ("verify",)
-                      and not Path(path).exists()})
+                      if role in pipeline.FILE_ROLES and not Path(path).exists()})
     click.echo(f"{recipe_file}: valid recipe {recipe.name!r}; artifacts in {root}")
     for i, p in enumerate(steps, 1):
         click.echo(f"  {i}. {p.step:<9} -> {Path(p.config.out).relative_to(root.parent)}")

@@ -408,3 +408,13 @@ def load_split(spec: str, label_names: list[str] | None, *, text_column: str | N
         out = out.add_column("label", _encode_labels(ds, cols, spec, label_names,
                                                      fixed_by_model=True, trained=True))
     return out
+
+
+def encode_arrays(tokenizer, texts, pairs=None, max_length: int = 128) -> dict:
+    """Texts (and pairs) as one padded batch of numpy int64 arrays: what onnxruntime takes
+    and what export, verify and the parity probes feed both runtimes."""
+    import numpy as np
+
+    enc = tokenizer(list(texts), list(pairs) if pairs else None, padding=True, truncation=True,
+                    max_length=max_length, return_tensors="np")
+    return {k: v.astype(np.int64) for k, v in enc.items()}

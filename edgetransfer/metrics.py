@@ -41,7 +41,6 @@ def trainer_metrics(eval_pred) -> dict[str, float]:
 def _macro_f1(labels: np.ndarray, predictions: np.ndarray, k: int) -> np.ndarray:
     """Macro-F1 over the last axis (vectorized: the bootstrap scores 2,000 resamples in one
     call; sklearn's f1_score gives the same figure for one sample)."""
-    tp = fp = fn = 0
     f1s, present = [], []
     for c in range(k):
         yc, pc = labels == c, predictions == c

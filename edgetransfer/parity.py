@@ -34,12 +34,9 @@ def probe_batches(tokenizer, texts: list[str] | None = None, max_length: int = 1
     """Batches of 1, 3 and 4 texts of mixed lengths (so with padding), as numpy int64."""
     texts = list(texts or []) + PROBE_TEXTS
     groups = [texts[:1], texts[1:4], texts[-4:]]
-    out = []
-    for group in groups:
-        enc = tokenizer(group, padding=True, truncation=True, max_length=max_length,
-                        return_tensors="np")
-        out.append({k: v.astype(np.int64) for k, v in enc.items()})
-    return out
+    from .data import encode_arrays
+
+    return [encode_arrays(tokenizer, group, None, max_length) for group in groups]
 
 
 @dataclass

@@ -23,6 +23,9 @@ from .errors import CheckFailed, ConfigError
 
 log = logging.getLogger(__name__)
 STATE = "pipeline.json"
+# the inputs that are plain files the user names (the rest: models, earlier steps)
+FILE_ROLES = frozenset({"train", "validation", "test", "eval", "unlabeled", "calibration",
+                        "latency_data", "baseline"})
 
 
 @dataclass

@@ -54,6 +54,21 @@ def tiny_backbone(tmp_path_factory) -> Path:
     return folder
 
 
+def make_classifier(backbone: Path, folder: Path, seed: int,
+                    labels=("neg", "neu", "pos")) -> Path:
+    """The tiny backbone with a seeded random head over `labels`, saved with its tokenizer."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        backbone, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)})
+    model.save_pretrained(folder, safe_serialization=True)
+    AutoTokenizer.from_pretrained(backbone).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_classifier(tiny_backbone, tmp_path_factory) -> Path:
     """The tiny BERT with a 2-class head (negative, positive) already attached."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_rows, write_jsonl
+from conftest import make_classifier, make_rows, write_jsonl
 
 ONNX_FILES = {"artifact.json", "config.json", "export.json", "model.onnx", "tokenizer.json",
               "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"}
@@ -17,17 +17,7 @@ ONNX_FILES = {"artifact.json", "config.json", "export.json", "model.onnx", "toke
 @pytest.fixture(scope="session")
 def tiny_model(tiny_backbone, tmp_path_factory) -> Path:
     """A 3-class tiny classifier (random head; export needs no training)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("export-model") / "m"
-    torch.manual_seed(1)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_backbone, num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"},
-        label2id={"neg": 0, "neu": 1, "pos": 2})
-    model.save_pretrained(folder, safe_serialization=True)
-    AutoTokenizer.from_pretrained(tiny_backbone).save_pretrained(folder)
-    return folder
+    return make_classifier(tiny_backbone, tmp_path_factory.mktemp("export-model") / "m", seed=1)
 
 
 @pytest.fixture(scope="session")

@@ -10,22 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_rows, write_jsonl
+from conftest import make_classifier, make_rows, write_jsonl
 
 FAST = ["--iterations", "20", "--rounds", "2", "--latency-samples", "8", "--batch-sizes", "1,4"]
-
-
-def _model(tiny_backbone, folder: Path, seed: int) -> Path:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_backbone, num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"},
-        label2id={"neg": 0, "neu": 1, "pos": 2})
-    model.save_pretrained(folder, safe_serialization=True)
-    AutoTokenizer.from_pretrained(tiny_backbone).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +25,8 @@ def models(tiny_backbone, tmp_path_factory):
     from edgetransfer.cli import main
 
     root = tmp_path_factory.mktemp("verify")
-    ref = _model(tiny_backbone, root / "reference", seed=1)
-    other = _model(tiny_backbone, root / "other", seed=7)
+    ref = make_classifier(tiny_backbone, root / "reference", seed=1)
+    other = make_classifier(tiny_backbone, root / "other", seed=7)
     try:
         main(["-q", "export", "--model", str(ref), "--quantize", "none",
               "--out", str(root / "onnx")])

@@ -267,14 +267,8 @@ def _gate(path, probes, ref_outputs, precision, cfg) -> dict:
 
 def _one_at_a_time(tokenizer, texts, pairs, max_length: int) -> list[dict]:
     """Batch-1 inputs of real lengths (the deployment shape), as numpy int64."""
-    import numpy as np
-
-    out = []
-    for i, text in enumerate(texts):
-        enc = tokenizer(text, pairs[i] if pairs else None, truncation=True,
-                        max_length=max_length, return_tensors="np")
-        out.append({k: v.astype(np.int64) for k, v in enc.items()})
-    return out
+    return [data.encode_arrays(tokenizer, [text], [pairs[i]] if pairs else None, max_length)
+            for i, text in enumerate(texts)]
 
 
 def _calibration_feeds(ds, tokenizer, cfg) -> list[dict]:
@@ -290,11 +284,9 @@ def _eval_batches(ds, tokenizer, cfg, batch_size: int = 32):
     pairs = list(ds["text_pair"]) if "text_pair" in ds.column_names else None
     batches = []
     for s in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[s:s + batch_size], pairs[s:s + batch_size] if pairs else None,
-                        padding=True, truncation=True, max_length=cfg.max_length,
-                        return_tensors="np")
-        batches.append(({k: v.astype(np.int64) for k, v in enc.items()},
-                        np.array(labels[s:s + batch_size])))
+        feeds = data.encode_arrays(tokenizer, texts[s:s + batch_size],
+                                   pairs[s:s + batch_size] if pairs else None, cfg.max_length)
+        batches.append((feeds, np.array(labels[s:s + batch_size])))
     return batches
 
 

@@ -166,11 +166,11 @@ def run(cfg: VerifyConfig) -> dict:
         current = {name: {b: {k: f[k] for k in ("p50_ms", "p90_ms", "relative_p50")}
                           for b, f in by_batch.items()} for name, by_batch in lat.items()}
         if base is not None:
-            rows, messages, skipped = baselines.gate(base, current, threshold)
+            rows, skipped = baselines.gate(base, current, threshold)
             for s in skipped:
                 log.warning("latency gate: %s; not gated", s)
-            failures += [{"gate": "latency", "model": r["model"], "message": msg}
-                         for r, msg in zip([r for r in rows if not r["passed"]], messages)]
+            failures += [{"gate": "latency", "model": r["model"], "message": r["message"]}
+                         for r in rows if not r["passed"]]
             gate_record = {"baseline": str(cfg.baseline), "threshold": threshold, "rows": rows,
                            "skipped": skipped, "baseline_machine": base.machine,
                            "baseline_created": base.created}
@@ -226,17 +226,11 @@ def _check_names(models) -> None:
         seen[m.name] = m.path
 
 
-def _encode(tokenizer, texts, pairs, max_length, padding=True) -> dict:
-    enc = tokenizer(texts, pairs, padding=padding, truncation=True, max_length=max_length,
-                    return_tensors="np")
-    return {k: v.astype(np.int64) for k, v in enc.items()}
-
-
 def _outputs(model, texts, pairs, max_length, batch_size: int = 32) -> dict[str, np.ndarray]:
     """Every output of `model` over the whole data, concatenated per output name."""
     parts: dict[str, list] = {}
     for s in range(0, len(texts), batch_size):
-        feeds = _encode(model.tokenizer, texts[s:s + batch_size],
+        feeds = data.encode_arrays(model.tokenizer, texts[s:s + batch_size],
                         pairs[s:s + batch_size] if pairs else None, max_length)
         for k, v in model.run(feeds).items():
             parts.setdefault(k, []).append(v.reshape(len(v), -1))
@@ -290,21 +284,20 @@ def _latency(models, texts, pairs, cfg):
         groups = [sample[i * b:(i + 1) * b] if b <= len(sample)
                   else rng.choice(len(texts), size=b) for i in range(n_batches)]
         iterations = cfg.iterations if b == 1 else max(20, int(cfg.iterations / b ** 0.5))
-        jobs, tokenize = {}, {}
+        jobs, tokenize, lengths = {}, {}, []
         for m in models:
             raw = [([texts[i] for i in g], [pairs[i] for i in g] if pairs else None)
                    for g in groups]
-            feeds = [_encode(m.tokenizer, t, p, cfg.max_length) for t, p in raw]
+            feeds = [data.encode_arrays(m.tokenizer, t, p, cfg.max_length) for t, p in raw]
+            if not lengths:  # the reference's token counts describe the workload
+                lengths = [float(f["attention_mask"].sum(-1).mean()) for f in feeds]
             # tokenization timed apart: a fast tokenizer costs ~0.1 ms, not the model's time
-            tok_times = latency.timings(lambda x, m=m: _encode(m.tokenizer, *x, cfg.max_length),
+            tok_times = latency.timings(
+                lambda x, m=m: data.encode_arrays(m.tokenizer, *x, cfg.max_length),
                                         raw, warmup=2, iterations=min(len(raw), 50))
             tokenize[m.name] = latency.summarize(tok_times, b)
             jobs[m.name] = (m.call, [m.prepare(f) for f in feeds])
         jobs[WORKLOAD] = workload
-        lengths = [int(f["attention_mask"].sum(-1).mean()) for f in
-                   (_encode(models[0].tokenizer, [texts[i] for i in g],
-                            [pairs[i] for i in g] if pairs else None, cfg.max_length)
-                    for g in groups[:50])]
         log.info("timing %d models at batch %d: %d calls each in %d interleaved rounds",
                  len(models), b, iterations, cfg.rounds)
         times = latency.interleaved(
