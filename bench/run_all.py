@@ -68,7 +68,8 @@ log = logging.getLogger("bench.run_all")
 # kept 94.8% of the teacher's accuracy on the labelled sample alone, 96.8% with 5,863
 # unlabelled dev texts (bench/RESULTS.md), so the full mode adds unlabelled train.tsv rows.
 MODES = {
-    "full": dict(sample=5000, student_layers=2, unlabeled=16000, overrides=[], opt_rounds=15, opt_per_round=100,
+    "full": dict(sample=5000, student_layers=2, unlabeled=16000, overrides=[],
+                 opt_rounds=15, opt_per_round=100,
                  tta_target=0.83, tta_eval_steps=50, tta_epochs=3, dev_rows=872),
     "quick": dict(sample=800, student_layers=2, unlabeled=800, overrides=[
         "finetune.epochs=1", "distill.epochs=1", "verify.iterations=40", "verify.rounds=4",
@@ -110,6 +111,8 @@ def run_pipeline(args, mode: dict, files: dict, root: Path) -> dict:
            f"data.dir={args.data.resolve()}", f"data.train={files['train'].resolve()}",
            f"data.validation={files['validation'].resolve()}",
            f"data.test={files['test'].resolve()}", "data.train_sample=null",
+           f"data.unlabeled={files['unlabeled'].resolve()}",
+           f"distill.student_layers={mode['student_layers']}",
            "verify.threads=1", "verify.batch_sizes=1,32",
            # the accuracy gates lifted: a weak model is still measured, and the table
            # reports the accuracy it keeps
