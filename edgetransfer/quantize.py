@@ -47,6 +47,29 @@ TARGETS = {
 }
 
 
+# What a host needs to run a target's int8 kernels as tuned: its architecture (platform's
+# name) and the /proc/cpuinfo flag of the instructions the target assumes.
+TARGET_HOST = {"x86-avx2": (("x86_64", "AMD64"), "avx2"),
+               "x86-avx512-vnni": (("x86_64", "AMD64"), "avx512_vnni"),
+               "arm64": (("aarch64", "arm64"), "asimd")}
+
+
+def host_mismatch(name: str, machine: dict) -> str | None:
+    """Why latency measured on this host does not speak for the target's devices, or None.
+
+    The model itself is portable (onnxruntime picks kernels at run time); what differs is
+    the speed, and on AVX2 without VNNI the u8 x s8 products that can saturate. A host that
+    reports no flags (no /proc/cpuinfo) is not judged.
+    """
+    archs, flag = TARGET_HOST[name]
+    if machine.get("arch") not in archs:
+        return f"this host is {machine.get('arch')}, the target {name}"
+    if machine.get("isa") and flag not in machine["isa"]:
+        return (f"this CPU lacks {flag}, which --target {name} is tuned for; onnxruntime "
+                f"runs it on the kernels this CPU has ({', '.join(machine['isa'])})")
+    return None
+
+
 def target(name: str) -> Target:
     try:
         return TARGETS[name]

@@ -58,6 +58,9 @@ def test_each_quantization_mode(mode, cli, tiny_model, eval_file, tmp_path, monk
     assert record["fusions"]["Attention"] == 2
     # the last layer's feed-forward part runs for the first token only (parity still holds)
     assert record["first_token_last_layer"] is True
+    # the host the latency was taken on; for int8, whether it has what the target assumes
+    assert record["host"]["arch"] and isinstance(record["host"]["isa"], list)
+    assert ("target_mismatch" in record["host"]) == mode.startswith("int8")
     # the ONNX model answers like PyTorch on new texts
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -210,3 +213,18 @@ def test_bad_inputs(cli, tiny_model, tiny_backbone, copy_of, tmp_path):
     code, err = cli("export", "--model", unsupported, "--out", tmp_path / "o")
     assert code == 2 and "fancy-new" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_host_mismatch_names_the_missing_instructions():
+    from edgetransfer.quantize import host_mismatch
+
+    avx2 = {"arch": "x86_64", "isa": ["avx2"]}
+    vnni = {"arch": "x86_64", "isa": ["avx2", "avx512f", "avx512_vnni"]}
+    assert "lacks avx512_vnni" in host_mismatch("x86-avx512-vnni", avx2)
+    assert host_mismatch("x86-avx512-vnni", vnni) is None
+    assert host_mismatch("x86-avx2", avx2) is None
+    assert "aarch64" in host_mismatch("x86-avx2", {"arch": "aarch64", "isa": ["asimd"]})
+    assert "x86_64" in host_mismatch("arm64", avx2)
+    assert host_mismatch("arm64", {"arch": "aarch64", "isa": ["asimd", "asimddp"]}) is None
+    # no flags read (no /proc/cpuinfo): not judged
+    assert host_mismatch("x86-avx512-vnni", {"arch": "x86_64", "isa": []}) is None

@@ -212,6 +212,14 @@ def _build_all(cfg, work, bb, config, tokenizer, probes, ref_outputs, evals, cal
     record["latency_batch1"] = _latency(work / "model.onnx", singles, cfg.threads) | {
         "threads": cfg.threads, "provider": "CPUExecutionProvider",
         "inputs": "eval texts, one at a time" if evals is not None else "probe texts"}
+    host = latency.machine()
+    record["host"] = {k: host[k] for k in ("cpu", "arch", "isa")}
+    if _precision(settings.get("mode", cfg.quantize)) == "int8":
+        # the latency above is this host's: say so where the target's devices differ
+        record["host"]["target_mismatch"] = quantize.host_mismatch(cfg.target, host)
+        if record["host"]["target_mismatch"]:
+            log.warning("latency measured here may not hold on the target: %s",
+                        record["host"]["target_mismatch"])
     record["size_bytes"] = (work / "model.onnx").stat().st_size
     record["versions"] = versions("torch", "transformers", "optimum-onnx", "onnx", "onnxruntime")
     record["wall_time_s"] = round(time.perf_counter() - started, 1)
