@@ -329,9 +329,63 @@ def render(r: dict) -> str:
                             "execution provider) was not measured." if not gpu
                             else "```\n" + json.dumps(gpu, indent=1) + "\n```"))
     lines.append("")
+    if r.get("plot"):
+        lines += [f"![accuracy against latency, and time to accuracy]({r['plot']})", ""]
     for note in r.get("notes", []):
         lines.append(f"- {note}")
     return "\n".join(lines).rstrip() + "\n\n---\n"
+
+
+def plot(r: dict, path: Path) -> Path | None:
+    """Two panels a person reads faster than the tables: each model's accuracy against its
+    batch-1 latency (log scale: a speed-up is a distance), and both time-to-accuracy races
+    (accuracy at each evaluation against training seconds)."""
+    models, t = r.get("models") or [], r.get("tta")
+    if not models and not (t and "error" not in t):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, m in enumerate(x for x in models if x["p50_ms"]):
+        a.scatter(m["p50_ms"], m["accuracy"], s=40, zorder=3)
+        a.annotate(f"{m['name']} ({m['precision']})", (m["p50_ms"], m["accuracy"]),
+                   textcoords="offset points", xytext=(6, 6 if i % 2 else -12), fontsize=8)
+        lo, hi = m["p50_ci_ms"] or (m["p50_ms"], m["p50_ms"])
+        a.plot([lo, hi], [m["accuracy"]] * 2, color="grey", lw=1)  # the p50's 95% CI
+    s = r.get("speedup")
+    if s:  # the accuracy an int8 student must keep (item 1's goal)
+        a.axhline(GOALS["kept"] * s["teacher_accuracy"], color="grey", ls="--", lw=1,
+                  label=f"{GOALS['kept']:.0%} of the teacher")
+        a.legend(fontsize=8, loc="lower right")
+    a.set_xscale("log")
+    a.set_xlabel("p50 latency at batch 1, ms (one thread; log scale)")
+    a.set_ylabel("accuracy on validation.tsv")
+    a.set_title("accuracy against latency")
+    a.grid(True, which="both", alpha=0.3)
+    if t and "error" not in t:
+        for side, label in (("edgetransfer", "edgetransfer finetune"),
+                            ("reference", "tutorial loop")):
+            ev = t[side]["evaluations"]
+            b.plot([0] + [e["training_s"] for e in ev], [None] + [e["accuracy"] for e in ev],
+                   marker="o", label=label)
+        b.axhline(t["target"], color="grey", ls="--", lw=1, label=f"target {t['target']:.2f}")
+        b.set_xlabel("training seconds (evaluations not counted)")
+        b.set_ylabel("accuracy on the model-selection rows")
+        b.set_title("time to accuracy")
+        b.legend(fontsize=8)
+        b.grid(True, alpha=0.3)
+    else:
+        b.axis("off")
+    fig.suptitle(f"bench/run_all.py, {r['mode']}, {r['date']}: "
+                 f"{r['env']['machine']['cpu']}, 1 thread", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _f(x, digits: int) -> str:
@@ -431,6 +485,8 @@ def main() -> None:
     if args.render:
         r = json.loads(args.render.read_text(encoding="utf-8"))
         r["goals"] = goals(r)
+        if args.results_md:
+            r["plot"] = _plot_beside(r, args.results_md)
         print(render(r))
         if args.results_md:
             write_section(args.results_md, render(r), r["mode"])
@@ -505,13 +561,24 @@ def main() -> None:
     r["wall_s"] = round(time.perf_counter() - started, 1)
     r["load"] = [load0, os.getloadavg()[0]]
     r["goals"] = goals(r)
+    md = args.results_md or (args.out / "RESULTS.md" if args.quick
+                             else ROOT / "bench" / "RESULTS.md")
+    r["plot"] = _plot_beside(r, md)
     (args.out / "run_all.json").write_text(json.dumps(r, indent=2, default=str))
     text = render(r)
     print("\n" + text)
-    md = args.results_md or (args.out / "RESULTS.md" if args.quick
-                             else ROOT / "bench" / "RESULTS.md")
     write_section(md, text, name)
     log.info("wrote %s and %s", args.out / "run_all.json", md)
+
+
+def _plot_beside(r: dict, md: Path) -> str | None:
+    """The plot next to the markdown it goes in, named by mode; its path relative to it."""
+    try:
+        path = plot(r, md.parent / f"run_all-{r['mode']}.png")
+    except Exception as e:  # noqa: BLE001  (a plot must not lose the measurements)
+        log.warning("no plot: %s: %s", type(e).__name__, e)
+        return None
+    return path.name if path else None
 
 
 def _flops(root: Path, test: Path, r: dict) -> dict:
