@@ -418,3 +418,18 @@ def encode_arrays(tokenizer, texts, pairs=None, max_length: int = 128) -> dict:
     enc = tokenizer(list(texts), list(pairs) if pairs else None, padding=True, truncation=True,
                     max_length=max_length, return_tensors="np")
     return {k: v.astype(np.int64) for k, v in enc.items()}
+
+
+def one_by_one(batches):
+    """Each row of (feeds, labels) batches alone, its padding cut.
+
+    Dynamic int8 models quantize activations with one scale over the whole batch, padding
+    included, so a text's scores depend on its neighbours; deployed, a text is scored alone
+    (the bundle's predict.py defaults to batch 1). Accuracy gates score int8 models this way.
+    """
+    import numpy as np
+
+    for feeds, labels in batches:
+        for i in range(len(labels)):
+            keep = np.flatnonzero(feeds["attention_mask"][i])  # either padding side
+            yield {k: v[i:i + 1, keep] for k, v in feeds.items()}, labels[i:i + 1]

@@ -61,6 +61,8 @@ def test_each_quantization_mode(mode, cli, tiny_model, eval_file, tmp_path, monk
     # the host the latency was taken on; for int8, whether it has what the target assumes
     assert record["host"]["arch"] and isinstance(record["host"]["isa"], list)
     assert ("target_mismatch" in record["host"]) == mode.startswith("int8")
+    # int8 accuracy is scored one text at a time, as deployed; the others in batches
+    assert record["accuracy_batch_size"] == (1 if mode.startswith("int8") else 32)
     # the ONNX model answers like PyTorch on new texts
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -157,9 +159,9 @@ def test_auto_retries_a_miss_with_sensitive_nodes_excluded(tiny_model, eval_file
     real = stage._accuracy
     calls = []
 
-    def accuracy(path, batches, threads):  # int8 candidates "lose" 5 points
+    def accuracy(path, batches, threads, precision="fp32"):  # int8 candidates "lose" 5 points
         calls.append(Path(path).name)
-        value = real(path, batches, threads)
+        value = real(path, batches, threads, precision)
         return value - 0.05 if "int8" in Path(path).name else value
 
     monkeypatch.setattr(stage, "_accuracy", accuracy)
@@ -228,3 +230,18 @@ def test_host_mismatch_names_the_missing_instructions():
     assert host_mismatch("arm64", {"arch": "aarch64", "isa": ["asimd", "asimddp"]}) is None
     # no flags read (no /proc/cpuinfo): not judged
     assert host_mismatch("x86-avx512-vnni", {"arch": "x86_64", "isa": []}) is None
+
+
+def test_one_by_one_cuts_each_rows_padding_on_either_side():
+    from edgetransfer.data import one_by_one
+
+    ids = np.array([[101, 7, 8, 102], [101, 9, 102, 0]])
+    mask = (ids != 0).astype(np.int64)
+    right = {"input_ids": ids, "attention_mask": mask}
+    rows = list(one_by_one([(right, np.array([1, 0]))]))
+    assert [r[0]["input_ids"].tolist() for r in rows] == [[[101, 7, 8, 102]], [[101, 9, 102]]]
+    assert [r[1].tolist() for r in rows] == [[1], [0]]
+    left = {"input_ids": np.array([[0, 101, 9, 102]]), "attention_mask": np.array([[0, 1, 1, 1]])}
+    (feeds, _), = one_by_one([(left, np.array([1]))])
+    assert feeds["input_ids"].tolist() == [[101, 9, 102]]
+    assert feeds["attention_mask"].tolist() == [[1, 1, 1]]

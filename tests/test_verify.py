@@ -249,3 +249,32 @@ def test_candidates_of_another_task_or_same_name_are_refused(cli, models, tmp_pa
     code, text, _ = _verify(cli, models, tmp_path, "--candidate", f"x={models['onnx']}",
                             "--candidate", f"x={models['other']}", "--no-latency")
     assert code == 2 and "two models are named 'x'" in text
+
+
+def test_int8_models_are_scored_one_text_at_a_time(cli, models, tmp_path):
+    """Dynamic int8 scores depend on the batch a text shares (one activation scale over
+    the batch): verify scores them alone, as the bundle runs them."""
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    int8 = tmp_path / "int8"
+    code, err = cli("-q", "export", "--model", models["ref"], "--quantize", "int8-dynamic",
+                    "--out", int8)
+    assert code == 0, err
+    code, text, report = _verify(cli, models, tmp_path, "--candidate", f"int8={int8}",
+                                 "--max-accuracy-drop", "100", *FAST)
+    assert code == 0, text
+    cand = report["candidates"][0]
+    assert cand["precision"] == "int8" and cand["scored_at_batch_size"] == 1
+    assert report["reference"]["scored_at_batch_size"] == 32
+    # the accuracy is what one-at-a-time onnxruntime calls give
+    rows = [json.loads(line) for line in Path(models["data"]).read_text().splitlines()]
+    tok = AutoTokenizer.from_pretrained(int8)
+    session = ort.InferenceSession(str(int8 / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    labels = json.loads((int8 / "config.json").read_text())["id2label"]
+    right = 0
+    for r in rows:
+        feeds = {k: v for k, v in tok(r["text"], return_tensors="np").items() if k in names}
+        right += labels[str(int(session.run(None, feeds)[0].argmax()))] == r["label"]
+    assert cand["metrics"]["accuracy"] == pytest.approx(right / len(rows))

@@ -201,7 +201,8 @@ def _build_all(cfg, work, bb, config, tokenizer, probes, ref_outputs, evals, cal
         precision = _precision(cfg.quantize)
         record["parity"]["final"] = _gate(final, probes, ref_outputs, precision, cfg)
         if eval_batches is not None:
-            record["accuracy"] = _accuracy(final, eval_batches, cfg.threads)
+            record["accuracy"] = _accuracy(final, eval_batches, cfg.threads, precision)
+            record["accuracy_batch_size"] = 1 if precision == "int8" else EVAL_BATCH
             _check_drop(record["accuracy"], fp32_accuracy, cfg, cfg.quantize)
     record["quantization"] = settings
     shutil.move(final, work / "model.onnx")
@@ -285,7 +286,10 @@ def _calibration_feeds(ds, tokenizer, cfg) -> list[dict]:
     return _one_at_a_time(tokenizer, ds["text"][:n], pairs, cfg.max_length)
 
 
-def _eval_batches(ds, tokenizer, cfg, batch_size: int = 32):
+EVAL_BATCH = 32  # rows per call when scoring accuracy (int8 models: one, see _accuracy)
+
+
+def _eval_batches(ds, tokenizer, cfg, batch_size: int = EVAL_BATCH):
     import numpy as np
 
     texts, labels = list(ds["text"]), list(ds["label"])
@@ -298,8 +302,10 @@ def _eval_batches(ds, tokenizer, cfg, batch_size: int = 32):
     return batches
 
 
-def _accuracy(path, batches, threads) -> float:
+def _accuracy(path, batches, threads, precision: str = "fp32") -> float:
     session = latency.ort_session(path, threads)
+    if precision == "int8":
+        batches = list(data.one_by_one(batches))
     return _accuracy_of(lambda b: session.run(None, latency.feeds_for(session, b))[0], batches)
 
 
@@ -355,7 +361,7 @@ def _auto(fp32, tmp, feeds, eval_batches, fp32_accuracy, probes, ref_outputs, si
                 gate = _gate(path, probes, ref_outputs, _precision(mode), cfg)
             except CheckFailed as e:
                 gate, entry["parity_failed"] = None, str(e)
-            accuracy = _accuracy(path, eval_batches, cfg.threads)
+            accuracy = _accuracy(path, eval_batches, cfg.threads, _precision(mode))
             lat = _latency(path, singles, cfg.threads)
             drop = 100 * (fp32_accuracy - accuracy)
             entry |= {"accuracy": accuracy, "drop_points": round(drop, 3),
