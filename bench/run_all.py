@@ -32,12 +32,12 @@ Writes OUT/run_all.json (every raw figure), prints the markdown tables, and puts
 dated section at the top of bench/RESULTS.md (a --quick run: OUT/RESULTS.md unless
 --results-md is given; a new run replaces the section of the same mode).
 
-Run time on the project's 2-core CPU: --quick (800 training rows, 1 epoch, 436
-model-selection rows, few timing iterations; a smoke test, not the headline) took 19-21 min
-while other jobs kept the load at 5-9, and should take ~10 min on 2 idle cores. Full:
-~45 min, up to ~65 if the tutorial loop needs all 3 epochs to reach 0.83 (pipeline ~20:
-teacher ~6.5, student ~5.5, exports ~1-2 each, verify ~3, package ~1; optimum ~2; time to
-accuracy ~20, most of it the tutorial loop at ~6 samples/s on one thread).
+Run time on the project's 2-core CPU, idle: full ~40 min (38.4 on 2026-11-25: pipeline ~30,
+teacher ~10, 2-layer student on 21,000 transfer rows ~18, exports and verify ~3; optimum
+<1; time to accuracy ~7, most of it the tutorial loop at ~5 samples/s on one thread); a
+re-run that reuses the trained models ~11. --quick (800 training rows, 1 epoch, 436
+model-selection rows, few timing iterations; a smoke test, not the headline): see
+bench/RESULTS.md's quick section for its last time.
 """
 
 from __future__ import annotations
@@ -361,6 +361,14 @@ def plot(r: dict, path: Path) -> Path | None:
                   label=f"{GOALS['kept']:.0%} of the teacher")
         a.legend(fontsize=8, loc="lower right")
     a.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ms = [m["p50_ms"] for m in models if m["p50_ms"]]
+    if ms:  # plain numbers at 1-2-5 steps: log-axis minor labels overlap at this width
+        a.set_xticks([t for t in (0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+                      if min(ms) / 1.5 <= t <= max(ms) * 1.5])
+        a.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        a.xaxis.set_minor_formatter(NullFormatter())
     a.set_xlabel("p50 latency at batch 1, ms (one thread; log scale)")
     a.set_ylabel("accuracy on validation.tsv")
     a.set_title("accuracy against latency")
