@@ -470,7 +470,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/sst2")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results")
-    ap.add_argument("--quick", action="store_true", help="a smoke run (~7 min on 2 idle cores), not the headline")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run (~7 min on 2 idle cores), not the headline")
     ap.add_argument("--recipe", type=Path, default=ROOT / "recipes/sst2.yaml")
     ap.add_argument("--results-md", type=Path, help="where the section goes [default: "
                     "bench/RESULTS.md; with --quick, OUT/RESULTS.md]")
