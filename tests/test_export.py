@@ -173,6 +173,7 @@ def test_auto_retries_a_miss_with_sensitive_nodes_excluded(tiny_model, eval_file
     assert names[0] == "int8-dynamic" and names[1].startswith("int8-dynamic-excluding-")
     assert record["auto"]["candidates"][1]["settings"]["nodes_excluded"]
     assert record["auto"]["chosen"] == "none"  # the only one that held
+    assert record["accuracy_batch_size"] == 32  # an fp32 pick is scored in batches
 
 
 def test_ort_format(cli, tiny_model, tmp_path):

@@ -202,9 +202,11 @@ def _build_all(cfg, work, bb, config, tokenizer, probes, ref_outputs, evals, cal
         record["parity"]["final"] = _gate(final, probes, ref_outputs, precision, cfg)
         if eval_batches is not None:
             record["accuracy"] = _accuracy(final, eval_batches, cfg.threads, precision)
-            record["accuracy_batch_size"] = 1 if precision == "int8" else EVAL_BATCH
             _check_drop(record["accuracy"], fp32_accuracy, cfg, cfg.quantize)
     record["quantization"] = settings
+    if "accuracy" in record:  # auto's pick too
+        record["accuracy_batch_size"] = (1 if _precision(settings.get("mode", cfg.quantize))
+                                         == "int8" else EVAL_BATCH)
     shutil.move(final, work / "model.onnx")
     if cfg.ort_format:
         record["ort_format"] = _to_ort(work / "model.onnx", work)
