@@ -24,21 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from finetune_methods import sst2_files  # noqa: E402  (the same sample for both benches)
 
+DEV_SPARE = 5863  # dev.tsv rows after the model-selection ones
+
 
 def run(cmd: list[str]) -> float:
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     return time.perf_counter() - t0
-
-
-def unlabeled_file(data: Path, work: Path) -> Path:
-    """dev.tsv after the rows used for model selection, labels dropped."""
-    lines = (data / "dev.tsv").read_text(encoding="utf-8").splitlines()
-    path = work / "unlabeled.tsv"
-    path.write_text("sentence\n" + "\n".join(line.split("\t")[0] for line in lines[873:]) + "\n",
-                    encoding="utf-8")
-    return path
 
 
 def main() -> None:
@@ -57,7 +50,9 @@ def main() -> None:
     if not (args.data / "train.tsv").exists():
         sys.exit(f"{args.data}: no train.tsv; pass --data pointing at shared/data/sst2")
 
-    files = sst2_files(args.data, args.sample, args.seed, args.out / "sst2-sample")
+    # the spare dev.tsv rows only (5,863: the figures in bench/RESULTS.md)
+    files = sst2_files(args.data, args.sample, args.seed, args.out / "sst2-sample",
+                       unlabeled=DEV_SPARE)
     py = [sys.executable, "-m", "edgetransfer"]
     common = ["--train", str(files["train"]), "--validation", str(files["validation"]),
               "--test", str(files["test"]), "--device", "cpu", "--seed", str(args.seed),
@@ -67,7 +62,7 @@ def main() -> None:
     if not args.teacher:
         teacher_wall = run(py + ["finetune", "--model", "minilm-l6", "--method", "full",
                                  "--out", str(teacher)] + common)
-    unl = unlabeled_file(args.data, args.out / "sst2-sample")
+    unl = files["unlabeled"]
 
     if args.sweep:
         # the plain run (T=2, alpha=0.5, hidden 0, lr 1e-4) is distill-sst2-3l: each row

@@ -23,17 +23,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sst2_files(data: Path, sample: int, seed: int, work: Path) -> dict[str, Path]:
-    """A seeded sample of train.tsv written under bench/results (git-ignored), never the repo."""
+SELECTION_ROWS = 872  # dev.tsv rows for model selection (early stopping); the rest is spare
+
+
+def sst2_files(data: Path, sample: int, seed: int, work: Path,
+               unlabeled: int = 0) -> dict[str, Path]:
+    """A seeded sample of train.tsv written under bench/results (git-ignored), never the repo.
+
+    With `unlabeled`, also that many texts for distillation, labels dropped: dev.tsv after
+    the model-selection rows, then train.tsv rows outside the sample (the same shuffle), so
+    they overlap neither training, selection nor validation.tsv, which scores every model.
+    """
     work.mkdir(parents=True, exist_ok=True)
     lines = (data / "train.tsv").read_text(encoding="utf-8").splitlines()
     header, rows = lines[0], lines[1:]
     random.Random(seed).shuffle(rows)
     (work / "train.tsv").write_text("\n".join([header] + rows[:sample]) + "\n", encoding="utf-8")
     dev = (data / "dev.tsv").read_text(encoding="utf-8").splitlines()
-    (work / "dev.tsv").write_text("\n".join(dev[:873]) + "\n", encoding="utf-8")
-    return {"train": work / "train.tsv", "validation": work / "dev.tsv",
-            "test": data / "validation.tsv"}
+    (work / "dev.tsv").write_text("\n".join(dev[:SELECTION_ROWS + 1]) + "\n", encoding="utf-8")
+    files = {"train": work / "train.tsv", "validation": work / "dev.tsv",
+             "test": data / "validation.tsv"}
+    if unlabeled:
+        spare = dev[SELECTION_ROWS + 1:] + rows[sample:]
+        files["unlabeled"] = work / f"unlabeled-{unlabeled}.tsv"
+        files["unlabeled"].write_text(
+            "sentence\n" + "\n".join(line.split("\t")[0] for line in spare[:unlabeled]) + "\n",
+            encoding="utf-8")
+    return files
 
 
 def main() -> None:

@@ -47,7 +47,6 @@ import json
 import logging
 import os
 import platform
-import random
 import shlex
 import subprocess
 import sys
@@ -511,14 +510,13 @@ def main() -> None:
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     started, load0 = time.perf_counter(), os.getloadavg()[0]
-    files = sst2_files(args.data, mode["sample"], args.seed, args.out / "sst2-sample")
+    files = sst2_files(args.data, mode["sample"], args.seed, args.out / "sst2-sample",
+                       unlabeled=mode["unlabeled"])
     if mode["dev_rows"] < r_rows(files["validation"]):  # quick: fewer model-selection rows
         dev = files["validation"]
         lines = dev.read_text(encoding="utf-8").splitlines()[:mode["dev_rows"] + 1]
         files["validation"] = dev.with_name(f"dev-{mode['dev_rows']}.tsv")
         files["validation"].write_text("\n".join(lines) + "\n", encoding="utf-8")
-    files["unlabeled"] = unlabeled_file(args.data, mode["sample"], mode["unlabeled"], args.seed,
-                                        args.out / "sst2-sample")
     rows = {k: r_rows(p) for k, p in files.items()}
     r = {"date": time.strftime("%Y-%m-%d"), "mode": name,
          "command": shlex.join(["python", "bench/run_all.py", *sys.argv[1:]]),
@@ -609,19 +607,6 @@ def _tta(args, mode: dict, files: dict) -> dict:
                      epochs=mode["tta_epochs"], seed=args.seed, threads=args.train_threads)
     return result | {"eval_rows": r_rows(files["validation"]),
                      "train_rows": r_rows(files["train"])}
-
-
-def unlabeled_file(data: Path, sample: int, n: int, seed: int, work: Path) -> Path:
-    """Texts for distillation, labels dropped: dev.tsv after the 872 model-selection rows,
-    then train.tsv rows outside the labelled sample (the same seeded shuffle as
-    sst2_files), n in all. Never validation.tsv, which scores every model."""
-    dev = (data / "dev.tsv").read_text(encoding="utf-8").splitlines()[873:]
-    train = (data / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    random.Random(seed).shuffle(train)
-    texts = [line.split("\t")[0] for line in dev + train[sample:]][:n]
-    path = work / f"unlabeled-{n}.tsv"
-    path.write_text("sentence\n" + "\n".join(texts) + "\n", encoding="utf-8")
-    return path
 
 
 def r_rows(path: Path) -> int:

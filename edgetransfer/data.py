@@ -420,6 +420,15 @@ def encode_arrays(tokenizer, texts, pairs=None, max_length: int = 128) -> dict:
     return {k: v.astype(np.int64) for k, v in enc.items()}
 
 
+SCORE_BATCH = 32  # rows per call when scoring accuracy
+
+
+def scoring_batch_size(precision: str) -> int:
+    """int8 models are scored one text at a time (one_by_one says why), the others in
+    batches: export's accuracy check and verify agree on this."""
+    return 1 if precision == "int8" else SCORE_BATCH
+
+
 def one_by_one(batches):
     """Each row of (feeds, labels) batches alone, its padding cut.
 

@@ -28,8 +28,8 @@ def sst2(tmp_path):
 
 def test_unlabeled_text_never_overlaps_training_selection_or_scoring(sst2, tmp_path):
     work = tmp_path / "work"
-    files = sst2_files(sst2, 20, 13, work)
-    path = run_all.unlabeled_file(sst2, 20, 12, 13, work)
+    files = sst2_files(sst2, 20, 13, work, unlabeled=12)
+    path = files["unlabeled"]
     lines = path.read_text().splitlines()
     assert lines[0] == "sentence" and len(lines) == 13
     texts = set(lines[1:])

@@ -205,8 +205,8 @@ def _build_all(cfg, work, bb, config, tokenizer, probes, ref_outputs, evals, cal
             _check_drop(record["accuracy"], fp32_accuracy, cfg, cfg.quantize)
     record["quantization"] = settings
     if "accuracy" in record:  # auto's pick too
-        record["accuracy_batch_size"] = (1 if _precision(settings.get("mode", cfg.quantize))
-                                         == "int8" else EVAL_BATCH)
+        record["accuracy_batch_size"] = data.scoring_batch_size(
+            _precision(settings.get("mode", cfg.quantize)))
     shutil.move(final, work / "model.onnx")
     if cfg.ort_format:
         record["ort_format"] = _to_ort(work / "model.onnx", work)
@@ -288,10 +288,7 @@ def _calibration_feeds(ds, tokenizer, cfg) -> list[dict]:
     return _one_at_a_time(tokenizer, ds["text"][:n], pairs, cfg.max_length)
 
 
-EVAL_BATCH = 32  # rows per call when scoring accuracy (int8 models: one, see _accuracy)
-
-
-def _eval_batches(ds, tokenizer, cfg, batch_size: int = EVAL_BATCH):
+def _eval_batches(ds, tokenizer, cfg, batch_size: int = data.SCORE_BATCH):
     import numpy as np
 
     texts, labels = list(ds["text"]), list(ds["label"])
@@ -306,7 +303,7 @@ def _eval_batches(ds, tokenizer, cfg, batch_size: int = EVAL_BATCH):
 
 def _accuracy(path, batches, threads, precision: str = "fp32") -> float:
     session = latency.ort_session(path, threads)
-    if precision == "int8":
+    if data.scoring_batch_size(precision) == 1:  # split the encoded batches, no re-tokenizing
         batches = list(data.one_by_one(batches))
     return _accuracy_of(lambda b: session.run(None, latency.feeds_for(session, b))[0], batches)
 

@@ -128,8 +128,8 @@ def run(cfg: VerifyConfig) -> dict:
              1 + len(candidates))
 
     models = [reference] + candidates
-    # int8 models alone, as deployed (data.one_by_one says why); the others in batches of 32
-    scored_at = {m.name: 1 if m.precision == "int8" else 32 for m in models}
+    # int8 models alone, as deployed (data.one_by_one says why); the others in batches
+    scored_at = {m.name: data.scoring_batch_size(m.precision) for m in models}
     outputs = {m.name: _outputs(m, texts, pairs, cfg.max_length, scored_at[m.name])
                for m in models}
     probes = {m.name: [m.run(b) for b in parity.probe_batches(m.tokenizer, None, cfg.max_length)]
@@ -230,7 +230,8 @@ def _check_names(models) -> None:
         seen[m.name] = m.path
 
 
-def _outputs(model, texts, pairs, max_length, batch_size: int = 32) -> dict[str, np.ndarray]:
+def _outputs(model, texts, pairs, max_length,
+             batch_size: int = data.SCORE_BATCH) -> dict[str, np.ndarray]:
     """Every output of `model` over the whole data, concatenated per output name."""
     parts: dict[str, list] = {}
     for s in range(0, len(texts), batch_size):
