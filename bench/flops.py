@@ -3,7 +3,7 @@
 Counted two ways, which must agree: torch's own counter (`torch.utils.flop_counter.
 FlopCounterMode`, matmul-class ops, 2 FLOPs per multiply-add) on the PyTorch checkpoint,
 and the textbook count from its config. Then the saving of edgetransfer's export pass
-`first_token_last_layer` (edgetransfer/onnx_export.py) is taken off: after the last layer's
+`first_token_last_layer` (edgetransfer/convert/onnx_export.py) is taken off: after the last layer's
 attention only the first token's row goes on, so that layer's output projection and
 feed-forward block run for 1 token instead of L. Element-wise work (layer norm, GELU,
 softmax, embedding lookups) is left out of both counts: a few percent at these sizes.

@@ -82,7 +82,7 @@ SECTIONS = ("optimum", "tta", "flops", "gpu")
 
 
 def environment() -> dict:
-    from edgetransfer import latency
+    from edgetransfer.measure import latency
 
     mem = None
     try:

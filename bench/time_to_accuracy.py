@@ -145,14 +145,14 @@ def _accuracy(model, tok, texts, labels, batch: int = 64) -> float:
 def edgetransfer_finetune(train: Path, validation: Path, out: Path, *, target: float,
                           eval_steps: int, epochs: int, seed: int) -> dict:
     """`edgetransfer finetune --method full` with its defaults, clocked by a callback."""
-    from edgetransfer import training
+    from edgetransfer.train import training
     from edgetransfer.stages import finetune
 
     clock = Clock(target)
     original = training.progress_callback
 
-    def clocked_progress():
-        base = original()
+    def clocked_progress(*args, **kwargs):
+        base = original(*args, **kwargs)
 
         class Clocked(type(base)):
             def on_train_begin(self, args, state, control, **kw):
@@ -197,7 +197,7 @@ def compare(train: Path, validation: Path, work: Path, *, target: float, eval_st
     """Both sides, one after the other in this process (edgetransfer first)."""
     import torch
 
-    from edgetransfer.backbones import builtin_path
+    from edgetransfer.modeling.backbones import builtin_path
 
     torch.set_num_threads(threads)
     log.info("time to accuracy %.2f: edgetransfer finetune (full, defaults)", target)

@@ -1,5 +1,5 @@
 """`python -m edgetransfer`: what torchrun and `accelerate launch -m` start."""
 
-from .cli import main
+from .cli.main import main
 
 main()

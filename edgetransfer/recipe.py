@@ -1,9 +1,10 @@
 """Recipes: a pipeline as validated data, with `key=value` overrides from the command line.
 
-A recipe names the backbone, the data and the steps finetune -> distill -> export -> verify
--> package with their settings. Each step's section is generated from that stage's own
-config (minus the fields the pipeline wires from one step to the next), so the recipe, the
-CLI and the docs share one definition, one set of defaults and one validation. Unknown keys
+A recipe names the task, the backbone, the data and the steps (the stage registry's
+pipeline steps, in its order) with their settings. Each step's section is generated from
+that stage's own config (minus the fields the pipeline wires from one step to the next),
+so the recipe, the CLI and the docs share one definition, one set of defaults and one
+validation. Unknown keys
 are refused with a "did you mean"; YAML is read with `yaml.safe_load` (no Python tags);
 values YAML 1.1 reads as strings (`lr: 1e-4`) are coerced by the schema or refused.
 
@@ -13,65 +14,36 @@ Importing this module does not import torch: `edgetransfer validate` stays insta
 from __future__ import annotations
 
 import difflib
-import importlib
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, \
     field_validator
 
+from . import registry
 from .errors import ConfigError
 from .options import comma_list
 
 
-@dataclass(frozen=True)
-class Step:
-    name: str
-    module: str
-    config: str
-    wired: frozenset  # fields the pipeline sets; a recipe may not
-
-
-# The steps in pipeline order. `wired` fields come from the recipe's model/data sections or
-# from an earlier step's output; everything else in the stage's config is a recipe setting.
-STEPS = (
-    Step("finetune", "edgetransfer.stages.finetune", "FinetuneConfig", frozenset({
-        "model", "train", "validation", "test", "text_column", "text_pair_column",
-        "label_column", "label_names", "train_sample", "max_length", "out", "overwrite",
-        "resume", "allow_pickle", "trust_remote_code"})),
-    Step("distill", "edgetransfer.stages.distill", "DistillConfig", frozenset({
-        "teacher", "train", "validation", "test", "text_column", "text_pair_column",
-        "label_column", "label_names", "train_sample", "max_length", "unlabeled", "out",
-        "overwrite", "resume", "allow_pickle", "trust_remote_code"})),
-    Step("export", "edgetransfer.stages.export", "ExportConfig", frozenset({
-        "model", "out", "eval_data", "calibration_data", "text_column", "label_column",
-        "max_length", "overwrite", "allow_pickle"})),
-    Step("verify", "edgetransfer.stages.verify", "VerifyConfig", frozenset({
-        "reference", "candidate", "data", "text_column", "text_pair_column", "label_column",
-        "max_length", "out", "allow_pickle"})),
-    Step("package", "edgetransfer.stages.package", "PackageConfig", frozenset({
-        "model", "out", "verify_report", "overwrite", "latency_data", "max_length"})),
-)
-STEP_NAMES = tuple(s.name for s in STEPS)
-
-
-def stage_config(step: Step) -> type[BaseModel]:
-    return getattr(importlib.import_module(step.module), step.config)
-
-
-def _section(step: Step) -> type[BaseModel]:
-    """The recipe section of a step: its stage's fields minus the wired ones."""
-    config = stage_config(step)
+def _section(stage) -> type[BaseModel]:
+    """The recipe section of a step: its stage's fields minus the wired ones, plus what the
+    stage's module adds for recipes (RECIPE_FIELDS), plus a name for a list of variants."""
+    config = stage.config_class()
     fields = {name: (info.annotation, info) for name, info in config.model_fields.items()
-              if name not in step.wired}
+              if name not in stage.wired}
+    fields |= getattr(stage.load(), "RECIPE_FIELDS", {})
+    if stage.variants:
+        fields["name"] = (str | None, Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                                            description="Variant name, distinct in the "
+                                            "list; it names the variant's folder [default: "
+                                            "the stage's, e.g. export's quantize mode]."))
     validators = {}
     for name, info in config.model_fields.items():  # comma lists stay sayable as "a,b"
-        if name not in step.wired and "list" in str(info.annotation):
+        if name not in stage.wired and "list" in str(info.annotation):
             validators[f"_split_{name}"] = field_validator(name, mode="before")(
                 classmethod(lambda cls, v: comma_list(v) if isinstance(v, str) else v))
-    return create_model(f"{step.name.title()}Section", __config__=ConfigDict(extra="forbid"),
+    return create_model(f"{stage.name.title()}Section", __config__=ConfigDict(extra="forbid"),
                         __validators__=validators, **fields)
 
 
@@ -103,31 +75,21 @@ class DataSection(BaseModel):
 
 
 def _schema() -> type[BaseModel]:
-    sections = {s.name: _section(s) for s in STEPS}
-    export_variant = create_model(
-        "ExportVariant", __base__=sections["export"],
-        name=(str | None, Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-                                description="Variant name: its folder is onnx-NAME "
-                                "[default: the quantize mode].")))
-    package = create_model(
-        "PackageSection", __base__=sections["package"],
-        variant=(str | None, Field(None, description="Export variant to package [default: "
-                                   "the first].")))
     fields = {
         "name": (str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                             description="Recipe name: artifacts go to models/NAME/.")),
         "description": (str, Field("", description="One line on what the recipe does.")),
+        "task": (str | None, Field(None, description="The task (see README \"Tasks\") "
+                                   "[default: the model's head, else the data's columns].")),
         "model": (str, Field("minilm-l6", description="The backbone to fine-tune (or, "
                              "without a finetune step, the fine-tuned model).")),
         "output": (str | None, Field(None, description="Artifact folder [default: "
                                      "models/NAME next to recipes/].")),
         "data": (DataSection, ...),
-        "finetune": (sections["finetune"] | None, None),
-        "distill": (sections["distill"] | None, None),
-        "export": (list[export_variant] | None, None),
-        "verify": (sections["verify"] | None, None),
-        "package": (package | None, None),
     }
+    for stage in registry.steps():  # one optional section per pipeline step, in order
+        section = _section(stage)
+        fields[stage.name] = ((list[section] if stage.variants else section) | None, None)
     return create_model("Recipe", __config__=ConfigDict(extra="forbid"), **fields)
 
 
@@ -274,27 +236,22 @@ def load(path: Path, overrides: list[str] = ()):
 
 
 def _check_steps(recipe, path: Path) -> None:
-    if not any(getattr(recipe, s) is not None for s in STEP_NAMES):
-        raise ConfigError(f"{path}: no steps; add at least one of {', '.join(STEP_NAMES)}")
-    if recipe.export is not None:
-        names = [variant_name(v) for v in recipe.export]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ConfigError(f"{path}: export variants share the name {dupes[0]!r}; give each "
-                              f"a distinct name: key")
-    if recipe.package is not None:
-        if not recipe.export:
-            raise ConfigError(f"{path}: package needs an export step to take the model from")
-        if recipe.package.variant and recipe.package.variant not in [variant_name(v) for v
-                                                                     in recipe.export]:
-            raise ConfigError(f"{path}: package.variant {recipe.package.variant!r} is not an "
-                              f"export variant ({', '.join(variant_name(v) for v in recipe.export)})")
-    if recipe.verify is not None and not (recipe.distill or recipe.export):
-        raise ConfigError(f"{path}: verify needs a distill or export step to have candidates")
+    steps = registry.steps()
+    if not any(getattr(recipe, s.name) is not None for s in steps):
+        raise ConfigError(f"{path}: no steps; add at least one of "
+                          f"{', '.join(s.name for s in steps)}")
+    if recipe.task is not None:
+        from . import tasks
 
-
-def variant_name(v) -> str:
-    return v.name or v.quantize
+        tasks.get(recipe.task, flag=f"{path}: task:")
+    for stage in steps:
+        variants = getattr(recipe, stage.name)
+        if stage.variants and variants:
+            names = [stage.load().variant_name(v) for v in variants]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ConfigError(f"{path}: {stage.name} variants share the name {dupes[0]!r}; "
+                                  f"give each a distinct name: key")
 
 
 def resolve_path(recipe_file: Path, value: str) -> Path:

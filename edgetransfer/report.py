@@ -29,7 +29,9 @@ def collect(root: Path) -> dict:
     state = _read(root / "pipeline.json") or {"steps": {}}
     verify = _read(root / "verify" / "verify.json")
     models = []
+    metric = "accuracy"
     if verify:
+        metric = verify.get("metric", "accuracy")  # (reports before tasks: accuracy)
         ref = verify["reference"]
         for m in [ref] + verify["candidates"]:
             lat = m.get("latency") or {}
@@ -38,9 +40,9 @@ def collect(root: Path) -> dict:
             models.append({
                 "name": "teacher" if m is ref else m["name"], "kind": m["kind"],
                 "precision": m["precision"], "size_mb": round(m["size_bytes"] / 2**20, 2),
-                "accuracy": m["metrics"]["accuracy"], "macro_f1": m["metrics"]["macro_f1"],
-                "drop_points": (m.get("accuracy_drop") or {}).get("accuracy", {}).get("points"),
-                "drop_ci95": (m.get("accuracy_drop") or {}).get("accuracy", {}).get("ci95"),
+                metric: m["metrics"][metric], "macro_f1": m["metrics"].get("macro_f1"),
+                "drop_points": (m.get("accuracy_drop") or {}).get(metric, {}).get("points"),
+                "drop_ci95": (m.get("accuracy_drop") or {}).get(metric, {}).get("ci95"),
                 "p50_ms": b1.get("p50_ms"), "p90_ms": b1.get("p90_ms"),
                 "throughput_batch": big[-1]["throughput_per_s"] if big else None,
                 "batch": max((int(k.removeprefix("batch")) for k in lat), default=None),
@@ -53,10 +55,11 @@ def collect(root: Path) -> dict:
         for folder in sorted(root.glob("onnx-*")):
             rec = _read(folder / "export.json")
             if rec:
+                metric = rec.get("metric", "accuracy")
                 models.append({"name": folder.name, "kind": "onnx",
                                "precision": (rec.get("quantization") or {}).get("mode"),
                                "size_mb": round(rec["size_bytes"] / 2**20, 2),
-                               "accuracy": rec.get("accuracy"), "macro_f1": None,
+                               metric: rec.get(metric), "macro_f1": None,
                                "p50_ms": rec["latency_batch1"]["p50_ms"],
                                "p90_ms": rec["latency_batch1"]["p90_ms"]})
     bundle = _read(root / "bundle" / "artifact.json")
@@ -64,6 +67,8 @@ def collect(root: Path) -> dict:
              for label, s in state["steps"].items()}
     return {
         "root": str(root),
+        "task": verify.get("task") if verify else None,
+        "metric": metric,
         "data": verify["data"] if verify else None,
         "steps": steps,
         "total_wall_time_s": round(sum(s.get("wall_time_s") or 0 for s in steps.values()), 1),
@@ -83,8 +88,9 @@ def markdown(rep: dict) -> str:
                   f"{rep['verify']['threads']} thread(s).", ""]
     if rep["models"]:
         batch = next((m.get("batch") for m in rep["models"] if m.get("batch")), None)
-        lines += ["| model | kind | precision | size MB | accuracy | macro-F1 | drop pts "
-                  "[95% CI] | p50 ms | p90 ms | speed-up | "
+        metric = rep.get("metric", "accuracy")
+        lines += [f"| model | kind | precision | size MB | {metric.replace('_', '-')} | "
+                  "macro-F1 | drop pts [95% CI] | p50 ms | p90 ms | speed-up | "
                   f"items/s @{batch or '-'} | gates |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for m in rep["models"]:
@@ -92,7 +98,7 @@ def markdown(rep: dict) -> str:
                     f"{m['drop_ci95'][1]:+.2f}]" if m.get("drop_points") is not None else "")
             lines.append(
                 f"| {m['name']} | {m['kind']} | {m['precision']} | {m['size_mb']:.1f} | "
-                f"{_f(m['accuracy'])} | {_f(m.get('macro_f1'))} | {drop} | "
+                f"{_f(m.get(metric))} | {_f(m.get('macro_f1'))} | {drop} | "
                 f"{_f(m['p50_ms'], 3)} | {_f(m['p90_ms'], 3)} | "
                 f"{(str(m['speedup']) + 'x') if m.get('speedup') else ''} | "
                 f"{_f(m.get('throughput_batch'), 1)} | "
@@ -116,8 +122,9 @@ def _f(v, digits: int = 4) -> str:
 
 
 def plot(rep: dict, path: Path) -> bool:
-    """Accuracy against batch-1 latency; marker area = model size."""
-    points = [m for m in rep["models"] if m.get("p50_ms") and m.get("accuracy") is not None]
+    """The task metric against batch-1 latency; marker area = model size."""
+    key = rep.get("metric", "accuracy")
+    points = [m for m in rep["models"] if m.get("p50_ms") and m.get(key) is not None]
     if not points:
         return False
     import matplotlib
@@ -125,24 +132,27 @@ def plot(rep: dict, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    metric = key.replace("_", " ")
+    # a share (accuracy, F1) reads best in percent; other metrics as they are
+    scale = 100 if all(0 <= m[key] <= 1 for m in points) else 1
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     colours = {"pytorch": "tab:blue", "onnx": "tab:orange"}
     for i, m in enumerate(sorted(points, key=lambda m: m["p50_ms"])):
-        ax.scatter(m["p50_ms"], 100 * m["accuracy"], s=max(30, 6 * m["size_mb"]),
+        ax.scatter(m["p50_ms"], scale * m[key], s=max(30, 6 * m["size_mb"]),
                    color=colours.get(m["kind"], "tab:gray"), alpha=0.6, edgecolors="black")
         # neighbours in latency alternate above and below, so labels of close points don't meet
-        ax.annotate(f"{m['name']} ({m['size_mb']:.0f} MB)", (m["p50_ms"], 100 * m["accuracy"]),
+        ax.annotate(f"{m['name']} ({m['size_mb']:.0f} MB)", (m["p50_ms"], scale * m[key]),
                     textcoords="offset points", xytext=(8, 8 if i % 2 == 0 else -14),
                     fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency at batch 1 (ms, log scale)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{Path(rep['root']).name}: accuracy against latency (marker area = size)",
+    ax.set_ylabel(f"{metric} (%)" if scale == 100 else metric)
+    ax.set_title(f"{Path(rep['root']).name}: {metric} against latency (marker area = size)",
                  fontsize=10)
     lo = min(m["p50_ms"] for m in points)
     hi = max(m["p50_ms"] for m in points)
     ax.set_xlim(lo / 1.6, hi * 2.5)  # room for the labels on the right
-    accs = [100 * m["accuracy"] for m in points]
+    accs = [scale * m[key] for m in points]
     ax.set_ylim(min(accs) - 2, max(accs) + 2)
     for kind, colour in colours.items():
         ax.scatter([], [], color=colour, alpha=0.6, label=kind)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgetransfer.backbones import builtin_path
+from edgetransfer.modeling.backbones import builtin_path
 
 WORDS = {
     "pos": ["great", "lovely", "superb", "fine", "excellent", "wonderful", "good", "nice"],

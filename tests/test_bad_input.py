@@ -306,7 +306,7 @@ def test_debug_shows_the_traceback(cli, tiny_backbone, tmp_path):
 
 
 def test_carved_validation_is_stratified_and_seeded(tmp_path):
-    from edgetransfer.data import load_task
+    from edgetransfer.tasks.text_classification import load as load_task
 
     write_jsonl(tmp_path / "train.jsonl", make_rows(90, seed=1))
     a = load_task(str(tmp_path / "train.jsonl"), validation_fraction=0.2, seed=7)
@@ -319,7 +319,7 @@ def test_carved_validation_is_stratified_and_seeded(tmp_path):
 def test_csv_tsv_parquet_read_alike(tmp_path):
     import pandas as pd
 
-    from edgetransfer.data import load_task
+    from edgetransfer.tasks.text_classification import load as load_task
 
     rows = make_rows(12)
     frame = pd.DataFrame(rows)
@@ -337,7 +337,7 @@ def test_csv_tsv_parquet_read_alike(tmp_path):
 
 
 def test_row_numbers_count_blank_lines_and_multiline_fields(tmp_path):
-    from edgetransfer.data import load_task
+    from edgetransfer.tasks.text_classification import load as load_task
     from edgetransfer.errors import DataError
 
     (tmp_path / "t.jsonl").write_text('{"text": "a b", "label": "x"}\n\n'
@@ -356,16 +356,16 @@ def test_row_numbers_count_blank_lines_and_multiline_fields(tmp_path):
     (("sentence",), ("sentence", None)),  # SST-2
 ])
 def test_pair_columns_are_found(tmp_path, columns, expected):
-    from edgetransfer.data import load_task
+    from edgetransfer.tasks.text_classification import load as load_task
 
     rows = [{c: f"{c} {i}" for c in columns} | {"label": i % 2} for i in range(8)]
     write_jsonl(tmp_path / "t.jsonl", rows)
     task = load_task(str(tmp_path / "t.jsonl"), validation_fraction=0.25)
-    assert (task.columns.text, task.columns.pair) == expected
+    assert (task.columns["text"], task.columns["text_pair"]) == expected
 
 
 def test_jsonl_with_a_line_separator_inside_a_text(tmp_path):
-    from edgetransfer.data import load_task
+    from edgetransfer.tasks.text_classification import load as load_task
 
     (tmp_path / "t.jsonl").write_text(
         '{"text": "one\u2028two", "label": "a"}\n{"text": "three", "label": "b"}\n'

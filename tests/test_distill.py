@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -36,7 +37,7 @@ def distill_args(teacher, data: Path, out: Path, *extra):
 
 
 def test_spread_layers_rule():
-    from edgetransfer.students import spread_layers
+    from edgetransfer.modeling.students import spread_layers
 
     assert spread_layers(6, 3) == [0, 2, 5]
     assert spread_layers(6, 2) == [0, 5]
@@ -48,7 +49,7 @@ def test_spread_layers_rule():
 def test_cut_down_student_starts_from_the_chosen_teacher_layers(tiny_teacher):
     from transformers import AutoModelForSequenceClassification
 
-    from edgetransfer.students import from_teacher_layers
+    from edgetransfer.modeling.students import from_teacher_layers
 
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher)
     student = from_teacher_layers(teacher, [1])
@@ -115,15 +116,18 @@ def test_student_of_another_width_trains_with_a_projection(cli, tiny_teacher, da
 def test_cached_teacher_outputs_equal_recomputed_ones(tiny_teacher, data_dir):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from edgetransfer.data import load_task, tokenize
+    from edgetransfer.tasks.text import collator, tokenize
+    from edgetransfer.tasks.text_classification import load as load_task
     from edgetransfer.stages.distill import teacher_logits
 
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
     tok = AutoTokenizer.from_pretrained(tiny_teacher)
     task = load_task(str(data_dir / "train.jsonl"), str(data_dir / "validation.jsonl"))
-    tokenized, _ = tokenize(task, tok, 64)
-    cached = teacher_logits(teacher, tokenized["train"], tok, torch.device("cpu"), batch_size=7)
-    assert cached.shape == (60, 3)
+    tokenized, _ = tokenize(task.splits, task.sources, tok, 64)
+    rows = teacher_logits(teacher, tokenized["train"], collator(tok), torch.device("cpu"),
+                          batch_size=7)
+    assert len(rows) == 60 and all(r.shape == (3,) for r in rows)
+    cached = np.stack(rows)
     with torch.inference_mode():
         for i in (0, 13, 59):  # one at a time, unpadded
             row = tokenized["train"][i]
@@ -144,9 +148,10 @@ def test_each_loss_switches_on_and_off(tiny_teacher):
     switched-on term adds to the loss, and a switched-off one adds nothing."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from edgetransfer import losses
+    from edgetransfer import tasks
     from edgetransfer.stages.distill import distill_trainer_class
-    from edgetransfer.students import from_teacher_layers, layer_mapping
+    from edgetransfer.train import losses
+    from edgetransfer.modeling.students import from_teacher_layers, layer_mapping
 
     tok = AutoTokenizer.from_pretrained(tiny_teacher)
     teacher = AutoModelForSequenceClassification.from_pretrained(
@@ -163,6 +168,7 @@ def test_each_loss_switches_on_and_off(tiny_teacher):
                             hidden_weight=weights.get("hidden", 0.0),
                             attention_weight=weights.get("attention", 0.0))
         trainer.teacher = teacher
+        trainer.task = tasks.get("text-classification")
         trainer.mapping = layer_mapping(2, 2, [0, 1])
         for k, v in Trainer_init.items():
             setattr(trainer, k, v)
@@ -190,7 +196,7 @@ def test_each_loss_switches_on_and_off(tiny_teacher):
 
 
 def test_hidden_loss_ignores_padding():
-    from edgetransfer.losses import hidden_state_loss
+    from edgetransfer.train.losses import hidden_state_loss
 
     s = (torch.zeros(1, 4, 8),)
     t = (torch.zeros(1, 4, 8),)
@@ -213,7 +219,7 @@ def test_unlabeled_text_joins_the_transfer_set(cli, tiny_teacher, data_dir, tmp_
 
 def test_teacher_without_a_head_is_refused(cli, tiny_backbone, data_dir, tmp_path):
     code, err = cli(*distill_args(tiny_backbone, data_dir, tmp_path / "s"))
-    assert code == 2 and "has no classification head" in err and "edgetransfer finetune" in err
+    assert code == 2 and "has no text-classification head" in err and "edgetransfer finetune" in err
 
 
 def test_student_with_another_vocabulary_is_refused(cli, tiny_teacher, data_dir, tmp_path):
@@ -237,7 +243,7 @@ def test_student_with_other_classes_is_refused(cli, tiny_teacher, tiny_classifie
     code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s", "--student",
                                   tiny_classifier))
     assert code == 2
-    assert "its classes ['negative', 'positive'] differ from the teacher's ['neg', 'neu', " \
+    assert "its labels ['negative', 'positive'] differ from the teacher's ['neg', 'neu', " \
         "'pos']" in err
 
 

@@ -88,13 +88,12 @@ def test_first_token_last_layer_is_exact(tiny_model, tmp_path):
     import onnxruntime as ort
     from transformers import AutoConfig, AutoTokenizer
 
-    from edgetransfer import onnx_export
+    from edgetransfer.convert import onnx_export, rewrites
 
-    onnx_export.export(tiny_model, tmp_path, 18)
+    onnx_export.export(tiny_model, tmp_path, 18, "text-classification")
     config = AutoConfig.from_pretrained(tiny_model)
-    onnx_export.fuse(tmp_path / "model.onnx", tmp_path / "fused.onnx", config)
-    assert onnx_export.first_token_last_layer(tmp_path / "fused.onnx", tmp_path / "ft.onnx",
-                                              config)
+    rewrites.fuse(tmp_path / "model.onnx", tmp_path / "fused.onnx", config)
+    assert rewrites.first_token_last_layer(tmp_path / "fused.onnx", tmp_path / "ft.onnx", config)
     assert sum(n.op_type == "Slice" for n in onnx.load(str(tmp_path / "ft.onnx")).graph.node) \
         >= 2
     tok = AutoTokenizer.from_pretrained(tiny_model)
@@ -114,7 +113,7 @@ def test_a_parity_failure_is_an_error_and_writes_nothing(cli, tiny_model, tmp_pa
     import onnx
     from onnx import numpy_helper
 
-    from edgetransfer import onnx_export
+    from edgetransfer.convert import onnx_export
 
     real = onnx_export.export
 
@@ -156,15 +155,15 @@ def test_auto_retries_a_miss_with_sensitive_nodes_excluded(tiny_model, eval_file
                                                            monkeypatch):
     from edgetransfer.stages import export as stage
 
-    real = stage._accuracy
+    real = stage._Job.score
     calls = []
 
-    def accuracy(path, batches, threads, precision="fp32"):  # int8 candidates "lose" 5 points
+    def accuracy(job, path, precision="fp32"):  # int8 candidates "lose" 5 points
         calls.append(Path(path).name)
-        value = real(path, batches, threads, precision)
+        value = real(job, path, precision)
         return value - 0.05 if "int8" in Path(path).name else value
 
-    monkeypatch.setattr(stage, "_accuracy", accuracy)
+    monkeypatch.setattr(stage._Job, "score", accuracy)
     cfg = stage.ExportConfig(model=str(tiny_model), out=tmp_path / "onnx", quantize="auto",
                              eval_data=str(eval_file), max_accuracy_drop=1.0)
     stage.run(cfg)
@@ -199,7 +198,7 @@ def test_bad_inputs(cli, tiny_model, tiny_backbone, copy_of, tmp_path):
     assert code == 2 and "has only pickle weights" in err
 
     code, err = cli("export", "--model", tiny_backbone, "--out", tmp_path / "o")
-    assert code == 2 and "has no classification head" in err
+    assert code == 2 and "has no text-classification head" in err
 
     code, err = cli("export", "--model", tiny_model, "--out", tmp_path / "o", "--opset", "9")
     assert code == 2 and "--opset 9: too low" in err
@@ -219,7 +218,7 @@ def test_bad_inputs(cli, tiny_model, tiny_backbone, copy_of, tmp_path):
 
 
 def test_host_mismatch_names_the_missing_instructions():
-    from edgetransfer.quantize import host_mismatch
+    from edgetransfer.convert.quantize import host_mismatch
 
     avx2 = {"arch": "x86_64", "isa": ["avx2"]}
     vnni = {"arch": "x86_64", "isa": ["avx2", "avx512f", "avx512_vnni"]}
@@ -234,7 +233,7 @@ def test_host_mismatch_names_the_missing_instructions():
 
 
 def test_one_by_one_cuts_each_rows_padding_on_either_side():
-    from edgetransfer.data import one_by_one
+    from edgetransfer.measure.scoring import one_by_one
 
     ids = np.array([[101, 7, 8, 102], [101, 9, 102, 0]])
     mask = (ids != 0).astype(np.int64)

@@ -21,7 +21,7 @@ import pytest
 from conftest import tiny_args
 
 from edgetransfer.artifacts import OutputFolder, uninterrupted, write_json
-from edgetransfer.training import COMPLETE, is_complete, newest_complete_checkpoint
+from edgetransfer.train.checkpoints import COMPLETE, is_complete, newest_complete_checkpoint
 
 
 def _start(args, log: Path) -> subprocess.Popen:

@@ -45,7 +45,7 @@ def test_full_writes_a_plain_checkpoint_with_labels_and_metrics(cli, tiny_backbo
     # the pattern is trivially learnable: a working loop beats chance (1/3) clearly
     assert metrics["validation"]["accuracy"] > 0.6
     manifest = json.loads((out / "artifact.json").read_text())
-    assert manifest["kind"] == "finetuned-classifier"
+    assert manifest["kind"] == "finetuned-model"
     assert set(manifest["files"]) == FILES - {"artifact.json"}
 
 
@@ -119,7 +119,7 @@ def test_text_pairs_and_integer_labels_with_names(cli, tiny_backbone, tmp_path):
                                "negative,positive"))
     assert code == 0, err
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["columns"] == {"text": "sentence1", "label": "label", "pair": "sentence2"}
+    assert settings["columns"] == {"text": "sentence1", "label": "label", "text_pair": "sentence2"}
     assert _load(out).config.id2label == {0: "negative", 1: "positive"}
 
 
@@ -139,8 +139,8 @@ def test_existing_output_is_refused_without_overwrite(cli, tiny_backbone, data_d
 
 def _stop_after_first_save(real):
     """Wrap progress_callback so that Ctrl-C arrives right after the first checkpoint."""
-    def make():
-        callback = real()
+    def make(*args, **kwargs):
+        callback = real(*args, **kwargs)
 
         def on_save(*args, **kwargs):
             raise KeyboardInterrupt
@@ -151,7 +151,7 @@ def _stop_after_first_save(real):
 
 
 def test_resume_after_an_interrupted_run(cli, tiny_backbone, data_dir, tmp_path, monkeypatch):
-    from edgetransfer import training
+    from edgetransfer.train import training
 
     out = tmp_path / "out"
     partial = tmp_path / ".out.partial"
@@ -178,7 +178,7 @@ def test_resume_after_an_interrupted_run(cli, tiny_backbone, data_dir, tmp_path,
 
 
 def test_resume_skips_an_incomplete_checkpoint(tmp_path):
-    from edgetransfer.training import newest_complete_checkpoint
+    from edgetransfer.train.checkpoints import newest_complete_checkpoint
 
     for step in (4, 8):
         c = tmp_path / "checkpoints" / f"checkpoint-{step}"

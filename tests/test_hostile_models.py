@@ -222,7 +222,7 @@ def test_export_refuses_a_quantized_model_whose_outputs_go_nan(cli, tiny_classif
     import onnx
     from onnx import numpy_helper
 
-    from edgetransfer import quantize
+    from edgetransfer.convert import quantize
 
     real = quantize.dynamic
 
@@ -250,7 +250,7 @@ def test_export_refuses_a_quantized_model_whose_outputs_go_nan(cli, tiny_classif
 
 
 def test_export_bad_settings_and_data(cli, tiny_classifier, tmp_path):
-    from edgetransfer.onnx_export import max_opset
+    from edgetransfer.convert.onnx_export import max_opset
 
     code, err = cli("-q", "export", "--model", tiny_classifier, "--out", tmp_path / "o",
                     "--opset", "99")
@@ -352,7 +352,7 @@ HOSTILE_ONNX = {
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE_ONNX))
 def test_hostile_onnx_files_are_refused_before_onnxruntime_loads_them(kind, tmp_path):
-    from edgetransfer import latency
+    from edgetransfer.measure import latency
     from edgetransfer.errors import EdgeTransferError
 
     path = _hostile_onnx(kind, tmp_path)
@@ -366,7 +366,7 @@ def test_hostile_onnx_files_are_refused_before_onnxruntime_loads_them(kind, tmp_
 
 
 def test_a_good_onnx_file_with_external_data_loads(tmp_path):
-    from edgetransfer import latency
+    from edgetransfer.measure import latency
 
     session = latency.ort_session(_small_onnx(tmp_path / "m", external=True))
     y = session.run(None, {"x": np.ones((1, 64), np.float32)})[0]

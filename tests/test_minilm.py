@@ -11,17 +11,19 @@ DATA = Path(__file__).resolve().parents[1] / "recipes/data/intents"
 
 
 def test_the_bundled_backbone_loads_offline(monkeypatch):
-    from edgetransfer import backbones
+    from edgetransfer.modeling import backbones
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     b = backbones.resolve("minilm-l6")
     assert b.local and b.config["hidden_size"] == 384 and b.config["num_hidden_layers"] == 6
-    model, new = backbones.load_classifier(b, ["a", "b"])
+    from edgetransfer import tasks
+
+    model, new = backbones.load_model(b, tasks.get("text-classification"), ["a", "b"])
     assert new == ["classifier"]  # the encoder and the pooler come from the checkpoint
 
 
 def test_intent_data_is_well_formed():
-    from edgetransfer.data import load_task
+    from edgetransfer.tasks.text_classification import load as load_task
 
     task = load_task(str(DATA / "train.jsonl"), str(DATA / "validation.jsonl"),
                      str(DATA / "test.jsonl"))

@@ -192,7 +192,7 @@ def test_the_runtime_runs_without_torch_or_transformers(built, cli):
 
 
 def test_a_tampered_file_fails_its_checksum(built, cli, tmp_path):
-    from edgetransfer.bundle import write_archive
+    from edgetransfer.bundle.archive import write_archive
 
     copy = tmp_path / "bundle"
     shutil.copytree(built, copy)
@@ -342,28 +342,49 @@ def test_predict_bad_inputs(built, cli, tmp_path):
 
 
 def test_the_runtime_tries_the_same_text_columns_as_the_stages():
-    from edgetransfer import data
-    from edgetransfer.runtime import predict
+    from edgetransfer.tasks import text as data
+    from edgetransfer.bundle.runtime import predict
 
     assert predict.TEXT_COLUMNS == data.TEXT_COLUMNS
 
 
-def test_ort_format_files_are_bundled_when_asked(exported, copy_of, cli, tmp_path):
+def test_ort_format_files_are_bundled_and_run_when_asked(exported, copy_of, cli, tmp_path):
+    from edgetransfer.bundle.runtime.predict import Predictor
+    from edgetransfer.stages.export import _to_ort
+
     model = copy_of(exported, "with-ort")
     base = ["package", "--model", model, "--unverified", "--target", "linux-x86_64",
             "--out", tmp_path / "bundle", "--no-measure", "--ort-format"]
     code, out = cli(*base)
     assert code == 2 and "has no model.ort; export with --ort-format first" in out
-    (model / "model.ort").write_bytes(b"ort flatbuffer")  # copied as is, never loaded here
-    (model / "model.required_operators.config").write_text("# ops\n")
+    written = _to_ort(model / "model.onnx", model)["files"]  # what export --ort-format does
     code, out = cli("-q", *base)
     assert code == 0, out
-    files = json.loads((tmp_path / "bundle/manifest.json").read_text())["files"]
-    assert {"model.ort", "model.required_operators.config"} <= set(files)
+    manifest = json.loads((tmp_path / "bundle/manifest.json").read_text())
+    assert {"model.ort", *written} <= set(manifest["files"])
+    assert manifest["model"]["runs"] == "model.ort"
+    spec = json.loads((tmp_path / "bundle/input_spec.json").read_text())
+    assert spec["model_ort"] == "model.ort"
+    onnx_run = Predictor(exported_bundle_like(tmp_path / "bundle", tmp_path / "onnx-only"),
+                         check=False)
+    ort_run = Predictor(tmp_path / "bundle")
+    assert ort_run.model_file == "model.ort" and onnx_run.model_file == "model.onnx"
+    texts = ["great lovely superb", "awful bad terrible", "table window river"]
+    assert [r["label"] for r in ort_run.predict(texts)] == \
+        [r["label"] for r in onnx_run.predict(texts)]
+
+
+def exported_bundle_like(bundle: Path, dest: Path) -> Path:
+    """A copy of a bundle without its .ort model (unchecked: only for the runtime's choice)."""
+    import shutil
+
+    shutil.copytree(bundle, dest)
+    (dest / "model.ort").unlink()
+    return dest
 
 
 def test_an_archive_over_the_size_cap_is_refused(built, cli, monkeypatch):
-    from edgetransfer import bundle
+    from edgetransfer.bundle import archive as bundle
 
     monkeypatch.setattr(bundle, "MAX_BYTES", 100_000)
     code, out = cli("predict", "--bundle", built.parent / "bundle.tar.gz", "hi")
@@ -377,7 +398,7 @@ def test_peak_rss_is_the_runtimes_own_not_its_parents():
     import sys
 
     ballast = bytearray(600 * 2**20)  # the parent grows by 600 MB before the fork
-    runtime = Path(__file__).resolve().parents[1] / "edgetransfer" / "runtime"
+    runtime = Path(__file__).resolve().parents[1] / "edgetransfer" / "bundle" / "runtime"
     out = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(runtime)!r});"
                           " import predict; print(predict.peak_rss_mb())"],
                          capture_output=True, text=True, check=True)

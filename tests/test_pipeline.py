@@ -219,10 +219,10 @@ def test_yaml_11_strings_are_coerced_and_overrides_parsed(tmp_path):
 
 
 def test_train_sample_is_seeded_and_checks_every_row(tmp_path):
-    from edgetransfer import data
+    from edgetransfer.tasks import text_classification as data
 
     f = write_jsonl(tmp_path / "train.jsonl", make_rows(50, seed=1))
-    a = data.load_task(str(f), train_sample=20, seed=3, validation_fraction=0.2)
-    b = data.load_task(str(f), train_sample=20, seed=3, validation_fraction=0.2)
+    a = data.load(str(f), train_sample=20, seed=3, validation_fraction=0.2)
+    b = data.load(str(f), train_sample=20, seed=3, validation_fraction=0.2)
     assert len(a.splits["train"]) + len(a.splits["validation"]) == 20
     assert a.splits["train"]["text"] == b.splits["train"]["text"]

@@ -12,13 +12,13 @@ pytestmark = pytest.mark.skipif(not (SST2 / "validation.tsv").exists(),
 
 
 def test_sst2_tsv_reads_every_row_unquoted():
-    from edgetransfer.data import load_task
+    from edgetransfer.tasks.text_classification import load as load_task
 
     task = load_task(str(SST2 / "validation.tsv"), str(SST2 / "validation.tsv"),
                      label_names=["negative", "positive"])
     val = task.splits["validation"]
     assert len(val) == 872  # GLUE's validation split, as the README says
     assert sorted(set(val["label"])) == [0, 1] and sum(val["label"]) == 444
-    assert task.columns.text == "sentence" and task.label_names == ["negative", "positive"]
+    assert task.columns["text"] == "sentence" and task.label_names == ["negative", "positive"]
     # texts with quote characters stay whole (TSV is read with quoting off)
     assert all(t.strip() for t in val["text"])

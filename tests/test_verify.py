@@ -137,7 +137,7 @@ def test_baseline_round_trip_and_latency_gate(cli, models, tmp_path):
             assert written["models"][entry["name"]][batch] == {
                 k: entry["latency"][batch][k] for k in ("p50_ms", "p90_ms", "relative_p50")}
     assert written["threads"] == 1 and written["machine"]["cpu"]
-    from edgetransfer import baseline
+    from edgetransfer.measure import baseline
 
     assert baseline.read(base).models["onnx"]["batch4"].p50_ms > 0
 
@@ -215,7 +215,7 @@ def test_silent_provider_fallback_is_caught(models, monkeypatch):
     harness compares what ran with what was asked for."""
     import onnxruntime as ort
 
-    from edgetransfer import latency
+    from edgetransfer.measure import latency
     from edgetransfer.errors import EnvironmentProblem
 
     monkeypatch.setattr(ort, "get_available_providers",

@@ -1,9 +1,11 @@
 """Stage `distill`: teach a small, fast student from a fine-tuned teacher.
 
-Input: a teacher checkpoint with a classification head (a `finetune` output), the labelled
-splits, optionally unlabelled in-domain text the teacher labels. Output: a plain HF
-checkpoint (loads with AutoModelForSequenceClassification), metrics.json with teacher and
-student side by side, settings.json, history.json, training.png and artifact.json.
+Input: a teacher checkpoint with a task head (a `finetune` output), the labelled splits,
+optionally unlabelled in-domain text the teacher labels. Output: a plain HF checkpoint
+(loads with the task's AutoModelFor... class), metrics.json with teacher and student side
+by side, settings.json, history.json, training.png and artifact.json. The task supplies the
+loss on the outputs (soft targets and gold labels for classification); hidden-state and
+attention transfer are task-free.
 
 The teacher's logits over the transfer set are computed once, before training, and ride
 along in the dataset; hidden-state and attention transfer need per-token teacher states,
@@ -20,19 +22,35 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from .. import backbones, data, devices, students, training
+from .. import tasks
 from ..errors import ConfigError, ModelError
-from ..options import DataOptions, OutputOptions, TrainOptions, comma_list, data_kwargs
-from .finetune import check_vocab, output_folder, task_settings
+from ..modeling import backbones, students
+from ..options import DataOptions, OutputOptions, TaskOption, TrainOptions, comma_list
+from ..train import devices, training
+from ..train.outputs import output_folder, run_settings
 
 log = logging.getLogger(__name__)
 
+# The command's --help (edgetransfer.cli makes the command from the registry).
+HELP = """Distill a fine-tuned teacher into a smaller, faster student.
 
-class DistillConfig(DataOptions, TrainOptions, OutputOptions):
+\b
+Example: a 3-layer student cut from a 6-layer teacher (layers 0, 2, 5 kept):
+  edgetransfer distill --teacher models/demo/teacher --student-layers 3 \\
+      --train recipes/data/intents/train.jsonl \\
+      --validation recipes/data/intents/validation.jsonl --out models/demo/student
+
+The loss mixes soft targets (KL at --temperature, weight --alpha) with cross-entropy on
+the gold labels; --hidden-weight and --attention-weight add hidden-state and attention
+transfer over the layer mapping.
+"""
+
+
+class DistillConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
     """Settings of `edgetransfer distill`; each description is the CLI help."""
 
     teacher: str = Field(description="The fine-tuned teacher: a folder written by "
-                         "`edgetransfer finetune` (any HF sequence classifier).")
+                         "`edgetransfer finetune` (any HF model with the task's head).")
     student_layers: int | None = Field(None, ge=1, description="Student = the teacher cut to "
                                        "N layers spread over its depth (first and last kept; "
                                        "6 -> 3 keeps 0,2,5) [default: half the teacher's].")
@@ -84,24 +102,27 @@ def run(cfg: DistillConfig) -> Path:
                           f" both choose the student; give one")
     placement = devices.choose(cfg.device, cfg.precision)
     teacher_bb = backbones.resolve(cfg.teacher, cfg.allow_pickle, cfg.trust_remote_code)
-    if not teacher_bb.has_classifier:
-        raise ModelError(f"--teacher {cfg.teacher}: has no classification head (its "
+    task = tasks.resolve(cfg.task, config=teacher_bb.config, where="--teacher")
+    if task.name not in teacher_bb.head_tasks:
+        raise ModelError(f"--teacher {cfg.teacher}: has no {task.name} head (its "
                          f"architectures are {teacher_bb.config.get('architectures')}); "
                          f"fine-tune it first with `edgetransfer finetune`")
     student_bb = (backbones.resolve(cfg.student, cfg.allow_pickle, cfg.trust_remote_code,
                                     weights_optional=True) if cfg.student else None)
     backbones.check_max_length(teacher_bb, cfg.max_length)
-    task = data.load_task(cfg.train, cfg.validation, cfg.test,
-                          model_labels=teacher_bb.label_names, **data_kwargs(cfg))
-    tokenizer = backbones.load_tokenizer(teacher_bb, cfg.trust_remote_code)
-    tokenized, truncation = data.tokenize(task, tokenizer, cfg.max_length,
-                                          "error" if cfg.refuse_long else "truncate")
-    if cfg.unlabeled and task.has_pair:
-        raise ConfigError("--unlabeled: takes single texts; this task has text pairs")
-    unlabeled = _read_unlabeled(cfg, tokenizer) if cfg.unlabeled else None
+    data = task.read(cfg, teacher_bb.label_names)
+    tokenizer = task.load_preprocessor(teacher_bb, cfg.trust_remote_code)
+    tokenized, truncation = task.prepare(data, tokenizer, cfg.max_length,
+                                         "error" if cfg.refuse_long else "truncate")
+    unlabeled = None
+    if cfg.unlabeled:
+        if task.read_unlabeled is None:
+            raise ConfigError(f"--unlabeled: the task {task.name} takes no unlabelled data")
+        unlabeled = task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tokenizer,
+                                        cfg.max_length, data)
     if student_bb is not None:
         backbones.check_max_length(student_bb, cfg.max_length)
-    out = output_folder(cfg, task, [teacher_bb] + ([student_bb] if student_bb else []),
+    out = output_folder(cfg, data.sources, [teacher_bb] + ([student_bb] if student_bb else []),
                         extra_inputs=[cfg.unlabeled] if cfg.unlabeled else [])
 
     import torch
@@ -110,13 +131,13 @@ def run(cfg: DistillConfig) -> Path:
 
     set_seed(cfg.seed)
     eager = cfg.attention_weight > 0  # attention maps come only from the eager kernels
-    teacher, _ = backbones.load_classifier(teacher_bb, task.label_names,
-                                           allow_pickle=cfg.allow_pickle,
-                                           trust_remote_code=cfg.trust_remote_code,
-                                           attn_implementation="eager" if eager else None)
-    check_vocab(teacher, tokenizer, cfg.teacher)
-    teacher.eval().requires_grad_(False)
-    student, keep = _build_student(cfg, teacher, student_bb, tokenizer, task, eager)
+    teacher = backbones.load_trained(teacher_bb, task, allow_pickle=cfg.allow_pickle,
+                                     trust_remote_code=cfg.trust_remote_code,
+                                     attn_implementation="eager" if eager else None,
+                                     flag="--teacher")
+    backbones.check_vocab(teacher, tokenizer, cfg.teacher, "--teacher")
+    teacher.requires_grad_(False)
+    student, keep = _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager)
     n_t, n_s = teacher.config.num_hidden_layers, student.config.num_hidden_layers
     mapping = students.layer_mapping(n_s, n_t, keep)
     if cfg.hidden_weight > 0 and student.config.hidden_size != teacher.config.hidden_size:
@@ -136,20 +157,21 @@ def run(cfg: DistillConfig) -> Path:
     # each process's own GPU under torchrun/accelerate (LOCAL_RANK), else the first
     device = (torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
               if placement.device == "cuda" else torch.device(placement.device))
+    collate = task.collator(tokenizer)
     transfer = tokenized["train"]
     if unlabeled is not None:
         transfer = concatenate_datasets([transfer, unlabeled.cast(transfer.features)])
     log.info("computing the teacher's outputs once over %d transfer examples", len(transfer))
     t0 = time.perf_counter()
     transfer = transfer.add_column(
-        "teacher_logits", teacher_logits(teacher, transfer, tokenizer, device,
-                                         cfg.teacher_batch_size).tolist())
+        "teacher_logits", [row.tolist() for row in teacher_logits(
+            teacher, transfer, collate, device, cfg.teacher_batch_size)])
     teacher_time = time.perf_counter() - t0
     if not (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
         teacher.to("cpu")  # only its cached logits are needed from here: free the GPU
     teacher_eval = {
-        split: _evaluate_teacher(teacher, tokenized[split], tokenizer, device,
-                                 cfg.teacher_batch_size, task.label_names)
+        split: _evaluate_teacher(teacher, tokenized[split], collate, device,
+                                 cfg.teacher_batch_size, task, data.label_names)
         for split in ("validation", "test") if split in tokenized
     }
 
@@ -161,15 +183,17 @@ def run(cfg: DistillConfig) -> Path:
         "layer_mapping": mapping,
         "transfer_rows": {"labelled": len(tokenized["train"]),
                           "unlabelled": len(unlabeled) if unlabeled is not None else 0},
-        **task_settings(task, placement),
+        **run_settings(task, data, placement),
     }
     online = cfg.hidden_weight > 0 or cfg.attention_weight > 0
     fitted = training.fit(
-        model=student, tokenizer=tokenizer, tokenized=tokenized, label_names=task.label_names,
-        opts=cfg, lr=cfg.lr, out=out, settings=settings, placement=placement, started=started,
-        train_dataset=transfer, trainer_class=distill_trainer_class(),
-        trainer_kwargs={"teacher": teacher if online else None, "alpha": cfg.alpha,
-                        "temperature": cfg.temperature, "hidden_weight": cfg.hidden_weight,
+        model=student, tokenizer=tokenizer, task=task, tokenized=tokenized,
+        label_names=data.label_names, opts=cfg, lr=cfg.lr, out=out, settings=settings,
+        placement=placement, started=started, train_dataset=transfer,
+        trainer_class=distill_trainer_class(),
+        trainer_kwargs={"task": task, "teacher": teacher if online else None,
+                        "alpha": cfg.alpha, "temperature": cfg.temperature,
+                        "hidden_weight": cfg.hidden_weight,
                         "attention_weight": cfg.attention_weight, "mapping": mapping},
     )
     if not training.is_main_process():
@@ -178,75 +202,69 @@ def run(cfg: DistillConfig) -> Path:
     if hasattr(trained, "distill_projection"):
         del trained.distill_projection
     fitted.train_metrics["teacher_outputs_s"] = round(teacher_time, 1)
-    comparison = _side_by_side(teacher, trained, teacher_eval, fitted.evaluations, teacher_bb)
+    comparison = _side_by_side(teacher, trained, teacher_eval, fitted.evaluations, task)
     result = {**fitted.evaluations, "teacher": teacher_eval, "comparison": comparison,
               "training": fitted.train_metrics, "truncated": truncation.counts}
-    return training.finish(out, fitted, model=trained, tokenizer=tokenizer,
-                           kind="distilled-classifier", settings=settings, metrics=result,
-                           parents={"teacher": cfg.teacher, **task.sources,
+    return training.finish(out, fitted, model=trained, tokenizer=tokenizer, task=task,
+                           kind="distilled-model", settings=settings, metrics=result,
+                           parents={"teacher": cfg.teacher, **data.sources,
                                     **({"unlabeled": cfg.unlabeled} if cfg.unlabeled else {})},
                            title=f"distill: {n_s}-layer student of {Path(cfg.teacher).name}",
                            keep_checkpoints=cfg.keep_checkpoints)
 
 
-def _build_student(cfg, teacher, student_bb, tokenizer, task, eager):
+def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
     """(student model, kept teacher layers or None)."""
     if student_bb is None:
         n = teacher.config.num_hidden_layers
         keep = cfg.keep_layers or students.spread_layers(n, cfg.student_layers or max(1, n // 2))
         return students.from_teacher_layers(teacher, keep).requires_grad_(True), keep
     student_labels = student_bb.label_names
-    if student_labels is not None and student_labels != task.label_names:
-        raise ModelError(f"--student {cfg.student}: its classes {student_labels} differ from "
-                         f"the teacher's {task.label_names}; give a student without a head or "
-                         f"with the same classes")
+    if student_labels is not None and student_labels != data.label_names:
+        raise ModelError(f"--student {cfg.student}: its labels {student_labels} differ from "
+                         f"the teacher's {data.label_names}; give a student without a head or "
+                         f"with the same labels")
     student_tok = (backbones.load_tokenizer(student_bb, cfg.trust_remote_code)
                    if backbones.has_tokenizer(student_bb) else tokenizer)
-    student, _ = backbones.load_classifier(
-        student_bb, task.label_names, allow_pickle=cfg.allow_pickle,
+    student, _ = backbones.load_model(
+        student_bb, task, data.label_names, allow_pickle=cfg.allow_pickle,
         trust_remote_code=cfg.trust_remote_code, attn_implementation="eager" if eager else None)
     students.check_compatible(teacher, student, tokenizer, student_tok)
     return student, None
 
 
-def _read_unlabeled(cfg, tokenizer):
-    """The --unlabeled texts, checked and tokenized, labelled -100 (no gold label)."""
-    from datasets import Dataset
-
-    texts = list(data.load_split(cfg.unlabeled, None, text_column=cfg.unlabeled_column,
-                                 text_flag="--unlabeled-column")["text"])
-    rows = dict(tokenizer(texts, truncation=True, max_length=cfg.max_length))
-    rows["label"] = [-100] * len(texts)  # losses.IGNORE: soft targets only
-    log.info("unlabelled: %d texts from %s", len(texts), cfg.unlabeled)
-    return Dataset.from_dict(rows)
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "pixel_values")
 
 
-def teacher_logits(model, dataset, tokenizer, device, batch_size: int = 64):
-    """The model's logits for every row, in order, as a float32 numpy array (one pass)."""
-    import numpy as np
+def teacher_logits(model, dataset, collate, device, batch_size: int = 64) -> list:
+    """The model's logits for every row, in order, one float32 numpy array per row (one pass).
+
+    Per row, not one array: a per-token head's rows differ in length (each is cut to its
+    row's real tokens, from the attention mask).
+    """
     import torch
-    from transformers import DataCollatorWithPadding
 
-    collate = DataCollatorWithPadding(tokenizer)
-    keys = ("input_ids", "attention_mask", "token_type_ids")
     model = model.to(device)
     out = []
     with torch.inference_mode():
         for start in range(0, len(dataset), batch_size):
             rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
-            batch = collate([{k: r[k] for k in keys if k in r} for r in rows])
-            out.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu())
-    return np.concatenate([t.numpy() for t in out]) if out else np.zeros((0, 0), np.float32)
+            batch = collate([{k: r[k] for k in MODEL_INPUTS if k in r} for r in rows])
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+            lengths = (batch["attention_mask"].sum(-1).tolist() if logits.dim() == 3
+                       else [None] * len(logits))
+            out += [row[:n].numpy() if n else row.numpy() for row, n in zip(logits, lengths)]
+    return out
 
 
-def _evaluate_teacher(teacher, dataset, tokenizer, device, batch_size, names):
-    from .. import metrics
+def _evaluate_teacher(teacher, dataset, collate, device, batch_size, task, names):
+    import numpy as np
 
-    logits = teacher_logits(teacher, dataset, tokenizer, device, batch_size)
-    return metrics.report(dataset["label"], logits.argmax(-1), names)
+    logits = teacher_logits(teacher, dataset, collate, device, batch_size)
+    return task.metrics(dataset["label"], task.predictions(np.stack(logits)), names)
 
 
-def _side_by_side(teacher, student, teacher_eval, student_eval, teacher_bb) -> dict:
+def _side_by_side(teacher, student, teacher_eval, student_eval, task) -> dict:
     def size_mb(model):
         return round(sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20, 1)
 
@@ -256,42 +274,42 @@ def _side_by_side(teacher, student, teacher_eval, student_eval, teacher_bb) -> d
         "student": {"parameters": sum(p.numel() for p in student.parameters()),
                     "layers": student.config.num_hidden_layers, "size_mb": size_mb(student)},
     }
+    metric = task.primary
     for split, ev in student_eval.items():
-        t, s = teacher_eval[split]["accuracy"], ev["accuracy"]
-        rows["teacher"][f"{split}_accuracy"] = t
-        rows["student"][f"{split}_accuracy"] = s
-        rows[f"{split}_accuracy_kept"] = round(s / t, 4) if t else None
+        t, s = teacher_eval[split][metric], ev[metric]
+        rows["teacher"][f"{split}_{metric}"] = t
+        rows["student"][f"{split}_{metric}"] = s
+        kept = (s / t if task.greater_is_better else t / s) if t and s else None
+        rows[f"{split}_{metric}_kept"] = round(kept, 4) if kept is not None else None
     log.info("teacher %s vs student %s", rows["teacher"], rows["student"])
     return rows
 
 
 def distill_trainer_class():
     """transformers' Trainer with the distillation loss (defined lazily: torch is heavy)."""
-    import torch.nn.functional as F
     from transformers import Trainer
 
-    from .. import losses
+    from ..train import losses
 
     class DistillTrainer(Trainer):
-        def __init__(self, *a, teacher=None, alpha=0.5, temperature=2.0, hidden_weight=0.0,
-                     attention_weight=0.0, mapping=(), **kw):
+        def __init__(self, *a, task=None, teacher=None, alpha=0.5, temperature=2.0,
+                     hidden_weight=0.0, attention_weight=0.0, mapping=(), **kw):
             super().__init__(*a, **kw)
-            self.teacher, self.alpha, self.temperature = teacher, alpha, temperature
+            self.task, self.teacher, self.alpha = task, teacher, alpha
+            self.temperature = temperature
             self.hidden_weight, self.attention_weight = hidden_weight, attention_weight
             self.mapping = list(mapping)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs.pop("labels")
             cached = inputs.pop("teacher_logits", None)
-            if cached is None:  # evaluation: plain cross-entropy on the gold labels
+            if cached is None:  # evaluation: the model's own loss on the gold labels
                 outputs = model(**inputs)
-                loss = F.cross_entropy(outputs.logits.float(), labels,
-                                       ignore_index=losses.IGNORE)
-                return (loss, outputs) if return_outputs else loss
+                return (outputs.loss, outputs) if return_outputs else outputs.loss
+            labels = inputs.pop("labels")
             want_h, want_a = self.hidden_weight > 0, self.attention_weight > 0
             outputs = model(**inputs, output_hidden_states=want_h, output_attentions=want_a)
-            loss, _ = losses.combine(outputs.logits.float(), labels, cached.float(),
-                                     alpha=self.alpha, temperature=self.temperature)
+            loss, _ = self.task.distill_loss(outputs.logits.float(), cached.float(), labels,
+                                             alpha=self.alpha, temperature=self.temperature)
             if want_h or want_a:
                 import torch
 
@@ -312,3 +330,15 @@ def distill_trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return DistillTrainer
+
+
+def plan(section, w) -> list[dict]:
+    """The pipeline step (a recipe's `distill:`): the student of the teacher (finetune's
+    output, else the recipe's model)."""
+    out = w.root / "student"
+    teacher = w.made.get("teacher", w.model)
+    config = section.model_dump() | w.training_data() | dict(
+        teacher=teacher, unlabeled=w.files["unlabeled"], out=out)
+    w.made["student"] = str(out)
+    return [{"label": "student", "config": config,
+             "inputs": {"teacher": teacher, "unlabeled": w.files["unlabeled"]} | w.splits()}]

@@ -1,13 +1,14 @@
-"""Stage `export`: a checkpoint -> the fastest ONNX model that still holds its accuracy.
+"""Stage `export`: a checkpoint -> the fastest ONNX model that still holds its task metric.
 
-Steps: optimum export (fp32, dynamic axes) -> parity gate -> onnxruntime transformer fusions
--> parity gate -> quantization (int8 dynamic, int8 static QDQ, fp16) -> parity gate (and the
-task metric on --eval-data) -> optional .ort. `--quantize auto` builds each candidate,
-measures accuracy and batch-1 latency, and keeps the fastest within --max-accuracy-drop.
+Steps: optimum export for the task's head (fp32, dynamic axes) -> parity gate ->
+onnxruntime transformer fusions (and the rewrites the task allows) -> parity gate ->
+quantization (int8 dynamic, int8 static QDQ, fp16) -> parity gate (and the task's primary
+metric on --eval-data) -> optional .ort. `--quantize auto` builds each candidate, measures
+the metric and batch-1 latency, and keeps the fastest within --max-accuracy-drop.
 
 Output folder: model.onnx (and model.ort + required_operators.config), tokenizer files,
-config.json with labels, export.json (opset, quantization, parity, sizes, versions, every
-auto candidate) and artifact.json.
+config.json with labels, export.json (task, opset, quantization, parity, sizes, versions,
+every auto candidate) and artifact.json.
 """
 
 from __future__ import annotations
@@ -19,22 +20,41 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from .. import backbones, data, latency, onnx_export, parity, quantize
+from .. import tasks
 from ..artifacts import OutputFolder, versions, write_json, write_manifest
+from ..convert import onnx_export, quantize, rewrites
 from ..errors import CheckFailed, ConfigError, ModelError
+from ..measure import latency, parity, scoring
+from ..modeling import backbones, heads
+from ..options import TaskOption
 
 log = logging.getLogger(__name__)
 
+# The command's --help (edgetransfer.cli makes the command from the registry).
+HELP = """Export a checkpoint to ONNX: fusions, int8/fp16 quantization, parity-gated.
 
-class ExportConfig(BaseModel):
+\b
+Examples:
+  edgetransfer export --model models/demo/student --quantize int8-dynamic \\
+      --out models/demo/onnx
+  edgetransfer export --model models/demo/student --quantize int8-static \\
+      --calibration-data recipes/data/intents/train.jsonl --out models/demo/onnx-static
+  edgetransfer export --model models/demo/student --quantize auto \\
+      --max-accuracy-drop 0.5 --eval-data recipes/data/intents/validation.jsonl \\
+      --out models/demo/onnx-auto
+
+Output parity with PyTorch is a gate: a model that drifts beyond tolerance is an error
+(exit 3) and nothing is written under --out.
+"""
+
+
+class ExportConfig(TaskOption):
     """Settings of `edgetransfer export`; each description is the CLI help."""
 
-    model_config = ConfigDict(extra="forbid")
-
     model: str = Field(description="The checkpoint to export: a `finetune` or `distill` output "
-                       "(any HF sequence classifier folder).")
+                       "(any HF model with a task head).")
     out: Path = Field(description="Output folder for model.onnx and its records.")
     quantize: Literal["none", "int8-dynamic", "int8-static", "fp16", "auto"] = Field(
         "int8-dynamic", description="none: fp32 (fused); int8-dynamic: int8 weights, "
@@ -59,10 +79,11 @@ class ExportConfig(BaseModel):
     calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
         "minmax", description="Calibration of activation ranges for int8-static.")
     calibration_samples: int = Field(256, ge=1, description="Calibration texts used at most.")
-    eval_data: str | None = Field(None, description="Labelled data for the accuracy check "
+    eval_data: str | None = Field(None, description="Labelled data for the task-metric check "
                                   "(needed by --quantize auto).")
-    max_accuracy_drop: float = Field(0.5, ge=0, description="Accuracy points a quantized model "
-                                     "may lose against the fp32 ONNX model on --eval-data.")
+    max_accuracy_drop: float = Field(0.5, ge=0, description="How much of the task's primary "
+                                     "metric a quantized model may lose against the fp32 ONNX "
+                                     "model on --eval-data (accuracy: points).")
     atol: float | None = Field(None, gt=0, description="Override the parity tolerance on "
                                "logits (fp32 1e-4, fp16 5e-2).")
     min_agreement: float | None = Field(None, gt=0, le=1, description="Override the least "
@@ -72,6 +93,8 @@ class ExportConfig(BaseModel):
                              "builds.")
     max_length: int = Field(128, ge=8, description="Token limit for eval and calibration texts.")
     text_column: str | None = Field(None, description="Text column of the data files.")
+    text_pair_column: str | None = Field(None, description="Second text column (pair tasks) "
+                                         "[default: found as for training].")
     label_column: str | None = Field(None, description="Label column of --eval-data.")
     threads: int = Field(1, ge=1, description="onnxruntime intra-op threads for the latency "
                          "measurements (1: the edge-device case, and stable figures).")
@@ -89,65 +112,96 @@ def run(cfg: ExportConfig) -> Path:
     bb = backbones.resolve(cfg.model, cfg.allow_pickle)
     if not bb.local:
         raise ModelError(f"--model {cfg.model}: export takes a local checkpoint folder")
-    if not bb.has_classifier:
-        raise ModelError(f"--model {cfg.model}: has no classification head (architectures "
+    task = tasks.resolve(cfg.task, config=bb.config, folder=Path(bb.source))
+    if task.name not in bb.head_tasks:
+        raise ModelError(f"--model {cfg.model}: has no {task.name} head (architectures "
                          f"{bb.config.get('architectures')}); fine-tune it first")
     labels = bb.label_names
-    evals = (data.load_split(cfg.eval_data, labels, text_column=cfg.text_column,
-                             label_column=cfg.label_column) if cfg.eval_data else None)
-    calib = (data.load_split(cfg.calibration_data, None, text_column=cfg.text_column)
-             if cfg.calibration_data else None)
+    evals = task.read_eval(cfg.eval_data, labels, cfg) if cfg.eval_data else None
+    calib = task.read_eval(cfg.calibration_data, None, cfg) if cfg.calibration_data else None
     out = OutputFolder(cfg.out, overwrite=cfg.overwrite, inputs=(Path(bb.source),)
                        + tuple(Path(p) for p in (cfg.eval_data, cfg.calibration_data) if p))
     out.check()
 
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig
 
-    tokenizer = backbones.load_tokenizer(bb)
-    try:
-        config = AutoConfig.from_pretrained(bb.source)
-        reference, info = AutoModelForSequenceClassification.from_pretrained(
-            bb.source, use_safetensors=None if cfg.allow_pickle else True,
-            output_loading_info=True)
-    except Exception as e:  # noqa: BLE001  (transformers' errors: one line naming the folder)
-        raise backbones._load_error(bb, "model", e) from e
-    backbones.check_loaded(bb, reference, info, new_head=False)
-    if info.get("missing_keys"):  # a head filled at random would be exported as if trained
-        raise ModelError(f"--model {cfg.model}: the weights lack {info['missing_keys'][0]}; "
-                         f"export would fill it at random: give a trained classifier")
-    reference.eval()
-    from .finetune import check_vocab
-
-    check_vocab(reference, tokenizer, cfg.model)
+    preprocessor = task.load_preprocessor(bb)
+    config = AutoConfig.from_pretrained(bb.source)
+    reference = backbones.load_trained(bb, task, allow_pickle=cfg.allow_pickle)
+    backbones.check_vocab(reference, preprocessor, cfg.model)
     _check_finite_weights(reference, cfg.model)
-    probe_texts = list(evals["text"][:8]) if evals is not None else None
-    probes = parity.probe_batches(tokenizer, probe_texts, cfg.max_length)
+    probe_rows = [evals[i] for i in range(min(8, len(evals)))] if evals is not None else None
+    probes = parity.probe_batches(task, preprocessor, probe_rows, cfg.max_length)
 
     def torch_logits(batch):
         with torch.inference_mode():
             return reference(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
 
-    eval_batches = _eval_batches(evals, tokenizer, cfg) if evals is not None else None
+    eval_batches = (scoring.batches(task, preprocessor, evals, cfg.max_length)
+                    if evals is not None else None)
     # the parity inputs: shape-varied probes, plus the eval data where given (int8 agreement
     # is only meaningful over many examples)
     probes = probes + ([f for f, _ in eval_batches] if eval_batches else [])
     ref_outputs = [torch_logits(b) for b in probes]
+    job = _Job(cfg, task, labels, preprocessor, probes, ref_outputs, eval_batches)
 
     out.prepare()
     try:
-        record, settings = _build_all(cfg, out.work, bb, config, tokenizer, probes, ref_outputs,
-                                      evals, calib, eval_batches, torch_logits, started)
+        record, settings = _build_all(job, out.work, bb, config, evals, calib, torch_logits,
+                                      started)
     except BaseException:
         # export has nothing to resume: a failed or interrupted build leaves no trace
         shutil.rmtree(out.work, ignore_errors=True)
         raise
     final_dir = out.commit()
+    metric = task.primary
     log.info("wrote %s  (%s, %.1f MB, p50 %.2f ms at batch 1%s)", final_dir / "model.onnx",
              settings.get("mode"), record["size_bytes"] / 2**20,
              record["latency_batch1"]["p50_ms"],
-             f", accuracy {record['accuracy']:.4f}" if "accuracy" in record else "")
+             f", {metric} {record[metric]:.4f}" if metric in record else "")
     return final_dir
+
+
+class _Job:
+    """What every build step of one export reads: settings, task, parity inputs, eval data."""
+
+    def __init__(self, cfg, task, labels, preprocessor, probes, ref_outputs, eval_batches):
+        self.cfg, self.task, self.labels, self.preprocessor = cfg, task, labels, preprocessor
+        self.probes, self.ref_outputs, self.eval_batches = probes, ref_outputs, eval_batches
+
+    def gate(self, path, precision) -> dict:
+        """Run the ONNX model on the parity inputs and fail (exit 3) if it drifts."""
+        cfg = self.cfg
+        session = latency.ort_session(path, cfg.threads)
+        outputs = [session.run(None, latency.feeds_for(session, b))[0] for b in self.probes]
+        min_agreement = cfg.min_agreement
+        if min_agreement is None and precision == "int8" and not cfg.eval_data:
+            min_agreement = PROBE_ONLY_INT8_AGREEMENT
+        report = parity.compare(self.ref_outputs, outputs, precision, atol=cfg.atol,
+                                min_agreement=min_agreement, task=self.task)
+        if not report.passed:
+            raise CheckFailed(f"parity with PyTorch failed for {path.stem} ({precision}): "
+                              f"{'; '.join(report.failures)}; nothing was written to {cfg.out}")
+        return report.as_dict()
+
+    def score(self, path, precision: str = "fp32") -> float:
+        """The task's primary metric of an ONNX model on the eval data."""
+        session = latency.ort_session(path, self.cfg.threads)
+        return scoring.score(self.task,
+                             lambda b: session.run(None, latency.feeds_for(session, b))[0],
+                             self.eval_batches, self.labels, precision)
+
+    def check_drop(self, value: float, fp32_value: float | None, name: str) -> None:
+        if fp32_value is None:
+            return
+        drop = self.task.drop(fp32_value, value)
+        if drop > self.cfg.max_accuracy_drop:
+            metric = self.task.primary
+            raise CheckFailed(
+                f"{name}: {metric} {value:.4f} is {drop:.2f} below the fp32 ONNX model's "
+                f"{fp32_value:.4f} (allowed {self.cfg.max_accuracy_drop}); try --quantize auto "
+                f"or int8-static, or raise --max-accuracy-drop")
 
 
 def _check_finite_weights(model, name: str) -> None:
@@ -161,52 +215,57 @@ def _check_finite_weights(model, name: str) -> None:
                          f"training run?): train it again")
 
 
-def _build_all(cfg, work, bb, config, tokenizer, probes, ref_outputs, evals, calib,
-               eval_batches, torch_logits, started):
+def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
     """Everything written into the partial folder: the model, export.json, artifact.json."""
+    cfg, task = job.cfg, job.task
+    metric = task.primary
     tmp = work / ".build"
     tmp.mkdir()
-    log.info("exporting %s to ONNX (opset %d)", cfg.model, cfg.opset)
-    raw = onnx_export.export(Path(bb.source), work, cfg.opset)
+    log.info("exporting %s to ONNX (opset %d, optimum task %s)", cfg.model, cfg.opset,
+             task.optimum_task)
+    raw = onnx_export.export(Path(bb.source), work, cfg.opset, task.optimum_task)
     shutil.move(raw, tmp / "exported.onnx")
-    record: dict = {"opset": cfg.opset, "source": cfg.model, "parity": {}}
-    record["parity"]["export"] = _gate(tmp / "exported.onnx", probes, ref_outputs, "fp32", cfg)
+    record: dict = {"task": task.name, "metric": metric, "opset": cfg.opset,
+                    "source": cfg.model, "parity": {}}
+    record["parity"]["export"] = job.gate(tmp / "exported.onnx", "fp32")
     fp32 = tmp / "exported.onnx"
     if cfg.fuse:
-        record["fusions"] = onnx_export.fuse(fp32, tmp / "fused.onnx", config)
+        record["fusions"] = rewrites.fuse(fp32, tmp / "fused.onnx", config)
         fp32 = tmp / "fused.onnx"
-        if cfg.first_token_last_layer and onnx_export.first_token_last_layer(
-                fp32, tmp / "fused-first-token.onnx", config):
+        if (cfg.first_token_last_layer and rewrites.FIRST_TOKEN in task.rewrites
+                and rewrites.first_token_last_layer(fp32, tmp / "fused-first-token.onnx",
+                                                    config)):
             fp32 = tmp / "fused-first-token.onnx"
             record["first_token_last_layer"] = True
-        record["parity"]["fused"] = _gate(fp32, probes, ref_outputs, "fp32", cfg)
+        record["parity"]["fused"] = job.gate(fp32, "fp32")
 
-    feeds = _calibration_feeds(calib, tokenizer, cfg) if calib is not None else []
-    singles = _singles(tokenizer, evals["text"] if evals is not None else parity.PROBE_TEXTS, cfg)
-    fp32_accuracy = None
-    if eval_batches is not None:
-        fp32_accuracy = _accuracy(fp32, eval_batches, cfg.threads)
-        record["torch_accuracy"] = _accuracy_of(torch_logits, eval_batches)
-        record["fp32_onnx_accuracy"] = fp32_accuracy
+    feeds = (scoring.singles(task, job.preprocessor, calib, cfg.max_length,
+                             cfg.calibration_samples) if calib is not None else [])
+    singles = _singles(job, evals)
+    fp32_value = None
+    if job.eval_batches is not None:
+        fp32_value = job.score(fp32)
+        record[f"torch_{metric}"] = scoring.score(task, torch_logits, job.eval_batches,
+                                                  job.labels)
+        record[f"fp32_onnx_{metric}"] = fp32_value
 
     if cfg.quantize == "auto":
-        chosen, candidates = _auto(fp32, tmp, feeds, eval_batches, fp32_accuracy, probes,
-                                   ref_outputs, singles, cfg)
+        chosen, candidates = _auto(job, fp32, tmp, feeds, fp32_value, singles)
         record["auto"] = {"candidates": candidates, "chosen": chosen["name"]}
         final, settings = chosen["path"], chosen["settings"]
         record["parity"]["final"] = chosen["parity"]
-        record["accuracy"] = chosen["accuracy"]
+        record[metric] = chosen[metric]
     else:
         final, settings = _build(cfg.quantize, fp32, tmp, feeds, cfg)
-        precision = _precision(cfg.quantize)
-        record["parity"]["final"] = _gate(final, probes, ref_outputs, precision, cfg)
-        if eval_batches is not None:
-            record["accuracy"] = _accuracy(final, eval_batches, cfg.threads, precision)
-            _check_drop(record["accuracy"], fp32_accuracy, cfg, cfg.quantize)
+        precision = quantize.precision_of(cfg.quantize)
+        record["parity"]["final"] = job.gate(final, precision)
+        if job.eval_batches is not None:
+            record[metric] = job.score(final, precision)
+            job.check_drop(record[metric], fp32_value, cfg.quantize)
     record["quantization"] = settings
-    if "accuracy" in record:  # auto's pick too
-        record["accuracy_batch_size"] = data.scoring_batch_size(
-            _precision(settings.get("mode", cfg.quantize)))
+    if metric in record:  # auto's pick too
+        record[f"{metric}_batch_size"] = scoring.scoring_batch_size(
+            quantize.precision_of(settings.get("mode", cfg.quantize)))
     shutil.move(final, work / "model.onnx")
     if cfg.ort_format:
         record["ort_format"] = _to_ort(work / "model.onnx", work)
@@ -214,10 +273,10 @@ def _build_all(cfg, work, bb, config, tokenizer, probes, ref_outputs, evals, cal
 
     record["latency_batch1"] = _latency(work / "model.onnx", singles, cfg.threads) | {
         "threads": cfg.threads, "provider": "CPUExecutionProvider",
-        "inputs": "eval texts, one at a time" if evals is not None else "probe texts"}
+        "inputs": "eval rows, one at a time" if evals is not None else "probe rows"}
     host = latency.machine()
     record["host"] = {k: host[k] for k in ("cpu", "arch", "isa")}
-    if _precision(settings.get("mode", cfg.quantize)) == "int8":
+    if quantize.precision_of(settings.get("mode", cfg.quantize)) == "int8":
         # the latency above is this host's: say so where the target's devices differ
         record["host"]["target_mismatch"] = quantize.host_mismatch(cfg.target, host)
         if record["host"]["target_mismatch"]:
@@ -227,16 +286,12 @@ def _build_all(cfg, work, bb, config, tokenizer, probes, ref_outputs, evals, cal
     record["versions"] = versions("torch", "transformers", "optimum-onnx", "onnx", "onnxruntime")
     record["wall_time_s"] = round(time.perf_counter() - started, 1)
     write_json(work / "export.json", record)
-    write_manifest(work, "onnx-classifier", json.loads(cfg.model_dump_json()),
-                   {k: record.get(k) for k in ("accuracy", "size_bytes")}
+    write_manifest(work, "onnx-model", json.loads(cfg.model_dump_json()),
+                   {k: record.get(k) for k in (metric, "size_bytes")}
                    | {"p50_ms_batch1": record["latency_batch1"]["p50_ms"]},
-                   parents={"model": cfg.model},
+                   parents={"model": cfg.model}, task=task.name,
                    packages=("torch", "transformers", "optimum-onnx", "onnx", "onnxruntime"))
     return record, settings
-
-
-def _precision(mode: str) -> str:
-    return {"none": "fp32", "fp16": "fp16"}.get(mode, "int8")
 
 
 def _build(mode, fp32, tmp, feeds, cfg, exclude=None, name=None):
@@ -255,86 +310,19 @@ def _build(mode, fp32, tmp, feeds, cfg, exclude=None, name=None):
     return dst, quantize.fp16(fp32, dst)
 
 
-# With only the 8 probe texts, one near-tie flipping is 12.5% disagreement: without eval
+# With only the 8 probe rows, one near-tie flipping is 12.5% disagreement: without eval
 # data an int8 model is held to this coarse bar (a broken quantization gives near-random
 # predictions), and export.json says the agreement was judged on probes only.
 PROBE_ONLY_INT8_AGREEMENT = 0.75
 
 
-def _gate(path, probes, ref_outputs, precision, cfg) -> dict:
-    """Run the ONNX model on the parity inputs and fail (exit 3) if it drifts."""
-    session = latency.ort_session(path, cfg.threads)
-    outputs = [session.run(None, latency.feeds_for(session, b))[0] for b in probes]
-    min_agreement = cfg.min_agreement
-    if min_agreement is None and precision == "int8" and not cfg.eval_data:
-        min_agreement = PROBE_ONLY_INT8_AGREEMENT
-    report = parity.compare(ref_outputs, outputs, precision, atol=cfg.atol,
-                            min_agreement=min_agreement)
-    if not report.passed:
-        raise CheckFailed(f"parity with PyTorch failed for {path.stem} ({precision}): "
-                          f"{'; '.join(report.failures)}; nothing was written to {cfg.out}")
-    return report.as_dict()
-
-
-def _one_at_a_time(tokenizer, texts, pairs, max_length: int) -> list[dict]:
-    """Batch-1 inputs of real lengths (the deployment shape), as numpy int64."""
-    return [data.encode_arrays(tokenizer, [text], [pairs[i]] if pairs else None, max_length)
-            for i, text in enumerate(texts)]
-
-
-def _calibration_feeds(ds, tokenizer, cfg) -> list[dict]:
-    n = cfg.calibration_samples
-    pairs = ds["text_pair"][:n] if "text_pair" in ds.column_names else None
-    return _one_at_a_time(tokenizer, ds["text"][:n], pairs, cfg.max_length)
-
-
-def _eval_batches(ds, tokenizer, cfg, batch_size: int = data.SCORE_BATCH):
-    import numpy as np
-
-    texts, labels = list(ds["text"]), list(ds["label"])
-    pairs = list(ds["text_pair"]) if "text_pair" in ds.column_names else None
-    batches = []
-    for s in range(0, len(texts), batch_size):
-        feeds = data.encode_arrays(tokenizer, texts[s:s + batch_size],
-                                   pairs[s:s + batch_size] if pairs else None, cfg.max_length)
-        batches.append((feeds, np.array(labels[s:s + batch_size])))
-    return batches
-
-
-def _accuracy(path, batches, threads, precision: str = "fp32") -> float:
-    session = latency.ort_session(path, threads)
-    if data.scoring_batch_size(precision) == 1:  # split the encoded batches, no re-tokenizing
-        batches = list(data.one_by_one(batches))
-    return _accuracy_of(lambda b: session.run(None, latency.feeds_for(session, b))[0], batches)
-
-
-def _accuracy_of(logits_of, batches) -> float:
-    """Top-1 accuracy of `logits_of(feeds)` over (feeds, labels) batches."""
-    right = total = 0
-    for feeds, labels in batches:
-        right += int((logits_of(feeds).argmax(-1) == labels).sum())
-        total += len(labels)
-    return right / total
-
-
-def _check_drop(accuracy, fp32_accuracy, cfg, name) -> None:
-    if fp32_accuracy is None:
-        return
-    drop = 100 * (fp32_accuracy - accuracy)
-    if drop > cfg.max_accuracy_drop:
-        raise CheckFailed(
-            f"{name}: accuracy {accuracy:.4f} is {drop:.2f} points below the fp32 ONNX model's "
-            f"{fp32_accuracy:.4f} (allowed {cfg.max_accuracy_drop}); try --quantize auto or "
-            f"int8-static, or raise --max-accuracy-drop")
-
-
 def _sensitive_nodes(path) -> list[str]:
-    """Nodes most int8 error flows from: the classifier head and the last block's FFN."""
+    """Nodes most int8 error flows from: the head and the last block's FFN."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     names = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Attention")]
-    head = [n for n in names if "classifier" in n or "pooler" in n]
+    head = [n for n in names if any(h in n for h in heads.HEAD_MODULES)]
     last = sorted({n.split("/")[3] for n in names if n.count("/") > 3 and "layer." in n},
                   key=lambda s: int(s.split(".")[-1]) if s.split(".")[-1].isdigit() else -1)
     tail = [n for n in names if last and f"/{last[-1]}/" in n
@@ -342,33 +330,35 @@ def _sensitive_nodes(path) -> list[str]:
     return head + tail
 
 
-def _auto(fp32, tmp, feeds, eval_batches, fp32_accuracy, probes, ref_outputs, singles, cfg):
-    """Build candidates from the fastest expected; keep the fastest that holds accuracy.
+def _auto(job, fp32, tmp, feeds, fp32_value, singles):
+    """Build candidates from the fastest expected; keep the fastest that holds the metric.
 
     A candidate that misses gets one retry with its most sensitive nodes kept in fp32.
     Every candidate's figures are recorded, the misses included.
     """
+    cfg, metric = job.cfg, job.task.primary
     order = ["int8-dynamic"] + (["int8-static"] if feeds else []) + ["none"]
     candidates, kept = [], []
     for mode in order:
         exclude = None
+        precision = quantize.precision_of(mode)
         while True:
             label = mode if exclude is None else f"{mode}-excluding-{len(exclude)}-nodes"
             path, settings = _build(mode, fp32, tmp, feeds, cfg, exclude, label)
             entry = {"name": label, "settings": settings, "size_bytes": path.stat().st_size}
             try:
-                gate = _gate(path, probes, ref_outputs, _precision(mode), cfg)
+                gate = job.gate(path, precision)
             except CheckFailed as e:
                 gate, entry["parity_failed"] = None, str(e)
-            accuracy = _accuracy(path, eval_batches, cfg.threads, _precision(mode))
+            value = job.score(path, precision)
             lat = _latency(path, singles, cfg.threads)
-            drop = 100 * (fp32_accuracy - accuracy)
-            entry |= {"accuracy": accuracy, "drop_points": round(drop, 3),
+            drop = job.task.drop(fp32_value, value)
+            entry |= {metric: value, "drop_points": round(drop, 3),
                       "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
                       "holds": gate is not None and drop <= cfg.max_accuracy_drop}
             candidates.append(entry)
-            log.info("candidate %-30s accuracy %.4f (drop %.2f pts)  p50 %.2f ms  %s", label,
-                     accuracy, drop, lat["p50_ms"], "holds" if entry["holds"] else "misses")
+            log.info("candidate %-30s %s %.4f (drop %.2f)  p50 %.2f ms  %s", label, metric,
+                     value, drop, lat["p50_ms"], "holds" if entry["holds"] else "misses")
             if entry["holds"]:
                 kept.append(dict(entry, path=path, parity=gate))
             if entry["holds"] or exclude is not None or mode == "none":
@@ -382,9 +372,12 @@ def _auto(fp32, tmp, feeds, eval_batches, fp32_accuracy, probes, ref_outputs, si
     return min(kept, key=lambda e: e["p50_ms"]), candidates
 
 
-def _singles(tokenizer, texts, cfg) -> list[dict]:
-    """Latency inputs: up to 64 texts, one at a time."""
-    return _one_at_a_time(tokenizer, list(texts)[:64], None, cfg.max_length)
+def _singles(job, evals) -> list[dict]:
+    """Latency inputs: up to 64 rows of the eval data (else the probes), one at a time."""
+    from datasets import Dataset
+
+    rows = evals if evals is not None else Dataset.from_list(list(job.task.probe_rows))
+    return scoring.singles(job.task, job.preprocessor, rows, job.cfg.max_length, 64)
 
 
 def _latency(path, singles, threads) -> dict:
@@ -408,3 +401,30 @@ def _to_ort(path: Path, folder: Path) -> dict:
     ort_files = sorted(p.name for p in folder.glob("*.ort"))
     configs = sorted(p.name for p in folder.glob("*.config"))
     return {"files": ort_files + configs}
+
+
+def plan(variants, w) -> list[dict]:
+    """The pipeline steps (a recipe's `export:` list): each variant of the newest model
+    (the student, else the teacher), in its folder onnx-NAME."""
+    source = w.made.get("student") or w.made.get("teacher", w.model)
+    steps, exported = [], {}
+    for variant in variants:
+        name = variant_name(variant)
+        out = w.root / f"onnx-{name}"
+        settings = variant.model_dump(exclude={"name"})
+        calibrate = settings["quantize"] in ("int8-static", "auto")
+        calibration = w.files["train"] if calibrate else None
+        config = settings | w.columns() | dict(
+            task=w.recipe.task, model=source, out=out, eval_data=w.files["eval"],
+            calibration_data=calibration, max_length=w.recipe.data.max_length,
+            overwrite=True)
+        steps.append({"label": out.name, "config": config, "inputs": {
+            "model": source, "eval": w.files["eval"], "calibration": calibration}})
+        exported[name] = out
+    w.made["exports"] = exported
+    return steps
+
+
+def variant_name(variant) -> str:
+    """A recipe variant's name: given, else its quantize mode (folder onnx-NAME)."""
+    return variant.name or variant.quantize

@@ -1,9 +1,10 @@
-"""Stage `finetune`: adapt a backbone to a labelled text-classification task.
+"""Stage `finetune`: adapt a backbone to a labelled task.
 
-Input: a backbone (built-in name, local folder, hub id) and labelled splits.
-Output (the folder given as `out`): a plain HF checkpoint loadable with
-AutoModelForSequenceClassification (LoRA merged in; the adapter kept under adapter/),
-metrics.json, settings.json, history.json, training.png and artifact.json.
+Input: a backbone (built-in name, local folder, hub id) and labelled splits; the task
+(`--task`, else the checkpoint's head, else the data's columns) says how they are read.
+Output (the folder given as `out`): a plain HF checkpoint loadable with the task's
+AutoModelFor... class (LoRA merged in; the adapter kept under adapter/), metrics.json,
+settings.json, history.json, training.png and artifact.json.
 """
 
 from __future__ import annotations
@@ -16,28 +17,44 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from .. import backbones, data, devices, methods, training
-from ..artifacts import OutputFolder
-from ..errors import ConfigError, ModelError, OutputError
-from ..options import RUN_CONTROL, DataOptions, OutputOptions, TrainOptions, comma_list, data_kwargs
+from .. import tasks
+from ..errors import ConfigError
+from ..modeling import backbones
+from ..options import DataOptions, OutputOptions, TaskOption, TrainOptions, comma_list
+from ..train import devices, methods, training
+from ..train.outputs import output_folder, run_settings
 
 log = logging.getLogger(__name__)
+
+# The command's --help (edgetransfer.cli makes the command from the registry).
+HELP = """Fine-tune a backbone on a labelled task (text-classification: texts or pairs).
+
+\b
+Example (offline, bundled backbone and the quickstart data):
+  edgetransfer finetune --model minilm-l6 \\
+      --train recipes/data/intents/train.jsonl \\
+      --validation recipes/data/intents/validation.jsonl \\
+      --test recipes/data/intents/test.jsonl --method lora --out models/demo/teacher
+
+Several processes or GPUs: `torchrun --nproc_per_node N -m edgetransfer finetune ...`
+or `accelerate launch -m edgetransfer finetune ...`.
+"""
 
 # Learning rates by method, measured on the quickstart intents and SST-2 with minilm-l6
 # (bench/finetune_methods.py): the fewer weights move, the larger the step they tolerate.
 DEFAULT_LR = {"full": 1e-4, "lora": 1e-3, "head": 3e-3}
 
 
-class FinetuneConfig(DataOptions, TrainOptions, OutputOptions):
+class FinetuneConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
     """Settings of `edgetransfer finetune`; each description is the CLI help."""
 
     model: str = Field("minilm-l6", description="Backbone: 'minilm-l6' (all-MiniLM-L6-v2, "
                        "bundled, offline), a local HF folder, or a hub id when online.")
-    new_head: bool = Field(False, description="Replace an existing classification head whose "
-                           "classes differ from the data's.")
+    new_head: bool = Field(False, description="Replace an existing head whose classes (or "
+                           "task) differ from the data's.")
     method: Literal["full", "lora", "head"] = Field("full", description="What is trained: all "
                                                     "weights, LoRA adapters (merged at the "
-                                                    "end), or the classification head only.")
+                                                    "end), or the task head only.")
     lr: float | None = Field(None, gt=0, description="Peak learning rate [default by method: "
                              "full 1e-4, lora 1e-3, head 3e-3].")
     freeze_layers: int = Field(0, ge=0, description="Freeze the embeddings and the lowest N "
@@ -67,34 +84,39 @@ def run(cfg: FinetuneConfig) -> Path:
         raise ConfigError("--freeze-layers has no effect with --method head (all is frozen)")
     placement = devices.choose(cfg.device, cfg.precision)
     backbone = backbones.resolve(cfg.model, cfg.allow_pickle, cfg.trust_remote_code)
+    task = tasks.resolve(cfg.task, config=None if cfg.new_head else backbone.config,
+                         columns=lambda: _columns(cfg.train))
     model_labels = None if cfg.new_head else backbone.label_names
 
     backbones.check_max_length(backbone, cfg.max_length)
-    task = data.load_task(cfg.train, cfg.validation, cfg.test, model_labels=model_labels,
-                          **data_kwargs(cfg))
-    log.info("data: %s; classes: %s", ", ".join(f"{k} {len(v)}" for k, v in task.splits.items()),
-             ", ".join(task.label_names))
-    tokenizer = backbones.load_tokenizer(backbone, cfg.trust_remote_code)
-    tokenized, truncation = data.tokenize(task, tokenizer, cfg.max_length,
-                                          "error" if cfg.refuse_long else "truncate")
+    data = task.read(cfg, model_labels)
+    log.info("task %s; data: %s; labels: %s", task.name,
+             ", ".join(f"{k} {len(v)}" for k, v in data.splits.items()),
+             ", ".join(data.label_names))
+    preprocessor = task.load_preprocessor(backbone, cfg.trust_remote_code)
+    tokenized, truncation = task.prepare(data, preprocessor, cfg.max_length,
+                                         "error" if cfg.refuse_long else "truncate")
 
-    out = output_folder(cfg, task, [backbone])
-    settings = _settings(cfg, task, placement, backbone)
+    out = output_folder(cfg, data.sources, [backbone])
+    settings = {"stage": "finetune", "config": json.loads(cfg.model_dump_json()),
+                "learning_rate": cfg.learning_rate, **run_settings(task, data, placement),
+                "backbone_source": backbone.source if not backbone.local else backbone.name}
 
     from transformers import set_seed
 
     set_seed(cfg.seed)  # the new head's initial weights depend on it
-    model, new_modules = backbones.load_classifier(
-        backbone, task.label_names, new_head=cfg.new_head, allow_pickle=cfg.allow_pickle,
+    model, new_modules = backbones.load_model(
+        backbone, task, data.label_names, new_head=cfg.new_head, allow_pickle=cfg.allow_pickle,
         trust_remote_code=cfg.trust_remote_code,
     )
-    check_vocab(model, tokenizer, cfg.model)
+    backbones.check_vocab(model, preprocessor, cfg.model)
     model = methods.apply(
-        model, cfg.method, new_modules, freeze_layers=cfg.freeze_layers, lora_r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, lora_targets=cfg.lora_targets,
+        model, cfg.method, new_modules, peft_task_type=task.peft_task_type,
+        freeze_layers=cfg.freeze_layers, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout, lora_targets=cfg.lora_targets,
     )
-    fitted = training.fit(model=model, tokenizer=tokenizer, tokenized=tokenized,
-                          label_names=task.label_names, opts=cfg, lr=cfg.learning_rate, out=out,
+    fitted = training.fit(model=model, tokenizer=preprocessor, task=task, tokenized=tokenized,
+                          label_names=data.label_names, opts=cfg, lr=cfg.learning_rate, out=out,
                           settings=settings, placement=placement, started=started)
     if not training.is_main_process():
         return out.final
@@ -103,7 +125,8 @@ def run(cfg: FinetuneConfig) -> Path:
     trained = fitted.trainer.model
     if cfg.method == "lora":
         trained.save_pretrained(out.work / "adapter")  # safetensors by default
-        batch = probe_batch(tokenized["validation"], tokenizer, trained.device)
+        batch = probe_batch(tokenized["validation"], task.collator(preprocessor),
+                            trained.device)
         trained, diff = methods.merge_checked(trained, batch, cfg.merge_tolerance)
         merge = {"max_abs_logit_diff": diff, "tolerance": cfg.merge_tolerance,
                  "examples": int(batch["input_ids"].shape[0])}
@@ -111,81 +134,33 @@ def run(cfg: FinetuneConfig) -> Path:
     result = {**fitted.evaluations, "training": fitted.train_metrics,
               "truncated": truncation.counts, "longest_tokens": truncation.longest,
               "merge_check": merge}
-    return training.finish(out, fitted, model=trained, tokenizer=tokenizer,
-                           kind="finetuned-classifier", settings=settings, metrics=result,
-                           parents={"backbone": backbone.name, **task.sources},
+    return training.finish(out, fitted, model=trained, tokenizer=preprocessor, task=task,
+                           kind="finetuned-model", settings=settings, metrics=result,
+                           parents={"backbone": backbone.name, **data.sources},
                            title=f"finetune {cfg.method}: {backbone.name}",
                            keep_checkpoints=cfg.keep_checkpoints)
 
 
-def output_folder(cfg, task, models, extra_inputs=()) -> OutputFolder:
-    """The stage's OutputFolder, checked now (before slow work) by the first process alone."""
-    inputs = [Path(p) for p in [*task.sources.values(), *extra_inputs] if Path(p).exists()]
-    inputs += [Path(m.source) for m in models if m.local]
-    out = OutputFolder(cfg.out, overwrite=cfg.overwrite, resume=cfg.resume, inputs=tuple(inputs))
-    will_resume = out.check() if training.is_main_process() else False
-    if will_resume:
-        _check_resume_settings(out.work / "settings.json", cfg)
-    return out
+def _columns(train: str) -> list[str] | None:
+    """The train file's columns, for telling the task from the data (None for a hub id)."""
+    from ..data.splits import is_local, read_split
+
+    return list(read_split(train, "train").column_names) if is_local(train) else None
 
 
-def _settings(cfg, task, placement, backbone) -> dict:
-    return {
-        "stage": "finetune",
-        "config": json.loads(cfg.model_dump_json()),
-        "learning_rate": cfg.learning_rate,
-        **task_settings(task, placement),
-        "backbone_source": backbone.source if not backbone.local else backbone.name,
-    }
-
-
-def task_settings(task, placement) -> dict:
-    return {
-        "columns": vars(task.columns),
-        "label_names": task.label_names,
-        "rows": {k: len(v) for k, v in task.splits.items()},
-        "device": placement.device,
-        "precision": placement.precision,
-        "processes": training.world_size(),
-    }
-
-
-def _check_resume_settings(path: Path, cfg) -> None:
-    if not path.exists():
-        return
-    before = json.loads(path.read_text(encoding="utf-8"))
-    if before.get("processes", 1) != training.world_size():
-        raise OutputError(
-            f"--resume: the interrupted run used {before.get('processes', 1)} process(es), this "
-            f"one {training.world_size()}: batches and steps would differ; resume with the same "
-            f"number, or pass --overwrite")
-    old = before.get("config", {})
-    new = json.loads(cfg.model_dump_json())
-    changed = sorted(k for k in set(old) | set(new)
-                     if k not in RUN_CONTROL and old.get(k) != new.get(k))
-    if changed:
-        raise OutputError(
-            f"--resume: the interrupted run used other settings ({', '.join(changed)}); "
-            f"rerun with the same ones, or pass --overwrite to start over"
-        )
-
-
-def check_vocab(model, tokenizer, flag: str) -> None:
-    """Token ids past the embedding table crash deep inside torch; say so plainly instead."""
-    table = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) > table:
-        raise ModelError(
-            f"--model {flag}: the tokenizer has {len(tokenizer)} tokens but the model's embedding "
-            f"table only {table}; the tokenizer belongs to another model"
-        )
-
-
-def probe_batch(dataset, tokenizer, device, n: int = 32) -> dict:
+def probe_batch(dataset, collate, device, n: int = 32) -> dict:
     """A padded batch of the first `n` examples, labels dropped, for output checks."""
-    from transformers import DataCollatorWithPadding
-
-    rows = [{k: v for k, v in dataset[i].items() if k in ("input_ids", "attention_mask",
-                                                            "token_type_ids")}
+    rows = [{k: v for k, v in dataset[i].items() if k != "label"}
             for i in range(min(n, len(dataset)))]
-    batch = DataCollatorWithPadding(tokenizer)(rows)
+    batch = collate(rows)
     return {k: v.to(device) for k, v in batch.items()}
+
+
+def plan(section, w) -> list[dict]:
+    """The pipeline step (a recipe's `finetune:`): the backbone on the recipe's data; its
+    output is the teacher the later steps read."""
+    out = w.root / "teacher"
+    config = section.model_dump() | w.training_data() | dict(model=w.model, out=out)
+    w.made["teacher"] = str(out)
+    return [{"label": "teacher", "config": config,
+             "inputs": {"model": w.model} | w.splits()}]

@@ -27,11 +27,31 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .. import tasks
 from ..artifacts import MANIFEST as ARTIFACT, OutputFolder, sha256, versions, write_json
 from ..artifacts import write_manifest
+from ..convert.quantize import precision_of
+from ..data.labels import id2label_names
+from ..options import result_settings
 from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
 
 log = logging.getLogger(__name__)
+
+# The command's --help (edgetransfer.cli makes the command from the registry).
+HELP = """Bundle an exported model for a device: one folder and one deterministic .tar.gz.
+
+\b
+Example:
+  edgetransfer package --model models/demo/onnx --verify-report models/demo/verify.json \\
+      --target linux-aarch64 --out models/demo/bundle
+writes models/demo/bundle/, models/demo/bundle.tar.gz and models/demo/bundle.json.
+On the device, after unpacking:
+  pip install -r requirements.txt && python predict.py "turn the kitchen lights off"
+
+A model whose verify gates failed is refused (exit 3) unless --force; the manifest then
+says so. The bundled runtime is measured here in fresh processes (cold start, peak RSS,
+per-request latency) and the figures go into manifest.json.
+"""
 
 TARGETS = ("linux-x86_64", "linux-aarch64")
 # the CPU family each export --target tunes int8 for (edgetransfer.quantize.TARGETS)
@@ -85,9 +105,9 @@ class PackageConfig(BaseModel):
 
 
 def run(cfg: PackageConfig) -> Path:
-    from .. import footprint, parity
-    from ..bundle import write_archive
-    from ..runtime.predict import BundleError, read_texts
+    from ..bundle.archive import write_archive
+    from ..bundle.runtime.predict import BundleError, read_texts
+    from ..measure import footprint
 
     if cfg.target is None:
         cfg = cfg.model_copy(update={"target": _this_machine()})
@@ -95,6 +115,7 @@ def run(cfg: PackageConfig) -> Path:
     model = cfg.model
     _check_model(model, cfg)
     labels = _labels(model)
+    task = tasks.resolve(None, config=_read_json(model / "config.json"), folder=model)
     export_record = _read_json(model / "export.json") if (model / "export.json").exists() else {}
     model_sha = sha256(model / "model.onnx")
     verification = _verification(cfg, model_sha)
@@ -103,7 +124,8 @@ def run(cfg: PackageConfig) -> Path:
     for note in notes:
         log.warning("%s", note)
     try:
-        texts = read_texts(cfg.latency_data) if cfg.latency_data else list(parity.PROBE_TEXTS)
+        texts = (read_texts(cfg.latency_data) if cfg.latency_data
+                 else [r["text"] for r in task.probe_rows])
     except BundleError as e:
         raise DataError(f"--latency-data {e}") from None
 
@@ -116,7 +138,8 @@ def run(cfg: PackageConfig) -> Path:
     out.prepare()
     partial = archive.with_name(f".{archive.name}.partial")
     try:
-        manifest = _write_bundle(out.work, cfg, labels, export_record, verification, pins, notes)
+        manifest = _write_bundle(out.work, cfg, task, labels, export_record, verification,
+                                 pins, notes)
         if cfg.measure:
             log.info("measuring the bundled runtime (%d cold starts, %d requests)",
                      cfg.cold_starts, cfg.latency_requests)
@@ -130,11 +153,12 @@ def run(cfg: PackageConfig) -> Path:
                  "unpacked_bytes": sum(p.stat().st_size for p in out.work.rglob("*")
                                        if p.is_file() and p.name != ARTIFACT)}
         measured = manifest.get("measurements", {})
-        write_manifest(out.work, "bundle", _settings(cfg), sizes | {
+        write_manifest(out.work, "bundle", result_settings(cfg), sizes | {
             k: v for k, v in (("cold_start_s", measured.get("cold_start_s")),
                               ("peak_rss_mb", measured.get("peak_rss_mb")),
                               ("p50_ms", measured.get("latency", {}).get("p50_ms")))
-            if v is not None}, parents={"model": str(model)}, packages=RUNTIME_PACKAGES)
+            if v is not None}, parents={"model": str(model)}, packages=RUNTIME_PACKAGES,
+            task=task.name)
     except BaseException:
         shutil.rmtree(out.work, ignore_errors=True)
         partial.unlink(missing_ok=True)
@@ -186,15 +210,15 @@ def _read_json(path: Path, flag: str = "--model"):
 
 
 def _labels(model: Path) -> list[str]:
-    id2label = _read_json(model / "config.json").get("id2label") or {}
     try:
-        ids = sorted(int(k) for k in id2label)
-    except ValueError:
-        ids = []
-    if not ids or ids != list(range(len(ids))):
+        names = id2label_names(_read_json(model / "config.json").get("id2label"),
+                               f"--model {model}: config.json")
+    except ValueError as e:
+        raise ModelError(f"{e}; it names the outputs the runtime prints") from None
+    if not names:
         raise ModelError(f"--model {model}: config.json has no usable id2label (ids 0..n-1); "
-                         f"it names the classes the runtime prints")
-    return [str(id2label[str(i)]) for i in ids]
+                         f"it names the outputs the runtime prints")
+    return names
 
 
 def _verification(cfg: PackageConfig, model_sha: str) -> dict:
@@ -297,19 +321,10 @@ def _check_beside(out: OutputFolder, paths, inputs, overwrite: bool) -> None:
             raise OutputError(f"--out {out.final}: {path} is a folder")
 
 
-def _settings(cfg: PackageConfig) -> dict:
-    """The settings that shape the bundle (not where it was written: a rebuild elsewhere is
-    the same bundle)."""
-    settings = json.loads(cfg.model_dump_json())
-    for key in ("out", "overwrite"):
-        settings.pop(key)
-    return settings
-
-
-def _write_bundle(work: Path, cfg: PackageConfig, labels, export_record, verification,
+def _write_bundle(work: Path, cfg: PackageConfig, task, labels, export_record, verification,
                   pins, notes) -> dict:
-    from ..runtime import SOURCE
-    from ..runtime.predict import FORMAT, BundleError, Predictor
+    from ..bundle.runtime import SOURCE
+    from ..bundle.runtime.predict import FORMAT, BundleError, Predictor
 
     model = cfg.model
     shutil.copyfile(model / "model.onnx", work / "model.onnx")
@@ -321,7 +336,7 @@ def _write_bundle(work: Path, cfg: PackageConfig, labels, export_record, verific
         for name in ort_files:
             shutil.copyfile(model / name, work / name)
     write_json(work / "labels.json", labels)
-    spec = _input_spec(work, model, cfg, export_record, len(labels))
+    spec = _input_spec(work, model, cfg, task, len(labels))
     write_json(work / "input_spec.json", spec)
     shutil.copyfile(SOURCE, work / "predict.py")
     os.chmod(work / "predict.py", 0o755)
@@ -330,23 +345,25 @@ def _write_bundle(work: Path, cfg: PackageConfig, labels, export_record, verific
         f"# all the bundled runtime needs (for {cfg.target}); onnxruntime as {how} with\n"
         + "".join(p + "\n" for p in pins), encoding="utf-8")
     (work / "README.md").write_text(
-        _readme(cfg, labels, export_record, verification, pins, spec), encoding="utf-8")
+        _readme(cfg, task, labels, export_record, verification, pins, spec), encoding="utf-8")
     files = {}
     for f in sorted(p for p in work.rglob("*") if p.is_file()):
         files[f.relative_to(work).as_posix()] = {"sha256": sha256(f), "bytes": f.stat().st_size}
     manifest = {
         "format": FORMAT,
         "kind": "edgetransfer-bundle",
+        "task": task.name,
         "target": cfg.target,
         "model": {"file": "model.onnx", "ort_files": ort_files,
                   "precision": _precision(export_record),
+                  "runs": "model.ort" if cfg.ort_format else "model.onnx",
                   "quantization": export_record.get("quantization"),
                   "opset": export_record.get("opset"), "source": str(model)},
         "labels": "labels.json",
         "verification": verification,
         "requirements": pins,
         "notes": notes,
-        "settings": _settings(cfg),
+        "settings": result_settings(cfg),
         "versions": versions(*RUNTIME_PACKAGES) | {"python": platform.python_version()},
         "files_bytes": sum(f["bytes"] for f in files.values()),  # all but this manifest
         "files": files,
@@ -361,12 +378,10 @@ def _write_bundle(work: Path, cfg: PackageConfig, labels, export_record, verific
 
 def _precision(export_record: dict) -> str | None:
     q = export_record.get("quantization") or {}
-    if "precision" in q:
-        return q["precision"]
-    return "int8" if str(q.get("mode", "")).startswith("int8") else q.get("mode")
+    return q.get("precision") or precision_of(q.get("mode"))
 
 
-def _input_spec(work: Path, model: Path, cfg, export_record, num_labels: int) -> dict:
+def _input_spec(work: Path, model: Path, cfg, task, num_labels: int) -> dict:
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
@@ -390,6 +405,9 @@ def _input_spec(work: Path, model: Path, cfg, export_record, num_labels: int) ->
         raise ConfigError(f"--max-length {max_length}: above the model's {positions} positions")
     return {
         "model": "model.onnx",
+        **({"model_ort": "model.ort"} if cfg.ort_format else {}),
+        # what the runtime does after the model (bundle/runtime/predict.py POSTPROCESS)
+        "task": {"name": task.name, **task.runtime},
         "tokenizer": "tokenizer.json",
         "labels": "labels.json",
         "num_labels": num_labels,
@@ -397,7 +415,6 @@ def _input_spec(work: Path, model: Path, cfg, export_record, num_labels: int) ->
                    for i in session.get_inputs()],
         "token_type_ids": any(i.name == "token_type_ids" for i in session.get_inputs()),
         "output": "logits" if "logits" in outputs else outputs[0],
-        "scores": "softmax over the output's last axis, in float64",
         "max_length": max_length,
         "truncation": "longest_first, right",
         "padding": "to the longest text of a batch, right",
@@ -408,18 +425,23 @@ def _input_spec(work: Path, model: Path, cfg, export_record, num_labels: int) ->
     }
 
 
-def _readme(cfg, labels, export_record, verification, pins, spec) -> str:
+def _readme(cfg, task, labels, export_record, verification, pins, spec) -> str:
+    from ..bundle.runtime.predict import POSTPROCESS
+
     if not verification["verified"]:
         checked = "not verified (packaged with --unverified)"
     elif verification["forced"]:
         checked = "FAILED verify and was packaged with --force: see manifest.json"
     else:
         checked = f"passed `edgetransfer verify` ({verification['report']})"
-    ort_row = ("| model.ort, *.required_operators.config | the model for onnxruntime's minimal "
-               "and mobile builds |\n" if cfg.ort_format else "")
-    return f"""# {cfg.out.name}: a text classifier for {cfg.target}
+    ort_row = ("| model.ort, *.required_operators.config | the model predict.py runs (onnxruntime's"
+               " own format, also read by its minimal and mobile builds) |\n"
+               if cfg.ort_format else "")
+    runs = "model.ort (converted from model.onnx)" if cfg.ort_format else "model.onnx"
+    output = " ".join(POSTPROCESS[task.runtime["postprocess"]].__doc__.split())
+    return f"""# {cfg.out.name}: {task.name} ({task.summary}) for {cfg.target}
 
-Labels: {", ".join(labels)}. Model: model.onnx ({_precision(export_record) or "?"});
+Labels: {", ".join(labels)}. Model: {runs} ({_precision(export_record) or "?"});
 {checked}.
 
 ## Run
@@ -435,8 +457,8 @@ python predict.py --input texts.jsonl > predictions.jsonl   # also .csv, .tsv, .
 python predict.py --benchmark 200 --input texts.jsonl       # latency and memory here
 ```
 
-Each text gives one JSON line: `{{"text": ..., "label": ..., "score": ..., "scores":
-{{label: probability}}}}`, the probabilities being the softmax of the model's logits.
+Each text (or text pair, from a file with a second text column) gives one JSON line:
+{output}
 `python predict.py --help` lists the options (`--top-k`, `--batch-size`, `--threads`).
 Exit codes: 0 done, 2 a damaged bundle or unusable input (one line on stderr), 1 a bug.
 
@@ -459,3 +481,28 @@ refuses to run if one was changed or damaged: copy the bundle again.
 The measurements in manifest.json were taken on the build machine (its CPU is recorded
 beside them); `--benchmark` measures this device.
 """
+
+
+# The recipe's `package:` section has one field the command has not: which export to pack.
+RECIPE_FIELDS = {"variant": (str | None, Field(None, description="Export variant to package "
+                                                "[default: the first]."))}
+
+
+def plan(section, w) -> list[dict]:
+    """The pipeline step (a recipe's `package:`): the chosen export variant, with the
+    verify report when the recipe verifies."""
+    exported = w.made.get("exports") or {}
+    if not exported:
+        raise ConfigError(f"{w.recipe_file}: package needs an export step to take the model "
+                          f"from")
+    variant = section.variant or next(iter(exported))
+    if variant not in exported:
+        raise ConfigError(f"{w.recipe_file}: package.variant {variant!r} is not an export "
+                          f"variant ({', '.join(exported)})")
+    report = w.made.get("verify_report")
+    config = section.model_dump(exclude={"variant"}) | dict(
+        model=exported[variant], out=w.root / "bundle", verify_report=report,
+        latency_data=w.files["eval"], max_length=w.recipe.data.max_length, overwrite=True)
+    return [{"label": "bundle", "config": config, "inputs": {
+        "model": str(exported[variant]), "verify": str(report.parent) if report else None,
+        "latency_data": w.files["eval"]}}]

@@ -1,8 +1,8 @@
-"""Command `predict`: classify texts with a bundle, as the device will.
+"""Command `predict`: run a bundle on texts, as the device will.
 
 Not a pipeline step (it writes no artifact), but built like one: a config whose
 descriptions are the CLI help, and a `run()`. The work is the bundle's own runtime
-(edgetransfer/runtime/predict.py, the file shipped as predict.py), so this command and the
+(edgetransfer/bundle/runtime/predict.py, the file shipped as predict.py), so this command and the
 device cannot disagree. An archive is unpacked into a temporary folder with the checked
 extractor (no links, absolute names, `..` or unlisted files; every sha256 checked); a
 folder is checked in place by the runtime.
@@ -20,6 +20,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import ConfigError, DataError, ModelError
 
 
+
+# The command's --help (edgetransfer.cli makes the command from the registry).
+HELP = """Run a bundle on TEXTS (and/or --input FILE); one JSON line per text.
+
+\b
+Examples:
+  edgetransfer predict --bundle models/demo/bundle.tar.gz "turn the kitchen lights off"
+  edgetransfer predict --bundle models/demo/bundle --input texts.jsonl --top-k 3
+
+It runs the bundle's own predict.py (onnxruntime, no torch); an archive is unpacked to a
+temporary folder and refused if it holds links, absolute names, `..` or a file that fails
+its sha256.
+"""
+
 class PredictConfig(BaseModel):
     """Settings of `edgetransfer predict`; each description is the CLI help."""
 
@@ -31,6 +45,9 @@ class PredictConfig(BaseModel):
                                ".tsv, .txt one a line), after any given as arguments.")
     text_column: str | None = Field(None, description="Text column of --input [default: "
                                     "text, sentence, ... whichever comes first].")
+    text_pair_column: str | None = Field(None, description="Second text column of --input, "
+                                         "for pairs [default: sentence2 beside sentence1, "
+                                         "and so on].")
     top_k: int | None = Field(None, ge=1, description="Keep the k best labels in \"scores\" "
                               "[default: all].")
     batch_size: int = Field(1, ge=1, description="Texts per model call (1: int8 models scale "
@@ -42,11 +59,12 @@ class PredictConfig(BaseModel):
 
 def run(cfg: PredictConfig, texts: list[str]) -> int:
     """Print one JSON line per text; return how many."""
-    from ..bundle import extract
-    from ..runtime.predict import BundleError, Predictor, read_texts
+    from ..bundle.archive import extract
+    from ..bundle.runtime.predict import BundleError, Predictor, read_texts
 
     try:
-        texts = list(texts) + (read_texts(cfg.input, cfg.text_column) if cfg.input else [])
+        texts = list(texts) + (read_texts(cfg.input, cfg.text_column, cfg.text_pair_column)
+                                  if cfg.input else [])
     except BundleError as e:
         raise DataError(f"--input {e}") from None
     if not texts:

@@ -1,10 +1,11 @@
 """Stage `verify`: does each candidate still answer like the reference, as fast as promised?
 
 Three gates over one reference and any number of candidates (PyTorch checkpoints, ONNX
-models), all run on the full eval data:
+models) of one task, all run on the full eval data:
 
-- accuracy: each candidate's accuracy drop from the reference, with a paired-bootstrap
-  interval, flip rate and per-class deltas; fails (exit 5) above --max-accuracy-drop;
+- accuracy: each candidate's drop in the task's primary metric from the reference, with a
+  paired-bootstrap interval, flip rate and per-class deltas (the task computes them); fails
+  (exit 5) above --max-accuracy-drop;
 - output parity: each ONNX model against the PyTorch checkpoint it was exported from (its
   export.json says which; the reference otherwise), per output, with per-precision
   tolerances (parity.py); fails with exit 3;
@@ -23,22 +24,37 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from .. import baseline as baselines
-from .. import data, latency, metrics, parity, runners
 from ..artifacts import versions, write_json
 from ..errors import AccuracyDrop, CheckFailed, ConfigError, LatencyRegression, ModelError
-from ..options import comma_list
+from ..measure import baseline as baselines
+from ..measure import latency, parity, runners, scoring
+from ..options import TaskOption, comma_list
 
 log = logging.getLogger(__name__)
+
+# The command's --help (edgetransfer.cli makes the command from the registry).
+HELP = """Check candidates against a reference: accuracy, output parity, latency.
+
+\b
+Examples:
+  edgetransfer verify --reference models/demo/teacher \\
+      --candidate models/demo/student --candidate models/demo/onnx \\
+      --data recipes/data/intents/test.jsonl --max-accuracy-drop 3
+  edgetransfer verify ... --update-baseline latency-baseline.json
+  edgetransfer verify ... --baseline latency-baseline.json --max-latency-regression 10%
+
+\b
+Exit codes: 0 all gates passed; 3 output parity failed; 5 a candidate lost more
+accuracy than allowed; 6 latency regressed against the baseline (the first of these
+that applies; verify.json lists every failure).
+"""
 WORKLOAD = "reference-workload"
 
 
-class VerifyConfig(BaseModel):
+class VerifyConfig(TaskOption):
     """Settings of `edgetransfer verify`; each description is the CLI help."""
-
-    model_config = ConfigDict(extra="forbid")
 
     reference: str = Field(description="The model the candidates are judged against: a "
                            "PyTorch checkpoint folder (or an ONNX model).")
@@ -52,9 +68,10 @@ class VerifyConfig(BaseModel):
     text_pair_column: str | None = Field(None, description="Second text column (pair tasks).")
     label_column: str | None = Field(None, description="Label column of --data.")
     max_length: int = Field(128, ge=8, description="Token limit (the stages' default).")
-    max_accuracy_drop: float = Field(1.0, ge=0, description="Accuracy points a candidate may "
-                                     "lose against the reference (point estimate; the 95% "
-                                     "interval is reported beside it).")
+    max_accuracy_drop: float = Field(1.0, ge=0, description="How much of the task's primary "
+                                     "metric a candidate may lose against the reference "
+                                     "(accuracy: points; point estimate, the 95% interval "
+                                     "is reported beside it).")
     atol: float | None = Field(None, gt=0, description="Override the parity tolerance on "
                                "outputs (fp32 1e-4, fp16 5e-2; int8 is judged by agreement).")
     min_agreement: float | None = Field(None, gt=0, le=1, description="Override the least "
@@ -106,9 +123,12 @@ def run(cfg: VerifyConfig) -> dict:
     if cfg.out.exists() and cfg.out.is_dir():
         raise ConfigError(f"--out {cfg.out}: is a folder; give a file name like verify.json")
 
-    load = dict(threads=cfg.threads, provider=cfg.provider, allow_pickle=cfg.allow_pickle)
+    load = dict(threads=cfg.threads, provider=cfg.provider, allow_pickle=cfg.allow_pickle,
+                task=cfg.task)
     log.info("loading the reference %s", cfg.reference)
     reference = runners.load(cfg.reference, **load)
+    task = reference.task
+    load["task"] = task.name  # every candidate is judged as the reference's task
     candidates = []
     for spec in cfg.candidate:
         log.info("loading candidate %s", spec)
@@ -119,24 +139,20 @@ def run(cfg: VerifyConfig) -> dict:
             raise ModelError(f"candidate {c.name}: labels {c.label_names} differ from the "
                              f"reference's {reference.label_names}; verify models of one task")
 
-    ds = data.load_split(cfg.data, reference.label_names, text_column=cfg.text_column,
-                         text_pair_column=cfg.text_pair_column, label_column=cfg.label_column)
-    texts = list(ds["text"])
-    pairs = list(ds["text_pair"]) if "text_pair" in ds.column_names else None
+    ds = task.read_eval(cfg.data, reference.label_names, cfg)
     labels = np.array(ds["label"])
-    log.info("scoring %d examples of %s with %d models", len(labels), cfg.data,
-             1 + len(candidates))
+    log.info("scoring %d examples of %s with %d models (%s)", len(labels), cfg.data,
+             1 + len(candidates), task.name)
 
     models = [reference] + candidates
-    # int8 models alone, as deployed (data.one_by_one says why); the others in batches
-    scored_at = {m.name: data.scoring_batch_size(m.precision) for m in models}
-    outputs = {m.name: _outputs(m, texts, pairs, cfg.max_length, scored_at[m.name])
-               for m in models}
-    probes = {m.name: [m.run(b) for b in parity.probe_batches(m.tokenizer, None, cfg.max_length)]
-              for m in models}
-    preds = {name: out["logits"].argmax(-1) for name, out in outputs.items()}
+    # int8 models one row at a time, as deployed (scoring.one_by_one says why)
+    scored_at = {m.name: scoring.scoring_batch_size(m.precision) for m in models}
+    outputs = {m.name: _outputs(m, ds, cfg.max_length, scored_at[m.name]) for m in models}
+    probes = {m.name: _probes(m, cfg.max_length) for m in models}
+    preds = {name: task.predictions(out["logits"]) for name, out in outputs.items()}
     names = reference.label_names
-    reports = {name: metrics.report(labels, p, names) for name, p in preds.items()}
+    reports = {name: task.metrics(labels, p, names) for name, p in preds.items()}
+    metric = task.primary
 
     failures: list[dict] = []
     entries = {}
@@ -144,19 +160,19 @@ def run(cfg: VerifyConfig) -> dict:
         entries[m.name] = m.describe() | {"metrics": reports[m.name],
                                           "scored_at_batch_size": scored_at[m.name]}
     for c in candidates:
-        drop = metrics.paired_drop(labels, preds[reference.name], preds[c.name], len(names),
-                                   seed=cfg.seed)
+        drop = task.compare(labels, preds[reference.name], preds[c.name], names, seed=cfg.seed)
         entries[c.name]["accuracy_drop"] = drop
-        entries[c.name]["per_class_delta"] = metrics.per_class_delta(reports[reference.name],
-                                                                     reports[c.name])
-        if drop["accuracy"]["points"] > cfg.max_accuracy_drop:
+        if task.per_label_delta is not None:
+            entries[c.name]["per_class_delta"] = task.per_label_delta(reports[reference.name],
+                                                                      reports[c.name])
+        if drop[metric]["points"] > cfg.max_accuracy_drop:
             failures.append({"gate": "accuracy", "model": c.name, "message": (
-                f"{c.name}: accuracy {reports[c.name]['accuracy']:.4f} is "
-                f"{drop['accuracy']['points']:.2f} points below the reference's "
-                f"{reports[reference.name]['accuracy']:.4f} (95% CI "
-                f"{drop['accuracy']['ci95'][0]:.2f} to {drop['accuracy']['ci95'][1]:.2f}; "
+                f"{c.name}: {metric} {reports[c.name][metric]:.4f} is "
+                f"{drop[metric]['points']:.2f} below the reference's "
+                f"{reports[reference.name][metric]:.4f} (95% CI "
+                f"{drop[metric]['ci95'][0]:.2f} to {drop[metric]['ci95'][1]:.2f}; "
                 f"allowed {cfg.max_accuracy_drop})")})
-        entries[c.name]["parity"] = _parity(c, models, outputs, probes, cfg, load, texts, pairs)
+        entries[c.name]["parity"] = _parity(c, models, outputs, probes, cfg, load, ds)
         if entries[c.name]["parity"].get("passed") is False:
             failures += [{"gate": "parity", "model": c.name, "message": f"{c.name}: {f}"}
                          for f in entries[c.name]["parity"]["failures"]]
@@ -164,7 +180,7 @@ def run(cfg: VerifyConfig) -> dict:
     gate_record = None
     workload = None
     if cfg.latency:
-        lat, workload = _latency(models, texts, pairs, cfg)
+        lat, workload = _latency(models, ds, cfg)
         for name, by_batch in lat.items():
             entries[name]["latency"] = by_batch
         current = {name: {b: {k: f[k] for k in ("p50_ms", "p90_ms", "relative_p50")}
@@ -195,6 +211,8 @@ def run(cfg: VerifyConfig) -> dict:
         "candidates": [entries[c.name] for c in candidates],
         "latency_gate": gate_record,
         "workload": workload and {"spec": latency.WORKLOAD, "by_batch": workload},
+        "task": task.name,
+        "metric": metric,
         "data": {"path": cfg.data, "examples": int(len(labels))},
         "settings": cfg.model_dump(mode="json"),
         "env": {"machine": latency.machine(), "threads": cfg.threads, "provider": cfg.provider,
@@ -204,6 +222,18 @@ def run(cfg: VerifyConfig) -> dict:
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(cfg.out, report)
     log.info("wrote %s", cfg.out)
+    return report
+
+
+def main(cfg: VerifyConfig, json: bool = False) -> dict:
+    """The command: run, print the tables (or the JSON report), then judge the gates."""
+    import json as json_module
+
+    import click
+
+    report = run(cfg)
+    click.echo(json_module.dumps(report, indent=2, default=str) if json else render(report))
+    check(report, cfg.out)
     return report
 
 
@@ -230,19 +260,21 @@ def _check_names(models) -> None:
         seen[m.name] = m.path
 
 
-def _outputs(model, texts, pairs, max_length,
-             batch_size: int = data.SCORE_BATCH) -> dict[str, np.ndarray]:
+def _outputs(model, ds, max_length, batch_size: int = scoring.SCORE_BATCH) -> dict:
     """Every output of `model` over the whole data, concatenated per output name."""
     parts: dict[str, list] = {}
-    for s in range(0, len(texts), batch_size):
-        feeds = data.encode_arrays(model.tokenizer, texts[s:s + batch_size],
-                        pairs[s:s + batch_size] if pairs else None, max_length)
+    for feeds, _ in scoring.batches(model.task, model.preprocessor, ds, max_length, batch_size):
         for k, v in model.run(feeds).items():
             parts.setdefault(k, []).append(v.reshape(len(v), -1))
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def _parity(cand, models, outputs, probes, cfg, load, texts, pairs) -> dict:
+def _probes(model, max_length) -> list[dict]:
+    return [model.run(b) for b in parity.probe_batches(model.task, model.preprocessor, None,
+                                                       max_length)]
+
+
+def _parity(cand, models, outputs, probes, cfg, load, ds) -> dict:
     """Parity of an ONNX model with the checkpoint it came from (a loaded one if needed)."""
     if cand.kind != "onnx":
         return {"applies": False, "why": "a PyTorch model: judged by the accuracy gate"}
@@ -252,9 +284,8 @@ def _parity(cand, models, outputs, probes, cfg, load, texts, pairs) -> dict:
         log.info("loading %s, the checkpoint %s was exported from, for output parity",
                  cand.source, cand.name)
         source = runners.load(cand.source, **load, name=f"{cand.name}-source")
-        outputs[source.name] = _outputs(source, texts, pairs, cfg.max_length)
-        probes[source.name] = [source.run(b) for b in
-                               parity.probe_batches(source.tokenizer, None, cfg.max_length)]
+        outputs[source.name] = _outputs(source, ds, cfg.max_length)
+        probes[source.name] = _probes(source, cfg.max_length)
     if source is None:
         source = models[0]
         log.warning("%s: its source checkpoint is not recorded or not found; output parity "
@@ -269,17 +300,18 @@ def _parity(cand, models, outputs, probes, cfg, load, texts, pairs) -> dict:
         ref = [outputs[source.name][name]] + [p[name] for p in probes[source.name]]
         got = [outputs[cand.name][name]] + [p[name] for p in probes[cand.name]]
         rep = parity.compare(ref, got, cand.precision, name=name, atol=cfg.atol,
-                             min_agreement=cfg.min_agreement)
+                             min_agreement=cfg.min_agreement, task=cand.task)
         result["outputs"] |= rep.outputs
         result["failures"] += rep.failures
     result["passed"] = not result["failures"]
     return result
 
 
-def _latency(models, texts, pairs, cfg):
-    """Per model and batch size: percentiles with CIs, throughput, tokenization apart."""
+def _latency(models, ds, cfg):
+    """Per model and batch size: percentiles with CIs, throughput, encoding timed apart."""
     rng = np.random.default_rng(cfg.seed)
-    sample = rng.choice(len(texts), size=min(cfg.latency_samples, len(texts)), replace=False)
+    n = len(ds)
+    sample = rng.choice(n, size=min(cfg.latency_samples, n), replace=False)
     workload = latency.reference_workload(cfg.threads, cfg.provider)
     results = {m.name: {} for m in models}
     workload_figures = {}
@@ -287,19 +319,19 @@ def _latency(models, texts, pairs, cfg):
         key = f"batch{b}"
         n_batches = max(1, len(sample) // b) if b <= len(sample) else 1
         groups = [sample[i * b:(i + 1) * b] if b <= len(sample)
-                  else rng.choice(len(texts), size=b) for i in range(n_batches)]
+                  else rng.choice(n, size=b) for i in range(n_batches)]
         iterations = cfg.iterations if b == 1 else max(20, int(cfg.iterations / b ** 0.5))
         jobs, tokenize, lengths = {}, {}, []
+        raw = [ds.select([int(i) for i in g]).to_dict() for g in groups]
         for m in models:
-            raw = [([texts[i] for i in g], [pairs[i] for i in g] if pairs else None)
-                   for g in groups]
-            feeds = [data.encode_arrays(m.tokenizer, t, p, cfg.max_length) for t, p in raw]
-            if not lengths:  # the reference's token counts describe the workload
+            feeds = [m.task.encode(m.preprocessor, rows, cfg.max_length) for rows in raw]
+            if not lengths and "attention_mask" in feeds[0]:
+                # the reference's token counts describe the workload
                 lengths = [float(f["attention_mask"].sum(-1).mean()) for f in feeds]
-            # tokenization timed apart: a fast tokenizer costs ~0.1 ms, not the model's time
+            # encoding timed apart: a fast tokenizer costs ~0.1 ms, not the model's time
             tok_times = latency.timings(
-                lambda x, m=m: data.encode_arrays(m.tokenizer, *x, cfg.max_length),
-                                        raw, warmup=2, iterations=min(len(raw), 50))
+                lambda rows, m=m: m.task.encode(m.preprocessor, rows, cfg.max_length),
+                raw, warmup=2, iterations=min(len(raw), 50))
             tokenize[m.name] = latency.summarize(tok_times, b)
             jobs[m.name] = (m.call, [m.prepare(f) for f in feeds])
         jobs[WORKLOAD] = workload
@@ -314,7 +346,8 @@ def _latency(models, texts, pairs, cfg):
             fig = latency.summarize(times[m.name], b, ci=True, seed=cfg.seed)
             fig["relative_p50"] = round(fig["p50_ms"] / workload_figures[key]["p50_ms"], 4)
             fig["tokenize"] = {k: tokenize[m.name][k] for k in ("p50_ms", "p90_ms")}
-            fig["mean_tokens"] = round(float(np.mean(lengths)), 1)
+            if lengths:
+                fig["mean_tokens"] = round(float(np.mean(lengths)), 1)
             results[m.name][key] = fig
     return results, workload_figures
 
@@ -325,15 +358,18 @@ def render(report: dict) -> str:
     models = [ref] + report["candidates"]
     lines = [f"verify: {report['data']['examples']} examples of {report['data']['path']}; "
              f"reference {ref['name']}", ""]
-    rows = [["model", "kind", "prec", "MB", "accuracy", "macro-F1", "drop pts [95% CI]",
-             "flips"]]
+    metric = report.get("metric", "accuracy")
+    extra = [k for k in ("macro_f1",) if k != metric and k in ref["metrics"]]
+    rows = [["model", "kind", "prec", "MB", metric.replace("_", "-")]
+            + [k.replace("_", "-") for k in extra] + ["drop pts [95% CI]", "flips"]]
     for m in models:
         d = m.get("accuracy_drop")
         rows.append([m["name"], m["kind"], m["precision"], f"{m['size_bytes'] / 2**20:.1f}",
-                     f"{m['metrics']['accuracy']:.4f}", f"{m['metrics']['macro_f1']:.4f}",
-                     f"{d['accuracy']['points']:+.2f} [{d['accuracy']['ci95'][0]:+.2f}, "
-                     f"{d['accuracy']['ci95'][1]:+.2f}]" if d else "(reference)",
-                     f"{d['flip_rate']:.2%}" if d else ""])
+                     f"{m['metrics'][metric]:.4f}"]
+                    + [f"{m['metrics'][k]:.4f}" for k in extra]
+                    + [f"{d[metric]['points']:+.2f} [{d[metric]['ci95'][0]:+.2f}, "
+                       f"{d[metric]['ci95'][1]:+.2f}]" if d else "(reference)",
+                       f"{d['flip_rate']:.2%}" if d else ""])
     lines += _table(rows) + [""]
     par = [["model", "against", "output", "max |diff|", "max rel", "nan/inf", "top-1 agree",
             "gate"]]
@@ -342,9 +378,13 @@ def render(report: dict) -> str:
         if not p.get("applies"):
             continue
         for out, s in p["outputs"].items():
+            if "max_abs_diff" not in s:  # a shape mismatch: the failure line says which
+                par.append([m["name"], p["against"], out, "shape differs", "", "", "", "FAIL"])
+                continue
             par.append([m["name"], p["against"], out, f"{s['max_abs_diff']:.2e}",
                         f"{s['max_rel_diff']:.2e}", f"{s['nan']}/{s['inf']}",
-                        f"{s['top1_agreement']:.4f}", "pass" if p["passed"] else "FAIL"])
+                        "" if s.get("top1_agreement") is None else f"{s['top1_agreement']:.4f}",
+                        "pass" if p["passed"] else "FAIL"])
     if len(par) > 1:
         lines += _table(par) + [""]
     if "latency" in ref:
@@ -380,3 +420,48 @@ def _table(rows: list[list[str]]) -> list[str]:
     out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     out.insert(1, "  ".join("-" * w for w in widths))
     return out
+
+
+def plan(section, w) -> list[dict]:
+    """The pipeline step (a recipe's `verify:`): the student and every export variant
+    against the teacher, on the recipe's eval data."""
+    from ..recipe import resolve_path
+
+    student = w.made.get("student")
+    candidates = ([f"student={student}"] if student else []) + [
+        f"onnx-{n}={p}" for n, p in w.made.get("exports", {}).items()]
+    if not candidates:
+        raise ConfigError(f"{w.recipe_file}: verify needs a distill or export step to have "
+                          f"candidates")
+    teacher = w.made.get("teacher", w.model)
+    settings = section.model_dump()
+    for k in ("baseline", "update_baseline"):
+        if settings.get(k):
+            settings[k] = resolve_path(w.recipe_file, str(settings[k]))
+    out = w.root / "verify"
+    config = settings | w.columns() | dict(
+        task=w.recipe.task, reference=teacher, candidate=candidates, data=w.files["eval"],
+        max_length=w.recipe.data.max_length, out=out / "verify.json")
+    w.made["verify_report"] = out / "verify.json"
+    return [{"label": "verify", "config": config, "folder": out, "inputs": {
+        "reference": teacher, "eval": w.files["eval"], "baseline": settings.get("baseline")}
+        | {f"candidate:{c.split('=')[0]}": c.split("=", 1)[1] for c in candidates}}]
+
+
+def run_step(cfg: VerifyConfig) -> None:
+    """As a pipeline step: verify.json in an artifact folder like every step's, then the
+    gates (a failed gate still leaves the evidence)."""
+    from ..artifacts import OutputFolder, write_manifest
+
+    final = Path(cfg.out).parent
+    folder = OutputFolder(final, overwrite=True)
+    folder.prepare()
+    cfg = cfg.model_copy(update={"out": folder.work / "verify.json"})
+    report = run(cfg)
+    write_manifest(folder.work, "verify-report", cfg.model_dump(mode="json"),
+                   {"passed": report["passed"], "failures": len(report["failures"])},
+                   parents={"reference": cfg.reference} | {
+                       c["name"]: c["path"] for c in report["candidates"]},
+                   packages=("torch", "transformers", "onnxruntime"), task=report["task"])
+    folder.commit()
+    check(report, final / "verify.json")

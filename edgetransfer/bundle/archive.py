@@ -1,0 +1,123 @@
+"""Bundle archives: written byte-for-byte reproducibly, opened defensively.
+
+Writing: regular files only, sorted by path, under one top folder (so `tar xzf` makes one
+folder, not a mess in the current one); mtime 0, uid/gid 0, no user or group names, mode
+0644 (0755 where the file is executable); gzip with no file name and mtime 0 in its header.
+The same files give the same bytes (with the same zlib), so a rebuild can be compared by
+sha256.
+
+Opening: members are streamed to a fresh folder by hand rather than with `extractall`:
+links, devices, FIFOs, absolute names, `..`, duplicates, oversized members and too many
+members are refused before anything lands, and then every file is checked against
+manifest.json (the runtime's own check) and a file the manifest does not list is refused.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tarfile
+import zlib
+from pathlib import Path
+
+from ..errors import ModelError
+from .runtime.predict import MANIFEST, BundleError, check_files, safe_relative
+
+MAX_MEMBERS = 1000  # a bundle holds about ten files; thousands means it is not one
+MAX_BYTES = 2 * 2**30  # 2 GiB unpacked, each file and all together: above any edge model,
+# and a stop for gzip bombs
+
+
+def write_archive(folder: Path, dest: Path, top: str, exclude: tuple[str, ...] = ()) -> None:
+    """`folder`'s files (but `exclude`, names relative to it) as a deterministic .tar.gz."""
+    files = []
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            raise ModelError(f"{path}: is a link; a bundle holds regular files only")
+        if path.is_file() and rel not in exclude:
+            files.append((rel, path))
+    with open(dest, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for rel, path in sorted(files):
+            info = tarfile.TarInfo(f"{top}/{rel}")
+            info.size = path.stat().st_size
+            info.mtime = 0
+            info.mode = 0o755 if path.stat().st_mode & 0o100 else 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with path.open("rb") as f:
+                tar.addfile(info, f)
+
+
+def extract(archive: Path, dest: Path) -> Path:
+    """Unpack `archive` into the empty folder `dest`, checked; return the bundle's folder."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise ModelError(f"{dest}: must be an empty folder to unpack a bundle into")
+    if not archive.is_file():
+        raise ModelError(f"--bundle {archive}: no such file")
+    names: set[str] = set()
+    total = 0
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            for member in tar:  # headers are read as we go: refuse before reading further
+                name = _member_name(archive, member)
+                if member.isdir():
+                    continue  # made as needed; other tools add folder entries
+                if not member.isreg():
+                    kind = ("a symlink" if member.issym() else "a hard link" if member.islnk()
+                            else "a device or FIFO")
+                    _refuse(archive, f"member {member.name!r} is {kind}; a bundle holds "
+                            f"regular files only")
+                if name in names:
+                    _refuse(archive, f"member {member.name!r} appears twice")
+                names.add(name)
+                if len(names) > MAX_MEMBERS:
+                    _refuse(archive, f"more than {MAX_MEMBERS} files")
+                total += member.size
+                if total > MAX_BYTES:
+                    _refuse(archive, f"unpacks to more than {MAX_BYTES:,} bytes")
+                target = dest / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as src, open(target, "xb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        _refuse(archive, f"not a complete .tar.gz ({type(e).__name__}: {e})")
+    except OSError as e:  # a file and a folder of one name, and the like
+        _refuse(archive, f"cannot be unpacked ({e.strerror}: {e.filename})")
+    root = _root(archive, dest, names)
+    try:
+        manifest = check_files(root)
+    except BundleError as e:
+        raise ModelError(f"--bundle {archive}: {e}") from None
+    prefix = root.relative_to(dest).as_posix()
+    listed = {f"{prefix}/{n}" if prefix != "." else n for n in manifest["files"]}
+    unlisted = sorted(names - listed - {f"{prefix}/{MANIFEST}" if prefix != "." else MANIFEST})
+    if unlisted:
+        _refuse(archive, f"holds {unlisted[0]!r}, which manifest.json does not list")
+    return root
+
+
+def _member_name(archive: Path, member: tarfile.TarInfo) -> str:
+    try:
+        return str(safe_relative(member.name))
+    except BundleError as e:
+        _refuse(archive, str(e))
+
+
+def _root(archive: Path, dest: Path, names: set[str]) -> Path:
+    """The folder holding manifest.json: the archive's top folder, or its top level."""
+    if MANIFEST in names:
+        return dest
+    tops = {n.split("/", 1)[0] for n in names}
+    if len(tops) == 1 and f"{next(iter(tops))}/{MANIFEST}" in names:
+        return dest / next(iter(tops))
+    _refuse(archive, f"no {MANIFEST} at its top (one folder holding the bundle's files)")
+
+
+def _refuse(archive: Path, why: str):
+    raise ModelError(f"--bundle {archive}: refused: {why}")

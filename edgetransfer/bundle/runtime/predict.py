@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Run this bundle's model on texts, using onnxruntime, tokenizers and numpy only.
+
+In the unpacked bundle, after `pip install -r requirements.txt`:
+
+    python predict.py "turn the kitchen lights off"
+    python predict.py --input texts.jsonl      # or .csv, .tsv, .txt (one text a line)
+    python predict.py --benchmark 200 --input texts.jsonl   # timing JSON instead
+
+A file with a second text column (sentence2 beside sentence1, ...: see PAIR_COLUMNS, or
+--text-pair-column) gives text pairs. One JSON object a line per text; what it holds is
+input_spec.json's "task" "postprocess" (POSTPROCESS below): a classifier gives {"text",
+"label", "score", "scores"}, the scores being the softmax of the model's logits. The model
+is model.ort where the bundle has one (onnxruntime's own format: faster to load, and what
+its minimal builds read), else model.onnx. On start every file manifest.json lists is
+checked (size and sha256), so a bundle changed or damaged on its way to the device is
+refused.
+
+Exit codes: 0 done; 2 a damaged bundle or an unusable input (one line on stderr); 1 a bug.
+
+This is edgetransfer/bundle/runtime/predict.py, copied unchanged into each bundle; `edgetransfer
+predict` imports the same file, so what is measured on the build machine is what runs on the
+device. Keep it to the standard library, numpy, tokenizers and onnxruntime; heavy imports
+stay inside Predictor so the checksum check can be imported alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path, PurePosixPath
+
+FORMAT = 1  # the bundle layout this runtime reads (manifest.json "format")
+MANIFEST = "manifest.json"
+SPEC = "input_spec.json"
+# Text columns tried in order when none is named, and the second column of a pair:
+# edgetransfer.tasks.text's (a test keeps them equal).
+TEXT_COLUMNS = ("text", "sentence", "sentence1", "question", "question1", "premise")
+PAIR_COLUMNS = {"sentence1": "sentence2", "question": "sentence", "question1": "question2",
+                "premise": "hypothesis", "text": "text_pair"}
+DTYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32"}
+# the tokenizers Encoding attribute that feeds each model input
+ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask",
+                   "token_type_ids": "type_ids"}
+
+
+class BundleError(Exception):
+    """A damaged bundle or an unusable input: one line for the user, exit 2."""
+
+    exit_code = 2
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def safe_relative(name: str) -> PurePosixPath:
+    """`name` as a relative path that stays inside its folder; BundleError otherwise."""
+    path = PurePosixPath(name)
+    if (not path.parts or "\x00" in name or "\\" in name or path.is_absolute()
+            or any(part == ".." for part in path.parts)):
+        raise BundleError(f"unsafe file name {name!r} (absolute, '..' or a backslash)")
+    return path
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: missing; the bundle is incomplete") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path}: not valid JSON ({e})") from None
+
+
+def check_files(folder: Path) -> dict:
+    """Check every file manifest.json lists (size, sha256); return the manifest.
+
+    Files the manifest does not list are left alone here (a user's inputs may sit beside
+    the bundle); `edgetransfer predict` refuses them in an archive.
+    """
+    folder = Path(folder)
+    manifest = read_json(folder / MANIFEST)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{folder / MANIFEST}: not a bundle manifest of format {FORMAT} "
+                          f"(made by another edgetransfer version?)")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{folder / MANIFEST}: lists no files")
+    for name, entry in sorted(files.items()):
+        path = folder / safe_relative(name)
+        if path.is_symlink() or not path.is_file():
+            raise BundleError(f"bundle {folder}: {name} is missing (or not a regular file); "
+                              f"copy the whole bundle again")
+        if path.stat().st_size != entry.get("bytes") or sha256(path) != entry.get("sha256"):
+            raise BundleError(f"bundle {folder}: {name} fails its sha256 check (changed or "
+                              f"damaged after packaging); copy the bundle again")
+    return manifest
+
+
+def read_texts(path, text_column: str | None = None,
+               text_pair_column: str | None = None) -> list:
+    """The inputs of a .jsonl, .csv, .tsv or .txt file, in file order: texts, or (text,
+    pair) tuples where the file has a pair column (named, or PAIR_COLUMNS' match)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BundleError(f"{path}: is a folder; give a .jsonl, .csv, .tsv or .txt file") from None
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{path}: byte offset {e.start} is not UTF-8") from None
+    if suffix == ".txt":
+        rows = [(n, {"text": line}) for n, line in enumerate(raw.splitlines(), 1)
+                if line.strip()]
+        text_column = "text"
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        rows = []
+        # split on newlines only: U+2028 inside a JSON string is not a line break
+        for n, line in enumerate(raw.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise BundleError(f"{path}: line {n}: not JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise BundleError(f"{path}: line {n}: expected a JSON object")
+            rows.append((n, row))
+    elif suffix in (".csv", ".tsv", ".tab"):
+        tab = suffix != ".csv"
+        # GLUE's TSV is unquoted: a stray '"' must not swallow the lines after it
+        reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter="\t" if tab else ",",
+                                quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL)
+        rows = [(reader.line_num, row) for row in reader]
+    else:
+        raise BundleError(f"{path}: unknown file type {suffix or '(none)'!r}; use .jsonl, "
+                          f".csv, .tsv or .txt")
+    if not rows:
+        raise BundleError(f"{path}: holds no texts")
+    column = text_column or next((c for c in TEXT_COLUMNS if c in rows[0][1]), None)
+    if column is None:
+        raise BundleError(f"{path}: no text column (tried {', '.join(TEXT_COLUMNS)}); name "
+                          f"it with --text-column")
+    pair = text_pair_column
+    if pair is None and PAIR_COLUMNS.get(column) in rows[0][1]:
+        pair = PAIR_COLUMNS[column]
+    texts = []
+    for n, row in rows:
+        values = [row.get(c) for c in (column, pair) if c]
+        for c, value in zip((column, pair), values):
+            if not isinstance(value, str) or not value.strip():
+                raise BundleError(f"{path}: line {n}: {c!r} is missing or empty")
+        texts.append(tuple(values) if pair else values[0])
+    return texts
+
+
+def _softmax_label(predictor, inputs, outputs, top_k):
+    """`{"text", "label", "score", "scores": {label: probability}}`: the probabilities are the
+    softmax of the model's logits (in float64) and "label" is the most probable one."""
+    np = predictor.np
+    z = outputs.astype(np.float64)
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    labels = predictor.labels
+    for text, p in zip(inputs, e / e.sum(axis=-1, keepdims=True)):
+        order = np.argsort(-p, kind="stable")[:top_k]
+        yield _row(text) | {"label": labels[order[0]], "score": float(p[order[0]]),
+                            "scores": {labels[i]: float(p[i]) for i in order}}
+
+
+def _values(predictor, inputs, outputs, top_k):
+    """`{"text", "value", "values": {name: value}}`: the model's outputs as they are (a
+    regression), each by its name; "value" when there is one output."""
+    labels = predictor.labels
+    for text, row in zip(inputs, outputs.astype("float64")):
+        values = {labels[i]: float(v) for i, v in enumerate(row.reshape(-1))}
+        yield _row(text) | ({"value": next(iter(values.values()))} if len(values) == 1
+                            else {}) | {"values": values}
+
+
+def _row(text) -> dict:
+    return {"text": text[0], "text_pair": text[1]} if isinstance(text, tuple) else {"text": text}
+
+
+# input_spec.json "task" "postprocess" -> what a row of outputs becomes
+POSTPROCESS = {"softmax-label": _softmax_label, "values": _values}
+
+
+class Predictor:
+    """The bundle's tokenizer and onnxruntime session, and the labels of its outputs."""
+
+    def __init__(self, folder, threads: int | None = None, check: bool = True):
+        self.folder = Path(folder)
+        self.manifest = check_files(self.folder) if check else read_json(self.folder / MANIFEST)
+        spec = self.spec = read_json(self.folder / SPEC)
+        self.labels = read_json(self.folder / spec["labels"])
+        try:
+            import numpy as np
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError as e:
+            raise BundleError(f"{e.name} is not installed; run: pip install -r "
+                              f"{self.folder / 'requirements.txt'}") from None
+        self.np = np
+        tokenizer = Tokenizer.from_file(str(self.folder / spec["tokenizer"]))
+        # tokenizer.json may carry the exporter's fixed-length padding: set both explicitly
+        tokenizer.enable_truncation(spec["max_length"])
+        tokenizer.enable_padding(pad_id=spec["pad_id"], pad_type_id=spec["pad_type_id"],
+                                 pad_token=spec["pad_token"])
+        self.tokenizer = tokenizer
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or spec["threads"]
+        options.inter_op_num_threads = 1
+        ort_model = spec.get("model_ort")
+        self.model_file = (ort_model if ort_model and (self.folder / ort_model).is_file()
+                           else spec["model"])
+        self.session = ort.InferenceSession(str(self.folder / self.model_file), options,
+                                            providers=["CPUExecutionProvider"])
+        task = spec.get("task") or {"postprocess": "softmax-label"}  # (format-1 bundles)
+        if task.get("postprocess") not in POSTPROCESS:
+            raise BundleError(f"{SPEC}: postprocess {task.get('postprocess')!r} is not one this "
+                              f"runtime knows ({', '.join(POSTPROCESS)}); use the predict.py "
+                              f"of the edgetransfer that built the bundle")
+        self.postprocess = POSTPROCESS[task["postprocess"]]
+        self.inputs = [(i.name, DTYPES.get(i.type)) for i in self.session.get_inputs()]
+        expected = [(i["name"], DTYPES.get(i["type"])) for i in spec["inputs"]]
+        if self.inputs != expected or any(n not in ENCODING_FIELDS or t is None
+                                          for n, t in self.inputs):
+            raise BundleError(f"{spec['model']}: inputs {self.inputs} do not match "
+                              f"{SPEC} {expected}")
+
+    def logits(self, texts: list):
+        """The model's output for texts (str) or pairs ((text, pair) tuples)."""
+        np = self.np
+        encodings = self.tokenizer.encode_batch(list(texts))
+        feeds = {name: np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings],
+                                dtype=dtype) for name, dtype in self.inputs}
+        return self.session.run([self.spec["output"]], feeds)[0]
+
+    def iter_predict(self, texts: list, top_k: int | None = None, batch_size: int = 1):
+        """One dict per text (or pair), yielded as each batch is done."""
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start:start + batch_size]
+            yield from self.postprocess(self, chunk, self.logits(chunk), top_k)
+
+    def predict(self, texts: list[str], top_k: int | None = None,
+                batch_size: int = 1) -> list[dict]:
+        return list(self.iter_predict(texts, top_k, batch_size))
+
+
+def benchmark(predictor: Predictor, texts: list[str], requests: int, warmup: int = 20) -> dict:
+    """Per-request latency (one text, tokenization to scores) and the process's peak RSS.
+
+    Percentiles as edgetransfer's latency harness computes them (numpy's, linear); this
+    file ships alone, so it cannot import that harness.
+    """
+    np = predictor.np
+    for i in range(warmup):
+        predictor.predict([texts[i % len(texts)]])
+    times = np.empty(requests)
+    for i in range(requests):
+        t0 = time.perf_counter()
+        predictor.predict([texts[i % len(texts)]])
+        times[i] = time.perf_counter() - t0
+    ms = times * 1000
+    return {"requests": requests, "warmup": warmup, "texts": len(texts),
+            "p50_ms": round(float(np.percentile(ms, 50)), 3),
+            "p90_ms": round(float(np.percentile(ms, 90)), 3),
+            "p99_ms": round(float(np.percentile(ms, 99)), 3),
+            "mean_ms": round(float(ms.mean()), 3),
+            "threads": predictor.session.get_session_options().intra_op_num_threads,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory. Linux: VmHWM, which belongs to the current
+    program image; getrusage's ru_maxrss also carries the high-water mark of the process
+    that forked us (exec keeps it), so a runtime started by a 2 GB trainer would read 2 GB."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 2**10, 1)  # kB
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # not on Windows; the targets are Linux
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # kilobytes on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="predict.py", description="Classify texts with this "
+                                "bundle's model; prints one JSON object a line per text.")
+    p.add_argument("texts", nargs="*", help="Texts to classify.")
+    p.add_argument("--input", help="A file of texts: .jsonl, .csv, .tsv or .txt (one a line).")
+    p.add_argument("--text-column", help="Text column of --input [default: the first of "
+                   + ", ".join(TEXT_COLUMNS) + "].")
+    p.add_argument("--text-pair-column", help="Second text column of --input, for pairs "
+                   "[default: sentence2 beside sentence1, and so on].")
+    p.add_argument("--top-k", type=int, help="Keep the k best labels in 'scores' "
+                   "[default: all].")
+    p.add_argument("--batch-size", type=int, default=1, help="Texts per model call "
+                   "[default: 1: int8 models scale activations over the whole batch, padding "
+                   "included, so one at a time gives each text the answer it gets alone].")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads "
+                   "[default: the bundle's, in input_spec.json].")
+    p.add_argument("--bundle", default=str(Path(__file__).resolve().parent),
+                   help="The bundle folder [default: this file's folder].")
+    p.add_argument("--benchmark", type=int, metavar="N", help="Time N one-text requests over "
+                   "the texts and print timing JSON instead of predictions.")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for name in ("top_k", "batch_size", "threads", "benchmark"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    try:
+        texts = list(args.texts) + (read_texts(args.input, args.text_column,
+                                               args.text_pair_column) if args.input else [])
+        if not texts:
+            raise BundleError("give texts to classify, or --input FILE")
+        predictor = Predictor(args.bundle, threads=args.threads)
+        if args.benchmark:
+            print(json.dumps(benchmark(predictor, texts, args.benchmark)), flush=True)
+            return 0
+        for row in predictor.iter_predict(texts, args.top_k, args.batch_size):
+            print(json.dumps(row), flush=True)  # flushed: a reader sees each line at once
+    except BundleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

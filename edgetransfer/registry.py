@@ -1,0 +1,103 @@
+"""The one list of stages: the CLI, the recipe schema, the pipeline, the report and the
+tests all read it.
+
+Adding a stage is its module under stages/ (a pydantic config, `run()`, a `HELP` text and,
+for a pipeline step, `plan()`) plus one `Stage` entry here; a test checks that every entry
+has a command, a recipe section, a test file and a README row. After peft's
+`register_peft_method`, which ended a five-place edit.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # the command, and the recipe section of a pipeline step
+    summary: str  # one line: `edgetransfer --help` and README's stage table
+    config: str  # the pydantic config class in the stage's module
+    module: str = ""  # default edgetransfer.stages.NAME
+    first: tuple[str, ...] = ()  # options shown first in the command's --help
+    # config fields the pipeline sets (from the recipe's model/data/task or earlier steps);
+    # a recipe section may not set them
+    wired: frozenset[str] = frozenset()
+    step: bool = True  # a pipeline step (a section of recipes); predict is not
+    variants: bool = False  # the recipe section is a list of named variants (export)
+    entry: str = "run"  # the module function the command calls: entry(cfg, **extras)
+    argument: str | None = None  # a variadic positional argument the entry takes (texts)
+    flags: tuple[tuple[str, str], ...] = ()  # extra on/off flags of the command: (name, help)
+
+    @property
+    def module_name(self) -> str:
+        return self.module or f"edgetransfer.stages.{self.name}"
+
+    def load(self):
+        """The stage's module (imports it: torch stays inside the stages' functions)."""
+        return importlib.import_module(self.module_name)
+
+    def config_class(self):
+        return getattr(self.load(), self.config)
+
+
+# the data every training step is wired with, from the recipe's data section
+_DATA = frozenset({"task", "train", "validation", "test", "text_column", "text_pair_column",
+                   "label_column", "label_names", "train_sample", "max_length", "out",
+                   "overwrite", "resume", "allow_pickle", "trust_remote_code"})
+
+_STAGES: dict[str, Stage] = {}
+
+
+def register(stage: Stage) -> Stage:
+    if stage.name in _STAGES:
+        raise ValueError(f"stage {stage.name!r} is registered twice")
+    _STAGES[stage.name] = stage
+    return stage
+
+
+def stages() -> list[Stage]:
+    """Every stage, in pipeline order (the order of registration)."""
+    return list(_STAGES.values())
+
+
+def steps() -> list[Stage]:
+    """The pipeline's steps, in order."""
+    return [s for s in _STAGES.values() if s.step]
+
+
+def get(name: str) -> Stage:
+    return _STAGES[name]
+
+
+register(Stage("finetune", "adapt a backbone to a labelled task (full, LoRA or head-only)",
+               "FinetuneConfig",
+               first=("model", "task", "train", "validation", "test", "method", "out"),
+               wired=_DATA | {"model"}))
+register(Stage("distill", "teach a small, fast student from the fine-tuned teacher",
+               "DistillConfig",
+               first=("teacher", "student_layers", "keep_layers", "student", "train",
+                      "validation", "test", "unlabeled", "out"),
+               wired=_DATA | {"teacher", "unlabeled"}))
+register(Stage("export", "ONNX through optimum, fusions, int8/fp16 quantization, "
+               "parity-gated", "ExportConfig",
+               first=("model", "out", "quantize", "target"),
+               wired=frozenset({"task", "model", "out", "eval_data", "calibration_data",
+                                "text_column", "text_pair_column", "label_column",
+                                "max_length", "overwrite", "allow_pickle"}),
+               variants=True))
+register(Stage("verify", "accuracy, output parity and latency against a reference and a "
+               "baseline", "VerifyConfig",
+               first=("reference", "candidate", "data", "baseline", "max_latency_regression",
+                      "update_baseline", "out"),
+               wired=frozenset({"task", "reference", "candidate", "data", "text_column",
+                                "text_pair_column", "label_column", "max_length", "out",
+                                "allow_pickle"}),
+               entry="main", flags=(("json", "Print only the JSON report on stdout."),)))
+register(Stage("package", "a bundle for the device: model, tokenizer, runtime (onnxruntime "
+               "only)", "PackageConfig",
+               first=("model", "verify_report", "target", "out"),
+               wired=frozenset({"model", "out", "verify_report", "overwrite", "latency_data",
+                                "max_length"})))
+register(Stage("predict", "run a bundle on texts, as the device does", "PredictConfig",
+               first=("bundle", "input"), step=False, argument="texts"))

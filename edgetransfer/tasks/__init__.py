@@ -1,0 +1,103 @@
+"""The registry of tasks: one string names each, and a stage looks its task up here.
+
+`resolve()` decides a run's task: the `--task` / `task:` given, else what an artifact's
+manifest or a checkpoint's config.json says, else what the data's columns say, when exactly
+one registered task claims it; anything ambiguous is an error that lists the choices, and
+with no claim at all the default task's reader says what the data lacks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ConfigError, ModelError
+from .task import Task, TaskData
+
+__all__ = ["Task", "TaskData", "register", "get", "names", "resolve", "of_config"]
+
+_TASKS: dict[str, Task] = {}
+# The task when neither the model nor the data says: the one edgetransfer began with, whose
+# reader then names what the data lacks (e.g. "no text column found").
+DEFAULT = "text-classification"
+
+
+def register(task: Task) -> Task:
+    """Add a task; a second task of the same name is a programming error."""
+    if task.name in _TASKS and _TASKS[task.name] is not task:
+        raise ValueError(f"task {task.name!r} is registered twice")
+    _TASKS[task.name] = task
+    return task
+
+
+def unregister(name: str) -> None:
+    """Remove a task (tests register toy tasks and take them away again)."""
+    _TASKS.pop(name, None)
+
+
+def _builtin() -> None:
+    from . import text_classification  # noqa: F401  (registers itself)
+
+
+def names() -> list[str]:
+    _builtin()
+    return list(_TASKS)
+
+
+def get(name: str, flag: str = "--task") -> Task:
+    _builtin()
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise ConfigError(f"{flag} {name}: no such task; the tasks are "
+                          f"{', '.join(_TASKS)}") from None
+
+
+def of_config(config: dict) -> list[Task]:
+    """The tasks whose head a checkpoint's config.json describes."""
+    _builtin()
+    return [t for t in _TASKS.values() if t.claims(config)]
+
+
+def recorded(folder: Path) -> str | None:
+    """The task an edgetransfer artifact folder records in its artifact.json."""
+    from ..artifacts import MANIFEST
+
+    try:
+        return json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8")).get("task")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def resolve(given: str | None, *, config: dict | None = None, folder: Path | None = None,
+            columns=None, flag: str = "--task", where: str = "--model") -> Task:
+    """The run's task: `given`, else the artifact's record, the config's head or the data's
+    columns (a list, or a function giving it: read only when needed), where exactly one
+    task fits. A given task that contradicts the checkpoint's head is refused (one line,
+    exit 2) before any work."""
+    _builtin()
+    by_head = of_config(config) if config else []
+    if given is not None:
+        task = get(given, flag)
+        if by_head and task not in by_head:
+            raise ModelError(f"{where}: its head is {' / '.join(t.name for t in by_head)}, not "
+                             f"{task.name}; give a checkpoint of that task, or a backbone "
+                             f"(--new-head replaces a head when fine-tuning)")
+        return task
+    if folder is not None and (name := recorded(folder)) and name in _TASKS:
+        return _TASKS[name]
+    if len(by_head) == 1:
+        return by_head[0]
+    if len(by_head) > 1:
+        raise ConfigError(f"{where}: its head fits several tasks "
+                          f"({', '.join(t.name for t in by_head)}); pass {flag}")
+    if callable(columns):
+        columns = columns()
+    if columns is not None:
+        fits = [t for t in _TASKS.values() if t.claims_data(columns)]
+        if len(fits) == 1:
+            return fits[0]
+        if len(fits) > 1:
+            raise ConfigError(f"the data's columns {columns} fit several tasks "
+                              f"({', '.join(t.name for t in fits)}); pass {flag}")
+    return _TASKS[DEFAULT]

@@ -1,0 +1,78 @@
+"""What a task is: one frozen description of plain functions, keyed by one string.
+
+Every stage asks the task what to do where tasks differ (which head, how rows are read and
+checked, how inputs are encoded, what the predictions and metrics are, which loss distils,
+what parity compares, which graph rewrites are safe, what the bundled runtime does after
+the model) and never tests the task's name. No class hierarchy: a new task is a module that
+builds one `Task` and registers it (edgetransfer.tasks.register), after optimum's task
+strings and peft's one-call registration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class TaskData:
+    """A task's labelled splits, read and checked, with model-ready columns.
+
+    `splits`: split name -> datasets.Dataset holding the task's input columns and "label";
+    `label_names`: the head's outputs in order (class names; one name for a regression);
+    `columns`: role -> the column it was read from (recorded in settings.json).
+    """
+
+    splits: dict[str, Any]
+    label_names: list[str]
+    columns: dict[str, str | None]
+    sources: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+@dataclass(frozen=True)
+class Task:
+    # --- identity
+    name: str  # "text-classification": recipes' `task:`, `--task`, every manifest
+    summary: str  # one line, for --help and the bundle's README
+    # --- the model
+    model_class: str  # the transformers Auto class of its head
+    optimum_task: str  # optimum's export task string
+    peft_task_type: str  # a peft.TaskType member name
+    claims: Callable[[dict], bool]  # config.json (as a dict) holds this task's head
+    head_config: Callable[[list[str]], dict]  # config fields of a fresh head over these labels
+    # --- the data
+    read: Callable[..., TaskData]  # (DataOptions, model_labels) -> checked, encoded splits
+    read_eval: Callable[..., Any]  # (spec, label_names or None, options) -> one Dataset
+    claims_data: Callable[[list[str]], bool]  # a data file with these columns is this task's
+    load_preprocessor: Callable[..., Any]  # (Backbone, trust_remote_code) -> tokenizer, ...
+    prepare: Callable[..., tuple]  # (TaskData, preprocessor, max_length, on_long) ->
+    #                                  (model-ready splits, data.Truncation-like record)
+    encode: Callable[..., dict]  # (preprocessor, rows: dict of columns, max_length) -> numpy
+    #                               feeds both runtimes take
+    collator: Callable[[Any], Any]  # (preprocessor) -> the Trainer's data collator
+    read_unlabeled: Callable[..., Any] | None  # (spec, column, preprocessor, max_length,
+    #                                             TaskData) -> Dataset of rows without a gold
+    #                                             label (distill --unlabeled); None: refused
+    # --- outputs and how they are judged
+    predictions: Callable[[Any], Any]  # logits (numpy) -> predictions (numpy)
+    metrics: Callable[..., dict]  # (labels, predictions, label_names) -> JSON-ready report
+    primary: str  # the report's key that early stopping, model selection and gates use
+    greater_is_better: bool
+    compare: Callable[..., dict]  # (labels, ref_pred, cand_pred, label_names, seed) ->
+    #                                {primary: {"points", "ci95"}, ..., "flips", "flip_rate"}
+    drop: Callable[[float, float], float]  # (reference, candidate) -> how much worse, in
+    #                                         the gate's units (accuracy: points)
+    per_label_delta: Callable[[dict, dict], dict] | None  # (ref report, cand report)
+    distill_loss: Callable[..., tuple]  # (student_logits, teacher_logits, labels, *, alpha,
+    #                                      temperature) -> (loss, parts)
+    agreement: Callable[[Any, Any], float] | None  # parity: share of outputs whose
+    #                                                prediction agrees; None: atol alone
+    tolerances: dict | None  # precision -> (atol, least agreement); None: parity's defaults
+    probe_rows: tuple[dict, ...]  # inputs of mixed shapes the parity gate always checks
+    rewrites: frozenset[str]  # graph rewrites export may apply (convert.rewrites names)
+    runtime: dict  # input_spec.json "task": what the bundled runtime does after the model

@@ -1,0 +1,124 @@
+"""Trainer checkpoints that are whole or skipped: markers written last, rotation after.
+
+A checkpoint cut off mid-save (kill -9, a full disk, a lost machine) has no COMPLETE marker
+and is never resumed from; older checkpoints are removed only once a newer one is complete.
+transformers writes the checkpoints; this module only guards them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from .guards import check_finite
+
+log = logging.getLogger(__name__)
+CHECKPOINTS = "checkpoints"
+# Written last into each checkpoint, after every file in it is flushed to disk: a checkpoint
+# without it was cut off mid-save (kill -9, a full disk, a lost machine) and is never loaded.
+COMPLETE = "checkpoint.complete"
+# In checkpoints/ of every run that writes COMPLETE markers; runs begun by an older
+# edgetransfer lack it, and their checkpoints are judged by the files they hold.
+MARKED_RUN = ".complete-markers"
+
+
+def checkpoints(work: Path) -> list[tuple[int, Path]]:
+    folder = work / CHECKPOINTS
+    found = []
+    for ckpt in folder.glob("checkpoint-*") if folder.is_dir() else ():
+        try:
+            found.append((int(ckpt.name.split("-")[-1]), ckpt))
+        except ValueError:
+            continue
+    return sorted(found)
+
+
+def is_complete(ckpt: Path, marked_run: bool = True) -> bool:
+    """True when the save finished: its marker is there and every file it lists is whole."""
+    marker = ckpt / COMPLETE
+    if marker.exists():
+        try:
+            files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+        except (ValueError, KeyError, TypeError, OSError):
+            return False
+        return all((ckpt / name).is_file() and (ckpt / name).stat().st_size == size
+                   for name, size in files.items())
+    if marked_run:
+        return False
+    # a run begun by an older edgetransfer: trainer_state.json is the Trainer's last write
+    weights = any((ckpt / f).exists() for f in
+                  ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin"))
+    return weights and all((ckpt / f).exists() for f in ("trainer_state.json", "optimizer.pt",
+                                                         "scheduler.pt"))
+
+
+def newest_complete_checkpoint(work: Path) -> str | None:
+    """The newest checkpoint whose save finished (its COMPLETE marker, written last).
+
+    A checkpoint cut off mid-save has no marker, so it is skipped rather than loaded.
+    """
+    marked = (work / CHECKPOINTS / MARKED_RUN).exists()
+    found = []
+    for step, ckpt in checkpoints(work):
+        if is_complete(ckpt, marked):
+            found.append((step, ckpt))
+        else:
+            log.warning("skipping incomplete checkpoint %s (cut off mid-save)", ckpt.name)
+    return str(found[-1][1]) if found else None
+
+
+def discard_incomplete(work: Path) -> None:
+    """Remove checkpoints cut off mid-save (in the partial folder: nothing of the user's)."""
+    import shutil
+
+    marked = (work / CHECKPOINTS / MARKED_RUN).exists()
+    for _, ckpt in checkpoints(work):
+        if not is_complete(ckpt, marked):
+            shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def mark_complete(ckpt: Path) -> None:
+    """Flush every file of a finished checkpoint to disk, then write its marker (last)."""
+    from ..artifacts import fsync_dir, fsync_file, write_json
+
+    files = {}
+    for f in sorted(ckpt.rglob("*")):
+        if f.is_file() and f.name != COMPLETE:
+            fsync_file(f)
+            files[f.relative_to(ckpt).as_posix()] = f.stat().st_size
+    fsync_dir(ckpt)
+    write_json(ckpt / COMPLETE, {"files": files})
+
+
+def guard_checkpoints(trainer, lr: float, precision: str | None = None) -> None:
+    """Checkpoints that are whole or skipped; Ctrl-C after the save; NaN never saved.
+
+    Wraps the Trainer's own save: refuses to save non-finite weights, holds Ctrl-C until
+    the save is done, writes the COMPLETE marker last, then removes older checkpoints
+    (all but the newest and the best): only after the new one is known to be complete.
+    """
+    import shutil
+
+    real = trainer._save_checkpoint
+    run_dir = Path(trainer.args.output_dir)
+
+    def save(model, trial, *args, **kwargs):
+        from ..artifacts import uninterrupted
+
+        check_finite(trainer.model, f"at step {trainer.state.global_step}, before a checkpoint "
+                     f"save", lr, precision)
+        with uninterrupted("saving a checkpoint"):
+            result = real(model, trial, *args, **kwargs)
+            if trainer.args.should_save:
+                ckpt = run_dir / f"checkpoint-{trainer.state.global_step}"
+                mark_complete(ckpt)
+                best = trainer.state.best_model_checkpoint
+                keep = {ckpt.name} | ({Path(best).name} if best else set())  # (by name: a
+                # resumed run's recorded path may be relative to another working directory)
+                for _, old in checkpoints(run_dir.parent):
+                    if old.name not in keep:
+                        shutil.rmtree(old, ignore_errors=True)
+        return result
+
+    trainer._save_checkpoint = save

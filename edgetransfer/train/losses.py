@@ -1,0 +1,80 @@
+"""Distillation losses, all in one place so stages cannot drift apart.
+
+- soft targets: KL(teacher || student) on logits softened by temperature T, scaled by T^2
+  so its gradients keep their size as T changes (Hinton et al. 2015);
+- hard labels: cross-entropy on the gold labels, mixed in with weight 1 - alpha; rows
+  without a gold label (teacher-labelled unlabelled text, label -100) only take the soft loss;
+- hidden states: MSE between mapped layers' hidden states, through a learned projection
+  when the widths differ (TinyBERT, Jiao et al. 2020);
+- attention: KL between the teacher's and the student's attention distributions of
+  mapped layers, averaged over heads (MiniLM uses the last layer's, Wang et al. 2020).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..data.labels import IGNORE  # a row without a gold label: no hard-label loss
+
+
+def soft_target_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
+    t = temperature
+    return F.kl_div(
+        F.log_softmax(student_logits / t, dim=-1),
+        F.log_softmax(teacher_logits / t, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (t * t)
+
+
+def hard_label_loss(student_logits, labels) -> torch.Tensor:
+    if (labels != IGNORE).sum() == 0:
+        return student_logits.sum() * 0.0  # keeps the graph; no gold label in this batch
+    return F.cross_entropy(student_logits, labels, ignore_index=IGNORE)
+
+
+def hidden_state_loss(student_hidden, teacher_hidden, mapping, attention_mask, projection=None):
+    """Mean MSE over mapped layer pairs, counting real tokens only (padding is excluded).
+
+    `mapping` holds (student index, teacher index) pairs into the tuples of hidden states
+    (index 0 is the embedding output).
+    """
+    mask = attention_mask.unsqueeze(-1).to(student_hidden[0].dtype)
+    tokens = mask.sum().clamp(min=1)
+    total = 0.0
+    for s, t in mapping:
+        h = student_hidden[s]
+        if projection is not None:
+            h = projection(h)
+        diff = (h - teacher_hidden[t].to(h.dtype)) ** 2 * mask
+        total = total + diff.sum() / (tokens * h.shape[-1])
+    return total / len(mapping)
+
+
+def attention_loss(student_attn, teacher_attn, mapping, attention_mask) -> torch.Tensor:
+    """KL between attention distributions of mapped layers (heads averaged, real queries only).
+
+    Averaging over heads lets students with another head count learn from the teacher.
+    """
+    query_mask = attention_mask.to(student_attn[0].dtype)
+    total = 0.0
+    for s, t in mapping:
+        ps = student_attn[s].mean(dim=1).clamp_min(1e-8)  # (batch, query, key)
+        pt = teacher_attn[t].mean(dim=1).to(ps.dtype).clamp_min(1e-8)
+        kl = (pt * (pt.log() - ps.log())).sum(-1)  # per query
+        total = total + (kl * query_mask).sum() / query_mask.sum().clamp(min=1)
+    return total / len(mapping)
+
+
+def combine(student_logits, labels, teacher_logits, *, alpha: float, temperature: float):
+    """alpha * soft-target loss + (1 - alpha) * hard-label loss, and the parts for logging."""
+    parts = {}
+    loss = 0.0
+    if alpha > 0:
+        parts["soft"] = soft_target_loss(student_logits, teacher_logits, temperature)
+        loss = loss + alpha * parts["soft"]
+    if alpha < 1:
+        parts["hard"] = hard_label_loss(student_logits, labels)
+        loss = loss + (1 - alpha) * parts["hard"]
+    return loss, parts

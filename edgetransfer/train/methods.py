@@ -1,0 +1,140 @@
+"""Which weights a fine-tuning run updates: full, LoRA (peft) or the head only, plus frozen layers.
+
+LoRA runs are merged back into a plain checkpoint, so later stages never need peft; the merge
+is checked (merged outputs must equal the adapter model's outputs) because a merge that
+silently changes outputs is a known peft pain, e.g. with a classifier in modules_to_save.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from ..errors import CheckFailed, ConfigError
+from ..modeling import heads
+
+log = logging.getLogger(__name__)
+
+METHODS = ("full", "lora", "head")
+# Matches the block index in module names: bert "encoder.layer.3.", llama "layers.3.", gpt2 "h.3."
+LAYER_INDEX = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
+
+
+def layer_of(name: str) -> int | None:
+    m = LAYER_INDEX.search("." + name + ".")
+    return int(m.group(1)) if m else None
+
+
+def block_linear_names(model) -> list[str]:
+    """Short names of the Linear modules inside the transformer blocks (LoRA candidates)."""
+    import torch
+
+    names = set()
+    for full, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and layer_of(full) is not None:
+            names.add(full.split(".")[-1] if not full.endswith(".dense")
+                      else ".".join(full.split(".")[-2:]))
+    return sorted(names)
+
+
+def all_linear_names(model) -> list[str]:
+    import torch
+
+    return sorted({n.split(".")[-1] for n, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear)})
+
+
+def freeze_lower(model, n_layers: int) -> None:
+    """Freeze the embeddings and the lowest `n_layers` blocks."""
+    if n_layers <= 0:
+        return
+    total = getattr(model.config, "num_hidden_layers", None)
+    if total is not None and n_layers > total:
+        raise ConfigError(f"--freeze-layers {n_layers}: the model has only {total} layers")
+    frozen = 0
+    for name, p in model.named_parameters():
+        layer = layer_of(name)
+        if "embeddings" in name or (layer is not None and layer < n_layers):
+            p.requires_grad_(False)
+            frozen += p.numel()
+    log.info("froze the embeddings and layers 0..%d (%.1fM parameters)", n_layers - 1, frozen / 1e6)
+
+
+def apply(model, method: str, new_modules: list[str], *, peft_task_type: str,
+          freeze_layers: int = 0, lora_r: int = 8, lora_alpha: int = 16,
+          lora_dropout: float = 0.1, lora_targets: list[str] | None = None):
+    """Return the model to train, with only the chosen parameters trainable."""
+    if method not in METHODS:
+        raise ConfigError(f"--method {method}: use one of {', '.join(METHODS)}")
+    if method == "head":
+        if freeze_layers:
+            raise ConfigError("--freeze-layers has no effect with --method head (all is frozen)")
+        for name, p in model.named_parameters():
+            p.requires_grad_(any(name.startswith(m + ".") for m in new_modules)
+                             or heads.is_head_key(name))
+    elif method == "full":
+        freeze_lower(model, freeze_layers)
+    else:
+        model = _lora(model, new_modules, peft_task_type, freeze_layers, lora_r, lora_alpha,
+                      lora_dropout, lora_targets)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    log.info("method %s: %.2fM of %.2fM parameters trainable (%.2f%%)",
+             method, trainable / 1e6, total / 1e6, 100 * trainable / total)
+    return model
+
+
+def _lora(model, new_modules, peft_task_type, freeze_layers, r, alpha, dropout, targets):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    candidates = block_linear_names(model)
+    if targets:
+        known = all_linear_names(model) + candidates
+        wrong = [t for t in targets if t not in known]
+        if wrong:
+            raise ConfigError(
+                f"--lora-targets {','.join(wrong)}: no such Linear module; the model's are "
+                f"{', '.join(candidates)}"
+            )
+    else:
+        # every Linear in the blocks: LoRA on attention and FFN together tracks full
+        # fine-tuning more closely than attention alone (QLoRA, Dettmers et al. 2023).
+        targets = candidates
+    if not targets:
+        raise ConfigError("--method lora: found no Linear modules in the model's blocks")
+    total = getattr(model.config, "num_hidden_layers", None)
+    layers = list(range(freeze_layers, total)) if freeze_layers and total else None
+    # new modules (the head) are trained whole and saved with the adapter
+    to_save = sorted({m.split(".")[-1] if m.split(".")[-1] in heads.OUTPUT_MODULES
+                      else m for m in new_modules} | heads.head_modules(model))
+    config = LoraConfig(
+        task_type=getattr(TaskType, peft_task_type), r=r, lora_alpha=alpha, lora_dropout=dropout,
+        target_modules=targets, layers_to_transform=layers, modules_to_save=to_save,
+    )
+    log.info("LoRA r=%d alpha=%d on %s; trained whole: %s", r, alpha, ", ".join(targets),
+             ", ".join(to_save))
+    return get_peft_model(model, config)
+
+
+def merge_checked(peft_model, batch: dict, tolerance: float):
+    """Merge LoRA into the base weights; fail if the merged outputs differ from the adapter's.
+
+    Returns the plain merged model and the largest absolute logit difference.
+    """
+    import torch
+
+    peft_model.eval()
+    with torch.inference_mode():
+        before = peft_model(**batch).logits.float()
+    merged = peft_model.merge_and_unload()
+    merged.eval()
+    with torch.inference_mode():
+        after = merged(**batch).logits.float()
+    diff = float((before - after).abs().max())
+    if not diff <= tolerance:  # also catches NaN
+        raise CheckFailed(
+            f"LoRA merge check failed: merged logits differ from the adapter model's by {diff:.2e}"
+            f" (tolerance {tolerance:.0e}); the adapter is kept, the merged model is not written"
+        )
+    log.info("LoRA merge check: max |logit difference| %.2e (tolerance %.0e)", diff, tolerance)
+    return merged, diff

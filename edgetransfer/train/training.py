@@ -1,0 +1,248 @@
+"""The training run every training stage shares (finetune, distill), for any task.
+
+transformers' Trainer does the loop, optimizer, schedule, mixed precision, checkpoints,
+distribution (accelerate/torchrun) and early stopping; this module only fixes our defaults,
+asks the task for its collator, predictions and metrics (its primary metric selects the
+best checkpoint), picks the checkpoint to resume from, and saves the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..artifacts import uninterrupted, write_json, write_manifest
+from .checkpoints import CHECKPOINTS, MARKED_RUN, discard_incomplete, guard_checkpoints, \
+    newest_complete_checkpoint
+from .devices import Placement
+from .guards import check_finite, nan_guard
+from .progress import plot_history, progress_callback, show_bars, use_our_progress
+
+log = logging.getLogger(__name__)
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def training_arguments(
+    work: Path,
+    placement: Placement,
+    *,
+    epochs: float,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    seed: int,
+    eval_steps: int = 0,
+    grad_accum: int = 1,
+    show_progress: bool = True,
+    metric: str = "accuracy",
+    greater_is_better: bool = True,
+):
+    from transformers import TrainingArguments
+
+    strategy = "steps" if eval_steps else "epoch"
+    return TrainingArguments(
+        output_dir=str(work / CHECKPOINTS),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=max(64, batch_size),  # eval holds no gradients
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=lr,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        lr_scheduler_type="linear",  # warm-up then linear decay, as BERT was tuned
+        # torch's fused AdamW does the whole update in one kernel per parameter group. On
+        # short sentences the per-tensor loop of the default adamw_torch costs more than half
+        # of forward plus backward on a CPU (bench/RESULTS.md: +37-42% training samples/s,
+        # same accuracy); fused exists for CPU and CUDA only, so other devices keep the loop.
+        optim="adamw_torch_fused" if placement.device in ("cpu", "cuda") else "adamw_torch",
+        eval_strategy=strategy,
+        save_strategy=strategy,  # must match eval for the best checkpoint to be kept
+        eval_steps=eval_steps or None,
+        save_steps=eval_steps or None,
+        save_total_limit=None,  # rotated by guard_checkpoints, only once a save is complete
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,  # the task's primary metric
+        greater_is_better=greater_is_better,
+        group_by_length=True,  # batches of similar length pad less: the largest CPU speed-up
+        logging_strategy="steps",
+        logging_steps=0.05,  # a ratio of all steps: about 20 progress lines per run
+        logging_nan_inf_filter=False,  # a NaN loss must show (and stop the run), not be hidden
+        seed=seed,
+        data_seed=seed,
+        use_cpu=placement.device == "cpu",
+        bf16=placement.precision == "bf16",
+        fp16=placement.precision == "fp16",
+        ddp_backend="gloo" if placement.device == "cpu" and world_size() > 1 else None,
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=0,  # data is tokenized in memory; workers only add start-up
+        # our datasets hold only what the loss needs (distillation's cached teacher_logits
+        # are not a forward() argument, so Trainer would drop them)
+        remove_unused_columns=False,
+        save_safetensors=True,
+        report_to="none",
+        disable_tqdm=not show_progress,
+    )
+
+
+@dataclass
+class Fitted:
+    """What a training run leaves for the stage to save."""
+
+    trainer: object
+    evaluations: dict  # split -> metrics.report(...)
+    train_metrics: dict
+
+
+def compute_metrics(task, label_names: list[str]):
+    """The Trainer's `compute_metrics`: the task's predictions and summary figures."""
+    def compute(eval_pred) -> dict[str, float]:
+        logits, labels = eval_pred
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        report = task.metrics(labels, task.predictions(logits), label_names)
+        return {k: v for k, v in report.items() if isinstance(v, (int, float)) and k != "n"}
+
+    return compute
+
+
+def evaluate(trainer, task, dataset, split: str, label_names: list[str]) -> dict:
+    """The task's full report on one split, predictions gathered from every process."""
+    pred = trainer.predict(dataset, metric_key_prefix=split)
+    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    return task.metrics(pred.label_ids, task.predictions(logits), label_names)
+
+
+def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts, lr: float,
+        out, settings: dict, placement: Placement, trainer_class=None, trainer_kwargs=None,
+        train_dataset=None, started: float | None = None) -> Fitted:
+    """Prepare the output folder, train with early stopping, evaluate validation (and test).
+
+    Every process of a distributed run calls this; evaluation gathers predictions from all
+    of them, and only the first process writes files.
+    """
+    import torch
+    from transformers import EarlyStoppingCallback, Trainer
+
+    started = started or time.perf_counter()  # the stage's start: wall time covers loading
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    args = training_arguments(
+        out.work, placement, epochs=opts.epochs, batch_size=opts.batch_size, lr=lr,
+        weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio, seed=opts.seed,
+        eval_steps=opts.eval_steps, show_progress=show_bars(), metric=task.primary,
+        greater_is_better=task.greater_is_better,
+    )  # (this also joins the process group when started by torchrun/accelerate)
+    # Every check has passed: only now is anything written, by the first process, while the
+    # others wait and then find the same checkpoint to resume from.
+    with args.main_process_first(desc="prepare the output folder"):
+        if is_main_process():
+            resuming = out.prepare()
+            write_json(out.work / "settings.json", settings)
+            aside = out.work.parent / f".{out.final.name}.checkpoints"
+            if aside.is_dir():  # finish() was cut off after moving the checkpoints aside
+                if resuming and not (out.work / CHECKPOINTS).exists():
+                    os.replace(aside, out.work / CHECKPOINTS)
+                else:
+                    import shutil
+
+                    shutil.rmtree(aside, ignore_errors=True)
+            if resuming:
+                newest_complete_checkpoint(out.work)  # (says which ones are skipped)
+                discard_incomplete(out.work)
+            else:
+                (out.work / CHECKPOINTS).mkdir(exist_ok=True)
+                (out.work / CHECKPOINTS / MARKED_RUN).write_text("")
+    checkpoint = newest_complete_checkpoint(out.work) if out.resume else None
+    progress = progress_callback(task.primary)
+    trainer = (trainer_class or Trainer)(
+        model=model, args=args, train_dataset=train_dataset or tokenized["train"],
+        eval_dataset=tokenized["validation"], processing_class=tokenizer,
+        data_collator=task.collator(tokenizer),
+        compute_metrics=compute_metrics(task, label_names),
+        callbacks=[EarlyStoppingCallback(opts.patience)] if opts.patience else [],
+        **(trainer_kwargs or {}),
+    )
+    use_our_progress(trainer, progress)
+    trainer.add_callback(nan_guard(lr, placement.precision))
+    guard_checkpoints(trainer, lr, placement.precision)
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    log.info("training on %s, %d process(es)", placement.describe(), world_size())
+    if placement.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+
+    evaluations = {split: evaluate(trainer, task, tokenized[split], split, label_names)
+                   for split in ("validation", "test") if split in tokenized}
+    state = trainer.state
+    train_metrics = {
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 1),
+        "train_samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2),
+        "epochs_run": round(state.epoch or 0, 2),
+        "steps": state.global_step,
+        "best_checkpoint": Path(state.best_model_checkpoint).name
+        if state.best_model_checkpoint else None,
+        f"best_validation_{task.primary}": state.best_metric,
+        "trainable_parameters": trainable,
+        "device": placement.describe(),
+        "processes": world_size(),
+        "resumed_from": Path(checkpoint).name if checkpoint else None,
+    }
+    if placement.device == "cuda":
+        train_metrics["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    return Fitted(trainer=trainer, evaluations=evaluations, train_metrics=train_metrics)
+
+
+def finish(out, fitted: Fitted, *, model, tokenizer, task, kind: str, settings: dict,
+           metrics: dict, parents: dict, title: str, keep_checkpoints: bool) -> Path:
+    """Save the model and its records into the partial folder, then move it into place.
+
+    Ctrl-C waits until the folder is in place. The checkpoints are moved aside before the
+    manifest is written and deleted only after the commit, so a crash at any point leaves
+    either a resumable partial folder or a complete result.
+    """
+    import shutil
+
+    check_finite(model, "at the end of training", settings.get("learning_rate"))
+    with uninterrupted("writing the result"):
+        model.save_pretrained(out.work, safe_serialization=True)
+        tokenizer.save_pretrained(out.work)
+        write_json(out.work / "metrics.json", metrics)
+        # the Trainer's log history survives --resume (it is saved in every checkpoint); the
+        # callback's list would only hold what happened since the restart
+        history = fitted.trainer.state.log_history
+        write_json(out.work / "history.json", history)
+        plot_history(history, out.work / "training.png", title, task.primary,
+                     task.greater_is_better)
+        aside = out.work.parent / f".{out.final.name}.checkpoints"
+        if not keep_checkpoints and (out.work / CHECKPOINTS).exists():
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(out.work / CHECKPOINTS, aside)
+        summary = {f"{k}_{task.primary}": v[task.primary]
+                   for k, v in fitted.evaluations.items()}
+        try:
+            write_manifest(out.work, kind, settings,
+                           summary | {"wall_time_s": fitted.train_metrics["wall_time_s"]},
+                           parents, task=task.name,
+                           packages=("torch", "transformers", "peft", "datasets", "accelerate"))
+            final = out.commit()
+        except BaseException:
+            if aside.exists() and not (out.work / CHECKPOINTS).exists():
+                os.replace(aside, out.work / CHECKPOINTS)  # still resumable
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+    log.info("wrote %s  (%s; %.0fs)", final,
+             ", ".join(f"{k} {v:.4f}" for k, v in summary.items()),
+             fitted.train_metrics["wall_time_s"])
+    return final
