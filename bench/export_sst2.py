@@ -5,9 +5,10 @@
 Ours: `edgetransfer export --quantize int8-dynamic` (fusions, then dynamic int8 with the
 avx512-vnni preset). Optimum's plain path: `ORTModelForSequenceClassification(export=True)`,
 then `ORTQuantizer` with `AutoQuantizationConfig.avx512_vnni(is_static=False)`. Both are
-evaluated on validation.tsv and timed at batch 1 on its texts, one thread each, interleaved
-in the same process: rounds alternate the two models and the ratio is the median over
-rounds (with its spread). Also reported: our fp32 ONNX accuracy, to check int8 holds.
+scored on validation.tsv and timed at batch 1 on its texts, one thread each, with the
+package's own scorer and latency harness (edgetransfer.measure), interleaved in the same
+process: rounds alternate the two models and the ratio is the median over rounds (with its
+spread). Also reported: our fp32 ONNX accuracy, to check int8 holds.
 """
 
 from __future__ import annotations
@@ -37,19 +38,6 @@ def optimum_int8(model: Path, out: Path) -> Path:
     return next((out / "optimum-int8").glob("*.onnx"))
 
 
-def session(path: Path):
-    import onnxruntime as ort
-
-    o = ort.SessionOptions()
-    o.intra_op_num_threads, o.inter_op_num_threads = 1, 1
-    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
-
-
-def feeds(sess, enc):
-    names = {i.name for i in sess.get_inputs()}
-    return {k: v.astype(np.int64) for k, v in enc.items() if k in names}
-
-
 def read_tsv(path: Path) -> tuple[list[str], np.ndarray]:
     """SST-2's sentence<TAB>label rows (header skipped)."""
     rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:]]
@@ -57,61 +45,50 @@ def read_tsv(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def compare(ours: Path, theirs: Path, tok, texts: list[str], labels: np.ndarray, *,
-            rounds: int, per_round: int, accuracy_batch: int = 64) -> dict:
-    """Accuracy of both ONNX models, and batch-1 latency in interleaved rounds (one thread
-    each): rounds alternate which model goes first and time the same texts; the ratio
-    ours/theirs is taken per round, and its median and spread reported."""
-    a, b = session(ours), session(theirs)
+            rounds: int, per_round: int) -> dict:
+    """Accuracy of both int8 ONNX models and their batch-1 latency, one thread each.
+
+    Both through the package's own harness, so the figures are measured the way export and
+    verify measure: accuracy by measure.scoring (the text-classification task's metric, int8
+    scored one text at a time, as deployed), latency by measure.latency.interleaved (rounds
+    alternate which model goes first and time the same texts). The ratio ours/theirs is
+    taken per round; its median and spread are reported.
+    """
+    from edgetransfer import tasks
+    from edgetransfer.measure import latency, scoring
+
+    task = tasks.get("text-classification")
+    names = [str(i) for i in range(int(labels.max()) + 1)]
+    rows = {"text": texts}
+    a, b = latency.ort_session(ours, 1), latency.ort_session(theirs, 1)
 
     def accuracy(sess):
-        right = 0
-        for s in range(0, len(texts), accuracy_batch):
-            enc = tok(texts[s:s + accuracy_batch], padding=True, return_tensors="np")
-            right += int((sess.run(None, feeds(sess, enc))[0].argmax(-1)
-                          == labels[s:s + accuracy_batch]).sum())
-        return right / len(texts)
+        pairs = [(task.encode(tok, {"text": rows["text"][s:s + scoring.SCORE_BATCH]}, 128),
+                  labels[s:s + scoring.SCORE_BATCH])
+                 for s in range(0, len(texts), scoring.SCORE_BATCH)]
+        return scoring.score(task, lambda f: sess.run(None, latency.feeds_for(sess, f))[0],
+                             pairs, names, precision="int8")
 
-    singles = [tok(t, return_tensors="np") for t in texts]
-    fa = [feeds(a, e) for e in singles]
-    fb = [feeds(b, e) for e in singles]
-    for i in range(50):  # warm-up both
-        a.run(None, fa[i]), b.run(None, fb[i])
-
-    def timed(sess, fs, start):
-        out = []
-        for i in range(per_round):
-            x = fs[(start + i) % len(fs)]
-            t = time.perf_counter()
-            sess.run(None, x)
-            out.append(time.perf_counter() - t)
-        return np.array(out) * 1000
-
-    ratios50, ratios90, pa, pb = [], [], [], []
-    for r in range(rounds):  # interleaved: the same texts, in alternating order
-        start = r * per_round
-        order = [(a, fa, pa), (b, fb, pb)] if r % 2 == 0 else [(b, fb, pb), (a, fa, pa)]
-        got = {}
-        for sess, fs, sink in order:
-            ms = timed(sess, fs, start)
-            sink.append(ms)
-            got[id(sess)] = ms
-        ratios50.append(np.percentile(got[id(a)], 50) / np.percentile(got[id(b)], 50))
-        ratios90.append(np.percentile(got[id(a)], 90) / np.percentile(got[id(b)], 90))
-    all_a, all_b = np.concatenate(pa), np.concatenate(pb)
+    singles = [task.encode(tok, {"text": [t]}, 128) for t in texts]
+    jobs = {name: ((lambda f, s=sess: s.run(None, f)),
+                   [latency.feeds_for(sess, f) for f in singles])
+            for name, sess in (("ours", a), ("optimum", b))}
+    times = latency.interleaved(jobs, iterations=rounds * per_round, rounds=rounds, warmup=50)
+    by_round = {k: v.reshape(rounds, -1) * 1000 for k, v in times.items()}
+    ratios = {q: [np.percentile(o, q) / np.percentile(t, q)
+                  for o, t in zip(by_round["ours"], by_round["optimum"])] for q in (50, 90)}
 
     def spread(r):
         return {"median": float(np.median(r)), "min": float(min(r)), "max": float(max(r))}
 
-    return {
-        "ours": {"accuracy": accuracy(a), "p50_ms": float(np.percentile(all_a, 50)),
-                 "p90_ms": float(np.percentile(all_a, 90)),
-                 "size_mb": ours.stat().st_size / 2**20},
-        "optimum": {"accuracy": accuracy(b), "p50_ms": float(np.percentile(all_b, 50)),
-                    "p90_ms": float(np.percentile(all_b, 90)),
-                    "size_mb": theirs.stat().st_size / 2**20},
-        "ratio_p50": spread(ratios50), "ratio_p90": spread(ratios90),
-        "accuracy_batch": accuracy_batch,
-    }
+    def figures(name, sess, path):
+        ms = times[name] * 1000
+        return {"accuracy": accuracy(sess), "p50_ms": float(np.percentile(ms, 50)),
+                "p90_ms": float(np.percentile(ms, 90)), "size_mb": path.stat().st_size / 2**20}
+
+    return {"ours": figures("ours", a, ours), "optimum": figures("optimum", b, theirs),
+            "ratio_p50": spread(ratios[50]), "ratio_p90": spread(ratios[90]),
+            "accuracy_batch": 1}
 
 
 def main() -> None:

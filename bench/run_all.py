@@ -188,7 +188,7 @@ def optimum_section(args, mode: dict, root: Path, test: Path) -> dict:
     tok = AutoTokenizer.from_pretrained(student)
     # accuracy at batch 1: what the bundle does (int8 activations are quantized per batch)
     result = compare(ours, theirs, tok, texts, labels, rounds=mode["opt_rounds"],
-                     per_round=mode["opt_per_round"], accuracy_batch=1)
+                     per_round=mode["opt_per_round"])
     diff = (result["ours"]["accuracy"] - result["optimum"]["accuracy"]) * 100
     result |= {"optimum_export_s": round(export_s, 1), "accuracy_diff_points": round(diff, 2),
                "rounds": mode["opt_rounds"], "per_round": mode["opt_per_round"], "threads": 1}

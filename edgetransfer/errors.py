@@ -17,9 +17,33 @@ EXIT_INTERRUPTED = 130  # Ctrl-C; a resumable run can be continued with --resume
 
 
 class EdgeTransferError(Exception):
-    """A problem the user can fix; the message says what and how, in one line."""
+    """A problem the user can fix; the message says what and how, in one line.
+
+    A message that starts with a setting as the command line spells it ("--keep-layers
+    0,9: ...") names that setting; the layer the user typed it in may rename it
+    (`name_setting`): the pipeline says "recipes/x.yaml: distill.keep_layers 0,9: ...".
+    The library words every error once; only the name of the setting changes.
+    """
 
     exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str = "", *args):
+        super().__init__(message, *args)
+        flag, _, rest = str(message).partition(" ")
+        self.setting = self.detail = None
+        if flag.startswith("--") and flag[2:3].isalpha() and rest:
+            self.setting = flag[2:].rstrip(":").replace("-", "_")
+            self.detail = (":" if flag.endswith(":") else "") + " " + rest
+        self.named_as: str | None = None
+
+    def name_setting(self, name: str) -> None:
+        """Say the setting as the user typed it (a recipe key, say), not as a flag."""
+        self.named_as = name
+
+    def __str__(self) -> str:
+        if self.setting is None or self.named_as is None:
+            return super().__str__()
+        return f"{self.named_as}{self.detail}"
 
 
 class DataError(EdgeTransferError):

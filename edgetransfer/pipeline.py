@@ -20,7 +20,7 @@ from pathlib import Path
 from . import recipe as recipes
 from . import registry
 from .artifacts import MANIFEST, sha256, versions, write_json
-from .errors import CheckFailed, ConfigError
+from .errors import CheckFailed, ConfigError, EdgeTransferError
 from .options import result_settings
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def run(recipe_file: Path, overrides: list[str] = (), *, from_step: str | None =
         write_json(root / STATE, state)
         started = time.perf_counter()
         try:
-            _run_step(p)
+            _run_step(p, recipe_file)
             status = "done"
         except CheckFailed as e:  # a gate: keep the evidence, report, then stop
             status, failure = "failed", e
@@ -186,11 +186,30 @@ def run(recipe_file: Path, overrides: list[str] = (), *, from_step: str | None =
     return root
 
 
-def _run_step(p: Planned) -> None:
+def _run_step(p: Planned, recipe_file: Path) -> None:
     """The stage's `run_step` where it has one (verify: its file in an artifact folder),
-    else its `run`."""
-    module = registry.get(p.step).load()
-    getattr(module, "run_step", module.run)(p.config)
+    else its `run`. An error about a setting names it as the recipe spells it."""
+    stage = registry.get(p.step)
+    module = stage.load()
+    try:
+        getattr(module, "run_step", module.run)(p.config)
+    except EdgeTransferError as e:
+        key = recipe_key(stage, e.setting) if e.setting else None
+        if key:
+            e.name_setting(f"{recipe_file}: {key}")
+        raise
+
+
+def recipe_key(stage, setting: str) -> str | None:
+    """Where a stage's setting is written in a recipe: its section, the data section or the
+    top level; None for one the pipeline sets from an earlier step (a folder)."""
+    if setting not in stage.wired:
+        return f"{stage.name}.{setting}"
+    if setting in recipes.DataSection.model_fields:
+        return f"data.{setting}"
+    if setting in ("model", "task"):
+        return setting
+    return None
 
 
 def _save_resolved(recipe, recipe_file: Path, overrides, root: Path) -> None:

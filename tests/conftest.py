@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgetransfer.modeling.backbones import builtin_path
@@ -122,3 +124,66 @@ def tiny_args(backbone: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return ["-q", "finetune", "--model", backbone, "--train", data / "train.jsonl",
             "--validation", data / "validation.jsonl", "--out", out, "--epochs", "4",
             "--batch-size", "4", "--lr", "2e-3", "--patience", "0", *extra]
+
+
+# --- bundles: an exported tiny classifier and its measured bundle (stages, bundle tests)
+
+def sha_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_report(path: Path, model_dir: Path, *, passed: bool = True, sha: str | None = None,
+                 failures: list[dict] | None = None) -> Path:
+    """A verify.json of the documented shape, by hand (the verify command is not needed)."""
+    failures = failures or []
+    report = {
+        "passed": passed, "failures": failures,
+        "reference": {"name": "reference", "kind": "pytorch", "metrics": {"accuracy": 0.9}},
+        "candidates": [{
+            "name": "onnx", "path": str(model_dir / "model.onnx"), "kind": "onnx",
+            "sha256": sha or sha_of(model_dir / "model.onnx"), "precision": "fp32",
+            "passed": passed, "metrics": {"accuracy": 0.9, "macro_f1": 0.88},
+            "accuracy_drop": {"accuracy": {"points": 0.0}},
+            "parity": {"passed": passed}, "latency": {"batch1": {"p50_ms": 0.3}}}],
+        "env": {"versions": {}},
+    }
+    path.write_text(json.dumps(report))
+    return path
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_classifier, tmp_path_factory) -> Path:
+    """tiny_classifier exported to fp32 ONNX (fused), as `edgetransfer export` writes it."""
+    from edgetransfer.stages import export
+
+    out = tmp_path_factory.mktemp("package-export") / "onnx"
+    export.run(export.ExportConfig(model=str(tiny_classifier), out=out, quantize="none"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def built(exported, tmp_path_factory) -> Path:
+    """A measured bundle of `exported`, verified by a hand-written report: its folder."""
+    from edgetransfer.stages import package
+
+    root = tmp_path_factory.mktemp("package-out")
+    report = write_report(root / "verify.json", exported)
+    return package.run(package.PackageConfig(
+        model=exported, verify_report=report, target="linux-x86_64", out=root / "bundle",
+        cold_starts=1, latency_requests=20))
+
+
+def predictions(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def torch_scores(model_dir: Path, texts) -> np.ndarray:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    with torch.inference_mode():
+        return torch.cat([model(**tok([t], truncation=True, max_length=128,
+                                      return_tensors="pt")).logits.softmax(-1)
+                          for t in texts]).numpy()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import make_rows, write_jsonl
+from conftest import make_classifier, make_rows, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,3 +226,25 @@ def test_train_sample_is_seeded_and_checks_every_row(tmp_path):
     b = data.load(str(f), train_sample=20, seed=3, validation_fraction=0.2)
     assert len(a.splits["train"]) + len(a.splits["validation"]) == 20
     assert a.splits["train"]["text"] == b.splits["train"]["text"]
+
+
+def test_a_step_error_names_the_recipe_key_not_the_flag(cli, tiny_backbone, data_dir,
+                                                        tmp_path):
+    """The library says --keep-layers; under `edgetransfer run` the user typed a key."""
+    teacher = make_classifier(tiny_backbone, tmp_path / "teacher", seed=0)
+    recipe = _recipe(tmp_path, teacher, data_dir, finetune=None, export=None,
+                     verify=None, package=None,
+                     distill={"keep_layers": "0,9", "epochs": 1, "batch_size": 4})
+    code, out = cli("run", recipe)
+    assert code == 2
+    assert f"error: {recipe}: distill.keep_layers 0,9: the teacher has layers 0..1" in out
+    assert "--keep-layers" not in out
+
+
+def test_a_recipe_names_its_task(tmp_path, tiny_backbone, data_dir, cli):
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir, task="text-classification")
+    code, out = cli("validate", recipe)
+    assert code == 0, out
+    bad = _recipe(tmp_path, tiny_backbone, data_dir, task="text-clasification")
+    code, out = cli("validate", bad)
+    assert code == 2 and "task: text-clasification: no such task; the tasks are" in out

@@ -100,7 +100,7 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], precision:
         report.failures.append(f"{name}: {nan} NaN and {inf} inf values")
     if atol is not None and stats["max_abs_diff"] > atol:
         report.failures.append(f"{name}: max |difference| {stats['max_abs_diff']:.2e} > "
-                               f"{atol:.0e} ({precision})")
+                               f"{_short(atol)} ({precision})")
     if agreement is not None and min_agreement is not None and agreement < min_agreement:
         report.failures.append(f"{name}: top-1 agreement {agreement:.3f} < {min_agreement} "
                                f"({precision})")
@@ -117,3 +117,9 @@ def top1_agreement(reference, candidate) -> float:
     cand = np.asarray(candidate, dtype=np.float64)
     cand = np.where(np.isfinite(cand), cand, -np.inf)
     return float((ref.argmax(-1) == cand.argmax(-1)).mean())
+
+
+def _short(x: float) -> str:
+    """1e-04 as 1e-04, 0.25 as 0.25 (one significant digit would say 2e-01)."""
+    one = f"{x:.0e}"
+    return one if float(one) == x else f"{x:.3g}"

@@ -27,7 +27,7 @@ from ..train.outputs import output_folder, run_settings
 log = logging.getLogger(__name__)
 
 # The command's --help (edgetransfer.cli makes the command from the registry).
-HELP = """Fine-tune a backbone on a labelled task (text-classification: texts or pairs).
+HELP = """Fine-tune a backbone on a labelled task (--task; README "Tasks").
 
 \b
 Example (offline, bundled backbone and the quickstart data):

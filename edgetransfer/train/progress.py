@@ -47,8 +47,9 @@ def progress_callback(metric: str = "accuracy"):
                 shown = [metric] + [k for k in ("macro_f1",) if k != metric
                                     and f"eval_{k}" in metrics]
                 log.info("eval at epoch %.2f: %s  loss %.4f", state.epoch or 0,
-                         "  ".join(f"{k} {metrics.get(f'eval_{k}', math.nan):.4f}"
-                                   for k in shown), metrics.get("eval_loss", math.nan))
+                         "  ".join(f"{k.replace('macro_f1', 'macro-F1')} "
+                                   f"{metrics.get(f'eval_{k}', math.nan):.4f}" for k in shown),
+                         metrics.get("eval_loss", math.nan))
 
     return ProgressLog()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-SST2 = Path(__file__).resolve().parents[2] / "shared/data/sst2"
+SST2 = Path(__file__).resolve().parents[3] / "shared/data/sst2"
 pytestmark = pytest.mark.skipif(not (SST2 / "validation.tsv").exists(),
                                 reason="../shared/data/sst2 is absent")
 

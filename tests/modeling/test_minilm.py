@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[1] / "recipes/data/intents"
+DATA = Path(__file__).resolve().parents[2] / "recipes/data/intents"
 
 
 def test_the_bundled_backbone_loads_offline(monkeypatch):
