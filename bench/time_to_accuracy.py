@@ -145,8 +145,8 @@ def _accuracy(model, tok, texts, labels, batch: int = 64) -> float:
 def edgetransfer_finetune(train: Path, validation: Path, out: Path, *, target: float,
                           eval_steps: int, epochs: int, seed: int) -> dict:
     """`edgetransfer finetune --method full` with its defaults, clocked by a callback."""
-    from edgetransfer.train import training
     from edgetransfer.stages import finetune
+    from edgetransfer.train import training
 
     clock = Clock(target)
     original = training.progress_callback

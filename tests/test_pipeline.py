@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import make_classifier, make_rows, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]

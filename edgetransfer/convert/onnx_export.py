@@ -23,10 +23,10 @@ def export(model_dir: Path, out_dir: Path, opset: int, task: str,
            trust_remote_code: bool = False) -> Path:
     """Export a checkpoint for optimum's `task` to `out_dir/model.onnx`; onnx.checker it."""
     check_opset(opset)
+    import warnings
+
     import onnx
     from optimum.exporters.onnx import main_export
-
-    import warnings
 
     try:
         with warnings.catch_warnings():

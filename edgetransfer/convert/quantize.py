@@ -160,8 +160,13 @@ def static(src: Path, dst: Path, tgt: Target, feeds: list[dict], method: str = "
 
 
 def _static_in(src, dst, prepared, reader, settings, tgt, exclude, method) -> None:
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quant_pre_process, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     # ONNX shape inference only: the symbolic pass cannot resolve these dynamic axes
     quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)

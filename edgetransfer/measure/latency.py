@@ -99,8 +99,8 @@ def ort_session(path, threads: int = 1, provider: str = "CPUExecutionProvider"):
     """An onnxruntime session with pinned threads; fails if the provider did not load."""
     import onnxruntime as ort
 
-    from ..errors import EnvironmentProblem, ModelError
     from ..convert.onnx_check import check
+    from ..errors import EnvironmentProblem, ModelError
 
     check(path)  # a truncated, too-new or hostile file: a one-line error before onnxruntime
     options = ort.SessionOptions()
@@ -137,7 +137,6 @@ WORKLOAD = {"blocks": 4, "tokens": 32, "width": 384, "inner": 1536, "seed": 0}
 
 def reference_workload(threads: int, provider: str = "CPUExecutionProvider"):
     """(call, inputs) of the fixed ONNX workload, on the same runtime settings as the models."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 

@@ -28,12 +28,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import tasks
-from ..artifacts import MANIFEST as ARTIFACT, OutputFolder, sha256, versions, write_json
-from ..artifacts import write_manifest
+from ..artifacts import MANIFEST as ARTIFACT
+from ..artifacts import OutputFolder, sha256, versions, write_json, write_manifest
 from ..convert.quantize import precision_of
 from ..data.labels import id2label_names
-from ..options import result_settings
 from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
+from ..options import result_settings
 
 log = logging.getLogger(__name__)
 

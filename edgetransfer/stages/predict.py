@@ -19,8 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ConfigError, DataError, ModelError
 
-
-
 # The command's --help (edgetransfer.cli makes the command from the registry).
 HELP = """Run a bundle on TEXTS (and/or --input FILE); one JSON line per text.
 

@@ -14,8 +14,7 @@ import logging
 import numpy as np
 
 from ..data import labels as class_labels
-from ..data.splits import pick_column, read_splits, require_columns, row_name, \
-    sample_and_carve
+from ..data.splits import pick_column, read_splits, require_columns, row_name, sample_and_carve
 from ..errors import DataError
 from ..measure import metrics, parity
 from . import register, text

@@ -15,8 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import uninterrupted, write_json, write_manifest
-from .checkpoints import CHECKPOINTS, MARKED_RUN, discard_incomplete, guard_checkpoints, \
-    newest_complete_checkpoint
+from .checkpoints import (
+    CHECKPOINTS,
+    MARKED_RUN,
+    discard_incomplete,
+    guard_checkpoints,
+    newest_complete_checkpoint,
+)
 from .devices import Placement
 from .guards import check_finite, nan_guard
 from .progress import plot_history, progress_callback, show_bars, use_our_progress

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
-import shutil
-import subprocess
-import sys
 import tarfile
-from pathlib import Path
 
-import numpy as np
 import pytest
-
-from conftest import predictions, sha_of, torch_scores, write_jsonl, write_report
 
 
 def _info(name: str, kind=tarfile.REGTYPE, data: bytes = b"x", link: str = ""):

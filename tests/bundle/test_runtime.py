@@ -3,20 +3,14 @@ the columns it shares with the stages, its own memory figure."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
-import pytest
-
-from conftest import predictions, sha_of, torch_scores, write_jsonl, write_report
-
+from conftest import predictions, torch_scores, write_jsonl
 
 TEXTS = ["turn the kitchen lights off", "ok",
          "an unexpectedly moving and beautifully shot story, though a little long"]
@@ -108,8 +102,8 @@ def test_a_tampered_file_fails_its_checksum(built, cli, tmp_path):
 
 
 def test_the_runtime_tries_the_same_text_columns_as_the_stages():
-    from edgetransfer.tasks import text as data
     from edgetransfer.bundle.runtime import predict
+    from edgetransfer.tasks import text as data
 
     assert predict.TEXT_COLUMNS == data.TEXT_COLUMNS
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import make_rows, tiny_args, write_jsonl
 
 
@@ -337,8 +336,8 @@ def test_csv_tsv_parquet_read_alike(tmp_path):
 
 
 def test_row_numbers_count_blank_lines_and_multiline_fields(tmp_path):
-    from edgetransfer.tasks.text_classification import load as load_task
     from edgetransfer.errors import DataError
+    from edgetransfer.tasks.text_classification import load as load_task
 
     (tmp_path / "t.jsonl").write_text('{"text": "a b", "label": "x"}\n\n'
                                       '{"text": "c", "label": "y"}\n{"text": "", "label": "x"}\n')

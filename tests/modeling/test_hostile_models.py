@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_rows, tiny_args, write_jsonl
 
 
@@ -352,8 +351,8 @@ HOSTILE_ONNX = {
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE_ONNX))
 def test_hostile_onnx_files_are_refused_before_onnxruntime_loads_them(kind, tmp_path):
-    from edgetransfer.measure import latency
     from edgetransfer.errors import EdgeTransferError
+    from edgetransfer.measure import latency
 
     path = _hostile_onnx(kind, tmp_path)
     before = _digest(tmp_path)

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import make_rows, tiny_args, write_jsonl
+from safetensors.torch import load_file
 
 FILES = {"artifact.json", "config.json", "metrics.json", "settings.json", "history.json",
          "model.safetensors", "training.png", "tokenizer.json", "tokenizer_config.json",
@@ -116,9 +115,9 @@ def test_student_of_another_width_trains_with_a_projection(cli, tiny_teacher, da
 def test_cached_teacher_outputs_equal_recomputed_ones(tiny_teacher, data_dir):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from edgetransfer.stages.distill import teacher_logits
     from edgetransfer.tasks.text import collator, tokenize
     from edgetransfer.tasks.text_classification import load as load_task
-    from edgetransfer.stages.distill import teacher_logits
 
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
     tok = AutoTokenizer.from_pretrained(tiny_teacher)
@@ -149,9 +148,9 @@ def test_each_loss_switches_on_and_off(tiny_teacher):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from edgetransfer import tasks
+    from edgetransfer.modeling.students import from_teacher_layers, layer_mapping
     from edgetransfer.stages.distill import distill_trainer_class
     from edgetransfer.train import losses
-    from edgetransfer.modeling.students import from_teacher_layers, layer_mapping
 
     tok = AutoTokenizer.from_pretrained(tiny_teacher)
     teacher = AutoModelForSequenceClassification.from_pretrained(

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_classifier, make_rows, write_jsonl
 
 ONNX_FILES = {"artifact.json", "config.json", "export.json", "model.onnx", "tokenizer.json",

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import make_rows, tiny_args, write_jsonl
+from safetensors.torch import load_file
 
 FILES = {"artifact.json", "config.json", "metrics.json", "settings.json", "history.json",
          "model.safetensors", "training.png", "tokenizer.json", "tokenizer_config.json",

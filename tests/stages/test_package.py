@@ -3,20 +3,12 @@ target checks, the .ort model."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
-import numpy as np
-import pytest
-
-from conftest import predictions, sha_of, torch_scores, write_jsonl, write_report
-
+from conftest import sha_of, write_report
 
 BUNDLE_FILES = {"README.md", "input_spec.json", "labels.json", "manifest.json", "model.onnx",
                 "predict.py", "requirements.txt", "tokenizer.json"}
@@ -164,7 +156,6 @@ def test_ort_format_files_are_bundled_and_run_when_asked(exported, copy_of, cli,
 
 def exported_bundle_like(bundle: Path, dest: Path) -> Path:
     """A copy of a bundle without its .ort model (unchecked: only for the runtime's choice)."""
-    import shutil
 
     shutil.copytree(bundle, dest)
     (dest / "model.ort").unlink()

@@ -2,19 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import shutil
-import subprocess
-import sys
-import tarfile
-from pathlib import Path
-
-import numpy as np
-import pytest
-
-from conftest import predictions, sha_of, torch_scores, write_jsonl, write_report
+from conftest import predictions, write_jsonl
 
 
 def test_predict_bad_inputs(built, cli, tmp_path):

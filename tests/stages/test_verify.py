@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_classifier, make_rows, write_jsonl
 
 FAST = ["--iterations", "20", "--rounds", "2", "--latency-samples", "8", "--batch-sizes", "1,4"]
@@ -215,8 +214,8 @@ def test_silent_provider_fallback_is_caught(models, monkeypatch):
     harness compares what ran with what was asked for."""
     import onnxruntime as ort
 
-    from edgetransfer.measure import latency
     from edgetransfer.errors import EnvironmentProblem
+    from edgetransfer.measure import latency
 
     monkeypatch.setattr(ort, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_jsonl
 
 NAME = "text-regression"
@@ -37,8 +36,7 @@ def _task():
     """The whole task: plain functions in a Task, the text parts borrowed from tasks.text."""
     from edgetransfer.data.splits import pick_column, read_splits, sample_and_carve
     from edgetransfer.errors import DataError
-    from edgetransfer.tasks import Task, TaskData
-    from edgetransfer.tasks import text
+    from edgetransfer.tasks import Task, TaskData, text
 
     def claims(config):
         return config.get("problem_type") == "regression"

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_args
 
 from edgetransfer.artifacts import OutputFolder, uninterrupted, write_json
