@@ -1,7 +1,9 @@
-"""Setting groups shared by the training stages (finetune, distill): data, training, output.
+"""Setting groups shared by the stages: the data's columns, data, training, output, task.
 
 A stage's config is these groups plus its own fields; each description is the CLI help,
-written once here.
+written once here. ColumnOptions is also the recipe's data section's columns and what the
+pipeline wires into every step that reads data: a task that reads another column adds it
+here, once.
 """
 
 from __future__ import annotations
@@ -12,20 +14,28 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
-class DataOptions(BaseModel):
+class ColumnOptions(BaseModel):
+    """Which columns of the data files hold what; found by name when not given."""
+
     model_config = ConfigDict(extra="forbid")
 
-    train: str = Field(description="Training data: a CSV/TSV/JSONL/Parquet file, or a hub "
-                       "dataset id ('name' or 'name:config') when online.")
-    validation: str | None = Field(None, description="Validation data; when absent, carved "
-                                   "from train (see --validation-fraction).")
-    test: str | None = Field(None, description="Optional test data, evaluated once at the end.")
     text_column: str | None = Field(None, description="Text column [default: the first of "
                                     "text, sentence, sentence1, question, question1, premise].")
     text_pair_column: str | None = Field(None, description="Second text column for pair tasks "
                                          "[default: sentence2 beside sentence1, and so on].")
     label_column: str | None = Field(None, description="Label column, integer ids or names "
                                      "[default: the first of label, labels, intent, class].")
+
+
+COLUMNS = frozenset(ColumnOptions.model_fields)
+
+
+class DataOptions(ColumnOptions):
+    train: str = Field(description="Training data: a CSV/TSV/JSONL/Parquet file, or a hub "
+                       "dataset id ('name' or 'name:config') when online.")
+    validation: str | None = Field(None, description="Validation data; when absent, carved "
+                                   "from train (see --validation-fraction).")
+    test: str | None = Field(None, description="Optional test data, evaluated once at the end.")
     label_names: list[str] | None = Field(None, description="Names for integer label ids, in id "
                                           "order, comma-separated (e.g. negative,positive).")
     train_sample: int | None = Field(None, ge=1, description="Train on a seeded random sample "

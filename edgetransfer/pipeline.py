@@ -21,7 +21,7 @@ from . import recipe as recipes
 from . import registry
 from .artifacts import MANIFEST, sha256, versions, write_json
 from .errors import CheckFailed, ConfigError, EdgeTransferError
-from .options import result_settings
+from .options import COLUMNS, result_settings
 
 log = logging.getLogger(__name__)
 STATE = "pipeline.json"
@@ -53,9 +53,7 @@ class Wiring:
     made: dict = field(default_factory=dict)
 
     def columns(self) -> dict:
-        d = self.recipe.data
-        return dict(text_column=d.text_column, text_pair_column=d.text_pair_column,
-                    label_column=d.label_column)
+        return {k: getattr(self.recipe.data, k) for k in COLUMNS}
 
     def splits(self) -> dict:
         return {k: self.files[k] for k in ("train", "validation", "test")}

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from . import registry
 from .errors import ConfigError
-from .options import comma_list
+from .options import ColumnOptions, comma_list
 
 
 def _section(stage) -> type[BaseModel]:
@@ -46,7 +46,7 @@ def _section(stage) -> type[BaseModel]:
                         __validators__=validators, **fields)
 
 
-class DataSection(BaseModel):
+class DataSection(ColumnOptions):
     """Where the data is. Relative paths in a recipe file are relative to that file; relative
     paths given as overrides on the command line are relative to where it is run."""
 
@@ -59,9 +59,6 @@ class DataSection(BaseModel):
     eval: str | None = Field(None, description="Data verify and export score on [default: "
                              "test, else validation].")
     unlabeled: str | None = Field(None, description="Unlabelled texts for distillation.")
-    text_column: str | None = Field(None, description="Text column.")
-    text_pair_column: str | None = Field(None, description="Second text column (pairs).")
-    label_column: str | None = Field(None, description="Label column.")
     label_names: list[str] | None = Field(None, description="Names for integer label ids.")
     train_sample: int | None = Field(None, ge=1, description="Train on a seeded sample of "
                                      "this many rows.")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from .options import COLUMNS
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -42,9 +44,9 @@ class Stage:
 
 
 # the data every training step is wired with, from the recipe's data section
-_DATA = frozenset({"task", "train", "validation", "test", "text_column", "text_pair_column",
-                   "label_column", "label_names", "train_sample", "max_length", "out",
-                   "overwrite", "resume", "allow_pickle", "trust_remote_code"})
+_DATA = COLUMNS | {"task", "train", "validation", "test", "label_names", "train_sample",
+                   "max_length", "out", "overwrite", "resume", "allow_pickle",
+                   "trust_remote_code"}
 
 _STAGES: dict[str, Stage] = {}
 
@@ -82,17 +84,15 @@ register(Stage("distill", "teach a small, fast student from the fine-tuned teach
 register(Stage("export", "ONNX through optimum, fusions, int8/fp16 quantization, "
                "parity-gated", "ExportConfig",
                first=("model", "out", "quantize", "target"),
-               wired=frozenset({"task", "model", "out", "eval_data", "calibration_data",
-                                "text_column", "text_pair_column", "label_column",
-                                "max_length", "overwrite", "allow_pickle"}),
+               wired=COLUMNS | {"task", "model", "out", "eval_data", "calibration_data",
+                                "max_length", "overwrite", "allow_pickle"},
                variants=True))
 register(Stage("verify", "accuracy, output parity and latency against a reference and a "
                "baseline", "VerifyConfig",
                first=("reference", "candidate", "data", "baseline", "max_latency_regression",
                       "update_baseline", "out"),
-               wired=frozenset({"task", "reference", "candidate", "data", "text_column",
-                                "text_pair_column", "label_column", "max_length", "out",
-                                "allow_pickle"}),
+               wired=COLUMNS | {"task", "reference", "candidate", "data", "max_length",
+                                "out", "allow_pickle"},
                entry="main", flags=(("json", "Print only the JSON report on stdout."),)))
 register(Stage("package", "a bundle for the device: model, tokenizer, runtime (onnxruntime "
                "only)", "PackageConfig",

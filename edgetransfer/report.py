@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from . import registry
 from .artifacts import write_json
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,11 @@ def collect(root: Path) -> dict:
                                "p50_ms": rec["latency_batch1"]["p50_ms"],
                                "p90_ms": rec["latency_batch1"]["p90_ms"]})
     bundle = _read(root / "bundle" / "artifact.json")
+    order = [s.name for s in registry.steps()]  # the pipeline's order, from the registry
+    rank = {name: i for i, name in enumerate(order)}
     steps = {label: {k: s.get(k) for k in ("step", "status", "wall_time_s")}
-             for label, s in state["steps"].items()}
+             for label, s in sorted(state["steps"].items(),
+                                    key=lambda item: rank.get(item[1].get("step"), len(order)))}
     return {
         "root": str(root),
         "task": verify.get("task") if verify else None,
@@ -109,8 +113,8 @@ def markdown(rep: dict) -> str:
                                           for f in rep["verify"]["failures"]] + [""]
     if rep["bundle"]:
         lines += ["Bundle: " + ", ".join(f"{k} {v}" for k, v in rep["bundle"].items()), ""]
-    lines += ["| step | status | wall s |", "| --- | --- | --- |"]
-    lines += [f"| {label} | {s['status']} | {s['wall_time_s']} |"
+    lines += ["| step | stage | status | wall s |", "| --- | --- | --- | --- |"]
+    lines += [f"| {label} | {s.get('step') or ''} | {s['status']} | {s['wall_time_s']} |"
               for label, s in rep["steps"].items()]
     lines += ["", f"Total: {rep['total_wall_time_s']} s of step time.", "",
               "![accuracy against latency](report.png)", ""]

@@ -1,0 +1,1 @@
+"""Reading data files and splits, with their one-line checks, and class labels."""

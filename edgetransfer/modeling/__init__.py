@@ -1,0 +1,1 @@
+"""Models: finding and loading a backbone safely, building students, the head's modules."""

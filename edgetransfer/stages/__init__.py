@@ -1,1 +1,2 @@
-"""One module per stage: a typed config and a `run()` that writes an artifact folder."""
+"""The stages: one module each (a config, run(), HELP, plan() for the pipeline), registered in
+edgetransfer.registry; a stage never imports another."""

@@ -28,7 +28,7 @@ from ..convert import onnx_export, quantize, rewrites
 from ..errors import CheckFailed, ConfigError, ModelError
 from ..measure import latency, parity, scoring
 from ..modeling import backbones, heads
-from ..options import TaskOption
+from ..options import ColumnOptions, TaskOption
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ Output parity with PyTorch is a gate: a model that drifts beyond tolerance is an
 """
 
 
-class ExportConfig(TaskOption):
+class ExportConfig(TaskOption, ColumnOptions):
     """Settings of `edgetransfer export`; each description is the CLI help."""
 
     model: str = Field(description="The checkpoint to export: a `finetune` or `distill` output "
@@ -92,10 +92,6 @@ class ExportConfig(TaskOption):
                              "required_operators.config for onnxruntime's minimal/mobile "
                              "builds.")
     max_length: int = Field(128, ge=8, description="Token limit for eval and calibration texts.")
-    text_column: str | None = Field(None, description="Text column of the data files.")
-    text_pair_column: str | None = Field(None, description="Second text column (pair tasks) "
-                                         "[default: found as for training].")
-    label_column: str | None = Field(None, description="Label column of --eval-data.")
     threads: int = Field(1, ge=1, description="onnxruntime intra-op threads for the latency "
                          "measurements (1: the edge-device case, and stable figures).")
     allow_pickle: bool = Field(False, description="Allow pickle weights (weights-only load).")
@@ -268,7 +264,7 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
             quantize.precision_of(settings.get("mode", cfg.quantize)))
     shutil.move(final, work / "model.onnx")
     if cfg.ort_format:
-        record["ort_format"] = _to_ort(work / "model.onnx", work)
+        record["ort_format"] = ort_format(work / "model.onnx", work)
     shutil.rmtree(tmp)
 
     record["latency_batch1"] = _latency(work / "model.onnx", singles, cfg.threads) | {
@@ -386,7 +382,7 @@ def _latency(path, singles, threads) -> dict:
                            warmup=20, iterations=max(200, len(singles)))
 
 
-def _to_ort(path: Path, folder: Path) -> dict:
+def ort_format(path: Path, folder: Path) -> dict:
     """model.ort and required_operators.config for onnxruntime's minimal and mobile builds."""
     import subprocess
     import sys

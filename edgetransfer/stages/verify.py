@@ -30,7 +30,7 @@ from ..artifacts import versions, write_json
 from ..errors import AccuracyDrop, CheckFailed, ConfigError, LatencyRegression, ModelError
 from ..measure import baseline as baselines
 from ..measure import latency, parity, runners, scoring
-from ..options import TaskOption, comma_list
+from ..options import ColumnOptions, TaskOption, comma_list
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ that applies; verify.json lists every failure).
 WORKLOAD = "reference-workload"
 
 
-class VerifyConfig(TaskOption):
+class VerifyConfig(TaskOption, ColumnOptions):
     """Settings of `edgetransfer verify`; each description is the CLI help."""
 
     reference: str = Field(description="The model the candidates are judged against: a "
@@ -64,9 +64,6 @@ class VerifyConfig(TaskOption):
                                  "folder; NAME=PATH names it in the baseline.")
     data: str = Field(description="Labelled eval data (CSV/TSV/JSONL/Parquet); every row is "
                       "scored.")
-    text_column: str | None = Field(None, description="Text column of --data.")
-    text_pair_column: str | None = Field(None, description="Second text column (pair tasks).")
-    label_column: str | None = Field(None, description="Label column of --data.")
     max_length: int = Field(128, ge=8, description="Token limit (the stages' default).")
     max_accuracy_drop: float = Field(1.0, ge=0, description="How much of the task's primary "
                                      "metric a candidate may lose against the reference "

@@ -173,6 +173,24 @@ def test_a_damaged_checkpoint_is_named_not_trained_from_random(damage, cli, tiny
     assert not (tmp_path / "out").exists() and _digest(model) == before
 
 
+@pytest.mark.parametrize("damage", ["config_edited_vocab", "config_fewer_layers",
+                                    "weights_missing_tensors"])
+def test_verify_loads_a_reference_with_the_same_checks(damage, cli, tiny_classifier, data_dir,
+                                                       copy_of, tmp_path):
+    """verify's PyTorch loader is the stages' loader: a damaged checkpoint is named, never
+    scored with random weights."""
+    model = copy_of(tiny_classifier)
+    mutate, words = DAMAGED[damage]
+    mutate(model)
+    if damage == "config_edited_vocab":  # (transformers itself refuses it, without the name)
+        words = "config.json does not match the weights"
+    code, err = cli("verify", "--reference", model, "--candidate", tiny_classifier,
+                    "--data", data_dir / "test.jsonl", "--out", tmp_path / "v.json",
+                    "--no-latency")
+    _one_line(code, err, 2, words)
+    assert not (tmp_path / "v.json").exists()
+
+
 def _small_vocab_classifier(folder: Path, tiny_backbone: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification

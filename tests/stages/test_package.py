@@ -130,14 +130,14 @@ def test_an_int8_model_tuned_for_x86_warns_on_aarch64(exported, copy_of, cli, tm
 
 def test_ort_format_files_are_bundled_and_run_when_asked(exported, copy_of, cli, tmp_path):
     from edgetransfer.bundle.runtime.predict import Predictor
-    from edgetransfer.stages.export import _to_ort
+    from edgetransfer.stages.export import ort_format
 
     model = copy_of(exported, "with-ort")
     base = ["package", "--model", model, "--unverified", "--target", "linux-x86_64",
             "--out", tmp_path / "bundle", "--no-measure", "--ort-format"]
     code, out = cli(*base)
     assert code == 2 and "has no model.ort; export with --ort-format first" in out
-    written = _to_ort(model / "model.onnx", model)["files"]  # what export --ort-format does
+    written = ort_format(model / "model.onnx", model)["files"]  # what export --ort-format does
     code, out = cli("-q", *base)
     assert code == 0, out
     manifest = json.loads((tmp_path / "bundle/manifest.json").read_text())

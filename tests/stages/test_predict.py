@@ -19,3 +19,20 @@ def test_predict_bad_inputs(built, cli, tmp_path):
     not_gz.write_bytes(b"plain bytes")
     code, out = cli("predict", "--bundle", not_gz, "hi")
     assert code == 2 and "not a complete .tar.gz" in out
+
+
+def test_predict_takes_pairs_from_named_columns(built, cli, tmp_path):
+    rows = [{"q": "is it good", "a": "a great film", "label": "x"},
+            {"q": "ok", "a": "awful", "label": "y"}]
+    f = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    code, out = cli("predict", "--bundle", built.parent / "bundle.tar.gz", "--input", f,
+                    "--text-column", "q", "--text-pair-column", "a", "--top-k", "1")
+    assert code == 0, out
+    got = predictions(out)
+    assert [(r["text"], r["text_pair"]) for r in got] == [("is it good", "a great film"),
+                                                         ("ok", "awful")]
+    assert all(len(r["scores"]) == 1 and r["label"] in r["scores"] for r in got)
+    missing = write_jsonl(tmp_path / "half.jsonl", [{"q": "only a question"}])
+    code, out = cli("predict", "--bundle", built, "--input", missing, "--text-column", "q",
+                    "--text-pair-column", "a")
+    assert code == 2 and "line 1: 'a' is missing or empty" in out
