@@ -201,12 +201,14 @@ def _run_step(p: Planned, recipe_file: Path) -> None:
 def recipe_key(stage, setting: str) -> str | None:
     """Where a stage's setting is written in a recipe: its section, the data section or the
     top level; None for one the pipeline sets from an earlier step (a folder)."""
+    if setting not in stage.config_class().model_fields:
+        return None  # (a loader's word for a folder this step was handed, e.g. --model)
     if setting not in stage.wired:
         return f"{stage.name}.{setting}"
     if setting in recipes.DataSection.model_fields:
         return f"data.{setting}"
-    if setting in ("model", "task"):
-        return setting
+    if setting == "task" or (setting == "model" and stage.name == "finetune"):
+        return setting  # top-level keys (only finetune reads the recipe's model as such)
     return None
 
 

@@ -120,7 +120,7 @@ def id2label_names(id2label, where: str) -> list[str]:
     """Class names in id order from a config's id2label: the one parser of it (backbones,
     runners and package all read labels here). ValueError when the ids are not the integers
     0..n-1; each caller words it as its own error."""
-    if not id2label and id2label is not None and isinstance(id2label, dict):
+    if id2label is None or id2label == {}:
         return []
     try:
         if not isinstance(id2label, dict):

@@ -29,15 +29,19 @@ from pathlib import Path
 from ..errors import CheckFailed
 
 
-def measure(folder: Path, texts: list[str], *, runs: int, requests: int, threads: int) -> dict:
+def measure(folder: Path, texts: list, *, runs: int, requests: int, threads: int) -> dict:
+    """`texts`: what the runtime takes, texts or (text, pair) tuples."""
     folder = folder.resolve()
     script = folder / "predict.py"
     base = [sys.executable, "-I", "-B", str(script), "--threads", str(threads)]
-    cold = [_first_prediction_s(base + ["--", texts[0]], folder) for _ in range(runs)]
     with tempfile.TemporaryDirectory(prefix="edgetransfer-bench-") as tmp:
         listing = Path(tmp) / "texts.jsonl"
-        listing.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts),
+        listing.write_text("".join(json.dumps(_row(t)) + "\n" for t in texts),
                            encoding="utf-8")
+        first = Path(tmp) / "first.jsonl"  # (a pair cannot be one argument: a file of one)
+        first.write_text(json.dumps(_row(texts[0])) + "\n", encoding="utf-8")
+        cold = [_first_prediction_s(base + ["--input", str(first)], folder)
+                for _ in range(runs)]
         proc = _run(base + ["--benchmark", str(requests), "--input", str(listing)], folder)
     bench = json.loads(proc.stdout.strip().splitlines()[-1])
     return {
@@ -48,6 +52,10 @@ def measure(folder: Path, texts: list[str], *, runs: int, requests: int, threads
         "host": {"machine": platform.machine(), "system": platform.system(),
                  "python": platform.python_version(), "cpus": os.cpu_count()},
     }
+
+
+def _row(text) -> dict:
+    return {"text": text[0], "text_pair": text[1]} if isinstance(text, tuple) else {"text": text}
 
 
 def _first_prediction_s(cmd: list[str], cwd: Path) -> float:

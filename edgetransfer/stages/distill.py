@@ -102,7 +102,7 @@ def run(cfg: DistillConfig) -> Path:
                           f" both choose the student; give one")
     placement = devices.choose(cfg.device, cfg.precision)
     teacher_bb = backbones.resolve(cfg.teacher, cfg.allow_pickle, cfg.trust_remote_code)
-    task = tasks.resolve(cfg.task, config=teacher_bb.config, where="--teacher")
+    task = tasks.resolve(cfg.task, config=teacher_bb.config, where=f"--teacher {cfg.teacher}")
     if task.name not in teacher_bb.head_tasks:
         raise ModelError(f"--teacher {cfg.teacher}: has no {task.name} head (its "
                          f"architectures are {teacher_bb.config.get('architectures')}); "
@@ -279,7 +279,7 @@ def _side_by_side(teacher, student, teacher_eval, student_eval, task) -> dict:
         t, s = teacher_eval[split][metric], ev[metric]
         rows["teacher"][f"{split}_{metric}"] = t
         rows["student"][f"{split}_{metric}"] = s
-        kept = (s / t if task.greater_is_better else t / s) if t and s else None
+        kept = (s / t if t else None) if task.greater_is_better else (t / s if s else None)
         rows[f"{split}_{metric}_kept"] = round(kept, 4) if kept is not None else None
     log.info("teacher %s vs student %s", rows["teacher"], rows["student"])
     return rows

@@ -108,7 +108,8 @@ def run(cfg: ExportConfig) -> Path:
     bb = backbones.resolve(cfg.model, cfg.allow_pickle)
     if not bb.local:
         raise ModelError(f"--model {cfg.model}: export takes a local checkpoint folder")
-    task = tasks.resolve(cfg.task, config=bb.config, folder=Path(bb.source))
+    task = tasks.resolve(cfg.task, config=bb.config, folder=Path(bb.source),
+                         where=f"--model {cfg.model}")
     if task.name not in bb.head_tasks:
         raise ModelError(f"--model {cfg.model}: has no {task.name} head (architectures "
                          f"{bb.config.get('architectures')}); fine-tune it first")
@@ -264,7 +265,10 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
             quantize.precision_of(settings.get("mode", cfg.quantize)))
     shutil.move(final, work / "model.onnx")
     if cfg.ort_format:
-        record["ort_format"] = ort_format(work / "model.onnx", work)
+        # the bundled runtime runs model.ort when it is there: it passes the same gate
+        record["ort_format"] = ort_format(work / "model.onnx", work, cfg.target)
+        record["parity"]["ort"] = job.gate(work / "model.ort", quantize.precision_of(
+            settings.get("mode", cfg.quantize)))
     shutil.rmtree(tmp)
 
     record["latency_batch1"] = _latency(work / "model.onnx", singles, cfg.threads) | {
@@ -382,21 +386,26 @@ def _latency(path, singles, threads) -> dict:
                            warmup=20, iterations=max(200, len(singles)))
 
 
-def ort_format(path: Path, folder: Path) -> dict:
-    """model.ort and required_operators.config for onnxruntime's minimal and mobile builds."""
+# --target -> the converter's --target_platform: its fixed optimizations are the CPU's own
+ORT_PLATFORM = {"x86-avx2": "amd64", "x86-avx512-vnni": "amd64", "arm64": "arm"}
+
+
+def ort_format(path: Path, folder: Path, target: str = "x86-avx512-vnni") -> dict:
+    """model.ort and required_operators.config for onnxruntime's minimal and mobile builds
+    (and what the bundled runtime runs when the bundle has it)."""
     import subprocess
     import sys
 
     cmd = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(path),
            "--output_dir", str(folder),
            # graph optimizations fixed at conversion: one .ort, runnable by minimal builds
-           "--optimization_style", "Fixed"]
+           "--optimization_style", "Fixed", "--target_platform", ORT_PLATFORM[target]]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ModelError(f"ORT format conversion failed: {proc.stderr.strip().splitlines()[-1]}")
     ort_files = sorted(p.name for p in folder.glob("*.ort"))
     configs = sorted(p.name for p in folder.glob("*.config"))
-    return {"files": ort_files + configs}
+    return {"files": ort_files + configs, "target_platform": ORT_PLATFORM[target]}
 
 
 def plan(variants, w) -> list[dict]:

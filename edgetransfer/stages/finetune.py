@@ -85,7 +85,7 @@ def run(cfg: FinetuneConfig) -> Path:
     placement = devices.choose(cfg.device, cfg.precision)
     backbone = backbones.resolve(cfg.model, cfg.allow_pickle, cfg.trust_remote_code)
     task = tasks.resolve(cfg.task, config=None if cfg.new_head else backbone.config,
-                         columns=lambda: _columns(cfg.train))
+                         columns=lambda: _columns(cfg.train), where=f"--model {cfg.model}")
     model_labels = None if cfg.new_head else backbone.label_names
 
     backbones.check_max_length(backbone, cfg.max_length)

@@ -115,7 +115,8 @@ def run(cfg: PackageConfig) -> Path:
     model = cfg.model
     _check_model(model, cfg)
     labels = _labels(model)
-    task = tasks.resolve(None, config=_read_json(model / "config.json"), folder=model)
+    task = tasks.resolve(None, config=_read_json(model / "config.json"), folder=model,
+                         where=f"--model {model}")
     export_record = _read_json(model / "export.json") if (model / "export.json").exists() else {}
     model_sha = sha256(model / "model.onnx")
     verification = _verification(cfg, model_sha)

@@ -128,8 +128,8 @@ def test_the_runtime_takes_text_pairs(built, tiny_classifier, cli, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     pairs = [("a great film", "I liked it"), ("ok", "a dull and weak story, too long")]
-    tsv = tmp_path / "pairs.tsv"
-    tsv.write_text("sentence1\tsentence2\n" + "".join(f"{a}\t{b}\n" for a, b in pairs))
+    tsv = tmp_path / "pairs.tsv"  # QNLI's columns: the pair wins over the lone "sentence"
+    tsv.write_text("question\tsentence\n" + "".join(f"{a}\t{b}\n" for a, b in pairs))
     code, out = cli("predict", "--bundle", built, "--input", tsv)
     assert code == 0, out
     rows = predictions(out)
@@ -149,4 +149,4 @@ def test_the_runtime_tries_the_same_pair_columns_as_the_stages():
     from edgetransfer.bundle.runtime import predict
     from edgetransfer.tasks import text
 
-    assert predict.PAIR_COLUMNS == text.PAIR_COLUMNS
+    assert list(predict.PAIR_COLUMNS.items()) == list(text.PAIRS)  # order: first match wins

@@ -180,6 +180,9 @@ def test_ort_format(cli, tiny_model, tmp_path):
                     "int8-dynamic", "--ort-format")
     assert code == 0, err
     assert {"model.ort", "model.required_operators.config"} <= {p.name for p in out.iterdir()}
+    record = json.loads((out / "export.json").read_text())
+    assert record["parity"]["ort"]["passed"]  # what the bundle runs is gated too
+    assert record["ort_format"]["target_platform"] == "amd64"
     import onnxruntime as ort
 
     ort.InferenceSession(str(out / "model.ort"), providers=["CPUExecutionProvider"])

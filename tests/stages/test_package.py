@@ -160,3 +160,16 @@ def exported_bundle_like(bundle: Path, dest: Path) -> Path:
     shutil.copytree(bundle, dest)
     (dest / "model.ort").unlink()
     return dest
+
+
+def test_pairs_as_latency_data_are_measured_as_pairs(exported, cli, tmp_path):
+    """A pair task's eval file (what a recipe hands package) times the runtime on pairs."""
+    data = tmp_path / "pairs.tsv"
+    data.write_text("sentence1\tsentence2\tlabel\n" + "".join(
+        f"text number {i}\tits pair {i}\t1\n" for i in range(5)))
+    code, out = cli("-q", "package", "--model", exported, "--unverified", "--out",
+                    tmp_path / "bundle", "--latency-data", data, "--cold-starts", "1",
+                    "--latency-requests", "5")
+    assert code == 0, out
+    measured = json.loads((tmp_path / "bundle/manifest.json").read_text())["measurements"]
+    assert measured["latency"]["requests"] == 5 and measured["cold_start_s"] > 0

@@ -39,8 +39,8 @@ from pathlib import Path, PurePosixPath
 FORMAT = 1  # the bundle layout this runtime reads (manifest.json "format")
 MANIFEST = "manifest.json"
 SPEC = "input_spec.json"
-# Text columns tried in order when none is named, and the second column of a pair:
-# edgetransfer.tasks.text's (a test keeps them equal).
+# Text columns tried in order when none is named, and the known pairs of columns (tried
+# first, in this order): edgetransfer.tasks.text's (a test keeps them equal).
 TEXT_COLUMNS = ("text", "sentence", "sentence1", "question", "question1", "premise")
 PAIR_COLUMNS = {"sentence1": "sentence2", "question": "sentence", "question1": "question2",
                 "premise": "hypothesis", "text": "text_pair"}
@@ -149,7 +149,13 @@ def read_texts(path, text_column: str | None = None,
                           f".csv, .tsv or .txt")
     if not rows:
         raise BundleError(f"{path}: holds no texts")
-    column = text_column or next((c for c in TEXT_COLUMNS if c in rows[0][1]), None)
+    first = rows[0][1]
+    if text_column is None and text_pair_column is None:
+        # a known pair of columns wins over a lone text column, as in training
+        text_column, text_pair_column = next(
+            ((a, b) for a, b in PAIR_COLUMNS.items() if a in first and b in first),
+            (None, None))
+    column = text_column or next((c for c in TEXT_COLUMNS if c in first), None)
     if column is None:
         raise BundleError(f"{path}: no text column (tried {', '.join(TEXT_COLUMNS)}); name "
                           f"it with --text-column")
