@@ -54,22 +54,22 @@ def compare(ours: Path, theirs: Path, tok, texts: list[str], labels: np.ndarray,
     alternate which model goes first and time the same texts). The ratio ours/theirs is
     taken per round; its median and spread are reported.
     """
+    from datasets import Dataset
+
     from edgetransfer import tasks
     from edgetransfer.measure import latency, scoring
 
     task = tasks.get("text-classification")
     names = [str(i) for i in range(int(labels.max()) + 1)]
-    rows = {"text": texts}
+    rows = Dataset.from_dict({"text": texts, "label": labels.tolist()})
+    batches = scoring.batches(task, tok, rows, 128)
     a, b = latency.ort_session(ours, 1), latency.ort_session(theirs, 1)
 
     def accuracy(sess):
-        pairs = [(task.encode(tok, {"text": rows["text"][s:s + scoring.SCORE_BATCH]}, 128),
-                  labels[s:s + scoring.SCORE_BATCH])
-                 for s in range(0, len(texts), scoring.SCORE_BATCH)]
         return scoring.score(task, lambda f: sess.run(None, latency.feeds_for(sess, f))[0],
-                             pairs, names, precision="int8")
+                             batches, names, precision="int8")
 
-    singles = [task.encode(tok, {"text": [t]}, 128) for t in texts]
+    singles = scoring.singles(task, tok, rows, 128)
     jobs = {name: ((lambda f, s=sess: s.run(None, f)),
                    [latency.feeds_for(sess, f) for f in singles])
             for name, sess in (("ours", a), ("optimum", b))}

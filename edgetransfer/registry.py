@@ -20,7 +20,6 @@ class Stage:
     name: str  # the command, and the recipe section of a pipeline step
     summary: str  # one line: `edgetransfer --help` and README's stage table
     config: str  # the pydantic config class in the stage's module
-    module: str = ""  # default edgetransfer.stages.NAME
     first: tuple[str, ...] = ()  # options shown first in the command's --help
     # config fields the pipeline sets (from the recipe's model/data/task or earlier steps);
     # a recipe section may not set them
@@ -31,13 +30,9 @@ class Stage:
     argument: str | None = None  # a variadic positional argument the entry takes (texts)
     flags: tuple[tuple[str, str], ...] = ()  # extra on/off flags of the command: (name, help)
 
-    @property
-    def module_name(self) -> str:
-        return self.module or f"edgetransfer.stages.{self.name}"
-
     def load(self):
-        """The stage's module (imports it: torch stays inside the stages' functions)."""
-        return importlib.import_module(self.module_name)
+        """Its module, edgetransfer.stages.NAME (torch stays inside the stages' functions)."""
+        return importlib.import_module(f"edgetransfer.stages.{self.name}")
 
     def config_class(self):
         return getattr(self.load(), self.config)

@@ -92,19 +92,17 @@ def cli(debug: bool, verbose: int, quiet: bool) -> None:
 
 def stage_command(stage: registry.Stage) -> click.Command:
     """A stage's command: one option per config field, its module's HELP, its entry."""
-    module = stage.load()
-    config = getattr(module, stage.config)
-    flags = [(name, name.replace("-", "_")) for name, _ in stage.flags]
+    module, config = stage.load(), stage.config_class()
 
     def callback(**values):
-        extras = {key: values.pop(key) for _, key in flags}
+        extras = {name: values.pop(name) for name, _ in stage.flags}
         if stage.argument:
             extras[stage.argument] = list(values.pop(stage.argument))
         getattr(module, stage.entry)(build(config, values), **extras)
 
     fn = options_from(config, first=stage.first)(callback)
-    for (name, help_text), (_, key) in zip(reversed(stage.flags), reversed(flags)):
-        fn = click.option(f"--{name}", key, is_flag=True, help=help_text)(fn)
+    for name, help_text in reversed(stage.flags):
+        fn = click.option(f"--{name}", name, is_flag=True, help=help_text)(fn)
     if stage.argument:
         fn = click.argument(stage.argument, nargs=-1)(fn)
     return click.command(stage.name, help=module.HELP, short_help=stage.summary,

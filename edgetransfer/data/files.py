@@ -197,6 +197,28 @@ def _check_delimited(path: Path, text: str, delimiter: str) -> list[int]:
     return rows
 
 
+def column_names(path: Path) -> list[str] | None:
+    """A local data file's columns from its header (or first row) alone: cheap, for telling
+    the task from the data before the file is read in full. None where it cannot tell; the
+    full read (read_table) then names the problem."""
+    try:
+        builder, delimiter = file_format(path)
+        if builder == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            if builder == "json":
+                first = next((line for line in f if line.strip()), None)
+                row = json.loads(first) if first else None
+                return list(row) if isinstance(row, dict) else None
+            quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+            header = next(csv.reader(f, delimiter=delimiter, quoting=quoting), None)
+            return [cell.strip() for cell in header] if header else None
+    except (DataError, OSError, ValueError, csv.Error):
+        return None
+
+
 def read_table(path: Path):
     """Load a checked local file as a `datasets.Dataset` with every column as read."""
     import datasets

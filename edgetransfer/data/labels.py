@@ -116,6 +116,14 @@ def encode(values, source: str, names: list[str], fixed_by_model: bool,
     return ids
 
 
+def config_names(config: dict, where: str) -> list[str]:
+    """The output names a trained model's config.json gives; ValueError when it has none."""
+    names = id2label_names(config.get("id2label"), where)
+    if not names:
+        raise ValueError(f"{where}: config.json has no id2label")
+    return names
+
+
 def id2label_names(id2label, where: str) -> list[str]:
     """Class names in id order from a config's id2label: the one parser of it (backbones,
     runners and package all read labels here). ValueError when the ids are not the integers

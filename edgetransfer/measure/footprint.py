@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..bundle.runtime.predict import input_row
 from ..errors import CheckFailed
 
 
@@ -36,10 +37,10 @@ def measure(folder: Path, texts: list, *, runs: int, requests: int, threads: int
     base = [sys.executable, "-I", "-B", str(script), "--threads", str(threads)]
     with tempfile.TemporaryDirectory(prefix="edgetransfer-bench-") as tmp:
         listing = Path(tmp) / "texts.jsonl"
-        listing.write_text("".join(json.dumps(_row(t)) + "\n" for t in texts),
+        listing.write_text("".join(json.dumps(input_row(t)) + "\n" for t in texts),
                            encoding="utf-8")
         first = Path(tmp) / "first.jsonl"  # (a pair cannot be one argument: a file of one)
-        first.write_text(json.dumps(_row(texts[0])) + "\n", encoding="utf-8")
+        first.write_text(json.dumps(input_row(texts[0])) + "\n", encoding="utf-8")
         cold = [_first_prediction_s(base + ["--input", str(first)], folder)
                 for _ in range(runs)]
         proc = _run(base + ["--benchmark", str(requests), "--input", str(listing)], folder)
@@ -52,10 +53,6 @@ def measure(folder: Path, texts: list, *, runs: int, requests: int, threads: int
         "host": {"machine": platform.machine(), "system": platform.system(),
                  "python": platform.python_version(), "cpus": os.cpu_count()},
     }
-
-
-def _row(text) -> dict:
-    return {"text": text[0], "text_pair": text[1]} if isinstance(text, tuple) else {"text": text}
 
 
 def _first_prediction_s(cmd: list[str], cwd: Path) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 from .. import tasks
 from ..artifacts import sha256
 from ..convert.quantize import precision_of
-from ..data.labels import id2label_names
+from ..data.labels import config_names
 from ..errors import ConfigError, ModelError
 from ..modeling import backbones
 from . import latency
@@ -94,12 +94,9 @@ def load(spec: str, *, threads: int, provider: str, allow_pickle: bool = False,
 
 def _labels_from(config: dict, where: Path) -> list[str]:
     try:
-        names = id2label_names(config.get("id2label"), str(where))
+        return config_names(config, str(where))
     except ValueError as e:
         raise ModelError(f"{e}; give a fine-tuned model") from None
-    if not names:
-        raise ModelError(f"{where}: config.json has no id2label; give a fine-tuned model")
-    return names
 
 
 def _tokenizer(folder: Path):
@@ -133,7 +130,7 @@ def _onnx(path: Path, folder: Path, name: str, threads: int, provider: str,
 
     return Runner(
         name=name, path=path, kind="onnx", precision=precision,
-        label_names=_labels_from(config, config_file), task=the_task,
+        label_names=_labels_from(config, folder), task=the_task,
         preprocessor=_tokenizer(folder),
         prepare=prepare, call=lambda f: session.run(None, f),
         outputs_of=lambda outs: dict(zip(names, outs)), source=record.get("source"),

@@ -17,16 +17,11 @@ def scoring_batch_size(precision: str) -> int:
     return 1 if precision == "int8" else SCORE_BATCH
 
 
-def rows_of(ds, start: int, stop: int) -> dict:
-    """Rows start..stop of a Dataset as columns (what a task's `encode` takes)."""
-    return ds[start:stop]
-
-
 def batches(task, preprocessor, ds, max_length: int, batch_size: int = SCORE_BATCH) -> list:
     """(feeds, labels or None) for every `batch_size` rows of `ds`, in order."""
     out = []
     for s in range(0, len(ds), batch_size):
-        rows = rows_of(ds, s, min(s + batch_size, len(ds)))
+        rows = ds[s:s + batch_size]  # (a Dataset slice: columns, what `encode` takes)
         labels = np.array(rows["label"]) if "label" in rows else None
         out.append((task.encode(preprocessor, rows, max_length), labels))
     return out
@@ -35,7 +30,7 @@ def batches(task, preprocessor, ds, max_length: int, batch_size: int = SCORE_BAT
 def singles(task, preprocessor, ds, max_length: int, limit: int | None = None) -> list[dict]:
     """Batch-1 feeds of real lengths (the deployment shape), one per row."""
     n = len(ds) if limit is None else min(limit, len(ds))
-    return [task.encode(preprocessor, rows_of(ds, i, i + 1), max_length) for i in range(n)]
+    return [task.encode(preprocessor, ds[i:i + 1], max_length) for i in range(n)]
 
 
 def one_by_one(pairs):

@@ -313,6 +313,16 @@ def load_model(
     return model, new_modules
 
 
+def require_head(backbone: Backbone, task, flag: str = "--model") -> None:
+    """Refuse, before any work, a checkpoint without `task`'s head (a bare encoder, or
+    another task's head)."""
+    if task.name not in backbone.head_tasks:
+        where = f"{flag} {backbone.name}".strip()
+        raise ModelError(f"{where}: has no {task.name} head (architectures "
+                         f"{backbone.config.get('architectures')}); fine-tune it first with "
+                         f"`edgetransfer finetune`")
+
+
 def load_trained(backbone: Backbone, task, *, allow_pickle: bool = False,
                  trust_remote_code: bool = False, attn_implementation: str | None = None,
                  flag: str = "--model"):
@@ -321,10 +331,7 @@ def load_trained(backbone: Backbone, task, *, allow_pickle: bool = False,
     import transformers
 
     where = f"{flag} {backbone.name}".strip()  # (flag "": a path that speaks for itself)
-    if task.name not in backbone.head_tasks:
-        raise ModelError(f"{where}: has no {task.name} head (architectures "
-                         f"{backbone.config.get('architectures')}); fine-tune it first with "
-                         f"`edgetransfer finetune`")
+    require_head(backbone, task, flag)
     auto = getattr(transformers, task.model_class)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:

@@ -103,10 +103,7 @@ def run(cfg: DistillConfig) -> Path:
     placement = devices.choose(cfg.device, cfg.precision)
     teacher_bb = backbones.resolve(cfg.teacher, cfg.allow_pickle, cfg.trust_remote_code)
     task = tasks.resolve(cfg.task, config=teacher_bb.config, where=f"--teacher {cfg.teacher}")
-    if task.name not in teacher_bb.head_tasks:
-        raise ModelError(f"--teacher {cfg.teacher}: has no {task.name} head (its "
-                         f"architectures are {teacher_bb.config.get('architectures')}); "
-                         f"fine-tune it first with `edgetransfer finetune`")
+    backbones.require_head(teacher_bb, task, "--teacher")
     student_bb = (backbones.resolve(cfg.student, cfg.allow_pickle, cfg.trust_remote_code,
                                     weights_optional=True) if cfg.student else None)
     backbones.check_max_length(teacher_bb, cfg.max_length)

@@ -110,9 +110,7 @@ def run(cfg: ExportConfig) -> Path:
         raise ModelError(f"--model {cfg.model}: export takes a local checkpoint folder")
     task = tasks.resolve(cfg.task, config=bb.config, folder=Path(bb.source),
                          where=f"--model {cfg.model}")
-    if task.name not in bb.head_tasks:
-        raise ModelError(f"--model {cfg.model}: has no {task.name} head (architectures "
-                         f"{bb.config.get('architectures')}); fine-tune it first")
+    backbones.require_head(bb, task)
     labels = bb.label_names
     evals = task.read_eval(cfg.eval_data, labels, cfg) if cfg.eval_data else None
     calib = task.read_eval(cfg.calibration_data, None, cfg) if cfg.calibration_data else None
@@ -260,15 +258,14 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
             record[metric] = job.score(final, precision)
             job.check_drop(record[metric], fp32_value, cfg.quantize)
     record["quantization"] = settings
-    if metric in record:  # auto's pick too
-        record[f"{metric}_batch_size"] = scoring.scoring_batch_size(
-            quantize.precision_of(settings.get("mode", cfg.quantize)))
+    precision = quantize.precision_of(settings.get("mode", cfg.quantize))  # (auto's pick too)
+    if metric in record:
+        record[f"{metric}_batch_size"] = scoring.scoring_batch_size(precision)
     shutil.move(final, work / "model.onnx")
     if cfg.ort_format:
         # the bundled runtime runs model.ort when it is there: it passes the same gate
         record["ort_format"] = ort_format(work / "model.onnx", work, cfg.target)
-        record["parity"]["ort"] = job.gate(work / "model.ort", quantize.precision_of(
-            settings.get("mode", cfg.quantize)))
+        record["parity"]["ort"] = job.gate(work / "model.ort", precision)
     shutil.rmtree(tmp)
 
     record["latency_batch1"] = _latency(work / "model.onnx", singles, cfg.threads) | {
@@ -276,7 +273,7 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
         "inputs": "eval rows, one at a time" if evals is not None else "probe rows"}
     host = latency.machine()
     record["host"] = {k: host[k] for k in ("cpu", "arch", "isa")}
-    if quantize.precision_of(settings.get("mode", cfg.quantize)) == "int8":
+    if precision == "int8":
         # the latency above is this host's: say so where the target's devices differ
         record["host"]["target_mismatch"] = quantize.host_mismatch(cfg.target, host)
         if record["host"]["target_mismatch"]:

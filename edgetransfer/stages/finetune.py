@@ -143,9 +143,10 @@ def run(cfg: FinetuneConfig) -> Path:
 
 def _columns(train: str) -> list[str] | None:
     """The train file's columns, for telling the task from the data (None for a hub id)."""
-    from ..data.splits import is_local, read_split
+    from ..data.files import column_names
+    from ..data.splits import is_local
 
-    return list(read_split(train, "train").column_names) if is_local(train) else None
+    return column_names(Path(train)) if is_local(train) else None
 
 
 def probe_batch(dataset, collate, device, n: int = 32) -> dict:

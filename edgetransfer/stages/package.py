@@ -31,7 +31,7 @@ from .. import tasks
 from ..artifacts import MANIFEST as ARTIFACT
 from ..artifacts import OutputFolder, sha256, versions, write_json, write_manifest
 from ..convert.quantize import precision_of
-from ..data.labels import id2label_names
+from ..data.labels import config_names
 from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
 from ..options import result_settings
 
@@ -114,8 +114,12 @@ def run(cfg: PackageConfig) -> Path:
         log.info("--target %s (this machine's)", cfg.target)
     model = cfg.model
     _check_model(model, cfg)
-    labels = _labels(model)
-    task = tasks.resolve(None, config=_read_json(model / "config.json"), folder=model,
+    config = _read_json(model / "config.json")
+    try:
+        labels = config_names(config, f"--model {model}")
+    except ValueError as e:
+        raise ModelError(f"{e}; it names the outputs the runtime prints") from None
+    task = tasks.resolve(None, config=config, folder=model,
                          where=f"--model {model}")
     export_record = _read_json(model / "export.json") if (model / "export.json").exists() else {}
     model_sha = sha256(model / "model.onnx")
@@ -139,8 +143,8 @@ def run(cfg: PackageConfig) -> Path:
     out.prepare()
     partial = archive.with_name(f".{archive.name}.partial")
     try:
-        manifest = _write_bundle(out.work, cfg, task, labels, export_record, verification,
-                                 pins, notes)
+        manifest = _write_bundle(out.work, cfg, task, config, labels, export_record,
+                                 verification, pins, notes)
         if cfg.measure:
             log.info("measuring the bundled runtime (%d cold starts, %d requests)",
                      cfg.cold_starts, cfg.latency_requests)
@@ -208,18 +212,6 @@ def _read_json(path: Path, flag: str = "--model"):
         raise ModelError(f"{flag} {path}: no such file") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelError(f"{flag} {path}: not valid JSON ({e})") from None
-
-
-def _labels(model: Path) -> list[str]:
-    try:
-        names = id2label_names(_read_json(model / "config.json").get("id2label"),
-                               f"--model {model}: config.json")
-    except ValueError as e:
-        raise ModelError(f"{e}; it names the outputs the runtime prints") from None
-    if not names:
-        raise ModelError(f"--model {model}: config.json has no usable id2label (ids 0..n-1); "
-                         f"it names the outputs the runtime prints")
-    return names
 
 
 def _verification(cfg: PackageConfig, model_sha: str) -> dict:
@@ -322,8 +314,8 @@ def _check_beside(out: OutputFolder, paths, inputs, overwrite: bool) -> None:
             raise OutputError(f"--out {out.final}: {path} is a folder")
 
 
-def _write_bundle(work: Path, cfg: PackageConfig, task, labels, export_record, verification,
-                  pins, notes) -> dict:
+def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_record,
+                  verification, pins, notes) -> dict:
     from ..bundle.runtime import SOURCE
     from ..bundle.runtime.predict import FORMAT, BundleError, Predictor
 
@@ -337,7 +329,7 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, labels, export_record, v
         for name in ort_files:
             shutil.copyfile(model / name, work / name)
     write_json(work / "labels.json", labels)
-    spec = _input_spec(work, model, cfg, task, len(labels))
+    spec = _input_spec(work, model, cfg, task, config, len(labels))
     write_json(work / "input_spec.json", spec)
     shutil.copyfile(SOURCE, work / "predict.py")
     os.chmod(work / "predict.py", 0o755)
@@ -382,7 +374,7 @@ def _precision(export_record: dict) -> str | None:
     return q.get("precision") or precision_of(q.get("mode"))
 
 
-def _input_spec(work: Path, model: Path, cfg, task, num_labels: int) -> dict:
+def _input_spec(work: Path, model: Path, cfg, task, config: dict, num_labels: int) -> dict:
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
@@ -401,7 +393,7 @@ def _input_spec(work: Path, model: Path, cfg, task, num_labels: int) -> dict:
     export_settings = (_read_json(model / ARTIFACT).get("settings", {})
                        if (model / ARTIFACT).exists() else {})
     max_length = cfg.max_length or export_settings.get("max_length") or 128
-    positions = _read_json(model / "config.json").get("max_position_embeddings")
+    positions = config.get("max_position_embeddings")
     if positions and max_length > positions:
         raise ConfigError(f"--max-length {max_length}: above the model's {positions} positions")
     return {

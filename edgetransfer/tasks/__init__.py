@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import ConfigError, ModelError
 from .task import Task, TaskData
 
-__all__ = ["Task", "TaskData", "register", "get", "names", "resolve", "of_config"]
+__all__ = ["Task", "TaskData", "get", "of_config", "register", "resolve"]
 
 _TASKS: dict[str, Task] = {}
 # The task when neither the model nor the data says: the one edgetransfer began with, whose
@@ -37,11 +37,6 @@ def unregister(name: str) -> None:
 
 def _builtin() -> None:
     from . import text_classification  # noqa: F401  (registers itself)
-
-
-def names() -> list[str]:
-    _builtin()
-    return list(_TASKS)
 
 
 def get(name: str, flag: str = "--task") -> Task:

@@ -153,12 +153,6 @@ def collator(tokenizer):
     return DataCollatorWithPadding(tokenizer)
 
 
-def load_tokenizer(backbone, trust_remote_code: bool = False):
-    from ..modeling import backbones
-
-    return backbones.load_tokenizer(backbone, trust_remote_code)
-
-
 def read_unlabeled(spec: str, column: str | None, tokenizer, max_length: int, data, ignore):
     """Unlabelled texts, checked and tokenized, each labelled `ignore` (no gold label)."""
     from datasets import Dataset

@@ -17,6 +17,7 @@ from ..data import labels as class_labels
 from ..data.splits import pick_column, read_splits, require_columns, row_name, sample_and_carve
 from ..errors import DataError
 from ..measure import metrics, parity
+from ..modeling import backbones
 from . import register, text
 from .task import Task, TaskData
 
@@ -134,7 +135,7 @@ TASK = register(Task(
     read=read,
     read_eval=read_eval,
     claims_data=text.has_text,
-    load_preprocessor=text.load_tokenizer,
+    load_preprocessor=backbones.load_tokenizer,
     prepare=lambda td, tok, max_length, on_long="truncate": text.tokenize(
         td.splits, td.sources, tok, max_length, on_long),
     encode=text.encode_arrays,

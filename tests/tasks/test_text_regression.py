@@ -36,6 +36,7 @@ def _task():
     """The whole task: plain functions in a Task, the text parts borrowed from tasks.text."""
     from edgetransfer.data.splits import pick_column, read_splits, sample_and_carve
     from edgetransfer.errors import DataError
+    from edgetransfer.modeling import backbones
     from edgetransfer.tasks import Task, TaskData, text
 
     def claims(config):
@@ -96,7 +97,7 @@ def _task():
         model_class="AutoModelForSequenceClassification", optimum_task="text-classification",
         peft_task_type="SEQ_CLS", claims=claims, head_config=head_config,
         read=read, read_eval=read_eval, claims_data=lambda columns: False,
-        load_preprocessor=text.load_tokenizer,
+        load_preprocessor=backbones.load_tokenizer,
         prepare=lambda td, tok, max_length, on_long="truncate": text.tokenize(
             td.splits, td.sources, tok, max_length, on_long),
         encode=text.encode_arrays, collator=text.collator, read_unlabeled=None,

@@ -182,7 +182,7 @@ def _softmax_label(predictor, inputs, outputs, top_k):
     labels = predictor.labels
     for text, p in zip(inputs, e / e.sum(axis=-1, keepdims=True)):
         order = np.argsort(-p, kind="stable")[:top_k]
-        yield _row(text) | {"label": labels[order[0]], "score": float(p[order[0]]),
+        yield input_row(text) | {"label": labels[order[0]], "score": float(p[order[0]]),
                             "scores": {labels[i]: float(p[i]) for i in order}}
 
 
@@ -192,11 +192,12 @@ def _values(predictor, inputs, outputs, top_k):
     labels = predictor.labels
     for text, row in zip(inputs, outputs.astype("float64")):
         values = {labels[i]: float(v) for i, v in enumerate(row.reshape(-1))}
-        yield _row(text) | ({"value": next(iter(values.values()))} if len(values) == 1
+        yield input_row(text) | ({"value": next(iter(values.values()))} if len(values) == 1
                             else {}) | {"values": values}
 
 
-def _row(text) -> dict:
+def input_row(text) -> dict:
+    """A text, or a (text, pair) tuple, as the row it came from (and is printed with)."""
     return {"text": text[0], "text_pair": text[1]} if isinstance(text, tuple) else {"text": text}
 
 
