@@ -25,6 +25,15 @@ class ColumnOptions(BaseModel):
                                          "[default: sentence2 beside sentence1, and so on].")
     label_column: str | None = Field(None, description="Label column, integer ids or names "
                                      "[default: the first of label, labels, intent, class].")
+    tokens_column: str | None = Field(None, description="Token classification: the column "
+                                      "holding each sentence's list of words [default: tokens "
+                                      "or words; the first column of a CoNLL file].")
+    tag_column: str | None = Field(None, description="Token classification: the tag column, "
+                                   "a name (JSONL/Parquet) or a 1-based position in a CoNLL "
+                                   "file [default: a CoNLL file's last column, else the first "
+                                   "of ner_tags, tags, labels, label].")
+    strict_tags: bool = Field(False, description="Token classification: refuse IOB1 tags (an "
+                              "entity starting with I-) instead of repairing them to IOB2.")
 
 
 COLUMNS = frozenset(ColumnOptions.model_fields)
@@ -45,7 +54,10 @@ class DataOptions(ColumnOptions):
     max_length: int = Field(128, ge=8, description="Tokens per text (pair); longer ones are "
                             "truncated and counted. 128 covers >99% of SST-2 and the intents.")
     refuse_long: bool = Field(False, description="Fail instead of truncating texts longer than "
-                              "--max-length.")
+                              "--max-length (or, tagging words, splitting them into windows).")
+    label_all_subtokens: bool = Field(False, description="Token classification: train on every "
+                                      "sub-token of a word (B-X's continuations as I-X), not "
+                                      "only the first; evaluation still reads the first.")
     allow_pickle: bool = Field(False, description="Allow pickle weights (pytorch_model.bin); "
                                "they are still loaded weights-only.")
     trust_remote_code: bool = Field(False, description="Run code shipped with a checkpoint. "

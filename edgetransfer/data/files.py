@@ -1,4 +1,5 @@
-"""Read one labelled table (CSV, TSV, JSONL or Parquet) through `datasets`, after checks.
+"""Read one labelled table (CSV, TSV, JSONL or Parquet) through `datasets`, after checks;
+CoNLL-style column files (.txt, .conll, ...) through data.conll.
 
 `datasets`/pandas/pyarrow report a bad byte or a ragged row as a long traceback with no
 file and often no line. The pre-checks here (written by hand because no library gives them)
@@ -25,6 +26,12 @@ FORMATS = {
     ".json": ("json", None),
     ".parquet": ("parquet", None),
     ".pq": ("parquet", None),
+    # one word a line, columns split by spaces or tabs (CoNLL-2003 ships .txt): data.conll
+    ".txt": ("conll", None),
+    ".conll": ("conll", None),
+    ".iob": ("conll", None),
+    ".iob2": ("conll", None),
+    ".bio": ("conll", None),
 }
 
 
@@ -41,6 +48,11 @@ def file_format(path: Path) -> tuple[str, str | None]:
 # path -> the file line on which each data row starts, recorded by check_file: pyarrow and
 # pandas skip blank lines and join quoted multi-line fields, so row i is not line i + 1.
 _ROW_LINES: dict[str, list[int]] = {}
+
+
+def remember_row_lines(path: Path, lines: list[int]) -> None:
+    """Record the line each data row of `path` starts on (for row_line)."""
+    _ROW_LINES[str(Path(path).resolve())] = lines
 
 
 def row_line(path: str, index: int) -> int | None:
@@ -61,16 +73,20 @@ def check_file(path: Path) -> None:
     except PermissionError:
         raise DataError(f"{path}: permission denied; make the file readable") from None
     if not raw.strip():
-        raise DataError(f"{path}: the file is empty; it needs a header and at least one row")
+        raise DataError(f"{path}: the file is empty; it needs "
+                        + ("one word a line" if builder == "conll"
+                           else "a header and at least one row"))
+    if builder == "conll":
+        return  # (data.conll checks as it reads)
     if builder == "parquet":
         _check_parquet(path, raw)
         return
-    text = _decode_utf8(path, raw)
+    text = decode_utf8(path, raw)
     if builder == "json":
         lines = _check_jsonl(path, text)
     else:
         lines = _check_delimited(path, text, delimiter)
-    _ROW_LINES[str(path.resolve())] = lines
+    remember_row_lines(path, lines)
 
 
 def _check_parquet(path: Path, raw: bytes) -> None:
@@ -90,7 +106,7 @@ def _check_parquet(path: Path, raw: bytes) -> None:
         raise DataError(f"{path}: holds no rows")
 
 
-def _decode_utf8(path: Path, raw: bytes) -> str:
+def decode_utf8(path: Path, raw: bytes) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -203,6 +219,10 @@ def column_names(path: Path) -> list[str] | None:
     full read (read_table) then names the problem."""
     try:
         builder, delimiter = file_format(path)
+        if builder == "conll":
+            from . import conll
+
+            return conll.columns_of(path)
         if builder == "parquet":
             import pyarrow.parquet as pq
 
@@ -225,6 +245,10 @@ def read_table(path: Path):
 
     check_file(path)
     builder, delimiter = file_format(path)
+    if builder == "conll":
+        from . import conll
+
+        return conll.read(path)
     kwargs: dict = {}
     if builder == "csv":
         kwargs = {

@@ -116,6 +116,13 @@ def encode(values, source: str, names: list[str], fixed_by_model: bool,
     return ids
 
 
+def head_config(label_names: list[str]) -> dict:
+    """The config fields of a fresh head over these classes (a sentence's, a token's)."""
+    id2label = dict(enumerate(label_names))
+    return dict(num_labels=len(label_names), id2label=id2label,
+                label2id={v: k for k, v in id2label.items()})
+
+
 def config_names(config: dict, where: str) -> list[str]:
     """The output names a trained model's config.json gives; ValueError when it has none."""
     names = id2label_names(config.get("id2label"), where)

@@ -30,6 +30,19 @@ def probe_batches(task, preprocessor, rows: list[dict] | None = None, max_length
     return [task.encode(preprocessor, _columns(group), max_length) for group in groups]
 
 
+def positions(task, output, feeds: dict) -> np.ndarray:
+    """An output over encoded rows as [outputs compared, values]: one row per example (per
+    word for a token task: padding, continuation sub-tokens and window overlaps dropped), so
+    runtimes fed with other padding or batch sizes still compare position by position."""
+    return flat(task.per_example(np.asarray(output), feeds))
+
+
+def flat(per_example) -> np.ndarray:
+    """Per-example outputs (each [values] or [positions, values]) as one 2-D array."""
+    return np.concatenate([np.reshape(p, (-1, np.shape(p)[-1] if np.ndim(p) else 1))
+                           for p in per_example])
+
+
 def _columns(rows: list[dict]) -> dict:
     keys = [k for k in rows[0] if all(k in r for r in rows)]
     return {k: [r[k] for r in rows] for k in keys}

@@ -165,8 +165,9 @@ def _pytorch(folder: Path, name: str, threads: int, allow_pickle: bool,
     precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
     weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
 
-    def prepare(feeds):
-        return {k: torch.from_numpy(v) for k, v in feeds.items()}
+    def prepare(feeds):  # (the task's index columns are not model inputs)
+        return {k: torch.from_numpy(v) for k, v in feeds.items()
+                if k not in the_task.index_columns}
 
     def call(tensors):
         with torch.inference_mode():

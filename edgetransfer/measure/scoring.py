@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..tasks.task import EXAMPLE
+
 SCORE_BATCH = 32  # rows per call when scoring
 
 
@@ -18,35 +20,53 @@ def scoring_batch_size(precision: str) -> int:
 
 
 def batches(task, preprocessor, ds, max_length: int, batch_size: int = SCORE_BATCH) -> list:
-    """(feeds, labels or None) for every `batch_size` rows of `ds`, in order."""
+    """(feeds, labels or None) for every `batch_size` rows of `ds`, in order; the labels one
+    per example (a class id; a token task's list of tag ids)."""
     out = []
     for s in range(0, len(ds), batch_size):
         rows = ds[s:s + batch_size]  # (a Dataset slice: columns, what `encode` takes)
-        labels = np.array(rows["label"]) if "label" in rows else None
+        labels = list(rows["label"]) if "label" in rows else None
         out.append((task.encode(preprocessor, rows, max_length), labels))
     return out
 
 
+def inputs_only(task, feeds: dict) -> dict:
+    """Feeds without the task's index columns (what maps rows back to examples)."""
+    return {k: v for k, v in feeds.items() if k not in task.index_columns}
+
+
 def singles(task, preprocessor, ds, max_length: int, limit: int | None = None) -> list[dict]:
-    """Batch-1 feeds of real lengths (the deployment shape), one per row."""
+    """Batch-1 feeds of real lengths (the deployment shape), one per row, model inputs
+    only (calibration and latency take them as they are)."""
     n = len(ds) if limit is None else min(limit, len(ds))
-    return [task.encode(preprocessor, ds[i:i + 1], max_length) for i in range(n)]
+    return [inputs_only(task, task.encode(preprocessor, ds[i:i + 1], max_length))
+            for i in range(n)]
 
 
 def one_by_one(pairs):
-    """Each row of (feeds, labels) batches alone, its padding cut.
+    """Each example of (feeds, labels) batches alone, its padding cut.
 
     Dynamic int8 models quantize activations with one scale over the whole batch, padding
     included, so a row's scores depend on its neighbours; deployed, a row is scored alone
     (the bundle's predict.py defaults to batch 1). Metric gates score int8 models this way.
+    An example may span several rows (a long sentence's windows: EXAMPLE names each row's).
     """
     for feeds, labels in pairs:
+        example = feeds.get(EXAMPLE)
         for i in range(len(labels)):
-            if "attention_mask" in feeds:
-                keep = np.flatnonzero(feeds["attention_mask"][i])  # either padding side
-                yield {k: v[i:i + 1, keep] for k, v in feeds.items()}, labels[i:i + 1]
-            else:  # (fixed-size inputs: nothing to cut)
-                yield {k: v[i:i + 1] for k, v in feeds.items()}, labels[i:i + 1]
+            rows = (np.flatnonzero(example == i) if example is not None
+                    else np.array([i]))
+            one = {}
+            keep = (np.flatnonzero(feeds["attention_mask"][rows].any(0))  # either padding side
+                    if "attention_mask" in feeds else None)
+            for k, v in feeds.items():
+                v = v[rows]
+                if k == EXAMPLE:
+                    v = np.zeros_like(v)
+                elif keep is not None and v.ndim == 2:
+                    v = v[:, keep]
+                one[k] = v
+            yield one, labels[i:i + 1]
 
 
 def score(task, logits_of, pairs, label_names: list[str], precision: str = "fp32") -> float:
@@ -56,8 +76,7 @@ def score(task, logits_of, pairs, label_names: list[str], precision: str = "fp32
         pairs = list(one_by_one(pairs))
     logits, labels = [], []
     for feeds, y in pairs:
-        logits.append(np.asarray(logits_of(feeds)))
-        labels.append(y)
-    report = task.metrics(np.concatenate(labels), task.predictions(np.concatenate(logits)),
-                          label_names)
+        logits.extend(task.per_example(np.asarray(logits_of(feeds)), feeds))
+        labels.extend(y)
+    report = task.metrics(labels, task.predictions(logits), label_names)
     return report[task.primary]

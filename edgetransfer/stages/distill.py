@@ -109,8 +109,7 @@ def run(cfg: DistillConfig) -> Path:
     backbones.check_max_length(teacher_bb, cfg.max_length)
     data = task.read(cfg, teacher_bb.label_names)
     tokenizer = task.load_preprocessor(teacher_bb, cfg.trust_remote_code)
-    tokenized, truncation = task.prepare(data, tokenizer, cfg.max_length,
-                                         "error" if cfg.refuse_long else "truncate")
+    tokenized, truncation = task.prepare(data, tokenizer, cfg)
     unlabeled = None
     if cfg.unlabeled:
         if task.read_unlabeled is None:
@@ -201,7 +200,7 @@ def run(cfg: DistillConfig) -> Path:
     fitted.train_metrics["teacher_outputs_s"] = round(teacher_time, 1)
     comparison = _side_by_side(teacher, trained, teacher_eval, fitted.evaluations, task)
     result = {**fitted.evaluations, "teacher": teacher_eval, "comparison": comparison,
-              "training": fitted.train_metrics, "truncated": truncation.counts}
+              "training": fitted.train_metrics, truncation.kind: truncation.counts}
     return training.finish(out, fitted, model=trained, tokenizer=tokenizer, task=task,
                            kind="distilled-model", settings=settings, metrics=result,
                            parents={"teacher": cfg.teacher, **data.sources,
@@ -255,10 +254,9 @@ def teacher_logits(model, dataset, collate, device, batch_size: int = 64) -> lis
 
 
 def _evaluate_teacher(teacher, dataset, collate, device, batch_size, task, names):
-    import numpy as np
-
     logits = teacher_logits(teacher, dataset, collate, device, batch_size)
-    return task.metrics(dataset["label"], task.predictions(np.stack(logits)), names)
+    return training.scored(task, logits, dataset["label"], training.index_of(task, dataset),
+                           names)
 
 
 def _side_by_side(teacher, student, teacher_eval, student_eval, task) -> dict:
@@ -303,10 +301,13 @@ def distill_trainer_class():
                 outputs = model(**inputs)
                 return (outputs.loss, outputs) if return_outputs else outputs.loss
             labels = inputs.pop("labels")
+            # what else the collator sent for the loss (a token task's teacher_mask)
+            extra = {k: inputs.pop(k) for k in [k for k in inputs if k.startswith("teacher_")]}
             want_h, want_a = self.hidden_weight > 0, self.attention_weight > 0
             outputs = model(**inputs, output_hidden_states=want_h, output_attentions=want_a)
             loss, _ = self.task.distill_loss(outputs.logits.float(), cached.float(), labels,
-                                             alpha=self.alpha, temperature=self.temperature)
+                                             alpha=self.alpha, temperature=self.temperature,
+                                             **extra)
             if want_h or want_a:
                 import torch
 

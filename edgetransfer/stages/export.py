@@ -131,14 +131,15 @@ def run(cfg: ExportConfig) -> Path:
 
     def torch_logits(batch):
         with torch.inference_mode():
-            return reference(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
+            return reference(**{k: torch.from_numpy(v) for k, v in
+                                scoring.inputs_only(task, batch).items()}).logits.numpy()
 
     eval_batches = (scoring.batches(task, preprocessor, evals, cfg.max_length)
                     if evals is not None else None)
     # the parity inputs: shape-varied probes, plus the eval data where given (int8 agreement
     # is only meaningful over many examples)
     probes = probes + ([f for f, _ in eval_batches] if eval_batches else [])
-    ref_outputs = [torch_logits(b) for b in probes]
+    ref_outputs = [parity.positions(task, torch_logits(b), b) for b in probes]
     job = _Job(cfg, task, labels, preprocessor, probes, ref_outputs, eval_batches)
 
     out.prepare()
@@ -169,7 +170,8 @@ class _Job:
         """Run the ONNX model on the parity inputs and fail (exit 3) if it drifts."""
         cfg = self.cfg
         session = latency.ort_session(path, cfg.threads)
-        outputs = [session.run(None, latency.feeds_for(session, b))[0] for b in self.probes]
+        outputs = [parity.positions(self.task, session.run(None, latency.feeds_for(session, b))[0],
+                                    b) for b in self.probes]
         min_agreement = cfg.min_agreement
         if min_agreement is None and precision == "int8" and not cfg.eval_data:
             min_agreement = PROBE_ONLY_INT8_AGREEMENT

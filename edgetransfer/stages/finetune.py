@@ -94,8 +94,7 @@ def run(cfg: FinetuneConfig) -> Path:
              ", ".join(f"{k} {len(v)}" for k, v in data.splits.items()),
              ", ".join(data.label_names))
     preprocessor = task.load_preprocessor(backbone, cfg.trust_remote_code)
-    tokenized, truncation = task.prepare(data, preprocessor, cfg.max_length,
-                                         "error" if cfg.refuse_long else "truncate")
+    tokenized, truncation = task.prepare(data, preprocessor, cfg)
 
     out = output_folder(cfg, data.sources, [backbone])
     settings = {"stage": "finetune", "config": json.loads(cfg.model_dump_json()),
@@ -132,7 +131,7 @@ def run(cfg: FinetuneConfig) -> Path:
                  "examples": int(batch["input_ids"].shape[0])}
     fitted.train_metrics["parameters"] = sum(p.numel() for p in trained.parameters())
     result = {**fitted.evaluations, "training": fitted.train_metrics,
-              "truncated": truncation.counts, "longest_tokens": truncation.longest,
+              truncation.kind: truncation.counts, "longest_tokens": truncation.longest,
               "merge_check": merge}
     return training.finish(out, fitted, model=trained, tokenizer=preprocessor, task=task,
                            kind="finetuned-model", settings=settings, metrics=result,

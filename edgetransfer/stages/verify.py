@@ -137,7 +137,7 @@ def run(cfg: VerifyConfig) -> dict:
                              f"reference's {reference.label_names}; verify models of one task")
 
     ds = task.read_eval(cfg.data, reference.label_names, cfg)
-    labels = np.array(ds["label"])
+    labels = list(ds["label"])  # one per example: a class id, or a sentence's tag ids
     log.info("scoring %d examples of %s with %d models (%s)", len(labels), cfg.data,
              1 + len(candidates), task.name)
 
@@ -258,17 +258,22 @@ def _check_names(models) -> None:
 
 
 def _outputs(model, ds, max_length, batch_size: int = scoring.SCORE_BATCH) -> dict:
-    """Every output of `model` over the whole data, concatenated per output name."""
+    """Every output of `model` over the whole data, per output name: one array per example
+    (task.per_example), in order."""
     parts: dict[str, list] = {}
-    for feeds, _ in scoring.batches(model.task, model.preprocessor, ds, max_length, batch_size):
+    pairs = scoring.batches(model.task, model.preprocessor, ds, max_length,
+                            scoring.SCORE_BATCH)
+    if batch_size == 1:  # (int8: one example at a time, as deployed; scoring says why)
+        pairs = scoring.one_by_one(pairs)
+    for feeds, _ in pairs:
         for k, v in model.run(feeds).items():
-            parts.setdefault(k, []).append(v.reshape(len(v), -1))
-    return {k: np.concatenate(v) for k, v in parts.items()}
+            parts.setdefault(k, []).extend(model.task.per_example(v, feeds))
+    return parts
 
 
 def _probes(model, max_length) -> list[dict]:
-    return [model.run(b) for b in parity.probe_batches(model.task, model.preprocessor, None,
-                                                       max_length)]
+    return [{k: parity.positions(model.task, v, b) for k, v in model.run(b).items()}
+            for b in parity.probe_batches(model.task, model.preprocessor, None, max_length)]
 
 
 def _parity(cand, models, outputs, probes, cfg, load, ds) -> dict:
@@ -294,8 +299,10 @@ def _parity(cand, models, outputs, probes, cfg, load, ds) -> dict:
         raise ModelError(f"{cand.name}: no output name in common with {source.name} "
                          f"({list(outputs[cand.name])} vs {list(outputs[source.name])})")
     for name in shared:
-        ref = [outputs[source.name][name]] + [p[name] for p in probes[source.name]]
-        got = [outputs[cand.name][name]] + [p[name] for p in probes[cand.name]]
+        ref = [parity.flat(outputs[source.name][name])] + [p[name] for p in
+                                                                probes[source.name]]
+        got = [parity.flat(outputs[cand.name][name])] + [p[name] for p in
+                                                              probes[cand.name]]
         rep = parity.compare(ref, got, cand.precision, name=name, atol=cfg.atol,
                              min_agreement=cfg.min_agreement, task=cand.task)
         result["outputs"] |= rep.outputs

@@ -36,7 +36,7 @@ def unregister(name: str) -> None:
 
 
 def _builtin() -> None:
-    from . import text_classification  # noqa: F401  (registers itself)
+    from . import text_classification, token_classification  # noqa: F401  (register)
 
 
 def get(name: str, flag: str = "--task") -> Task:

@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
+# The index column naming each encoded row's example, for tasks whose examples may span
+# several rows (a long sentence's windows); absent, row i is example i.
+EXAMPLE = "example"
+
+
 @dataclass
 class TaskData:
     """A task's labelled splits, read and checked, with model-ready columns.
@@ -50,17 +55,23 @@ class Task:
     read_eval: Callable[..., Any]  # (spec, label_names or None, options) -> one Dataset
     claims_data: Callable[[list[str]], bool]  # a data file with these columns is this task's
     load_preprocessor: Callable[..., Any]  # (Backbone, trust_remote_code) -> tokenizer, ...
-    prepare: Callable[..., tuple]  # (TaskData, preprocessor, max_length, on_long) ->
-    #                                  (model-ready splits, data.Truncation-like record)
+    prepare: Callable[..., tuple]  # (TaskData, preprocessor, DataOptions) ->
+    #                                  (model-ready splits, text.Truncation-like record)
     encode: Callable[..., dict]  # (preprocessor, rows: dict of columns, max_length) -> numpy
-    #                               feeds both runtimes take
+    #                               feeds both runtimes take (runners pass only the model's
+    #                               inputs; the rest is `index_columns`)
+    per_example: Callable[[Any, dict], Any]  # (an output over encoded rows [rows, ...], the
+    #                                          rows' index columns) -> one output per example
+    #                                          (a sentence's words' for a token task)
+    index_columns: tuple[str, ...]  # columns of encoded rows that map them back to examples
     collator: Callable[[Any], Any]  # (preprocessor) -> the Trainer's data collator
     read_unlabeled: Callable[..., Any] | None  # (spec, column, preprocessor, max_length,
     #                                             TaskData) -> Dataset of rows without a gold
     #                                             label (distill --unlabeled); None: refused
     # --- outputs and how they are judged
-    predictions: Callable[[Any], Any]  # logits (numpy) -> predictions (numpy)
+    predictions: Callable[[Any], Any]  # per-example logits -> per-example predictions
     metrics: Callable[..., dict]  # (labels, predictions, label_names) -> JSON-ready report
+    render: Callable[[dict], str] | None  # a report as the text table printed after training
     primary: str  # the report's key that early stopping, model selection and gates use
     greater_is_better: bool
     compare: Callable[..., dict]  # (labels, ref_pred, cand_pred, label_names, seed) ->

@@ -89,8 +89,12 @@ def read_texts(spec: str, text_column: str | None = None,
 
 @dataclass
 class Truncation:
+    """Per split: how many texts were longer than --max-length, and the longest (in tokens);
+    `kind` says what became of them (metrics.json's key for `counts`)."""
+
     counts: dict[str, int]
     longest: dict[str, int]
+    kind: str = "truncated"
 
 
 def tokenize(splits: dict, sources: dict, tokenizer, max_length: int,

@@ -31,12 +31,6 @@ def claims(config: dict) -> bool:
             and config.get("problem_type") != "regression")
 
 
-def head_config(label_names: list[str]) -> dict:
-    id2label = dict(enumerate(label_names))
-    return dict(num_labels=len(label_names), id2label=id2label,
-                label2id={v: k for k, v in id2label.items()})
-
-
 def load(train: str, validation: str | None = None, test: str | None = None, *,
          text_column: str | None = None, text_pair_column: str | None = None,
          label_column: str | None = None, label_names: list[str] | None = None,
@@ -131,19 +125,23 @@ TASK = register(Task(
     optimum_task="text-classification",
     peft_task_type="SEQ_CLS",
     claims=claims,
-    head_config=head_config,
+    head_config=class_labels.head_config,
     read=read,
     read_eval=read_eval,
     claims_data=text.has_text,
     load_preprocessor=backbones.load_tokenizer,
-    prepare=lambda td, tok, max_length, on_long="truncate": text.tokenize(
-        td.splits, td.sources, tok, max_length, on_long),
+    prepare=lambda td, tok, opts: text.tokenize(
+        td.splits, td.sources, tok, opts.max_length,
+        "error" if opts.refuse_long else "truncate"),
     encode=text.encode_arrays,
     collator=text.collator,
     read_unlabeled=lambda spec, column, tok, max_length, data: text.read_unlabeled(
         spec, column, tok, max_length, data, class_labels.IGNORE),
+    per_example=lambda values, index: values,  # one output row per example already
+    index_columns=(),
     predictions=predictions,
     metrics=metrics.report,
+    render=None,
     primary="accuracy",
     greater_is_better=True,
     compare=lambda y, ref, cand, names, seed=0: metrics.paired_drop(

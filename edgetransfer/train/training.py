@@ -109,13 +109,27 @@ class Fitted:
     train_metrics: dict
 
 
-def compute_metrics(task, label_names: list[str]):
-    """The Trainer's `compute_metrics`: the task's predictions and summary figures."""
+def index_of(task, dataset) -> dict:
+    """The columns that take a dataset's rows back to its examples (task.per_example)."""
+    return {k: dataset[k] for k in task.index_columns}
+
+
+def scored(task, logits, labels, index, label_names: list[str]) -> dict:
+    """The task's report of per-row logits and labels, taken back to examples first."""
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    logits, labels = task.per_example(logits, index), task.per_example(labels, index)
+    return task.metrics(labels, task.predictions(logits), label_names)
+
+
+def compute_metrics(task, label_names: list[str], dataset):
+    """The Trainer's `compute_metrics` over `dataset` (its eval set, scored in order): the
+    task's predictions and summary figures."""
+    index = index_of(task, dataset)
+
     def compute(eval_pred) -> dict[str, float]:
         logits, labels = eval_pred
-        if isinstance(logits, tuple):
-            logits = logits[0]
-        report = task.metrics(labels, task.predictions(logits), label_names)
+        report = scored(task, logits, labels, index, label_names)
         return {k: v for k, v in report.items() if isinstance(v, (int, float)) and k != "n"}
 
     return compute
@@ -124,8 +138,11 @@ def compute_metrics(task, label_names: list[str]):
 def evaluate(trainer, task, dataset, split: str, label_names: list[str]) -> dict:
     """The task's full report on one split, predictions gathered from every process."""
     pred = trainer.predict(dataset, metric_key_prefix=split)
-    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-    return task.metrics(pred.label_ids, task.predictions(logits), label_names)
+    report = scored(task, pred.predictions, pred.label_ids, index_of(task, dataset),
+                     label_names)
+    if task.render is not None and is_main_process():
+        log.info("%s:\n%s", split, task.render(report))
+    return report
 
 
 def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts, lr: float,
@@ -173,10 +190,16 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
         model=model, args=args, train_dataset=train_dataset or tokenized["train"],
         eval_dataset=tokenized["validation"], processing_class=tokenizer,
         data_collator=task.collator(tokenizer),
-        compute_metrics=compute_metrics(task, label_names),
+        compute_metrics=compute_metrics(task, label_names, tokenized["validation"]),
         callbacks=[EarlyStoppingCallback(opts.patience)] if opts.patience else [],
         **(trainer_kwargs or {}),
     )
+    if task.index_columns:
+        # the task maps rows back to examples by position in the eval set (tasks.words), so
+        # evaluation must keep the set's order: group_by_length would also sort eval batches
+        from torch.utils.data import SequentialSampler
+
+        trainer._get_eval_sampler = SequentialSampler
     use_our_progress(trainer, progress)
     trainer.add_callback(nan_guard(lr, placement.precision))
     guard_checkpoints(trainer, lr, placement.precision)

@@ -172,11 +172,11 @@ def read_texts(path, text_column: str | None = None,
     return texts
 
 
-def _softmax_label(predictor, inputs, outputs, top_k):
+def _softmax_label(predictor, inputs, top_k):
     """`{"text", "label", "score", "scores": {label: probability}}`: the probabilities are the
     softmax of the model's logits (in float64) and "label" is the most probable one."""
     np = predictor.np
-    z = outputs.astype(np.float64)
+    z = predictor.logits(inputs).astype(np.float64)
     z -= z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     labels = predictor.labels
@@ -186,14 +186,83 @@ def _softmax_label(predictor, inputs, outputs, top_k):
                             "scores": {labels[i]: float(p[i]) for i in order}}
 
 
-def _values(predictor, inputs, outputs, top_k):
+def _values(predictor, inputs, top_k):
     """`{"text", "value", "values": {name: value}}`: the model's outputs as they are (a
     regression), each by its name; "value" when there is one output."""
     labels = predictor.labels
-    for text, row in zip(inputs, outputs.astype("float64")):
+    for text, row in zip(inputs, predictor.logits(inputs).astype("float64")):
         values = {labels[i]: float(v) for i, v in enumerate(row.reshape(-1))}
         yield input_row(text) | ({"value": next(iter(values.values()))} if len(values) == 1
                             else {}) | {"values": values}
+
+
+def _entities(predictor, inputs, top_k):
+    """`{"text", "entities": [{"type", "text", "start", "end", "score"}]}`: words are the
+    tokenizer's (its pre-tokenizer splits at spaces and punctuation); a word's tag is the
+    most probable one at its first sub-token; tags are read as IOB2, repaired as conlleval
+    does (an I-X that does not continue an X entity starts one; a B-X always does); an
+    entity's score is the mean probability of its words' tags; `start`/`end` are character
+    offsets into the text, so `text[start:end]` is exactly the entity's text. Texts longer
+    than the model's limit run in overlapping windows, each word scored once
+    (plan_windows)."""
+    labels = predictor.labels
+    for text in inputs:
+        spans, probs = predictor.word_probabilities(text)
+        best = probs.argmax(-1) if len(spans) else []
+        tags = [labels[i] for i in best]
+        entities = []
+        for kind, first, last in entity_spans(tags):
+            start, end = spans[first][0], spans[last][1]
+            score = float(sum(probs[w, best[w]] for w in range(first, last + 1))
+                          / (last - first + 1))
+            entities.append({"type": kind, "text": text[start:end], "start": start,
+                             "end": end, "score": round(score, 6)})
+        yield {"text": text, "entities": entities}
+
+
+def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """(type, first word, last word) of each entity in a tag sequence, read as IOB2 with the
+    conlleval repair: B-X starts an entity; I-X continues an open X entity, else starts one;
+    O and anything else ends it. (Evaluation uses seqeval; this runtime ships alone.)"""
+    spans, kind, first = [], None, 0
+    for i, tag in enumerate(list(tags) + ["O"]):
+        prefix, _, this = tag.partition("-")
+        continues = prefix == "I" and this == kind
+        if kind is not None and not continues:
+            spans.append((kind, first, i - 1))
+            kind = None
+        if prefix in ("B", "I") and this and not continues:
+            kind, first = this, i
+    return spans
+
+
+def plan_windows(lengths: list[int], budget: int) -> list[tuple[int, int, int, int]]:
+    """Windows over a sentence's words, given each word's sub-token count: tuples (first
+    word, end word, first scored word, end scored word), each window at most `budget`
+    sub-tokens. Windows overlap by a quarter of a window, so every scored word has context
+    on both sides; the scored ranges tile the sentence, so each word is scored exactly once.
+    A word longer than the budget gets a window of its own (its tail cut by truncation).
+    edgetransfer's training and evaluation window sentences with this same function."""
+    n = len(lengths)
+    if sum(lengths) <= budget:
+        return [(0, n, 0, n)]
+    windows, start, own = [], 0, 0
+    while own < n:
+        end, used = start, 0
+        while end < n and used + lengths[end] <= budget:
+            used, end = used + lengths[end], end + 1
+        end = max(end, start + 1)
+        if end <= own:  # the context left of `own` fills the window: drop it
+            start = own
+            continue
+        if end >= n:
+            windows.append((start, n, own, n))
+            break
+        context = (end - start) // 4
+        own_end = max(own + 1, end - context)
+        windows.append((start, end, own, own_end))
+        own, start = own_end, max(start + 1, own_end - context)
+    return windows
 
 
 def input_row(text) -> dict:
@@ -202,7 +271,7 @@ def input_row(text) -> dict:
 
 
 # input_spec.json "task" "postprocess" -> what a row of outputs becomes
-POSTPROCESS = {"softmax-label": _softmax_label, "values": _values}
+POSTPROCESS = {"softmax-label": _softmax_label, "values": _values, "entities": _entities}
 
 
 class Predictor:
@@ -227,6 +296,7 @@ class Predictor:
         tokenizer.enable_padding(pad_id=spec["pad_id"], pad_type_id=spec["pad_type_id"],
                                  pad_token=spec["pad_token"])
         self.tokenizer = tokenizer
+        self._words = None  # (word_probabilities' tokenizer, made when first needed)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or spec["threads"]
         options.inter_op_num_threads = 1
@@ -256,11 +326,53 @@ class Predictor:
                                 dtype=dtype) for name, dtype in self.inputs}
         return self.session.run([self.spec["output"]], feeds)[0]
 
+    def word_probabilities(self, text: str):
+        """(character span of each word, softmax of each word's first sub-token [words,
+        labels]) for one text, in windows where it is longer than the model's limit."""
+        np = self.np
+        if self._words is None:  # the same tokenizer without truncation or padding
+            from tokenizers import Tokenizer
+
+            self._words = Tokenizer.from_file(str(self.folder / self.spec["tokenizer"]))
+            self._words.no_truncation()
+            self._words.no_padding()
+            self._specials = (len(self._words.encode("a").ids)
+                              - len(self._words.encode("a", add_special_tokens=False).ids))
+        enc = self._words.encode(text, add_special_tokens=False)
+        spans, lengths = [], []
+        for word, (start, end) in zip(enc.word_ids, enc.offsets):
+            if word is None:
+                continue
+            if word == len(spans):
+                spans.append([start, end])
+                lengths.append(0)
+            spans[word][1] = max(spans[word][1], end)
+            lengths[word] += 1
+        words = [text[a:b] for a, b in spans]
+        probs = np.zeros((len(words), len(self.labels)))
+        if not words:
+            return spans, probs
+        windows = plan_windows(lengths, self.spec["max_length"] - self._specials)
+        encodings = self.tokenizer.encode_batch([words[a:b] for a, b, _, _ in windows],
+                                                is_pretokenized=True)
+        feeds = {name: np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings],
+                                dtype=dtype) for name, dtype in self.inputs}
+        logits = self.session.run([self.spec["output"]], feeds)[0].astype(np.float64)
+        for (a, _, own, own_end), e, rows in zip(windows, encodings, logits):
+            seen = set()
+            for position, word in enumerate(e.word_ids):
+                if word is None or word in seen or not own <= a + word < own_end:
+                    continue
+                seen.add(word)  # its first sub-token
+                z = rows[position] - rows[position].max()
+                probs[a + word] = np.exp(z) / np.exp(z).sum()
+        return spans, probs
+
     def iter_predict(self, texts: list, top_k: int | None = None, batch_size: int = 1):
         """One dict per text (or pair), yielded as each batch is done."""
         for start in range(0, len(texts), batch_size):
             chunk = texts[start:start + batch_size]
-            yield from self.postprocess(self, chunk, self.logits(chunk), top_k)
+            yield from self.postprocess(self, chunk, top_k)
 
     def predict(self, texts: list[str], top_k: int | None = None,
                 batch_size: int = 1) -> list[dict]:
