@@ -30,9 +30,10 @@ def collect(root: Path) -> dict:
     state = _read(root / "pipeline.json") or {"steps": {}}
     verify = _read(root / "verify" / "verify.json")
     models = []
-    metric = "accuracy"
+    metric, second = "accuracy", "macro_f1"
     if verify:
         metric = verify.get("metric", "accuracy")  # (reports before tasks: accuracy)
+        second = verify.get("secondary") or second
         ref = verify["reference"]
         for m in [ref] + verify["candidates"]:
             lat = m.get("latency") or {}
@@ -41,7 +42,7 @@ def collect(root: Path) -> dict:
             models.append({
                 "name": "teacher" if m is ref else m["name"], "kind": m["kind"],
                 "precision": m["precision"], "size_mb": round(m["size_bytes"] / 2**20, 2),
-                metric: m["metrics"][metric], "macro_f1": m["metrics"].get("macro_f1"),
+                metric: m["metrics"][metric], "second": m["metrics"].get(second),
                 "drop_points": (m.get("accuracy_drop") or {}).get(metric, {}).get("points"),
                 "drop_ci95": (m.get("accuracy_drop") or {}).get(metric, {}).get("ci95"),
                 "p50_ms": b1.get("p50_ms"), "p90_ms": b1.get("p90_ms"),
@@ -60,7 +61,7 @@ def collect(root: Path) -> dict:
                 models.append({"name": folder.name, "kind": "onnx",
                                "precision": (rec.get("quantization") or {}).get("mode"),
                                "size_mb": round(rec["size_bytes"] / 2**20, 2),
-                               metric: rec.get(metric), "macro_f1": None,
+                               metric: rec.get(metric), "second": None,
                                "p50_ms": rec["latency_batch1"]["p50_ms"],
                                "p90_ms": rec["latency_batch1"]["p90_ms"]})
     bundle = _read(root / "bundle" / "artifact.json")
@@ -73,6 +74,7 @@ def collect(root: Path) -> dict:
         "root": str(root),
         "task": verify.get("task") if verify else None,
         "metric": metric,
+        "secondary": second,
         "data": verify["data"] if verify else None,
         "steps": steps,
         "total_wall_time_s": round(sum(s.get("wall_time_s") or 0 for s in steps.values()), 1),
@@ -93,8 +95,9 @@ def markdown(rep: dict) -> str:
     if rep["models"]:
         batch = next((m.get("batch") for m in rep["models"] if m.get("batch")), None)
         metric = rep.get("metric", "accuracy")
+        second = rep.get("secondary") or "macro_f1"
         lines += [f"| model | kind | precision | size MB | {metric.replace('_', '-')} | "
-                  "macro-F1 | drop pts [95% CI] | p50 ms | p90 ms | speed-up | "
+                  f"{second.replace('_', '-')} | drop pts [95% CI] | p50 ms | p90 ms | speed-up | "
                   f"items/s @{batch or '-'} | gates |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for m in rep["models"]:
@@ -102,7 +105,7 @@ def markdown(rep: dict) -> str:
                     f"{m['drop_ci95'][1]:+.2f}]" if m.get("drop_points") is not None else "")
             lines.append(
                 f"| {m['name']} | {m['kind']} | {m['precision']} | {m['size_mb']:.1f} | "
-                f"{_f(m.get(metric))} | {_f(m.get('macro_f1'))} | {drop} | "
+                f"{_f(m.get(metric))} | {_f(m.get('second', m.get('macro_f1')))} | {drop} | "
                 f"{_f(m['p50_ms'], 3)} | {_f(m['p90_ms'], 3)} | "
                 f"{(str(m['speedup']) + 'x') if m.get('speedup') else ''} | "
                 f"{_f(m.get('throughput_batch'), 1)} | "

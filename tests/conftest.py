@@ -187,3 +187,62 @@ def torch_scores(model_dir: Path, texts) -> np.ndarray:
         return torch.cat([model(**tok([t], truncation=True, max_length=128,
                                       return_tensors="pt")).logits.softmax(-1)
                           for t in texts]).numpy()
+
+
+# --- token classification: sentences whose tags follow from their words
+
+PEOPLE = [("Anna", "Berg"), ("Omar", "Haddad"), ("Li", "Wei"), ("José", "Núñez"),
+          ("Peter", "Blackburn"), ("Maria", "Rossi")]
+PLACES = ["Berlin", "Paris", "Lagos", "Kyoto", "Lima", "Oslo", "Cairo"]
+FILLER = ["visited", "met", "the", "press", "in", "on", "Monday", "said", "today", "and"]
+
+
+def make_sentences(n: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+    """(words, IOB2 tags): a person (B-PER I-PER) and a place (B-LOC) among filler words."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        first, last = rng.choice(PEOPLE)
+        words = [first, last, rng.choice(FILLER), rng.choice(FILLER), rng.choice(PLACES), "."]
+        tags = ["B-PER", "I-PER", "O", "O", "B-LOC", "O"]
+        out.append((words, tags))
+    return out
+
+
+def write_conll(path: Path, sentences) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["-DOCSTART- -X- O", ""]
+    for words, tags in sentences:
+        lines += [f"{w} NN {t}" for w, t in zip(words, tags)] + [""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def token_data(tmp_path_factory) -> Path:
+    """train.txt / validation.txt / test.txt in CoNLL layout (word POS tag)."""
+    folder = tmp_path_factory.mktemp("conll")
+    for name, n, seed in (("train", 60, 1), ("validation", 20, 2), ("test", 20, 3)):
+        write_conll(folder / f"{name}.txt", make_sentences(n, seed))
+    return folder
+
+
+def token_args(backbone: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    """Arguments for a fast token-classification finetune of the tiny model."""
+    return ["-q", "finetune", "--model", backbone, "--train", data / "train.txt",
+            "--validation", data / "validation.txt", "--out", out, "--epochs", "3",
+            "--batch-size", "8", "--lr", "3e-3", "--patience", "0", *extra]
+
+
+@pytest.fixture(scope="session")
+def tiny_tagger(tiny_backbone, token_data, tmp_path_factory) -> Path:
+    """The tiny BERT fine-tuned (full) on token_data: a token-classification checkpoint."""
+    from edgetransfer.cli import main
+
+    out = tmp_path_factory.mktemp("tagger") / "model"
+    try:
+        main([str(a) for a in token_args(tiny_backbone, token_data, out, "--test",
+                                         token_data / "test.txt")])
+    except SystemExit as e:
+        assert not e.code, e.code
+    return out

@@ -432,6 +432,8 @@ def _readme(cfg, task, labels, export_record, verification, pins, spec) -> str:
                if cfg.ort_format else "")
     runs = "model.ort (converted from model.onnx)" if cfg.ort_format else "model.onnx"
     output = " ".join(POSTPROCESS[task.runtime["postprocess"]].__doc__.split())
+    pairs = (" (or text pair, from a file with a second text column)"
+             if task.runtime.get("pairs") else "")
     return f"""# {cfg.out.name}: {task.name} ({task.summary}) for {cfg.target}
 
 Labels: {", ".join(labels)}. Model: {runs} ({_precision(export_record) or "?"});
@@ -445,12 +447,12 @@ Needs Python 3 (built with {platform.python_version()}) and requirements.txt, no
 ```bash
 python3 -m venv .venv && . .venv/bin/activate
 pip install -r requirements.txt
-python predict.py "turn the kitchen lights off"
+python predict.py "{task.probe_rows[1]["text"]}"
 python predict.py --input texts.jsonl > predictions.jsonl   # also .csv, .tsv, .txt
 python predict.py --benchmark 200 --input texts.jsonl       # latency and memory here
 ```
 
-Each text (or text pair, from a file with a second text column) gives one JSON line:
+Each text{pairs} gives one JSON line:
 {output}
 `python predict.py --help` lists the options (`--top-k`, `--batch-size`, `--threads`).
 Exit codes: 0 done, 2 a damaged bundle or unusable input (one line on stderr), 1 a bug.

@@ -210,6 +210,7 @@ def run(cfg: VerifyConfig) -> dict:
         "workload": workload and {"spec": latency.WORKLOAD, "by_batch": workload},
         "task": task.name,
         "metric": metric,
+        "secondary": task.secondary,
         "data": {"path": cfg.data, "examples": int(len(labels))},
         "settings": cfg.model_dump(mode="json"),
         "env": {"machine": latency.machine(), "threads": cfg.threads, "provider": cfg.provider,

@@ -87,3 +87,4 @@ class Task:
     probe_rows: tuple[dict, ...]  # inputs of mixed shapes the parity gate always checks
     rewrites: frozenset[str]  # graph rewrites export may apply (convert.rewrites names)
     runtime: dict  # input_spec.json "task": what the bundled runtime does after the model
+    secondary: str | None = None  # the report's second figure beside `primary` (reports)

@@ -154,5 +154,6 @@ TASK = register(Task(
     probe_rows=text.PROBE_ROWS,
     rewrites=frozenset({"first_token_last_layer"}),
     # what predict.py does with the model's output (bundle/runtime/predict.py POSTPROCESS)
-    runtime={"inputs": "text", "postprocess": "softmax-label"},
+    runtime={"inputs": "text", "pairs": True, "postprocess": "softmax-label"},
+    secondary="macro_f1",
 ))

@@ -137,6 +137,8 @@ def compute_metrics(task, label_names: list[str], dataset):
 
 def evaluate(trainer, task, dataset, split: str, label_names: list[str]) -> dict:
     """The task's full report on one split, predictions gathered from every process."""
+    # the Trainer's summary figures for this set (the task maps its rows by their index)
+    trainer.compute_metrics = compute_metrics(task, label_names, dataset)
     pred = trainer.predict(dataset, metric_key_prefix=split)
     report = scored(task, pred.predictions, pred.label_ids, index_of(task, dataset),
                      label_names)

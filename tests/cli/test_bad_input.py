@@ -90,8 +90,8 @@ def _case_one_class(d):
 
 
 def _case_unknown_suffix(d):
-    (d / "train.txt").write_text("hello\n")
-    return "train.txt: unknown file type '.txt'", ["--train", d / "train.txt"]
+    (d / "train.xlsx").write_text("hello\n")
+    return "train.xlsx: unknown file type '.xlsx'", ["--train", d / "train.xlsx"]
 
 
 def _case_missing_file(d):
