@@ -92,9 +92,9 @@ class PackageConfig(BaseModel):
     measure: bool = Field(True, description="Measure the bundled runtime in fresh processes: "
                           "cold start, peak RSS, per-request latency (a few seconds; the "
                           "figures are this machine's).")
-    latency_data: Path | None = Field(None, description="Texts to time requests on (.jsonl, "
-                                      ".csv, .tsv, .txt) [default: built-in texts of mixed "
-                                      "length].")
+    latency_data: Path | None = Field(None, description="Data to time requests on, read as "
+                                      "verify's --data is (CSV/TSV/JSONL/Parquet; CoNLL for "
+                                      "tagging) [default: built-in texts of mixed length].")
     latency_requests: int = Field(200, ge=1, description="One-text requests timed (200: "
                                   "enough for a steady p90 at a few ms each).")
     cold_starts: int = Field(3, ge=1, description="Fresh processes timed from start to first "
@@ -106,7 +106,6 @@ class PackageConfig(BaseModel):
 
 def run(cfg: PackageConfig) -> Path:
     from ..bundle.archive import write_archive
-    from ..bundle.runtime.predict import BundleError, read_texts
     from ..measure import footprint
 
     if cfg.target is None:
@@ -128,11 +127,12 @@ def run(cfg: PackageConfig) -> Path:
     notes += _target_notes(cfg.target, export_record)
     for note in notes:
         log.warning("%s", note)
-    try:
-        texts = (read_texts(cfg.latency_data) if cfg.latency_data
-                 else [r["text"] for r in task.probe_rows])
-    except BundleError as e:
-        raise DataError(f"--latency-data {e}") from None
+    # what the runtime takes: a text, or a (text, pair) tuple (the task's reader, so a
+    # recipe's eval file of any task times real inputs; a tagger's rows carry their words
+    # joined as "text")
+    rows = (task.read_eval(str(cfg.latency_data), None, cfg) if cfg.latency_data
+            else task.probe_rows)
+    texts = [(r["text"], r["text_pair"]) if r.get("text_pair") else r["text"] for r in rows]
 
     archive = cfg.out.parent / f"{cfg.out.name}.tar.gz"
     record = cfg.out.parent / f"{cfg.out.name}.json"

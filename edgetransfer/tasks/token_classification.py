@@ -201,8 +201,8 @@ def read(opts, model_labels: list[str] | None = None) -> TaskData:
 
 
 def read_eval(spec: str, label_names: list[str] | None, opts=None):
-    """One split's sentences for a trained model ("tokens"), with "label" (tag ids per word)
-    unless `label_names` is None (calibration data needs no tags)."""
+    """One split's sentences for a trained model ("tokens", and "text"), with "label" (tag
+    ids per word) unless `label_names` is None (calibration data needs no tags)."""
     from datasets import Dataset
 
     ds = read_split(spec, "validation")
@@ -217,10 +217,12 @@ def read_eval(spec: str, label_names: list[str] | None, opts=None):
         else None, getattr(opts, "strict_tags", False))
     if repaired:
         log.warning("%s: %d tag(s) repaired from IOB1 to IOB2", spec, repaired)
-    if tagged is None:
-        return Dataset.from_dict({"tokens": sentences})
-    ids = _ids(tagged, spec, label_names, "the model has these; is this data for another task?")
-    return Dataset.from_dict({"tokens": sentences, "label": ids})
+    # "text": the words joined by spaces, what the bundled runtime takes (package's timing)
+    rows = {"tokens": sentences, "text": [" ".join(ws) for ws in sentences]}
+    if tagged is not None:
+        rows["label"] = _ids(tagged, spec, label_names,
+                             "the model has these; is this data for another task?")
+    return Dataset.from_dict(rows)
 
 
 def prepare(td: TaskData, tokenizer, opts):
