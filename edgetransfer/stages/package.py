@@ -32,7 +32,7 @@ from ..artifacts import MANIFEST as ARTIFACT
 from ..artifacts import OutputFolder, sha256, versions, write_json, write_manifest
 from ..convert.quantize import precision_of
 from ..data.labels import config_names
-from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
+from ..errors import CheckFailed, ConfigError, ModelError, OutputError
 from ..options import result_settings
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-
 # The index column naming each encoded row's example, for tasks whose examples may span
 # several rows (a long sentence's windows); absent, row i is example i.
 EXAMPLE = "example"

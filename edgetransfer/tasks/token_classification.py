@@ -22,9 +22,8 @@ import numpy as np
 from ..data import labels as class_labels
 from ..data import tags as iob
 from ..data.conll import column as conll_column
-from ..data.splits import pick_column, read_split, read_splits, require_columns, row_name
-from ..data.splits import sample_and_carve
 from ..data.files import row_line
+from ..data.splits import pick_column, read_split, read_splits, row_name, sample_and_carve
 from ..errors import DataError
 from ..measure import parity
 from ..modeling import backbones
@@ -150,15 +149,15 @@ def load(train: str, validation: str | None = None, test: str | None = None, *,
          validation_fraction: float = 0.1, seed: int = 42,
          model_labels: list[str] | None = None, train_sample: int | None = None) -> TaskData:
     raw, specs = read_splits(train, validation, test)
-    names = list(raw["train"].column_names)
-    tok_col = pick_column(names, tokens_column, TOKEN_COLUMNS, "tokens", train,
-                          "--tokens-column")
-    tag_col = _tag_column(names, tag_column, train)
-    require_columns(raw, specs, [tok_col, tag_col])
-    log.info("columns: words %r, tags %r", tok_col, tag_col)
-    read = {}
-    notes = []
+    read, notes, columns = {}, [], {}
     for name, ds in raw.items():
+        # each file's own columns: a CoNLL train file may come with a JSONL test file
+        names = list(ds.column_names)
+        tok_col = pick_column(names, tokens_column, TOKEN_COLUMNS, "tokens", specs[name],
+                              "--tokens-column")
+        tag_col = _tag_column(names, tag_column, specs[name])
+        columns.setdefault("tokens", tok_col)
+        columns.setdefault("tags", tag_col)
         int_names = _int_names(ds, tag_col, label_names, model_labels)
         sentences, tagged, repaired = _sentences(ds, specs[name], tok_col, tag_col, int_names,
                                                  strict_tags)
@@ -188,8 +187,9 @@ def load(train: str, validation: str | None = None, test: str | None = None, *,
                               validation_fraction=validation_fraction, seed=seed)
     for note in notes:
         log.warning(note)
-    return TaskData(splits=splits, label_names=classes,
-                    columns={"tokens": tok_col, "tags": tag_col}, sources=specs, notes=notes)
+    log.info("columns of %s: words %r, tags %r", train, columns["tokens"], columns["tags"])
+    return TaskData(splits=splits, label_names=classes, columns=columns, sources=specs,
+                    notes=notes)
 
 
 def read(opts, model_labels: list[str] | None = None) -> TaskData:

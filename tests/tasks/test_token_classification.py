@@ -326,3 +326,68 @@ def test_a_head_of_the_other_task_is_refused(cli, tiny_tagger, tiny_classifier, 
     assert code == 2 and "not token-classification" in err
     assert not any((tmp_path / n).exists() for n in "abc")
     assert len(err.strip().splitlines()) == 1
+
+
+# --- bad input: one line, exit 2, nothing written, inputs untouched
+
+def _ragged(d):
+    (d / "train.txt").write_text("EU NNP B-ORG\nrejects O\n")
+    return "train.txt: line 2 has 2 columns, the lines before have 3"
+
+
+def _docstart_only(d):
+    (d / "train.txt").write_text("-DOCSTART- -X- O\n\n")
+    return "train.txt: holds only -DOCSTART- lines, no sentences"
+
+
+def _no_sentences(d):
+    write_jsonl(d / "train.txt", [])
+    (d / "train.txt").write_text("\n\n\n")
+    return "train.txt: the file is empty; it needs one word a line"
+
+
+def _empty_sentence(d):
+    d.joinpath("train.txt").unlink()
+    write_jsonl(d / "train.jsonl", [{"tokens": ["Oslo"], "tags": ["B-LOC"]},
+                                    {"tokens": [], "tags": []}])
+    return "train.jsonl: line 2: the sentence has no words"
+
+
+def _lengths_differ(d):
+    d.joinpath("train.txt").unlink()
+    write_jsonl(d / "train.jsonl", [{"tokens": ["Oslo", "."], "tags": ["B-LOC", "O"]}] * 3
+                + [{"tokens": ["Anna", "Berg"], "tags": ["B-PER"]}])
+    return "train.jsonl: line 4: 2 words but 1 tags; give one tag per word"
+
+
+def _unknown_tag_in_validation(d):
+    write_conll(d / "validation.txt", [(["Acme", "Corp"], ["B-ORG", "I-ORG"])])
+    return "validation.txt: line 3: tag 'B-ORG' is not one of the labels"
+
+
+@pytest.mark.parametrize("case", [_ragged, _docstart_only, _no_sentences, _empty_sentence,
+                                  _lengths_differ, _unknown_tag_in_validation],
+                         ids=lambda c: c.__name__[1:])
+def test_bad_token_data_is_one_line_and_exit_2(case, cli, tiny_backbone, tmp_path):
+    d = tmp_path / "data"
+    write_conll(d / "train.txt", make_sentences(12, seed=1))
+    write_conll(d / "validation.txt", make_sentences(4, seed=2))
+    expected = case(d)
+    train = d / "train.txt" if (d / "train.txt").exists() else d / "train.jsonl"
+    before = {p: p.read_bytes() for p in d.iterdir()}
+    out = tmp_path / "out"
+    code, err = cli("finetune", "--model", tiny_backbone, "--task", "token-classification",
+                    "--train", train, "--validation", d / "validation.txt", "--out", out)
+    assert code == 2, err
+    assert expected in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("error")]) == 1
+    assert not out.exists() and {p: p.read_bytes() for p in d.iterdir()} == before
+
+
+def test_a_tag_the_model_lacks_at_evaluation_is_refused(cli, tiny_tagger, tmp_path):
+    data = write_conll(tmp_path / "eval.txt", [(["Oslo", "."], ["B-LOC", "O"]),
+                                               (["Acme", "."], ["B-ORG", "O"])])
+    code, err = cli("verify", "--reference", tiny_tagger, "--candidate", f"again={tiny_tagger}",
+                    "--data", data, "--out", tmp_path / "v.json")
+    assert code == 2 and "eval.txt: line 6: tag 'B-ORG' is not one of the labels" in err
+    assert not (tmp_path / "v.json").exists()
