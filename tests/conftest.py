@@ -173,6 +173,32 @@ def built(exported, tmp_path_factory) -> Path:
         cold_starts=1, latency_requests=20))
 
 
+# Runs predict.py (argv after -c) with torch and transformers unimportable: what a device has
+BLOCK_TORCH = """
+import importlib.abc, sys
+
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+try:
+    import torch
+except ImportError:
+    pass
+else:
+    raise SystemExit("the block did not work")
+import runpy
+sys.argv = ["predict.py"] + sys.argv[1:]
+try:
+    runpy.run_path("predict.py", run_name="__main__")
+finally:
+    assert not {"torch", "transformers"} & set(sys.modules)
+    assert "onnxruntime" in sys.modules and "tokenizers" in sys.modules
+"""
+
+
 def predictions(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 

@@ -10,35 +10,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import predictions, torch_scores, write_jsonl
+from conftest import BLOCK_TORCH, predictions, torch_scores, write_jsonl
 
 TEXTS = ["turn the kitchen lights off", "ok",
          "an unexpectedly moving and beautifully shot story, though a little long"]
 
 
-BLOCK_TORCH = """
-import importlib.abc, sys
-
-
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers"):
-            raise ImportError("blocked: " + name)
-sys.meta_path.insert(0, Block())
-try:
-    import torch
-except ImportError:
-    pass
-else:
-    raise SystemExit("the block did not work")
-import runpy
-sys.argv = ["predict.py"] + sys.argv[1:]
-try:
-    runpy.run_path("predict.py", run_name="__main__")
-finally:
-    assert not {"torch", "transformers"} & set(sys.modules)
-    assert "onnxruntime" in sys.modules and "tokenizers" in sys.modules
-"""
 
 
 def test_predict_agrees_with_pytorch(built, tiny_classifier, cli, tmp_path):

@@ -10,7 +10,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import make_sentences, predictions, token_args, write_conll, write_jsonl
+from conftest import (BLOCK_TORCH, make_sentences, predictions, token_args, write_conll,
+                      write_jsonl)
 
 from edgetransfer.data.labels import IGNORE
 from edgetransfer.errors import DataError
@@ -282,22 +283,8 @@ def test_entities_slice_the_text_exactly(tagger_bundle, tmp_path):
     assert len(every_word.predict([long_text])[0]["entities"]) == n
 
 
-BLOCKED = """
-import importlib.abc, sys, json
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers"):
-            raise ImportError("blocked: " + name)
-sys.meta_path.insert(0, Block())
-import runpy
-sys.argv = ["predict.py"] + sys.argv[1:]
-runpy.run_path("predict.py", run_name="__main__")
-assert not {"torch", "transformers"} & set(sys.modules)
-"""
-
-
 def test_the_bundled_tagger_runs_without_torch_and_agrees_with_predict(tagger_bundle, cli):
-    proc = subprocess.run([sys.executable, "-I", "-c", BLOCKED, TEXT], cwd=tagger_bundle,
+    proc = subprocess.run([sys.executable, "-I", "-c", BLOCK_TORCH, TEXT], cwd=tagger_bundle,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     code, out = cli("predict", "--bundle", tagger_bundle, TEXT)
