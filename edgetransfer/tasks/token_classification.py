@@ -16,13 +16,14 @@ word). The bundled runtime returns entity spans with character offsets.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from ..data import labels as class_labels
 from ..data import tags as iob
 from ..data.conll import column as conll_column
-from ..data.files import row_line
+from ..data.files import FORMATS, row_line
 from ..data.splits import pick_column, read_split, read_splits, row_name, sample_and_carve
 from ..errors import DataError
 from ..measure import parity
@@ -91,12 +92,9 @@ def _int_names(ds, column: str, given: list[str] | None, model_labels) -> list[s
 def _where(source: str, row: int, word: int) -> str:
     """A word's place: its own line in a CoNLL file, else the row and the word's number."""
     line = row_line(source, row)
-    if line is not None and source.lower().endswith(tuple(_CONLL_SUFFIXES)):
-        return f"{source}: line {line + word}"
+    if line is not None and FORMATS.get(Path(source).suffix.lower(), ("",))[0] == "conll":
+        return f"{source}: line {line + word}"  # (one word a line, no blank line inside)
     return f"{row_name(source, row)}, word {word + 1}"
-
-
-_CONLL_SUFFIXES = (".txt", ".conll", ".iob", ".iob2", ".bio")
 
 
 def _sentences(ds, source: str, tokens: str, tags: str | None, int_names, strict: bool,
