@@ -61,7 +61,7 @@ def test_without_verify_the_exports_own_figures_are_shown(tmp_path):
         "latency_batch1": {"p50_ms": 1.5, "p90_ms": 2.0}})
     rep = report.collect(tmp_path)
     assert rep["models"] == [{"name": "onnx-int8", "kind": "onnx", "precision": "int8-dynamic",
-                              "size_mb": 1.0, "accuracy": 0.8, "macro_f1": None,
+                              "size_mb": 1.0, "accuracy": 0.8, "second": None,
                               "p50_ms": 1.5, "p90_ms": 2.0}]
     assert rep["verify"] is None and rep["steps"] == {}
 
@@ -74,3 +74,18 @@ def test_write_renders_markdown_json_and_a_plot(root):
     assert "- accuracy: too low" in text and "![accuracy against latency](report.png)" in text
     assert (root / "report.png").stat().st_size > 1000
     assert json.loads((root / "report.json").read_text())["models"][1]["accuracy"] == 0.85
+
+
+def test_the_second_figure_is_the_tasks(tmp_path):
+    """A tagger's verify.json names its own second figure; the table shows it, not macro-F1."""
+    ref = _model("teacher", "pytorch", "fp32", 0.9, 20.0)
+    ref["metrics"] = {"entity_f1": 0.88, "token_micro_f1": 0.975}
+    _write(tmp_path / "verify" / "verify.json", {
+        "passed": True, "task": "token-classification", "metric": "entity_f1",
+        "secondary": "token_micro_f1", "failures": [], "reference": ref, "candidates": [],
+        "data": {"path": "test.txt", "examples": 3}, "env": {"machine": {"cpu": "C"},
+                                                               "threads": 1}})
+    rep = report.collect(tmp_path)
+    assert rep["models"][0]["second"] == 0.975
+    text = report.markdown(rep)
+    assert "| entity-f1 | token-micro-f1 |" in text and "macro-F1" not in text

@@ -227,13 +227,14 @@ def prepare(td: TaskData, tokenizer, opts):
     """Every split as model rows (tasks.words); long sentences in windows, or refused."""
     from datasets import Dataset
 
-    inside = (iob.inside_of(td.label_names) if getattr(opts, "label_all_subtokens", False)
-              else None)
+    inside = iob.inside_of(td.label_names)
+    all_subtokens = getattr(opts, "label_all_subtokens", False)
     out, counts, longest = {}, {}, {}
     budget = opts.max_length - tokenizer.num_special_tokens_to_add(pair=False)
     for name, ds in td.splits.items():
         rows, lengths = words.rows_of(tokenizer, ds["tokens"], opts.max_length, ds["label"],
-                                      inside=inside if name == "train" else None)
+                                      inside=inside,
+                                      all_subtokens=all_subtokens and name == "train")
         long = sum(n > budget for n in lengths)
         counts[name], longest[name] = long, max(lengths)
         if long and getattr(opts, "refuse_long", False):

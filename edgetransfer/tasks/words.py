@@ -6,7 +6,9 @@ rule for training, evaluation and the bundled runtime; never cut). Beside the mo
 each row carries:
 
 - "label": per sub-token, the word's tag id on the first sub-token of each word the window
-  scores, IGNORE elsewhere (continuation sub-tokens too, unless --label-all-subtokens);
+  scores, its inside tag on the first sub-token of each further tokenizer word it splits
+  into (rows_of says why), IGNORE elsewhere (other continuation sub-tokens too, unless
+  --label-all-subtokens);
 - "word_index": per sub-token, the word's number in its sentence on the first sub-token of
   each word the window scores, -1 elsewhere;
 - "example": the sentence's number.
@@ -42,12 +44,17 @@ def require_fast(tokenizer, where: str = "the model") -> None:
 
 
 def rows_of(tokenizer, sentences: list[list[str]], max_length: int, labels=None, *,
-            inside: list[int] | None = None, first_example: int = 0) -> tuple[dict, list[int]]:
+            inside: list[int] | None = None, all_subtokens: bool = False,
+            first_example: int = 0) -> tuple[dict, list[int]]:
     """(model rows as a dict of lists, each sentence's sub-token count: those above
     --max-length less the special tokens were windowed).
 
-    `labels`: per sentence, one tag id per word (None: no "label" column); `inside`: the id
-    each tag's continuation sub-tokens take (tags.inside_of), for --label-all-subtokens.
+    `labels`: per sentence, one tag id per word (None: no "label" column). `inside`: the id
+    each tag continues with (tags.inside_of): a data word that the tokenizer splits into
+    several of its own words (at punctuation: "Anglo-Dutch", "U.S.") has its tag on the first
+    and the inside tag on the others, since the bundled runtime tags the tokenizer's words
+    and would otherwise read untrained positions; with `all_subtokens`
+    (--label-all-subtokens) every continuation sub-token takes the inside tag too.
     """
     require_fast(tokenizer)
     sentences = [list(s) for s in sentences]  # (a datasets Column is not a list)
@@ -69,21 +76,29 @@ def rows_of(tokenizer, sentences: list[list[str]], max_length: int, labels=None,
             pieces.append(words[start:end])
             plans.append((i, start, own, own_end))
     enc = tokenizer(pieces, is_split_into_words=True, truncation=True, max_length=max_length)
+    # WordPiece marks a sub-token that continues a word ("##"); one without the mark after a
+    # word's first starts another of the tokenizer's words. Tokenizers without such a mark
+    # (byte-level BPE) label the first sub-token only.
+    prefix = getattr(getattr(tokenizer.backend_tokenizer, "model", None),
+                     "continuing_subword_prefix", None)
     rows = {k: list(v) for k, v in enc.items()}
     rows[WORD_INDEX], rows[EXAMPLE] = [], []
     if labels is not None:
         rows["label"] = []
     for j, (i, start, own, own_end) in enumerate(plans):
         index, tags, previous = [], [], None
-        for w in enc.word_ids(j):
+        tokens = enc.tokens(j)
+        for position, w in enumerate(enc.word_ids(j)):
             word = None if w is None else start + w
             scored = word is not None and own <= word < own_end
             first = scored and w != previous
             index.append(word if first else NOT_SCORED)
             if labels is not None:
+                split_off = (scored and not first and bool(prefix)
+                             and not tokens[position].startswith(prefix))
+                continues = inside is not None and (split_off or (scored and all_subtokens))
                 tags.append(labels[i][word] if first
-                            else inside[labels[i][word]] if scored and inside is not None
-                            else IGNORE)
+                            else inside[labels[i][word]] if continues else IGNORE)
             previous = w
         rows[WORD_INDEX].append(index)
         rows[EXAMPLE].append(first_example + i)

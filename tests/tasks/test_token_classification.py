@@ -40,9 +40,22 @@ def test_the_label_goes_on_each_words_first_sub_token(tokenizer):
     assert index[1:1 + pieces] == [0] + [-1] * (pieces - 1)
     assert [t for t in label if t != IGNORE] == [1, 0, 2]
     # --label-all-subtokens: the continuations take the inside tag (1 -> 3 here)
-    rows, _ = words.rows_of(tokenizer, [sentence], 32, [[1, 0, 2]], inside=[0, 3, 2, 3])
+    rows, _ = words.rows_of(tokenizer, [sentence], 32, [[1, 0, 2]], inside=[0, 3, 2, 3],
+                            all_subtokens=True)
     assert rows["label"][0][1:1 + pieces] == [1] + [3] * (pieces - 1)
     assert rows[words.WORD_INDEX][0] == index  # evaluation still reads the first
+
+
+def test_a_word_split_at_punctuation_is_labelled_as_the_runtime_reads_it(tokenizer):
+    """The runtime tags the tokenizer's words: "Anglo-Dutch" is three (anglo, -, dutch), so
+    training puts B-MISC on the first and I-MISC on the others' first sub-tokens."""
+    names = ["O", "B-MISC", "I-MISC"]
+    rows, _ = words.rows_of(tokenizer, [["Anglo-Dutch", "deal"]], 32, [[1, 0]],
+                            inside=[0, 2, 2])
+    tokens = tokenizer.convert_ids_to_tokens(rows["input_ids"][0])
+    tagged = {t: names[lab] for t, lab in zip(tokens, rows["label"][0]) if lab != IGNORE}
+    assert tagged == {"anglo": "B-MISC", "-": "I-MISC", "dutch": "I-MISC", "deal": "O"}
+    assert [w for w in rows[words.WORD_INDEX][0] if w >= 0] == [0, 1]  # scored: data words
 
 
 def test_a_long_sentence_runs_in_windows_and_every_word_is_scored_once(tokenizer):
