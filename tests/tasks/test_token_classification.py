@@ -10,8 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import (BLOCK_TORCH, make_sentences, predictions, token_args, write_conll,
-                      write_jsonl)
+from conftest import BLOCK_TORCH, make_sentences, predictions, token_args, write_conll, write_jsonl
 
 from edgetransfer.data.labels import IGNORE
 from edgetransfer.errors import DataError
