@@ -247,9 +247,11 @@ def teacher_logits(model, dataset, collate, device, batch_size: int = 64) -> lis
             rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
             batch = collate([{k: r[k] for k in MODEL_INPUTS if k in r} for r in rows])
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
-            lengths = (batch["attention_mask"].sum(-1).tolist() if logits.dim() == 3
-                       else [None] * len(logits))
-            out += [row[:n].numpy() if n else row.numpy() for row, n in zip(logits, lengths)]
+            if logits.dim() == 3:  # a row's real tokens, on either padding side
+                out += [row[m.bool()].numpy() for row, m in zip(logits,
+                                                                batch["attention_mask"])]
+            else:
+                out += [row.numpy() for row in logits]
     return out
 
 

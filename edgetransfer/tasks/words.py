@@ -170,6 +170,7 @@ class Collator:
         from transformers import DataCollatorForTokenClassification
 
         self.inner = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE)
+        self.left = getattr(tokenizer, "padding_side", "right") == "left"
 
     def __call__(self, features):
         import torch
@@ -184,8 +185,9 @@ class Collator:
             mask = torch.zeros(len(features), width, dtype=torch.bool)
             for r, (rows, words) in enumerate(zip(teacher, index)):
                 rows = torch.as_tensor(rows, dtype=torch.float32)
-                logits[r, :len(rows)] = rows
-                mask[r, :len(words)] = torch.as_tensor(words) >= 0
+                at = slice(width - len(words), width) if self.left else slice(0, len(words))
+                logits[r, at] = rows
+                mask[r, at] = torch.as_tensor(words) >= 0
             batch["teacher_logits"], batch["teacher_mask"] = logits, mask
         return batch
 
