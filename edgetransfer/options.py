@@ -52,7 +52,9 @@ class DataOptions(ColumnOptions):
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train carved out "
                                        "for validation when --validation is not given.")
     max_length: int = Field(128, ge=8, description="Tokens per text (pair); longer ones are "
-                            "truncated and counted. 128 covers >99% of SST-2 and the intents.")
+                            "truncated and counted (tagging words: split into overlapping "
+                            "windows, never cut). 128 covers >99% of SST-2, the intents and "
+                            "CoNLL-2003.")
     refuse_long: bool = Field(False, description="Fail instead of truncating texts longer than "
                               "--max-length (or, tagging words, splitting them into windows).")
     label_all_subtokens: bool = Field(False, description="Token classification: train on every "
