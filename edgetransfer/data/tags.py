@@ -4,8 +4,9 @@ IOB2 (CoNLL-2003 as shipped, `datasets`' conll2003): every entity starts with B-
 continues with I-TYPE. IOB1 (the original CoNLL-2003 release and many older corpora) starts
 an entity with I-TYPE and uses B-TYPE only between two adjacent entities of one type. The
 repair, written by hand (no kept library converts; seqeval only reads): an I-TYPE that does
-not continue a TYPE entity becomes B-TYPE. That is also how conlleval and seqeval's
-default mode read a stray I-TYPE, so repaired data scores as the original would.
+not continue a TYPE entity becomes B-TYPE. That is how conlleval (and seqeval's default,
+non-strict mode) reads a stray I-TYPE, so repaired gold data holds the entities the original
+meant. (Predictions are scored strictly, as they are: a predicted stray I-TYPE is no entity.)
 """
 
 from __future__ import annotations

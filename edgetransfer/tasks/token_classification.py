@@ -67,6 +67,10 @@ def _tag_column(names: list[str], given: str | None, source: str) -> str:
     if given is not None and given.strip().lstrip("-").isdigit():
         position = int(given)
         columns = [n for n in names if n == "tokens" or n.startswith("column")]
+        if len(columns) < 2:
+            raise DataError(f"{source}: --tag-column {position} is a position, which only "
+                            f"CoNLL column files have; name the column (the columns are "
+                            f"{names})")
         if position < 0:
             position = len(columns) + 1 + position
         given = conll_column(position)

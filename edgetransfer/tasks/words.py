@@ -167,10 +167,15 @@ class Collator:
     are padded alongside, with "teacher_mask" marking the scored positions."""
 
     def __init__(self, tokenizer):
+        import copy
+
         from transformers import DataCollatorForTokenClassification
 
+        # right padding always: rows map back to words by position from the left
+        # (per_example reads the unpadded word_index lists), whatever the model's own side
+        tokenizer = copy.copy(tokenizer)
+        tokenizer.padding_side = "right"
         self.inner = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE)
-        self.left = getattr(tokenizer, "padding_side", "right") == "left"
 
     def __call__(self, features):
         import torch
@@ -185,9 +190,8 @@ class Collator:
             mask = torch.zeros(len(features), width, dtype=torch.bool)
             for r, (rows, words) in enumerate(zip(teacher, index)):
                 rows = torch.as_tensor(rows, dtype=torch.float32)
-                at = slice(width - len(words), width) if self.left else slice(0, len(words))
-                logits[r, at] = rows
-                mask[r, at] = torch.as_tensor(words) >= 0
+                logits[r, :len(rows)] = rows
+                mask[r, :len(words)] = torch.as_tensor(words) >= 0
             batch["teacher_logits"], batch["teacher_mask"] = logits, mask
         return batch
 
@@ -196,7 +200,9 @@ def check_words(tokens, where: str) -> list[str]:
     """A sentence's words: a non-empty list of non-empty strings."""
     if not isinstance(tokens, (list, tuple)) or not tokens:
         raise DataError(f"{where}: the sentence has no words; give a non-empty list of words")
-    bad = next((t for t in tokens if not isinstance(t, str) or not t.strip()), 0)
-    if bad != 0:
-        raise DataError(f"{where}: word {bad!r} is not a non-empty string")
+    bad = next((k for k, t in enumerate(tokens) if not isinstance(t, str) or not t.strip()),
+               None)
+    if bad is not None:
+        raise DataError(f"{where}: word {bad + 1} ({tokens[bad]!r}) is not a non-empty string; "
+                        f"give each word as text")
     return list(tokens)

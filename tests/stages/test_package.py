@@ -173,3 +173,16 @@ def test_pairs_as_latency_data_are_measured_as_pairs(exported, cli, tmp_path):
     assert code == 0, out
     measured = json.loads((tmp_path / "bundle/manifest.json").read_text())["measurements"]
     assert measured["latency"]["requests"] == 5 and measured["cold_start_s"] > 0
+
+
+def test_a_txt_of_texts_times_a_classifier_one_text_a_line(exported, cli, tmp_path):
+    """.txt data is CoNLL columns for a task that reads words; for a classifier it is one
+    text a line, as the runtime's --input reads it."""
+    data = tmp_path / "texts.txt"
+    data.write_text("turn the lights off\nok\nset a timer for ten minutes please\n")
+    code, out = cli("-q", "package", "--model", exported, "--unverified", "--out",
+                    tmp_path / "bundle", "--latency-data", data, "--cold-starts", "1",
+                    "--latency-requests", "5")
+    assert code == 0, out
+    measured = json.loads((tmp_path / "bundle/manifest.json").read_text())["measurements"]
+    assert measured["latency"]["texts"] == 3

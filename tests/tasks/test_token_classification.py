@@ -85,6 +85,21 @@ def _word_ids(tokenizer, rows, j):
         "##")]
 
 
+def test_the_collator_pads_right_whatever_the_tokenizers_side(tokenizer):
+    """Rows map back to words by position from the left: a left-padding tokenizer (XLNet's)
+    must not shift the labels the Trainer hands back."""
+    import copy
+
+    left = copy.copy(tokenizer)
+    left.padding_side = "left"
+    rows, _ = words.rows_of(left, [["Peter", "Blackburn"], ["EU", "rejects", "German", "call"]],
+                            32, [[1, 2], [3, 0, 5, 0]])
+    features = [{k: rows[k][i] for k in rows} for i in range(2)]
+    batch = words.Collator(left)(features)
+    assert [p.tolist() for p in words.per_example(batch["labels"].numpy(), rows)] == [
+        [1, 2], [3, 0, 5, 0]]
+
+
 # --- reading
 
 def test_jsonl_with_integer_tags_and_label_names(tmp_path):
@@ -104,10 +119,17 @@ def test_jsonl_with_integer_tags_and_label_names(tmp_path):
 @pytest.mark.parametrize("row, message", [
     ({"tokens": ["a", "b"], "tags": ["O"]}, r"train.jsonl: line 2: 2 words but 1 tags"),
     ({"tokens": [], "tags": []}, r"train.jsonl: line 2: the sentence has no words"),
+    ({"tokens": ["a", 0], "tags": ["O", "O"]}, r"line 2: word 2 \(0\) is not a non-empty string"),
+    ({"tokens": ["a"], "tags": ["O"]}, None),
     ({"tokens": ["a"], "tags": ["NNP"]}, r"line 2, word 1: tag 'NNP' is not an IOB tag"),
 ])
 def test_bad_jsonl_rows_are_named(tmp_path, row, message):
-    write_jsonl(tmp_path / "train.jsonl", [{"tokens": ["Oslo"], "tags": ["B-LOC"]}, row])
+    write_jsonl(tmp_path / "train.jsonl", [{"tokens": ["Oslo"], "tags": ["B-LOC"]}, row] * 5)
+    if message is None:  # (the good row: the file reads)
+        assert token_classification.load(str(tmp_path / "train.jsonl")).num_labels == 2
+        with pytest.raises(DataError, match=r"--tag-column 2 is a position, which only CoNLL"):
+            token_classification.load(str(tmp_path / "train.jsonl"), tag_column="2")
+        return
     with pytest.raises(DataError, match=message):
         token_classification.load(str(tmp_path / "train.jsonl"))
 

@@ -207,6 +207,9 @@ def _entities(predictor, inputs, top_k):
     (plan_windows)."""
     labels = predictor.labels
     for text in inputs:
+        if isinstance(text, tuple):
+            raise BundleError("this bundle tags single texts; the input has text pairs (a "
+                              "second text column): name one column with --text-column")
         spans, probs = predictor.word_probabilities(text)
         best = probs.argmax(-1) if len(spans) else []
         tags = [labels[i] for i in best]
