@@ -242,6 +242,21 @@ def test_export_gates_per_word_logits(tagger_onnx, token_data):
     assert 0 <= record["entity_f1"] <= 1
 
 
+@pytest.mark.parametrize("mode", ["int8-static", "fp16"])
+def test_static_int8_and_fp16_exports_of_a_tagger(mode, tiny_tagger, token_data, tmp_path):
+    from edgetransfer.stages import export
+
+    out = export.run(export.ExportConfig(
+        model=str(tiny_tagger), out=tmp_path / "onnx", quantize=mode, max_accuracy_drop=100,
+        eval_data=str(token_data / "test.txt"),
+        calibration_data=str(token_data / "train.txt") if mode == "int8-static" else None))
+    record = json.loads((out / "export.json").read_text())
+    assert record["quantization"]["mode"] == mode and record["parity"]["final"]["passed"]
+    if mode == "int8-static":
+        assert record["quantization"]["calibration_examples"] > 0
+    assert 0 <= record["entity_f1"] <= 1
+
+
 def test_verify_scores_entities_per_sentence(cli, tiny_tagger, tagger_onnx, token_data,
                                              tmp_path):
     out = tmp_path / "verify.json"
