@@ -22,6 +22,7 @@ from ..data.labels import config_names
 from ..errors import ConfigError, ModelError
 from ..modeling import backbones
 from . import latency
+from .scoring import inputs_only
 
 # ops whose presence says how an ONNX graph computes (when export.json is not beside it)
 INT8_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul", "QuantizeLinear",
@@ -165,9 +166,8 @@ def _pytorch(folder: Path, name: str, threads: int, allow_pickle: bool,
     precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
     weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
 
-    def prepare(feeds):  # (the task's index columns are not model inputs)
-        return {k: torch.from_numpy(v) for k, v in feeds.items()
-                if k not in the_task.index_columns}
+    def prepare(feeds):
+        return {k: torch.from_numpy(v) for k, v in inputs_only(the_task, feeds).items()}
 
     def call(tensors):
         with torch.inference_mode():

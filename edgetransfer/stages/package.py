@@ -132,20 +132,19 @@ def run(cfg: PackageConfig) -> Path:
     # what the runtime takes: a text, or a (text, pair) tuple (the task's reader, so a
     # recipe's eval file of any task times real inputs; a tagger's rows carry their words
     # joined as "text")
-    if cfg.latency_data is None:
-        rows = task.probe_rows
-    elif (cfg.latency_data.suffix.lower() == ".txt"
-          and not task.claims_data(conll.columns_of(cfg.latency_data) or [])):
+    if (cfg.latency_data is not None and cfg.latency_data.suffix.lower() == ".txt"
+            and not task.claims_data(conll.columns_of(cfg.latency_data) or [])):
         # a .txt is CoNLL columns for a task that reads words, else one text a line (as the
         # runtime's --input reads it)
         try:
-            rows = [{"text": t} if isinstance(t, str) else {"text": t[0], "text_pair": t[1]}
-                    for t in read_texts(cfg.latency_data)]
+            texts = read_texts(cfg.latency_data)
         except BundleError as e:
             raise DataError(f"--latency-data {e}") from None
     else:
-        rows = task.read_eval(str(cfg.latency_data), None, cfg)
-    texts = [(r["text"], r["text_pair"]) if r.get("text_pair") else r["text"] for r in rows]
+        rows = (task.read_eval(str(cfg.latency_data), None, cfg) if cfg.latency_data
+                else task.probe_rows)
+        texts = [(r["text"], r["text_pair"]) if r.get("text_pair") else r["text"]
+                 for r in rows]
 
     archive = cfg.out.parent / f"{cfg.out.name}.tar.gz"
     record = cfg.out.parent / f"{cfg.out.name}.json"

@@ -348,13 +348,16 @@ def render(rep: dict) -> str:
     return table(rep["token_report"], "tag") + "\n\n" + table(entity, "entity")
 
 
-def _entity_counts(gold, pred):
-    """Per sentence: (true positives, predicted entities, gold entities), strict IOB2."""
+def _entities(sequences) -> list[set]:
+    """Per sentence, its entities read with seqeval, strict IOB2."""
     from seqeval.scheme import IOB2, Entities
 
-    g = Entities(gold, IOB2).entities
-    p = Entities(pred, IOB2).entities
-    return np.array([[len(set(a) & set(b)), len(b), len(a)] for a, b in zip(g, p)])
+    return [set(e) for e in Entities(sequences, IOB2).entities]
+
+
+def _entity_counts(gold: list[set], pred: list[set]):
+    """Per sentence: (true positives, predicted entities, gold entities)."""
+    return np.array([[len(g & p), len(p), len(g)] for g, p in zip(gold, pred)])
 
 
 def compare(labels, reference, candidate, label_names, seed: int = 0,
@@ -363,9 +366,9 @@ def compare(labels, reference, candidate, label_names, seed: int = 0,
     sentences, and how many words changed tag."""
     from scipy.stats import bootstrap
 
-    gold = _tags(labels, label_names)
-    ref = _entity_counts(gold, _tags(reference, label_names))
-    cand = _entity_counts(gold, _tags(candidate, label_names))
+    gold = _entities(_tags(labels, label_names))
+    ref = _entity_counts(gold, _entities(_tags(reference, label_names)))
+    cand = _entity_counts(gold, _entities(_tags(candidate, label_names)))
 
     def f1(tp, n_pred, n_gold):
         return 2 * tp / np.maximum(n_pred + n_gold, 1)

@@ -137,9 +137,13 @@ def compute_metrics(task, label_names: list[str], dataset):
 
 def evaluate(trainer, task, dataset, split: str, label_names: list[str]) -> dict:
     """The task's full report on one split, predictions gathered from every process."""
-    # the Trainer's summary figures for this set (the task maps its rows by their index)
-    trainer.compute_metrics = compute_metrics(task, label_names, dataset)
-    pred = trainer.predict(dataset, metric_key_prefix=split)
+    # the report is computed once, here: the Trainer's compute_metrics (bound to the
+    # validation set's index) would score the same predictions again
+    bound, trainer.compute_metrics = trainer.compute_metrics, None
+    try:
+        pred = trainer.predict(dataset, metric_key_prefix=split)
+    finally:
+        trainer.compute_metrics = bound
     report = scored(task, pred.predictions, pred.label_ids, index_of(task, dataset),
                      label_names)
     if task.render is not None and is_main_process():
@@ -196,12 +200,12 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
         callbacks=[EarlyStoppingCallback(opts.patience)] if opts.patience else [],
         **(trainer_kwargs or {}),
     )
-    if task.index_columns:
-        # the task maps rows back to examples by position in the eval set (tasks.words), so
-        # evaluation must keep the set's order: group_by_length would also sort eval batches
-        from torch.utils.data import SequentialSampler
+    # predictions are read against the eval set's rows by position (task.per_example maps a
+    # tagger's windows back to sentences), so evaluation keeps the set's order:
+    # group_by_length would sort eval batches too
+    from torch.utils.data import SequentialSampler
 
-        trainer._get_eval_sampler = SequentialSampler
+    trainer._get_eval_sampler = SequentialSampler
     use_our_progress(trainer, progress)
     trainer.add_callback(nan_guard(lr, placement.precision))
     guard_checkpoints(trainer, lr, placement.precision)

@@ -176,11 +176,8 @@ def _softmax_label(predictor, inputs, top_k):
     """`{"text", "label", "score", "scores": {label: probability}}`: the probabilities are the
     softmax of the model's logits (in float64) and "label" is the most probable one."""
     np = predictor.np
-    z = predictor.logits(inputs).astype(np.float64)
-    z -= z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
     labels = predictor.labels
-    for text, p in zip(inputs, e / e.sum(axis=-1, keepdims=True)):
+    for text, p in zip(inputs, softmax(np, predictor.logits(inputs))):
         order = np.argsort(-p, kind="stable")[:top_k]
         yield input_row(text) | {"label": labels[order[0]], "score": float(p[order[0]]),
                             "scores": {labels[i]: float(p[i]) for i in order}}
@@ -221,6 +218,13 @@ def _entities(predictor, inputs, top_k):
             entities.append({"type": kind, "text": text[start:end], "start": start,
                              "end": end, "score": round(score, 6)})
         yield {"text": text, "entities": entities}
+
+
+def softmax(np, logits):
+    """Probabilities over the last axis, in float64 (max subtracted: no overflow)."""
+    z = logits.astype(np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
@@ -323,8 +327,11 @@ class Predictor:
 
     def logits(self, texts: list):
         """The model's output for texts (str) or pairs ((text, pair) tuples)."""
+        return self._run(self.tokenizer.encode_batch(list(texts)))
+
+    def _run(self, encodings):
+        """The model's output for a batch of tokenizer encodings (one padded length)."""
         np = self.np
-        encodings = self.tokenizer.encode_batch(list(texts))
         feeds = {name: np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings],
                                 dtype=dtype) for name, dtype in self.inputs}
         return self.session.run([self.spec["output"]], feeds)[0]
@@ -358,17 +365,14 @@ class Predictor:
         windows = plan_windows(lengths, self.spec["max_length"] - self._specials)
         encodings = self.tokenizer.encode_batch([words[a:b] for a, b, _, _ in windows],
                                                 is_pretokenized=True)
-        feeds = {name: np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings],
-                                dtype=dtype) for name, dtype in self.inputs}
-        logits = self.session.run([self.spec["output"]], feeds)[0].astype(np.float64)
-        for (a, _, own, own_end), e, rows in zip(windows, encodings, logits):
+        for (a, _, own, own_end), e, rows in zip(windows, encodings,
+                                                  softmax(np, self._run(encodings))):
             seen = set()
             for position, word in enumerate(e.word_ids):
                 if word is None or word in seen or not own <= a + word < own_end:
                     continue
                 seen.add(word)  # its first sub-token
-                z = rows[position] - rows[position].max()
-                probs[a + word] = np.exp(z) / np.exp(z).sum()
+                probs[a + word] = rows[position]
         return spans, probs
 
     def iter_predict(self, texts: list, top_k: int | None = None, batch_size: int = 1):
