@@ -32,6 +32,10 @@ class ColumnOptions(BaseModel):
                                    "a name (JSONL/Parquet) or a 1-based position in a CoNLL "
                                    "file [default: a CoNLL file's last column, else the first "
                                    "of ner_tags, tags, labels, label].")
+    image_column: str | None = Field(None, description="Image classification: the column of "
+                                     "a CSV/JSONL/Parquet file holding each image's path "
+                                     "(relative to the file) or bytes [default: the first of "
+                                     "image, img, image_path, path, file, filename].")
     strict_tags: bool = Field(False, description="Token classification: refuse IOB1 tags (an "
                               "entity starting with I-) instead of repairing them to IOB2.")
 
@@ -40,8 +44,10 @@ COLUMNS = frozenset(ColumnOptions.model_fields)
 
 
 class DataOptions(ColumnOptions):
-    train: str = Field(description="Training data: a CSV/TSV/JSONL/Parquet file, or a hub "
-                       "dataset id ('name' or 'name:config') when online.")
+    train: str = Field(description="Training data: a CSV/TSV/JSONL/Parquet file (a CoNLL "
+                       "file for tagging; a folder of class folders of images, or a table "
+                       "of image paths, for images), or a hub dataset id ('name' or "
+                       "'name:config') when online.")
     validation: str | None = Field(None, description="Validation data; when absent, carved "
                                    "from train (see --validation-fraction).")
     test: str | None = Field(None, description="Optional test data, evaluated once at the end.")
@@ -57,6 +63,10 @@ class DataOptions(ColumnOptions):
                             "CoNLL-2003.")
     refuse_long: bool = Field(False, description="Fail instead of truncating texts longer than "
                               "--max-length (or, tagging words, splitting them into windows).")
+    image_size: int | None = Field(None, ge=8, description="Image classification: the side "
+                                   "in pixels images are resized to (square), saved in the "
+                                   "checkpoint's image processor [default: the processor's; "
+                                   "efficientnet-lite0: 224].")
     label_all_subtokens: bool = Field(False, description="Token classification: train on every "
                                       "sub-token of a word (B-X's continuations as I-X), not "
                                       "only the first; evaluation still reads the first.")

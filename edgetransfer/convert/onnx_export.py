@@ -20,13 +20,18 @@ DEFAULT_OPSET = 18
 MIN_OPSET = 14  # below 14 the exporter cannot express these models' ops (e.g. Trilu)
 
 def export(model_dir: Path, out_dir: Path, opset: int, task: str,
-           trust_remote_code: bool = False) -> Path:
-    """Export a checkpoint for optimum's `task` to `out_dir/model.onnx`; onnx.checker it."""
+           trust_remote_code: bool = False, model=None) -> Path:
+    """Export a checkpoint for optimum's `task` to `out_dir/model.onnx`; onnx.checker it.
+
+    `model`: an in-memory form of the checkpoint to export instead of loading `model_dir`
+    (efficientnet_lite.export_form); its config and preprocessor files are written all the
+    same (optimum reads the latter from the checkpoint folder).
+    """
     check_opset(opset)
     import warnings
 
     import onnx
-    from optimum.exporters.onnx import main_export
+    from optimum.exporters.onnx import main_export, onnx_export_from_model
 
     try:
         with warnings.catch_warnings():
@@ -34,9 +39,14 @@ def export(model_dir: Path, out_dir: Path, opset: int, task: str,
             if not log.isEnabledFor(logging.DEBUG):
                 warnings.filterwarnings("ignore", message=".*results are registered as "
                                         "constants in the trace")
-            main_export(str(model_dir), str(out_dir), task=task, opset=opset,
-                        do_validation=False,  # parity is checked by us, on other shapes
-                        trust_remote_code=trust_remote_code, local_files_only=True)
+            if model is not None:
+                model.config._name_or_path = str(model_dir)  # (where preprocessors are read)
+                onnx_export_from_model(model, str(out_dir), opset=opset, task=task,
+                                       do_validation=False)
+            else:
+                main_export(str(model_dir), str(out_dir), task=task, opset=opset,
+                            do_validation=False,  # parity is checked by us, on other shapes
+                            trust_remote_code=trust_remote_code, local_files_only=True)
     except ValueError as e:
         text = " ".join(str(e).split())
         if "not supported" in text or "Unrecognized" in text or "custom_onnx_configs" in text:

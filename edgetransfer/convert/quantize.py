@@ -170,6 +170,8 @@ def _static_in(src, dst, prepared, reader, settings, tgt, exclude, method) -> No
 
     # ONNX shape inference only: the symbolic pass cannot resolve these dynamic axes
     quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    ops = static_ops(prepared)
+    settings["op_types"] = ops or "all onnxruntime quantizes"
     quantize_static(
         str(prepared), str(dst), reader(), quant_format=QuantFormat.QDQ,
         per_channel=settings["per_channel"], reduce_range=tgt.reduce_range,
@@ -178,10 +180,21 @@ def _static_in(src, dst, prepared, reader, settings, tgt, exclude, method) -> No
         calibrate_method={"minmax": CalibrationMethod.MinMax,
                           "entropy": CalibrationMethod.Entropy,
                           "percentile": CalibrationMethod.Percentile}[method],
-        # only MatMul: quantizing Add/Gather costs more in (de)quantize nodes than it saves
-        op_types_to_quantize=["MatMul"],
+        op_types_to_quantize=ops,
         extra_options={"ActivationSymmetric": tgt.activation_type == "QInt8"},
     )
+
+
+def static_ops(path: Path) -> list[str] | None:
+    """The op types static int8 quantizes in this graph. A transformer: only MatMul
+    (quantizing Add/Gather costs more in (de)quantize nodes than it saves). A CNN (any Conv):
+    None, i.e. every op onnxruntime's QDQ quantizer knows, so activations stay int8 from one
+    convolution to the next (Clip/ReLU folded in, residual Adds and pooling quantized)
+    instead of a float round trip around each convolution."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return None if any(n.op_type == "Conv" for n in graph.node) else ["MatMul"]
 
 
 # Kept in fp32 inside an fp16 model: reductions and exponentials overflow or lose

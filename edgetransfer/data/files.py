@@ -216,7 +216,11 @@ def _check_delimited(path: Path, text: str, delimiter: str) -> list[int]:
 def column_names(path: Path) -> list[str] | None:
     """A local data file's columns from its header (or first row) alone: cheap, for telling
     the task from the data before the file is read in full. None where it cannot tell; the
-    full read (read_table) then names the problem."""
+    full read (read_table) then names the problem. A folder is an image folder."""
+    if path.is_dir():
+        from .images import FOLDER_COLUMNS
+
+        return list(FOLDER_COLUMNS)
     try:
         builder, delimiter = file_format(path)
         if builder == "conll":

@@ -100,14 +100,17 @@ def _labels_from(config: dict, where: Path) -> list[str]:
         raise ModelError(f"{e}; give a fine-tuned model") from None
 
 
-def _tokenizer(folder: Path):
-    from transformers import AutoTokenizer
-
+def _preprocessor(task, folder: Path, config: dict):
+    """The task's preprocessor (a tokenizer, an image processor) saved beside the model."""
+    bb = backbones.Backbone(name=str(folder), source=str(folder), local=True, config=config)
     try:
-        return AutoTokenizer.from_pretrained(folder)
-    except Exception as e:  # noqa: BLE001  (any failure means: no usable tokenizer there)
-        raise ModelError(f"{folder}: no usable tokenizer ({type(e).__name__}); the export and "
-                         f"finetune stages write one beside the model") from None
+        return task.load_preprocessor(bb)
+    except ModelError:
+        raise
+    except Exception as e:  # noqa: BLE001  (any failure means: no usable preprocessor there)
+        raise ModelError(f"{folder}: no usable tokenizer or image processor "
+                         f"({type(e).__name__}); the export and finetune stages write one "
+                         f"beside the model") from None
 
 
 def _onnx(path: Path, folder: Path, name: str, threads: int, provider: str,
@@ -132,7 +135,7 @@ def _onnx(path: Path, folder: Path, name: str, threads: int, provider: str,
     return Runner(
         name=name, path=path, kind="onnx", precision=precision,
         label_names=_labels_from(config, folder), task=the_task,
-        preprocessor=_tokenizer(folder),
+        preprocessor=_preprocessor(the_task, folder, config),
         prepare=prepare, call=lambda f: session.run(None, f),
         outputs_of=lambda outs: dict(zip(names, outs)), source=record.get("source"),
         provider=session.get_providers()[0],
@@ -175,7 +178,8 @@ def _pytorch(folder: Path, name: str, threads: int, allow_pickle: bool,
 
     return Runner(
         name=name, path=weights[0], kind="pytorch", precision=precision,
-        label_names=bb.label_names, task=the_task, preprocessor=_tokenizer(folder),
+        label_names=bb.label_names, task=the_task,
+        preprocessor=_preprocessor(the_task, folder, bb.config),
         prepare=prepare, call=call,
         outputs_of=lambda out: {"logits": out.logits.float().numpy()},
         provider="torch-cpu", info={"extra_files": [str(w) for w in weights[1:]],

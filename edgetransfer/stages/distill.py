@@ -26,7 +26,7 @@ from .. import tasks
 from ..errors import ConfigError, ModelError
 from ..modeling import backbones, students
 from ..options import DataOptions, OutputOptions, TaskOption, TrainOptions, comma_list
-from ..train import devices, training
+from ..train import devices, methods, training
 from ..train.outputs import output_folder, run_settings
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,11 @@ class DistillConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
                          "`edgetransfer finetune` (any HF model with the task's head).")
     student_layers: int | None = Field(None, ge=1, description="Student = the teacher cut to "
                                        "N layers spread over its depth (first and last kept; "
-                                       "6 -> 3 keeps 0,2,5) [default: half the teacher's].")
+                                       "6 -> 3 keeps 0,2,5); a CNN to N blocks, each stage "
+                                       "keeping its first [default: half the teacher's].")
     keep_layers: list[int] | None = Field(None, description="Student = exactly these teacher "
-                                          "layers, comma-separated (e.g. 0,5).")
+                                          "layers (a CNN's blocks), comma-separated (e.g. "
+                                          "0,5).")
     student: str | None = Field(None, description="Student = another model: an HF folder "
                                 "with weights, or one with only config.json (random init). "
                                 "Its tokenizer must match the teacher's.")
@@ -69,7 +71,8 @@ class DistillConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
                          "1 - alpha weights cross-entropy on the gold labels. (alpha=0.9: "
                          "0.8349, the same as 0.5.)")
     hidden_weight: float = Field(1.0, ge=0, description="Weight of the hidden-state MSE over "
-                                 "the layer mapping; 0 turns it off. (1.0: 0.8429 against "
+                                 "the layer mapping (a CNN: the feature maps at each stage's "
+                                 "end); 0 turns it off. (1.0: 0.8429 against "
                                  "0.8349 without: the largest gain measured, for 2x the step "
                                  "time since the teacher then runs beside the student.)")
     attention_weight: float = Field(0.0, ge=0, description="Weight of the attention-"
@@ -133,10 +136,11 @@ def run(cfg: DistillConfig) -> Path:
                                      flag="--teacher")
     backbones.check_vocab(teacher, tokenizer, cfg.teacher, "--teacher")
     teacher.requires_grad_(False)
-    student, keep = _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager)
-    n_t, n_s = teacher.config.num_hidden_layers, student.config.num_hidden_layers
-    mapping = students.layer_mapping(n_s, n_t, keep)
-    if cfg.hidden_weight > 0 and student.config.hidden_size != teacher.config.hidden_size:
+    student, keep, mapping = _build_student(cfg, teacher, student_bb, tokenizer, task, data,
+                                            eager)
+    n_t, n_s = methods.layer_count(teacher), methods.layer_count(student)
+    if (cfg.hidden_weight > 0 and getattr(student.config, "hidden_size", None)
+            != getattr(teacher.config, "hidden_size", None)):
         # learned projection of the student's states into the teacher's width; attached to
         # the student so the Trainer optimises and checkpoints it, removed before saving
         student.distill_projection = torch.nn.Linear(student.config.hidden_size,
@@ -210,11 +214,31 @@ def run(cfg: DistillConfig) -> Path:
 
 
 def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
-    """(student model, kept teacher layers or None)."""
+    """(student model, kept teacher layers or None, (student, teacher) hidden-state pairs)."""
+    from ..modeling import efficientnet_lite
+
+    cnn = getattr(teacher.config, "model_type", None) == "efficientnet"
+    if cnn and cfg.attention_weight > 0:
+        raise ConfigError("--attention-weight: a CNN has no attention maps; use "
+                          "--hidden-weight (feature maps) or neither")
     if student_bb is None:
-        n = teacher.config.num_hidden_layers
-        keep = cfg.keep_layers or students.spread_layers(n, cfg.student_layers or max(1, n // 2))
-        return students.from_teacher_layers(teacher, keep).requires_grad_(True), keep
+        n = methods.layer_count(teacher)
+        if cnn:
+            stages = efficientnet_lite.stage_of_blocks(teacher.config)
+            keep = cfg.keep_layers or students.spread_blocks(
+                stages, cfg.student_layers or max(len(set(stages)), n // 2))
+            student, mapping = students.from_teacher_blocks(teacher, keep)
+        else:
+            keep = cfg.keep_layers or students.spread_layers(
+                n, cfg.student_layers or max(1, n // 2))
+            student = students.from_teacher_layers(teacher, keep)
+            mapping = students.layer_mapping(len(keep), n, keep)
+        student.requires_grad_(True)
+        efficientnet_lite.freeze_neutral(student)
+        return student, keep, mapping
+    if cnn:
+        raise ConfigError("--student: a CNN student is cut from the teacher (--student-layers "
+                          "or --keep-layers); a separate model is not supported for images yet")
     student_labels = student_bb.label_names
     if student_labels is not None and student_labels != data.label_names:
         raise ModelError(f"--student {cfg.student}: its labels {student_labels} differ from "
@@ -226,10 +250,13 @@ def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
         student_bb, task, data.label_names, allow_pickle=cfg.allow_pickle,
         trust_remote_code=cfg.trust_remote_code, attn_implementation="eager" if eager else None)
     students.check_compatible(teacher, student, tokenizer, student_tok)
-    return student, None
+    return student, None, students.layer_mapping(methods.layer_count(student),
+                                                 methods.layer_count(teacher))
 
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "pixel_values")
+# what a row gives the model: token ids (texts), or the decoded image the image task's
+# collator turns into pixel_values
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "image")
 
 
 def teacher_logits(model, dataset, collate, device, batch_size: int = 64) -> list:
@@ -267,9 +294,9 @@ def _side_by_side(teacher, student, teacher_eval, student_eval, task) -> dict:
 
     rows = {
         "teacher": {"parameters": sum(p.numel() for p in teacher.parameters()),
-                    "layers": teacher.config.num_hidden_layers, "size_mb": size_mb(teacher)},
+                    "layers": methods.layer_count(teacher), "size_mb": size_mb(teacher)},
         "student": {"parameters": sum(p.numel() for p in student.parameters()),
-                    "layers": student.config.num_hidden_layers, "size_mb": size_mb(student)},
+                    "layers": methods.layer_count(student), "size_mb": size_mb(student)},
     }
     metric = task.primary
     for split, ev in student_eval.items():
@@ -306,7 +333,10 @@ def distill_trainer_class():
             # what else the collator sent for the loss (a token task's teacher_mask)
             extra = {k: inputs.pop(k) for k in [k for k in inputs if k.startswith("teacher_")]}
             want_h, want_a = self.hidden_weight > 0, self.attention_weight > 0
-            outputs = model(**inputs, output_hidden_states=want_h, output_attentions=want_a)
+            # (asked only when wanted: a CNN's forward takes no output_attentions)
+            wanted = ({"output_hidden_states": True} if want_h else {}) | (
+                {"output_attentions": True} if want_a else {})
+            outputs = model(**inputs, **wanted)
             loss, _ = self.task.distill_loss(outputs.logits.float(), cached.float(), labels,
                                              alpha=self.alpha, temperature=self.temperature,
                                              **extra)
@@ -315,11 +345,13 @@ def distill_trainer_class():
 
                 self.teacher.to(outputs.logits.device)
                 with torch.no_grad():
-                    t = self.teacher(**inputs, output_hidden_states=want_h,
-                                     output_attentions=want_a)
-                mask = inputs["attention_mask"]
+                    t = self.teacher(**inputs, **wanted)
+                mask = inputs.get("attention_mask")
                 core = model.module if hasattr(model, "module") else model
-                if want_h:
+                if want_h and mask is None:  # a CNN's feature maps
+                    loss = loss + self.hidden_weight * losses.feature_map_loss(
+                        outputs.hidden_states, t.hidden_states, self.mapping)
+                elif want_h:
                     loss = loss + self.hidden_weight * losses.hidden_state_loss(
                         outputs.hidden_states, t.hidden_states, self.mapping, mask,
                         getattr(core, "distill_projection", None))

@@ -56,11 +56,12 @@ class ExportConfig(TaskOption, ColumnOptions):
     model: str = Field(description="The checkpoint to export: a `finetune` or `distill` output "
                        "(any HF model with a task head).")
     out: Path = Field(description="Output folder for model.onnx and its records.")
-    quantize: Literal["none", "int8-dynamic", "int8-static", "fp16", "auto"] = Field(
-        "int8-dynamic", description="none: fp32 (fused); int8-dynamic: int8 weights, "
-        "activations quantized at run time (no calibration, the CPU default); int8-static: "
-        "QDQ calibrated on --calibration-data; fp16: for GPU targets; auto: the fastest "
-        "candidate within --max-accuracy-drop on --eval-data.")
+    quantize: Literal["none", "int8", "int8-dynamic", "int8-static", "fp16", "auto"] = Field(
+        "int8", description="none: fp32 (fused); int8: the int8 that suits the task's models "
+        "(transformers: int8-dynamic; CNNs: int8-static); int8-dynamic: int8 weights, "
+        "activations quantized at run time (no calibration); int8-static: QDQ calibrated on "
+        "--calibration-data; fp16: for GPU targets; auto: the fastest candidate within "
+        "--max-accuracy-drop on --eval-data.")
     target: Literal["x86-avx2", "x86-avx512-vnni", "arm64"] = Field(
         "x86-avx512-vnni", description="CPU family the int8 model is tuned for (reduce_range "
         "on AVX2 without VNNI; signed activations on ARM).")
@@ -111,6 +112,14 @@ def run(cfg: ExportConfig) -> Path:
     task = tasks.resolve(cfg.task, config=bb.config, folder=Path(bb.source),
                          where=f"--model {cfg.model}")
     backbones.require_head(bb, task)
+    mode = task.quantize_modes[0] if cfg.quantize == "int8" else cfg.quantize
+    if mode not in ("none", "auto", *task.quantize_modes):
+        raise ConfigError(f"--quantize {mode}: not for {task.name} models; use "
+                          f"{' or '.join(task.quantize_modes)} (see README \"Tasks\")")
+    if mode == "int8-static" and not cfg.calibration_data:
+        raise ConfigError(f"--quantize {cfg.quantize} ({mode} for {task.name}) needs "
+                          f"--calibration-data")
+    cfg = cfg.model_copy(update={"quantize": mode})
     labels = bb.label_names
     evals = task.read_eval(cfg.eval_data, labels, cfg) if cfg.eval_data else None
     calib = task.read_eval(cfg.calibration_data, None, cfg) if cfg.calibration_data else None
@@ -141,6 +150,7 @@ def run(cfg: ExportConfig) -> Path:
     probes = probes + ([f for f, _ in eval_batches] if eval_batches else [])
     ref_outputs = [parity.positions(task, torch_logits(b), b) for b in probes]
     job = _Job(cfg, task, labels, preprocessor, probes, ref_outputs, eval_batches)
+    job.reference = reference
 
     out.prepare()
     try:
@@ -220,7 +230,11 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
     tmp.mkdir()
     log.info("exporting %s to ONNX (opset %d, optimum task %s)", cfg.model, cfg.opset,
              task.optimum_task)
-    raw = onnx_export.export(Path(bb.source), work, cfg.opset, task.optimum_task)
+    from ..modeling import efficientnet_lite
+
+    form = efficientnet_lite.export_form(job.reference)
+    raw = onnx_export.export(Path(bb.source), work, cfg.opset, task.optimum_task,
+                             model=form if form is not job.reference else None)
     shutil.move(raw, tmp / "exported.onnx")
     record: dict = {"task": task.name, "metric": metric, "opset": cfg.opset,
                     "source": cfg.model, "parity": {}}
@@ -336,7 +350,8 @@ def _auto(job, fp32, tmp, feeds, fp32_value, singles):
     Every candidate's figures are recorded, the misses included.
     """
     cfg, metric = job.cfg, job.task.primary
-    order = ["int8-dynamic"] + (["int8-static"] if feeds else []) + ["none"]
+    order = [m for m in ("int8-dynamic", "int8-static") if m in job.task.quantize_modes
+             and (feeds or m != "int8-static")] + ["none"]
     candidates, kept = [], []
     for mode in order:
         exclude = None
@@ -416,7 +431,7 @@ def plan(variants, w) -> list[dict]:
         name = variant_name(variant)
         out = w.root / f"onnx-{name}"
         settings = variant.model_dump(exclude={"name"})
-        calibrate = settings["quantize"] in ("int8-static", "auto")
+        calibrate = settings["quantize"] in ("int8", "int8-static", "auto")
         calibration = w.files["train"] if calibrate else None
         config = settings | w.columns() | dict(
             task=w.recipe.task, model=source, out=out, eval_data=w.files["eval"],

@@ -128,7 +128,7 @@ def run(cfg: FinetuneConfig) -> Path:
                             trained.device)
         trained, diff = methods.merge_checked(trained, batch, cfg.merge_tolerance)
         merge = {"max_abs_logit_diff": diff, "tolerance": cfg.merge_tolerance,
-                 "examples": int(batch["input_ids"].shape[0])}
+                 "examples": int(next(iter(batch.values())).shape[0])}
     fitted.train_metrics["parameters"] = sum(p.numel() for p in trained.parameters())
     result = {**fitted.evaluations, "training": fitted.train_metrics,
               truncation.kind: truncation.counts, "longest_tokens": truncation.longest,

@@ -327,7 +327,7 @@ def _latency(models, ds, cfg):
                   else rng.choice(n, size=b) for i in range(n_batches)]
         iterations = cfg.iterations if b == 1 else max(20, int(cfg.iterations / b ** 0.5))
         jobs, tokenize, lengths = {}, {}, []
-        raw = [ds.select([int(i) for i in g]).to_dict() for g in groups]
+        raw = [ds.select([int(i) for i in g])[:] for g in groups]  # (decoded: images too)
         for m in models:
             feeds = [m.task.encode(m.preprocessor, rows, cfg.max_length) for rows in raw]
             if not lengths and "attention_mask" in feeds[0]:

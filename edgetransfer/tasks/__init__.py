@@ -36,7 +36,11 @@ def unregister(name: str) -> None:
 
 
 def _builtin() -> None:
-    from . import text_classification, token_classification  # noqa: F401  (register)
+    from . import (  # noqa: F401  (register)
+        image_classification,
+        text_classification,
+        token_classification,
+    )
 
 
 def get(name: str, flag: str = "--task") -> Task:

@@ -46,7 +46,7 @@ class Task:
     # --- the model
     model_class: str  # the transformers Auto class of its head
     optimum_task: str  # optimum's export task string
-    peft_task_type: str  # a peft.TaskType member name
+    peft_task_type: str | None  # a peft.TaskType member name; None: peft's generic model
     claims: Callable[[dict], bool]  # config.json (as a dict) holds this task's head
     head_config: Callable[[list[str]], dict]  # config fields of a fresh head over these labels
     # --- the data
@@ -87,3 +87,10 @@ class Task:
     rewrites: frozenset[str]  # graph rewrites export may apply (convert.rewrites names)
     runtime: dict  # input_spec.json "task": what the bundled runtime does after the model
     secondary: str | None = None  # the report's second figure beside `primary` (reports)
+    # export's quantizations that suit the task's models, the first the default "int8":
+    # dynamic int8 for transformers (their work is MatMuls, which it covers without
+    # calibration); CNNs need static (dynamic int8 leaves convolutions in float: wrong and
+    # slower than fp32 on EfficientNet-Lite0, bench/RESULTS.md)
+    quantize_modes: tuple[str, ...] = ("int8-dynamic", "int8-static", "fp16")
+    variable_length: bool = True  # rows differ in length (texts): the Trainer groups batches
+    #                               by length to pad less; images are all one size

@@ -78,3 +78,13 @@ def combine(student_logits, labels, teacher_logits, *, alpha: float, temperature
         parts["hard"] = hard_label_loss(student_logits, labels)
         loss = loss + (1 - alpha) * parts["hard"]
     return loss, parts
+
+
+def feature_map_loss(student_maps, teacher_maps, mapping) -> torch.Tensor:
+    """Mean MSE between mapped feature maps of a CNN (same shapes: a block-cut student keeps
+    each stage's width and stride), the FitNets hint loss (Romero et al. 2015) without a
+    regressor."""
+    total = 0.0
+    for s, t in mapping:
+        total = total + F.mse_loss(student_maps[s], teacher_maps[t].to(student_maps[s].dtype))
+    return total / len(mapping)

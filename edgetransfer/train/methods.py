@@ -26,15 +26,69 @@ def layer_of(name: str) -> int | None:
 
 
 def block_linear_names(model) -> list[str]:
-    """Short names of the Linear modules inside the transformer blocks (LoRA candidates)."""
+    """Short names of the Linear modules inside the blocks (LoRA candidates); a CNN without
+    any: its pointwise (1x1, ungrouped) convolutions, which peft's LoRA adapts like Linear
+    layers. Depthwise convolutions (grouped) and neutral squeeze-excites are left out."""
     import torch
 
-    names = set()
+    names, convs = set(), set()
     for full, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and layer_of(full) is not None:
+        if layer_of(full) is None:
+            continue
+        if isinstance(module, torch.nn.Linear):
             names.add(full.split(".")[-1] if not full.endswith(".dense")
                       else ".".join(full.split(".")[-2:]))
-    return sorted(names)
+        elif (isinstance(module, torch.nn.Conv2d) and module.groups == 1
+              and module.kernel_size == (1, 1) and ".squeeze_excite." not in f".{full}."):
+            convs.add(full.split(".")[-1])
+    return sorted(names or convs)
+
+
+def layer_count(model) -> int | None:
+    """The model's repeated blocks: transformer layers, or a CNN's blocks (EfficientNet's
+    config counts four "hidden layers" per block)."""
+    config = model.config
+    if getattr(config, "model_type", None) == "efficientnet":
+        from ..modeling import efficientnet_lite
+
+        return len(efficientnet_lite.blocks(model))
+    return getattr(config, "num_hidden_layers", None)
+
+
+def keep_batchnorm_frozen(model) -> int:
+    """Put BatchNorm layers whose weights are all frozen in eval mode for good.
+
+    Frozen features must stay the features the weights were trained with: in train mode a
+    BatchNorm normalises by each batch's statistics and drifts its running ones, so a "frozen"
+    block would still change. The Trainer calls model.train() every step, so the modules'
+    class is swapped for one whose train() keeps eval (state_dict keys are unchanged).
+    Returns how many were kept frozen.
+    """
+    import torch
+
+    n = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d) and not any(
+                p.requires_grad for p in module.parameters()):
+            module.__class__ = _frozen_class(type(module))
+            module.eval()
+            n += 1
+    return n
+
+
+_FROZEN: dict = {}
+
+
+def _frozen_class(cls):
+    if getattr(cls, "_keeps_eval", False):
+        return cls
+    if cls not in _FROZEN:
+        def train(self, mode: bool = True):
+            return super(frozen, self).train(False)
+
+        frozen = type(f"Frozen{cls.__name__}", (cls,), {"train": train, "_keeps_eval": True})
+        _FROZEN[cls] = frozen
+    return _FROZEN[cls]
 
 
 def all_linear_names(model) -> list[str]:
@@ -48,7 +102,7 @@ def freeze_lower(model, n_layers: int) -> None:
     """Freeze the embeddings and the lowest `n_layers` blocks."""
     if n_layers <= 0:
         return
-    total = getattr(model.config, "num_hidden_layers", None)
+    total = layer_count(model)
     if total is not None and n_layers > total:
         raise ConfigError(f"--freeze-layers {n_layers}: the model has only {total} layers")
     frozen = 0
@@ -58,6 +112,8 @@ def freeze_lower(model, n_layers: int) -> None:
             p.requires_grad_(False)
             frozen += p.numel()
     log.info("froze the embeddings and layers 0..%d (%.1fM parameters)", n_layers - 1, frozen / 1e6)
+    if keep_batchnorm_frozen(model):
+        log.info("their BatchNorm layers stay in eval mode (frozen statistics)")
 
 
 def apply(model, method: str, new_modules: list[str], *, peft_task_type: str,
@@ -66,12 +122,16 @@ def apply(model, method: str, new_modules: list[str], *, peft_task_type: str,
     """Return the model to train, with only the chosen parameters trainable."""
     if method not in METHODS:
         raise ConfigError(f"--method {method}: use one of {', '.join(METHODS)}")
+    from ..modeling import efficientnet_lite
+
+    efficientnet_lite.freeze_neutral(model)
     if method == "head":
         if freeze_layers:
             raise ConfigError("--freeze-layers has no effect with --method head (all is frozen)")
         for name, p in model.named_parameters():
             p.requires_grad_(any(name.startswith(m + ".") for m in new_modules)
                              or heads.is_head_key(name))
+        keep_batchnorm_frozen(model)
     elif method == "full":
         freeze_lower(model, freeze_layers)
     else:
@@ -102,18 +162,20 @@ def _lora(model, new_modules, peft_task_type, freeze_layers, r, alpha, dropout, 
         targets = candidates
     if not targets:
         raise ConfigError("--method lora: found no Linear modules in the model's blocks")
-    total = getattr(model.config, "num_hidden_layers", None)
+    total = layer_count(model)
     layers = list(range(freeze_layers, total)) if freeze_layers and total else None
     # new modules (the head) are trained whole and saved with the adapter
     to_save = sorted({m.split(".")[-1] if m.split(".")[-1] in heads.OUTPUT_MODULES
                       else m for m in new_modules} | heads.head_modules(model))
     config = LoraConfig(
-        task_type=getattr(TaskType, peft_task_type), r=r, lora_alpha=alpha, lora_dropout=dropout,
+        task_type=getattr(TaskType, peft_task_type) if peft_task_type else None, r=r, lora_alpha=alpha, lora_dropout=dropout,
         target_modules=targets, layers_to_transform=layers, modules_to_save=to_save,
     )
     log.info("LoRA r=%d alpha=%d on %s; trained whole: %s", r, alpha, ", ".join(targets),
              ", ".join(to_save))
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    keep_batchnorm_frozen(peft_model)  # (a CNN's BatchNorm is frozen with its blocks)
+    return peft_model
 
 
 def merge_checked(peft_model, batch: dict, tolerance: float):

@@ -52,6 +52,7 @@ def training_arguments(
     show_progress: bool = True,
     metric: str = "accuracy",
     greater_is_better: bool = True,
+    group_by_length: bool = True,
 ):
     from transformers import TrainingArguments
 
@@ -79,7 +80,9 @@ def training_arguments(
         load_best_model_at_end=True,
         metric_for_best_model=metric,  # the task's primary metric
         greater_is_better=greater_is_better,
-        group_by_length=True,  # batches of similar length pad less: the largest CPU speed-up
+        # batches of similar length pad less: the largest CPU speed-up for texts (off for
+        # inputs of one size: images)
+        group_by_length=group_by_length,
         logging_strategy="steps",
         logging_steps=0.05,  # a ratio of all steps: about 20 progress lines per run
         logging_nan_inf_filter=False,  # a NaN loss must show (and stop the run), not be hidden
@@ -168,7 +171,7 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
         out.work, placement, epochs=opts.epochs, batch_size=opts.batch_size, lr=lr,
         weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio, seed=opts.seed,
         eval_steps=opts.eval_steps, show_progress=show_bars(), metric=task.primary,
-        greater_is_better=task.greater_is_better,
+        greater_is_better=task.greater_is_better, group_by_length=task.variable_length,
     )  # (this also joins the process group when started by torchrun/accelerate)
     # Every check has passed: only now is anything written, by the first process, while the
     # others wait and then find the same checkpoint to resume from.

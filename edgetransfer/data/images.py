@@ -1,0 +1,139 @@
+"""Read labelled images: a folder with one sub-folder per class, or a table (CSV, TSV, JSONL,
+Parquet) with an image column (a path, relative to the table's folder, or bytes) and a label.
+
+Listed here rather than by datasets' `imagefolder` builder, which skips a non-image file or an
+empty class folder in silence; what is read becomes a `datasets.Dataset` whose "image" column
+is datasets' `Image` feature (decoded by Pillow when a row is read). Every image is opened
+once while reading, by the bundle runtime's own `pixels.load_rgb`, so a damaged file, an
+unusable pixel mode or an image too small for the model is named before any training.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..bundle.runtime.pixels import IMAGE_SUFFIXES, ImageProblem, list_images, load_rgb
+from ..errors import DataError
+from .files import read_table
+from .splits import pick_column, row_name
+
+log = logging.getLogger(__name__)
+
+# Image columns tried, in order, when the user names none (HF datasets' and common names)
+IMAGE_COLUMNS = ("image", "img", "image_path", "path", "file", "filename")
+# The columns an image folder yields (what the task is told of a folder)
+FOLDER_COLUMNS = ["image", "label"]
+
+
+def is_folder(spec: str) -> bool:
+    return Path(spec).is_dir()
+
+
+def has_images(columns: list[str]) -> bool:
+    return any(c in columns for c in IMAGE_COLUMNS)
+
+
+def _classes(folder: Path) -> list[Path]:
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    loose = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    if loose:
+        raise DataError(f"{loose[0]}: a file beside the class folders of {folder}; an image "
+                        f"folder holds one sub-folder per class (move it into one)")
+    if not subdirs:
+        raise DataError(f"{folder}: holds no class folders; give a folder with one sub-folder "
+                        f"of images per class, or a CSV/JSONL/Parquet with an image column")
+    return subdirs
+
+
+def read_folder(folder: Path) -> tuple[list[str], list[str]]:
+    """(image paths, class names): every file of every class folder (hidden ones skipped)."""
+    paths, labels = [], []
+    for sub in _classes(folder):
+        files = sorted(p for p in sub.rglob("*") if p.is_file() and not any(
+            part.startswith(".") for part in p.relative_to(sub).parts))
+        if not files:
+            raise DataError(f"{sub}: an empty class folder; add images of {sub.name!r} or "
+                            f"remove the folder")
+        wrong = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+        if wrong:
+            raise DataError(f"{wrong[0]}: not an image file ({wrong[0].suffix or 'no suffix'}; "
+                            f"images are {', '.join(IMAGE_SUFFIXES)}); {len(wrong)} such "
+                            f"file(s) in class folders; move them out")
+        paths += [str(p) for p in files]
+        labels += [sub.name] * len(files)
+    return paths, labels
+
+
+def read_table_images(spec: str, image_column: str | None, label_column: str | None,
+                      label_candidates, want_labels: bool = True):
+    """(image sources: paths or bytes, labels or None, the image column) of a data file."""
+    table = read_table(Path(spec))
+    names = list(table.column_names)
+    column = pick_column(names, image_column, IMAGE_COLUMNS, "image", spec, "--image-column")
+    base = Path(spec).parent
+    sources = []
+    for i, value in enumerate(table[column]):
+        if isinstance(value, dict):  # datasets' Image feature exported: {"bytes", "path"}
+            value = value.get("bytes") or value.get("path")
+        if isinstance(value, (bytes, bytearray)):
+            sources.append(bytes(value))
+        elif isinstance(value, str) and value.strip():
+            path = Path(value)
+            sources.append(str(path if path.is_absolute() else base / path))
+        else:
+            raise DataError(f"{row_name(spec, i)}: column {column!r} holds "
+                            f"{'nothing' if value in (None, '') else repr(value)[:40]}, not "
+                            f"an image path or bytes; fill or remove the row")
+    labels = None
+    if want_labels:
+        label = pick_column(names, label_column, label_candidates, "label", spec,
+                            "--label-column")
+        if label == column:
+            raise DataError(f"{spec}: the column {label!r} would be both image and label; "
+                            f"pass --image-column and --label-column naming two columns")
+        labels = list(table[label])
+    return sources, labels, column
+
+
+def read(spec: str, *, image_column: str | None = None, label_column: str | None = None,
+         label_candidates=(), want_labels: bool = True, size: tuple[int, int] | None = None):
+    """One split: (datasets.Dataset with "image" (and "label" as read), where each row came
+    from: a path, or the table's row). Every image is opened and checked once."""
+    from datasets import Dataset, Image
+
+    path = Path(spec)
+    if path.is_dir():
+        if want_labels:
+            sources, labels = read_folder(path)
+        else:  # unlabelled images (calibration, latency): any image under the folder
+            sources, labels = [str(p) for p in list_images(path)], None
+            if not sources:
+                raise DataError(f"{path}: holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        where = list(sources)
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        raise DataError(f"{spec}: is one image; give a folder of class folders, or a "
+                        f"CSV/JSONL/Parquet that lists images")
+    else:
+        sources, labels, _ = read_table_images(spec, image_column, label_column,
+                                               label_candidates, want_labels)
+        where = [s if isinstance(s, str) else row_name(spec, i) for i, s in enumerate(sources)]
+    check(sources, where, size)
+    columns = {"image": sources} | ({"label": labels} if labels is not None else {})
+    ds = Dataset.from_dict(columns).cast_column("image", Image())
+    return ds, where
+
+
+def check(sources: list, where: list[str], size: tuple[int, int] | None) -> None:
+    """Open every image once; the first unusable one is named (with the count of such)."""
+    import time
+
+    started, first, bad = time.perf_counter(), None, 0
+    for source, name in zip(sources, where):
+        try:
+            load_rgb(source, size, name)
+        except ImageProblem as e:
+            first, bad = first or str(e), bad + 1
+    if first:
+        raise DataError(first + (f" ({bad} unusable images in all)" if bad > 1 else ""))
+    log.info("checked %d images in %.1fs", len(sources), time.perf_counter() - started)

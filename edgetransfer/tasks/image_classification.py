@@ -1,0 +1,225 @@
+"""Task `image-classification`: one label per image (a photo, a scan, a product shot).
+
+The head is AutoModelForImageClassification; rows hold a decoded image (datasets' Image
+feature) and the image processor saved in every checkpoint turns a batch into pixel_values.
+Predictions, metrics, the paired comparison, the distillation loss and the parity agreement
+are text classification's: a label per example is the same judgement whatever the input.
+The bundled runtime reads image files with Pillow and numpy (bundle/runtime/pixels.py) the
+way the processor does.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..data import images
+from ..data import labels as class_labels
+from ..data.splits import sample_and_carve
+from ..errors import DataError, ModelError
+from ..measure import metrics, parity
+from . import register
+from . import text_classification as classification
+from .task import Task, TaskData
+
+log = logging.getLogger(__name__)
+HEAD = "ForImageClassification"
+
+
+def claims(config: dict) -> bool:
+    return any(str(a).endswith(HEAD) for a in config.get("architectures") or [])
+
+
+def _read_split(spec: str, opts, want_labels: bool = True):
+    return images.read(spec, image_column=getattr(opts, "image_column", None),
+                       label_column=getattr(opts, "label_column", None),
+                       label_candidates=class_labels.LABEL_COLUMNS, want_labels=want_labels)
+
+
+def _encode_labels(ds, spec: str, where: list[str], names: list[str], fixed: bool,
+                   trained: bool = False):
+    """The split with its label names turned into the model's ids; a class folder the
+    classes do not know is named as a folder."""
+    raw = ds["label"]
+    if images.is_folder(spec):
+        unknown = sorted({v for v in raw if v not in names})
+        if unknown:
+            hint = ("the model's classes are" if trained or fixed else "train's are")
+            raise DataError(f"{spec}/{unknown[0]}: a class folder training never saw; {hint} "
+                            f"{names}" + ("" if trained else "; pass --new-head to replace the "
+                                          "head" if fixed else "; add it to train or remove it"))
+    ids = class_labels.encode(raw, spec, names, fixed_by_model=fixed, trained=trained)
+    return ds.remove_columns("label").add_column("label", ids)
+
+
+def read(opts, model_labels: list[str] | None = None) -> TaskData:
+    specs = {k: v for k, v in (("train", opts.train), ("validation", opts.validation),
+                               ("test", opts.test)) if v}
+    raw, where = {}, {}
+    for name, spec in specs.items():
+        raw[name], where[name] = _read_split(spec, opts)
+    train_labels = [class_labels.normalise(v, w) for v, w in zip(raw["train"]["label"],
+                                                                 where["train"])]
+    classes = class_labels.names_for(train_labels, opts.train, model_labels, opts.label_names)
+    if len(classes) < 2 and not model_labels:
+        raise DataError(f"{opts.train}: only one class ({classes[0]!r}); a classifier needs "
+                        f"at least 2")
+    splits = {name: _encode_labels(ds, specs[name], where[name], classes, bool(model_labels))
+              for name, ds in raw.items()}
+    notes = sample_and_carve(splits, train_sample=opts.train_sample,
+                             validation_fraction=opts.validation_fraction,
+                             seed=getattr(opts, "seed", 42), stratify=classes)
+    for note in notes:
+        log.warning(note)
+    column = "image" if images.is_folder(opts.train) else opts.image_column
+    return TaskData(splits=splits, label_names=classes,
+                    columns={"image": column, "label": None if images.is_folder(opts.train)
+                             else opts.label_column},
+                    sources=specs, notes=notes)
+
+
+def read_eval(spec: str, label_names: list[str] | None, opts=None):
+    """One checked split for a trained model; `label_names=None`: images only (calibration,
+    latency), any image under a folder."""
+    ds, where = _read_split(spec, opts, want_labels=label_names is not None)
+    if label_names is None:
+        return ds
+    return _encode_labels(ds, spec, where, label_names, fixed=True, trained=True)
+
+
+def read_unlabeled(spec: str, column, processor, max_length, data):
+    ds, _ = images.read(spec, image_column=column, want_labels=False)
+    log.info("unlabelled: %d images from %s", len(ds), spec)
+    return ds.add_column("label", [class_labels.IGNORE] * len(ds))
+
+
+def load_preprocessor(backbone, trust_remote_code: bool = False):
+    from transformers import AutoImageProcessor
+
+    try:  # the slow (PIL + numpy) processor: its fast twin needs torchvision
+        return AutoImageProcessor.from_pretrained(backbone.source, use_fast=False,
+                                                  trust_remote_code=trust_remote_code)
+    except OSError:
+        raise ModelError(f"--model {backbone.name}: has no preprocessor_config.json (the image "
+                         f"processor: size and normalisation); copy in the one of the model "
+                         f"it came from") from None
+
+
+def size_of(processor) -> tuple[int, int]:
+    """(height, width) the processor resizes to."""
+    size = processor.size
+    if "height" in size:
+        return size["height"], size["width"]
+    side = size.get("shortest_edge") or size.get("longest_edge")
+    return side, side
+
+
+def prepare(td: TaskData, processor, opts):
+    """Set the resolution (--image-size) on the processor that the checkpoint will carry."""
+    side = getattr(opts, "image_size", None)
+    if side:
+        processor.size = {"height": side, "width": side}
+    return td.splits, _NoTruncation()
+
+
+class _NoTruncation:
+    """(an image is resized, never cut: nothing to count; metrics.json records the size)"""
+
+    kind = "image_size"
+
+    def __init__(self):
+        self.counts, self.longest = None, None
+
+
+def rgb(image, where: str | None = None):
+    from ..bundle.runtime.pixels import ImageProblem, to_rgb
+
+    try:
+        return to_rgb(image, where or getattr(image, "filename", "") or "an image")
+    except ImageProblem as e:
+        raise DataError(str(e)) from None
+
+
+def encode(processor, rows: dict, max_length: int = 0) -> dict:
+    """Images as the model's numpy input {"pixel_values": float32 [n, 3, h, w]}."""
+    from ..bundle.runtime.pixels import min_side
+
+    size = size_of(processor)
+    batch = []
+    for image in rows["image"]:
+        image = rgb(image)
+        if min(image.size) < min_side(size):
+            raise DataError(f"{getattr(image, 'filename', '') or 'an image'}: "
+                            f"{image.size[0]}x{image.size[1]} px is too small for this model's "
+                            f"{size[1]}x{size[0]} input; use a larger image")
+        batch.append(image)
+    return {"pixel_values": processor(batch, return_tensors="np")["pixel_values"]}
+
+
+def collator(processor):
+    """The Trainer's collator: images -> pixel_values, labels and any cached teacher
+    outputs stacked."""
+    import numpy as np
+    import torch
+
+    def collate(rows: list[dict]) -> dict:
+        out = {"pixel_values": torch.from_numpy(encode(processor, {"image": [
+            r["image"] for r in rows]})["pixel_values"])}
+        if "label" in rows[0]:
+            out["labels"] = torch.tensor([r["label"] for r in rows], dtype=torch.long)
+        for key in (k for k in rows[0] if k.startswith("teacher_")):
+            out[key] = torch.from_numpy(np.asarray([r[key] for r in rows], dtype=np.float32))
+        return out
+
+    return collate
+
+
+def _probe_images() -> tuple[dict, ...]:
+    """Images of mixed sizes and modes (grey, palette, RGBA, RGB) for the parity gate."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    return tuple({"image": Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8),
+                                           mode).convert(final)}
+                 for shape, mode, final in (((37, 53), "L", "L"), ((80, 96, 3), "RGB", "P"),
+                                            ((64, 64, 4), "RGBA", "RGBA"),
+                                            ((120, 90, 3), "RGB", "RGB")))
+
+
+TASK = register(Task(
+    name="image-classification",
+    summary="a label for each image",
+    model_class="AutoModelForImageClassification",
+    optimum_task="image-classification",
+    peft_task_type=None,  # peft has no image task type: its generic PeftModel
+    claims=claims,
+    head_config=class_labels.head_config,
+    read=read,
+    read_eval=read_eval,
+    claims_data=images.has_images,
+    load_preprocessor=load_preprocessor,
+    prepare=prepare,
+    encode=encode,
+    collator=collator,
+    read_unlabeled=read_unlabeled,
+    per_example=lambda values, index: values,
+    index_columns=(),
+    predictions=classification.predictions,
+    metrics=metrics.report,
+    render=None,
+    primary="accuracy",
+    greater_is_better=True,
+    compare=lambda y, ref, cand, names, seed=0: metrics.paired_drop(
+        y, ref, cand, len(names), seed=seed),
+    drop=classification.drop,
+    per_label_delta=metrics.per_class_delta,
+    distill_loss=classification.distill_loss,
+    agreement=parity.top1_agreement,
+    tolerances=None,
+    probe_rows=_probe_images(),
+    rewrites=frozenset(),
+    runtime={"inputs": "image", "pairs": False, "postprocess": "softmax-label"},
+    secondary="macro_f1",
+    quantize_modes=("int8-static", "fp16"),
+    variable_length=False,
+))
