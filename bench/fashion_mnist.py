@@ -93,7 +93,7 @@ def figures(root: Path, run: dict, data: Path) -> dict:
 
 
 def render(r: dict) -> str:
-    t, q = r["reports"]["teacher"], r["reports"]["onnx-int8"]
+    t = r["reports"]["teacher"]
     wall = r["run"]["wall_s"] / 60
     yes = {True: "**yes**", False: "no"}
     b = r["bundle"]
@@ -182,6 +182,8 @@ def main() -> None:
     else:
         root = ROOT / "models" / "bench-fashion-mnist"
         run = run_recipe(args, root)
+        if run["returncode"] != 0:
+            sys.exit(f"the recipe failed (exit {run['returncode']}); see the log above")
         r = figures(root, run, args.data)
         summary.write_text(json.dumps(r, indent=2), encoding="utf-8")
     plot(r, args.out / "fashion_mnist.png")

@@ -116,7 +116,9 @@ def cache_root() -> Path:
 
 def folder() -> Path:
     """The converted HF folder, written on first use (atomically: a half-written folder is
-    never found under the final name)."""
+    never found under the final name). It holds the network without its ImageNet classifier
+    (an EfficientNetModel, like minilm-l6's bare encoder), so fine-tuning gives it a head for
+    the user's classes without --new-head; `convert` keeps the classifier (the tests' check)."""
     import torch
 
     target = cache_root() / "efficientnet-lite0"
@@ -127,7 +129,7 @@ def folder() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".efficientnet-lite0-", dir=target.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.efficientnet.save_pretrained(tmp, safe_serialization=True)
         processor().save_pretrained(tmp)
         try:
             tmp.rename(target)

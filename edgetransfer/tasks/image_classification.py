@@ -44,8 +44,9 @@ def _encode_labels(ds, spec: str, where: list[str], names: list[str], fixed: boo
         unknown = sorted({v for v in raw if v not in names})
         if unknown:
             hint = ("the model's classes are" if trained or fixed else "train's are")
+            shown = names if len(names) <= 12 else names[:10] + [f"... ({len(names)} in all)"]
             raise DataError(f"{spec}/{unknown[0]}: a class folder training never saw; {hint} "
-                            f"{names}" + ("" if trained else "; pass --new-head to replace the "
+                            f"{shown}" + ("" if trained else "; pass --new-head to replace the "
                                           "head" if fixed else "; add it to train or remove it"))
     ids = class_labels.encode(raw, spec, names, fixed_by_model=fixed, trained=trained)
     return ds.remove_columns("label").add_column("label", ids)
