@@ -272,3 +272,115 @@ def tiny_tagger(tiny_backbone, token_data, tmp_path_factory) -> Path:
     except SystemExit as e:
         assert not e.code, e.code
     return out
+
+
+# --- images: tiny Lite-shaped EfficientNets and generated pictures ---------------------------
+
+IMAGE_CLASSES = ("circle", "square")
+
+
+def draw(shape: str, seed: int, size: int = 40, mode: str = "L"):
+    """A noisy picture of a bright circle or square (a Pillow image of `mode`)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 60, (size, size), dtype=np.uint8)
+    c, r = size // 2 + int(rng.integers(-3, 4)), size // 4 + int(rng.integers(0, 3))
+    if shape == "square":
+        a[c - r:c + r, c - r:c + r] += 150
+    else:
+        y, x = np.ogrid[:size, :size]
+        a[(y - c) ** 2 + (x - c) ** 2 < r * r] += 150
+    image = Image.fromarray(a, "L")
+    return image if mode == "L" else image.convert(mode)
+
+
+def write_image_folder(root: Path, counts: dict, size: int = 40) -> Path:
+    """root/SPLIT/CLASS/N.png for each split's count per class (a mix of grey, RGB, RGBA)."""
+    modes = ("L", "RGB", "RGBA")
+    for s, (split, n) in enumerate(counts.items()):
+        for k, name in enumerate(IMAGE_CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                draw(name, 1000 * s + 100 * k + i, size, modes[i % 3]).save(folder / f"{i}.png")
+    return root
+
+
+def tiny_effnet_model(num_labels: int = 2):
+    """A Lite-shaped EfficientNet of ~0.1M parameters: B0's 7 stages at width 0.25, 9 blocks,
+    ReLU6, neutral squeeze-excites, He init; BatchNorm statistics that follow a few steps."""
+    import torch
+    from transformers import EfficientNetConfig, EfficientNetForImageClassification
+
+    from edgetransfer.modeling import efficientnet_lite
+
+    fields = {k: v for k, v in efficientnet_lite.CONFIG.items() if k != "model_type"}
+    fields |= dict(width_coefficient=0.25, hidden_dim=320, image_size=32,
+                   num_block_repeats=[1, 2, 1, 2, 1, 1, 1], batch_norm_momentum=0.3)
+    torch.manual_seed(0)
+    model = EfficientNetForImageClassification(EfficientNetConfig(**fields,
+                                                                  num_labels=num_labels))
+    efficientnet_lite.initialise(model)
+    # BatchNorm statistics that fit the weights, as a pretrained network's do: fresh ones
+    # (mean 0, variance 1) make eval-mode features vanish, and a few training steps at the
+    # tiny scale of a test cannot repair them
+    batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in batchnorms:
+        bn.momentum = None  # a cumulative average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(pixel_values=torch.rand(16, 3, 32, 32) * 2 - 1)
+    for bn in batchnorms:
+        bn.momentum = 0.3
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def image_data(tmp_path_factory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("images"),
+                              {"train": 24, "validation": 8, "test": 10})
+
+
+@pytest.fixture(scope="session")
+def tiny_effnet(tmp_path_factory) -> Path:
+    """A bare tiny EfficientNet backbone folder with its 32 px image processor."""
+    from edgetransfer.modeling import efficientnet_lite
+
+    folder = tmp_path_factory.mktemp("tiny-effnet")
+    tiny_effnet_model().efficientnet.save_pretrained(folder)
+    efficientnet_lite.processor(32).save_pretrained(folder)
+    return folder
+
+
+def image_args(backbone: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["-q", "finetune", "--model", backbone, "--train", data / "train",
+            "--validation", data / "validation", "--test", data / "test", "--out", out,
+            "--epochs", "6", "--batch-size", "8", "--lr", "3e-3", "--seed", "0", "--patience",
+            "0", *extra]
+
+
+@pytest.fixture(scope="session")
+def image_teacher(tiny_effnet, image_data, tmp_path_factory) -> Path:
+    from edgetransfer.cli import main
+
+    out = tmp_path_factory.mktemp("image-teacher") / "teacher"
+    try:
+        main([str(a) for a in image_args(tiny_effnet, image_data, out)])
+    except SystemExit as e:
+        assert not e.code, e.code
+    return out
+
+
+@pytest.fixture(scope="session")
+def image_int8(image_teacher, image_data, tmp_path_factory) -> Path:
+    """image_teacher exported to int8 (static, the default for images), with eval data."""
+    from edgetransfer.stages import export
+
+    out = tmp_path_factory.mktemp("image-export") / "onnx"
+    export.run(export.ExportConfig(model=str(image_teacher), out=out,
+                                   calibration_data=str(image_data / "train"),
+                                   eval_data=str(image_data / "test"), max_accuracy_drop=50,
+                                   min_agreement=0.8))  # (a weak toy model: many near-ties)
+    return out

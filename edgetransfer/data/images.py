@@ -13,7 +13,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..bundle.runtime.pixels import IMAGE_SUFFIXES, ImageProblem, list_images, load_rgb
+from ..bundle.runtime.pixels import (
+    IMAGE_SUFFIXES,
+    MAX_UPSCALE,
+    ImageProblem,
+    list_images,
+    load_rgb,
+    min_side,
+)
 from ..errors import DataError
 from .files import read_table
 from .splits import pick_column, row_name
@@ -99,7 +106,8 @@ def read_table_images(spec: str, image_column: str | None, label_column: str | N
 def read(spec: str, *, image_column: str | None = None, label_column: str | None = None,
          label_candidates=(), want_labels: bool = True, size: tuple[int, int] | None = None):
     """One split: (datasets.Dataset with "image" (and "label" as read), where each row came
-    from: a path, or the table's row). Every image is opened and checked once."""
+    from: a path, or the table's row, each image's (width, height)). Every image is opened
+    and checked once."""
     from datasets import Dataset, Image
 
     path = Path(spec)
@@ -118,22 +126,36 @@ def read(spec: str, *, image_column: str | None = None, label_column: str | None
         sources, labels, _ = read_table_images(spec, image_column, label_column,
                                                label_candidates, want_labels)
         where = [s if isinstance(s, str) else row_name(spec, i) for i, s in enumerate(sources)]
-    check(sources, where, size)
+    sizes = check(sources, where, size)
     columns = {"image": sources} | ({"label": labels} if labels is not None else {})
     ds = Dataset.from_dict(columns).cast_column("image", Image())
-    return ds, where
+    return ds, where, sizes
 
 
-def check(sources: list, where: list[str], size: tuple[int, int] | None) -> None:
-    """Open every image once; the first unusable one is named (with the count of such)."""
+def check(sources: list, where: list[str], size: tuple[int, int] | None) -> list:
+    """Open every image once; the first unusable one is named (with the count of such).
+    Returns each image's (width, height)."""
     import time
 
-    started, first, bad = time.perf_counter(), None, 0
+    started, first, bad, sizes = time.perf_counter(), None, 0, []
     for source, name in zip(sources, where):
         try:
-            load_rgb(source, size, name)
+            sizes.append(load_rgb(source, size, name).size)
         except ImageProblem as e:
             first, bad = first or str(e), bad + 1
     if first:
         raise DataError(first + (f" ({bad} unusable images in all)" if bad > 1 else ""))
     log.info("checked %d images in %.1fs", len(sources), time.perf_counter() - started)
+    return sizes
+
+
+def check_sizes(sizes: list, where: list[str], size: tuple[int, int]) -> None:
+    """Refuse images too small for a model input of `size` (height, width), naming the first."""
+    least = min_side(size)
+    small = [i for i, s in enumerate(sizes) if min(s) < least]
+    if small:
+        w, h = sizes[small[0]]
+        raise DataError(f"{where[small[0]]}: {w}x{h} px is too small for this model's "
+                        f"{size[1]}x{size[0]} input (at least {least} px a side, at most "
+                        f"{MAX_UPSCALE}x enlargement); use larger images or a smaller "
+                        f"--image-size ({len(small)} such image(s) in all)")

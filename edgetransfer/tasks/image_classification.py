@@ -55,9 +55,9 @@ def _encode_labels(ds, spec: str, where: list[str], names: list[str], fixed: boo
 def read(opts, model_labels: list[str] | None = None) -> TaskData:
     specs = {k: v for k, v in (("train", opts.train), ("validation", opts.validation),
                                ("test", opts.test)) if v}
-    raw, where = {}, {}
+    raw, where, sizes = {}, {}, {}
     for name, spec in specs.items():
-        raw[name], where[name] = _read_split(spec, opts)
+        raw[name], where[name], sizes[name] = _read_split(spec, opts)
     train_labels = [class_labels.normalise(v, w) for v, w in zip(raw["train"]["label"],
                                                                  where["train"])]
     classes = class_labels.names_for(train_labels, opts.train, model_labels, opts.label_names)
@@ -75,20 +75,21 @@ def read(opts, model_labels: list[str] | None = None) -> TaskData:
     return TaskData(splits=splits, label_names=classes,
                     columns={"image": column, "label": None if images.is_folder(opts.train)
                              else opts.label_column},
-                    sources=specs, notes=notes)
+                    sources=specs, notes=notes,
+                    checks=[(sizes[name], where[name]) for name in specs])
 
 
 def read_eval(spec: str, label_names: list[str] | None, opts=None):
     """One checked split for a trained model; `label_names=None`: images only (calibration,
     latency), any image under a folder."""
-    ds, where = _read_split(spec, opts, want_labels=label_names is not None)
+    ds, where, _ = _read_split(spec, opts, want_labels=label_names is not None)
     if label_names is None:
         return ds
     return _encode_labels(ds, spec, where, label_names, fixed=True, trained=True)
 
 
 def read_unlabeled(spec: str, column, processor, max_length, data):
-    ds, _ = images.read(spec, image_column=column, want_labels=False)
+    ds, _, _ = images.read(spec, image_column=column, want_labels=False)
     log.info("unlabelled: %d images from %s", len(ds), spec)
     return ds.add_column("label", [class_labels.IGNORE] * len(ds))
 
@@ -115,10 +116,13 @@ def size_of(processor) -> tuple[int, int]:
 
 
 def prepare(td: TaskData, processor, opts):
-    """Set the resolution (--image-size) on the processor that the checkpoint will carry."""
+    """Set the resolution (--image-size) on the processor that the checkpoint will carry, and
+    refuse, before training, images too small for it."""
     side = getattr(opts, "image_size", None)
     if side:
         processor.size = {"height": side, "width": side}
+    for sizes, where in td.checks:
+        images.check_sizes(sizes, where, size_of(processor))
     return td.splits, _NoTruncation()
 
 
@@ -147,11 +151,11 @@ def encode(processor, rows: dict, max_length: int = 0) -> dict:
     size = size_of(processor)
     batch = []
     for image in rows["image"]:
-        image = rgb(image)
+        name = getattr(image, "filename", "") or "an image"
+        image = rgb(image, name)
         if min(image.size) < min_side(size):
-            raise DataError(f"{getattr(image, 'filename', '') or 'an image'}: "
-                            f"{image.size[0]}x{image.size[1]} px is too small for this model's "
-                            f"{size[1]}x{size[0]} input; use a larger image")
+            raise DataError(f"{name}: {image.size[0]}x{image.size[1]} px is too small for this "
+                            f"model's {size[1]}x{size[0]} input; use a larger image")
         batch.append(image)
     return {"pixel_values": processor(batch, return_tensors="np")["pixel_values"]}
 

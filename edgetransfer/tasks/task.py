@@ -32,6 +32,8 @@ class TaskData:
     columns: dict[str, str | None]
     sources: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    checks: list = field(default_factory=list)  # what the reader leaves for `prepare` to
+    #                                              check once the preprocessor is known
 
     @property
     def num_labels(self) -> int:

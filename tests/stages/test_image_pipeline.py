@@ -1,0 +1,191 @@
+"""Image classification through every stage on a tiny Lite-shaped EfficientNet: the
+fine-tuning methods (frozen BatchNorm stays frozen), the block-cut student, static int8 with
+its parity gate, verify, and a bundle that runs with torch and transformers unimportable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from conftest import image_args
+
+BUNDLE_FILES = {"README.md", "input_spec.json", "labels.json", "manifest.json", "model.onnx",
+                "predict.py", "pixels.py", "requirements.txt"}
+
+
+def weights(folder: Path) -> dict:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_full_finetune_learns_and_keeps_its_processor(image_teacher, tiny_effnet):
+    metrics = json.loads((image_teacher / "metrics.json").read_text())
+    # (a 0.1M-parameter network, 48 images, 6 epochs: it learns, not perfectly)
+    assert metrics["test"]["accuracy"] >= 0.75 and metrics["validation"]["accuracy"] >= 0.75
+    processor = json.loads((image_teacher / "preprocessor_config.json").read_text())
+    assert processor["size"] == {"height": 32, "width": 32}
+    manifest = json.loads((image_teacher / "artifact.json").read_text())
+    assert manifest["task"] == "image-classification"
+    config = json.loads((image_teacher / "config.json").read_text())
+    assert config["id2label"] == {"0": "circle", "1": "square"}
+    before, after = weights(tiny_effnet), weights(image_teacher)
+    se = [k for k in before if ".squeeze_excite." in k]
+    assert se and all(np.array_equal(before[k], after["efficientnet." + k]) for k in se)
+    moved = [k for k in before if "num_batches" not in k and ".squeeze_excite." not in k
+             and not np.array_equal(before[k], after["efficientnet." + k])]
+    assert len(moved) > 0.9 * len([k for k in before if "num_batches" not in k
+                                   and ".squeeze_excite." not in k])
+
+
+@pytest.mark.parametrize("method, frozen", [("head", "everything"), ("freeze", "stem+0-1")])
+def test_frozen_features_stay_frozen_batchnorm_included(cli, tmp_path, tiny_effnet,
+                                                        image_data, method, frozen):
+    extra = ["--method", "head"] if method == "head" else ["--freeze-layers", "2"]
+    out = tmp_path / "out"
+    code, err = cli(*image_args(tiny_effnet, image_data, out, "--epochs", "2", *extra))
+    assert code == 0, err
+    before, after = weights(tiny_effnet), weights(out)
+
+    def is_frozen(key):
+        if method == "head":
+            return True
+        block = key.split(".blocks.")[1].split(".")[0] if ".blocks." in key else None
+        return key.startswith("embeddings.") or (block is not None and int(block) < 2)
+
+    for key, value in before.items():
+        same = np.array_equal(value, after["efficientnet." + key])
+        if is_frozen(key) or ".squeeze_excite." in key:
+            assert same, f"{key} moved"  # running_mean/var too: BatchNorm kept in eval
+        elif key.endswith("running_mean"):
+            assert not same, f"{key} did not adapt"
+    assert not np.array_equal(after["classifier.weight"], after["classifier.weight"] * 0)
+
+
+def test_lora_on_pointwise_convolutions(cli, tmp_path, tiny_effnet, image_data):
+    out = tmp_path / "lora"
+    code, err = cli(*image_args(tiny_effnet, image_data, out, "--method", "lora",
+                                "--epochs", "2"))
+    assert code == 0, err
+    adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert sorted(adapter["target_modules"]) == ["expand_conv", "project_conv"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["merge_check"]["max_abs_logit_diff"] <= 1e-4
+
+
+def test_distill_cuts_blocks_and_transfers_feature_maps(cli, tmp_path, image_teacher,
+                                                        image_data):
+    out = tmp_path / "student"
+    code, err = cli("-q", "distill", "--teacher", image_teacher, "--train", image_data / "train",
+                    "--validation", image_data / "validation", "--test", image_data / "test",
+                    "--student-layers", "7", "--hidden-weight", "0.5", "--epochs", "2",
+                    "--batch-size", "8", "--lr", "3e-3", "--out", out)
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_block_repeats"] == [1, 1, 1, 1, 1, 1, 1]
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["keep_layers"] == [0, 1, 3, 4, 6, 7, 8]
+    assert settings["layer_mapping"][-1] == [7, 9]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["comparison"]["student"]["layers"] == 7
+    assert metrics["comparison"]["teacher"]["layers"] == 9
+    assert set(metrics["teacher"]) == {"validation", "test"} and "accuracy" in metrics["test"]
+    losses = [e["loss"] for e in json.loads((out / "history.json").read_text()) if "loss" in e]
+    assert losses[-1] < losses[0]  # soft targets + labels + feature maps: it learns
+    assert (out / "preprocessor_config.json").exists()
+    code, err = cli("-q", "distill", "--teacher", image_teacher, "--train", image_data / "train",
+                    "--attention-weight", "1", "--out", tmp_path / "s2")
+    assert code == 2 and "a CNN has no attention maps" in err
+
+
+def test_int8_static_is_the_default_and_passes_parity(image_int8):
+    import onnx
+
+    record = json.loads((image_int8 / "export.json").read_text())
+    q = record["quantization"]
+    assert q["mode"] == "int8-static" and q["format"] == "QDQ" and q["per_channel"]
+    assert q["calibration_examples"] == 48
+    ops = {n.op_type for n in onnx.load(str(image_int8 / "model.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    assert "GlobalAveragePool" in ops  # the export form's pooler
+    assert "Sigmoid" not in ops  # neutral squeeze-excites left out
+    assert record["parity"]["final"]["passed"]
+    assert record["parity"]["export"]["outputs"]["logits"]["max_abs_diff"] < 1e-4
+    assert record["accuracy"] >= record["fp32_onnx_accuracy"] - 0.1
+    assert (image_int8 / "preprocessor_config.json").exists()
+
+
+def test_dynamic_int8_is_refused_for_a_cnn(cli, tmp_path, image_teacher, image_data):
+    code, err = cli("export", "--model", image_teacher, "--quantize", "int8-dynamic",
+                    "--out", tmp_path / "onnx")
+    assert code == 2
+    assert "--quantize int8-dynamic: not for image-classification models; use int8-static " \
+           "or fp16" in err
+    code, err = cli("export", "--model", image_teacher, "--out", tmp_path / "onnx")
+    assert code == 2 and "(int8-static for image-classification) needs --calibration-data" in err
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_fp16_export(cli, tmp_path, image_teacher, image_data):
+    out = tmp_path / "fp16"
+    code, err = cli("-q", "export", "--model", image_teacher, "--quantize", "fp16",
+                    "--eval-data", image_data / "test", "--out", out)
+    assert code == 0, err
+    assert json.loads((out / "export.json").read_text())["parity"]["final"]["passed"]
+
+
+def test_verify_and_the_torch_free_bundle(cli, tmp_path, image_teacher, image_int8, image_data):
+    report = tmp_path / "verify.json"
+    code, err = cli("-q", "verify", "--reference", image_teacher, "--candidate",
+                    f"int8={image_int8}", "--data", image_data / "test", "--out", report,
+                    "--max-accuracy-drop", "50")
+    assert code == 0, err
+    v = json.loads(report.read_text())
+    assert v["task"] == "image-classification" and v["candidates"][0]["parity"]["passed"]
+    assert v["candidates"][0]["metrics"]["n"] == 20
+
+    out = tmp_path / "bundle"
+    code, err = cli("-q", "package", "--model", image_int8, "--verify-report", report,
+                    "--latency-data", image_data / "test", "--out", out, "--cold-starts", "1",
+                    "--latency-requests", "20")
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} == BUNDLE_FILES | {"artifact.json"}
+    spec = json.loads((out / "input_spec.json").read_text())
+    assert spec["task"]["inputs"] == "image"
+    assert spec["image"]["size"] == [32, 32] and spec["inputs"][0]["name"] == "pixel_values"
+    requirements = (out / "requirements.txt").read_text()
+    assert "pillow==" in requirements and "tokenizers" not in requirements
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["measurements"]["cold_start_s"] > 0
+
+    # the device: no torch, no transformers; a folder of PNGs in, one JSON line per image out
+    block = """
+import importlib.abc, runpy, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "tokenizers"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+sys.argv = ["predict.py"] + sys.argv[1:]
+try:
+    runpy.run_path("predict.py", run_name="__main__")
+finally:
+    assert not {"torch", "transformers"} & set(sys.modules)
+    assert "onnxruntime" in sys.modules and "PIL" in sys.modules
+"""
+    proc = subprocess.run([sys.executable, "-I", "-c", block, str(image_data / "test")],
+                          cwd=out, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 20 and set(rows[0]) == {"image", "label", "score", "scores"}
+    right = sum(r["label"] == Path(r["image"]).parent.name for r in rows)
+    assert right / 20 == pytest.approx(v["candidates"][0]["metrics"]["accuracy"])
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    proc = subprocess.run([sys.executable, "-I", "predict.py", str(bad)], cwd=out,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {bad}: ")
