@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
 import sys
 import time
 from datetime import date
@@ -32,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_all import _json, environment, write_section  # noqa: E402
+from run_all import run_recipe as recipe_run  # noqa: E402
 
 # The goals, each stated once (the table and the JSON read them).
 GOALS = {"teacher_accuracy": 0.93, "kept": 0.98, "speedup": 8.0, "bundle_mb": 6.0,
@@ -39,17 +38,9 @@ GOALS = {"teacher_accuracy": 0.93, "kept": 0.98, "speedup": 8.0, "bundle_mb": 6.
 
 
 def run_recipe(args, root: Path) -> dict:
-    cmd = [sys.executable, "-m", "edgetransfer", "run", str(ROOT / "recipes/fashion-mnist.yaml"),
-           f"output={root}", f"data.dir={args.data.resolve()}", "verify.threads=1",
-           "verify.max_accuracy_drop=100", "export.0.max_accuracy_drop=100"]
-    cmd += ["--force"] if args.force else []
-    print("$", shlex.join(cmd), flush=True)
-    t0 = time.perf_counter()
-    rc = subprocess.run(cmd).returncode
-    state = _json(root / "pipeline.json") or {}
-    return {"command": shlex.join(cmd), "returncode": rc,
-            "wall_s": round(time.perf_counter() - t0, 1),
-            "steps": {k: v.get("wall_time_s") for k, v in state.get("steps", {}).items()}}
+    return recipe_run(ROOT / "recipes/fashion-mnist.yaml", root, [
+        f"data.dir={args.data.resolve()}", "verify.threads=1", "verify.max_accuracy_drop=100",
+        "export.0.max_accuracy_drop=100"], args.force)
 
 
 def bundle_accuracy(bundle: Path, test: Path) -> dict:

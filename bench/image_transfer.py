@@ -2,7 +2,8 @@
 frozen features vs partly frozen vs full fine-tuning, all at one training budget.
 
     python recipes/data/fashion_mnist.py --out models/data/fashion-mnist
-    python bench/image_transfer.py --data models/data/fashion-mnist --out bench/results/image-transfer
+    python bench/image_transfer.py --data models/data/fashion-mnist \
+        --out bench/results/image-transfer
 
 Each variant is one `edgetransfer finetune` of efficientnet-lite0 (ImageNet weights) on the
 same seeded sample of Fashion-MNIST train (--train-sample, default 10,000; 10% of it carved

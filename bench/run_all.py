@@ -129,6 +129,20 @@ def run_pipeline(args, mode: dict, files: dict, root: Path) -> dict:
             "steps": steps}
 
 
+def run_recipe(recipe: Path, root: Path, overrides: list[str], force: bool = False) -> dict:
+    """`edgetransfer run RECIPE output=ROOT OVERRIDES`, timed: the command, its exit code,
+    the wall time and each step's (from the pipeline's record)."""
+    cmd = [sys.executable, "-m", "edgetransfer", "run", str(recipe), f"output={root}",
+           *overrides] + (["--force"] if force else [])
+    print("$", shlex.join(cmd), flush=True)
+    t0 = time.perf_counter()
+    rc = subprocess.run(cmd).returncode
+    state = _json(root / "pipeline.json") or {}
+    return {"command": shlex.join(cmd), "returncode": rc,
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "steps": {k: v.get("wall_time_s") for k, v in state.get("steps", {}).items()}}
+
+
 def _json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))

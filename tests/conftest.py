@@ -173,14 +173,17 @@ def built(exported, tmp_path_factory) -> Path:
         cold_starts=1, latency_requests=20))
 
 
-# Runs predict.py (argv after -c) with torch and transformers unimportable: what a device has
-BLOCK_TORCH = """
+def block_torch(reader: str = "tokenizers", blocked=("torch", "transformers")) -> str:
+    """A script that runs predict.py (argv after -c) with `blocked` unimportable, what a
+    device has, and checks that onnxruntime and the input `reader` (tokenizers for text,
+    PIL for images) did the work."""
+    return f"""
 import importlib.abc, sys
 
 
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers"):
+        if name.split(".")[0] in {tuple(blocked)!r}:
             raise ImportError("blocked: " + name)
 sys.meta_path.insert(0, Block())
 try:
@@ -194,9 +197,12 @@ sys.argv = ["predict.py"] + sys.argv[1:]
 try:
     runpy.run_path("predict.py", run_name="__main__")
 finally:
-    assert not {"torch", "transformers"} & set(sys.modules)
-    assert "onnxruntime" in sys.modules and "tokenizers" in sys.modules
+    assert not {set(blocked)!r} & set(sys.modules)
+    assert "onnxruntime" in sys.modules and {reader!r} in sys.modules
 """
+
+
+BLOCK_TORCH = block_torch()
 
 
 def predictions(output: str) -> list[dict]:

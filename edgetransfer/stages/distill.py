@@ -138,7 +138,7 @@ def run(cfg: DistillConfig) -> Path:
     teacher.requires_grad_(False)
     student, keep, mapping = _build_student(cfg, teacher, student_bb, tokenizer, task, data,
                                             eager)
-    n_t, n_s = methods.layer_count(teacher), methods.layer_count(student)
+    n_s = methods.layer_count(student)
     if (cfg.hidden_weight > 0 and getattr(student.config, "hidden_size", None)
             != getattr(teacher.config, "hidden_size", None)):
         # learned projection of the student's states into the teacher's width; attached to

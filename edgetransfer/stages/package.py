@@ -480,8 +480,9 @@ def _readme(cfg, task, labels, export_record, verification, pins, spec) -> str:
                     "python predict.py --input images/ > predictions.jsonl   # also a .txt of "
                     "paths\npython predict.py --benchmark 200 --input images/     # latency "
                     "and memory here")
-        each, prepared = "Each image", (f"images: RGB, resized to {w}x{h} ({spec['image']['resample']}"
-                                        f" filter), scaled and normalised; threads")
+        each = "Each image"
+        prepared = (f"images: RGB, resized to {w}x{h} (Pillow filter "
+                    f"{spec['image']['resample']}), scaled and normalised; threads")
     else:
         examples = (f'python predict.py "{task.probe_rows[1]["text"]}"\n'
                     "python predict.py --input texts.jsonl > predictions.jsonl   # also .csv, "

@@ -168,7 +168,8 @@ def _lora(model, new_modules, peft_task_type, freeze_layers, r, alpha, dropout, 
     to_save = sorted({m.split(".")[-1] if m.split(".")[-1] in heads.OUTPUT_MODULES
                       else m for m in new_modules} | heads.head_modules(model))
     config = LoraConfig(
-        task_type=getattr(TaskType, peft_task_type) if peft_task_type else None, r=r, lora_alpha=alpha, lora_dropout=dropout,
+        task_type=getattr(TaskType, peft_task_type) if peft_task_type else None, r=r,
+        lora_alpha=alpha, lora_dropout=dropout,
         target_modules=targets, layers_to_transform=layers, modules_to_save=to_save,
     )
     log.info("LoRA r=%d alpha=%d on %s; trained whole: %s", r, alpha, ", ".join(targets),

@@ -7,9 +7,9 @@ import io
 
 import numpy as np
 import pytest
+from conftest import draw
 from PIL import Image
 
-from conftest import draw
 from edgetransfer.bundle.runtime import pixels
 
 

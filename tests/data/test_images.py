@@ -8,9 +8,8 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import draw, image_args, write_image_folder
+from PIL import Image
 
 
 def folder(tmp_path, counts=None):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_effnet_model
 
 
@@ -100,7 +99,8 @@ def test_block_cut_students():
     teacher = tiny_effnet_model(2).eval()  # repeats [1, 2, 1, 2, 1, 1, 1]: 9 blocks
     student, mapping = students.from_teacher_blocks(teacher, [0, 1, 3, 4, 6, 7, 8])
     assert student.config.num_block_repeats == [1, 1, 1, 1, 1, 1, 1]
-    assert len(student.efficientnet.encoder.blocks) == 7 and len(teacher.efficientnet.encoder.blocks) == 9
+    assert len(student.efficientnet.encoder.blocks) == 7
+    assert len(teacher.efficientnet.encoder.blocks) == 9
     assert mapping == [(1, 1), (2, 3), (3, 4), (4, 6), (5, 7), (6, 8), (7, 9)]
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import block_torch, image_args
 from safetensors.torch import load_file
-
-from conftest import image_args
 
 BUNDLE_FILES = {"README.md", "input_spec.json", "labels.json", "manifest.json", "model.onnx",
                 "predict.py", "pixels.py", "requirements.txt"}
@@ -163,20 +162,7 @@ def test_verify_and_the_torch_free_bundle(cli, tmp_path, image_teacher, image_in
     assert manifest["measurements"]["cold_start_s"] > 0
 
     # the device: no torch, no transformers; a folder of PNGs in, one JSON line per image out
-    block = """
-import importlib.abc, runpy, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers", "tokenizers"):
-            raise ImportError("blocked: " + name)
-sys.meta_path.insert(0, Block())
-sys.argv = ["predict.py"] + sys.argv[1:]
-try:
-    runpy.run_path("predict.py", run_name="__main__")
-finally:
-    assert not {"torch", "transformers"} & set(sys.modules)
-    assert "onnxruntime" in sys.modules and "PIL" in sys.modules
-"""
+    block = block_torch("PIL", ("torch", "transformers", "tokenizers"))
     proc = subprocess.run([sys.executable, "-I", "-c", block, str(image_data / "test")],
                           cwd=out, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

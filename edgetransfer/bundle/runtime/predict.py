@@ -16,9 +16,9 @@ input_spec.json's "task" "postprocess" (POSTPROCESS below): a classifier gives {
 is model.ort where the bundle has one (onnxruntime's own format: faster to load, and what
 its minimal builds read), else model.onnx. An image bundle (input_spec.json "task" "inputs":
 "image") reads PNG/JPEG/... files with Pillow and prepares them as its "image" entry says
-(pixels.py, shipped beside this file) and prints {"image", "label", "score", "scores"}. On start every file manifest.json lists is
-checked (size and sha256), so a bundle changed or damaged on its way to the device is
-refused.
+(pixels.py, shipped beside this file) and prints {"image", "label", "score", "scores"}.
+On start every file manifest.json lists is checked (size and sha256), so a bundle changed
+or damaged on its way to the device is refused.
 
 Exit codes: 0 done; 2 a damaged bundle or an unusable input (one line on stderr); 1 a bug.
 
@@ -185,8 +185,9 @@ def _softmax_label(predictor, inputs, top_k):
     labels = predictor.labels
     for text, p in zip(inputs, softmax(np, predictor.logits(inputs))):
         order = np.argsort(-p, kind="stable")[:top_k]
-        yield input_row(text, predictor.kind) | {"label": labels[order[0]], "score": float(p[order[0]]),
-                            "scores": {labels[i]: float(p[i]) for i in order}}
+        yield input_row(text, predictor.kind) | {
+            "label": labels[order[0]], "score": float(p[order[0]]),
+            "scores": {labels[i]: float(p[i]) for i in order}}
 
 
 def _values(predictor, inputs, top_k):
