@@ -30,8 +30,12 @@ def fuse(src: Path, dst: Path, config) -> dict:
 
     kind = FUSION_TYPES.get(config.model_type)
     if kind is None:
-        log.warning("no transformer fusions for model type %s; exporting unfused",
-                    config.model_type)
+        if getattr(config, "num_attention_heads", None) is None:  # not a transformer (a CNN)
+            log.info("%s: no transformer fusions apply (the exporter folds BatchNorm into the "
+                     "convolutions; onnxruntime fuses the rest as it loads)", config.model_type)
+        else:
+            log.warning("no transformer fusions for model type %s; exporting unfused",
+                        config.model_type)
         shutil.copyfile(src, dst)
         return {}
     from onnxruntime.transformers.optimizer import optimize_model

@@ -20,6 +20,7 @@ from ..bundle.runtime.pixels import (
     list_images,
     load_rgb,
     min_side,
+    open_image,
 )
 from ..errors import DataError
 from .files import read_table
@@ -137,16 +138,30 @@ def check(sources: list, where: list[str], size: tuple[int, int] | None) -> list
     Returns each image's (width, height)."""
     import time
 
-    started, first, bad, sizes = time.perf_counter(), None, 0, []
+    from collections import Counter
+
+    started, first, bad, sizes, modes = time.perf_counter(), None, 0, [], Counter()
     for source, name in zip(sources, where):
         try:
-            sizes.append(load_rgb(source, size, name).size)
+            image = open_image(source, name)
+            modes[image.mode] += 1
+            sizes.append(load_rgb(image, size, name).size)
         except ImageProblem as e:
             first, bad = first or str(e), bad + 1
     if first:
         raise DataError(first + (f" ({bad} unusable images in all)" if bad > 1 else ""))
     log.info("checked %d images in %.1fs", len(sources), time.perf_counter() - started)
+    converted = {m: n for m, n in modes.items() if m != "RGB"}
+    if converted:  # said, so a user sees what became of their images
+        log.info("converted to RGB as they are read: %s", ", ".join(
+            f"{n} {MODE_NAMES.get(m, m)}" for m, n in sorted(converted.items())))
     return sizes
+
+
+# how the log names Pillow's modes
+MODE_NAMES = {"L": "grey", "P": "palette", "RGBA": "RGBA (alpha dropped)", "LA": "grey+alpha",
+              "CMYK": "CMYK", "I;16": "16-bit grey (scaled to 8 bits)",
+              "I": "16-bit grey (scaled to 8 bits)", "1": "black-and-white"}
 
 
 def check_sizes(sizes: list, where: list[str], size: tuple[int, int]) -> None:

@@ -131,7 +131,8 @@ def run(cfg: FinetuneConfig) -> Path:
                  "examples": int(next(iter(batch.values())).shape[0])}
     fitted.train_metrics["parameters"] = sum(p.numel() for p in trained.parameters())
     result = {**fitted.evaluations, "training": fitted.train_metrics,
-              truncation.kind: truncation.counts, "longest_tokens": truncation.longest,
+              truncation.kind: truncation.counts,
+              **({"longest_tokens": truncation.longest} if truncation.longest else {}),
               "merge_check": merge}
     return training.finish(out, fitted, model=trained, tokenizer=preprocessor, task=task,
                            kind="finetuned-model", settings=settings, metrics=result,

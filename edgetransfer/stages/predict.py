@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import ConfigError, DataError, ModelError
 
 # The command's --help (edgetransfer.cli makes the command from the registry).
-HELP = """Run a bundle on TEXTS (and/or --input FILE); one JSON line per text.
+HELP = """Run a bundle on TEXTS (an image bundle: image files or folders) and/or --input
+FILE; one JSON line per text or image.
 
 \b
 Examples:
@@ -40,7 +41,9 @@ class PredictConfig(BaseModel):
     bundle: Path = Field(description="A bundle: the .tar.gz `edgetransfer package` wrote, or "
                          "its folder.")
     input: Path | None = Field(None, description="A file of texts to classify (.jsonl, .csv, "
-                               ".tsv, .txt one a line), after any given as arguments.")
+                               ".tsv, .txt one a line), after any given as arguments; an "
+                               "image bundle: a folder, a .txt of paths or a table with an "
+                               "'image' column.")
     text_column: str | None = Field(None, description="Text column of --input [default: "
                                     "text, sentence, ... whichever comes first].")
     text_pair_column: str | None = Field(None, description="Second text column of --input, "
@@ -58,15 +61,8 @@ class PredictConfig(BaseModel):
 def run(cfg: PredictConfig, texts: list[str]) -> int:
     """Print one JSON line per text; return how many."""
     from ..bundle.archive import extract
-    from ..bundle.runtime.predict import BundleError, Predictor, read_texts
+    from ..bundle.runtime.predict import BundleError, Predictor, inputs_for
 
-    try:
-        texts = list(texts) + (read_texts(cfg.input, cfg.text_column, cfg.text_pair_column)
-                                  if cfg.input else [])
-    except BundleError as e:
-        raise DataError(f"--input {e}") from None
-    if not texts:
-        raise ConfigError("give texts to classify, or --input FILE")
     with tempfile.TemporaryDirectory(prefix="edgetransfer-bundle-") as tmp:
         if cfg.bundle.is_dir():
             folder, check = cfg.bundle, True
@@ -76,6 +72,16 @@ def run(cfg: PredictConfig, texts: list[str]) -> int:
             raise ModelError(f"--bundle {cfg.bundle}: no such file or folder")
         try:
             predictor = Predictor(folder, threads=cfg.threads, check=check)
+        except BundleError as e:
+            raise ModelError(str(e)) from None
+        try:
+            texts = inputs_for(predictor.kind, texts, cfg.input, cfg.text_column,
+                               cfg.text_pair_column)
+        except BundleError as e:
+            message = str(e)
+            raise (ConfigError(message) if message.startswith("give ") else
+                   DataError(f"--input {message}")) from None
+        try:
             n = 0
             for row in predictor.iter_predict(texts, cfg.top_k, cfg.batch_size):
                 click.echo(json.dumps(row))

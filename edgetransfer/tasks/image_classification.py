@@ -123,16 +123,18 @@ def prepare(td: TaskData, processor, opts):
         processor.size = {"height": side, "width": side}
     for sizes, where in td.checks:
         images.check_sizes(sizes, where, size_of(processor))
-    return td.splits, _NoTruncation()
+    h, w = size_of(processor)
+    return td.splits, _Resized({"height": h, "width": w})
 
 
-class _NoTruncation:
-    """(an image is resized, never cut: nothing to count; metrics.json records the size)"""
+class _Resized:
+    """What prepare did to the inputs, in text.Truncation's shape: images are resized, never
+    cut, so metrics.json records the input size under "image_size"."""
 
     kind = "image_size"
 
-    def __init__(self):
-        self.counts, self.longest = None, None
+    def __init__(self, size: dict):
+        self.counts, self.longest = size, None
 
 
 def rgb(image, where: str | None = None):

@@ -28,7 +28,8 @@ def layer_of(name: str) -> int | None:
 def block_linear_names(model) -> list[str]:
     """Short names of the Linear modules inside the blocks (LoRA candidates); a CNN without
     any: its pointwise (1x1, ungrouped) convolutions, which peft's LoRA adapts like Linear
-    layers. Depthwise convolutions (grouped) and neutral squeeze-excites are left out."""
+    layers. Depthwise convolutions are left out (peft takes a grouped convolution only at a
+    rank divisible by its groups, and cannot merge it), and so are neutral squeeze-excites."""
     import torch
 
     names, convs = set(), set()

@@ -170,6 +170,14 @@ def test_verify_and_the_torch_free_bundle(cli, tmp_path, image_teacher, image_in
     assert len(rows) == 20 and set(rows[0]) == {"image", "label", "score", "scores"}
     right = sum(r["label"] == Path(r["image"]).parent.name for r in rows)
     assert right / 20 == pytest.approx(v["candidates"][0]["metrics"]["accuracy"])
+    one = next((image_data / "test" / "square").iterdir())
+    code, printed = cli("predict", "--bundle", out.parent / "bundle.tar.gz", one,
+                        "--top-k", "1")
+    assert code == 0, printed
+    row = json.loads(printed.strip().splitlines()[-1])
+    assert row["image"] == str(one) and list(row["scores"]) == [row["label"]]
+    code, printed = cli("predict", "--bundle", out)
+    assert code == 2 and "give images to classify, or --input FILE" in printed
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     proc = subprocess.run([sys.executable, "-I", "predict.py", str(bad)], cwd=out,

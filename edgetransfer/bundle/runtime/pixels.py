@@ -85,10 +85,11 @@ def min_side(size: tuple[int, int]) -> int:
 
 
 def load_rgb(source, size: tuple[int, int] | None, where: str | None = None):
-    """Open, convert to RGB and check one image (path or bytes) for a model input of
-    `size` (height, width); None: no size check."""
+    """Open (unless `source` is an opened image), convert to RGB and check one image (path or
+    bytes) for a model input of `size` (height, width); None: no size check."""
     where = where or str(source)
-    image = to_rgb(open_image(source, where), where)
+    opened = source if hasattr(source, "mode") else open_image(source, where)
+    image = to_rgb(opened, where)
     if size is not None and min(image.size) < min_side(size):
         raise ImageProblem(
             f"{where}: {image.size[0]}x{image.size[1]} px is too small for this model's "

@@ -302,6 +302,22 @@ def _pixels():
     return module
 
 
+def inputs_for(kind: str, given: list, input_file=None, column: str | None = None,
+               pair_column: str | None = None) -> list:
+    """What to predict: the arguments, then --input's rows. An image bundle takes paths (a
+    folder: every image under it); a text bundle texts (and pairs, from a file)."""
+    if kind == "image":
+        found = [p for a in given for p in (read_images(a) if Path(a).is_dir() else [a])]
+        found += read_images(input_file, column) if input_file else []
+    else:
+        found = list(given) + (read_texts(input_file, column, pair_column) if input_file
+                               else [])
+    if not found:
+        raise BundleError(f"give {'images' if kind == 'image' else 'texts'} to classify, or "
+                          f"--input FILE")
+    return found
+
+
 def read_images(path, column: str | None = None) -> list[str]:
     """Image paths from --input: a folder (every image under it, sorted), a .txt (one path a
     line) or a .jsonl/.csv/.tsv with an image column; relative paths are the file's."""
@@ -527,16 +543,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     try:
         predictor = Predictor(args.bundle, threads=args.threads)
-        if predictor.kind == "image":  # paths: files, or folders of images
-            texts = [p for a in args.texts for p in (read_images(a) if Path(a).is_dir()
-                                                     else [a])]
-            texts += read_images(args.input, args.text_column) if args.input else []
-        else:
-            texts = list(args.texts) + (read_texts(args.input, args.text_column,
-                                                   args.text_pair_column) if args.input else [])
-        if not texts:
-            raise BundleError(f"give {'images' if predictor.kind == 'image' else 'texts'} to "
-                              f"classify, or --input FILE")
+        texts = inputs_for(predictor.kind, args.texts, args.input, args.text_column,
+                           args.text_pair_column)
         if args.benchmark:
             print(json.dumps(benchmark(predictor, texts, args.benchmark)), flush=True)
             return 0
