@@ -13,7 +13,7 @@ at batch 1 (one image a call, one thread, verify's interleaved rounds), the bund
 cold start and latency (package), and the bundle's own accuracy on the test PNG files read
 by its torch-free Predictor (Pillow + numpy + onnxruntime).
 
-Writes OUT/fashion_mnist.json and OUT/fashion_mnist.png (per-class accuracy) and a section
+Writes OUT/fashion_mnist.json, bench/fashion_mnist.png (per-class accuracy) and a section
 of bench/RESULTS.md (--render-only: again from the JSON). A re-run reuses every pipeline
 step whose inputs and settings are unchanged (--force re-runs them).
 """
@@ -131,7 +131,7 @@ def render(r: dict) -> str:
               f"{b.get('peak_rss_mb')} | {b['latency']['p50_ms']} / {b['latency']['p90_ms']} | "
               f"{ba['accuracy']:.4f} ({ba['images']:,} files) |", "",
               "Steps (wall s): " + ", ".join(f"{k} {v}" for k, v in r["run"]["steps"].items()),
-              "", "![per-class accuracy](results/fashion-mnist/fashion_mnist.png)", ""]
+              "", "![per-class accuracy](fashion_mnist.png)", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -177,7 +177,7 @@ def main() -> None:
             sys.exit(f"the recipe failed (exit {run['returncode']}); see the log above")
         r = figures(root, run, args.data)
         summary.write_text(json.dumps(r, indent=2), encoding="utf-8")
-    plot(r, args.out / "fashion_mnist.png")
+    plot(r, ROOT / "bench" / "fashion_mnist.png")  # beside RESULTS.md (results/ is not kept)
     write_section(ROOT / "bench/RESULTS.md", render(r), "fashion-mnist")
     print(render(r))
 

@@ -17,7 +17,7 @@ for validation), at --image-size 64, for --epochs 2, scored on all 10,000 test i
 - lora: LoRA adapters on the blocks' 1x1 convolutions (peft), classifier trained whole.
 
 A variant whose folder holds a finished run is reused (resumable); --force re-runs all.
-Writes OUT/image_transfer.json and OUT/image_transfer.png and a section of bench/RESULTS.md.
+Writes OUT/image_transfer.json, bench/image_transfer.png and a section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def render(r: dict) -> str:
         lines.append(f"| {v['name']} | {v['what']} | {v['trainable_parameters']:,} | "
                      f"{v['test_accuracy']:.4f} | {v['train_runtime_s']:.0f} | "
                      f"{v['train_samples_per_second']:.0f} |")
-    lines += ["", "![transfer](results/image-transfer/image_transfer.png)", ""]
+    lines += ["", "![transfer](image_transfer.png)", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -157,7 +157,7 @@ def main() -> None:
         for name in args.variants.split(","):
             r["variants"].append(run_variant(name, args, args.out))
             summary.write_text(json.dumps(r, indent=2), encoding="utf-8")
-    plot(r, args.out / "image_transfer.png")
+    plot(r, ROOT / "bench" / "image_transfer.png")  # beside RESULTS.md (results/ is not kept)
     write_section(ROOT / "bench/RESULTS.md", render(r), "image-transfer")
     print(render(r))
 
