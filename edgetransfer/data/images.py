@@ -14,13 +14,14 @@ import logging
 from pathlib import Path
 
 from ..bundle.runtime.pixels import (
+    IMAGE_COLUMNS,
     IMAGE_SUFFIXES,
-    MAX_UPSCALE,
     ImageProblem,
     list_images,
     load_rgb,
     min_side,
     open_image,
+    too_small,
 )
 from ..errors import DataError
 from .files import read_table
@@ -28,8 +29,9 @@ from .splits import pick_column, row_name
 
 log = logging.getLogger(__name__)
 
-# Image columns tried, in order, when the user names none (HF datasets' and common names)
-IMAGE_COLUMNS = ("image", "img", "image_path", "path", "file", "filename")
+# A data file is taken for image data by these columns alone: names a text table may carry
+# too (path, file) are tried when reading (IMAGE_COLUMNS), never used to guess the task
+CLAIMING_COLUMNS = IMAGE_COLUMNS[:3]
 # The columns an image folder yields (what the task is told of a folder)
 FOLDER_COLUMNS = ["image", "label"]
 
@@ -39,7 +41,7 @@ def is_folder(spec: str) -> bool:
 
 
 def has_images(columns: list[str]) -> bool:
-    return any(c in columns for c in IMAGE_COLUMNS)
+    return any(c in columns for c in CLAIMING_COLUMNS)
 
 
 def _classes(folder: Path) -> list[Path]:
@@ -76,10 +78,14 @@ def read_folder(folder: Path) -> tuple[list[str], list[str]]:
 def read_table_images(spec: str, image_column: str | None, label_column: str | None,
                       label_candidates, want_labels: bool = True):
     """(image sources: paths or bytes, labels or None, the image column) of a data file."""
+    from datasets import Image
+
     table = read_table(Path(spec))
     names = list(table.column_names)
     column = pick_column(names, image_column, IMAGE_COLUMNS, "image", spec, "--image-column")
-    base = Path(spec).parent
+    if isinstance(table.features[column], Image):  # a Parquet that datasets wrote
+        table = table.cast_column(column, Image(decode=False))
+    base = Path(spec).resolve().parent
     sources = []
     for i, value in enumerate(table[column]):
         if isinstance(value, dict):  # datasets' Image feature exported: {"bytes", "path"}
@@ -105,13 +111,18 @@ def read_table_images(spec: str, image_column: str | None, label_column: str | N
 
 
 def read(spec: str, *, image_column: str | None = None, label_column: str | None = None,
-         label_candidates=(), want_labels: bool = True, size: tuple[int, int] | None = None):
+         label_candidates=(), want_labels: bool = True):
     """One split: (datasets.Dataset with "image" (and "label" as read), where each row came
     from: a path, or the table's row, each image's (width, height)). Every image is opened
     and checked once."""
     from datasets import Dataset, Image
 
     path = Path(spec)
+    if not path.exists():
+        raise DataError(f"{spec}: no such folder or file; image data is a local folder of class "
+                        f"folders or a CSV/JSONL/Parquet listing images (a hub dataset: save it "
+                        f"with datasets' Dataset.to_parquet first)")
+    path = path.resolve()  # (absolute paths: they are handed on to other processes)
     if path.is_dir():
         if want_labels:
             sources, labels = read_folder(path)
@@ -127,13 +138,13 @@ def read(spec: str, *, image_column: str | None = None, label_column: str | None
         sources, labels, _ = read_table_images(spec, image_column, label_column,
                                                label_candidates, want_labels)
         where = [s if isinstance(s, str) else row_name(spec, i) for i, s in enumerate(sources)]
-    sizes = check(sources, where, size)
+    sizes = check(sources, where)
     columns = {"image": sources} | ({"label": labels} if labels is not None else {})
     ds = Dataset.from_dict(columns).cast_column("image", Image())
     return ds, where, sizes
 
 
-def check(sources: list, where: list[str], size: tuple[int, int] | None) -> list:
+def check(sources: list, where: list[str]) -> list:
     """Open every image once; the first unusable one is named (with the count of such).
     Returns each image's (width, height)."""
     import time
@@ -145,7 +156,7 @@ def check(sources: list, where: list[str], size: tuple[int, int] | None) -> list
         try:
             image = open_image(source, name)
             modes[image.mode] += 1
-            sizes.append(load_rgb(image, size, name).size)
+            sizes.append(load_rgb(image, None, name).size)
         except ImageProblem as e:
             first, bad = first or str(e), bad + 1
     if first:
@@ -166,11 +177,7 @@ MODE_NAMES = {"L": "grey", "P": "palette", "RGBA": "RGBA (alpha dropped)", "LA":
 
 def check_sizes(sizes: list, where: list[str], size: tuple[int, int]) -> None:
     """Refuse images too small for a model input of `size` (height, width), naming the first."""
-    least = min_side(size)
-    small = [i for i, s in enumerate(sizes) if min(s) < least]
+    small = [i for i, s in enumerate(sizes) if min(s) < min_side(size)]
     if small:
-        w, h = sizes[small[0]]
-        raise DataError(f"{where[small[0]]}: {w}x{h} px is too small for this model's "
-                        f"{size[1]}x{size[0]} input (at least {least} px a side, at most "
-                        f"{MAX_UPSCALE}x enlargement); use larger images or a smaller "
-                        f"--image-size ({len(small)} such image(s) in all)")
+        raise DataError(too_small(sizes[small[0]], size, where[small[0]])
+                        + (f" ({len(small)} such images in all)" if len(small) > 1 else ""))

@@ -144,7 +144,8 @@ def from_teacher_blocks(teacher, keep: list[int]):
                           f"the width and stride")
     if any(math.ceil(config.depth_coefficient * n) != n for n in config.num_block_repeats):
         raise ConfigError("--student-layers: the teacher's depth_coefficient rounds its block "
-                          "counts; give --student as a model folder instead")
+                          "counts, so its blocks cannot be cut by stage; distil a teacher "
+                          "whose depth_coefficient is 1 (as Lite0's)")
     student = copy.deepcopy(teacher)
     old = efficientnet_lite.blocks(student)
     student.efficientnet.encoder.blocks = torch.nn.ModuleList([old[i] for i in keep])

@@ -104,8 +104,6 @@ def run(cfg: ExportConfig) -> Path:
     started = time.perf_counter()
     if cfg.quantize == "auto" and not cfg.eval_data:
         raise ConfigError("--quantize auto needs --eval-data to measure accuracy on")
-    if cfg.quantize == "int8-static" and not cfg.calibration_data:
-        raise ConfigError("--quantize int8-static needs --calibration-data")
     onnx_export.check_opset(cfg.opset)
     bb = backbones.resolve(cfg.model, cfg.allow_pickle)
     if not bb.local:
@@ -116,14 +114,19 @@ def run(cfg: ExportConfig) -> Path:
     mode = task.quantize_modes[0] if cfg.quantize == "int8" else cfg.quantize
     if mode not in ("none", "auto", *task.quantize_modes):
         raise ConfigError(f"--quantize {mode}: not for {task.name} models; use "
-                          f"{' or '.join(task.quantize_modes)} (see README \"Tasks\")")
-    if mode == "int8-static" and not cfg.calibration_data:
-        raise ConfigError(f"--quantize {cfg.quantize} ({mode} for {task.name}) needs "
-                          f"--calibration-data")
+                          f"{', '.join(task.quantize_modes)}, none or auto (see README "
+                          f"\"Tasks\")")
+    static_only = "int8-dynamic" not in task.quantize_modes
+    if not cfg.calibration_data and (mode == "int8-static" or mode == "auto" and static_only):
+        raise ConfigError(f"--quantize {cfg.quantize}" + (f" ({mode} for {task.name})" if
+                          mode != cfg.quantize else f" for {task.name} (its int8 is static)"
+                          if mode == "auto" else "") + " needs --calibration-data")
     cfg = cfg.model_copy(update={"quantize": mode})
     labels = bb.label_names
     evals = task.read_eval(cfg.eval_data, labels, cfg) if cfg.eval_data else None
-    calib = task.read_eval(cfg.calibration_data, None, cfg) if cfg.calibration_data else None
+    calibrates = mode in ("int8-static", "auto")  # (read only where it is used)
+    calib = (task.read_eval(cfg.calibration_data, None, cfg) if cfg.calibration_data
+             and calibrates else None)
     if calib is not None and len(calib) > cfg.calibration_samples:
         # a seeded sample of the whole file: its first rows may all be one class (an image
         # folder is read class by class)

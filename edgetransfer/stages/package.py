@@ -135,11 +135,8 @@ def run(cfg: PackageConfig) -> Path:
     # recipe's eval file of any task times real inputs; a tagger's rows carry their words
     # joined as "text")
     scratch = None
-    if kind == "image":  # image files: the data's own, else the probe images written out
-        import tempfile
-
-        scratch = Path(tempfile.mkdtemp(prefix="edgetransfer-images-"))
-        texts = _image_files(cfg, task, scratch)
+    if kind == "image":  # image files: read below, once the output folder is claimed
+        texts = []
     elif (cfg.latency_data is not None and cfg.latency_data.suffix.lower() == ".txt"
             and not task.claims_data(conll.columns_of(cfg.latency_data) or [])):
         # a .txt is CoNLL columns for a task that reads words, else one text a line (as the
@@ -163,6 +160,11 @@ def run(cfg: PackageConfig) -> Path:
     out.prepare()
     partial = archive.with_name(f".{archive.name}.partial")
     try:
+        if kind == "image":  # the data's own files, else the probe images written out
+            import tempfile
+
+            scratch = Path(tempfile.mkdtemp(prefix="edgetransfer-images-"))
+            texts = _image_files(cfg, task, scratch)
         manifest = _write_bundle(out.work, cfg, task, config, labels, export_record,
                                  verification, pins, notes, texts[0])
         if cfg.measure:

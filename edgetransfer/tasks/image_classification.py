@@ -43,11 +43,16 @@ def _encode_labels(ds, spec: str, where: list[str], names: list[str], fixed: boo
     if images.is_folder(spec):
         unknown = sorted({v for v in raw if v not in names})
         if unknown:
-            hint = ("the model's classes are" if trained or fixed else "train's are")
             shown = names if len(names) <= 12 else names[:10] + [f"... ({len(names)} in all)"]
-            raise DataError(f"{spec}/{unknown[0]}: a class folder training never saw; {hint} "
-                            f"{shown}" + ("" if trained else "; pass --new-head to replace the "
-                                          "head" if fixed else "; add it to train or remove it"))
+            where = f"{spec}/{unknown[0]}"
+            if trained:
+                raise DataError(f"{where}: a class folder training never saw; the model's "
+                                f"classes are {shown}")
+            if fixed:
+                raise DataError(f"{where}: a class the checkpoint's head does not have (its "
+                                f"classes are {shown}); pass --new-head to replace the head")
+            raise DataError(f"{where}: a class folder train does not have (train's are "
+                            f"{shown}); add its images to train or remove it")
     ids = class_labels.encode(raw, spec, names, fixed_by_model=fixed, trained=trained)
     return ds.remove_columns("label").add_column("label", ids)
 
@@ -95,15 +100,20 @@ def read_unlabeled(spec: str, column, processor, max_length, data):
 
 
 def load_preprocessor(backbone, trust_remote_code: bool = False):
+    from pathlib import Path
+
     from transformers import AutoImageProcessor
 
+    if backbone.local and not (Path(backbone.source) / "preprocessor_config.json").exists():
+        raise ModelError(f"--model {backbone.name}: has no preprocessor_config.json (the image "
+                         f"processor: size and normalisation); copy in the one of the model "
+                         f"it came from")
     try:  # the slow (PIL + numpy) processor: its fast twin needs torchvision
         return AutoImageProcessor.from_pretrained(backbone.source, use_fast=False,
                                                   trust_remote_code=trust_remote_code)
-    except OSError:
-        raise ModelError(f"--model {backbone.name}: has no preprocessor_config.json (the image "
-                         f"processor: size and normalisation); copy in the one of the model "
-                         f"it came from") from None
+    except Exception as e:  # noqa: BLE001  (one line naming the folder)
+        raise ModelError(f"--model {backbone.name}: could not load its image processor: "
+                         f"{' '.join(str(e).split())[:200]}") from None
 
 
 def size_of(processor) -> tuple[int, int]:
@@ -148,16 +158,16 @@ def rgb(image, where: str | None = None):
 
 def encode(processor, rows: dict, max_length: int = 0) -> dict:
     """Images as the model's numpy input {"pixel_values": float32 [n, 3, h, w]}."""
-    from ..bundle.runtime.pixels import min_side
+    from ..bundle.runtime.pixels import too_small
 
     size = size_of(processor)
     batch = []
     for image in rows["image"]:
         name = getattr(image, "filename", "") or "an image"
         image = rgb(image, name)
-        if min(image.size) < min_side(size):
-            raise DataError(f"{name}: {image.size[0]}x{image.size[1]} px is too small for this "
-                            f"model's {size[1]}x{size[0]} input; use a larger image")
+        problem = too_small(image.size, size, name)
+        if problem:
+            raise DataError(problem)
         batch.append(image)
     return {"pixel_values": processor(batch, return_tensors="np")["pixel_values"]}
 
@@ -181,16 +191,17 @@ def collator(processor):
 
 
 def _probe_images() -> tuple[dict, ...]:
-    """Images of mixed sizes and modes (grey, palette, RGBA, RGB) for the parity gate."""
+    """Images of mixed sizes and modes (grey, palette, RGBA, RGB) for the parity gate; the
+    smallest side (75 px) is enough for inputs up to 600 px (pixels.MAX_UPSCALE)."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
     return tuple({"image": Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8),
                                            mode).convert(final)}
-                 for shape, mode, final in (((37, 53), "L", "L"), ((80, 96, 3), "RGB", "P"),
-                                            ((64, 64, 4), "RGBA", "RGBA"),
-                                            ((120, 90, 3), "RGB", "RGB")))
+                 for shape, mode, final in (((75, 106), "L", "L"), ((160, 192, 3), "RGB", "P"),
+                                            ((128, 128, 4), "RGBA", "RGBA"),
+                                            ((240, 180, 3), "RGB", "RGB")))
 
 
 TASK = register(Task(

@@ -81,3 +81,18 @@ def test_too_small_and_damaged_images_are_named(tmp_path):
         pixels.open_image(str(text))
     with pytest.raises(pixels.ImageProblem, match=r"gone.png: no such file"):
         pixels.open_image(str(tmp_path / "gone.png"))
+
+
+def test_the_runtime_tries_the_readers_image_columns(tmp_path):
+    """predict.py --input on a table finds the image column the training reader would."""
+    import json
+
+    from edgetransfer.bundle.runtime.predict import BundleError, read_images
+
+    draw("circle", 0, 20).save(tmp_path / "a.png")
+    table = tmp_path / "list.jsonl"
+    table.write_text(json.dumps({"img": "a.png", "label": "x"}) + "\n")
+    assert read_images(table) == [str(tmp_path / "a.png")]
+    table.write_text(json.dumps({"picture": "a.png"}) + "\n")
+    with pytest.raises(BundleError, match="no image column \\(tried image, img, image_path"):
+        read_images(table)

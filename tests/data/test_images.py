@@ -122,3 +122,43 @@ def test_a_test_class_training_never_saw(cli, tmp_path, image_teacher, image_dat
     assert code == 2
     assert f"{test}/triangle: a class folder training never saw; the model's classes are " \
            f"['circle', 'square']" in err
+
+
+def test_a_parquet_that_datasets_wrote(tmp_path):
+    from datasets import Dataset, Image as ImageFeature
+
+    from edgetransfer.data import images
+
+    files = []
+    for i in range(3):
+        files.append(str(tmp_path / f"{i}.png"))
+        draw("square", i, 30).save(files[-1])
+    path = tmp_path / "hub.parquet"
+    Dataset.from_dict({"image": files, "label": ["a", "b", "a"]}).cast_column(
+        "image", ImageFeature()).to_parquet(str(path))
+    ds, _, sizes = images.read(str(path), label_candidates=("label",))
+    assert ds["label"] == ["a", "b", "a"] and sizes == [(30, 30)] * 3
+
+
+def test_exif_orientation_is_read_as_training_reads_it(tmp_path):
+    """A phone photo stored sideways with an EXIF orientation tag: datasets (training, verify)
+    and the bundle's pixels.py must turn it the same way."""
+    from datasets import Dataset, Image as ImageFeature
+
+    from edgetransfer.bundle.runtime import pixels
+
+    photo = Image.fromarray(np.arange(24 * 40 * 3, dtype=np.uint8).reshape(24, 40, 3))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    path = tmp_path / "phone.jpg"
+    photo.save(path, exif=exif.tobytes(), quality=95)
+    seen = Dataset.from_dict({"image": [str(path)]}).cast_column("image", ImageFeature())[0]
+    ours = pixels.load_rgb(str(path), None)
+    assert ours.size == seen["image"].size == (24, 40)
+    assert np.array_equal(np.asarray(ours), np.asarray(seen["image"].convert("RGB")))
+
+
+def test_image_data_must_be_local(cli, tmp_path, tiny_effnet):
+    code, err = cli("-q", "finetune", "--model", tiny_effnet, "--task", "image-classification",
+                    "--train", "beans", "--out", tmp_path / "out")
+    assert code == 2 and "beans: no such folder or file; image data is a local folder" in err

@@ -122,10 +122,14 @@ def test_dynamic_int8_is_refused_for_a_cnn(cli, tmp_path, image_teacher, image_d
     code, err = cli("export", "--model", image_teacher, "--quantize", "int8-dynamic",
                     "--out", tmp_path / "onnx")
     assert code == 2
-    assert "--quantize int8-dynamic: not for image-classification models; use int8-static " \
-           "or fp16" in err
+    assert "--quantize int8-dynamic: not for image-classification models; use int8-static, " \
+           "fp16, none or auto" in err
     code, err = cli("export", "--model", image_teacher, "--out", tmp_path / "onnx")
     assert code == 2 and "(int8-static for image-classification) needs --calibration-data" in err
+    code, err = cli("export", "--model", image_teacher, "--quantize", "auto", "--eval-data",
+                    image_data / "test", "--out", tmp_path / "onnx")
+    assert code == 2 and "auto for image-classification (its int8 is static) needs " \
+                         "--calibration-data" in err
     assert not (tmp_path / "onnx").exists()
 
 

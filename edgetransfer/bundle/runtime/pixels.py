@@ -14,6 +14,9 @@ import io
 import math
 from pathlib import Path
 
+# Image columns tried, in order, when none is named (datasets' and common names); the
+# bundle's predict.py and edgetransfer's readers both take them from here
+IMAGE_COLUMNS = ("image", "img", "image_path", "path", "file", "filename")
 # Files an image folder may hold (Pillow reads them all); anything else in a class folder is
 # named as an error, never skipped in silence.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -33,16 +36,23 @@ class ImageProblem(ValueError):
 
 def open_image(source, where: str | None = None):
     """A decoded Pillow image from a path or bytes (decoded now, so a truncated file fails
-    here, naming it, and not mid-training)."""
-    from PIL import Image, UnidentifiedImageError
+    here, naming it, and not mid-training), turned upright as its EXIF orientation says:
+    datasets' Image feature does the same when training reads it, so a phone photo is seen
+    the same way in training, in verify and on the device."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     where = where or str(source)
     try:
         image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray))
                            else source)
         image.load()
+        image = ImageOps.exif_transpose(image)
     except FileNotFoundError:
         raise ImageProblem(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise ImageProblem(f"{where}: is a folder, not an image") from None
+    except PermissionError:
+        raise ImageProblem(f"{where}: cannot be read (permission denied)") from None
     except UnidentifiedImageError:
         raise ImageProblem(f"{where}: not an image Pillow can read; remove it or convert it "
                            f"to PNG/JPEG") from None
@@ -84,17 +94,25 @@ def min_side(size: tuple[int, int]) -> int:
     return max(1, math.ceil(max(size) / MAX_UPSCALE))
 
 
+def too_small(image_size: tuple[int, int], size: tuple[int, int], where: str) -> str | None:
+    """Why an image of `image_size` (width, height) is refused for a model input of `size`
+    (height, width), in one line naming it; None when it is large enough."""
+    if min(image_size) >= min_side(size):
+        return None
+    return (f"{where}: {image_size[0]}x{image_size[1]} px is too small for this model's "
+            f"{size[1]}x{size[0]} input (at least {min_side(size)} px a side, at most "
+            f"{MAX_UPSCALE}x enlargement); use a larger image")
+
+
 def load_rgb(source, size: tuple[int, int] | None, where: str | None = None):
     """Open (unless `source` is an opened image), convert to RGB and check one image (path or
     bytes) for a model input of `size` (height, width); None: no size check."""
     where = where or str(source)
     opened = source if hasattr(source, "mode") else open_image(source, where)
     image = to_rgb(opened, where)
-    if size is not None and min(image.size) < min_side(size):
-        raise ImageProblem(
-            f"{where}: {image.size[0]}x{image.size[1]} px is too small for this model's "
-            f"{size[1]}x{size[0]} input (at least {min_side(size)} px a side, at most "
-            f"{MAX_UPSCALE}x enlargement); use a larger image")
+    problem = too_small(image.size, size, where) if size is not None else None
+    if problem:
+        raise ImageProblem(problem)
     return image
 
 

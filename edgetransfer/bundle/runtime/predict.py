@@ -329,8 +329,20 @@ def read_images(path, column: str | None = None) -> list[str]:
         return found
     if path.suffix.lower() == ".txt":
         names = read_texts(path)
-    else:
-        names = read_texts(path, column or "image")
+    elif column:
+        names = read_texts(path, column)
+    else:  # the first of the image columns the file has
+        tried = _pixels().IMAGE_COLUMNS
+        for candidate in tried:
+            try:
+                names = read_texts(path, candidate)
+                break
+            except BundleError as e:
+                if "is missing or empty" not in str(e):
+                    raise
+        else:
+            raise BundleError(f"{path}: no image column (tried {', '.join(tried)}); name it "
+                              f"with --text-column")
     return [str(Path(n) if Path(n).is_absolute() else path.parent / n) for n in names]
 
 
