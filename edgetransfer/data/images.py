@@ -148,7 +148,6 @@ def check(sources: list, where: list[str]) -> list:
     """Open every image once; the first unusable one is named (with the count of such).
     Returns each image's (width, height)."""
     import time
-
     from collections import Counter
 
     started, first, bad, sizes, modes = time.perf_counter(), None, 0, [], Counter()

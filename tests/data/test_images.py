@@ -125,7 +125,8 @@ def test_a_test_class_training_never_saw(cli, tmp_path, image_teacher, image_dat
 
 
 def test_a_parquet_that_datasets_wrote(tmp_path):
-    from datasets import Dataset, Image as ImageFeature
+    from datasets import Dataset
+    from datasets import Image as ImageFeature
 
     from edgetransfer.data import images
 
@@ -143,7 +144,8 @@ def test_a_parquet_that_datasets_wrote(tmp_path):
 def test_exif_orientation_is_read_as_training_reads_it(tmp_path):
     """A phone photo stored sideways with an EXIF orientation tag: datasets (training, verify)
     and the bundle's pixels.py must turn it the same way."""
-    from datasets import Dataset, Image as ImageFeature
+    from datasets import Dataset
+    from datasets import Image as ImageFeature
 
     from edgetransfer.bundle.runtime import pixels
 
