@@ -16,7 +16,9 @@ for validation), at --image-size 64, for --epochs 2, scored on all 10,000 test i
 - head: frozen features, only the classifier trained (--method head);
 - partial: the stem and the lower 8 of 16 blocks frozen, BatchNorm included (--freeze-layers 8);
 - full: every weight trained;
-- lora: LoRA adapters on the blocks' 1x1 convolutions (peft), classifier trained whole.
+- lora: LoRA adapters on the blocks' 1x1 convolutions (peft), classifier trained whole;
+- full-bn0.1: full, with BatchNorm momentum 0.1 instead of Lite0's 0.01 (a copy of the
+  backbone folder with that one config field changed).
 
 A variant whose folder holds a finished run is reused (resumable); --force re-runs all.
 Writes OUT/image_transfer.json, bench/image_transfer.png and a section of bench/RESULTS.md.
@@ -47,6 +49,8 @@ VARIANTS = {
                                                          "--freeze-layers", "8"]),
     "full": ("pretrained, all weights", ["--method", "full", "--lr", "1e-3"]),
     "lora": ("pretrained, LoRA r=8 on 1x1 convs + head", ["--method", "lora", "--lr", "3e-3"]),
+    "full-bn0.1": ("pretrained, all weights, BatchNorm momentum 0.1",
+                   ["--method", "full", "--lr", "1e-3"]),
 }
 
 
@@ -67,10 +71,28 @@ def scratch_checkpoint(folder: Path, momentum: float) -> Path:
     return folder
 
 
+def momentum_copy(folder: Path, momentum: float) -> Path:
+    """The built-in backbone folder with another BatchNorm momentum in its config.json."""
+    import shutil
+
+    from edgetransfer.modeling import efficientnet_lite
+
+    if not (folder / "config.json").exists():
+        shutil.copytree(efficientnet_lite.folder(), folder)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(config | {
+            "batch_norm_momentum": momentum}, indent=2))
+    return folder
+
+
 def run_variant(name: str, args, root: Path) -> dict:
     out = root / name
-    model = ("efficientnet-lite0" if not name.startswith("scratch") else
-             str(scratch_checkpoint(root / f"{name}-init", 0.01 if "bn0.01" in name else 0.1)))
+    if name.startswith("scratch"):
+        model = str(scratch_checkpoint(root / f"{name}-init", 0.01 if "bn0.01" in name else 0.1))
+    elif name == "full-bn0.1":
+        model = str(momentum_copy(root / "backbone-bn0.1", 0.1))
+    else:
+        model = "efficientnet-lite0"
     cmd = [sys.executable, "-m", "edgetransfer", "finetune", "--model", model, "--new-head",
            "--train", str(args.data / "train"), "--test", str(args.data / "test"),
            "--train-sample", str(args.train_sample), "--image-size", str(args.image_size),

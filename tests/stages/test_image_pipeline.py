@@ -82,12 +82,14 @@ def test_distill_cuts_blocks_and_transfers_feature_maps(cli, tmp_path, image_tea
     code, err = cli("-q", "distill", "--teacher", image_teacher, "--train", image_data / "train",
                     "--validation", image_data / "validation", "--test", image_data / "test",
                     "--student-layers", "7", "--hidden-weight", "0.5", "--epochs", "2",
-                    "--batch-size", "8", "--lr", "3e-3", "--out", out)
+                    "--batch-size", "8", "--lr", "3e-3", "--unlabeled", image_data / "test",
+                    "--out", out)
     assert code == 0, err
     config = json.loads((out / "config.json").read_text())
     assert config["num_block_repeats"] == [1, 1, 1, 1, 1, 1, 1]
     settings = json.loads((out / "settings.json").read_text())
     assert settings["keep_layers"] == [0, 1, 3, 4, 6, 7, 8]
+    assert settings["transfer_rows"] == {"labelled": 48, "unlabelled": 20}
     assert settings["layer_mapping"][-1] == [7, 9]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["comparison"]["student"]["layers"] == 7
