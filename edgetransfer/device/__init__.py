@@ -1,0 +1,1 @@
+"""Running bundles where they will run: an emulated ARM CPU (and, next, a board over SSH)."""
