@@ -94,6 +94,11 @@ class VerifyConfig(TaskOption, ColumnOptions):
     update_baseline: Path | None = Field(None, description="Write this run's latencies as the "
                                          "new baseline file.")
     out: Path = Field(Path("verify.json"), description="Where to write every figure (JSON).")
+    junit: Path | None = Field(None, description="Also write the gates as JUnit XML (one test "
+                               "case per gate and model), for CI test reports.")
+    summary: Path | None = Field(None, description="Also write a Markdown summary (verdict, a "
+                                 "row per model, the failures), for a pull-request comment or "
+                                 "$GITHUB_STEP_SUMMARY.")
     seed: int = Field(0, description="Seed for the latency sample and the bootstrap.")
     allow_pickle: bool = Field(False, description="Allow pickle weights (weights-only load).")
 
@@ -220,6 +225,13 @@ def run(cfg: VerifyConfig) -> dict:
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(cfg.out, report)
     log.info("wrote %s", cfg.out)
+    from ..measure import ci_report
+
+    for path, render_as in ((cfg.junit, ci_report.junit), (cfg.summary, ci_report.markdown)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_as(report), encoding="utf-8")
+            log.info("wrote %s", path)
     return report
 
 

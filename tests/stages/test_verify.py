@@ -277,3 +277,44 @@ def test_int8_models_are_scored_one_text_at_a_time(cli, models, tmp_path):
         feeds = {k: v for k, v in tok(r["text"], return_tensors="np").items() if k in names}
         right += labels[str(int(session.run(None, feeds)[0].argmax()))] == r["label"]
     assert cand["metrics"]["accuracy"] == pytest.approx(right / len(rows))
+
+
+def test_junit_and_markdown_for_ci(cli, models, tmp_path):
+    """The CI forms of the report: JUnit XML (a case per gate and model) and a Markdown
+    summary, written when the gates pass and when one fails."""
+    from xml.etree import ElementTree as ET
+
+    base = tmp_path / "baseline.json"
+    code, text, _ = _verify(cli, models, tmp_path, "--candidate", models["onnx"], *FAST,
+                            "--update-baseline", base)
+    assert code == 0, text
+    faster = json.loads(base.read_text())
+    for by_batch in faster["models"].values():
+        for f in by_batch.values():
+            f["relative_p50"] /= 1000
+    (tmp_path / "faster.json").write_text(json.dumps(faster))
+    junit, summary = tmp_path / "ci" / "verify.xml", tmp_path / "ci" / "summary.md"
+    code, text, report = _verify(cli, models, tmp_path, "--candidate", models["onnx"], *FAST,
+                                 "--baseline", tmp_path / "faster.json", "--junit", junit,
+                                 "--summary", summary)
+    assert code == 6
+    root = ET.parse(junit).getroot()
+    suites = {s.get("name"): s for s in root}
+    assert set(suites) == {"verify.parity", "verify.accuracy", "verify.latency"}
+    assert suites["verify.parity"].get("failures") == "0"
+    latency = suites["verify.latency"]
+    names = [c.get("name") for c in latency]
+    assert {"onnx batch1", "onnx batch4", "reference batch1"} <= set(names)
+    failed = [c for c in latency if c.find("failure") is not None]
+    assert failed and all("more than the 10% allowed" in c.find("failure").get("message")
+                          for c in failed)
+    assert int(root.get("failures")) == len(failed) == len(report["failures"])
+    md = summary.read_text()
+    assert md.startswith("### edgetransfer verify: FAILED")
+    assert "| onnx | fp32 |" in md and "**latency** `onnx`" in md
+
+    code, text, _ = _verify(cli, models, tmp_path, "--candidate", models["onnx"], *FAST,
+                            "--junit", junit, "--summary", summary)
+    assert code == 0
+    assert ET.parse(junit).getroot().get("failures") == "0"
+    assert summary.read_text().startswith("### edgetransfer verify: passed")
