@@ -33,6 +33,7 @@ from ..artifacts import OutputFolder, sha256, versions, write_json, write_manife
 from ..bundle import inputs as bundle_inputs
 from ..convert.quantize import precision_of
 from ..data.labels import config_names
+from ..device import target_check as checks
 from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
 from ..options import result_settings
 
@@ -86,6 +87,18 @@ class PackageConfig(BaseModel):
     max_length: int | None = Field(None, ge=8, description="Token limit the runtime truncates "
                                    "to [default: the export's --max-length, the length its "
                                    "accuracy was measured at].")
+    target_python: Literal["3.10", "3.11", "3.12", "3.13"] | None = Field(
+        None, description="The device's Python: 3.11 Raspberry Pi OS / Debian bookworm, 3.13 "
+        "trixie, 3.12 Ubuntu 24.04, 3.10 Ubuntu 22.04; wheels are checked for it [default: "
+        "3.11 for linux-aarch64, this machine's for linux-x86_64].")
+    target_cpu: Literal["cortex-a53", "cortex-a55", "cortex-a72", "cortex-a76",
+                        "cortex-a78ae"] | None = Field(
+        None, description="The device's ARM core (Raspberry Pi 4: cortex-a72, Pi 5: "
+        "cortex-a76): whether int8 kernels suit it.")
+    check_target: bool = Field(True, description="Check, before writing, that every "
+                               "requirement has a wheel for the target and its Python, that "
+                               "the pinned onnxruntime runs every operator, and that int8 "
+                               "suits the CPU (a blocking finding exits 2).")
     threads: int = Field(1, ge=1, description="onnxruntime threads the runtime uses by default "
                          "and is measured with (1: one request at a time on a small device, "
                          "and stable figures).")
@@ -129,6 +142,12 @@ def run(cfg: PackageConfig) -> Path:
     verification = _verification(cfg, model_sha)
     pins, notes = _requirements(verification, bundle_inputs.PACKAGES[kind])
     notes += _target_notes(cfg.target, export_record)
+    try:
+        target_check = (checks.check(cfg.target, cfg.target_python, cfg.target_cpu, pins,
+                                     model / "model.onnx", _precision(export_record))
+                        if cfg.check_target else None)
+    except ModelError as e:
+        raise ModelError(f"{e}; nothing was written") from None
     for note in notes:
         log.warning("%s", note)
     # what the runtime takes: a text, or a (text, pair) tuple (the task's reader, so a
@@ -167,6 +186,9 @@ def run(cfg: PackageConfig) -> Path:
             texts = _image_files(cfg, task, scratch)
         manifest = _write_bundle(out.work, cfg, task, config, labels, export_record,
                                  verification, pins, notes, texts[0])
+        if target_check is not None:
+            manifest["target_check"] = target_check
+            write_json(out.work / "manifest.json", manifest)
         if cfg.measure:
             log.info("measuring the bundled runtime (%d cold starts, %d requests)",
                      cfg.cold_starts, cfg.latency_requests)

@@ -1,0 +1,81 @@
+"""Command `target`: check a bundle against a device before shipping it.
+
+Not a pipeline step (package runs the same checks when it builds a bundle; this command
+re-checks one already built, for another device or Python): every requirement has a wheel for
+the target platform and Python (with a glibc the system has), the pinned onnxruntime has a
+CPU kernel for every operator and loads the model, and int8 suits the CPU
+(edgetransfer/device/target_check.py). Prints the table; exit 2 on a blocking finding.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import click
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import ModelError
+
+# The command's --help (edgetransfer.cli makes the command from the registry).
+HELP = """Check a bundle against a device: wheels for its platform and Python, operators
+in the pinned onnxruntime, int8 on its CPU.
+
+\b
+Examples:
+  edgetransfer target --bundle models/demo/bundle --target linux-aarch64 \\
+      --target-python 3.13 --target-cpu cortex-a76
+  edgetransfer target --bundle models/demo/bundle.tar.gz --json
+
+Exit codes: 0 it will run (warnings are printed); 2 a blocking finding (no wheel, an operator
+without a kernel, a model onnxruntime refuses).
+"""
+
+
+class TargetConfig(BaseModel):
+    """Settings of `edgetransfer target`; each description is the CLI help."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bundle: Path = Field(description="A bundle: the .tar.gz `edgetransfer package` wrote, or "
+                         "its folder.")
+    target: Literal["linux-x86_64", "linux-aarch64"] | None = Field(
+        None, description="The device's platform [default: the bundle's manifest target].")
+    target_python: Literal["3.10", "3.11", "3.12", "3.13"] | None = Field(
+        None, description="The device's Python (3.11 Raspberry Pi OS bookworm, 3.13 trixie) "
+        "[default: 3.11 for linux-aarch64, this machine's for linux-x86_64].")
+    target_cpu: Literal["cortex-a53", "cortex-a55", "cortex-a72", "cortex-a76",
+                        "cortex-a78ae"] | None = Field(
+        None, description="The device's ARM core (Raspberry Pi 4: cortex-a72, Pi 5: "
+        "cortex-a76).")
+
+
+def run(cfg: TargetConfig, json: bool = False) -> dict:
+    import json as json_module
+
+    from ..bundle.archive import extract
+    from ..bundle.runtime.predict import BundleError, check_files
+    from ..device.target_check import check
+
+    with tempfile.TemporaryDirectory(prefix="edgetransfer-target-") as tmp:
+        if cfg.bundle.is_dir():
+            folder = cfg.bundle
+        elif cfg.bundle.is_file():
+            folder = extract(cfg.bundle, Path(tmp) / "bundle")
+        else:
+            raise ModelError(f"--bundle {cfg.bundle}: no such file or folder")
+        try:
+            manifest = check_files(folder)
+        except BundleError as e:
+            raise ModelError(str(e)) from None
+        pins = [line.strip() for line in (folder / "requirements.txt").read_text(
+            encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+        result = check(cfg.target or manifest.get("target", "linux-x86_64"),
+                              cfg.target_python, cfg.target_cpu, pins,
+                              folder / manifest["model"]["file"],
+                              manifest["model"].get("precision"))
+    click.echo(json_module.dumps(result, indent=2) if json else
+               f"{cfg.bundle}: runs on {result['target']}, Python {result['python']} "
+               f"({result['system']})" + (f", {result['cpu']}" if result["cpu"] else ""))
+    return result
