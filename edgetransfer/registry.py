@@ -96,6 +96,10 @@ register(Stage("package", "a bundle for the device: model, tokenizer, runtime (o
                                 "max_length"})))
 register(Stage("predict", "run a bundle on texts, as the device does", "PredictConfig",
                first=("bundle", "input"), step=False, argument="texts"))
+register(Stage("device", "measure a bundle on the device over SSH and gate it against that "
+               "device's baseline", "DeviceConfig",
+               first=("bundle", "device", "remote_python", "baseline", "update_baseline"),
+               step=False))
 register(Stage("target", "check a bundle against a device: wheels, operators, int8 on its CPU",
                "TargetConfig", first=("bundle", "target", "target_python", "target_cpu"),
                step=False, flags=(("json", "Print the findings as JSON."),)))

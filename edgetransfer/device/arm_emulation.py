@@ -151,3 +151,23 @@ def predict(bundle: Path, cpu: str, args: list[str], timeout: float = 600):
            str(bundle / "predict.py"), *args]
     return subprocess.run(cmd, cwd=bundle, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def python_wrapper(cpu: str, requirements: Path, folder: Path) -> Path:
+    """An executable in `folder` that behaves as an aarch64 `python` (the emulated `cpu`, the
+    requirements' wheels): what `edgetransfer device --remote-python` takes, so "an ARM board
+    over SSH" runs end to end on one x86 machine. `-I` is dropped (it would drop PYTHONPATH,
+    where the wheels are); `env -i` isolates instead."""
+    if cpu not in CPUS:
+        raise EnvironmentProblem(f"--cpu {cpu}: emulated CPUs are {', '.join(CPUS)}")
+    root, site = sysroot(), site_packages(requirements)
+    (root / "proc").mkdir(exist_ok=True)
+    (root / "proc/cpuinfo").write_text(cpuinfo(cpu))
+    path = folder / f"python-{cpu}"
+    path.write_text(
+        "#!/bin/bash\n# an aarch64 Python under qemu (edgetransfer.device.arm_emulation)\n"
+        'args=(); for a in "$@"; do [[ $a == -I ]] || args+=("$a"); done\n'
+        f"exec env -i QEMU_CPU={cpu} PYTHONPATH={site} PATH=/usr/bin:/bin LANG=C.UTF-8 "
+        f'{qemu()} -L {root} {root / "usr/bin" / PYTHON} "${{args[@]}}"\n')
+    path.chmod(0o755)
+    return path

@@ -1,0 +1,158 @@
+"""`edgetransfer device` against an sshd of the test's own on 127.0.0.1 (Debian's
+openssh-server, a throwaway key in a temp folder, killed at the end): the figures come back,
+the baseline gates them, the work folder is removed, and each failure is one line, exit 4."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SSHD = "/usr/sbin/sshd"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    if not Path(SSHD).exists() or shutil.which("ssh") is None or shutil.which("ssh-keygen") \
+            is None:
+        pytest.skip("openssh-server is not installed (apt-get install openssh-server; "
+                    ".ci/run installs it)")
+    root = tmp_path_factory.mktemp("sshd")
+    for name in ("host", "user", "stranger"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(root / name)], check=True)
+    (root / "authorized_keys").write_text((root / "user.pub").read_text())
+    os.chmod(root / "authorized_keys", 0o600)
+    port = _free_port()
+    config = root / "sshd_config"
+    config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host'}\n"
+                      f"AuthorizedKeysFile {root / 'authorized_keys'}\nPasswordAuthentication no\n"
+                      f"KbdInteractiveAuthentication no\nPidFile {root / 'sshd.pid'}\n"
+                      f"StrictModes no\nUsePAM no\nPermitRootLogin yes\n")
+    Path("/run/sshd").mkdir(exist_ok=True)
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
+    for _ in range(50):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.skip("the test's sshd did not start")
+    user = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True,
+                                                    text=True).stdout.strip()
+    ssh_config = root / "ssh_config"
+    ssh_config.write_text(f"Host testboard\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n"
+                          f"  IdentityFile {root / 'user'}\n  IdentitiesOnly yes\n"
+                          f"  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
+                          f"  LogLevel ERROR\n")
+    yield {"root": root, "port": port, "user": user, "config": ssh_config}
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def ssh_env(sshd, monkeypatch, tmp_path):
+    """ssh reads the test's config (as a user's ~/.ssh/config would be read): a wrapper
+    first on PATH adds -F."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "ssh"
+    wrapper.write_text(f"#!/bin/sh\nexec {shutil.which('ssh')} -F {sshd['config']} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return sshd
+
+
+def _work_folders() -> list[str]:
+    home = Path.home() / ".edgetransfer"
+    return sorted(p.name for p in home.iterdir()) if home.exists() else []
+
+
+def test_measured_on_the_device_and_gated(cli, built, ssh_env, tmp_path):
+    before = _work_folders()
+    base = tmp_path / "board.json"
+    code, out = cli("device", "--bundle", built.parent / "bundle.tar.gz", "--device",
+                    "ssh://testboard", "--remote-python", sys.executable, "--requests", "30",
+                    "--cold-starts", "2", "--update-baseline", base, "--out",
+                    tmp_path / "device.json")
+    assert code == 0, out
+    report = json.loads((tmp_path / "device.json").read_text())
+    assert report["device"] == "testboard" and report["host"]["machine"]
+    assert report["latency"]["requests"] == 30 and report["latency"]["p50_ms"] > 0
+    assert report["cold_start_s"] > 0 and report["peak_rss_mb"] > 0
+    assert _work_folders() == before  # the named work folder is gone
+    saved = json.loads(base.read_text())
+    assert saved["format"] == "edgetransfer-device-baseline/1"
+    assert saved["p50_ms"] == report["latency"]["p50_ms"]
+
+    faster = dict(saved, p50_ms=saved["p50_ms"] / 1000)  # a board 1000x faster before
+    (tmp_path / "faster.json").write_text(json.dumps(faster))
+    code, out = cli("device", "--bundle", built, "--device", "testboard", "--remote-python",
+                    sys.executable, "--requests", "20", "--cold-starts", "1", "--baseline",
+                    tmp_path / "faster.json", "--out", tmp_path / "device.json")
+    assert code == 6 and "latency gate failed" in out and "on testboard" in out
+
+
+@pytest.mark.parametrize("device, python, words", [
+    ("ssh://nobody-here@127.0.0.1:1", None, "unreachable"),
+    ("ssh://testboard", "/nonexistent/python3", "/nonexistent/python3: not found on the device"),
+])
+def test_device_failures_are_one_line_exit_4(cli, built, ssh_env, tmp_path, device, python,
+                                             words):
+    before = _work_folders()
+    args = ["device", "--bundle", built, "--device", device, "--out", tmp_path / "d.json"]
+    code, out = cli(*args, *(["--remote-python", python] if python else []))
+    assert code == 4, out
+    lines = [x for x in out.strip().splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in out
+    assert not (tmp_path / "d.json").exists() and _work_folders() == before
+
+
+def test_authentication_refused(cli, built, sshd, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stranger = sshd["config"].read_text().replace(str(sshd["root"] / "user"),
+                                                  str(sshd["root"] / "stranger"))
+    (tmp_path / "config").write_text(stranger)
+    (bin_dir / "ssh").write_text(f"#!/bin/sh\nexec {shutil.which('ssh')} -F "
+                                 f"{tmp_path / 'config'} \"$@\"\n")
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    code, out = cli("device", "--bundle", built, "--device", "testboard", "--out",
+                    tmp_path / "d.json")
+    assert code == 4 and "testboard: authentication refused" in out
+
+
+def test_an_arm_board_over_ssh(cli, built, ssh_env, tmp_path):
+    """The device's Python is the emulated aarch64 one (a Cortex-A76): an ARM board over SSH,
+    end to end on this machine."""
+    from edgetransfer.device import arm_emulation
+    from edgetransfer.errors import EnvironmentProblem
+
+    if shutil.which(arm_emulation.QEMU) is None:
+        pytest.skip("qemu-user-static is not installed")
+    try:
+        python = arm_emulation.python_wrapper("cortex-a76", built / "requirements.txt",
+                                              tmp_path)
+    except EnvironmentProblem as e:
+        pytest.skip(f"no arm64 Python here: {e}")
+    code, out = cli("device", "--bundle", built, "--device", "testboard", "--remote-python",
+                    python, "--requests", "10", "--cold-starts", "1", "--out",
+                    tmp_path / "device.json")
+    assert code == 0, out
+    report = json.loads((tmp_path / "device.json").read_text())
+    assert report["host"]["machine"] == "aarch64" and report["latency"]["p50_ms"] > 0
