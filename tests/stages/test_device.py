@@ -1,78 +1,37 @@
-"""`edgetransfer device` against an sshd of the test's own on 127.0.0.1 (Debian's
-openssh-server, a throwaway key in a temp folder, killed at the end): the figures come back,
-the baseline gates them, the work folder is removed, and each failure is one line, exit 4."""
+"""`edgetransfer device` against an sshd of the test's own on 127.0.0.1 (device/rehearsal.py:
+Debian's openssh-server, throwaway keys in a temp folder, killed at the end): the figures
+come back, the baseline gates them, the work folder is removed, each failure is one line,
+exit 4; and an ARM board over SSH, its Python the emulated aarch64 one."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-SSHD = "/usr/sbin/sshd"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
-    if not Path(SSHD).exists() or shutil.which("ssh") is None or shutil.which("ssh-keygen") \
-            is None:
-        pytest.skip("openssh-server is not installed (apt-get install openssh-server; "
-                    ".ci/run installs it)")
+    from edgetransfer.device import rehearsal
+
+    why = rehearsal.available()
+    if why:
+        pytest.skip(f"{why}; .ci/run installs it")
     root = tmp_path_factory.mktemp("sshd")
-    for name in ("host", "user", "stranger"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                        str(root / name)], check=True)
-    (root / "authorized_keys").write_text((root / "user.pub").read_text())
-    os.chmod(root / "authorized_keys", 0o600)
-    port = _free_port()
-    config = root / "sshd_config"
-    config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host'}\n"
-                      f"AuthorizedKeysFile {root / 'authorized_keys'}\nPasswordAuthentication no\n"
-                      f"KbdInteractiveAuthentication no\nPidFile {root / 'sshd.pid'}\n"
-                      f"StrictModes no\nUsePAM no\nPermitRootLogin yes\n")
-    Path("/run/sshd").mkdir(exist_ok=True)
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
-    for _ in range(50):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.skip("the test's sshd did not start")
-    user = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True,
-                                                    text=True).stdout.strip()
-    ssh_config = root / "ssh_config"
-    ssh_config.write_text(f"Host testboard\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n"
-                          f"  IdentityFile {root / 'user'}\n  IdentitiesOnly yes\n"
-                          f"  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
-                          f"  LogLevel ERROR\n")
-    yield {"root": root, "port": port, "user": user, "config": ssh_config}
-    proc.kill()
-    proc.wait(timeout=10)
+    with rehearsal.local_board(root) as config:
+        yield {"root": root, "config": config}
 
 
 @pytest.fixture()
 def ssh_env(sshd, monkeypatch, tmp_path):
-    """ssh reads the test's config (as a user's ~/.ssh/config would be read): a wrapper
-    first on PATH adds -F."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    wrapper = bin_dir / "ssh"
-    wrapper.write_text(f"#!/bin/sh\nexec {shutil.which('ssh')} -F {sshd['config']} \"$@\"\n")
-    wrapper.chmod(0o755)
+    """ssh reads the test's config (as a user's ~/.ssh/config would be read)."""
+    from edgetransfer.device import rehearsal
+
+    bin_dir = rehearsal.ssh_on_path(tmp_path / "bin", sshd["config"])
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     return sshd
 
@@ -123,14 +82,12 @@ def test_device_failures_are_one_line_exit_4(cli, built, ssh_env, tmp_path, devi
 
 
 def test_authentication_refused(cli, built, sshd, tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    stranger = sshd["config"].read_text().replace(str(sshd["root"] / "user"),
-                                                  str(sshd["root"] / "stranger"))
-    (tmp_path / "config").write_text(stranger)
-    (bin_dir / "ssh").write_text(f"#!/bin/sh\nexec {shutil.which('ssh')} -F "
-                                 f"{tmp_path / 'config'} \"$@\"\n")
-    (bin_dir / "ssh").chmod(0o755)
+    from edgetransfer.device import rehearsal
+
+    stranger = tmp_path / "config"
+    stranger.write_text(sshd["config"].read_text().replace(
+        f"IdentityFile {sshd['root'] / 'user'}", f"IdentityFile {sshd['root'] / 'stranger'}"))
+    bin_dir = rehearsal.ssh_on_path(tmp_path / "bin", stranger)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     code, out = cli("device", "--bundle", built, "--device", "testboard", "--out",
                     tmp_path / "d.json")
