@@ -93,7 +93,7 @@ def run(cfg: DeviceConfig) -> dict:
             raise ModelError(str(e)) from None
         spec = json.loads((folder / "input_spec.json").read_text(encoding="utf-8"))
         kind = (spec.get("task") or {}).get("inputs", "text")
-        task = tasks.get(manifest.get("task") or "text-classification")
+        task = tasks.get(manifest.get("task") or tasks.DEFAULT)  # (format-1 bundles)
         if kind != "text":  # (its image files would have to travel with it)
             raise ConfigError(f"--bundle {cfg.bundle}: {kind} bundles are not measured over "
                               f"SSH yet; a text bundle is")
