@@ -121,3 +121,18 @@ def _root(archive: Path, dest: Path, names: set[str]) -> Path:
 
 def _refuse(archive: Path, why: str):
     raise ModelError(f"--bundle {archive}: refused: {why}")
+
+
+def open_bundle(bundle: Path, scratch: Path) -> tuple[Path, dict]:
+    """A bundle given as its folder or its archive (unpacked into `scratch` by `extract`),
+    every file checked against its manifest: (the folder, the manifest)."""
+    if bundle.is_dir():
+        folder = bundle
+    elif bundle.is_file():
+        folder = extract(bundle, scratch / "bundle")
+    else:
+        raise ModelError(f"--bundle {bundle}: no such file or folder")
+    try:
+        return folder, check_files(folder)
+    except BundleError as e:
+        raise ModelError(str(e)) from None

@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import ConfigError, DataError, LatencyRegression, ModelError
+from ..errors import ConfigError, DataError, LatencyRegression
 
 # The command's --help (edgetransfer.cli makes the command from the registry).
 HELP = """Measure a bundle on a device over SSH (cold start, peak RSS, p50/p90/p99), and
@@ -72,8 +72,8 @@ class DeviceConfig(BaseModel):
 
 def run(cfg: DeviceConfig) -> dict:
     from .. import tasks
-    from ..bundle.archive import extract
-    from ..bundle.runtime.predict import BundleError, check_files, inputs_for
+    from ..bundle.archive import open_bundle
+    from ..bundle.runtime.predict import BundleError, inputs_for
     from ..device import ssh
     from ..measure import baseline as baselines
 
@@ -81,16 +81,7 @@ def run(cfg: DeviceConfig) -> dict:
     threshold = baselines.parse_threshold(cfg.max_latency_regression)
     base = _read_baseline(cfg.baseline) if cfg.baseline else None
     with tempfile.TemporaryDirectory(prefix="edgetransfer-device-") as tmp:
-        if cfg.bundle.is_dir():
-            folder = cfg.bundle
-        elif cfg.bundle.is_file():
-            folder = extract(cfg.bundle, Path(tmp) / "bundle")
-        else:
-            raise ModelError(f"--bundle {cfg.bundle}: no such file or folder")
-        try:
-            manifest = check_files(folder)
-        except BundleError as e:
-            raise ModelError(str(e)) from None
+        folder, manifest = open_bundle(cfg.bundle, Path(tmp))
         spec = json.loads((folder / "input_spec.json").read_text(encoding="utf-8"))
         kind = (spec.get("task") or {}).get("inputs", "text")
         task = tasks.get(manifest.get("task") or tasks.DEFAULT)  # (format-1 bundles)

@@ -16,8 +16,6 @@ from typing import Literal
 import click
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import ModelError
-
 # The command's --help (edgetransfer.cli makes the command from the registry).
 HELP = """Check a bundle against a device: wheels for its platform and Python, operators
 in the pinned onnxruntime, int8 on its CPU.
@@ -54,21 +52,11 @@ class TargetConfig(BaseModel):
 def run(cfg: TargetConfig, json: bool = False) -> dict:
     import json as json_module
 
-    from ..bundle.archive import extract
-    from ..bundle.runtime.predict import BundleError, check_files
+    from ..bundle.archive import open_bundle
     from ..device.target_check import check
 
     with tempfile.TemporaryDirectory(prefix="edgetransfer-target-") as tmp:
-        if cfg.bundle.is_dir():
-            folder = cfg.bundle
-        elif cfg.bundle.is_file():
-            folder = extract(cfg.bundle, Path(tmp) / "bundle")
-        else:
-            raise ModelError(f"--bundle {cfg.bundle}: no such file or folder")
-        try:
-            manifest = check_files(folder)
-        except BundleError as e:
-            raise ModelError(str(e)) from None
+        folder, manifest = open_bundle(cfg.bundle, Path(tmp))
         pins = [line.strip() for line in (folder / "requirements.txt").read_text(
             encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
         result = check(cfg.target or manifest.get("target", "linux-x86_64"),
