@@ -91,6 +91,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/sst2")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/arm-emulation")
+    ap.add_argument("--sst2-root", type=Path, default=ROOT / "models/sst2",
+                    help="The SST-2 pipeline's output folder (bench/run_all.py writes one "
+                    "under bench/results/pipeline).")
     ap.add_argument("--render-only", action="store_true")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -98,8 +101,8 @@ def main() -> None:
     if args.render_only:
         r = _json(summary)
     else:
-        bundles = {"sst2 int8": (ROOT / "models/sst2/bundle", "sst2"),
-                   "sst2 fp32": (fp32_twin(ROOT / "models/sst2"), "sst2"),
+        bundles = {"sst2 int8": (args.sst2_root / "bundle", "sst2"),
+                   "sst2 fp32": (fp32_twin(args.sst2_root), "sst2"),
                    "quickstart int8": (ROOT / "models/quickstart/bundle", "intents"),
                    "fashion-mnist int8": (ROOT / "models/bench-fashion-mnist/bundle", "fashion"),
                    "fashion-mnist fp32": (fp32_twin(ROOT / "models/bench-fashion-mnist"),
