@@ -89,12 +89,13 @@ register(Stage("verify", "accuracy, output parity and latency against a referenc
                wired=COLUMNS | {"task", "reference", "candidate", "data", "max_length",
                                 "out", "allow_pickle"},
                entry="main", flags=(("json", "Print only the JSON report on stdout."),)))
-register(Stage("package", "a bundle for the device: model, tokenizer, runtime (onnxruntime "
-               "only)", "PackageConfig",
+register(Stage("package", "a bundle for the device: model, tokenizer or image reader, runtime "
+               "(onnxruntime, no torch), checked against the target", "PackageConfig",
                first=("model", "verify_report", "target", "out"),
                wired=frozenset({"model", "out", "verify_report", "overwrite", "latency_data",
                                 "max_length"})))
-register(Stage("predict", "run a bundle on texts, as the device does", "PredictConfig",
+register(Stage("predict", "run a bundle on texts or images, as the device does",
+               "PredictConfig",
                first=("bundle", "input"), step=False, argument="texts"))
 register(Stage("device", "measure a bundle on the device over SSH and gate it against that "
                "device's baseline", "DeviceConfig",
