@@ -289,10 +289,9 @@ def load_model(
         config = AutoConfig.from_pretrained(backbone.source, trust_remote_code=trust_remote_code,
                                             **head)
         model = auto.from_config(config, trust_remote_code=trust_remote_code, **extra)
-        if config.model_type == "efficientnet":
-            from . import efficientnet_lite
+        from . import architectures
 
-            efficientnet_lite.initialise(model)
+        architectures.initialise(model)
         log.info("built %s from its config alone: all weights random", backbone.name)
         return model, ["*"]
     try:

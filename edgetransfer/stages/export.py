@@ -238,9 +238,9 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
     tmp.mkdir()
     log.info("exporting %s to ONNX (opset %d, optimum task %s)", cfg.model, cfg.opset,
              task.optimum_task)
-    from ..modeling import efficientnet_lite
+    from ..modeling import architectures
 
-    form = efficientnet_lite.export_form(job.reference)
+    form = architectures.export_form(job.reference)
     raw = onnx_export.export(Path(bb.source), work, cfg.opset, task.optimum_task,
                              model=form if form is not job.reference else None)
     shutil.move(raw, tmp / "exported.onnx")

@@ -11,7 +11,7 @@ import logging
 import re
 
 from ..errors import CheckFailed, ConfigError
-from ..modeling import heads
+from ..modeling import architectures, heads
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +43,6 @@ def block_linear_names(model) -> list[str]:
               and module.kernel_size == (1, 1) and ".squeeze_excite." not in f".{full}."):
             convs.add(full.split(".")[-1])
     return sorted(names or convs)
-
-
-def layer_count(model) -> int | None:
-    """The model's repeated blocks: transformer layers, or a CNN's blocks (EfficientNet's
-    config counts four "hidden layers" per block)."""
-    config = model.config
-    if getattr(config, "model_type", None) == "efficientnet":
-        from ..modeling import efficientnet_lite
-
-        return len(efficientnet_lite.blocks(model))
-    return getattr(config, "num_hidden_layers", None)
 
 
 def keep_batchnorm_frozen(model) -> int:
@@ -103,7 +92,7 @@ def freeze_lower(model, n_layers: int) -> None:
     """Freeze the embeddings and the lowest `n_layers` blocks."""
     if n_layers <= 0:
         return
-    total = layer_count(model)
+    total = architectures.layer_count(model)
     if total is not None and n_layers > total:
         raise ConfigError(f"--freeze-layers {n_layers}: the model has only {total} layers")
     frozen = 0
@@ -123,9 +112,7 @@ def apply(model, method: str, new_modules: list[str], *, peft_task_type: str,
     """Return the model to train, with only the chosen parameters trainable."""
     if method not in METHODS:
         raise ConfigError(f"--method {method}: use one of {', '.join(METHODS)}")
-    from ..modeling import efficientnet_lite
-
-    efficientnet_lite.freeze_neutral(model)
+    architectures.keep_fixed(model)
     if method == "head":
         if freeze_layers:
             raise ConfigError("--freeze-layers has no effect with --method head (all is frozen)")
@@ -163,7 +150,7 @@ def _lora(model, new_modules, peft_task_type, freeze_layers, r, alpha, dropout, 
         targets = candidates
     if not targets:
         raise ConfigError("--method lora: found no Linear modules in the model's blocks")
-    total = layer_count(model)
+    total = architectures.layer_count(model)
     layers = list(range(freeze_layers, total)) if freeze_layers and total else None
     # new modules (the head) are trained whole and saved with the adapter
     to_save = sorted({m.split(".")[-1] if m.split(".")[-1] in heads.OUTPUT_MODULES
