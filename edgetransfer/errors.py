@@ -13,6 +13,7 @@ EXIT_CHECK_FAILED = 3  # a quality gate failed: merge check, output parity
 EXIT_ENVIRONMENT = 4  # the machine lacks what was asked for: a device, a package, the network
 EXIT_ACCURACY = 5  # verify: a candidate lost more task accuracy than allowed
 EXIT_LATENCY = 6  # verify: latency regressed against the stored baseline
+EXIT_BUDGET = 7  # search: no candidate met the budget (the report says which constraint)
 EXIT_INTERRUPTED = 130  # Ctrl-C; a resumable run can be continued with --resume
 
 
@@ -84,6 +85,12 @@ class LatencyRegression(CheckFailed):
     """verify: a model became slower than the baseline allows."""
 
     exit_code = EXIT_LATENCY
+
+
+class BudgetMissed(CheckFailed):
+    """search: no candidate met every constraint of the budget; the report is written."""
+
+    exit_code = EXIT_BUDGET
 
 
 class TrainingDiverged(CheckFailed):

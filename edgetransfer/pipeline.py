@@ -66,25 +66,37 @@ class Wiring:
             max_length=d.max_length, image_size=d.image_size, overwrite=True)
 
 
-def plan(recipe, recipe_file: Path, root: Path) -> list[Planned]:
-    """Every step the recipe asks for, with its wired config (nothing runs): each registered
-    pipeline step the recipe has a section for, planned by its stage's `plan()`."""
+def wiring(recipe, recipe_file: Path, root: Path) -> Wiring:
+    """What the stages' `plan()` read: the recipe, its data files resolved, the model."""
     d = recipe.data
     files = {k: recipes.data_path(recipe, recipe_file, getattr(d, k))
              for k in ("train", "validation", "test", "eval", "unlabeled")}
     files["eval"] = files["eval"] or files["test"] or files["validation"]
-    w = Wiring(recipe, Path(recipe_file), root, files, _model_spec(recipe, recipe_file))
+    return Wiring(recipe, Path(recipe_file), root, files, _model_spec(recipe, recipe_file))
+
+
+def plan(recipe, recipe_file: Path, root: Path, w: Wiring | None = None) -> list[Planned]:
+    """Every step the recipe asks for, with its wired config (nothing runs): each registered
+    pipeline step the recipe has a section for, planned by its stage's `plan()`."""
+    w = w or wiring(recipe, recipe_file, root)
     steps: list[Planned] = []
     for stage in registry.steps():
         section = getattr(recipe, stage.name)
-        if section is None:
-            continue
-        config = stage.config_class()
-        for item in stage.load().plan(section, w):
-            cfg = config(**item["config"])
-            steps.append(Planned(stage.name, item["label"], cfg, _existing(item["inputs"]),
-                                 folder=Path(item.get("folder") or cfg.out)))
+        if section is not None:
+            steps += planned(stage.name, section, w)
     return steps
+
+
+def planned(step: str, section, w: Wiring) -> list[Planned]:
+    """One stage's steps for a recipe section (or a section made by a caller: search)."""
+    stage = registry.get(step)
+    config = stage.config_class()
+    out = []
+    for item in stage.load().plan(section, w):
+        cfg = config(**item["config"])
+        out.append(Planned(stage.name, item["label"], cfg, _existing(item["inputs"]),
+                           folder=Path(item.get("folder") or cfg.out)))
+    return out
 
 
 def _model_spec(recipe, recipe_file: Path) -> str:
@@ -144,40 +156,14 @@ def run(recipe_file: Path, overrides: list[str] = (), *, from_step: str | None =
                           f"{', '.join(dict.fromkeys(p.step for p in steps))})")
     root.mkdir(parents=True, exist_ok=True)
     _save_resolved(recipe, recipe_file, overrides, root)
-    state = _load_state(root)
-    forced = force
     failure = None
+    forced = force
     for i, p in enumerate(steps, 1):
         forced = forced or p.step == from_step
-        out = p.folder
-        p.key = step_key(p)
-        done = state["steps"].get(p.label, {})
-        if (not forced and done.get("key") == p.key and done.get("status") == "done"
-                and (out / MANIFEST).exists()):
-            log.info("[%d/%d] %s: unchanged, reusing %s", i, len(steps), p.label, out)
-            continue
-        partial = out.parent / f".{out.name}.partial"
-        if hasattr(p.config, "resume"):
-            # an interrupted step resumes from its newest complete checkpoint
-            p.config = p.config.model_copy(update={"resume": partial.exists() and not forced})
-        log.info("[%d/%d] %s -> %s%s", i, len(steps), p.label, out,
-                 " (resuming)" if getattr(p.config, "resume", False) else "")
-        state["steps"][p.label] = {"step": p.step, "key": p.key, "status": "running",
-                                   "started": time.time()}
-        write_json(root / STATE, state)
-        started = time.perf_counter()
         try:
-            _run_step(p, recipe_file)
-            status = "done"
+            execute(p, root, recipe_file, forced=forced, counter=f"{i}/{len(steps)}")
         except CheckFailed as e:  # a gate: keep the evidence, report, then stop
-            status, failure = "failed", e
-        entry = state["steps"][p.label]
-        entry.update(status=status, wall_time_s=round(time.perf_counter() - started, 1),
-                     out=str(out))
-        write_json(root / STATE, state)
-        log.info("[%d/%d] %s: %s in %.0f s", i, len(steps), p.label, status,
-                 entry["wall_time_s"])
-        if failure is not None:
+            failure = e
             break
     from . import report
 
@@ -185,6 +171,45 @@ def run(recipe_file: Path, overrides: list[str] = (), *, from_step: str | None =
     if failure is not None:
         raise failure
     return root
+
+
+def execute(p: Planned, root: Path, recipe_file: Path, *, forced: bool = False,
+            counter: str = "") -> bool:
+    """Run one planned step unless root/pipeline.json records it done with the same key
+    (then False: reused). A failed gate is recorded, then raised."""
+    state = _load_state(root)
+    out = p.folder
+    p.key = step_key(p)
+    done = state["steps"].get(p.label, {})
+    if (not forced and done.get("key") == p.key and done.get("status") == "done"
+            and (out / MANIFEST).exists()):
+        log.info("[%s] %s: unchanged, reusing %s", counter, p.label, out)
+        return False
+    partial = out.parent / f".{out.name}.partial"
+    if hasattr(p.config, "resume"):
+        # an interrupted step resumes from its newest complete checkpoint
+        p.config = p.config.model_copy(update={"resume": partial.exists() and not forced})
+    log.info("[%s] %s -> %s%s", counter, p.label, out,
+             " (resuming)" if getattr(p.config, "resume", False) else "")
+    state["steps"][p.label] = {"step": p.step, "key": p.key, "status": "running",
+                               "started": time.time()}
+    write_json(root / STATE, state)
+    started = time.perf_counter()
+    failure = None
+    try:
+        _run_step(p, recipe_file)
+        status = "done"
+    except CheckFailed as e:
+        status, failure = "failed", e
+    state = _load_state(root)  # (re-read: a step may be long; keep what others wrote)
+    entry = state["steps"].setdefault(p.label, {"step": p.step, "key": p.key})
+    entry.update(status=status, wall_time_s=round(time.perf_counter() - started, 1),
+                 out=str(out))
+    write_json(root / STATE, state)
+    log.info("[%s] %s: %s in %.0f s", counter, p.label, status, entry["wall_time_s"])
+    if failure is not None:
+        raise failure
+    return True
 
 
 def _run_step(p: Planned, recipe_file: Path) -> None:

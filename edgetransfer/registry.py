@@ -104,3 +104,7 @@ register(Stage("device", "measure a bundle on the device over SSH and gate it ag
 register(Stage("target", "check a bundle against a device: wheels, operators, int8 on its CPU",
                "TargetConfig", first=("bundle", "target", "target_python", "target_cpu"),
                step=False, flags=(("json", "Print the findings as JSON."),)))
+register(Stage("search", "the smallest, fastest student within a budget: depth x quantization x "
+               "vocabulary pruning, Pareto front, best packaged", "SearchConfig",
+               first=("budget", "depths", "formats", "prune", "prefer"), step=False,
+               entry="main", argument="recipe"))

@@ -20,16 +20,70 @@ from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-MODES = ("none", "int8-dynamic", "int8-static", "fp16", "auto")
+MODES = ("none", "int8-dynamic", "int8-static", "int4", "fp16", "auto")
 
 
 def precision_of(mode: str | None) -> str | None:
     """The precision a --quantize mode gives: the one rule export, verify, runners and
-    package read (none -> fp32; fp16 -> fp16; every int8 mode -> int8)."""
+    package read (none -> fp32; fp16 -> fp16; every int8 mode -> int8; int4 -> int4)."""
     if mode is None:
         return None
     return {"none": "fp32", "fp16": "fp16"}.get(mode, "int8" if mode.startswith("int8")
                                                  else mode)
+
+
+# 4-bit weight-only blocks: 32 weights share one fp32 scale (5 bits a weight in all). 32 is
+# the finest block onnxruntime's CPU kernels take: the smallest error where a small model
+# has no weights to spare (128, its default, is tuned for LLMs' wide rows).
+INT4_BLOCK = 32
+# An embedding row (the hidden size, 384 for MiniLM) in blocks of 128: the table is most of a
+# small model's bytes and its rows go straight into a layer norm, which evens out the coarser
+# scale; 4.25 bits a weight instead of 5 (bench/RESULTS.md measures both).
+INT4_EMBEDDING_BLOCK = 128
+# MatMulNBits accuracy level 4: activations in int8 per block, the VNNI/dot-product kernels
+# (level 0-1 unpacks the weights to fp32 for each call: slower than int8 on these CPUs)
+INT4_ACCURACY_LEVEL = 4
+
+
+def int4(src: Path, dst: Path, op_types: tuple[str, ...] = ("MatMul", "Gather"),
+         exclude: list[str] | None = None) -> dict:
+    """4-bit weight-only blocks through onnxruntime's MatMulNBitsQuantizer: constant-weight
+    MatMuls -> MatMulNBits, embedding-table Gathers -> GatherBlockQuantized (rows quantized
+    along the hidden axis). Activations stay float; anything else is left as it is."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    model = onnx.load(str(src))
+    # one pass per op type: each has its block size (an embedding block no wider than the
+    # rows: a narrower model's rows would be padded to the block)
+    consts = {t.name: t.dims for t in model.graph.initializer}
+    widths = [consts[n.input[0]][-1] for n in model.graph.node
+              if n.op_type == "Gather" and n.input[0] in consts and len(consts[n.input[0]]) == 2]
+    row_block = min([INT4_EMBEDDING_BLOCK] + [1 << (w.bit_length() - 1) for w in widths])
+    for op, block in (("Gather", max(row_block, 16)), ("MatMul", INT4_BLOCK)):
+        if op not in op_types:
+            continue
+        config = DefaultWeightOnlyQuantConfig(
+            block_size=block, is_symmetric=True, accuracy_level=INT4_ACCURACY_LEVEL,
+            op_types_to_quantize=(op,), quant_axes=(("MatMul", 0), ("Gather", 1)))
+        import numpy as np
+
+        # (an all-zero block divides 0 by a 0 scale; onnxruntime then stores 0, as it should)
+        with _quiet_root_logger(), np.errstate(invalid="ignore", divide="ignore"):
+            quantizer = MatMulNBitsQuantizer(model, algo_config=config,
+                                             nodes_to_exclude=list(exclude or []))
+            quantizer.process()
+        model = quantizer.model.model
+    onnx.save(model, str(dst))
+    done = [n.op_type for n in model.graph.node]
+    return {"bits": 4, "block_size": {"MatMul": INT4_BLOCK, "Gather": max(row_block, 16)},
+            "symmetric": True,
+            "accuracy_level": INT4_ACCURACY_LEVEL, "op_types": list(op_types),
+            "MatMulNBits": done.count("MatMulNBits"),
+            "GatherBlockQuantized": done.count("GatherBlockQuantized")}
 CALIBRATION = ("minmax", "entropy", "percentile")
 
 
@@ -87,7 +141,8 @@ def target(name: str) -> Target:
 
 
 def dynamic(src: Path, dst: Path, tgt: Target, per_channel: bool | None = None,
-            exclude: list[str] | None = None) -> dict:
+            exclude: list[str] | None = None, op_types: list[str] | None = None) -> dict:
+    """`op_types`: quantize only these (None: every op the dynamic quantizer knows)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -95,10 +150,13 @@ def dynamic(src: Path, dst: Path, tgt: Target, per_channel: bool | None = None,
                 "per_channel": tgt.per_channel if per_channel is None else per_channel,
                 "reduce_range": tgt.reduce_range, "weight_type": "QInt8",
                 "nodes_excluded": list(exclude or [])}
+    if op_types:
+        settings["op_types"] = list(op_types)
     with _quiet_root_logger():
         quantize_dynamic(
             str(src), str(dst), weight_type=QuantType.QInt8, per_channel=settings["per_channel"],
             reduce_range=tgt.reduce_range, nodes_to_exclude=exclude or None,
+            op_types_to_quantize=op_types or None,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     return settings

@@ -20,11 +20,15 @@ FUSION_TYPES = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "elect
                 "albert": "bert"}
 
 
-def fuse(src: Path, dst: Path, config) -> dict:
+def fuse(src: Path, dst: Path, config, *, attention: bool = True,
+         embeddings: bool = True) -> dict:
     """Fuse attention, layer norm and GELU with onnxruntime's transformer optimizer.
 
     Returns the fused-operator counts. Models of a type the optimizer does not know are
     copied unfused (onnxruntime still applies its generic fusions when it loads them).
+    `attention=False` keeps Q/K/V as MatMuls and `embeddings=False` keeps the embedding
+    Gathers: what 4-bit weight-only blocks can quantize (the fused ops hold their weights
+    in float, out of the 4-bit quantizer's reach).
     """
     import shutil
 
@@ -38,10 +42,15 @@ def fuse(src: Path, dst: Path, config) -> dict:
                         config.model_type)
         shutil.copyfile(src, dst)
         return {}
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions(kind)
+    options.enable_attention = attention
+    options.enable_embed_layer_norm = embeddings
     optimized = optimize_model(str(src), model_type=kind, num_heads=config.num_attention_heads,
-                               hidden_size=config.hidden_size, opt_level=1)
+                               hidden_size=config.hidden_size, opt_level=1,
+                               optimization_options=options)
     optimized.save_model_to_file(str(dst))
     stats = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
     log.info("fused: %s", ", ".join(f"{k} {v}" for k, v in stats.items()) or "nothing")

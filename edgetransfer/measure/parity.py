@@ -19,6 +19,7 @@ TOLERANCES = {
     "fp32": (1e-4, 1.0),  # export and fusion reorder float sums: ~1e-6 seen, 1e-4 allowed
     "fp16": (5e-2, 0.99),  # 10-bit mantissa: ~1e-2 on logits of size ~10
     "int8": (None, 0.95),  # logits shift by design; the prediction must rarely change
+    "int4": (None, 0.95),  # weight-only 4-bit blocks: judged as int8 is
 }
 
 

@@ -139,7 +139,7 @@ def _onnx(path: Path, folder: Path, name: str, threads: int, provider: str,
         prepare=prepare, call=lambda f: session.run(None, f),
         outputs_of=lambda outs: dict(zip(names, outs)), source=record.get("source"),
         provider=session.get_providers()[0],
-        info={"extra_files": extra,
+        info={"extra_files": extra, "vocab": record.get("vocab"),
               "describe": {"quantization": record.get("quantization"),
                            "threads": threads}},
     )

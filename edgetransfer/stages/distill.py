@@ -86,6 +86,10 @@ class DistillConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
     lr: float = Field(1e-4, gt=0, description="Peak learning rate.")
     teacher_batch_size: int = Field(64, ge=1, description="Batch size for computing the "
                                     "teacher's outputs once.")
+    teacher_cache: str | None = Field(None, description="A folder to keep the teacher's "
+                                      "outputs over the transfer set in, keyed by the "
+                                      "teacher and the transfer rows, so later runs (other "
+                                      "students of the same teacher) reuse them.")
 
     @field_validator("keep_layers", mode="before")
     @classmethod
@@ -163,9 +167,8 @@ def run(cfg: DistillConfig) -> Path:
         transfer = concatenate_datasets([transfer, unlabeled.cast(transfer.features)])
     log.info("computing the teacher's outputs once over %d transfer examples", len(transfer))
     t0 = time.perf_counter()
-    transfer = transfer.add_column(
-        "teacher_logits", [row.tolist() for row in teacher_logits(
-            teacher, transfer, collate, device, cfg.teacher_batch_size)])
+    transfer = transfer.add_column("teacher_logits", [row.tolist() for row in _cached_logits(
+        cfg, teacher, transfer, collate, device)])
     teacher_time = time.perf_counter() - t0
     if not (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
         teacher.to("cpu")  # only its cached logits are needed from here: free the GPU
@@ -211,6 +214,44 @@ def run(cfg: DistillConfig) -> Path:
                                     **({"unlabeled": cfg.unlabeled} if cfg.unlabeled else {})},
                            title=f"distill: {n_s}-layer student of {Path(cfg.teacher).name}",
                            keep_checkpoints=cfg.keep_checkpoints)
+
+
+def _cached_logits(cfg, teacher, transfer, collate, device) -> list:
+    """teacher_logits, read from --teacher-cache when a run over the same teacher and rows
+    left them there (a .npy, no pickle), else computed (and left there)."""
+    if not cfg.teacher_cache:
+        return teacher_logits(teacher, transfer, collate, device, cfg.teacher_batch_size)
+    import hashlib
+
+    import numpy as np
+
+    from ..artifacts import MANIFEST, sha256
+
+    h = hashlib.sha256()
+    manifest = Path(cfg.teacher) / MANIFEST
+    h.update((sha256(manifest) if manifest.exists() else str(Path(cfg.teacher).resolve()))
+             .encode())
+    for column in (c for c in MODEL_INPUTS if c in transfer.column_names and c != "image"):
+        for row in transfer[column]:
+            h.update(np.asarray(row, dtype=np.int64).tobytes() + b";")
+    folder = Path(cfg.teacher_cache)
+    path = folder / f"teacher-logits-{h.hexdigest()[:24]}.npz"
+    if path.exists():
+        log.info("teacher outputs: reusing %s", path)
+        with np.load(path, allow_pickle=False) as f:
+            values, rows, ndim = f["values"], f["rows"], int(f["ndim"])
+        parts = np.split(values, np.cumsum(rows)[:-1])
+        return [x[0] for x in parts] if ndim == 1 else parts
+    logits = teacher_logits(teacher, transfer, collate, device, cfg.teacher_batch_size)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{path.name}.tmp"
+    # rows of one length (a class per text) or of each row's tokens: stored flat + counts
+    with open(tmp, "wb") as f:
+        np.savez(f, values=np.concatenate([np.reshape(x, (-1, x.shape[-1])) for x in logits]),
+                 rows=np.array([1 if x.ndim == 1 else x.shape[0] for x in logits]),
+                 ndim=np.array(logits[0].ndim if logits else 1))
+    tmp.replace(path)
+    return logits
 
 
 def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):

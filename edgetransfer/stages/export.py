@@ -56,12 +56,18 @@ class ExportConfig(TaskOption, ColumnOptions):
     model: str = Field(description="The checkpoint to export: a `finetune` or `distill` output "
                        "(any HF model with a task head).")
     out: Path = Field(description="Output folder for model.onnx and its records.")
-    quantize: Literal["none", "int8", "int8-dynamic", "int8-static", "fp16", "auto"] = Field(
+    quantize: Literal["none", "int8", "int8-dynamic", "int8-static", "int4", "fp16",
+                      "auto"] = Field(
         "int8", description="none: fp32 (fused); int8: the int8 that suits the task's models "
         "(transformers: int8-dynamic; CNNs: int8-static); int8-dynamic: int8 weights, "
         "activations quantized at run time (no calibration); int8-static: QDQ calibrated on "
-        "--calibration-data; fp16: for GPU targets; auto: the fastest candidate within "
-        "--max-accuracy-drop on --eval-data.")
+        "--calibration-data; int4: 4-bit weight-only blocks for every MatMul and embedding "
+        "table (transformers; the smallest); fp16: for GPU targets; auto: the fastest "
+        "candidate within --max-accuracy-drop on --eval-data.")
+    int4_embeddings: bool = Field(False, description="Store the embedding tables in 4-bit "
+                                  "blocks (GatherBlockQuantized) while the layers get "
+                                  "--quantize's int8: most of a small student's bytes, at "
+                                  "half of int8's size.")
     target: Literal["x86-avx2", "x86-avx512-vnni", "arm64"] = Field(
         "x86-avx512-vnni", description="CPU family the int8 model is tuned for (reduce_range "
         "on AVX2 without VNNI; signed activations on ARM).")
@@ -93,6 +99,14 @@ class ExportConfig(TaskOption, ColumnOptions):
     ort_format: bool = Field(False, description="Also write model.ort and "
                              "required_operators.config for onnxruntime's minimal/mobile "
                              "builds.")
+    prune_vocab: str | None = Field(None, description="Prune the vocabulary to the tokens "
+                                    "these texts use (comma-separated CSV/TSV/JSONL/Parquet "
+                                    "files: training plus unlabelled text); characters and "
+                                    "special tokens are always kept, so any word still "
+                                    "tokenizes. Judged on --eval-data, text the corpus never "
+                                    "saw (WordPiece tokenizers).")
+    min_count: int = Field(1, ge=1, description="--prune-vocab: keep the tokens the corpus "
+                           "uses at least this many times.")
     max_length: int = Field(128, ge=8, description="Token limit for eval and calibration texts.")
     threads: int = Field(1, ge=1, description="onnxruntime intra-op threads for the latency "
                          "measurements (1: the edge-device case, and stable figures).")
@@ -101,9 +115,26 @@ class ExportConfig(TaskOption, ColumnOptions):
 
 
 def run(cfg: ExportConfig) -> Path:
+    if not cfg.prune_vocab:
+        return _run(cfg)
+    import tempfile
+
+    # the pruned checkpoint is scratch: the export folder records how it was made
+    with tempfile.TemporaryDirectory(prefix="edgetransfer-vocab-") as scratch:
+        return _run(cfg, Path(scratch))
+
+
+def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
     started = time.perf_counter()
     if cfg.quantize == "auto" and not cfg.eval_data:
         raise ConfigError("--quantize auto needs --eval-data to measure accuracy on")
+    corpus = [f.strip() for f in (cfg.prune_vocab or "").split(",") if f.strip()]
+    if cfg.prune_vocab and not cfg.eval_data:
+        raise ConfigError("--prune-vocab needs --eval-data: text the corpus never saw, to judge "
+                          "the pruned model against the unpruned one")
+    if cfg.eval_data in corpus:
+        raise ConfigError(f"--prune-vocab: {cfg.eval_data} is also --eval-data; the pruned "
+                          f"model is judged on text the corpus never saw, so leave it out")
     onnx_export.check_opset(cfg.opset)
     bb = backbones.resolve(cfg.model, cfg.allow_pickle)
     if not bb.local:
@@ -121,6 +152,9 @@ def run(cfg: ExportConfig) -> Path:
         raise ConfigError(f"--quantize {cfg.quantize}" + (f" ({mode} for {task.name})" if
                           mode != cfg.quantize else f" for {task.name} (its int8 is static)"
                           if mode == "auto" else "") + " needs --calibration-data")
+    if cfg.int4_embeddings and mode not in ("int8-dynamic", "int8-static"):
+        raise ConfigError(f"--int4-embeddings goes with an int8 --quantize (not {mode}); "
+                          f"--quantize int4 puts every weight in 4 bits")
     cfg = cfg.model_copy(update={"quantize": mode})
     labels = bb.label_names
     evals = task.read_eval(cfg.eval_data, labels, cfg) if cfg.eval_data else None
@@ -132,11 +166,16 @@ def run(cfg: ExportConfig) -> Path:
         # folder is read class by class)
         calib = calib.shuffle(seed=0).select(range(cfg.calibration_samples))
     out = OutputFolder(cfg.out, overwrite=cfg.overwrite, inputs=(Path(bb.source),)
-                       + tuple(Path(p) for p in (cfg.eval_data, cfg.calibration_data) if p))
+                       + tuple(Path(p) for p in (cfg.eval_data, cfg.calibration_data, *corpus)
+                               if p))
     out.check()
 
     import torch
     from transformers import AutoConfig
+
+    pruning = None
+    if corpus:
+        bb, pruning = _prune_vocab(cfg, bb, task, corpus, evals, scratch)
 
     preprocessor = task.load_preprocessor(bb)
     config = AutoConfig.from_pretrained(bb.source)
@@ -159,6 +198,7 @@ def run(cfg: ExportConfig) -> Path:
     ref_outputs = [parity.positions(task, torch_logits(b), b) for b in probes]
     job = _Job(cfg, task, labels, preprocessor, probes, ref_outputs, eval_batches)
     job.reference = reference
+    job.pruning = pruning
 
     out.prepare()
     try:
@@ -219,6 +259,89 @@ class _Job:
                 f"or int8-static, or raise --max-accuracy-drop")
 
 
+def _prune_vocab(cfg, bb, task, corpus: list[str], evals, scratch: Path):
+    """The checkpoint with its vocabulary cut to the corpus's tokens (in `scratch`), and the
+    record of how it was judged: [UNK] rate, tokens per example, label agreement and the
+    task metric of the unpruned and the pruned model on --eval-data. Either gate missed
+    (agreement below vocab.MIN_AGREEMENT, metric below --max-accuracy-drop) stops here."""
+    import numpy as np
+
+    from ..convert import vocab
+
+    tokenizer = task.load_preprocessor(bb)
+    if not (Path(bb.source) / "tokenizer.json").exists():
+        raise ModelError(f"--model {cfg.model}: has no tokenizer.json (a fast tokenizer's); "
+                         f"--prune-vocab rewrites it")
+    where = f"--prune-vocab {cfg.prune_vocab}"
+    # [UNK] is counted (check_corpus judges by it); the other special tokens are not
+    specials = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    counts = vocab.count_tokens(_id_batches(task, tokenizer, corpus, cfg), specials)
+    vocab.check_corpus(counts, tokenizer.unk_token_id, where)
+    keep = vocab.kept_from_counts(tokenizer, counts, cfg.min_count)
+    reference = backbones.load_trained(bb, task, allow_pickle=cfg.allow_pickle)
+    pruned = backbones.load_trained(bb, task, allow_pickle=cfg.allow_pickle)
+    vocab.prune_checkpoint(pruned, Path(bb.source), keep, scratch)
+    pruned_bb = backbones.resolve(str(scratch))
+    pruned_tokenizer = task.load_preprocessor(pruned_bb)
+    log.info("vocabulary: %d of %d tokens kept (%.1f%%; min count %d over %d corpus tokens)",
+             len(keep), len(tokenizer), 100 * len(keep) / len(tokenizer), cfg.min_count,
+             sum(counts.values()))
+
+    def judged(model, tok):
+        import torch
+
+        pairs = scoring.batches(task, tok, evals, cfg.max_length)
+        logits, unk, tokens = [], 0, 0
+        for feeds, _ in pairs:
+            with torch.inference_mode():
+                out = model(**{k: torch.from_numpy(v) for k, v in
+                               scoring.inputs_only(task, feeds).items()}).logits.numpy()
+            logits.extend(task.per_example(out, feeds))
+            used = feeds["input_ids"][feeds["attention_mask"] > 0]
+            unk += int((used == tok.unk_token_id).sum())
+            tokens += used.size
+        predictions = task.predictions(logits)
+        value = task.metrics(list(evals["label"]), predictions, bb.label_names)[task.primary]
+        return predictions, value, unk / max(tokens, 1), tokens / len(evals)
+
+    before = judged(reference, tokenizer)
+    after = judged(pruned, pruned_tokenizer)
+    same = np.concatenate([np.ravel(np.asarray(a) == np.asarray(b))
+                           for a, b in zip(before[0], after[0])])
+    agreement = float(same.mean())
+    metric = task.primary
+    record = {"corpus": corpus, "min_count": cfg.min_count,
+              "corpus_tokens": sum(counts.values()), "kept": len(keep), "of": len(tokenizer),
+              "kept_fraction": round(len(keep) / len(tokenizer), 4),
+              "judged_on": cfg.eval_data, "label_agreement": round(agreement, 4),
+              "min_agreement": vocab.MIN_AGREEMENT,
+              "unk_rate": {"unpruned": round(before[2], 5), "pruned": round(after[2], 5)},
+              "tokens_per_example": {"unpruned": round(before[3], 2),
+                                     "pruned": round(after[3], 2)},
+              metric: {"unpruned": before[1], "pruned": after[1]}}
+    drop = task.drop(before[1], after[1])
+    log.info("pruned vocabulary on %s: label agreement %.4f, %s %.4f -> %.4f, [UNK] %.3f%% -> "
+             "%.3f%%", cfg.eval_data, agreement, metric, before[1], after[1], 100 * before[2],
+             100 * after[2])
+    if agreement < vocab.MIN_AGREEMENT or drop > cfg.max_accuracy_drop:
+        raise CheckFailed(
+            f"{where}: on {cfg.eval_data} the pruned model agrees with the unpruned one on "
+            f"{agreement:.1%} of labels (at least {vocab.MIN_AGREEMENT:.0%}) and scores "
+            f"{metric} {after[1]:.4f} against {before[1]:.4f} (allowed drop "
+            f"{cfg.max_accuracy_drop}); give a corpus closer to the data the model will see, or "
+            f"lower --min-count; nothing was written to {cfg.out}")
+    return pruned_bb, record
+
+
+def _id_batches(task, tokenizer, files: list[str], cfg):
+    """(input_ids, attention_mask) of every row of the corpus files, as the task encodes."""
+    for f in files:
+        ds = task.read_eval(f, None, cfg)
+        for s in range(0, len(ds), 512):
+            feeds = task.encode(tokenizer, ds[s:s + 512], cfg.max_length)
+            yield feeds["input_ids"], feeds["attention_mask"]
+
+
 def _check_finite_weights(model, name: str) -> None:
     """A checkpoint with NaN or infinite weights is refused, not exported."""
     import torch
@@ -246,10 +369,15 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
     shutil.move(raw, tmp / "exported.onnx")
     record: dict = {"task": task.name, "metric": metric, "opset": cfg.opset,
                     "source": cfg.model, "parity": {}}
+    if job.pruning:
+        record["vocab"] = job.pruning
     record["parity"]["export"] = job.gate(tmp / "exported.onnx", "fp32")
     fp32 = tmp / "exported.onnx"
     if cfg.fuse:
-        record["fusions"] = rewrites.fuse(fp32, tmp / "fused.onnx", config)
+        # 4-bit blocks need the weights in MatMuls and Gathers, not inside fused ops
+        record["fusions"] = rewrites.fuse(
+            fp32, tmp / "fused.onnx", config, attention=cfg.quantize != "int4",
+            embeddings=not (cfg.int4_embeddings or cfg.quantize == "int4"))
         fp32 = tmp / "fused.onnx"
         if (cfg.first_token_last_layer and rewrites.FIRST_TOKEN in task.rewrites
                 and rewrites.first_token_last_layer(fp32, tmp / "fused-first-token.onnx",
@@ -315,14 +443,24 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
     return record, settings
 
 
-def _build(mode, fp32, tmp, feeds, cfg, exclude=None, name=None):
+def _build(mode, fp32, tmp, feeds, cfg, exclude=None, name=None, layers_only=False):
     dst = tmp / f"{name or mode}.onnx"
+    if cfg.int4_embeddings and mode.startswith("int8") and not layers_only:
+        layers, settings = _build(mode, fp32, tmp, feeds, cfg.model_copy(
+            update={"int4_embeddings": False}) if mode == "int8-static" else cfg, exclude,
+            f"{name or mode}-layers", layers_only=True)
+        settings["embeddings"] = quantize.int4(layers, dst, ("Gather",))
+        return dst, settings
     tgt = quantize.target(cfg.target)
+    if mode == "int4":
+        return dst, {"mode": "int4"} | quantize.int4(fp32, dst)
     if mode == "none":
         shutil.copyfile(fp32, dst)
         return dst, {"mode": "none", "precision": "fp32", "fused": cfg.fuse}
     if mode == "int8-dynamic":
-        return dst, quantize.dynamic(fp32, dst, tgt, cfg.per_channel, exclude)
+        # (the embedding Gathers left in float when they are to get 4-bit blocks next)
+        return dst, quantize.dynamic(fp32, dst, tgt, cfg.per_channel, exclude,
+                                     ["MatMul", "Attention"] if cfg.int4_embeddings else None)
     if mode == "int8-static":
         # the unfused graph: QDQ quantization cannot type the fused contrib ops
         src = tmp / "exported.onnx"

@@ -93,6 +93,6 @@ class Task:
     # dynamic int8 for transformers (their work is MatMuls, which it covers without
     # calibration); CNNs need static (dynamic int8 leaves convolutions in float: wrong and
     # slower than fp32 on EfficientNet-Lite0, bench/RESULTS.md)
-    quantize_modes: tuple[str, ...] = ("int8-dynamic", "int8-static", "fp16")
+    quantize_modes: tuple[str, ...] = ("int8-dynamic", "int8-static", "int4", "fp16")
     variable_length: bool = True  # rows differ in length (texts): the Trainer groups batches
     #                               by length to pad less; images are all one size

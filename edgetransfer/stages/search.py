@@ -1,0 +1,462 @@
+"""Command `search`: the smallest, fastest student within a budget, found for the user.
+
+Given a recipe (its teacher and data) and a budget ("latency=1ms size=5MB kept=0.97"), it
+explores student depth x number format (int8 dynamic/static, int8 with 4-bit embedding
+tables, int4) x vocabulary pruning; each candidate is an `export` of a distilled student,
+measured on this CPU. What can be reused is: one teacher (the recipe's finetune step, as
+`run` would make it), its outputs over the transfer set (distill --teacher-cache), one
+distillation per depth, every finished step (pipeline.json keys: a rerun redoes nothing).
+
+Early stopping: latency and size do not depend on the weights, so before a depth is
+distilled its fastest and its smallest format are exported from the untrained cut student
+(the "probe"); a depth whose fastest misses the latency budget, whose smallest misses the
+size budget, or (the goal being the fastest within budget) whose fastest is slower than a
+candidate already within budget, is not distilled.
+
+Why plain enumeration and not Optuna: the space is a few depths x four formats x pruning,
+and its cost is the distillations, one per depth, which every format shares; a sampler
+would save only exports (seconds each), and early stopping already skips the depths that
+cannot win. Optuna's samplers pay off on spaces of dozens of continuous knobs.
+
+Output (--out, default models/NAME/search): search.json (every candidate's figures, the
+front, the best, the budget), search.md, search.png (the Pareto front), students/,
+candidates/, and bundle/ + bundle.tar.gz for the best candidate within budget.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..artifacts import write_json
+from ..errors import BudgetMissed, CheckFailed, ConfigError
+from ..options import comma_list
+
+log = logging.getLogger(__name__)
+
+HELP = """Search student depth x quantization x vocabulary pruning for the smallest, fastest
+model within a budget; package the best.
+
+\b
+Example (the SST-2 recipe's teacher; every candidate's figures in search.json):
+  edgetransfer search recipes/sst2-search.yaml --budget "latency=1ms size=5MB kept=0.97"
+
+Exit codes: 0 a candidate met the budget (packaged); 7 none did (the report says which
+constraint no candidate met and by how much); the recipe's own errors as `run`'s.
+"""
+
+# what a search keeps when none is asked: the fastest (an edge box's usual constraint)
+PREFER = ("latency", "size", "accuracy")
+
+
+class SearchConfig(BaseModel):
+    """Settings of `edgetransfer search`; each description is the CLI help."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: str = Field(description="The constraints, e.g. \"latency=1ms size=5MB kept=0.97\": "
+                        "batch-1 p50 on this CPU, the bundle's model + tokenizer gzipped, the "
+                        "share of the teacher's accuracy kept; any may be left out.")
+    depths: list[int] = Field([1, 2, 3], description="Student depths (teacher layers kept) to "
+                              "explore, comma-separated.")
+    formats: list[str] = Field(["int8-dynamic", "int8-static", "int8-int4emb", "int4"],
+                               description="Number formats to explore: int8-dynamic, "
+                               "int8-static, int8-int4emb (int8 layers, 4-bit embedding "
+                               "tables), int4.")
+    prune: list[bool] = Field([False, True], description="Vocabulary pruning to explore: no, "
+                              "yes or both (no,yes); the corpus is the recipe's training plus "
+                              "unlabelled text.")
+    min_count: int = Field(1, ge=1, description="Vocabulary pruning: keep tokens the corpus "
+                           "uses at least this many times.")
+    prefer: Literal["latency", "size", "accuracy"] = Field(
+        "latency", description="Which candidate within budget is the best: the fastest, the "
+        "smallest or the most accurate.")
+    early_stop: bool = Field(True, description="Skip distilling depths that cannot reach the "
+                             "budget or beat a candidate already within it (probed untrained: "
+                             "latency and size do not depend on the weights).")
+    threads: int = Field(1, ge=1, description="onnxruntime (and torch) threads for every "
+                         "latency figure.")
+    out: Path | None = Field(None, description="Output folder [default: the recipe's "
+                             "models/NAME/search].")
+    package: bool = Field(True, description="Package the best candidate within budget.")
+
+    @field_validator("depths", "formats", "prune", mode="before")
+    @classmethod
+    def _lists(cls, v, info):
+        v = comma_list(v)
+        if info.field_name == "prune" and v is not None:
+            words = {"yes": True, "no": False, "true": True, "false": False}
+            return [x if isinstance(x, bool) else words.get(str(x).lower(), x) for x in v]
+        return v
+
+
+def main(cfg: SearchConfig, recipe: list[str]) -> Path:
+    """The command: RECIPE [KEY=VALUE]... then the options."""
+    if not recipe:
+        raise ConfigError("search: give the recipe, e.g. edgetransfer search "
+                          "recipes/sst2-search.yaml --budget \"latency=1ms kept=0.97\"")
+    return run(cfg, Path(recipe[0]), list(recipe[1:]))
+
+
+def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path:
+    from .. import pipeline
+    from .. import recipe as recipes
+    from ..search import budget as budgets
+    from ..search import space
+
+    started = time.perf_counter()
+    budget = budgets.parse(cfg.budget)
+    variants = space.variants(cfg.depths, cfg.formats, cfg.prune)
+    recipe, _ = recipes.load(recipe_file, overrides)
+    root = recipes.output_root(recipe, recipe_file)
+    out = Path(cfg.out or root / "search")
+    w = pipeline.wiring(recipe, recipe_file, root)
+    if not w.files["eval"]:
+        raise ConfigError(f"{recipe_file}: data has no test or validation split to score "
+                          f"candidates on")
+    if any(v.prune for v in variants) and w.files["eval"] in (w.files["train"],
+                                                             w.files["unlabeled"]):
+        raise ConfigError(f"{recipe_file}: the eval data is also the pruning corpus; give a "
+                          f"test split")
+    root.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 1. the teacher: the recipe's finetune step (reused when done), else the recipe's model
+    steps = pipeline.plan(recipe, recipe_file, root, w) if recipe.finetune else []
+    for p in [p for p in steps if p.step == "finetune"]:
+        pipeline.execute(p, root, recipe_file, counter="teacher")
+    teacher = w.made.get("teacher", w.model)
+    reference = _teacher_figures(teacher, w, cfg, out)
+    log.info("teacher %s: %s %.4f, p50 %.3f ms at batch 1", teacher, reference["metric"],
+             reference["value"], reference["p50_ms"])
+
+    state = {"budget": budget.as_dict(), "prefer": cfg.prefer, "teacher": reference,
+             "recipe": str(recipe_file), "overrides": list(overrides),
+             "space": {"depths": cfg.depths, "formats": cfg.formats, "prune": cfg.prune,
+                       "min_count": cfg.min_count},
+             "candidates": [], "probes": {}, "distilled": {}}
+    by_depth: dict[int, list] = {}
+    for v in variants:
+        by_depth.setdefault(v.depth, []).append(v)
+    for depth, group in by_depth.items():
+        skip = _probe(depth, group, teacher, w, cfg, budget, state, out, recipe_file) \
+            if cfg.early_stop else None
+        if skip:
+            log.info("%d-layer student: not distilled (%s)", depth, skip)
+            state["candidates"] += [_stopped(v, skip) for v in group]
+            _write(state, out, budget)
+            continue
+        student, wall = _distill(depth, teacher, w, recipe, recipe_file, root, out)
+        state["distilled"][str(depth)] = {"folder": str(student), "wall_s": wall}
+        for v in group:
+            state["candidates"].append(_candidate(v, student, w, cfg, reference, budget, out,
+                                                  root, recipe_file))
+            _write(state, out, budget)
+    state["wall_time_s"] = round(time.perf_counter() - started, 1)
+    best = _best(state["candidates"], cfg.prefer)
+    state["best"] = best["name"] if best else None
+    if best and cfg.package:
+        state["bundle"] = _package(best, out)
+    _write(state, out, budget)
+    log.info("wrote %s (%d candidates, %.0f s)", out / "search.json", len(state["candidates"]),
+             state["wall_time_s"])
+    if best is None:
+        raise BudgetMissed(f"search: no candidate met the budget ({cfg.budget}): "
+                           f"{_closest(state['candidates'], budget)}; see {out / 'search.md'}")
+    return out
+
+
+def _teacher_figures(teacher: str, w, cfg, out: Path) -> dict:
+    """The teacher's task metric on the eval data and its batch-1 p50 (PyTorch, as the
+    speed-ups are counted), cached beside the search by the teacher's manifest."""
+    from .. import tasks
+    from ..artifacts import MANIFEST, sha256
+    from ..measure import latency, runners, scoring
+
+    manifest = Path(teacher) / MANIFEST
+    key = sha256(manifest) if manifest.exists() else teacher
+    cache = out / "teacher.json"
+    if cache.exists():
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved.get("key") == key and saved.get("threads") == cfg.threads:
+            return saved
+    import torch
+
+    torch.set_num_threads(cfg.threads)
+    runner = runners.load(teacher, threads=cfg.threads, provider="CPUExecutionProvider",
+                          task=w.recipe.task)
+    task = runner.task
+    options = _columns(w)
+    ds = task.read_eval(w.files["eval"], runner.label_names, options)
+    pairs = scoring.batches(task, runner.preprocessor, ds, w.recipe.data.max_length)
+    value = scoring.score(task, lambda b: runner.run(b)["logits"], pairs, runner.label_names)
+    singles = scoring.singles(task, runner.preprocessor, ds, w.recipe.data.max_length, 64)
+    lat = latency.measure(runner.run, singles, warmup=10, iterations=200)
+    figures = {"key": key, "folder": str(teacher), "metric": task.primary, "value": value,
+               "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"], "threads": cfg.threads,
+               "task": task.name}
+    write_json(cache, figures)
+    return figures
+
+
+class _Options:
+    """The recipe's column settings, as the task readers take them (attributes)."""
+
+    def __init__(self, values: dict):
+        self.__dict__.update(values)
+
+
+def _columns(w):
+    return _Options(w.columns() | {"max_length": w.recipe.data.max_length})
+
+
+def _probe(depth, group, teacher, w, cfg, budget, state, out, recipe_file) -> str | None:
+    """Why this depth cannot win (None: distil it). Exports the untrained cut student in its
+    fastest and its smallest format of the space and reads their latency and size."""
+    fastest = min(group, key=lambda v: _speed_rank(v))
+    smallest = min(group, key=lambda v: _size_rank(v))
+    shape = out / "probes" / f"{depth}L"
+    if not (shape / "config.json").exists():
+        _cut(teacher, depth, shape)
+    probes = {}
+    for v in dict.fromkeys([fastest, smallest]):
+        folder = out / "probes" / v.name
+        figures = _export(v, str(shape), folder, w, cfg, probe=True)
+        probes[v.name] = figures
+    state["probes"][str(depth)] = probes
+    best = _best(state["candidates"], "latency")
+    fast, small = probes[fastest.name], probes[smallest.name]
+    if budget.latency_ms is not None and fast["p50_ms"] > budget.latency_ms:
+        return (f"its fastest format, {fastest.name}, takes {fast['p50_ms']:.3f} ms untrained, "
+                f"over the {budget.latency_ms} ms budget")
+    if budget.size_mb is not None and small["bundle_bytes"] / 1e6 > budget.size_mb:
+        return (f"its smallest format, {smallest.name}, is {small['bundle_bytes'] / 1e6:.2f} "
+                f"MB, over the {budget.size_mb} MB budget")
+    if cfg.prefer == "latency" and best is not None and fast["p50_ms"] > best["p50_ms"]:
+        return (f"its fastest format takes {fast['p50_ms']:.3f} ms, slower than "
+                f"{best['name']} ({best['p50_ms']:.3f} ms), already within budget")
+    return None
+
+
+def _speed_rank(v) -> tuple:
+    # int8 dynamic is the fastest on x86 and ARM CPUs (bench/RESULTS.md); pruning is free
+    order = ["int8-dynamic", "int8-int4emb", "int8-static", "int4"]
+    return (order.index(v.format) if v.format in order else 9, v.prune)
+
+
+def _size_rank(v) -> tuple:
+    order = ["int4", "int8-int4emb", "int8-static", "int8-dynamic"]
+    return (not v.prune, order.index(v.format) if v.format in order else 9)
+
+
+def _cut(teacher: str, depth: int, folder: Path) -> None:
+    """The untrained student of `depth` layers (the teacher's, spread), saved for probing."""
+    from .. import tasks
+    from ..modeling import architectures, backbones, students
+
+    bb = backbones.resolve(teacher)
+    task = tasks.resolve(None, config=bb.config, where=teacher)
+    model = backbones.load_trained(bb, task)
+    keep = students.spread_layers(architectures.layer_count(model), depth)
+    student = students.from_teacher_layers(model, keep)
+    tmp = folder.parent / f".{folder.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    student.save_pretrained(tmp, safe_serialization=True)
+    task.load_preprocessor(bb).save_pretrained(tmp)
+    tmp.replace(folder)
+
+
+def _distill(depth, teacher, w, recipe, recipe_file, root, out) -> tuple[str, float]:
+    """One distillation per depth: the recipe's distill settings (or the defaults) with this
+    depth, the teacher's outputs shared through the cache; reused when done."""
+    from .. import pipeline
+    from ..registry import get
+
+    stage = get("distill")
+    section_class = type(recipe.distill) if recipe.distill is not None else None
+    base = recipe.distill.model_dump() if recipe.distill is not None else {}
+    base |= {"student_layers": depth, "keep_layers": None, "student": None,
+             "teacher_cache": str(out / "cache")}
+    if section_class is None:
+        from ..recipe import schema
+
+        section_class = schema().model_fields["distill"].annotation.__args__[0]
+    section = section_class(**{k: v for k, v in base.items()
+                               if k in section_class.model_fields})
+    w.made["teacher"] = teacher
+    steps = pipeline.planned(stage.name, section, w)
+    p = steps[0]
+    p.label = f"search-student-{depth}L"
+    p.folder = out / "students" / f"{depth}L"
+    p.config = p.config.model_copy(update={"out": p.folder})
+    began = time.perf_counter()
+    pipeline.execute(p, root, recipe_file, counter=f"student {depth}L")
+    return str(p.folder), round(time.perf_counter() - began, 1)
+
+
+def _export(v, model: str, folder: Path, w, cfg, probe: bool = False) -> dict:
+    """Export `model` as variant `v` into `folder` (reused when its record says the same
+    settings and source) and read its figures."""
+    from ..stages import export
+
+    settings = v.export_settings() | dict(
+        model=model, out=folder, eval_data=w.files["eval"], task=w.recipe.task,
+        calibration_data=w.files["train"] if v.format == "int8-static" else None,
+        prune_vocab=(",".join(f for f in (w.files["train"], w.files["unlabeled"]) if f)
+                     if v.prune else None),
+        min_count=cfg.min_count, max_length=w.recipe.data.max_length, threads=cfg.threads,
+        # the budget's kept judges accuracy; an untrained probe is timed, not judged
+        max_accuracy_drop=100.0, overwrite=True) | w.columns()
+    if probe:
+        settings["min_agreement"] = 1e-9
+    config = export.ExportConfig(**settings)
+    record_file = folder / "export.json"
+    wanted = json.loads(config.model_dump_json())
+    done = folder / "search-settings.json"
+    if not (record_file.exists() and done.exists()
+            and json.loads(done.read_text(encoding="utf-8")) == _key(wanted, model)):
+        export.run(config)
+        write_json(done, _key(wanted, model))
+    record = json.loads(record_file.read_text(encoding="utf-8"))
+    metric = record.get("metric", "accuracy")
+    return {"folder": str(folder), "size_bytes": record["size_bytes"],
+            "bundle_bytes": bundle_bytes(folder), "p50_ms": record["latency_batch1"]["p50_ms"],
+            "p90_ms": record["latency_batch1"]["p90_ms"], "value": record.get(metric),
+            "vocab": record.get("vocab")}
+
+
+def _key(settings: dict, model: str) -> dict:
+    from ..artifacts import MANIFEST, sha256
+
+    manifest = Path(model) / MANIFEST
+    return {"settings": settings, "source": sha256(manifest) if manifest.exists() else
+            sha256(Path(model) / "model.safetensors")}
+
+
+def bundle_bytes(folder: Path) -> int:
+    """What the bundle's archive spends on the model and its tokenizer: their gzip size
+    (the archive is a .tar.gz; its runtime files are the same for every candidate)."""
+    total = 0
+    for name in ("model.onnx", "tokenizer.json"):
+        f = Path(folder) / name
+        if f.exists():
+            total += len(gzip.compress(f.read_bytes(), compresslevel=9, mtime=0))
+    return total
+
+
+def _candidate(v, student, w, cfg, reference, budget, out, root, recipe_file) -> dict:
+    entry = {"name": v.name, "depth": v.depth, "format": v.format, "prune": v.prune}
+    try:
+        figures = _export(v, student, out / "candidates" / v.name, w, cfg)
+    except CheckFailed as e:  # a parity or pruning gate: recorded, the search goes on
+        log.warning("%s: %s", v.name, e)
+        return entry | {"status": "failed", "reason": str(e)}
+    entry |= figures | {"status": "evaluated"}
+    entry["kept"] = round(figures["value"] / reference["value"], 4) if reference["value"] else None
+    entry["speedup"] = round(reference["p50_ms"] / figures["p50_ms"], 2)
+    entry["misses"] = budget.misses(entry)
+    entry["within_budget"] = not entry["misses"]
+    log.info("%-28s %s %.4f (kept %.3f)  p50 %.3f ms  %.2f MB  %s", v.name,
+             reference["metric"], figures["value"], entry["kept"], figures["p50_ms"],
+             figures["bundle_bytes"] / 1e6,
+             "within budget" if entry["within_budget"] else "misses " +
+             ", ".join(entry["misses"]))
+    return entry
+
+
+def _stopped(v, reason: str) -> dict:
+    return {"name": v.name, "depth": v.depth, "format": v.format, "prune": v.prune,
+            "status": "stopped", "reason": reason}
+
+
+def _best(candidates: list[dict], prefer: str) -> dict | None:
+    ok = [c for c in candidates if c.get("within_budget")]
+    if not ok:
+        return None
+    key = {"latency": lambda c: (c["p50_ms"], c["bundle_bytes"]),
+           "size": lambda c: (c["bundle_bytes"], c["p50_ms"]),
+           "accuracy": lambda c: (-c["kept"], c["p50_ms"])}[prefer]
+    return min(ok, key=key)
+
+
+def _closest(candidates: list[dict], budget) -> str:
+    """Per constraint, how close the nearest candidate came (the one-line verdict)."""
+    done = [c for c in candidates if c.get("status") == "evaluated"]
+    if not done:
+        return "no candidate was evaluated (every depth was stopped or failed)"
+    parts = []
+    for name, missed in (("latency", lambda c: c["p50_ms"]),
+                         ("size", lambda c: c["bundle_bytes"]),
+                         ("kept", lambda c: -c["kept"])):
+        if all(name in c["misses"] for c in done):
+            nearest = min(done, key=missed)
+            parts.append(f"no candidate met {name} (nearest: {nearest['name']}, "
+                         f"{nearest['misses'][name]})")
+    if not parts:  # each constraint met by some, never all by one
+        nearest = min(done, key=lambda c: len(c["misses"]))
+        parts.append(f"each constraint is met by some candidate but never all by one "
+                     f"(nearest: {nearest['name']}, {'; '.join(nearest['misses'].values())})")
+    return "; ".join(parts)
+
+
+def _package(best: dict, out: Path) -> dict:
+    from . import package
+
+    bundle = out / "bundle"
+    cfg = package.PackageConfig(model=Path(best["folder"]), out=bundle, unverified=True,
+                                overwrite=True)
+    package.run(cfg)
+    archive = bundle.parent / f"{bundle.name}.tar.gz"
+    return {"folder": str(bundle), "archive": str(archive),
+            "archive_bytes": archive.stat().st_size if archive.exists() else None}
+
+
+def _write(state: dict, out: Path, budget) -> None:
+    """search.json, search.md and search.png, rewritten after every candidate."""
+    from ..search import pareto
+
+    state["front"] = pareto.front(state["candidates"])
+    write_json(out / "search.json", state)
+    tmp = out / ".search.md.tmp"
+    tmp.write_text(render(state), encoding="utf-8")
+    tmp.replace(out / "search.md")
+    if any(c.get("kept") is not None for c in state["candidates"]):
+        pareto.plot(state["candidates"], budget, out / "search.png",
+                    f"search: {Path(state['recipe']).name}, teacher {state['teacher']['metric']} "
+                    f"{state['teacher']['value']:.4f}")
+
+
+def render(state: dict) -> str:
+    t = state["teacher"]
+    b = state["budget"]
+    lines = [f"# search: {state['recipe']}", "",
+             f"Budget: latency {b['latency_ms']} ms, size {b['size_mb']} MB, kept {b['kept']} "
+             f"(prefer {state['prefer']}). Teacher: {t['folder']}, {t['metric']} "
+             f"{t['value']:.4f}, p50 {t['p50_ms']:.3f} ms (PyTorch, batch 1, "
+             f"{t['threads']} thread(s)).", "",
+             "| candidate | status | accuracy | kept | p50 ms | speed-up | bundle MB | "
+             "model MB | front | misses |", "| --- " * 10 + "|"]
+    front = set(state.get("front", []))
+    for c in state["candidates"]:
+        if c.get("status") != "evaluated":
+            lines.append(f"| {c['name']} | {c['status']} | | | | | | | | {c.get('reason', '')} |")
+            continue
+        lines.append(
+            f"| {c['name']} | {'**within**' if c['within_budget'] else 'misses'} | "
+            f"{c['value']:.4f} | {c['kept']:.4f} | {c['p50_ms']:.3f} | {c['speedup']:.1f}× | "
+            f"{c['bundle_bytes'] / 1e6:.2f} | {c['size_bytes'] / 1e6:.2f} | "
+            f"{'o' if c['name'] in front else ''} | {'; '.join(c['misses'].values())} |")
+    lines += ["", f"Best within budget: {state.get('best') or 'none'}."]
+    if state.get("bundle"):
+        mb = state["bundle"]["archive_bytes"]
+        lines.append(f"Bundle: {state['bundle']['archive']} ({mb / 1e6:.2f} MB).")
+    if state.get("wall_time_s") is not None:
+        lines.append(f"Wall time: {state['wall_time_s'] / 60:.1f} min.")
+    return "\n".join(lines) + "\n"

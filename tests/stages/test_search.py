@@ -1,0 +1,114 @@
+"""`edgetransfer search` on a tiny recipe: a two-candidate space (one student depth, int8
+and int4) judged against budgets: the one that fits is picked and packaged, the other
+reported with what it misses; a budget nobody meets exits 7 with the report written; early
+stopping skips a depth whose probe cannot reach the budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+
+def _recipe(tmp_path, backbone, data):
+    doc = {
+        "name": "tiny-search", "model": str(backbone),
+        "output": str(tmp_path / "models" / "tiny-search"),
+        "data": {"train": str(data / "train.jsonl"), "validation": str(data / "validation.jsonl"),
+                 "test": str(data / "test.jsonl")},
+        "finetune": {"method": "full", "epochs": 2, "batch_size": 8, "lr": 2e-3, "patience": 0},
+        "distill": {"epochs": 1, "batch_size": 8, "lr": 2e-3, "patience": 0,
+                    "hidden_weight": 0},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def searched(tiny_backbone, data_dir, tmp_path_factory):
+    """A first search with a budget everything meets: every candidate's figures."""
+    from edgetransfer.cli import main
+
+    tmp = tmp_path_factory.mktemp("search")
+    recipe = _recipe(tmp, tiny_backbone, data_dir)
+    try:
+        main(["-q", "search", str(recipe), "--budget", "kept=0.01", "--depths", "1",
+              "--formats", "int8-dynamic,int4", "--prune", "no"])
+    except SystemExit as e:
+        assert not e.code, e.code
+    out = tmp / "models" / "tiny-search" / "search"
+    return recipe, out, json.loads((out / "search.json").read_text())
+
+
+def test_every_candidate_is_measured_and_the_fastest_packaged(searched):
+    recipe, out, report = searched
+    names = [c["name"] for c in report["candidates"]]
+    assert names == ["1L-int8-dynamic", "1L-int4"]
+    for c in report["candidates"]:
+        assert c["status"] == "evaluated" and c["within_budget"], c
+        assert c["p50_ms"] > 0 and c["bundle_bytes"] > 0 and 0 < c["kept"]
+        assert (out / "candidates" / c["name"] / "model.onnx").is_file()
+    fastest = min(report["candidates"], key=lambda c: c["p50_ms"])
+    assert report["best"] == fastest["name"]
+    assert (out / "bundle.tar.gz").is_file() and (out / "bundle" / "model.onnx").is_file()
+    assert report["front"] and set(report["front"]) <= set(names)
+    for name in ("search.md", "search.png", "teacher.json"):
+        assert (out / name).is_file(), name
+    assert (out / "cache").is_dir() and list((out / "cache").glob("teacher-logits-*.npz"))
+
+
+def test_the_candidate_within_the_size_budget_is_picked(searched, cli):
+    recipe, out, report = searched
+    small, large = sorted(report["candidates"], key=lambda c: c["bundle_bytes"])
+    assert small["format"] == "int4"  # 4-bit blocks: the smaller bundle
+    between = (small["bundle_bytes"] + large["bundle_bytes"]) / 2 / 1e6
+    code, text = cli("-q", "search", recipe, "--budget", f"size={between:.4f}MB kept=0.01",
+                     "--depths", "1", "--formats", "int8-dynamic,int4", "--prune", "no")
+    assert code == 0, text
+    again = json.loads((out / "search.json").read_text())
+    by_name = {c["name"]: c for c in again["candidates"]}
+    assert again["best"] == small["name"]
+    assert by_name[large["name"]]["within_budget"] is False
+    assert "MB over" in by_name[large["name"]]["misses"]["size"]
+    assert "misses" in (out / "search.md").read_text()
+
+
+def test_a_budget_nobody_meets_exits_7_with_the_report(searched, cli):
+    recipe, out, _ = searched
+    code, text = cli("search", recipe, "--budget", "size=0.001MB", "--depths", "1",
+                     "--formats", "int8-dynamic,int4", "--prune", "no", "--no-early-stop")
+    assert code == 7, text
+    assert "no candidate met size" in text and "MB over" in text
+    assert "Traceback" not in text
+    report = json.loads((out / "search.json").read_text())
+    assert report["best"] is None and len(report["candidates"]) == 2
+
+
+def test_early_stopping_skips_a_depth_that_cannot_reach_the_budget(searched, cli):
+    recipe, out, _ = searched
+    code, text = cli("search", recipe, "--budget", "latency=1us", "--depths", "1",
+                     "--formats", "int8-dynamic,int4", "--prune", "no")
+    assert code == 7, text
+    report = json.loads((out / "search.json").read_text())
+    assert {c["status"] for c in report["candidates"]} == {"stopped"}
+    assert "over the 0.001 ms budget" in report["candidates"][0]["reason"]
+
+
+@pytest.mark.parametrize("budget, words", [
+    ("latency=fast", "has no known unit"), ("kept=2", "not a share"),
+    ("speed=1ms", "cannot read"), ("", "empty")])
+def test_bad_budgets_are_refused_in_one_line(budget, words):
+    from edgetransfer.errors import ConfigError
+    from edgetransfer.search import budget as budgets
+
+    with pytest.raises(ConfigError, match=words):
+        budgets.parse(budget)
+
+
+def test_budget_units():
+    from edgetransfer.search import budget as budgets
+
+    b = budgets.parse("latency=500us, size=5MB kept=97%")
+    assert (b.latency_ms, b.size_mb, b.kept) == (0.5, 5.0, 0.97)
