@@ -45,7 +45,7 @@ def read_tsv(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def compare(ours: Path, theirs: Path, tok, texts: list[str], labels: np.ndarray, *,
-            rounds: int, per_round: int) -> dict:
+            rounds: int, per_round: int, threads: int = 1, ours_tok=None) -> dict:
     """Accuracy of both int8 ONNX models and their batch-1 latency, one thread each.
 
     Both through the package's own harness, so the figures are measured the way export and
@@ -62,17 +62,16 @@ def compare(ours: Path, theirs: Path, tok, texts: list[str], labels: np.ndarray,
     task = tasks.get("text-classification")
     names = [str(i) for i in range(int(labels.max()) + 1)]
     rows = Dataset.from_dict({"text": texts, "label": labels.tolist()})
-    batches = scoring.batches(task, tok, rows, 128)
-    a, b = latency.ort_session(ours, 1), latency.ort_session(theirs, 1)
+    ours_tok = ours_tok or tok  # (a pruned export has its own tokenizer)
+    a, b = latency.ort_session(ours, threads), latency.ort_session(theirs, threads)
 
-    def accuracy(sess):
+    def accuracy(sess, t):
         return scoring.score(task, lambda f: sess.run(None, latency.feeds_for(sess, f))[0],
-                             batches, names, precision="int8")
+                             scoring.batches(task, t, rows, 128), names, precision="int8")
 
-    singles = scoring.singles(task, tok, rows, 128)
     jobs = {name: ((lambda f, s=sess: s.run(None, f)),
-                   [latency.feeds_for(sess, f) for f in singles])
-            for name, sess in (("ours", a), ("optimum", b))}
+                   [latency.feeds_for(sess, f) for f in scoring.singles(task, t, rows, 128)])
+            for name, sess, t in (("ours", a, ours_tok), ("optimum", b, tok))}
     times = latency.interleaved(jobs, iterations=rounds * per_round, rounds=rounds, warmup=50)
     by_round = {k: v.reshape(rounds, -1) * 1000 for k, v in times.items()}
     ratios = {q: [np.percentile(o, q) / np.percentile(t, q)
@@ -81,12 +80,13 @@ def compare(ours: Path, theirs: Path, tok, texts: list[str], labels: np.ndarray,
     def spread(r):
         return {"median": float(np.median(r)), "min": float(min(r)), "max": float(max(r))}
 
-    def figures(name, sess, path):
+    def figures(name, sess, path, t):
         ms = times[name] * 1000
-        return {"accuracy": accuracy(sess), "p50_ms": float(np.percentile(ms, 50)),
+        return {"accuracy": accuracy(sess, t), "p50_ms": float(np.percentile(ms, 50)),
                 "p90_ms": float(np.percentile(ms, 90)), "size_mb": path.stat().st_size / 2**20}
 
-    return {"ours": figures("ours", a, ours), "optimum": figures("optimum", b, theirs),
+    return {"ours": figures("ours", a, ours, ours_tok),
+            "optimum": figures("optimum", b, theirs, tok),
             "ratio_p50": spread(ratios[50]), "ratio_p90": spread(ratios[90]),
             "accuracy_batch": 1}
 
@@ -98,6 +98,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/export-sst2")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--per-round", type=int, default=100)
+    ap.add_argument("--threads", default="1,2", help="onnxruntime threads, comma-separated: "
+                    "each count is compared on its own")
+    ap.add_argument("--ours", default="--quantize int8-dynamic",
+                    help="our export's options (e.g. '--quantize int8-static "
+                    "--calibration-data FILE')")
     args = ap.parse_args()
     val = args.data / "validation.tsv"
     if not val.exists():
@@ -106,7 +111,7 @@ def main() -> None:
 
     ours_dir = args.out / "edgetransfer-int8"
     cmd = [sys.executable, "-m", "edgetransfer", "export", "--model", str(args.model), "--out",
-           str(ours_dir), "--quantize", "int8-dynamic", "--eval-data", str(val), "--overwrite"]
+           str(ours_dir), *args.ours.split(), "--eval-data", str(val), "--overwrite"]
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -119,32 +124,30 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(args.model)
+    ours_tok = AutoTokenizer.from_pretrained(ours_dir)
     texts, labels = read_tsv(val)
-    cmp = compare(ours_dir / "model.onnx", theirs, tok, texts, labels, rounds=args.rounds,
-                  per_round=args.per_round)
-    result = {
-        "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
-        "cpu": platform.processor(), "model": str(args.model),
-        "validation_rows": len(texts),
-        "ours": cmp["ours"] | {"fp32_onnx_accuracy": record["fp32_onnx_accuracy"],
-                               "torch_accuracy": record["torch_accuracy"],
-                               "export_wall_s": round(ours_wall, 1)},
-        "optimum": cmp["optimum"] | {"export_wall_s": round(theirs_wall, 1)},
-        "ratio_p50": cmp["ratio_p50"], "ratio_p90": cmp["ratio_p90"],
-        "rounds": args.rounds, "per_round": args.per_round, "threads": 1,
-    }
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
+              "cpu": platform.processor(), "model": str(args.model), "ours_options": args.ours,
+              "validation_rows": len(texts), "rounds": args.rounds, "per_round": args.per_round,
+              "fp32_onnx_accuracy": record["fp32_onnx_accuracy"],
+              "torch_accuracy": record["torch_accuracy"],
+              "export_wall_s": {"ours": round(ours_wall, 1), "optimum": round(theirs_wall, 1)},
+              "by_threads": {}}
+    print("\n| threads | path | accuracy | p50 ms | p90 ms | size MB | ratio p50 [rounds] |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for threads in [int(x) for x in args.threads.split(",")]:
+        cmp = compare(ours_dir / "model.onnx", theirs, tok, texts, labels, rounds=args.rounds,
+                      per_round=args.per_round, threads=threads, ours_tok=ours_tok)
+        result["by_threads"][str(threads)] = cmp
+        o, t, r = cmp["ours"], cmp["optimum"], cmp["ratio_p50"]
+        print(f"| {threads} | edgetransfer ({args.ours}) | {o['accuracy']:.4f} | "
+              f"{o['p50_ms']:.3f} | {o['p90_ms']:.3f} | {o['size_mb']:.1f} | "
+              f"{r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}] |")
+        print(f"| {threads} | optimum plain int8 | {t['accuracy']:.4f} | {t['p50_ms']:.3f} | "
+              f"{t['p90_ms']:.3f} | {t['size_mb']:.1f} | |", flush=True)
     (args.out.parent / "export_sst2.json").write_text(json.dumps(result, indent=2))
-    o, t = result["ours"], result["optimum"]
-    print("\n| path | accuracy | p50 ms | p90 ms | size MB |")
-    print("| --- | --- | --- | --- | --- |")
-    print(f"| edgetransfer int8 | {o['accuracy']:.4f} | {o['p50_ms']:.3f} | {o['p90_ms']:.3f} |"
-          f" {o['size_mb']:.1f} |")
-    print(f"| optimum plain int8 | {t['accuracy']:.4f} | {t['p50_ms']:.3f} | {t['p90_ms']:.3f} |"
-          f" {t['size_mb']:.1f} |")
-    print(f"\nfp32 ONNX accuracy {o['fp32_onnx_accuracy']:.4f}; PyTorch {o['torch_accuracy']:.4f}")
-    r50, r90 = result["ratio_p50"], result["ratio_p90"]
-    print(f"latency ratio ours/optimum: p50 {r50['median']:.3f} (rounds {r50['min']:.3f}.."
-          f"{r50['max']:.3f}), p90 {r90['median']:.3f} ({r90['min']:.3f}..{r90['max']:.3f})")
+    print(f"\nfp32 ONNX accuracy {record['fp32_onnx_accuracy']:.4f}; PyTorch "
+          f"{record['torch_accuracy']:.4f}")
 
 
 if __name__ == "__main__":

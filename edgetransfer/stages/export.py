@@ -309,12 +309,13 @@ def _prune_vocab(cfg, bb, task, corpus: list[str], evals, scratch: Path):
     same = np.concatenate([np.ravel(np.asarray(a) == np.asarray(b))
                            for a, b in zip(before[0], after[0])])
     agreement = float(same.mean())
+    least = cfg.min_agreement if cfg.min_agreement is not None else vocab.MIN_AGREEMENT
     metric = task.primary
     record = {"corpus": corpus, "min_count": cfg.min_count,
               "corpus_tokens": sum(counts.values()), "kept": len(keep), "of": len(tokenizer),
               "kept_fraction": round(len(keep) / len(tokenizer), 4),
               "judged_on": cfg.eval_data, "label_agreement": round(agreement, 4),
-              "min_agreement": vocab.MIN_AGREEMENT,
+              "min_agreement": least,
               "unk_rate": {"unpruned": round(before[2], 5), "pruned": round(after[2], 5)},
               "tokens_per_example": {"unpruned": round(before[3], 2),
                                      "pruned": round(after[3], 2)},
@@ -323,10 +324,10 @@ def _prune_vocab(cfg, bb, task, corpus: list[str], evals, scratch: Path):
     log.info("pruned vocabulary on %s: label agreement %.4f, %s %.4f -> %.4f, [UNK] %.3f%% -> "
              "%.3f%%", cfg.eval_data, agreement, metric, before[1], after[1], 100 * before[2],
              100 * after[2])
-    if agreement < vocab.MIN_AGREEMENT or drop > cfg.max_accuracy_drop:
+    if agreement < least or drop > cfg.max_accuracy_drop:
         raise CheckFailed(
             f"{where}: on {cfg.eval_data} the pruned model agrees with the unpruned one on "
-            f"{agreement:.1%} of labels (at least {vocab.MIN_AGREEMENT:.0%}) and scores "
+            f"{agreement:.1%} of labels (at least {least:.0%}) and scores "
             f"{metric} {after[1]:.4f} against {before[1]:.4f} (allowed drop "
             f"{cfg.max_accuracy_drop}); give a corpus closer to the data the model will see, or "
             f"lower --min-count; nothing was written to {cfg.out}")

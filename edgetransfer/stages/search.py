@@ -176,7 +176,6 @@ def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path
 def _teacher_figures(teacher: str, w, cfg, out: Path) -> dict:
     """The teacher's task metric on the eval data and its batch-1 p50 (PyTorch, as the
     speed-ups are counted), cached beside the search by the teacher's manifest."""
-    from .. import tasks
     from ..artifacts import MANIFEST, sha256
     from ..measure import latency, runners, scoring
 
@@ -304,8 +303,9 @@ def _distill(depth, teacher, w, recipe, recipe_file, root, out) -> tuple[str, fl
 def _export(v, model: str, folder: Path, w, cfg, probe: bool = False) -> dict:
     """Export `model` as variant `v` into `folder` (reused when its record says the same
     settings and source) and read its figures."""
-    from ..stages import export
+    from ..registry import get
 
+    export = get("export")  # (through the registry, as the pipeline does: stages stay apart)
     settings = v.export_settings() | dict(
         model=model, out=folder, eval_data=w.files["eval"], task=w.recipe.task,
         calibration_data=w.files["train"] if v.format == "int8-static" else None,
@@ -316,13 +316,13 @@ def _export(v, model: str, folder: Path, w, cfg, probe: bool = False) -> dict:
         max_accuracy_drop=100.0, overwrite=True) | w.columns()
     if probe:
         settings["min_agreement"] = 1e-9
-    config = export.ExportConfig(**settings)
+    config = export.config_class()(**settings)
     record_file = folder / "export.json"
     wanted = json.loads(config.model_dump_json())
     done = folder / "search-settings.json"
     if not (record_file.exists() and done.exists()
             and json.loads(done.read_text(encoding="utf-8")) == _key(wanted, model)):
-        export.run(config)
+        export.load().run(config)
         write_json(done, _key(wanted, model))
     record = json.loads(record_file.read_text(encoding="utf-8"))
     metric = record.get("metric", "accuracy")
@@ -407,12 +407,12 @@ def _closest(candidates: list[dict], budget) -> str:
 
 
 def _package(best: dict, out: Path) -> dict:
-    from . import package
+    from ..registry import get
 
+    package = get("package")
     bundle = out / "bundle"
-    cfg = package.PackageConfig(model=Path(best["folder"]), out=bundle, unverified=True,
-                                overwrite=True)
-    package.run(cfg)
+    package.load().run(package.config_class()(model=Path(best["folder"]), out=bundle,
+                                              unverified=True, overwrite=True))
     archive = bundle.parent / f"{bundle.name}.tar.gz"
     return {"folder": str(bundle), "archive": str(archive),
             "archive_bytes": archive.stat().st_size if archive.exists() else None}

@@ -17,7 +17,7 @@ def test_each_mode_has_one_precision(mode, precision):
 
 def test_every_mode_but_auto_names_a_precision():
     assert {quantize.precision_of(m) for m in quantize.MODES if m != "auto"} == \
-        {"fp32", "fp16", "int8"}
+        {"fp32", "fp16", "int8", "int4"}
 
 
 def test_an_unknown_target_lists_the_known_ones():

@@ -165,3 +165,19 @@ def test_int4_blocks(setup, cli, tmp_path):
     code, text = cli("export", "--model", model, "--out", tmp_path / "x", "--quantize",
                      "none", "--int4-embeddings")
     assert code == 2 and "--int4-embeddings goes with an int8" in text
+
+
+def test_pruning_works_for_a_token_task(tiny_tagger, token_data, cli, tmp_path):
+    """Every text task of the seam: a tagger's corpus is its sentences' words."""
+    out = tmp_path / "onnx"
+    code, text = cli("-q", "export", "--model", tiny_tagger, "--out", out, "--quantize",
+                     "none", "--prune-vocab", token_data / "train.txt", "--eval-data",
+                     token_data / "test.txt", "--max-accuracy-drop", "100",
+                     "--min-agreement", "0.01")
+    assert code == 0, text
+    record = json.loads((out / "export.json").read_text())
+    assert record["task"] == "token-classification"
+    assert record["vocab"]["kept"] < record["vocab"]["of"] / 10
+    assert 0 <= record["vocab"]["label_agreement"] <= 1
+    assert set(record["vocab"]["f1" if "f1" in record["vocab"] else record["metric"]]) == \
+        {"unpruned", "pruned"}
