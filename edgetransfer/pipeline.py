@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 STATE = "pipeline.json"
 # the inputs that are plain files the user names (the rest: models, earlier steps)
 FILE_ROLES = frozenset({"train", "validation", "test", "eval", "unlabeled", "calibration",
-                        "latency_data", "baseline"})
+                        "latency_data", "baseline", "corpus", "corpus_unlabeled"})
 
 
 @dataclass
@@ -57,6 +57,12 @@ class Wiring:
 
     def splits(self) -> dict:
         return {k: self.files[k] for k in ("train", "validation", "test")}
+
+    def corpus(self) -> dict:
+        """The recipe's own text, what vocabulary pruning keeps by default: the training
+        and unlabelled files (never the eval data), by input role."""
+        return {k: v for k, v in (("corpus", self.files["train"]),
+                                  ("corpus_unlabeled", self.files["unlabeled"])) if v}
 
     def training_data(self) -> dict:
         """What the training steps share: the task, the labelled splits and how to read them."""

@@ -104,7 +104,8 @@ class ExportConfig(TaskOption, ColumnOptions):
                                     "files: training plus unlabelled text); characters and "
                                     "special tokens are always kept, so any word still "
                                     "tokenizes. Judged on --eval-data, text the corpus never "
-                                    "saw (WordPiece tokenizers).")
+                                    "saw (WordPiece tokenizers). In a recipe, `data` "
+                                    "means its training plus unlabelled files.")
     min_count: int = Field(1, ge=1, description="--prune-vocab: keep the tokens the corpus "
                            "uses at least this many times.")
     max_length: int = Field(128, ge=8, description="Token limit for eval and calibration texts.")
@@ -580,15 +581,24 @@ def plan(variants, w) -> list[dict]:
         settings = variant.model_dump(exclude={"name"})
         calibrate = settings["quantize"] in ("int8", "int8-static", "auto")
         calibration = w.files["train"] if calibrate else None
+        corpus = {}
+        if settings.get("prune_vocab") == RECIPE_CORPUS:
+            # the recipe's own text: training plus unlabelled (never the eval data)
+            corpus = w.corpus()
+            settings["prune_vocab"] = ",".join(corpus.values())
         config = settings | w.columns() | dict(
             task=w.recipe.task, model=source, out=out, eval_data=w.files["eval"],
             calibration_data=calibration, max_length=w.recipe.data.max_length,
             overwrite=True)
         steps.append({"label": out.name, "config": config, "inputs": {
-            "model": source, "eval": w.files["eval"], "calibration": calibration}})
+            "model": source, "eval": w.files["eval"], "calibration": calibration} | corpus})
         exported[name] = out
     w.made["exports"] = exported
     return steps
+
+
+# a recipe's `prune_vocab: data`: prune to the recipe's training plus unlabelled text
+RECIPE_CORPUS = "data"
 
 
 def variant_name(variant) -> str:

@@ -121,8 +121,7 @@ def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path
     if not w.files["eval"]:
         raise ConfigError(f"{recipe_file}: data has no test or validation split to score "
                           f"candidates on")
-    if any(v.prune for v in variants) and w.files["eval"] in (w.files["train"],
-                                                             w.files["unlabeled"]):
+    if any(v.prune for v in variants) and w.files["eval"] in w.corpus().values():
         raise ConfigError(f"{recipe_file}: the eval data is also the pruning corpus; give a "
                           f"test split")
     root.mkdir(parents=True, exist_ok=True)
@@ -309,8 +308,7 @@ def _export(v, model: str, folder: Path, w, cfg, probe: bool = False) -> dict:
     settings = v.export_settings() | dict(
         model=model, out=folder, eval_data=w.files["eval"], task=w.recipe.task,
         calibration_data=w.files["train"] if v.format == "int8-static" else None,
-        prune_vocab=(",".join(f for f in (w.files["train"], w.files["unlabeled"]) if f)
-                     if v.prune else None),
+        prune_vocab=",".join(w.corpus().values()) if v.prune else None,
         min_count=cfg.min_count, max_length=w.recipe.data.max_length, threads=cfg.threads,
         # the budget's kept judges accuracy; an untrained probe is timed, not judged
         max_accuracy_drop=100.0, overwrite=True) | w.columns()

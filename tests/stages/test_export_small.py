@@ -181,3 +181,26 @@ def test_pruning_works_for_a_token_task(tiny_tagger, token_data, cli, tmp_path):
     assert 0 <= record["vocab"]["label_agreement"] <= 1
     assert set(record["vocab"]["f1" if "f1" in record["vocab"] else record["metric"]]) == \
         {"unpruned", "pruned"}
+
+
+def test_a_recipe_prunes_to_its_own_text(tiny_backbone, data_dir, tmp_path):
+    """`prune_vocab: data` in a recipe's export variant: its training plus unlabelled files,
+    inputs of the step's key (a changed corpus re-runs the export)."""
+    import yaml
+
+    from edgetransfer import pipeline
+    from edgetransfer import recipe as recipes
+
+    doc = {"name": "p", "model": str(tiny_backbone), "output": str(tmp_path / "m"),
+           "data": {"train": str(data_dir / "train.jsonl"), "test": str(data_dir / "test.jsonl"),
+                    "unlabeled": str(data_dir / "validation.jsonl")},
+           "export": [{"name": "small", "quantize": "int4", "prune_vocab": "data",
+                       "min_count": 2}]}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    recipe, _ = recipes.load(path)
+    (step,) = pipeline.plan(recipe, path, tmp_path / "m")
+    assert step.config.prune_vocab == f"{data_dir / 'train.jsonl'},{data_dir / 'validation.jsonl'}"
+    assert step.config.min_count == 2
+    assert step.inputs["corpus"] == str(data_dir / "train.jsonl")
+    assert step.inputs["corpus_unlabeled"] == str(data_dir / "validation.jsonl")
