@@ -112,3 +112,32 @@ def test_budget_units():
 
     b = budgets.parse("latency=500us, size=5MB kept=97%")
     assert (b.latency_ms, b.size_mb, b.kept) == (0.5, 5.0, 0.97)
+
+
+def test_candidates_are_timed_on_the_device_over_ssh(searched, tmp_path, monkeypatch, cli):
+    """--device: every candidate packaged and timed on the board (here an sshd of the
+    test's own on 127.0.0.1); accuracy and size stay this machine's."""
+    import os
+    import sys
+
+    from edgetransfer.device import rehearsal
+
+    why = rehearsal.available()
+    if why:
+        pytest.skip(f"{why}; .ci/run installs it")
+    recipe, out, first = searched
+    with rehearsal.local_board(tmp_path / "sshd") as config:
+        bin_dir = rehearsal.ssh_on_path(tmp_path / "bin", config)
+        monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+        code, text = cli("-q", "search", recipe, "--budget", "kept=0.01", "--depths", "1",
+                         "--formats", "int8-dynamic", "--prune", "no", "--device",
+                         "ssh://testboard", "--remote-python", sys.executable)
+    assert code == 0, text
+    report = json.loads((out / "search.json").read_text())
+    (c,) = report["candidates"]
+    assert report["timed_on"] == "ssh://testboard"
+    assert c["timed_on"].startswith("ssh://testboard") and c["host_p50_ms"] > 0
+    device = json.loads((out / "candidates" / c["name"] / "device.json").read_text())
+    assert c["p50_ms"] == device["latency"]["p50_ms"]
+    before = {x["name"]: x for x in first["candidates"]}[c["name"]]
+    assert c["value"] == before["value"] and c["bundle_bytes"] == before["bundle_bytes"]
