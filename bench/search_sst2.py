@@ -1,7 +1,7 @@
 """`edgetransfer search` on SST-2: the Pareto front of student depth x number format x
 vocabulary pruning, from the teacher trained on all of train.tsv (recipes/sst2-search.yaml).
 
-    python bench/search_sst2.py --data ../shared/data/sst2 \
+    python bench/search_sst2.py \
         --budget "latency=1ms size=5MB kept=0.97" [--no-early-stop]
 
 Runs the command (the teacher step is reused when recipes/sst2-search.yaml's run made it),
@@ -26,19 +26,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/sst2")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="the SST-2 folder [default: the recipe's, ../shared/data/sst2]; a "
+                    "spelling other than the one the teacher was trained with re-trains it "
+                    "(step keys hold the data paths)")
     ap.add_argument("--budget", default="latency=1ms size=5MB kept=0.97")
     ap.add_argument("--no-early-stop", action="store_true")
     ap.add_argument("--bundles", default="2L-int8-dynamic,2L-int8-dynamic-pruned,"
                     "2L-int8-int4emb-pruned,2L-int4-pruned",
                     help="candidates to package and measure as archives")
     args = ap.parse_args()
-    if not (args.data / "train.tsv").exists():
-        sys.exit(f"{args.data}: no train.tsv; pass --data pointing at shared/data/sst2")
+    data = args.data or ROOT.parent / "shared/data/sst2"
+    if not (data / "train.tsv").exists():
+        sys.exit(f"{data}: no train.tsv; pass --data pointing at shared/data/sst2")
     log = ROOT / "bench/results/search-sst2.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "edgetransfer", "search", "recipes/sst2-search.yaml",
-           f"data.dir={args.data.resolve()}", "--budget", args.budget]
+           *([f"data.dir={args.data.resolve()}"] if args.data else []), "--budget", args.budget]
     if args.no_early_stop:
         cmd.append("--no-early-stop")
     print("$", " ".join(cmd), flush=True)

@@ -188,7 +188,6 @@ def _teacher_figures(teacher: str, w, cfg, out: Path) -> dict:
     """The teacher's task metric on the eval data and its batch-1 p50 (PyTorch, as the
     speed-ups are counted), cached beside the search by the teacher's manifest."""
     from ..artifacts import MANIFEST, sha256
-    from ..measure import latency, runners, scoring
 
     manifest = Path(teacher) / MANIFEST
     key = sha256(manifest) if manifest.exists() else teacher
@@ -199,7 +198,17 @@ def _teacher_figures(teacher: str, w, cfg, out: Path) -> dict:
             return saved
     import torch
 
-    torch.set_num_threads(cfg.threads)
+    every = torch.get_num_threads()
+    try:
+        return _time_teacher(teacher, w, cfg, cache, key)
+    finally:
+        # the timing runs on --threads; the distillations after it need every core back
+        torch.set_num_threads(every)
+
+
+def _time_teacher(teacher, w, cfg, cache: Path, key: str) -> dict:
+    from ..measure import latency, runners, scoring
+
     runner = runners.load(teacher, threads=cfg.threads, provider="CPUExecutionProvider",
                           task=w.recipe.task)
     task = runner.task

@@ -31,13 +31,18 @@ def searched(tiny_backbone, data_dir, tmp_path_factory):
     """A first search with a budget everything meets: every candidate's figures."""
     from edgetransfer.cli import main
 
+    import torch
+
     tmp = tmp_path_factory.mktemp("search")
     recipe = _recipe(tmp, tiny_backbone, data_dir)
+    threads = torch.get_num_threads()
     try:
         main(["-q", "search", str(recipe), "--budget", "kept=0.01", "--depths", "1",
               "--formats", "int8-dynamic,int4", "--prune", "no"])
     except SystemExit as e:
         assert not e.code, e.code
+    # timing the teacher on one thread leaves every core to the distillations after it
+    assert torch.get_num_threads() == threads
     out = tmp / "models" / "tiny-search" / "search"
     return recipe, out, json.loads((out / "search.json").read_text())
 
