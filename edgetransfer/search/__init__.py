@@ -1,2 +1,3 @@
 """`edgetransfer search`: the smallest, fastest student within a budget (budget.py: the
-constraints; space.py: the candidates; pareto.py: the front and its plot)."""
+constraints and the size measure; space.py: the candidates; judge.py: the best and the
+verdict; pareto.py: the front and its plot; report.py: what a search writes)."""

@@ -7,8 +7,10 @@ over the teacher's on the same eval data. A constraint left out is not judged.
 
 from __future__ import annotations
 
+import gzip
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -75,3 +77,14 @@ def _number(value: str, text: str) -> float:
         return float(value.rstrip("%"))
     except ValueError:
         raise ConfigError(f"--budget {text}: {value!r} is not a number; {HOW}") from None
+
+
+def bundle_bytes(folder: Path) -> int:
+    """What the bundle's archive spends on the model and its tokenizer: their gzip size
+    (the archive is a .tar.gz; its runtime files are the same for every candidate)."""
+    total = 0
+    for name in ("model.onnx", "tokenizer.json"):
+        f = Path(folder) / name
+        if f.exists():
+            total += len(gzip.compress(f.read_bytes(), compresslevel=9, mtime=0))
+    return total

@@ -25,7 +25,6 @@ candidates/, and bundle/ + bundle.tar.gz for the best candidate within budget.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import shutil
@@ -38,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..artifacts import write_json
 from ..errors import BudgetMissed, CheckFailed, ConfigError
 from ..options import comma_list
+from ..search import budget as budgets
+from ..search import judge, report, space
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,6 @@ def main(cfg: SearchConfig, recipe: list[str]) -> Path:
 def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path:
     from .. import pipeline
     from .. import recipe as recipes
-    from ..search import budget as budgets
-    from ..search import space
 
     started = time.perf_counter()
     budget = budgets.parse(cfg.budget)
@@ -162,25 +161,25 @@ def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path
         if skip:
             log.info("%d-layer student: not distilled (%s)", depth, skip)
             state["candidates"] += [_stopped(v, skip) for v in group]
-            _write(state, out, budget)
+            report.write(state, out, budget)
             continue
         student, wall = _distill(depth, teacher, w, recipe, recipe_file, root, out)
         state["distilled"][str(depth)] = {"folder": str(student), "wall_s": wall}
         for v in group:
             state["candidates"].append(_candidate(v, student, w, cfg, reference, budget, out,
                                                   root, recipe_file))
-            _write(state, out, budget)
+            report.write(state, out, budget)
     state["wall_time_s"] = round(time.perf_counter() - started, 1)
-    best = _best(state["candidates"], cfg.prefer)
+    best = judge.best(state["candidates"], cfg.prefer)
     state["best"] = best["name"] if best else None
     if best and cfg.package:
         state["bundle"] = _package(best, out)
-    _write(state, out, budget)
+    report.write(state, out, budget)
     log.info("wrote %s (%d candidates, %.0f s)", out / "search.json", len(state["candidates"]),
              state["wall_time_s"])
     if best is None:
         raise BudgetMissed(f"search: no candidate met the budget ({cfg.budget}): "
-                           f"{_closest(state['candidates'], budget)}; see {out / 'search.md'}")
+                           f"{judge.closest(state['candidates'], budget)}; see {out / 'search.md'}")
     return out
 
 
@@ -250,7 +249,7 @@ def _probe(depth, group, teacher, w, cfg, budget, state, out, recipe_file) -> st
         figures = _export(v, str(shape), folder, w, cfg, probe=True)
         probes[v.name] = figures
     state["probes"][str(depth)] = probes
-    best = _best(state["candidates"], "latency")
+    best = judge.best(state["candidates"], "latency")
     fast, small = probes[fastest.name], probes[smallest.name]
     if budget.latency_ms is not None and fast["p50_ms"] > budget.latency_ms:
         return (f"its fastest format, {fastest.name}, takes {fast['p50_ms']:.3f} ms untrained, "
@@ -346,7 +345,7 @@ def _export(v, model: str, folder: Path, w, cfg, probe: bool = False) -> dict:
     record = json.loads(record_file.read_text(encoding="utf-8"))
     metric = record.get("metric", "accuracy")
     figures = {"folder": str(folder), "size_bytes": record["size_bytes"],
-               "bundle_bytes": bundle_bytes(folder),
+               "bundle_bytes": budgets.bundle_bytes(folder),
                "p50_ms": record["latency_batch1"]["p50_ms"],
                "p90_ms": record["latency_batch1"]["p90_ms"], "value": record.get(metric),
                "vocab": record.get("vocab"), "timed_on": "this CPU"}
@@ -386,17 +385,6 @@ def _key(settings: dict, model: str) -> dict:
             sha256(Path(model) / "model.safetensors")}
 
 
-def bundle_bytes(folder: Path) -> int:
-    """What the bundle's archive spends on the model and its tokenizer: their gzip size
-    (the archive is a .tar.gz; its runtime files are the same for every candidate)."""
-    total = 0
-    for name in ("model.onnx", "tokenizer.json"):
-        f = Path(folder) / name
-        if f.exists():
-            total += len(gzip.compress(f.read_bytes(), compresslevel=9, mtime=0))
-    return total
-
-
 def _candidate(v, student, w, cfg, reference, budget, out, root, recipe_file) -> dict:
     entry = {"name": v.name, "depth": v.depth, "format": v.format, "prune": v.prune}
     try:
@@ -424,36 +412,6 @@ def _stopped(v, reason: str) -> dict:
             "status": "stopped", "reason": reason}
 
 
-def _best(candidates: list[dict], prefer: str) -> dict | None:
-    ok = [c for c in candidates if c.get("within_budget")]
-    if not ok:
-        return None
-    key = {"latency": lambda c: (c["p50_ms"], c["bundle_bytes"]),
-           "size": lambda c: (c["bundle_bytes"], c["p50_ms"]),
-           "accuracy": lambda c: (-c["kept"], c["p50_ms"])}[prefer]
-    return min(ok, key=key)
-
-
-def _closest(candidates: list[dict], budget) -> str:
-    """Per constraint, how close the nearest candidate came (the one-line verdict)."""
-    done = [c for c in candidates if c.get("status") == "evaluated"]
-    if not done:
-        return "no candidate was evaluated (every depth was stopped or failed)"
-    parts = []
-    for name, missed in (("latency", lambda c: c["p50_ms"]),
-                         ("size", lambda c: c["bundle_bytes"]),
-                         ("kept", lambda c: -c["kept"])):
-        if all(name in c["misses"] for c in done):
-            nearest = min(done, key=missed)
-            parts.append(f"no candidate met {name} (nearest: {nearest['name']}, "
-                         f"{nearest['misses'][name]})")
-    if not parts:  # each constraint met by some, never all by one
-        nearest = min(done, key=lambda c: len(c["misses"]))
-        parts.append(f"each constraint is met by some candidate but never all by one "
-                     f"(nearest: {nearest['name']}, {'; '.join(nearest['misses'].values())})")
-    return "; ".join(parts)
-
-
 def _package(best: dict, out: Path) -> dict:
     from ..registry import get
 
@@ -464,48 +422,3 @@ def _package(best: dict, out: Path) -> dict:
     archive = bundle.parent / f"{bundle.name}.tar.gz"
     return {"folder": str(bundle), "archive": str(archive),
             "archive_bytes": archive.stat().st_size if archive.exists() else None}
-
-
-def _write(state: dict, out: Path, budget) -> None:
-    """search.json, search.md and search.png, rewritten after every candidate."""
-    from ..search import pareto
-
-    state["front"] = pareto.front(state["candidates"])
-    write_json(out / "search.json", state)
-    tmp = out / ".search.md.tmp"
-    tmp.write_text(render(state), encoding="utf-8")
-    tmp.replace(out / "search.md")
-    if any(c.get("kept") is not None for c in state["candidates"]):
-        pareto.plot(state["candidates"], budget, out / "search.png",
-                    f"search: {Path(state['recipe']).name}, teacher {state['teacher']['metric']} "
-                    f"{state['teacher']['value']:.4f}")
-
-
-def render(state: dict) -> str:
-    t = state["teacher"]
-    b = state["budget"]
-    lines = [f"# search: {state['recipe']}", "",
-             f"Budget: latency {b['latency_ms']} ms, size {b['size_mb']} MB, kept {b['kept']} "
-             f"(prefer {state['prefer']}). Teacher: {t['folder']}, {t['metric']} "
-             f"{t['value']:.4f}, p50 {t['p50_ms']:.3f} ms (PyTorch, batch 1, "
-             f"{t['threads']} thread(s)). Candidates timed on {state['timed_on']}, batch 1; "
-             f"speed-ups over the teacher on this CPU.", "",
-             "| candidate | status | accuracy | kept | p50 ms | speed-up | bundle MB | "
-             "model MB | front | misses |", "| --- " * 10 + "|"]
-    front = set(state.get("front", []))
-    for c in state["candidates"]:
-        if c.get("status") != "evaluated":
-            lines.append(f"| {c['name']} | {c['status']} | | | | | | | | {c.get('reason', '')} |")
-            continue
-        lines.append(
-            f"| {c['name']} | {'**within**' if c['within_budget'] else 'misses'} | "
-            f"{c['value']:.4f} | {c['kept']:.4f} | {c['p50_ms']:.3f} | {c['speedup']:.1f}× | "
-            f"{c['bundle_bytes'] / 1e6:.2f} | {c['size_bytes'] / 1e6:.2f} | "
-            f"{'o' if c['name'] in front else ''} | {'; '.join(c['misses'].values())} |")
-    lines += ["", f"Best within budget: {state.get('best') or 'none'}."]
-    if state.get("bundle"):
-        mb = state["bundle"]["archive_bytes"]
-        lines.append(f"Bundle: {state['bundle']['archive']} ({mb / 1e6:.2f} MB).")
-    if state.get("wall_time_s") is not None:
-        lines.append(f"Wall time: {state['wall_time_s'] / 60:.1f} min.")
-    return "\n".join(lines) + "\n"
