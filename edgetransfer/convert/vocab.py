@@ -73,6 +73,9 @@ def kept_from_counts(tokenizer, counts: Counter, min_count: int = 1) -> list[int
     vocab = tokenizer.get_vocab()
     keep = {i for i, n in counts.items() if n >= min_count}
     keep |= set(tokenizer.all_special_ids)
+    # tokens added to the tokenizer (special or not) are matched before WordPiece: kept, so
+    # tokenizer.json's added_tokens stay whole
+    keep |= set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
     keep |= {i for t, i in vocab.items() if len(t) == 1 or (t.startswith("##") and len(t) == 3)}
     return sorted(keep)
 

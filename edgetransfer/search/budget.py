@@ -35,7 +35,9 @@ class Budget:
                 and c["bundle_bytes"] / 1e6 > self.size_mb:
             mb = c["bundle_bytes"] / 1e6
             out["size"] = f"{mb:.2f} MB, {mb - self.size_mb:.2f} MB over"
-        if self.kept is not None and c.get("kept") is not None and c["kept"] < self.kept:
+        if self.kept is not None and c.get("kept") is None:
+            out["kept"] = "not measured (the teacher scored 0)"
+        elif self.kept is not None and c["kept"] < self.kept:
             out["kept"] = f"{c['kept']:.4f}, {100 * (self.kept - c['kept']):.2f} points short"
         return out
 

@@ -9,7 +9,7 @@ def best(candidates: list[dict], prefer: str) -> dict | None:
         return None
     key = {"latency": lambda c: (c["p50_ms"], c["bundle_bytes"]),
            "size": lambda c: (c["bundle_bytes"], c["p50_ms"]),
-           "accuracy": lambda c: (-c["kept"], c["p50_ms"])}[prefer]
+           "accuracy": lambda c: (-(c["kept"] or 0), c["p50_ms"])}[prefer]
     return min(ok, key=key)
 
 
@@ -21,7 +21,7 @@ def closest(candidates: list[dict], budget) -> str:
     parts = []
     for name, missed in (("latency", lambda c: c["p50_ms"]),
                          ("size", lambda c: c["bundle_bytes"]),
-                         ("kept", lambda c: -c["kept"])):
+                         ("kept", lambda c: -(c["kept"] or 0))):
         if all(name in c["misses"] for c in done):
             nearest = min(done, key=missed)
             parts.append(f"no candidate met {name} (nearest: {nearest['name']}, "

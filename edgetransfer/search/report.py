@@ -40,7 +40,7 @@ def render(state: dict) -> str:
             continue
         lines.append(
             f"| {c['name']} | {'**within**' if c['within_budget'] else 'misses'} | "
-            f"{c['value']:.4f} | {c['kept']:.4f} | {c['p50_ms']:.3f} | {c['speedup']:.1f}× | "
+            f"{c['value']:.4f} | {_share(c['kept'])} | {c['p50_ms']:.3f} | {c['speedup']:.1f}× | "
             f"{c['bundle_bytes'] / 1e6:.2f} | {c['size_bytes'] / 1e6:.2f} | "
             f"{'o' if c['name'] in front else ''} | {'; '.join(c['misses'].values())} |")
     lines += ["", f"Best within budget: {state.get('best') or 'none'}."]
@@ -50,3 +50,7 @@ def render(state: dict) -> str:
     if state.get("wall_time_s") is not None:
         lines.append(f"Wall time: {state['wall_time_s'] / 60:.1f} min.")
     return "\n".join(lines) + "\n"
+
+
+def _share(x) -> str:
+    return "n/a" if x is None else f"{x:.4f}"

@@ -219,7 +219,10 @@ def run(cfg: DistillConfig) -> Path:
 def _cached_logits(cfg, teacher, transfer, collate, device) -> list:
     """teacher_logits, read from --teacher-cache when a run over the same teacher and rows
     left them there (a .npy, no pickle), else computed (and left there)."""
-    if not cfg.teacher_cache:
+    if not cfg.teacher_cache or "image" in transfer.column_names:
+        if cfg.teacher_cache:  # (the key hashes token ids; images would need their bytes)
+            log.warning("--teacher-cache: not for image data yet; the teacher's outputs are "
+                        "computed afresh")
         return teacher_logits(teacher, transfer, collate, device, cfg.teacher_batch_size)
     import hashlib
 

@@ -337,8 +337,17 @@ def _prune_vocab(cfg, bb, task, corpus: list[str], evals, scratch: Path):
 
 def _id_batches(task, tokenizer, files: list[str], cfg):
     """(input_ids, attention_mask) of every row of the corpus files, as the task encodes."""
+    from ..errors import DataError
+
     for f in files:
-        ds = task.read_eval(f, None, cfg)
+        try:
+            ds = task.read_eval(f, None, cfg)
+        except DataError:
+            if not any(getattr(cfg, c, None) for c in ("text_column", "tokens_column")):
+                raise
+            # an unlabelled file need not name its text as the labelled data does: its own
+            # column, found by name as `distill --unlabeled` finds it
+            ds = task.read_eval(f, None, None)
         for s in range(0, len(ds), 512):
             feeds = task.encode(tokenizer, ds[s:s + 512], cfg.max_length)
             yield feeds["input_ids"], feeds["attention_mask"]

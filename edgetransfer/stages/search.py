@@ -173,7 +173,7 @@ def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path
     best = judge.best(state["candidates"], cfg.prefer)
     state["best"] = best["name"] if best else None
     if best and cfg.package:
-        state["bundle"] = _package(best, out)
+        state["bundle"] = _package(best, out, cfg)
     report.write(state, out, budget)
     log.info("wrote %s (%d candidates, %.0f s)", out / "search.json", len(state["candidates"]),
              state["wall_time_s"])
@@ -189,7 +189,10 @@ def _teacher_figures(teacher: str, w, cfg, out: Path) -> dict:
     from ..artifacts import MANIFEST, sha256
 
     manifest = Path(teacher) / MANIFEST
-    key = sha256(manifest) if manifest.exists() else teacher
+    # the figures hold for this teacher, these eval texts and this token limit
+    key = ":".join([sha256(manifest) if manifest.exists() else teacher,
+                    sha256(Path(w.files["eval"])) if Path(w.files["eval"]).is_file()
+                    else w.files["eval"], str(w.recipe.data.max_length)])
     cache = out / "teacher.json"
     if cache.exists():
         saved = json.loads(cache.read_text(encoding="utf-8"))
@@ -236,26 +239,27 @@ def _columns(w):
 
 
 def _probe(depth, group, teacher, w, cfg, budget, state, out, recipe_file) -> str | None:
-    """Why this depth cannot win (None: distil it). Exports the untrained cut student in its
-    fastest and its smallest format of the space and reads their latency and size."""
-    fastest = min(group, key=lambda v: _speed_rank(v))
-    smallest = min(group, key=lambda v: _size_rank(v))
+    """Why this depth cannot win (None: distil it). Exports the untrained cut student in the
+    formats expected fastest (pruned and not: pruning moves latency either way by a few
+    percent) and smallest, and judges the depth by the best measured of each."""
+    speed = sorted(group, key=_speed_rank)
+    fastest = [v for v in speed if v.format == speed[0].format]  # (with and without pruning)
+    smallest = min(group, key=_size_rank)
     shape = out / "probes" / f"{depth}L"
-    if not (shape / "config.json").exists():
-        _cut(teacher, depth, shape)
+    _cut(teacher, depth, shape)
     probes = {}
-    for v in dict.fromkeys([fastest, smallest]):
-        folder = out / "probes" / v.name
-        figures = _export(v, str(shape), folder, w, cfg, probe=True)
-        probes[v.name] = figures
+    for v in dict.fromkeys([*fastest, smallest]):
+        probes[v.name] = _export(v, str(shape), out / "probes" / v.name, w, cfg, probe=True)
     state["probes"][str(depth)] = probes
     best = judge.best(state["candidates"], "latency")
-    fast, small = probes[fastest.name], probes[smallest.name]
+    fast_name = min(fastest, key=lambda v: probes[v.name]["p50_ms"]).name
+    fast, small = probes[fast_name], min(probes.values(), key=lambda f: f["bundle_bytes"])
+    small_name = next(n for n, f in probes.items() if f is small)
     if budget.latency_ms is not None and fast["p50_ms"] > budget.latency_ms:
-        return (f"its fastest format, {fastest.name}, takes {fast['p50_ms']:.3f} ms untrained, "
+        return (f"its fastest format, {fast_name}, takes {fast['p50_ms']:.3f} ms untrained, "
                 f"over the {budget.latency_ms} ms budget")
     if budget.size_mb is not None and small["bundle_bytes"] / 1e6 > budget.size_mb:
-        return (f"its smallest format, {smallest.name}, is {small['bundle_bytes'] / 1e6:.2f} "
+        return (f"its smallest format, {small_name}, is {small['bundle_bytes'] / 1e6:.2f} "
                 f"MB, over the {budget.size_mb} MB budget")
     if cfg.prefer == "latency" and best is not None and fast["p50_ms"] > best["p50_ms"]:
         return (f"its fastest format takes {fast['p50_ms']:.3f} ms, slower than "
@@ -263,22 +267,32 @@ def _probe(depth, group, teacher, w, cfg, budget, state, out, recipe_file) -> st
     return None
 
 
+# Which format is fastest and which smallest, as measured on SST-2 at 1-3 layers
+# (bench/RESULTS.md "Search"): int8-dynamic the fastest at every depth; int4 then int8 with
+# 4-bit tables the smallest; int8-static the largest (its embedding table stays fp32).
+SPEED_ORDER = ("int8-dynamic", "int8-int4emb", "int8-static", "int4")
+SIZE_ORDER = ("int4", "int8-int4emb", "int8-dynamic", "int8-static")
+
+
 def _speed_rank(v) -> tuple:
-    # int8 dynamic is the fastest on x86 and ARM CPUs (bench/RESULTS.md); pruning is free
-    order = ["int8-dynamic", "int8-int4emb", "int8-static", "int4"]
-    return (order.index(v.format) if v.format in order else 9, v.prune)
+    return (SPEED_ORDER.index(v.format), v.prune)
 
 
 def _size_rank(v) -> tuple:
-    order = ["int4", "int8-int4emb", "int8-static", "int8-dynamic"]
-    return (not v.prune, order.index(v.format) if v.format in order else 9)
+    return (not v.prune, SIZE_ORDER.index(v.format))
 
 
 def _cut(teacher: str, depth: int, folder: Path) -> None:
-    """The untrained student of `depth` layers (the teacher's, spread), saved for probing."""
+    """The untrained student of `depth` layers (the teacher's, spread), saved for probing;
+    kept while the teacher is the same."""
     from .. import tasks
+    from ..artifacts import MANIFEST, sha256
     from ..modeling import architectures, backbones, students
 
+    manifest = Path(teacher) / MANIFEST
+    key = (sha256(manifest) if manifest.exists() else str(Path(teacher).resolve())) + f":{depth}"
+    if (folder / "teacher.key").exists() and (folder / "teacher.key").read_text() == key:
+        return  # (this teacher's cut, made before)
     bb = backbones.resolve(teacher)
     task = tasks.resolve(None, config=bb.config, where=teacher)
     model = backbones.load_trained(bb, task)
@@ -288,6 +302,8 @@ def _cut(teacher: str, depth: int, folder: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     student.save_pretrained(tmp, safe_serialization=True)
     task.load_preprocessor(bb).save_pretrained(tmp)
+    (tmp / "teacher.key").write_text(key)
+    shutil.rmtree(folder, ignore_errors=True)
     tmp.replace(folder)
 
 
@@ -412,13 +428,14 @@ def _stopped(v, reason: str) -> dict:
             "status": "stopped", "reason": reason}
 
 
-def _package(best: dict, out: Path) -> dict:
+def _package(best: dict, out: Path, cfg) -> dict:
     from ..registry import get
 
     package = get("package")
     bundle = out / "bundle"
     package.load().run(package.config_class()(model=Path(best["folder"]), out=bundle,
-                                              unverified=True, overwrite=True))
+                                              unverified=True, overwrite=True,
+                                              target=cfg.target))
     archive = bundle.parent / f"{bundle.name}.tar.gz"
     return {"folder": str(bundle), "archive": str(archive),
             "archive_bytes": archive.stat().st_size if archive.exists() else None}

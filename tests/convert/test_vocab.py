@@ -51,3 +51,18 @@ def test_only_wordpiece_is_pruned(tiny_classifier):
 
     with pytest.raises(ModelError, match="WordPiece tokenizers"):
         vocab.prune_tokenizer_json({"model": {"type": "BPE"}}, [0, 1])
+
+
+def test_added_tokens_are_kept_even_when_the_corpus_never_uses_them(tiny_classifier, tmp_path):
+    from transformers import AutoTokenizer
+
+    from edgetransfer.convert import vocab
+
+    tok = AutoTokenizer.from_pretrained(tiny_classifier)
+    tok.add_tokens(["<url>"])
+    keep = vocab.kept_ids(tok, CORPUS)
+    assert tok.convert_tokens_to_ids("<url>") in keep
+    tok.save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "tokenizer.json").read_text())
+    pruned = vocab.prune_tokenizer_json(data, keep)  # (no KeyError on the added token)
+    assert any(t["content"] == "<url>" for t in pruned["added_tokens"])

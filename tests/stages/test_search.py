@@ -29,9 +29,9 @@ def _recipe(tmp_path, backbone, data):
 @pytest.fixture(scope="module")
 def searched(tiny_backbone, data_dir, tmp_path_factory):
     """A first search with a budget everything meets: every candidate's figures."""
-    from edgetransfer.cli import main
-
     import torch
+
+    from edgetransfer.cli import main
 
     tmp = tmp_path_factory.mktemp("search")
     recipe = _recipe(tmp, tiny_backbone, data_dir)
@@ -146,3 +146,12 @@ def test_candidates_are_timed_on_the_device_over_ssh(searched, tmp_path, monkeyp
     assert c["p50_ms"] == device["latency"]["p50_ms"]
     before = {x["name"]: x for x in first["candidates"]}[c["name"]]
     assert c["value"] == before["value"] and c["bundle_bytes"] == before["bundle_bytes"]
+
+
+def test_a_candidate_without_a_kept_share_misses_a_kept_budget():
+    from edgetransfer.search import budget as budgets
+    from edgetransfer.search import report
+
+    b = budgets.parse("kept=0.9")
+    assert "not measured" in b.misses({"kept": None, "p50_ms": 1, "bundle_bytes": 1})["kept"]
+    assert report._share(None) == "n/a"
