@@ -8,8 +8,8 @@ measured on this CPU. What can be reused is: one teacher (the recipe's finetune 
 distillation per depth, every finished step (pipeline.json keys: a rerun redoes nothing).
 
 Early stopping: latency and size do not depend on the weights, so before a depth is
-distilled its fastest and its smallest format are exported from the untrained cut student
-(the "probe"); a depth whose fastest misses the latency budget, whose smallest misses the
+distilled its fastest format (pruned and not) and its smallest are exported from the
+untrained cut student (the "probes"); a depth whose fastest misses the latency budget, whose smallest misses the
 size budget, or (the goal being the fastest within budget) whose fastest is slower than a
 candidate already within budget, is not distilled.
 
