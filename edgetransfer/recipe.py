@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .options import ColumnOptions, comma_list
 
 
-def _section(stage) -> type[BaseModel]:
+def section(stage) -> type[BaseModel]:
     """The recipe section of a step: its stage's fields minus the wired ones, plus what the
     stage's module adds for recipes (RECIPE_FIELDS), plus a name for a list of variants."""
     config = stage.config_class()
@@ -89,8 +89,8 @@ def _schema() -> type[BaseModel]:
         "data": (DataSection, ...),
     }
     for stage in registry.steps():  # one optional section per pipeline step, in order
-        section = _section(stage)
-        fields[stage.name] = ((list[section] if stage.variants else section) | None, None)
+        model = section(stage)
+        fields[stage.name] = ((list[model] if stage.variants else model) | None, None)
     return create_model("Recipe", __config__=ConfigDict(extra="forbid"), **fields)
 
 

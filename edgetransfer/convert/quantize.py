@@ -50,6 +50,7 @@ def int4(src: Path, dst: Path, op_types: tuple[str, ...] = ("MatMul", "Gather"),
     """4-bit weight-only blocks through onnxruntime's MatMulNBitsQuantizer: constant-weight
     MatMuls -> MatMulNBits, embedding-table Gathers -> GatherBlockQuantized (rows quantized
     along the hidden axis). Activations stay float; anything else is left as it is."""
+    import numpy as np
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
@@ -58,19 +59,17 @@ def int4(src: Path, dst: Path, op_types: tuple[str, ...] = ("MatMul", "Gather"),
 
     model = onnx.load(str(src))
     # one pass per op type: each has its block size (an embedding block no wider than the
-    # rows: a narrower model's rows would be padded to the block)
+    # rows: a narrower model's rows would be padded to the block; 16 is the kernels' least)
     consts = {t.name: t.dims for t in model.graph.initializer}
     widths = [consts[n.input[0]][-1] for n in model.graph.node
               if n.op_type == "Gather" and n.input[0] in consts and len(consts[n.input[0]]) == 2]
-    row_block = min([INT4_EMBEDDING_BLOCK] + [1 << (w.bit_length() - 1) for w in widths])
-    for op, block in (("Gather", max(row_block, 16)), ("MatMul", INT4_BLOCK)):
-        if op not in op_types:
-            continue
+    blocks = {"Gather": max(16, min([INT4_EMBEDDING_BLOCK]
+                                    + [1 << (w.bit_length() - 1) for w in widths])),
+              "MatMul": INT4_BLOCK}
+    for op in [op for op in blocks if op in op_types]:
         config = DefaultWeightOnlyQuantConfig(
-            block_size=block, is_symmetric=True, accuracy_level=INT4_ACCURACY_LEVEL,
+            block_size=blocks[op], is_symmetric=True, accuracy_level=INT4_ACCURACY_LEVEL,
             op_types_to_quantize=(op,), quant_axes=(("MatMul", 0), ("Gather", 1)))
-        import numpy as np
-
         # (an all-zero block divides 0 by a 0 scale; onnxruntime then stores 0, as it should)
         with _quiet_root_logger(), np.errstate(invalid="ignore", divide="ignore"):
             quantizer = MatMulNBitsQuantizer(model, algo_config=config,
@@ -79,7 +78,7 @@ def int4(src: Path, dst: Path, op_types: tuple[str, ...] = ("MatMul", "Gather"),
         model = quantizer.model.model
     onnx.save(model, str(dst))
     done = [n.op_type for n in model.graph.node]
-    return {"bits": 4, "block_size": {"MatMul": INT4_BLOCK, "Gather": max(row_block, 16)},
+    return {"bits": 4, "block_size": blocks,
             "symmetric": True,
             "accuracy_level": INT4_ACCURACY_LEVEL, "op_types": list(op_types),
             "MatMulNBits": done.count("MatMulNBits"),

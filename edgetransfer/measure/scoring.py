@@ -72,11 +72,17 @@ def one_by_one(pairs):
 def score(task, logits_of, pairs, label_names: list[str], precision: str = "fp32") -> float:
     """The task's primary metric of `logits_of(feeds)` over (feeds, labels) batches, scored
     at the batch size the precision's rule gives."""
+    predictions, labels = predict(task, logits_of, pairs, precision)
+    return task.metrics(labels, predictions, label_names)[task.primary]
+
+
+def predict(task, logits_of, pairs, precision: str = "fp32") -> tuple[list, list]:
+    """(per-example predictions, per-example labels) of `logits_of(feeds)` over (feeds,
+    labels) batches, at the batch size the precision's rule gives."""
     if scoring_batch_size(precision) == 1:  # split the encoded batches, no re-encoding
         pairs = list(one_by_one(pairs))
     logits, labels = [], []
     for feeds, y in pairs:
         logits.extend(task.per_example(np.asarray(logits_of(feeds)), feeds))
         labels.extend(y)
-    report = task.metrics(labels, task.predictions(logits), label_names)
-    return report[task.primary]
+    return task.predictions(logits), labels

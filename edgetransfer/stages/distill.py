@@ -218,7 +218,7 @@ def run(cfg: DistillConfig) -> Path:
 
 def _cached_logits(cfg, teacher, transfer, collate, device) -> list:
     """teacher_logits, read from --teacher-cache when a run over the same teacher and rows
-    left them there (a .npy, no pickle), else computed (and left there)."""
+    left them there (a .npz, no pickle), else computed (and left there)."""
     if not cfg.teacher_cache or "image" in transfer.column_names:
         if cfg.teacher_cache:  # (the key hashes token ids; images would need their bytes)
             log.warning("--teacher-cache: not for image data yet; the teacher's outputs are "
@@ -228,13 +228,10 @@ def _cached_logits(cfg, teacher, transfer, collate, device) -> list:
 
     import numpy as np
 
-    from ..artifacts import MANIFEST, sha256
+    from ..artifacts import fingerprint
 
-    h = hashlib.sha256()
-    manifest = Path(cfg.teacher) / MANIFEST
-    h.update((sha256(manifest) if manifest.exists() else str(Path(cfg.teacher).resolve()))
-             .encode())
-    for column in (c for c in MODEL_INPUTS if c in transfer.column_names and c != "image"):
+    h = hashlib.sha256(fingerprint(cfg.teacher).encode())
+    for column in (c for c in MODEL_INPUTS if c in transfer.column_names):
         for row in transfer[column]:
             h.update(np.asarray(row, dtype=np.int64).tobytes() + b";")
     folder = Path(cfg.teacher_cache)

@@ -279,8 +279,10 @@ def _prune_vocab(cfg, bb, task, corpus: list[str], evals, scratch: Path):
     counts = vocab.count_tokens(_id_batches(task, tokenizer, corpus, cfg), specials)
     vocab.check_corpus(counts, tokenizer.unk_token_id, where)
     keep = vocab.kept_from_counts(tokenizer, counts, cfg.min_count)
+    import copy
+
     reference = backbones.load_trained(bb, task, allow_pickle=cfg.allow_pickle)
-    pruned = backbones.load_trained(bb, task, allow_pickle=cfg.allow_pickle)
+    pruned = copy.deepcopy(reference)  # (cut in place below; the reference stays whole)
     vocab.prune_checkpoint(pruned, Path(bb.source), keep, scratch)
     pruned_bb = backbones.resolve(str(scratch))
     pruned_tokenizer = task.load_preprocessor(pruned_bb)
@@ -291,19 +293,17 @@ def _prune_vocab(cfg, bb, task, corpus: list[str], evals, scratch: Path):
     def judged(model, tok):
         import torch
 
-        pairs = scoring.batches(task, tok, evals, cfg.max_length)
-        logits, unk, tokens = [], 0, 0
-        for feeds, _ in pairs:
+        def logits_of(feeds):
             with torch.inference_mode():
-                out = model(**{k: torch.from_numpy(v) for k, v in
-                               scoring.inputs_only(task, feeds).items()}).logits.numpy()
-            logits.extend(task.per_example(out, feeds))
-            used = feeds["input_ids"][feeds["attention_mask"] > 0]
-            unk += int((used == tok.unk_token_id).sum())
-            tokens += used.size
-        predictions = task.predictions(logits)
-        value = task.metrics(list(evals["label"]), predictions, bb.label_names)[task.primary]
-        return predictions, value, unk / max(tokens, 1), tokens / len(evals)
+                return model(**{k: torch.from_numpy(v) for k, v in
+                                scoring.inputs_only(task, feeds).items()}).logits.numpy()
+
+        pairs = scoring.batches(task, tok, evals, cfg.max_length)
+        predictions, labels = scoring.predict(task, logits_of, pairs)
+        used = np.concatenate([f["input_ids"][f["attention_mask"] > 0] for f, _ in pairs])
+        value = task.metrics(labels, predictions, bb.label_names)[task.primary]
+        return (predictions, value, float((used == tok.unk_token_id).mean()),
+                used.size / len(evals))
 
     before = judged(reference, tokenizer)
     after = judged(pruned, pruned_tokenizer)

@@ -9,9 +9,9 @@ distillation per depth, every finished step (pipeline.json keys: a rerun redoes 
 
 Early stopping: latency and size do not depend on the weights, so before a depth is
 distilled its fastest format (pruned and not) and its smallest are exported from the
-untrained cut student (the "probes"); a depth whose fastest misses the latency budget, whose smallest misses the
-size budget, or (the goal being the fastest within budget) whose fastest is slower than a
-candidate already within budget, is not distilled.
+untrained cut student (the "probes"); a depth whose fastest misses the latency budget,
+whose smallest misses the size budget, or (the goal being the fastest within budget) whose
+fastest is slower than a candidate already within budget, is not distilled.
 
 Why plain enumeration and not Optuna: the space is a few depths x four formats x pruning,
 and its cost is the distillations, one per depth, which every format shares; a sampler
@@ -156,8 +156,8 @@ def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path
     for v in variants:
         by_depth.setdefault(v.depth, []).append(v)
     for depth, group in by_depth.items():
-        skip = _probe(depth, group, teacher, w, cfg, budget, state, out, recipe_file) \
-            if cfg.early_stop else None
+        skip = (_probe(depth, group, teacher, w, cfg, budget, state, out, root, recipe_file)
+                if cfg.early_stop else None)
         if skip:
             log.info("%d-layer student: not distilled (%s)", depth, skip)
             state["candidates"] += [_stopped(v, skip) for v in group]
@@ -186,13 +186,11 @@ def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path
 def _teacher_figures(teacher: str, w, cfg, out: Path) -> dict:
     """The teacher's task metric on the eval data and its batch-1 p50 (PyTorch, as the
     speed-ups are counted), cached beside the search by the teacher's manifest."""
-    from ..artifacts import MANIFEST, sha256
+    from ..artifacts import fingerprint
 
-    manifest = Path(teacher) / MANIFEST
     # the figures hold for this teacher, these eval texts and this token limit
-    key = ":".join([sha256(manifest) if manifest.exists() else teacher,
-                    sha256(Path(w.files["eval"])) if Path(w.files["eval"]).is_file()
-                    else w.files["eval"], str(w.recipe.data.max_length)])
+    key = ":".join([fingerprint(teacher), fingerprint(w.files["eval"]),
+                    str(w.recipe.data.max_length)])
     cache = out / "teacher.json"
     if cache.exists():
         saved = json.loads(cache.read_text(encoding="utf-8"))
@@ -227,18 +225,15 @@ def _time_teacher(teacher, w, cfg, cache: Path, key: str) -> dict:
     return figures
 
 
-class _Options:
-    """The recipe's column settings, as the task readers take them (attributes)."""
-
-    def __init__(self, values: dict):
-        self.__dict__.update(values)
-
-
 def _columns(w):
-    return _Options(w.columns() | {"max_length": w.recipe.data.max_length})
+    """The recipe's column settings as the task readers take them (attributes)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**w.columns(), max_length=w.recipe.data.max_length)
 
 
-def _probe(depth, group, teacher, w, cfg, budget, state, out, recipe_file) -> str | None:
+def _probe(depth, group, teacher, w, cfg, budget, state, out, root,
+           recipe_file) -> str | None:
     """Why this depth cannot win (None: distil it). Exports the untrained cut student in the
     formats expected fastest (pruned and not: pruning moves latency either way by a few
     percent) and smallest, and judges the depth by the best measured of each."""
@@ -249,7 +244,8 @@ def _probe(depth, group, teacher, w, cfg, budget, state, out, recipe_file) -> st
     _cut(teacher, depth, shape)
     probes = {}
     for v in dict.fromkeys([*fastest, smallest]):
-        probes[v.name] = _export(v, str(shape), out / "probes" / v.name, w, cfg, probe=True)
+        probes[v.name] = _export(v, str(shape), out / "probes" / v.name, w, cfg, root,
+                                 recipe_file, probe=True)
     state["probes"][str(depth)] = probes
     best = judge.best(state["candidates"], "latency")
     fast_name = min(fastest, key=lambda v: probes[v.name]["p50_ms"]).name
@@ -286,11 +282,10 @@ def _cut(teacher: str, depth: int, folder: Path) -> None:
     """The untrained student of `depth` layers (the teacher's, spread), saved for probing;
     kept while the teacher is the same."""
     from .. import tasks
-    from ..artifacts import MANIFEST, sha256
+    from ..artifacts import fingerprint
     from ..modeling import architectures, backbones, students
 
-    manifest = Path(teacher) / MANIFEST
-    key = (sha256(manifest) if manifest.exists() else str(Path(teacher).resolve())) + f":{depth}"
+    key = f"{fingerprint(teacher)}:{depth}"
     if (folder / "teacher.key").exists() and (folder / "teacher.key").read_text() == key:
         return  # (this teacher's cut, made before)
     bb = backbones.resolve(teacher)
@@ -311,22 +306,15 @@ def _distill(depth, teacher, w, recipe, recipe_file, root, out) -> tuple[str, fl
     """One distillation per depth: the recipe's distill settings (or the defaults) with this
     depth, the teacher's outputs shared through the cache; reused when done."""
     from .. import pipeline
+    from ..recipe import section
     from ..registry import get
 
     stage = get("distill")
-    section_class = type(recipe.distill) if recipe.distill is not None else None
     base = recipe.distill.model_dump() if recipe.distill is not None else {}
-    base |= {"student_layers": depth, "keep_layers": None, "student": None,
-             "teacher_cache": str(out / "cache")}
-    if section_class is None:
-        from ..recipe import schema
-
-        section_class = schema().model_fields["distill"].annotation.__args__[0]
-    section = section_class(**{k: v for k, v in base.items()
-                               if k in section_class.model_fields})
+    settings = section(stage)(**base | {"student_layers": depth, "keep_layers": None,
+                                         "student": None, "teacher_cache": str(out / "cache")})
     w.made["teacher"] = teacher
-    steps = pipeline.planned(stage.name, section, w)
-    p = steps[0]
+    p = pipeline.planned(stage.name, settings, w)[0]
     p.label = f"search-student-{depth}L"
     p.folder = out / "students" / f"{depth}L"
     p.config = p.config.model_copy(update={"out": p.folder})
@@ -335,29 +323,30 @@ def _distill(depth, teacher, w, recipe, recipe_file, root, out) -> tuple[str, fl
     return str(p.folder), round(time.perf_counter() - began, 1)
 
 
-def _export(v, model: str, folder: Path, w, cfg, probe: bool = False) -> dict:
-    """Export `model` as variant `v` into `folder` (reused when its record says the same
-    settings and source) and read its figures."""
+def _export(v, model: str, folder: Path, w, cfg, root: Path, recipe_file: Path,
+            probe: bool = False) -> dict:
+    """Export `model` as variant `v` into `folder`, as a pipeline step (reused when its key,
+    settings and inputs' contents, is unchanged), and read its figures."""
+    from .. import pipeline
     from ..registry import get
 
     export = get("export")  # (through the registry, as the pipeline does: stages stay apart)
+    corpus = w.corpus() if v.prune else {}
+    calibration = w.files["train"] if v.format == "int8-static" else None
     settings = v.export_settings() | dict(
         model=model, out=folder, eval_data=w.files["eval"], task=w.recipe.task,
-        calibration_data=w.files["train"] if v.format == "int8-static" else None,
-        prune_vocab=",".join(w.corpus().values()) if v.prune else None,
+        calibration_data=calibration, prune_vocab=",".join(corpus.values()) or None,
         min_count=cfg.min_count, max_length=w.recipe.data.max_length, threads=cfg.threads,
         # the budget's kept judges accuracy; an untrained probe is timed, not judged
         max_accuracy_drop=100.0, overwrite=True) | w.columns()
     if probe:
         settings["min_agreement"] = 1e-9
-    config = export.config_class()(**settings)
+    inputs = {"model": model, "eval": w.files["eval"], "calibration": calibration} | corpus
+    step = pipeline.Planned("export", f"search-{folder.parent.name}-{folder.name}",
+                            export.config_class()(**settings),
+                            {k: str(x) for k, x in inputs.items() if x}, folder=folder)
+    pipeline.execute(step, root, recipe_file, counter=v.name)
     record_file = folder / "export.json"
-    wanted = json.loads(config.model_dump_json())
-    done = folder / "search-settings.json"
-    if not (record_file.exists() and done.exists()
-            and json.loads(done.read_text(encoding="utf-8")) == _key(wanted, model)):
-        export.load().run(config)
-        write_json(done, _key(wanted, model))
     record = json.loads(record_file.read_text(encoding="utf-8"))
     metric = record.get("metric", "accuracy")
     figures = {"folder": str(folder), "size_bytes": record["size_bytes"],
@@ -393,18 +382,11 @@ def _on_device(figures: dict, folder: Path, w, cfg) -> dict:
                       "timed_on": f"{cfg.device} ({report['host']['machine']})"}
 
 
-def _key(settings: dict, model: str) -> dict:
-    from ..artifacts import MANIFEST, sha256
-
-    manifest = Path(model) / MANIFEST
-    return {"settings": settings, "source": sha256(manifest) if manifest.exists() else
-            sha256(Path(model) / "model.safetensors")}
-
-
 def _candidate(v, student, w, cfg, reference, budget, out, root, recipe_file) -> dict:
     entry = {"name": v.name, "depth": v.depth, "format": v.format, "prune": v.prune}
     try:
-        figures = _export(v, student, out / "candidates" / v.name, w, cfg)
+        figures = _export(v, student, out / "candidates" / v.name, w, cfg, root,
+                          recipe_file)
     except CheckFailed as e:  # a parity or pruning gate: recorded, the search goes on
         log.warning("%s: %s", v.name, e)
         return entry | {"status": "failed", "reason": str(e)}
