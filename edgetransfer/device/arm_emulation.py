@@ -31,6 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..artifacts import cache_root
 from ..errors import EnvironmentProblem
 
 QEMU = "qemu-aarch64-static"
@@ -56,10 +57,6 @@ CPUS = {
 }
 
 
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "edgetransfer" / "arm64"
-
 
 def qemu() -> str:
     path = shutil.which(QEMU)
@@ -84,7 +81,7 @@ def _run(cmd: list[str], what: str, **kw) -> None:
 
 def sysroot() -> Path:
     """An arm64 Debian Python unpacked into a folder (built once; atomic)."""
-    root = cache_root() / f"sysroot-{SUITE}"
+    root = _cache() / f"sysroot-{SUITE}"
     if (root / "usr/bin" / PYTHON).exists():
         return root
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
@@ -120,10 +117,10 @@ def site_packages(requirements: Path) -> Path:
     """The bundle's requirements as aarch64 wheels, installed into their own folder (cached
     by the requirements' content)."""
     key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
-    site = cache_root() / f"site-{key}"
+    site = _cache() / f"site-{key}"
     if (site / ".complete").exists():
         return site
-    work = Path(tempfile.mkdtemp(prefix=".site-", dir=cache_root()))
+    work = Path(tempfile.mkdtemp(prefix=".site-", dir=_cache()))
     try:
         _run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
               "--target", str(work), *WHEEL_TAGS, "-r", str(requirements)],
@@ -171,3 +168,7 @@ def python_wrapper(cpu: str, requirements: Path, folder: Path) -> Path:
         f'{qemu()} -L {root} {root / "usr/bin" / PYTHON} "${{args[@]}}"\n')
     path.chmod(0o755)
     return path
+
+
+def _cache() -> Path:
+    return cache_root() / "arm64"

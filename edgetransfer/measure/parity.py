@@ -76,13 +76,17 @@ def tolerance(precision: str, task=None, atol: float | None = None,
 
 def compare(reference: list[np.ndarray], candidate: list[np.ndarray], precision: str,
             name: str = "logits", atol: float | None = None,
-            min_agreement: float | None = None, task=None) -> Report:
+            min_agreement: float | None = None, task=None, labels_only: bool = False) -> Report:
     """Compare lists of output arrays (one per probe batch) for one output.
 
     Agreement is the task's (`task.agreement`, e.g. top-1 for classification); without a
     task, top-1 over the last axis. A task with no agreement is judged by `atol` alone.
+    `labels_only`: no bound on the values, agreement alone (a model whose inputs differ by
+    design, e.g. a pruned vocabulary's pieces).
     """
     atol, min_agreement = tolerance(precision, task, atol, min_agreement)
+    if labels_only:
+        atol = None
     report = Report(precision)
     shapes = [(i, np.shape(r), np.shape(c)) for i, (r, c) in
               enumerate(zip(reference, candidate)) if np.shape(r) != np.shape(c)]

@@ -56,8 +56,3 @@ def export_form(model):
     """The in-memory form to export (a copy where that helps int8), or `model` itself."""
     arch = _module(model)
     return arch.export_form(model) if arch else model
-
-
-def blocks(model):
-    """The ModuleList of a CNN's blocks (inside a peft wrapper too)."""
-    return _module(model).blocks(model)

@@ -12,11 +12,11 @@ preprocessor_config.json) into the user's cache; every stage then reads it like 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from ..artifacts import cache_root
 from ..errors import EnvironmentProblem
 
 log = logging.getLogger(__name__)
@@ -111,10 +111,6 @@ def processor(resolution: int = RESOLUTION):
         do_normalize=True, image_mean=list(PIXEL_MEAN), image_std=list(PIXEL_STD),
         include_top=False)
 
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "edgetransfer"
 
 
 def folder() -> Path:

@@ -185,10 +185,7 @@ def run(cfg: PackageConfig) -> Path:
             scratch = Path(tempfile.mkdtemp(prefix="edgetransfer-images-"))
             texts = _image_files(cfg, task, scratch)
         manifest = _write_bundle(out.work, cfg, task, config, labels, export_record,
-                                 verification, pins, notes, texts[0])
-        if target_check is not None:
-            manifest["target_check"] = target_check
-            write_json(out.work / "manifest.json", manifest)
+                                 verification, pins, notes, texts[0], target_check)
         if cfg.measure:
             log.info("measuring the bundled runtime (%d cold starts, %d requests)",
                      cfg.cold_starts, cfg.latency_requests)
@@ -394,7 +391,7 @@ def _image_files(cfg, task, scratch: Path) -> list[str]:
 
 
 def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_record,
-                  verification, pins, notes, first_input) -> dict:
+                  verification, pins, notes, first_input, target_check=None) -> dict:
     from ..bundle.runtime import SOURCE
     from ..bundle.runtime.predict import FORMAT, BundleError, Predictor
 
@@ -441,6 +438,8 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
         "files_bytes": sum(f["bytes"] for f in files.values()),  # all but this manifest
         "files": files,
     }
+    if target_check is not None:
+        manifest["target_check"] = target_check
     write_json(work / "manifest.json", manifest)
     try:  # the runtime's own load, once, before anything is measured or archived
         Predictor(work, threads=cfg.threads).predict([first_input])

@@ -60,18 +60,13 @@ class PredictConfig(BaseModel):
 
 def run(cfg: PredictConfig, texts: list[str]) -> int:
     """Print one JSON line per text; return how many."""
-    from ..bundle.archive import extract
+    from ..bundle.archive import open_bundle
     from ..bundle.runtime.predict import BundleError, Predictor, inputs_for
 
     with tempfile.TemporaryDirectory(prefix="edgetransfer-bundle-") as tmp:
-        if cfg.bundle.is_dir():
-            folder, check = cfg.bundle, True
-        elif cfg.bundle.name.endswith((".tar.gz", ".tgz")) or cfg.bundle.is_file():
-            folder, check = extract(cfg.bundle, Path(tmp) / "bundle"), False  # checked there
-        else:
-            raise ModelError(f"--bundle {cfg.bundle}: no such file or folder")
+        folder, _ = open_bundle(cfg.bundle, Path(tmp))  # (every file checked there)
         try:
-            predictor = Predictor(folder, threads=cfg.threads, check=check)
+            predictor = Predictor(folder, threads=cfg.threads, check=False)
         except BundleError as e:
             raise ModelError(str(e)) from None
         try:

@@ -307,15 +307,16 @@ def _parity(cand, models, outputs, probes, cfg, load, ds) -> dict:
                     "is taken against the reference", cand.name)
     result = {"applies": True, "against": source.name, "precision": cand.precision,
               "outputs": {}, "failures": []}
-    atol, min_agreement = cfg.atol, cfg.min_agreement
-    if cand.info.get("vocab"):
+    min_agreement = cfg.min_agreement
+    labels_only = bool(cand.info.get("vocab"))
+    if labels_only:
         # a pruned vocabulary tokenizes words outside its corpus differently, so logits move
         # by design: judged by label agreement, as export judged the pruning itself
         from ..convert import vocab
 
-        atol = float("inf")
-        min_agreement = min_agreement or min(vocab.MIN_AGREEMENT, parity.tolerance(
-            cand.precision, cand.task)[1] or 1.0)
+        if min_agreement is None:
+            min_agreement = min(vocab.MIN_AGREEMENT,
+                                parity.tolerance(cand.precision, cand.task)[1] or 1.0)
         result["vocab_pruned"] = ("judged by label agreement (at least "
                                   f"{min_agreement}); logits differ on words outside the "
                                   f"pruning corpus")
@@ -328,10 +329,9 @@ def _parity(cand, models, outputs, probes, cfg, load, ds) -> dict:
                                                                 probes[source.name]]
         got = [parity.flat(outputs[cand.name][name])] + [p[name] for p in
                                                               probes[cand.name]]
-        rep = parity.compare(ref, got, cand.precision, name=name, atol=atol,
-                             min_agreement=min_agreement, task=cand.task)
-        if atol == float("inf"):
-            rep.outputs[name]["atol"] = None  # (no bound: JSON has no Infinity)
+        rep = parity.compare(ref, got, cand.precision, name=name, atol=cfg.atol,
+                             min_agreement=min_agreement, task=cand.task,
+                             labels_only=labels_only)
         result["outputs"] |= rep.outputs
         result["failures"] += rep.failures
     result["passed"] = not result["failures"]
