@@ -136,3 +136,25 @@ def comma_list(v):
     if isinstance(v, str):
         v = [s.strip() for s in v.split(",") if s.strip()]
     return v or None
+
+
+def _device_choices():
+    from .device.target_check import CPUS, SYSTEMS  # (plain data; no heavy imports)
+
+    return Literal[tuple(SYSTEMS)], Literal[tuple(CPUS)]
+
+
+_PYTHONS, _CPUS = _device_choices()
+
+
+class TargetOptions(BaseModel):
+    """The device a bundle is checked against (package, target): its Python and ARM core;
+    the choices are target_check's tables (SYSTEMS, CPUS)."""
+
+    target_python: _PYTHONS | None = Field(
+        None, description="The device's Python: 3.11 Raspberry Pi OS / Debian bookworm, 3.13 "
+        "trixie, 3.12 Ubuntu 24.04, 3.10 Ubuntu 22.04; wheels are checked for it [default: "
+        "3.11 for linux-aarch64, this machine's for linux-x86_64].")
+    target_cpu: _CPUS | None = Field(
+        None, description="The device's ARM core (Raspberry Pi 4: cortex-a72, Pi 5: "
+        "cortex-a76): whether int8 kernels suit it.")

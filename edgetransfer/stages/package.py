@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from .. import tasks
 from ..artifacts import MANIFEST as ARTIFACT
@@ -35,7 +35,7 @@ from ..convert.quantize import precision_of
 from ..data.labels import config_names
 from ..device import target_check as checks
 from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
-from ..options import result_settings
+from ..options import TargetOptions, result_settings
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ TUNED_FOR = {"x86-avx2": "x86_64", "x86-avx512-vnni": "x86_64", "arm64": "aarch6
 BETTER_EXPORT = {"x86_64": "x86-avx512-vnni (or x86-avx2)", "aarch64": "arm64"}
 
 
-class PackageConfig(BaseModel):
+class PackageConfig(TargetOptions):
     """Settings of `edgetransfer package`; each description is the CLI help."""
 
     model_config = ConfigDict(extra="forbid")
@@ -87,14 +87,6 @@ class PackageConfig(BaseModel):
     max_length: int | None = Field(None, ge=8, description="Token limit the runtime truncates "
                                    "to [default: the export's --max-length, the length its "
                                    "accuracy was measured at].")
-    target_python: Literal["3.10", "3.11", "3.12", "3.13"] | None = Field(
-        None, description="The device's Python: 3.11 Raspberry Pi OS / Debian bookworm, 3.13 "
-        "trixie, 3.12 Ubuntu 24.04, 3.10 Ubuntu 22.04; wheels are checked for it [default: "
-        "3.11 for linux-aarch64, this machine's for linux-x86_64].")
-    target_cpu: Literal["cortex-a53", "cortex-a55", "cortex-a72", "cortex-a76",
-                        "cortex-a78ae"] | None = Field(
-        None, description="The device's ARM core (Raspberry Pi 4: cortex-a72, Pi 5: "
-        "cortex-a76): whether int8 kernels suit it.")
     check_target: bool = Field(True, description="Check, before writing, that every "
                                "requirement has a wheel for the target and its Python, that "
                                "the pinned onnxruntime runs every operator, and that int8 "

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 import click
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from ..options import TargetOptions
 
 # The command's --help (edgetransfer.cli makes the command from the registry).
 HELP = """Check a bundle against a device: wheels for its platform and Python, operators
@@ -31,7 +33,7 @@ without a kernel, a model onnxruntime refuses).
 """
 
 
-class TargetConfig(BaseModel):
+class TargetConfig(TargetOptions):
     """Settings of `edgetransfer target`; each description is the CLI help."""
 
     model_config = ConfigDict(extra="forbid")
@@ -40,13 +42,6 @@ class TargetConfig(BaseModel):
                          "its folder.")
     target: Literal["linux-x86_64", "linux-aarch64"] | None = Field(
         None, description="The device's platform [default: the bundle's manifest target].")
-    target_python: Literal["3.10", "3.11", "3.12", "3.13"] | None = Field(
-        None, description="The device's Python (3.11 Raspberry Pi OS bookworm, 3.13 trixie) "
-        "[default: 3.11 for linux-aarch64, this machine's for linux-x86_64].")
-    target_cpu: Literal["cortex-a53", "cortex-a55", "cortex-a72", "cortex-a76",
-                        "cortex-a78ae"] | None = Field(
-        None, description="The device's ARM core (Raspberry Pi 4: cortex-a72, Pi 5: "
-        "cortex-a76).")
 
 
 def run(cfg: TargetConfig, json: bool = False) -> dict:
