@@ -50,17 +50,15 @@ def main() -> None:
                 for k in ("p50_ms", "p90_ms", "p99_ms")}}]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        pythons = {"ssh, this host's Python": sys.executable}
-        for cpu in ("cortex-a72", "cortex-a76"):
-            pythons[f"ssh, emulated {cpu}"] = str(arm_emulation.python_wrapper(
-                cpu, args.bundle / "requirements.txt", tmp))
+        cpus = {"ssh, this host's Python": None, "ssh, emulated cortex-a72": "cortex-a72",
+                "ssh, emulated cortex-a76": "cortex-a76"}
         with rehearsal.local_board(tmp / "sshd") as config:
             env = dict(os.environ, PATH=f"{rehearsal.ssh_on_path(tmp / 'bin', config)}:"
                                         f"{os.environ['PATH']}")
-            for where, python in pythons.items():
-                if "cortex" in where:  # (the sysroot serves one cpuinfo at a time)
-                    arm_emulation.python_wrapper(where.split()[-1],
-                                                 args.bundle / "requirements.txt", tmp)
+            for where, cpu in cpus.items():
+                # built right before its run: the sysroot serves one cpuinfo at a time
+                python = (sys.executable if cpu is None else str(arm_emulation.python_wrapper(
+                    cpu, args.bundle / "requirements.txt", tmp)))
                 out = tmp / "device.json"
                 proc = subprocess.run([sys.executable, "-m", "edgetransfer", "device",
                                        "--bundle", str(args.bundle), "--device",
