@@ -58,6 +58,19 @@ def parse_threshold(value: str | float) -> float:
 
 
 def read(path: Path) -> Baseline:
+    raw = load(path, FORMAT)
+    try:
+        return Baseline(**raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"--baseline {path}: field {where}: {err['msg']}; rewrite it with "
+                          f"--update-baseline") from None
+
+
+def load(path: Path, format: str) -> dict:
+    """A baseline file's JSON (verify's or a device's), refused in one line when missing,
+    unreadable or of another format."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--baseline {path}: no such file; write one with "
@@ -69,17 +82,11 @@ def read(path: Path) -> Baseline:
     except json.JSONDecodeError as e:
         raise ConfigError(f"--baseline {path}: not valid JSON (line {e.lineno}, column "
                           f"{e.colno}: {e.msg}); rewrite it with --update-baseline") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") != format:
         found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-        raise ConfigError(f"--baseline {path}: format {found!r} is not {FORMAT!r}; write one "
+        raise ConfigError(f"--baseline {path}: format {found!r} is not {format!r}; write one "
                           f"with --update-baseline")
-    try:
-        return Baseline(**raw)
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"--baseline {path}: field {where}: {err['msg']}; rewrite it with "
-                          f"--update-baseline") from None
+    return raw
 
 
 def write(path: Path, *, machine: dict, threads: int, provider: str, workload_p50_ms: float,

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..artifacts import write_json
 from ..errors import ConfigError, DataError, LatencyRegression
 
 # The command's --help (edgetransfer.cli makes the command from the registry).
@@ -108,14 +109,13 @@ def run(cfg: DeviceConfig) -> dict:
                 "same_device": base.get("device") == host.name}
         report["latency_gate"] = gate
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    cfg.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_json(cfg.out, report)
     if cfg.update_baseline:
-        cfg.update_baseline.write_text(json.dumps({
+        write_json(cfg.update_baseline, {
             "format": BASELINE_FORMAT, "device": host.name, "host": figures["host"],
             "created": report["measured"], "threads": cfg.threads,
             "p50_ms": figures["latency"]["p50_ms"], "p90_ms": figures["latency"]["p90_ms"],
-            "cold_start_s": figures["cold_start_s"], "peak_rss_mb": figures["peak_rss_mb"]},
-            indent=2), encoding="utf-8")
+            "cold_start_s": figures["cold_start_s"], "peak_rss_mb": figures["peak_rss_mb"]})
     lat = figures["latency"]
     click.echo(f"{host.name} ({figures['host']['machine']}, Python "
                f"{figures['host']['python']}): cold start {figures['cold_start_s']:.3f} s, peak "
@@ -131,15 +131,10 @@ def run(cfg: DeviceConfig) -> dict:
 
 
 def _read_baseline(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"--baseline {path}: no such file; write one with "
-                          f"--update-baseline") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--baseline {path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT or \
-            not isinstance(data.get("p50_ms"), (int, float)) or data["p50_ms"] <= 0:
+    from ..measure import baseline as baselines
+
+    data = baselines.load(path, BASELINE_FORMAT)  # (missing, unreadable, other format)
+    if not isinstance(data.get("p50_ms"), (int, float)) or data["p50_ms"] <= 0:
         raise ConfigError(f"--baseline {path}: not a device baseline ({BASELINE_FORMAT} with "
                           f"a positive p50_ms); write one with --update-baseline")
     return data
