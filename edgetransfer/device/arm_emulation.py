@@ -133,15 +133,21 @@ def site_packages(requirements: Path) -> Path:
     return site
 
 
+def _prepare(cpu: str, requirements: Path) -> tuple[Path, Path]:
+    """(the sysroot, the requirements' site-packages), its cpuinfo the emulated `cpu`'s."""
+    if cpu not in CPUS:
+        raise EnvironmentProblem(f"--cpu {cpu}: emulated CPUs are {', '.join(CPUS)}")
+    root, site = sysroot(), site_packages(requirements)
+    (root / "proc").mkdir(exist_ok=True)
+    (root / "proc/cpuinfo").write_text(cpuinfo(cpu))
+    return root, site
+
+
 def predict(bundle: Path, cpu: str, args: list[str], timeout: float = 600):
     """Run the bundle's predict.py with `args` on the emulated `cpu`: the finished process
     (stdout holds its JSON lines)."""
-    if cpu not in CPUS:
-        raise EnvironmentProblem(f"--cpu {cpu}: emulated CPUs are {', '.join(CPUS)}")
     bundle = Path(bundle).resolve()
-    root, site = sysroot(), site_packages(bundle / "requirements.txt")
-    (root / "proc").mkdir(exist_ok=True)
-    (root / "proc/cpuinfo").write_text(cpuinfo(cpu))
+    root, site = _prepare(cpu, bundle / "requirements.txt")
     env = {"QEMU_CPU": cpu, "PYTHONPATH": str(site), "PATH": "/usr/bin:/bin",
            "LANG": "C.UTF-8"}
     cmd = [qemu(), "-L", str(root), str(root / "usr/bin" / PYTHON), "-B",
@@ -155,11 +161,7 @@ def python_wrapper(cpu: str, requirements: Path, folder: Path) -> Path:
     requirements' wheels): what `edgetransfer device --remote-python` takes, so "an ARM board
     over SSH" runs end to end on one x86 machine. `-I` is dropped (it would drop PYTHONPATH,
     where the wheels are); `env -i` isolates instead."""
-    if cpu not in CPUS:
-        raise EnvironmentProblem(f"--cpu {cpu}: emulated CPUs are {', '.join(CPUS)}")
-    root, site = sysroot(), site_packages(requirements)
-    (root / "proc").mkdir(exist_ok=True)
-    (root / "proc/cpuinfo").write_text(cpuinfo(cpu))
+    root, site = _prepare(cpu, requirements)
     path = folder / f"python-{cpu}"
     path.write_text(
         "#!/bin/bash\n# an aarch64 Python under qemu (edgetransfer.device.arm_emulation)\n"
