@@ -22,7 +22,7 @@ import zlib
 from pathlib import Path
 
 from ..errors import ModelError
-from .runtime.predict import MANIFEST, BundleError, check_files, safe_relative
+from .runtime.predict import MANIFEST, BundleError, check_files, member, safe_relative
 
 MAX_MEMBERS = 1000  # a bundle holds about ten files; thousands means it is not one
 MAX_BYTES = 2 * 2**30  # 2 GiB unpacked, each file and all together: above any edge model,
@@ -122,6 +122,20 @@ def _root(archive: Path, dest: Path, names: set[str]) -> Path:
 
 def _refuse(archive: Path, why: str):
     raise ModelError(f"--bundle {archive}: refused: {why}")
+
+
+def model_file(folder: Path, manifest: dict, where: str) -> tuple[Path, str | None]:
+    """(the model file manifest.json's "model" names, checked inside the bundle and listed;
+    its precision)."""
+    entry = manifest.get("model")
+    if not isinstance(entry, dict):
+        raise ModelError(f"{where}: manifest.json has no model entry")
+    try:
+        path = member(folder, manifest, entry.get("file"), "manifest.json model file")
+    except BundleError as e:
+        raise ModelError(f"{where}: {e}") from None
+    precision = entry.get("precision")
+    return path, precision if isinstance(precision, str) else None
 
 
 def open_bundle(bundle: Path, scratch: Path) -> tuple[Path, dict]:

@@ -44,7 +44,7 @@ DEBS = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "
         "libreadline8", "libdb5.3", "libgdbm6", "libnsl2", "libtirpc3", "libcrypt1",
         "media-types")
 # The aarch64 wheel tags pip may take (manylinux 2.28 down to 2014; abi3 for tokenizers)
-WHEEL_TAGS = ["--only-binary=:all:", "--platform", "manylinux_2_28_aarch64", "--platform",
+WHEEL_TAGS = ["--platform", "manylinux_2_28_aarch64", "--platform",
               "manylinux_2_17_aarch64", "--platform", "manylinux2014_aarch64",
               "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
               "--abi", "abi3", "--abi", "none"]
@@ -115,15 +115,25 @@ def sysroot() -> Path:
 
 def site_packages(requirements: Path) -> Path:
     """The bundle's requirements as aarch64 wheels, installed into their own folder (cached
-    by the requirements' content)."""
-    key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    by the requirements' content). The file is parsed first (pinned wheels with their
+    sha256, nothing else: bundle.requirements) and pip reads the checked copy, with
+    PIP_FLAGS: nothing is built or run."""
+    from ..bundle import requirements as pinned
+    from ..bundle.runtime.predict import PIP_FLAGS
+
+    with open(requirements, "rb") as f:
+        raw = f.read(pinned.MAX_BYTES + 1)
+    pins = pinned.parse(raw.decode("utf-8", "replace"), str(requirements))
+    text = pinned.render(pins)
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
     site = _cache() / f"site-{key}"
     if (site / ".complete").exists():
         return site
     work = Path(tempfile.mkdtemp(prefix=".site-", dir=_cache()))
     try:
+        checked = pinned.write_for_pip(pins, work / ".requirements.txt")
         _run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-              "--target", str(work), *WHEEL_TAGS, "-r", str(requirements)],
+              "--target", str(work), *WHEEL_TAGS, *PIP_FLAGS, "-r", str(checked)],
              "pip install (aarch64 wheels)")
         (work / ".complete").touch()
         shutil.rmtree(site, ignore_errors=True)

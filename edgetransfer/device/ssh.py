@@ -47,21 +47,33 @@ class Host:
         return self.destination + (f":{self.port}" if self.port else "")
 
 
-def parse(url: str) -> Host:
-    """ssh://user@host[:port], or user@host / an ssh-config alias."""
-    m = re.fullmatch(r"(?:ssh://)?([^\s:/@]+@)?([^\s:/@]+)(?::(\d+))?/?", url.strip())
-    if not m:
-        raise ConfigError(f"--device {url}: give ssh://user@host[:port] (or a Host alias from "
-                          f"~/.ssh/config)")
-    return Host(destination=(m.group(1) or "") + m.group(2),
+# A user or host name: letters, digits and . _ - (a host's IPv6 form is not taken: use an
+# ssh-config alias), never starting with "-", which ssh would read as an option (an older
+# OpenSSH runs `-oProxyCommand=...` given as a host name)
+NAME = r"[A-Za-z0-9_.][A-Za-z0-9_.-]*"
+URL = re.compile(rf"(?:ssh://)?(?:({NAME})@)?({NAME})(?::(\d{{1,5}}))?/?")
+FLAG = "--device"  # the option a host string comes from (search says it too)
+
+
+def parse(url: str, flag: str = FLAG) -> Host:
+    """ssh://user@host[:port], or user@host / an ssh-config alias; anything else (an option
+    in disguise, spaces, a second @) refused in one line."""
+    shown = url if len(url) <= 80 else url[:77] + "..."
+    m = URL.fullmatch(url.strip())
+    if not m or (m.group(3) and not 1 <= int(m.group(3)) <= 65535):
+        why = (" (a host or user may not start with '-': ssh would read it as an option)"
+               if re.search(r"(^|@|//)-", url.strip()) else "")
+        raise ConfigError(f"{flag} {shown!r}: give ssh://user@host[:port] (or a Host alias "
+                          f"from ~/.ssh/config){why}")
+    return Host(destination=(f"{m.group(1)}@" if m.group(1) else "") + m.group(2),
                 port=int(m.group(3)) if m.group(3) else None)
 
 
 def _ssh(host: Host, command: str, *, stdin=None, timeout: float = 600,
          ssh_options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     cmd = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
-           *ssh_options, *(["-p", str(host.port)] if host.port else []), host.destination,
-           command]
+           *ssh_options, *(["-p", str(host.port)] if host.port else []),
+           "--", host.destination, command]  # (--: nothing after is an option)
     try:
         return subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -95,11 +107,14 @@ def _check(host: Host, proc, doing: str):
     return proc
 
 
-def measure(bundle: Path, inputs: list, kind: str, host: Host, *, remote_python: str | None,
-            runs: int = 3, requests: int = 200, threads: int = 1, keep: bool = False,
-            ssh_options: tuple[str, ...] = ()) -> dict:
-    """The bundle's figures on the device (as footprint.measure gives them here)."""
-    from ..bundle.runtime.predict import input_row
+def measure(bundle: Path, manifest: dict, pins: list, inputs: list, kind: str, host: Host, *,
+            remote_python: str | None, runs: int = 3, requests: int = 200, threads: int = 1,
+            keep: bool = False, ssh_options: tuple[str, ...] = ()) -> dict:
+    """The bundle's figures on the device (as footprint.measure gives them here). What
+    travels: the files the (checked) manifest lists, and `pins` (requirements.read's) as
+    requirements.write_for_pip writes them, which the device's venv installs with PIP_FLAGS."""
+    from ..bundle import requirements
+    from ..bundle.runtime.predict import MANIFEST, PIP_FLAGS, input_row, inside
 
     work = f".edgetransfer/run-{secrets.token_hex(4)}"  # named, and removed when done
     q = shlex.quote
@@ -113,15 +128,18 @@ def measure(bundle: Path, inputs: list, kind: str, host: Host, *, remote_python:
             listing = Path(tmp) / "inputs.jsonl"
             listing.write_text("".join(json.dumps(input_row(t, kind)) + "\n" for t in inputs))
             archive = Path(tmp) / "bundle.tar"
+            checked = requirements.write_for_pip(pins, Path(tmp) / "requirements.txt")
             with tarfile.open(archive, "w") as tar:
-                for f in sorted(p for p in bundle.iterdir() if p.is_file()):
-                    tar.add(f, arcname=f"bundle/{f.name}")
+                for name in sorted([*manifest["files"], MANIFEST]):
+                    tar.add(inside(bundle, name, "bundle"), arcname=f"bundle/{name}")
                 tar.add(listing, arcname="inputs.jsonl")
+                tar.add(checked, arcname="requirements.txt")
             _check(host, _ssh(host, f"tar -C {q(work)} -xf -", stdin=archive.read_bytes(),
                               ssh_options=ssh_options), "copying the bundle")
         if remote_python is None:  # a venv of the bundle's own requirements
+            flags = " ".join(map(q, PIP_FLAGS))
             _check(host, _ssh(host, f"cd {q(work)} && {q(python)} -m venv venv && "
-                                    f"venv/bin/pip install -q -r bundle/requirements.txt",
+                                    f"venv/bin/pip install -q {flags} -r requirements.txt",
                               timeout=1800, ssh_options=ssh_options),
                    "installing the requirements")
             python = f"{work}/venv/bin/python"

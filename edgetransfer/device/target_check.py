@@ -23,6 +23,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..bundle import requirements
+from ..bundle.requirements import Pin
+from ..bundle.runtime.predict import PIP_FLAGS
 from ..errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -52,34 +55,40 @@ def platform_tags(target: str, glibc: str) -> list[str]:
     return tags + [f"manylinux2014_{arch}"]
 
 
-def wheels(pins: list[str], target: str, python: str) -> list[dict]:
-    """A row per requirement: the wheel pip would install there, or a block."""
+def wheels(pins: list[Pin], target: str, python: str) -> list[dict]:
+    """A row per requirement: the wheel pip would install there (one whose sha256 the pin
+    lists), or a block. pip reads the pins as requirements.write_for_pip wrote them, with
+    PIP_FLAGS: nothing is built or run."""
     system, glibc = SYSTEMS[python]
     tags = [x for t in platform_tags(target, glibc) for x in ("--platform", t)]
     abi = "cp" + python.replace(".", "")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for pin in pins:
+            listed = requirements.write_for_pip([pin], Path(tmp) / "pin.txt")
             proc = subprocess.run(
                 [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-                 "--no-deps", "--only-binary=:all:", *tags, "--python-version", python,
+                 *PIP_FLAGS, *tags, "--python-version", python,
                  "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",
-                 "-d", tmp, pin], capture_output=True, text=True)
-            name = re.split(r"[<>=!~ ]", pin, maxsplit=1)[0]
-            found = sorted(Path(tmp).glob(f"{name.replace('-', '_')}-*.whl"),
+                 "-d", str(Path(tmp) / "wheels"), "-r", str(listed)],
+                capture_output=True, text=True)
+            found = sorted((Path(tmp) / "wheels").glob(f"{pin.name.replace('-', '_')}-*.whl"),
                            key=lambda p: p.stat().st_mtime)
             if proc.returncode != 0 or not found:
                 text = " ".join((proc.stderr or "").split())
                 why = ("the package index could not be reached" if "connection" in
                        text.lower() or "network" in text.lower() else
+                       f"the wheel for {target}, Python {python} matches none of the pin's "
+                       f"sha256 hashes" if "do not match the hashes" in text.lower() else
                        f"no wheel for {target}, Python {python} ({system}, glibc {glibc})")
-                rows.append(row("wheel", pin, "warn" if "index" in why else "block", why))
+                rows.append(row("wheel", pin.spec, "warn" if "index" in why else "block",
+                                why))
                 continue
             wheel = found[-1].name
             needs = [tuple(map(int, m)) for m in re.findall(r"manylinux_(\d+)_(\d+)", wheel)]
             needs += [(2, 17)] if "manylinux2014" in wheel else []
             least = min(needs) if needs else None
-            rows.append(row("wheel", pin, "ok", f"{wheel}" + (
+            rows.append(row("wheel", pin.spec, "ok", f"{wheel}" + (
                 f" (glibc >= {least[0]}.{least[1]}; {system} has {glibc})" if least else "")))
     return rows
 
@@ -146,7 +155,7 @@ def cpu(target: str, cpu_name: str | None, precision: str | None) -> list[dict]:
                 f"(`export --quantize auto` measured on the device)")]
 
 
-def check(target: str, python: str | None, cpu_name: str | None, pins: list[str],
+def check(target: str, python: str | None, cpu_name: str | None, pins: list[Pin],
           onnx_model: Path, precision: str | None) -> dict:
     """Every finding for a bundle's pins and model on `target`, logged as a table; a
     blocking one is an error (exit 2). `python` None: the target's usual one."""
@@ -155,7 +164,7 @@ def check(target: str, python: str | None, cpu_name: str | None, pins: list[str]
                   else ".".join(platform.python_version_tuple()[:2]))
     if python not in SYSTEMS:
         raise ConfigError(f"--target-python {python}: give one of {', '.join(SYSTEMS)}")
-    pinned = next((p.split("==")[1] for p in pins if p.startswith("onnxruntime==")), None)
+    pinned = next((p.version for p in pins if p.name == "onnxruntime"), None)
     rows = (wheels(pins, target, python) + model(onnx_model, pinned)
             + cpu(target, cpu_name, precision))
     system, glibc = SYSTEMS[python]

@@ -11,7 +11,6 @@ here (cold start, peak RSS, per-request p50/p90/p99), from the bundle's own pred
 
 from __future__ import annotations
 
-import json
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +19,7 @@ import click
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..artifacts import write_json
-from ..errors import ConfigError, DataError, LatencyRegression
+from ..errors import ConfigError, DataError, LatencyRegression, ModelError
 
 # The command's --help (edgetransfer.cli makes the command from the registry).
 HELP = """Measure a bundle on a device over SSH (cold start, peak RSS, p50/p90/p99), and
@@ -74,7 +73,8 @@ class DeviceConfig(BaseModel):
 def run(cfg: DeviceConfig) -> dict:
     from .. import tasks
     from ..bundle.archive import open_bundle
-    from ..bundle.runtime.predict import BundleError, inputs_for
+    from ..bundle import requirements
+    from ..bundle.runtime.predict import BundleError, inputs_for, read_spec
     from ..device import ssh
     from ..measure import baseline as baselines
 
@@ -83,8 +83,12 @@ def run(cfg: DeviceConfig) -> dict:
     base = _read_baseline(cfg.baseline) if cfg.baseline else None
     with tempfile.TemporaryDirectory(prefix="edgetransfer-device-") as tmp:
         folder, manifest = open_bundle(cfg.bundle, Path(tmp))
-        spec = json.loads((folder / "input_spec.json").read_text(encoding="utf-8"))
-        kind = (spec.get("task") or {}).get("inputs", "text")
+        try:  # (every name it holds checked: inside the bundle, listed in the manifest)
+            kind = read_spec(folder, manifest)["task"]["inputs"]
+        except BundleError as e:
+            raise ModelError(f"--bundle {cfg.bundle}: {e}") from None
+        # (parsed as pinned, hashed wheels before any of it reaches pip on the device)
+        pins = requirements.read(folder, manifest, f"--bundle {cfg.bundle}")
         task = tasks.get(manifest.get("task") or tasks.DEFAULT)  # (format-1 bundles)
         if kind != "text":  # (its image files would have to travel with it)
             raise ConfigError(f"--bundle {cfg.bundle}: {kind} bundles are not measured over "
@@ -94,7 +98,8 @@ def run(cfg: DeviceConfig) -> dict:
                       else [r["text"] for r in task.probe_rows])
         except BundleError as e:
             raise DataError(f"--latency-data {e}") from None
-        figures = ssh.measure(folder, inputs, kind, host, remote_python=cfg.remote_python,
+        figures = ssh.measure(folder, manifest, pins, inputs, kind, host,
+                              remote_python=cfg.remote_python,
                               runs=cfg.cold_starts, requests=cfg.requests,
                               threads=cfg.threads, keep=cfg.keep)
     report = {"bundle": str(cfg.bundle), "task": manifest.get("task"),

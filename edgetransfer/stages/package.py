@@ -31,8 +31,10 @@ from .. import tasks
 from ..artifacts import MANIFEST as ARTIFACT
 from ..artifacts import OutputFolder, sha256, versions, write_json, write_manifest
 from ..bundle import inputs as bundle_inputs
+from ..bundle.runtime.pixels import MAX_IMAGE_PIXELS
 from ..convert.quantize import precision_of
 from ..data.labels import config_names
+from ..bundle import requirements
 from ..device import target_check as checks
 from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
 from ..options import TargetOptions, result_settings
@@ -48,7 +50,8 @@ Example:
       --target linux-aarch64 --out models/demo/bundle
 writes models/demo/bundle/, models/demo/bundle.tar.gz and models/demo/bundle.json.
 On the device, after unpacking:
-  pip install -r requirements.txt && python predict.py "turn the kitchen lights off"
+  pip install --only-binary=:all: --no-deps --require-hashes -r requirements.txt
+  python predict.py "turn the kitchen lights off"
 
 A model whose verify gates failed is refused (exit 3) unless --force; the manifest then
 says so. The bundled runtime is measured here in fresh processes (cold start, peak RSS,
@@ -100,6 +103,11 @@ class PackageConfig(TargetOptions):
     latency_data: Path | None = Field(None, description="Data to time requests on, read as "
                                       "verify's --data is (CSV/TSV/JSONL/Parquet; CoNLL for "
                                       "tagging) [default: built-in texts of mixed length].")
+    max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1, description="Image bundles: the "
+                                  "most pixels an image may have, recorded in input_spec.json "
+                                  "for the runtime (lower it for a device with little memory: "
+                                  "64 Mpx decode to 192 MB) and the limit --latency-data is "
+                                  "read under.")
     latency_requests: int = Field(200, ge=1, description="One-text requests timed (200: "
                                   "enough for a steady p90 at a few ms each).")
     cold_starts: int = Field(3, ge=1, description="Fresh processes timed from start to first "
@@ -132,7 +140,8 @@ def run(cfg: PackageConfig) -> Path:
     export_record = _read_json(model / "export.json") if (model / "export.json").exists() else {}
     model_sha = sha256(model / "model.onnx")
     verification = _verification(cfg, model_sha)
-    pins, notes = _requirements(verification, bundle_inputs.PACKAGES[kind])
+    specs, notes = _requirements(verification, bundle_inputs.PACKAGES[kind])
+    pins = requirements.hashed(specs)  # (each wheel's sha256, from the index)
     notes += _target_notes(cfg.target, export_record)
     try:
         target_check = (checks.check(cfg.target, cfg.target_python, cfg.target_cpu, pins,
@@ -301,9 +310,9 @@ def _summary(verification: dict) -> dict:
             if k in verification}
 
 
-def _requirements(verification: dict, packages) -> tuple[list[str], list[str]]:
-    """requirements.txt lines: onnxruntime as verified, tokenizers (or Pillow) as built,
-    numpy's major."""
+def _requirements(verification: dict, packages) -> tuple[list[tuple[str, str]], list[str]]:
+    """The runtime's pins, (name, version): onnxruntime as verified, tokenizers (or Pillow)
+    and numpy as built (exact: a bundle pins each wheel by its hash)."""
     have = {}
     for name in packages:
         for dist in (name, f"{name}-gpu") if name == "onnxruntime" else (name,):
@@ -319,10 +328,8 @@ def _requirements(verification: dict, packages) -> tuple[list[str], list[str]]:
         notes.append(f"the verify report used onnxruntime {verified_ort}; this machine has "
                      f"{have['onnxruntime']}: requirements.txt pins the verified one, the "
                      f"measurements here use {have['onnxruntime']}")
-    major, minor = (int(x) for x in have["numpy"].split(".")[:2])
     reader = "tokenizers" if "tokenizers" in packages else "pillow"
-    return [f"onnxruntime=={ort}", f"{reader}=={have[reader]}",
-            f"numpy>={major}.{minor},<{major + 1}"], notes
+    return [("onnxruntime", ort), (reader, have[reader]), ("numpy", have["numpy"])], notes
 
 
 def _verified_onnxruntime(env) -> str | None:
@@ -402,9 +409,10 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
     shutil.copyfile(SOURCE, work / "predict.py")
     os.chmod(work / "predict.py", 0o755)
     how = "verified" if verification["verified"] else "built"
-    (work / "requirements.txt").write_text(
-        f"# all the bundled runtime needs (for {cfg.target}); onnxruntime as {how} with\n"
-        + "".join(p + "\n" for p in pins), encoding="utf-8")
+    (work / requirements.FILE).write_text(requirements.render(pins, (
+        f"all the bundled runtime needs (for {cfg.target}); onnxruntime as {how} with.\n"
+        f"Install: {requirements.install_command()}\n(wheels only, each checked against "
+        f"its sha256; nothing else is resolved)")), encoding="utf-8")
     (work / "README.md").write_text(
         _readme(cfg, task, labels, export_record, verification, pins, spec), encoding="utf-8")
     files = {}
@@ -422,7 +430,7 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
                   "opset": export_record.get("opset"), "source": str(model)},
         "labels": "labels.json",
         "verification": verification,
-        "requirements": pins,
+        "requirements": [p.spec for p in pins],
         "notes": notes,
         "settings": result_settings(cfg),
         "versions": (versions(*bundle_inputs.PACKAGES[bundle_inputs.kind_of(task)])
@@ -467,7 +475,8 @@ def _input_spec(work: Path, model: Path, cfg, task, config: dict, num_labels: in
                    for i in session.get_inputs()],
         "token_type_ids": any(i.name == "token_type_ids" for i in session.get_inputs()),
         "output": "logits" if "logits" in outputs else outputs[0],
-        **bundle_inputs.spec_fields(kind, work, model, max_length, config, session),
+        **bundle_inputs.spec_fields(kind, work, model, max_length, config, session,
+                                    cfg.max_image_pixels),
         "threads": cfg.threads,
     }
 
@@ -513,11 +522,12 @@ Labels: {", ".join(labels)}. Model: {runs} ({_precision(export_record) or "?"});
 ## Run
 
 Needs Python 3 (built with {platform.python_version()}) and requirements.txt, nothing else
-(no torch, no transformers): {", ".join(pins)}.
+(no torch, no transformers): {", ".join(p.spec for p in pins)}: prebuilt wheels, each
+checked against the sha256 requirements.txt lists, nothing else resolved.
 
 ```bash
 python3 -m venv .venv && . .venv/bin/activate
-pip install -r requirements.txt
+{requirements.install_command()}
 {examples}
 ```
 
@@ -565,7 +575,8 @@ def plan(section, w) -> list[dict]:
     report = w.made.get("verify_report")
     config = section.model_dump(exclude={"variant"}) | dict(
         model=exported[variant], out=w.root / "bundle", verify_report=report,
-        latency_data=w.files["eval"], max_length=w.recipe.data.max_length, overwrite=True)
+        latency_data=w.files["eval"], max_length=w.recipe.data.max_length,
+        max_image_pixels=w.recipe.data.max_image_pixels, overwrite=True)
     return [{"label": "bundle", "config": config, "inputs": {
         "model": str(exported[variant]), "verify": str(report.parent) if report else None,
         "latency_data": w.files["eval"]}}]

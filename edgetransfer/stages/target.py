@@ -16,6 +16,7 @@ from typing import Literal
 import click
 from pydantic import ConfigDict, Field
 
+from ..errors import ConfigError
 from ..options import TargetOptions
 
 # The command's --help (edgetransfer.cli makes the command from the registry).
@@ -47,17 +48,21 @@ class TargetConfig(TargetOptions):
 def run(cfg: TargetConfig, json: bool = False) -> dict:
     import json as json_module
 
-    from ..bundle.archive import open_bundle
-    from ..device.target_check import check
+    from ..bundle import requirements
+    from ..bundle.archive import model_file, open_bundle
+    from ..device.target_check import ARCH, check
 
     with tempfile.TemporaryDirectory(prefix="edgetransfer-target-") as tmp:
         folder, manifest = open_bundle(cfg.bundle, Path(tmp))
-        pins = [line.strip() for line in (folder / "requirements.txt").read_text(
-            encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
-        result = check(cfg.target or manifest.get("target", "linux-x86_64"),
-                              cfg.target_python, cfg.target_cpu, pins,
-                              folder / manifest["model"]["file"],
-                              manifest["model"].get("precision"))
+        # (parsed as pinned, hashed wheels before pip sees any of it)
+        pins = requirements.read(folder, manifest, f"--bundle {cfg.bundle}")
+        model, precision = model_file(folder, manifest, f"--bundle {cfg.bundle}")
+        target = cfg.target or manifest.get("target", "linux-x86_64")
+        if target not in ARCH:
+            raise ConfigError(f"--bundle {cfg.bundle}: manifest.json target "
+                              f"{str(target)[:40]!r} is not one of {', '.join(ARCH)}; give "
+                              f"--target")
+        result = check(target, cfg.target_python, cfg.target_cpu, pins, model, precision)
     click.echo(json_module.dumps(result, indent=2) if json else
                f"{cfg.bundle}: runs on {result['target']}, Python {result['python']} "
                f"({result['system']})" + (f", {result['cpu']}" if result["cpu"] else ""))

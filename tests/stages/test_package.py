@@ -40,13 +40,16 @@ def test_package_writes_the_bundle(built, exported):
     assert v["verified"] and v["passed"] and not v["forced"] and v["candidate"] == "onnx"
     assert v["metrics"] == {"accuracy": 0.9, "macro_f1": 0.88}
     assert manifest["requirements"] == [
-        f"onnxruntime=={metadata.version('onnxruntime')}",
-        f"tokenizers=={metadata.version('tokenizers')}",
-        f"numpy>={'.'.join(metadata.version('numpy').split('.')[:2])},"
-        f"<{int(metadata.version('numpy').split('.')[0]) + 1}"]
-    requirements = (built / "requirements.txt").read_text()
-    assert all(line in requirements.splitlines() for line in manifest["requirements"])
-    assert "torch" not in requirements and "transformers" not in requirements
+        f"{name}=={metadata.version(name)}" for name in ("onnxruntime", "tokenizers", "numpy")]
+    # each pin carries the sha256 of its wheels, and the runtime's whole closure is these
+    from edgetransfer.bundle import requirements as pinned
+
+    text = (built / "requirements.txt").read_text()
+    pins = pinned.parse(text, "requirements.txt")
+    assert [p.spec for p in pins] == manifest["requirements"]
+    assert all(p.hashes for p in pins)
+    assert "--require-hashes" in text and "--no-deps" in (built / "README.md").read_text()
+    assert "torch" not in text and "transformers" not in text
     m = manifest["measurements"]
     assert m["cold_start_s"] > 0 and m["peak_rss_mb"] > 10
     assert m["latency"]["requests"] == 20 and m["latency"]["p50_ms"] > 0

@@ -2,7 +2,8 @@
 """Run this bundle's model on texts (or images), using onnxruntime, numpy and tokenizers
 (or Pillow) only.
 
-In the unpacked bundle, after `pip install -r requirements.txt`:
+In the unpacked bundle, after installing requirements.txt (PIP_INSTALL: wheels only, each
+checked against its sha256, nothing else resolved):
 
     python predict.py "turn the kitchen lights off"
     python predict.py --input texts.jsonl      # or .csv, .tsv, .txt (one text a line)
@@ -53,6 +54,15 @@ IMAGE_INPUT = ("pixel_values", "float32")  # an image model's one input
 # the tokenizers Encoding attribute that feeds each model input
 ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask",
                    "token_type_ids": "type_ids"}
+# How a bundle's requirements are installed, everywhere (this runtime's hint, the bundle's
+# README, device venvs, ARM emulation): prebuilt wheels only (no setup.py runs), each checked
+# against a sha256 requirements.txt lists, and nothing resolved beyond its pinned lines. The
+# index is the installer's own: requirements.txt may name none (edgetransfer.bundle.requirements).
+PIP_FLAGS = ("--only-binary=:all:", "--no-deps", "--require-hashes")
+PIP_INSTALL = ("pip", "install", *PIP_FLAGS)
+# A bundle's JSON files are small (labels, settings); a larger one is not a bundle's. The
+# manifest of a big vocabulary's tokenizer lists ~30k labels at most.
+MAX_JSON_BYTES = 64 * 2**20
 
 
 class BundleError(Exception):
@@ -79,12 +89,55 @@ def safe_relative(name: str) -> PurePosixPath:
 
 
 def read_json(path: Path):
+    """A bundle's JSON file, bounded: at most MAX_JSON_BYTES, nesting Python's parser takes."""
+    path = Path(path)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read(MAX_JSON_BYTES + 1)
     except FileNotFoundError:
         raise BundleError(f"{path}: missing; the bundle is incomplete") from None
+    except IsADirectoryError:
+        raise BundleError(f"{path}: is a folder, not a JSON file") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise BundleError(f"{path}: larger than {MAX_JSON_BYTES // 2**20} MiB; not a bundle's "
+                          f"JSON file")
+    try:
+        return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path}: not valid JSON ({e})") from None
+        raise BundleError(f"{path}: not valid JSON ({str(e)[:120]})") from None
+    except RecursionError:
+        raise BundleError(f"{path}: nested too deeply to be a bundle's JSON file") from None
+
+
+def inside(folder: Path, name: str, field: str) -> Path:
+    """`name`, a file name read from the bundle's metadata (`field` says where), as a path
+    that stays inside `folder`: relative, no `..`, and no link on the way out (a file or a
+    folder that is a symlink is refused, wherever it points). BundleError otherwise."""
+    if not isinstance(name, str) or not name:
+        raise BundleError(f"{field}: {str(name)[:80]!r} is not a file name")
+    try:
+        relative = safe_relative(name)
+    except BundleError as e:
+        raise BundleError(f"{field}: {e}; a bundle names only its own files") from None
+    path, step = Path(folder), Path(folder)
+    for part in relative.parts:
+        step = step / part
+        if step.is_symlink():
+            raise BundleError(f"{field}: {name!r} goes through a link ({step.relative_to(folder)})"
+                              f"; a bundle holds regular files only")
+    if not path.resolve() in (path / relative).resolve().parents:
+        raise BundleError(f"{field}: {name!r} leaves the bundle's folder")
+    return path / relative
+
+
+def member(folder: Path, manifest: dict, name, field: str) -> Path:
+    """A file the bundle's metadata names: inside the folder (`inside`) and listed in
+    manifest.json (so its sha256 was checked); BundleError otherwise."""
+    path = inside(folder, name, field)
+    if name not in manifest["files"]:
+        raise BundleError(f"{field}: {name!r} is not a file manifest.json lists; a bundle "
+                          f"reads only its own, checked files")
+    return path
 
 
 def check_files(folder: Path) -> dict:
@@ -94,7 +147,7 @@ def check_files(folder: Path) -> dict:
     the bundle); `edgetransfer predict` refuses them in an archive.
     """
     folder = Path(folder)
-    manifest = read_json(folder / MANIFEST)
+    manifest = read_json(inside(folder, MANIFEST, "bundle"))
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{folder / MANIFEST}: not a bundle manifest of format {FORMAT} "
                           f"(made by another edgetransfer version?)")
@@ -102,8 +155,10 @@ def check_files(folder: Path) -> dict:
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{folder / MANIFEST}: lists no files")
     for name, entry in sorted(files.items()):
-        path = folder / safe_relative(name)
-        if path.is_symlink() or not path.is_file():
+        path = inside(folder, name, f"{MANIFEST} files")
+        if not isinstance(entry, dict):
+            raise BundleError(f"{folder / MANIFEST}: files: {name!r} has no size and sha256")
+        if not path.is_file():
             raise BundleError(f"bundle {folder}: {name} is missing (or not a regular file); "
                               f"copy the whole bundle again")
         if path.stat().st_size != entry.get("bytes") or sha256(path) != entry.get("sha256"):
@@ -346,6 +401,56 @@ def read_images(path, column: str | None = None) -> list[str]:
     return [str(Path(n) if Path(n).is_absolute() else path.parent / n) for n in names]
 
 
+def _manifest(folder: Path) -> dict:
+    manifest = read_json(inside(folder, MANIFEST, "bundle"))
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise BundleError(f"{folder / MANIFEST}: lists no files")
+    return manifest
+
+
+# input_spec.json's fields: (type, a bound where one makes sense), checked before any is used,
+# so a hand-edited or hostile spec is one line, not a traceback deep in onnxruntime
+SPEC_FIELDS = {"model": str, "labels": str, "output": str, "inputs": list, "threads": int}
+TEXT_FIELDS = {"tokenizer": str, "max_length": int, "pad_token": str, "pad_id": int,
+               "pad_type_id": int}
+MAX_THREADS = 256  # more than any board has cores
+MAX_TOKENS = 1 << 16  # far above any encoder's positions
+MAX_SIDE = 8192  # px: a model input side; EfficientNet-Lite's largest is 280
+
+
+def read_spec(folder: Path, manifest: dict) -> dict:
+    """input_spec.json, its fields' types and ranges checked."""
+    spec = read_json(member(folder, manifest, SPEC, "bundle"))
+    if not isinstance(spec, dict):
+        raise BundleError(f"{SPEC}: not a JSON object")
+    task = spec.get("task") or {"postprocess": "softmax-label"}  # (format-1 bundles)
+    if not isinstance(task, dict):
+        raise BundleError(f"{SPEC}: task: not a JSON object")
+    spec["task"] = task = {"inputs": "text", **task}
+    if task["inputs"] not in ("text", "image"):
+        raise BundleError(f"{SPEC}: task inputs {str(task['inputs'])[:40]!r} is not text or "
+                          f"image")
+    fields = SPEC_FIELDS | (TEXT_FIELDS if task["inputs"] == "text" else {"image": dict})
+    for name, kind in fields.items():
+        value = spec.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise BundleError(f"{SPEC}: {name}: expected {kind.__name__}, found "
+                              f"{type(value).__name__}")
+    if not 1 <= spec["threads"] <= MAX_THREADS:
+        raise BundleError(f"{SPEC}: threads {spec['threads']}: give 1..{MAX_THREADS}")
+    if task["inputs"] == "text" and not 1 <= spec["max_length"] <= MAX_TOKENS:
+        raise BundleError(f"{SPEC}: max_length {spec['max_length']}: give 1..{MAX_TOKENS}")
+    if not all(isinstance(i, dict) and isinstance(i.get("name"), str)
+               and isinstance(i.get("type"), str) for i in spec["inputs"]):
+        raise BundleError(f"{SPEC}: inputs: expected a list of {{name, type}}")
+    size = spec.get("image", {}).get("size")
+    if task["inputs"] == "image" and not (
+            isinstance(size, list) and len(size) == 2
+            and all(isinstance(x, int) and 1 <= x <= MAX_SIDE for x in size)):
+        raise BundleError(f"{SPEC}: image size: expected [height, width] of 1..{MAX_SIDE} px")
+    return spec
+
+
 # input_spec.json "task" "postprocess" -> what a row of outputs becomes
 POSTPROCESS = {"softmax-label": _softmax_label, "values": _values, "entities": _entities}
 
@@ -353,13 +458,18 @@ POSTPROCESS = {"softmax-label": _softmax_label, "values": _values, "entities": _
 class Predictor:
     """The bundle's tokenizer and onnxruntime session, and the labels of its outputs."""
 
-    def __init__(self, folder, threads: int | None = None, check: bool = True):
+    def __init__(self, folder, threads: int | None = None, check: bool = True,
+                 max_image_pixels: int | None = None):
         self.folder = Path(folder)
-        self.manifest = check_files(self.folder) if check else read_json(self.folder / MANIFEST)
-        spec = self.spec = read_json(self.folder / SPEC)
-        self.labels = read_json(self.folder / spec["labels"])
-        task = spec.get("task") or {"postprocess": "softmax-label"}  # (format-1 bundles)
-        self.kind = task.get("inputs", "text")
+        # (check=False: the caller has just checked every file, as edgetransfer predict does)
+        self.manifest = check_files(self.folder) if check else _manifest(self.folder)
+        spec = self.spec = read_spec(self.folder, self.manifest)
+        self.labels = read_json(self.file("labels"))
+        if (not isinstance(self.labels, list) or not self.labels
+                or not all(isinstance(x, str) for x in self.labels)):
+            raise BundleError(f"{spec['labels']}: not a list of label names")
+        task = spec["task"]
+        self.kind = task["inputs"]
         try:
             import numpy as np
             import onnxruntime as ort
@@ -369,14 +479,21 @@ class Predictor:
             else:
                 from tokenizers import Tokenizer
         except ImportError as e:
-            raise BundleError(f"{e.name} is not installed; run: pip install -r "
+            raise BundleError(f"{e.name} is not installed; run: {' '.join(PIP_INSTALL)} -r "
                               f"{self.folder / 'requirements.txt'}") from None
         self.np = np
         if self.kind == "image":
             self.image = spec["image"]
+            # the most pixels an image may have (refused from its header, before decoding):
+            # --max-image-pixels, else the bundle's, else the runtime's own (pixels.py)
+            limit = self.image.get("max_pixels", _pixels().MAX_IMAGE_PIXELS)
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise BundleError(f"{SPEC}: image max_pixels {str(limit)[:40]!r} is not a "
+                                  f"positive whole number")
+            self.max_pixels = max_image_pixels or limit
             self.tokenizer = None
         else:
-            tokenizer = Tokenizer.from_file(str(self.folder / spec["tokenizer"]))
+            tokenizer = Tokenizer.from_file(str(self.file("tokenizer")))
             # tokenizer.json may carry the exporter's fixed-length padding: set both
             tokenizer.enable_truncation(spec["max_length"])
             tokenizer.enable_padding(pad_id=spec["pad_id"], pad_type_id=spec["pad_type_id"],
@@ -387,10 +504,15 @@ class Predictor:
         options.intra_op_num_threads = threads or spec["threads"]
         options.inter_op_num_threads = 1
         ort_model = spec.get("model_ort")
-        self.model_file = (ort_model if ort_model and (self.folder / ort_model).is_file()
-                           else spec["model"])
-        self.session = ort.InferenceSession(str(self.folder / self.model_file), options,
-                                            providers=["CPUExecutionProvider"])
+        # (a copy without its model.ort runs model.onnx)
+        field = "model_ort" if ort_model and self.file("model_ort").is_file() else "model"
+        self.model_file, path = spec[field], self.file(field)
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001  (onnxruntime's own words are the finding)
+            raise BundleError(f"{self.model_file}: onnxruntime cannot load it ("
+                              f"{' '.join(str(e).split())[:200]})") from None
         if task.get("postprocess") not in POSTPROCESS:
             raise BundleError(f"{SPEC}: postprocess {task.get('postprocess')!r} is not one this "
                               f"runtime knows ({', '.join(POSTPROCESS)}); use the predict.py "
@@ -403,6 +525,14 @@ class Predictor:
         if self.inputs != expected or not usable:
             raise BundleError(f"{spec['model']}: inputs {self.inputs} do not match "
                               f"{SPEC} {expected}")
+        outputs = [o.name for o in self.session.get_outputs()]
+        if spec["output"] not in outputs:
+            raise BundleError(f"{SPEC}: output {spec['output'][:80]!r} is not one of the "
+                              f"model's ({', '.join(outputs)})")
+
+    def file(self, field: str) -> Path:
+        """The bundle file input_spec.json's `field` names (checked: inside, listed)."""
+        return member(self.folder, self.manifest, self.spec[field], f"{SPEC} {field}")
 
     def logits(self, texts: list):
         """The model's output for texts (str) or pairs ((text, pair) tuples), or (an image
@@ -412,7 +542,8 @@ class Predictor:
             images = []
             for path in texts:
                 try:
-                    images.append(pixels.load_rgb(path, tuple(self.image["size"])))
+                    images.append(pixels.load_rgb(path, tuple(self.image["size"]),
+                                                  max_pixels=self.max_pixels))
                 except pixels.ImageProblem as e:
                     raise BundleError(str(e)) from None
             feeds = {IMAGE_INPUT[0]: pixels.pixel_values(self.np, images, self.image)}
@@ -433,7 +564,7 @@ class Predictor:
         if self._words is None:  # the same tokenizer without truncation or padding
             from tokenizers import Tokenizer
 
-            self._words = Tokenizer.from_file(str(self.folder / self.spec["tokenizer"]))
+            self._words = Tokenizer.from_file(str(self.file("tokenizer")))
             self._words.no_truncation()
             self._words.no_padding()
             self._specials = (len(self._words.encode("a").ids)
@@ -539,6 +670,10 @@ def _parser() -> argparse.ArgumentParser:
                    "included, so one at a time gives each text the answer it gets alone].")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads "
                    "[default: the bundle's, in input_spec.json].")
+    p.add_argument("--max-image-pixels", type=int, metavar="N", help="An image bundle: the "
+                   "most pixels (width x height) an image may have; a larger one is refused "
+                   "from its header, before it is decoded [default: the bundle's, "
+                   "input_spec.json image.max_pixels; else pixels.py's MAX_IMAGE_PIXELS, 64 Mpx].")
     p.add_argument("--bundle", default=str(Path(__file__).resolve().parent),
                    help="The bundle folder [default: this file's folder].")
     p.add_argument("--benchmark", type=int, metavar="N", help="Time N one-text requests over "
@@ -549,12 +684,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    for name in ("top_k", "batch_size", "threads", "benchmark"):
+    for name in ("top_k", "batch_size", "threads", "benchmark", "max_image_pixels"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     try:
-        predictor = Predictor(args.bundle, threads=args.threads)
+        predictor = Predictor(args.bundle, threads=args.threads,
+                              max_image_pixels=args.max_image_pixels)
         texts = inputs_for(predictor.kind, args.texts, args.input, args.text_column,
                            args.text_pair_column)
         if args.benchmark:
