@@ -318,3 +318,19 @@ def test_ssh_gets_double_dash_before_the_host(monkeypatch):
     cmd = seen[0]
     assert cmd[cmd.index("--") + 1:] == ["pi@board.local", "true"]
     assert cmd.index("-p") < cmd.index("--")
+
+
+def test_an_image_list_naming_a_path_out_of_its_folder_is_refused(tmp_path):
+    from edgetransfer.bundle.runtime.predict import BundleError, read_images
+
+    listing = tmp_path / "list" / "images.txt"
+    listing.parent.mkdir()
+    listing.write_text("a.png\n../outside.png\n")
+    with pytest.raises(BundleError, match=r"images.txt: row 2: '../outside.png' leaves the "
+                                          r"file's folder"):
+        read_images(listing)
+    listing.write_text(f"{tmp_path / 'x.png'}\n")
+    with pytest.raises(BundleError, match="row 1: .* leaves the file's folder"):
+        read_images(listing)
+    listing.write_text("sub/a.png\n")
+    assert read_images(listing) == [str(listing.parent / "sub/a.png")]

@@ -195,6 +195,8 @@ def read_texts(path, text_column: str | None = None,
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise BundleError(f"{path}: line {n}: not JSON ({e.msg})") from None
+            except RecursionError:
+                raise BundleError(f"{path}: line {n}: nested too deeply to be a row") from None
             if not isinstance(row, dict):
                 raise BundleError(f"{path}: line {n}: expected a JSON object")
             rows.append((n, row))
@@ -375,7 +377,8 @@ def inputs_for(kind: str, given: list, input_file=None, column: str | None = Non
 
 def read_images(path, column: str | None = None) -> list[str]:
     """Image paths from --input: a folder (every image under it, sorted), a .txt (one path a
-    line) or a .jsonl/.csv/.tsv with an image column; relative paths are the file's."""
+    line) or a .jsonl/.csv/.tsv with an image column; paths are relative to the file and
+    stay inside its folder."""
     path = Path(path)
     if path.is_dir():
         found = [str(p) for p in _pixels().list_images(path)]
@@ -398,7 +401,15 @@ def read_images(path, column: str | None = None) -> list[str]:
         else:
             raise BundleError(f"{path}: no image column (tried {', '.join(tried)}); name it "
                               f"with --text-column")
-    return [str(Path(n) if Path(n).is_absolute() else path.parent / n) for n in names]
+    found = []
+    for n, name in enumerate(names, 1):  # (a list may come from someone else: it names
+        try:                             # images beside it, never a path out of its folder)
+            found.append(str(path.parent / safe_relative(name)))
+        except BundleError:
+            raise BundleError(f"{path}: row {n}: {name[:80]!r} leaves the file's folder "
+                              f"(absolute or '..'); list images by paths relative to the "
+                              f"file, or give their folder") from None
+    return found
 
 
 def _manifest(folder: Path) -> dict:
