@@ -22,9 +22,9 @@ import zlib
 from pathlib import Path
 
 from ..errors import ModelError
-from .runtime.predict import MANIFEST, BundleError, check_files, member, safe_relative
+from .runtime.predict import (MANIFEST, MAX_FILES, BundleError, check_files, member,
+                              safe_relative)
 
-MAX_MEMBERS = 1000  # a bundle holds about ten files; thousands means it is not one
 MAX_BYTES = 2 * 2**30  # 2 GiB unpacked, each file and all together: above any edge model,
 # and a stop for gzip bombs
 
@@ -76,8 +76,8 @@ def extract(archive: Path, dest: Path) -> tuple[Path, dict]:
                 if name in names:
                     _refuse(archive, f"member {member.name!r} appears twice")
                 names.add(name)
-                if len(names) > MAX_MEMBERS:
-                    _refuse(archive, f"more than {MAX_MEMBERS} files")
+                if len(names) > MAX_FILES:
+                    _refuse(archive, f"more than {MAX_FILES} files")
                 total += member.size
                 if total > MAX_BYTES:
                     _refuse(archive, f"unpacks to more than {MAX_BYTES:,} bytes")

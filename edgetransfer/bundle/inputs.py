@@ -37,9 +37,9 @@ def copy_files(kind: str, model: Path, work: Path) -> None:
 
 
 def spec_fields(kind: str, work: Path, model: Path, max_length: int | None, config: dict,
-                session) -> dict:
+                session, max_pixels: int | None = None) -> dict:
     """input_spec.json's fields of this kind of input."""
-    return (_image(model, session) if kind == "image"
+    return (_image(model, session, max_pixels) if kind == "image"
             else _text(work, model, max_length, config))
 
 
@@ -50,9 +50,10 @@ def _read(path: Path) -> dict:
         raise ModelError(f"--model {path}: not readable JSON ({e})") from None
 
 
-def _image(model: Path, session) -> dict:
+def _image(model: Path, session, max_pixels: int | None = None) -> dict:
     """The processor's resize, rescale and normalisation, as pixels.pixel_values takes them.
-    Only what pixels.py reproduces exactly is accepted (a test holds the two within 1e-6)."""
+    Only what pixels.py reproduces exactly is accepted (a test holds the two within 1e-6).
+    "max_pixels": the most pixels the runtime decodes an image of (pixels.open_image)."""
     p = _read(model / "preprocessor_config.json")
     where = f"--model {model}: preprocessor_config.json"
     if p.get("do_center_crop") or p.get("include_top") or p.get("do_pad"):
@@ -74,7 +75,8 @@ def _image(model: Path, session) -> dict:
         "offset": bool(p.get("rescale_offset", False)),
         "normalize": bool(p.get("do_normalize", True)),
         "mean": p.get("image_mean", [0.5, 0.5, 0.5]), "std": p.get("image_std", [0.5, 0.5, 0.5]),
-        "channels": "RGB", "layout": "NCHW", "max_upscale": pixels.MAX_UPSCALE}}
+        "channels": "RGB", "layout": "NCHW", "max_upscale": pixels.MAX_UPSCALE,
+        "max_pixels": max_pixels or pixels.MAX_IMAGE_PIXELS}}
 
 
 def _text(work: Path, model: Path, max_length: int | None, config: dict) -> dict:

@@ -10,8 +10,12 @@ here: the bundle runs without it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import os
+import threading
+import warnings
 from pathlib import Path
 
 # Image columns tried, in order, when none is named (datasets' and common names); the
@@ -30,23 +34,55 @@ MAX_UPSCALE = 8
 TO_RGB = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La", "RGBa")
 
 
+# The most pixels an image may have; a larger one is refused from its header, before a pixel
+# is decoded. 64 megapixels (192 MB as RGB) is above every camera photo a classifier is fed
+# (phones 12-50 Mpx, full-frame cameras 24-61 Mpx) and what a 1 GB device can still decode;
+# Pillow's own guard only warns up to 179 Mpx (537 MB) and a PNG of a few hundred bytes can
+# claim that many. `--max-image-pixels` (edgetransfer's stages, and this runtime, where
+# input_spec.json's "image" "max_pixels" records the bundle's) changes it.
+MAX_IMAGE_PIXELS = 64_000_000
+# The longest side may be at most this many times the shortest: no photo, scan or screenshot
+# is narrower (a scrolling phone screenshot is ~20:1, a 360-degree panorama ~10:1); squashed
+# into the model's input such a strip keeps nothing to classify.
+MAX_ASPECT_RATIO = 100
+# (Pillow's guard is one module global; it is set for an open and restored under this lock)
+_PILLOW_GUARD = threading.Lock()
+
+
 class ImageProblem(ValueError):
     """An image that cannot be used, said in one line that names it."""
 
 
-def open_image(source, where: str | None = None):
+def open_image(source, where: str | None = None, max_pixels: int | None = None):
     """A decoded Pillow image from a path or bytes (decoded now, so a truncated file fails
     here, naming it, and not mid-training), turned upright as its EXIF orientation says:
     datasets' Image feature does the same when training reads it, so a phone photo is seen
-    the same way in training, in verify and on the device."""
+    the same way in training, in verify and on the device.
+
+    Its header is read first: an empty file, more pixels than `max_pixels` [default:
+    MAX_IMAGE_PIXELS] or an absurd shape is refused before any pixel is decoded."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     where = where or str(source)
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    data = isinstance(source, (bytes, bytearray))
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray))
-                           else source)
-        image.load()
-        image = ImageOps.exif_transpose(image)
+        nbytes = len(source) if data else os.stat(source).st_size
+        if nbytes == 0:  # (also what a FIFO or /dev/zero named as an image reads as)
+            raise ImageProblem(f"{where}: " + ("holds 0 bytes" if data else
+                                               "the file is empty (0 bytes)")
+                               + ", not an image; replace it")
+        with pillow_guard(None):  # the header only: ours is checked next, naming the size
+            image = Image.open(io.BytesIO(source) if data else source)
+        problem = too_large(image.size, limit, where, nbytes)
+        if problem:
+            image.close()
+            raise ImageProblem(problem)
+        with pillow_guard(limit):  # frames and tiles Pillow checks while decoding
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except ImageProblem:
+        raise
     except FileNotFoundError:
         raise ImageProblem(f"{where}: no such file") from None
     except IsADirectoryError:
@@ -56,12 +92,60 @@ def open_image(source, where: str | None = None):
     except UnidentifiedImageError:
         raise ImageProblem(f"{where}: not an image Pillow can read; remove it or convert it "
                            f"to PNG/JPEG") from None
-    except Image.DecompressionBombError as e:
-        raise ImageProblem(f"{where}: {e}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageProblem(f"{where}: a frame or tile of it is over the {_mpx(limit)} limit "
+                           f"({str(e).split(',')[0]}); downscale it, or raise "
+                           f"--max-image-pixels") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise ImageProblem(f"{where}: damaged or truncated image ({' '.join(str(e).split())});"
                            f" replace the file") from None
     return image
+
+
+@contextlib.contextmanager
+def pillow_guard(limit: int | None):
+    """Pillow's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS, which Pillow reads on
+    every open, frame and tile) at `limit` for the block, its warning raised as an error;
+    None: off. Restored after; one block at a time (it is a module global)."""
+    from PIL import Image
+
+    with _PILLOW_GUARD, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _mpx(pixels: int) -> str:
+    """64000000 -> '64 Mpx', 81000000 -> '81 Mpx', 1500000 -> '1.5 Mpx', 40000 -> '40,000 px'."""
+    if pixels < 10**6:
+        return f"{pixels:,} px"
+    return f"{pixels / 1e6:,.1f}".removesuffix(".0") + " Mpx"
+
+
+def too_large(image_size: tuple[int, int], limit: int, where: str,
+              nbytes: int | None = None) -> str | None:
+    """Why an image whose header says `image_size` (width, height) is refused before it is
+    decoded, in one line naming it: no pixels, more than `limit` pixels, or a shape more than
+    MAX_ASPECT_RATIO times longer than wide; None when it may be decoded."""
+    w, h = image_size
+    if min(w, h) < 1:
+        return f"{where}: {w}x{h} px: the image has no pixels; replace the file"
+    if w * h > limit:
+        held = f" in a {nbytes:,}-byte file" if nbytes is not None else ""
+        size = w * h * 3 / 2**20  # MB as 8-bit RGB
+        size = (f"{size / 1024:,.1f} GB" if size >= 1024 else f"{size:,.0f} MB" if size >= 1
+                else f"{max(size * 1024, 1):,.0f} KB")
+        return (f"{where}: {w}x{h} px ({_mpx(w * h)}{held}) is over the limit of "
+                f"{_mpx(limit)}; decoded, it would take {size} or more; downscale it, or raise "
+                f"--max-image-pixels")
+    if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
+        return (f"{where}: {w}x{h} px: one side is {max(w, h) / min(w, h):,.0f} times the other"
+                f" (at most {MAX_ASPECT_RATIO}); squashed into the model's input it keeps "
+                f"nothing to classify; crop it")
+    return None
 
 
 def to_rgb(image, where: str):
@@ -104,11 +188,13 @@ def too_small(image_size: tuple[int, int], size: tuple[int, int], where: str) ->
             f"{MAX_UPSCALE}x enlargement); use a larger image")
 
 
-def load_rgb(source, size: tuple[int, int] | None, where: str | None = None):
+def load_rgb(source, size: tuple[int, int] | None, where: str | None = None,
+             max_pixels: int | None = None):
     """Open (unless `source` is an opened image), convert to RGB and check one image (path or
-    bytes) for a model input of `size` (height, width); None: no size check."""
+    bytes) for a model input of `size` (height, width); None: no size check. `max_pixels`:
+    open_image's limit."""
     where = where or str(source)
-    opened = source if hasattr(source, "mode") else open_image(source, where)
+    opened = source if hasattr(source, "mode") else open_image(source, where, max_pixels)
     image = to_rgb(opened, where)
     problem = too_small(image.size, size, where) if size is not None else None
     if problem:

@@ -63,6 +63,7 @@ PIP_INSTALL = ("pip", "install", *PIP_FLAGS)
 # A bundle's JSON files are small (labels, settings); a larger one is not a bundle's. The
 # manifest of a big vocabulary's tokenizer lists ~30k labels at most.
 MAX_JSON_BYTES = 64 * 2**20
+MAX_FILES = 1000  # a bundle holds about ten files; thousands means it is not one
 
 
 class BundleError(Exception):
@@ -154,6 +155,9 @@ def check_files(folder: Path) -> dict:
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{folder / MANIFEST}: lists no files")
+    if len(files) > MAX_FILES:
+        raise BundleError(f"{folder / MANIFEST}: lists more than {MAX_FILES} files; not a "
+                          f"bundle")
     for name, entry in sorted(files.items()):
         path = inside(folder, name, f"{MANIFEST} files")
         if not isinstance(entry, dict):
