@@ -24,6 +24,7 @@ import threading
 from importlib import metadata
 from pathlib import Path
 
+from . import paths
 from .errors import OutputError
 
 log = logging.getLogger(__name__)
@@ -170,10 +171,11 @@ class OutputFolder:
         Writes nothing, so it runs before the slow work and a refusal costs nothing.
         """
         self._recover()
-        final = self.final.resolve()
         for given in self.inputs:
-            p = Path(given).resolve()
-            if p == final or final in p.parents or p in final.parents:
+            # (however either is spelt: ./x, a symlink; the partial and old folders are
+            # written and removed too)
+            if any(paths.overlaps(given, folder) for folder in (self.final, self.work,
+                                                                 self.old)):
                 raise OutputError(
                     f"--out {self.final}: overlaps the input {given}; inputs are never "
                     f"overwritten, choose another output folder"

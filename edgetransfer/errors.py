@@ -47,6 +47,28 @@ class EdgeTransferError(Exception):
         return f"{self.named_as}{self.detail}"
 
 
+def invalid_setting(error, given: dict) -> ConfigError:
+    """A pydantic ValidationError of a stage's settings as one line that names the setting
+    as its flag, with the value as given ("--batch-size 0: Input should be ..."; an item of
+    a list is named by the list: "--depths a,1: ..."); the pipeline renames the flag to the
+    recipe key (`name_setting`)."""
+    from .untrusted import clip
+
+    err = error.errors()[0]
+    loc = list(err.get("loc") or ())
+    field = str(loc[0]) if loc else ""
+    msg = str(err.get("msg", "invalid"))
+    for prefix in ("Value error, ", "Assertion failed, "):  # (a validator's own words)
+        msg = msg.removeprefix(prefix)
+    if not field:
+        return ConfigError(msg)
+    value = given.get(field, err.get("input", ""))
+    if isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    shown = clip(value) if value not in (None, "") else "''"
+    return ConfigError(f"--{field.replace('_', '-')} {shown}: {msg}")
+
+
 class DataError(EdgeTransferError):
     """A dataset file, column or row is unusable."""
 

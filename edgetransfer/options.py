@@ -13,6 +13,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .bundle.runtime.pixels import MAX_IMAGE_PIXELS
+
+# Upper bounds of the counts whose excess costs unbounded time or memory rather than failing:
+# no CPU has more cores, every thread is one onnxruntime or torch starts
+MAX_THREADS = 256
+# per device per step: a batch beyond the data is the whole data at once (its memory)
+MAX_BATCH = 4096
+# a training run of more passes over its data is a typo that would run for days
+MAX_EPOCHS = 1000
+# the largest image models take ~600 px; a side of 10**5 would be 10**10 pixels an image
+MAX_IMAGE_SIZE = 4096
+# the seed numpy, torch and random all take: 0 .. 2**32 - 1
+MAX_SEED = 2**32 - 1
+
 
 class ColumnOptions(BaseModel):
     """Which columns of the data files hold what; found by name when not given."""
@@ -36,6 +50,12 @@ class ColumnOptions(BaseModel):
                                      "a CSV/JSONL/Parquet file holding each image's path "
                                      "(relative to the file) or bytes [default: the first of "
                                      "image, img, image_path, path, file, filename].")
+    max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1, description="Image classification: "
+                                  "the most pixels (width x height) an image may have; a "
+                                  "larger one is refused from its header, before it is "
+                                  "decoded. 64 Mpx is above any camera photo (phones 12-50, "
+                                  "full-frame 24-61) and decodes to 192 MB; Pillow's own "
+                                  "guard only warns below 179 Mpx.")
     strict_tags: bool = Field(False, description="Token classification: refuse IOB1 tags (an "
                               "entity starting with I-) instead of repairing them to IOB2.")
 
@@ -63,7 +83,8 @@ class DataOptions(ColumnOptions):
                             "CoNLL-2003.")
     refuse_long: bool = Field(False, description="Fail instead of truncating texts longer than "
                               "--max-length (or, tagging words, splitting them into windows).")
-    image_size: int | None = Field(None, ge=8, description="Image classification: the side "
+    image_size: int | None = Field(None, ge=8, le=MAX_IMAGE_SIZE, description="Image "
+                                   "classification: the side "
                                    "in pixels images are resized to (square), saved in the "
                                    "checkpoint's image processor [default: the processor's; "
                                    "efficientnet-lite0: 224].")
@@ -84,8 +105,9 @@ class DataOptions(ColumnOptions):
 class TrainOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    epochs: float = Field(5, gt=0, description="Training epochs (early stopping may end sooner).")
-    batch_size: int = Field(16, ge=1, description="Examples per device per step.")
+    epochs: float = Field(5, gt=0, le=MAX_EPOCHS, description="Training epochs (early "
+                          "stopping may end sooner).")
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="Examples per device per step.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming "
                                 "up the learning rate (then linear decay).")
@@ -93,7 +115,8 @@ class TrainOptions(BaseModel):
                           "better validation accuracy; 0 turns early stopping off.")
     eval_steps: int = Field(0, ge=0, description="Evaluate and checkpoint every N steps; 0 means "
                             "once per epoch.")
-    seed: int = Field(42, description="Seed for the split, initialisation and batch order.")
+    seed: int = Field(42, ge=0, le=MAX_SEED, description="Seed for the split, initialisation "
+                      "and batch order.")
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda[:N] "
                         "or mps. Asking for cuda where there is none is an error.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 "

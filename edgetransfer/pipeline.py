@@ -10,6 +10,7 @@ left its `.NAME.partial` folder: the next run resumes it (finetune, distill) or 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,8 +21,9 @@ from pathlib import Path
 from . import recipe as recipes
 from . import registry
 from .artifacts import MANIFEST, fingerprint, write_json
-from .errors import CheckFailed, ConfigError, EdgeTransferError
+from .errors import CheckFailed, ConfigError, EdgeTransferError, invalid_setting
 from .options import COLUMNS, result_settings
+from .untrusted import clip, get_field, read_json
 
 log = logging.getLogger(__name__)
 STATE = "pipeline.json"
@@ -64,6 +66,25 @@ class Wiring:
         return {k: v for k, v in (("corpus", self.files["train"]),
                                   ("corpus_unlabeled", self.files["unlabeled"])) if v}
 
+    def model_config(self) -> dict | None:
+        """The recipe's model's config.json, read as JSON alone (no torch: `validate` plans
+        too), for checking settings against its size before any step runs (a teacher
+        fine-tuned from it keeps its depth and positions); None where there is none to read
+        here (a hub id, a model built on first use) or it is unreadable (the step that loads
+        it says why)."""
+        from .errors import EdgeTransferError
+        from .modeling.backbones import BUILTIN, builtin_path
+
+        try:
+            # (efficientnet-lite0 is converted to a folder on first use: that needs torch)
+            folder = (builtin_path(self.model) if self.model in BUILTIN
+                      and self.model != "efficientnet-lite0" else Path(self.model))
+            file = folder / "config.json"
+            config = read_json(file) if file.is_file() else None
+        except (EdgeTransferError, OSError):
+            return None
+        return config if isinstance(config, dict) else None
+
     def training_data(self) -> dict:
         """What the training steps share: the task, the labelled splits and how to read them."""
         d = self.recipe.data
@@ -85,6 +106,11 @@ def plan(recipe, recipe_file: Path, root: Path, w: Wiring | None = None) -> list
     """Every step the recipe asks for, with its wired config (nothing runs): each registered
     pipeline step the recipe has a section for, planned by its stage's `plan()`."""
     w = w or wiring(recipe, recipe_file, root)
+    config = w.model_config() or {}
+    limit = config.get("max_position_embeddings")
+    if isinstance(limit, int) and not isinstance(limit, bool) and recipe.data.max_length > limit:
+        raise ConfigError(f"{recipe_file}: data.max_length {recipe.data.max_length}: "
+                          f"{recipe.model} takes at most {limit} tokens; lower it")
     steps: list[Planned] = []
     for stage in registry.steps():
         section = getattr(recipe, stage.name)
@@ -94,14 +120,29 @@ def plan(recipe, recipe_file: Path, root: Path, w: Wiring | None = None) -> list
 
 
 def planned(step: str, section, w: Wiring) -> list[Planned]:
-    """One stage's steps for a recipe section (or a section made by a caller: search)."""
+    """One stage's steps for a recipe section (or a section made by a caller: search).
+
+    Each step's settings are checked here, before the recipe's first step runs: the config's
+    own bounds (a data value the recipe's data section allows may still be out of a stage's
+    range) and the stage's `check_settings(cfg)`, of its settings alone; an error names
+    the recipe key.
+    """
+    from pydantic import ValidationError
+
     stage = registry.get(step)
     config = stage.config_class()
+    module = stage.load()
     out = []
-    for item in stage.load().plan(section, w):
-        cfg = config(**item["config"])
-        out.append(Planned(stage.name, item["label"], cfg, _existing(item["inputs"]),
-                           folder=Path(item.get("folder") or cfg.out)))
+    with _recipe_names(stage, w.recipe_file):
+        for item in module.plan(section, w):
+            try:
+                cfg = config(**item["config"])
+            except ValidationError as e:
+                raise invalid_setting(e, item["config"]) from None
+            if hasattr(module, "check_settings"):
+                module.check_settings(cfg)
+            out.append(Planned(stage.name, item["label"], cfg, _existing(item["inputs"]),
+                               folder=Path(item.get("folder") or cfg.out)))
     return out
 
 
@@ -125,10 +166,14 @@ def _load_state(root: Path) -> dict:
     f = root / STATE
     if not f.exists():
         return {"steps": {}}
-    try:
-        return json.loads(f.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        log.warning("%s is unreadable; every step will be checked afresh", f)
+    try:  # bounded (size, nesting), and of the shape written: {"steps": {label: {...}}}
+        state = read_json(f)
+        steps = get_field(state, "steps", dict, label=str(f))
+        if not all(isinstance(v, dict) for v in steps.values()):
+            raise ConfigError(f"{f}: a step's entry is not an object")
+        return state
+    except ConfigError as e:
+        log.warning("%s; every step will be checked afresh", clip(e, 300))
         return {"steps": {}}
 
 
@@ -204,11 +249,18 @@ def _run_step(p: Planned, recipe_file: Path) -> None:
     else its `run`. An error about a setting names it as the recipe spells it."""
     stage = registry.get(p.step)
     module = stage.load()
-    try:
+    with _recipe_names(stage, recipe_file):
         getattr(module, "run_step", module.run)(p.config)
+
+
+@contextlib.contextmanager
+def _recipe_names(stage, recipe_file: Path):
+    """An error about one of the stage's settings names it as the recipe spells it."""
+    try:
+        yield
     except EdgeTransferError as e:
         key = recipe_key(stage, e.setting) if e.setting else None
-        if key:
+        if key and e.named_as is None:
             e.name_setting(f"{recipe_file}: {key}")
         raise
 

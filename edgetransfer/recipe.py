@@ -5,8 +5,10 @@ pipeline steps, in its order) with their settings. Each step's section is genera
 that stage's own config (minus the fields the pipeline wires from one step to the next),
 so the recipe, the CLI and the docs share one definition, one set of defaults and one
 validation. Unknown keys
-are refused with a "did you mean"; YAML is read with `yaml.safe_load` (no Python tags);
-values YAML 1.1 reads as strings (`lr: 1e-4`) are coerced by the schema or refused.
+are refused with a "did you mean"; YAML is read as plain data (safe_load's types, no Python
+tags) within the caps of `untrusted` (size, nesting, aliases), and a message echoes at most a
+few hundred characters of a value; values YAML 1.1 reads as strings (`lr: 1e-4`) are
+coerced by the schema or refused.
 
 Importing this module does not import torch: `edgetransfer validate` stays instant.
 """
@@ -25,6 +27,10 @@ from .errors import ConfigError
 from .options import ColumnOptions, comma_list
 
 
+# a recipe's and a variant's name name folders: well under a file system's 255 bytes
+MAX_NAME = 100
+
+
 def section(stage) -> type[BaseModel]:
     """The recipe section of a step: its stage's fields minus the wired ones, plus what the
     stage's module adds for recipes (RECIPE_FIELDS), plus a name for a list of variants."""
@@ -34,6 +40,7 @@ def section(stage) -> type[BaseModel]:
     fields |= getattr(stage.load(), "RECIPE_FIELDS", {})
     if stage.variants:
         fields["name"] = (str | None, Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                                            max_length=MAX_NAME,
                                             description="Variant name, distinct in the "
                                             "list; it names the variant's folder [default: "
                                             "the stage's, e.g. export's quantize mode]."))
@@ -77,7 +84,7 @@ class DataSection(ColumnOptions):
 
 def _schema() -> type[BaseModel]:
     fields = {
-        "name": (str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        "name": (str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=MAX_NAME,
                             description="Recipe name: artifacts go to models/NAME/.")),
         "description": (str, Field("", description="One line on what the recipe does.")),
         "task": (str | None, Field(None, description="The task (see README \"Tasks\") "
@@ -105,23 +112,36 @@ def schema() -> type[BaseModel]:
 
 
 def read_yaml(path: Path) -> dict:
+    """A recipe file as plain data, read within the caps of `untrusted` (size, nesting,
+    aliases and what they expand to): a hostile recipe is one line, never a hang."""
     import yaml
+
+    from .untrusted import MAX_RECIPE_BYTES, TooLarge, clip, load_yaml, read_bytes
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such recipe file")
+    data = read_bytes(path, MAX_RECIPE_BYTES, what="recipe",
+                      fix="a recipe is a few KB of YAML")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 (byte {e.start}); save it as UTF-8") from None
+    except TooLarge as e:
+        where = f", line {e.line}" if e.line else ""
+        raise ConfigError(f"{path}{where}: {e}; {e.fix}") from None
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark
-        raise ConfigError(f"{path}, line {mark.line + 1}: {e.problem}; recipes are plain data "
-                          f"(Python tags are refused and nothing was run)") from None
+        tag = "constructor for the tag" in str(e.problem)
+        kind = ("data (Python tags are refused and nothing was run)" if tag else
+                "data: text, numbers, lists and mappings")
+        raise ConfigError(f"{path}, line {mark.line + 1}: {clip(e.problem)}; recipes are plain "
+                          f"{kind}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+        raise ConfigError(f"{path}{where}: not valid YAML: "
+                          f"{clip(getattr(e, 'problem', None) or e)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe is a mapping (name:, data:, steps...), not "
                           f"{type(raw).__name__}")
@@ -138,16 +158,25 @@ PATH_KEYS = {("model",), ("output",), ("data", "dir"), ("data", "train"),
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """`a.b.c=value`: the value read as YAML (2 -> int, true -> bool, [a, b] -> list)."""
+    """`a.b.c=value`: the value read as YAML (2 -> int, true -> bool, [a, b] -> list),
+    within the same caps as a recipe file."""
     import yaml
+
+    from .untrusted import MAX_RECIPE_BYTES, TooLarge, clip, load_yaml, shorten
 
     for item in overrides:
         m = _OVERRIDE.match(item)
         if not m:
-            raise ConfigError(f"override {item!r}: write KEY=VALUE, e.g. finetune.epochs=2")
+            raise ConfigError(f"override {shorten(item)}: write KEY=VALUE, e.g. "
+                              f"finetune.epochs=2")
         keys, text = m.group(1).split("."), m.group(2)
+        if len(text.encode("utf-8", "surrogateescape")) > MAX_RECIPE_BYTES:
+            raise ConfigError(f"override {shorten(item)}: the value is longer than a whole "
+                              f"recipe may be ({MAX_RECIPE_BYTES // 1024} KiB)")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = load_yaml(text) if text.strip() else None
+        except TooLarge as e:
+            raise ConfigError(f"override {shorten(item)}: {e}; {e.fix}") from None
         except yaml.YAMLError:
             value = text
         if tuple(keys) in PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute():
@@ -164,13 +193,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                 node[key] = [] if nxt.isdigit() else {}
             node = node[key]
             if not isinstance(node, (dict, list)):
-                raise ConfigError(f"override {item!r}: {'.'.join(keys[:i + 1])} is a value, "
-                                  f"not a section")
+                raise ConfigError(f"override {shorten(item)}: {clip('.'.join(keys[:i + 1]))} is "
+                                  f"a value, not a section")
         last = keys[-1]
         if isinstance(node, list):
             idx = int(last) if last.isdigit() else -1
             if not 0 <= idx <= len(node):
-                raise ConfigError(f"override {item!r}: {'.'.join(keys[:-1])} has "
+                raise ConfigError(f"override {shorten(item)}: {clip('.'.join(keys[:-1]))} has "
                                   f"{len(node)} entries")
             if idx == len(node):
                 node.append(value)
@@ -182,9 +211,11 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def _index(node: list, key: str, path, item):
+    from .untrusted import clip, shorten
+
     if not key.isdigit() or int(key) >= len(node):
-        raise ConfigError(f"override {item!r}: {'.'.join(path[:-1])} has {len(node)} entries; "
-                          f"index them 0..{len(node) - 1}")
+        raise ConfigError(f"override {shorten(item)}: {clip('.'.join(path[:-1]))} has {len(node)} "
+                          f"entries; index them 0..{len(node) - 1}")
     return node[int(key)]
 
 
@@ -201,7 +232,7 @@ def _did_you_mean(model: type[BaseModel], loc: tuple) -> str:
         if target is None:
             return ""
     names = list(getattr(target, "model_fields", {}))
-    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(loc[-1])[:100], names, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else f"; the keys here are: {', '.join(names)}"
 
 
@@ -219,24 +250,33 @@ def _model_of(annotation):
 
 def load(path: Path, overrides: list[str] = ()):
     """Read, override, validate: (the recipe object, the raw mapping it came from)."""
+    from .untrusted import clip, shorten
+
     raw = apply_overrides(read_yaml(path), list(overrides))
     model = schema()
     try:
-        recipe = model(**raw)
+        recipe = model.model_validate(raw)  # (not model(**raw): a key may be no string)
     except ValidationError as e:
         err = e.errors()[0]
         loc = tuple(err["loc"])
-        where = ".".join(str(p) for p in loc)
+        where = clip(".".join(str(p) for p in loc))
         if err["type"] == "extra_forbidden":
             raise ConfigError(f"{path}: unknown key {where}{_did_you_mean(model, loc)}") from None
+        if err["type"] == "invalid_key":
+            raise ConfigError(f"{path}: {where}: a key is {shorten(loc[-1], 60)}, not text; "
+                              f"write it as a name") from None
         given = err.get("input")
-        shown = f" (got {given!r})" if not isinstance(given, dict) and given is not None else ""
-        raise ConfigError(f"{path}: {where}: {err['msg']}{shown}") from None
+        # the input shown capped: a recipe's value may be a megabyte, or a bomb's expansion
+        shown = f" (got {shorten(given)})" if not isinstance(given, dict) and given is not None \
+            else ""
+        raise ConfigError(f"{path}: {where}: {clip(err['msg'], 300)}{shown}") from None
     _check_steps(recipe, path)
     return recipe, raw
 
 
 def _check_steps(recipe, path: Path) -> None:
+    from .untrusted import shorten
+
     steps = registry.steps()
     if not any(getattr(recipe, s.name) is not None for s in steps):
         raise ConfigError(f"{path}: no steps; add at least one of "
@@ -251,8 +291,8 @@ def _check_steps(recipe, path: Path) -> None:
             names = [stage.load().variant_name(v) for v in variants]
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
-                raise ConfigError(f"{path}: {stage.name} variants share the name {dupes[0]!r}; "
-                                  f"give each a distinct name: key")
+                raise ConfigError(f"{path}: {stage.name} variants share the name "
+                                  f"{shorten(dupes[0])}; give each a distinct name: key")
 
 
 def resolve_path(recipe_file: Path, value: str) -> Path:

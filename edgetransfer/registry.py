@@ -40,7 +40,7 @@ class Stage:
 
 # the data every training step is wired with, from the recipe's data section
 _DATA = COLUMNS | {"task", "train", "validation", "test", "label_names", "train_sample",
-                   "max_length", "out", "overwrite", "resume", "allow_pickle",
+                   "max_length", "image_size", "out", "overwrite", "resume", "allow_pickle",
                    "trust_remote_code"}
 
 _STAGES: dict[str, Stage] = {}
@@ -93,7 +93,7 @@ register(Stage("package", "a bundle for the device: model, tokenizer or image re
                "(onnxruntime, no torch), checked against the target", "PackageConfig",
                first=("model", "verify_report", "target", "out"),
                wired=frozenset({"model", "out", "verify_report", "overwrite", "latency_data",
-                                "max_length"})))
+                                "max_length", "max_image_pixels"})))
 register(Stage("predict", "run a bundle on texts or images, as the device does",
                "PredictConfig",
                first=("bundle", "input"), step=False, argument="texts"))

@@ -7,82 +7,131 @@ nothing itself, so a report can be re-rendered at any time: `edgetransfer report
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 from pathlib import Path
 
 from . import registry
 from .artifacts import write_json
+from .untrusted import fields_of, read_json, shorten
 
 log = logging.getLogger(__name__)
 
 
+# what a damaged record gets told: report only renders what the stages wrote
+_FIX = "run the step that writes it again, or remove the file"
+
+
 def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    """A record a stage wrote, or None where there is none. Read bounded (size, nesting);
+    a damaged one is refused in one line naming it, not skipped in silence."""
+    if not path.is_file():
         return None
+    return read_json(path, fix=_FIX)
+
+
+def _num(value, name: str, finite: bool = False):
+    """A figure of a record: a number (or None; `finite`: not NaN or infinite, as sizes and
+    times are); else TypeError, worded by fields_of."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or (finite and not math.isfinite(value))):
+        raise TypeError(f"{name} is {shorten(value, 40)}, not a{' finite' * finite} number")
+    return value
 
 
 def collect(root: Path) -> dict:
     """Every figure the report shows, from the artifact folders under `root`."""
     root = Path(root)
     state = _read(root / "pipeline.json") or {"steps": {}}
-    verify = _read(root / "verify" / "verify.json")
+    verify_file = root / "verify" / "verify.json"
+    verify = _read(verify_file)
     models = []
     metric, second = "accuracy", "macro_f1"
     if verify:
-        metric = verify.get("metric", "accuracy")  # (reports before tasks: accuracy)
-        second = verify.get("secondary") or second
-        ref = verify["reference"]
-        for m in [ref] + verify["candidates"]:
-            lat = m.get("latency") or {}
-            b1 = lat.get("batch1", {})
-            big = [v for k, v in lat.items() if k != "batch1"]
-            models.append({
-                "name": "teacher" if m is ref else m["name"], "kind": m["kind"],
-                "precision": m["precision"], "size_mb": round(m["size_bytes"] / 2**20, 2),
-                metric: m["metrics"][metric], "second": m["metrics"].get(second),
-                "drop_points": (m.get("accuracy_drop") or {}).get(metric, {}).get("points"),
-                "drop_ci95": (m.get("accuracy_drop") or {}).get(metric, {}).get("ci95"),
-                "p50_ms": b1.get("p50_ms"), "p90_ms": b1.get("p90_ms"),
-                "throughput_batch": big[-1]["throughput_per_s"] if big else None,
-                "batch": max((int(k.removeprefix("batch")) for k in lat), default=None),
-                "passed": m.get("passed", True),
-            })
-        ref_p50 = models[0]["p50_ms"]
-        for m in models:
-            m["speedup"] = round(ref_p50 / m["p50_ms"], 2) if ref_p50 and m["p50_ms"] else None
+        with fields_of(str(verify_file), fix=_FIX):
+            metric = verify.get("metric", "accuracy")  # (reports before tasks: accuracy)
+            second = verify.get("secondary") or second
+            if not isinstance(metric, str) or not isinstance(second, str):
+                raise TypeError("metric and secondary name figures; they are text")
+            ref = verify["reference"]
+            for m in [ref] + list(verify["candidates"]):
+                lat = m.get("latency") or {}
+                b1 = lat.get("batch1", {})
+                big = [v for k, v in lat.items() if k != "batch1"]
+                drop = (m.get("accuracy_drop") or {}).get(metric, {})
+                ci = drop.get("ci95")
+                if ci is not None and (not isinstance(ci, list) or len(ci) != 2):
+                    raise TypeError("accuracy_drop ci95 is not a pair of numbers")
+                models.append({
+                    "name": "teacher" if m is ref else str(m["name"]), "kind": str(m["kind"]),
+                    "precision": m["precision"],
+                    "size_mb": round(_num(m["size_bytes"], "size_bytes", True) / 2**20, 2),
+                    metric: _num(m["metrics"][metric], metric),
+                    "second": _num(m["metrics"].get(second), second),
+                    "drop_points": _num(drop.get("points"), "accuracy_drop points"),
+                    "drop_ci95": [_num(c, "ci95") for c in ci] if ci is not None else None,
+                    "p50_ms": _num(b1.get("p50_ms"), "p50_ms", True),
+                    "p90_ms": _num(b1.get("p90_ms"), "p90_ms", True),
+                    "throughput_batch": _num(big[-1]["throughput_per_s"], "throughput_per_s")
+                    if big else None,
+                    "batch": max((int(k.removeprefix("batch")) for k in lat), default=None),
+                    "passed": m.get("passed", True),
+                })
+            ref_p50 = models[0]["p50_ms"]
+            for m in models:
+                m["speedup"] = round(ref_p50 / m["p50_ms"], 2) \
+                    if ref_p50 and m["p50_ms"] else None
+            failures = list(verify["failures"])
+            if not all(isinstance(f, dict) and "gate" in f and "message" in f
+                       for f in failures):
+                raise TypeError("a failure is not {gate, model, message}")
+            summary = {"passed": verify["passed"], "failures": failures,
+                       "machine": dict(verify["env"]["machine"]),
+                       "threads": verify["env"]["threads"]}
+            data = verify["data"]
+            if data is not None:
+                _num(data["examples"], "data examples")
     else:  # no verify step: what export measured (its own eval data, batch 1)
+        summary = data = None
         for folder in sorted(root.glob("onnx-*")):
             rec = _read(folder / "export.json")
             if rec:
-                metric = rec.get("metric", "accuracy")
-                models.append({"name": folder.name, "kind": "onnx",
-                               "precision": (rec.get("quantization") or {}).get("mode"),
-                               "size_mb": round(rec["size_bytes"] / 2**20, 2),
-                               metric: rec.get(metric), "second": None,
-                               "p50_ms": rec["latency_batch1"]["p50_ms"],
-                               "p90_ms": rec["latency_batch1"]["p90_ms"]})
+                with fields_of(str(folder / "export.json"), fix=_FIX):
+                    metric = rec.get("metric", "accuracy")
+                    if not isinstance(metric, str):
+                        raise TypeError("metric names a figure; it is text")
+                    models.append({
+                        "name": folder.name, "kind": "onnx",
+                        "precision": (rec.get("quantization") or {}).get("mode"),
+                        "size_mb": round(_num(rec["size_bytes"], "size_bytes", True) / 2**20,
+                                         2),
+                        metric: _num(rec.get(metric), metric), "second": None,
+                        "p50_ms": _num(rec["latency_batch1"]["p50_ms"], "p50_ms", True),
+                        "p90_ms": _num(rec["latency_batch1"]["p90_ms"], "p90_ms", True)})
     bundle = _read(root / "bundle" / "artifact.json")
     order = [s.name for s in registry.steps()]  # the pipeline's order, from the registry
     rank = {name: i for i, name in enumerate(order)}
-    steps = {label: {k: s.get(k) for k in ("step", "status", "wall_time_s")}
-             for label, s in sorted(state["steps"].items(),
-                                    key=lambda item: rank.get(item[1].get("step"), len(order)))}
+    with fields_of(str(root / "pipeline.json"), fix=_FIX):
+        entries = dict(state["steps"])
+        steps = {str(label): {k: s.get(k) for k in ("step", "status", "wall_time_s")}
+                 for label, s in sorted(entries.items(),
+                                        key=lambda item: rank.get(item[1].get("step"),
+                                                                  len(order)))}
+        total = round(sum(_num(s.get("wall_time_s"), "wall_time_s") or 0
+                          for s in steps.values()), 1)
+    with fields_of(str(root / "bundle" / "artifact.json"), fix=_FIX):
+        metrics = dict(bundle.get("metrics") or {}) if bundle else None
     return {
         "root": str(root),
         "task": verify.get("task") if verify else None,
         "metric": metric,
         "secondary": second,
-        "data": verify["data"] if verify else None,
+        "data": data,
         "steps": steps,
-        "total_wall_time_s": round(sum(s.get("wall_time_s") or 0 for s in steps.values()), 1),
+        "total_wall_time_s": total,
         "models": models,
-        "verify": {"passed": verify["passed"], "failures": verify["failures"],
-                   "machine": verify["env"]["machine"], "threads": verify["env"]["threads"]}
-        if verify else None,
-        "bundle": bundle.get("metrics") if bundle else None,
+        "verify": summary,
+        "bundle": metrics,
     }
 
 
@@ -90,7 +139,7 @@ def markdown(rep: dict) -> str:
     lines = [f"# Report: {Path(rep['root']).name}", ""]
     if rep["data"]:
         lines += [f"Scored on {rep['data']['examples']} examples of `{rep['data']['path']}`; "
-                  f"latency at batch 1 on {rep['verify']['machine']['cpu']}, "
+                  f"latency at batch 1 on {rep['verify']['machine'].get('cpu', 'an unnamed CPU')}, "
                   f"{rep['verify']['threads']} thread(s).", ""]
     if rep["models"]:
         batch = next((m.get("batch") for m in rep["models"] if m.get("batch")), None)
@@ -131,7 +180,8 @@ def _f(v, digits: int = 4) -> str:
 def plot(rep: dict, path: Path) -> bool:
     """The task metric against batch-1 latency; marker area = model size."""
     key = rep.get("metric", "accuracy")
-    points = [m for m in rep["models"] if m.get("p50_ms") and m.get(key) is not None]
+    points = [m for m in rep["models"] if m.get("p50_ms") and m.get(key) is not None
+              and math.isfinite(m[key])]
     if not points:
         return False
     import matplotlib

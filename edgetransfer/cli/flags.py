@@ -16,7 +16,7 @@ import click
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
-from ..errors import ConfigError
+from ..errors import invalid_setting
 
 
 def _unwrap(annotation):
@@ -81,7 +81,4 @@ def build(config: type[BaseModel], values: dict):
     try:
         return config(**given)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        flag = "--" + field.replace("_", "-")
-        raise ConfigError(f"{flag} {given.get(field, '')!s}: {err['msg']}".replace("  ", " "))
+        raise invalid_setting(e, given) from None

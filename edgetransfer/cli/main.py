@@ -180,12 +180,20 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted; an interrupted run continues with --resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as e:
+        from ..untrusted import one_line
+
+        message = one_line(e.format_message())  # (it may echo a megabyte of an argument)
+        e.format_message = lambda: message
         e.show()
         sys.exit(e.exit_code)
     except EdgeTransferError as e:
         if _state["debug"]:
             raise
-        click.echo(f"error: {e}", err=True)
+        from ..untrusted import one_line
+
+        # one line, at most MAX_MESSAGE characters: the last resort for a message that
+        # echoes more of its input than it should
+        click.echo(f"error: {one_line(e)}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         if _state["debug"]:
@@ -199,13 +207,17 @@ def main(argv: list[str] | None = None) -> None:
 
         problem = storage_error(e)  # a full disk or an unwritable folder mid-run: exit 4
         if problem is not None:
-            click.echo(f"error: {problem}", err=True)
+            from ..untrusted import one_line
+
+            click.echo(f"error: {one_line(problem)}", err=True)
             sys.exit(problem.exit_code)
         if type(e).__name__ == "OutOfMemoryError":  # torch's, on CUDA: the machine, not a bug
             click.echo("error: the GPU ran out of memory; lower --batch-size or --max-length",
                        err=True)
             sys.exit(EXIT_ENVIRONMENT)
+        from ..untrusted import clip
+
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        click.echo(f"internal error: {type(e).__name__}: {first[:300]} (rerun with --debug for "
-                   f"the traceback, and please report it)", err=True)
+        click.echo(f"internal error: {type(e).__name__}: {clip(first, 300)} (rerun with --debug "
+                   f"for the traceback, and please report it)", err=True)
         sys.exit(EXIT_INTERNAL)

@@ -125,7 +125,8 @@ def _check_external_data(path: Path, model) -> None:
     from onnx import TensorProto
     from onnx.external_data_helper import _get_all_tensors
 
-    folder = path.parent.resolve()
+    from .. import paths
+
     for tensor in _get_all_tensors(model):
         if tensor.data_location != TensorProto.EXTERNAL:
             continue
@@ -143,8 +144,8 @@ def _check_external_data(path: Path, model) -> None:
                              f"must sit beside the model")
         target = path.parent / location
         resolved = target.resolve()
-        if target.is_symlink() or (folder != resolved and folder not in resolved.parents):
-            inside = folder == resolved or folder in resolved.parents
+        inside = paths.inside(target, path.parent)  # (where it leads, links followed)
+        if target.is_symlink() or not inside:
             raise ModelError(f"{where}: a symbolic link to {resolved}"
                              f"{'' if inside else ', outside the model folder'}; refused: "
                              f"external data must be a regular file beside the model")

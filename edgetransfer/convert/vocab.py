@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import DataError, ModelError
+from ..untrusted import MAX_TOKENIZER_BYTES, fields_of, read_json
 
 # A corpus more than this share [UNK] under the model's tokenizer was not written for it
 # (another language's script, another model's token ids): pruning by it would keep nothing
@@ -120,8 +121,11 @@ def prune_checkpoint(model, source: Path, keep: list[int], folder: Path) -> None
     """A checkpoint folder of `model` cut to `keep`'s ids: weights (safetensors), config,
     and the source's tokenizer files with the new ids."""
     source, folder = Path(source), Path(folder)
-    data = json.loads((source / "tokenizer.json").read_text(encoding="utf-8"))
-    pruned = prune_tokenizer_json(data, keep)
+    label, fix = str(source / "tokenizer.json"), "the tokenizer is damaged"
+    data = read_json(source / "tokenizer.json", what="tokenizer.json", error=ModelError,
+                     fix=fix, limit=MAX_TOKENIZER_BYTES)  # (bounded: size, nesting)
+    with fields_of(label, error=ModelError, fix=fix):  # (a field of another shape: one line)
+        pruned = prune_tokenizer_json(data, keep)
     prune_embeddings(model, keep)
     model.save_pretrained(folder, safe_serialization=True)
     for f in source.iterdir():

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataError
+from ..untrusted import MAX_DEPTH, too_deep
 
 # suffix -> (datasets builder, delimiter); .json is accepted as JSON Lines, as `datasets` does.
 FORMATS = {
@@ -149,6 +150,10 @@ def _check_jsonl(path: Path, text: str) -> list[int]:
                 f'write one object per line, e.g. {{"text": "...", "label": "..."}}'
             )
         for key, value in obj.items():
+            if isinstance(value, (dict, list)) and too_deep([value]):
+                # (json.loads stops near 1000 levels; Arrow, which reads the file next, at 64)
+                raise DataError(f"{path}: line {number} is nested too deeply to be a row "
+                                f"(more than {MAX_DEPTH} levels); fix or remove that line")
             if isinstance(value, str):
                 try:
                     value.encode("utf-8")
@@ -239,7 +244,7 @@ def column_names(path: Path) -> list[str] | None:
             quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
             header = next(csv.reader(f, delimiter=delimiter, quoting=quoting), None)
             return [cell.strip() for cell in header] if header else None
-    except (DataError, OSError, ValueError, csv.Error):
+    except (DataError, OSError, ValueError, csv.Error, RecursionError):
         return None
 
 

@@ -5,7 +5,9 @@ Listed here rather than by datasets' `imagefolder` builder, which skips a non-im
 empty class folder in silence; what is read becomes a `datasets.Dataset` whose "image" column
 is datasets' `Image` feature (decoded by Pillow when a row is read). Every image is opened
 once while reading, by the bundle runtime's own `pixels.load_rgb`, so a damaged file, an
-unusable pixel mode or an image too small for the model is named before any training.
+unusable pixel mode or an image too small for the model is named before any training, and
+one over the pixel limit (--max-image-pixels, pixels.MAX_IMAGE_PIXELS) from its header,
+before it is decoded.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from ..bundle.runtime.pixels import (
     IMAGE_COLUMNS,
     IMAGE_SUFFIXES,
+    MAX_IMAGE_PIXELS,
     ImageProblem,
     list_images,
     load_rgb,
@@ -111,10 +114,10 @@ def read_table_images(spec: str, image_column: str | None, label_column: str | N
 
 
 def read(spec: str, *, image_column: str | None = None, label_column: str | None = None,
-         label_candidates=(), want_labels: bool = True):
+         label_candidates=(), want_labels: bool = True, max_pixels: int | None = None):
     """One split: (datasets.Dataset with "image" (and "label" as read), where each row came
     from: a path, or the table's row, each image's (width, height)). Every image is opened
-    and checked once."""
+    and checked once; `max_pixels`: the pixel limit [default: pixels.MAX_IMAGE_PIXELS]."""
     from datasets import Dataset, Image
 
     path = Path(spec)
@@ -138,22 +141,23 @@ def read(spec: str, *, image_column: str | None = None, label_column: str | None
         sources, labels, _ = read_table_images(spec, image_column, label_column,
                                                label_candidates, want_labels)
         where = [s if isinstance(s, str) else row_name(spec, i) for i, s in enumerate(sources)]
-    sizes = check(sources, where)
+    sizes = check(sources, where, max_pixels)
     columns = {"image": sources} | ({"label": labels} if labels is not None else {})
     ds = Dataset.from_dict(columns).cast_column("image", Image())
     return ds, where, sizes
 
 
-def check(sources: list, where: list[str]) -> list:
+def check(sources: list, where: list[str], max_pixels: int | None = None) -> list:
     """Open every image once; the first unusable one is named (with the count of such).
     Returns each image's (width, height)."""
     import time
     from collections import Counter
 
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     started, first, bad, sizes, modes = time.perf_counter(), None, 0, [], Counter()
     for source, name in zip(sources, where):
         try:
-            image = open_image(source, name)
+            image = open_image(source, name, limit)
             modes[image.mode] += 1
             sizes.append(load_rgb(image, None, name).size)
         except ImageProblem as e:
@@ -161,11 +165,24 @@ def check(sources: list, where: list[str]) -> list:
     if first:
         raise DataError(first + (f" ({bad} unusable images in all)" if bad > 1 else ""))
     log.info("checked %d images in %.1fs", len(sources), time.perf_counter() - started)
+    allow_decoding(limit)
     converted = {m: n for m, n in modes.items() if m != "RGB"}
     if converted:  # said, so a user sees what became of their images
         log.info("converted to RGB as they are read: %s", ", ".join(
             f"{n} {MODE_NAMES.get(m, m)}" for m, n in sorted(converted.items())))
     return sizes
+
+
+def allow_decoding(limit: int) -> None:
+    """Let Pillow decode, later, what was checked under `limit`: datasets' Image feature
+    decodes each image again when training, verify or export reads its row, with Pillow's own
+    guard (which warns above Image.MAX_IMAGE_PIXELS, 89 Mpx, and fails above twice that). A
+    --max-image-pixels above Pillow's raises Pillow's to it for this process; never lowered
+    (every image read here was checked under ours first)."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 # how the log names Pillow's modes

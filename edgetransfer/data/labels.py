@@ -145,6 +145,8 @@ def id2label_names(id2label, where: str) -> list[str]:
         raise ValueError(f"{where}: id2label must map class ids (0, 1, ...) to names; it is "
                          f"{str(id2label)[:80]}") from None
     if ids != list(range(len(ids))):
-        raise ValueError(f"{where}: id2label's ids are {ids}; they must be 0..N-1")
+        from ..untrusted import shorten
+
+        raise ValueError(f"{where}: id2label's ids are {shorten(ids)}; they must be 0..N-1")
     by_id = {int(k): v for k, v in id2label.items()}
     return [str(by_id[i]) for i in ids]

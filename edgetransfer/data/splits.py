@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .. import paths
 from ..errors import DataError, EnvironmentProblem
 from .files import FORMATS, read_table, row_line
 
@@ -19,6 +20,32 @@ SPLITS = ("train", "validation", "test")
 def is_local(spec: str) -> bool:
     p = Path(spec)
     return p.exists() or p.suffix.lower() in FORMATS or "/" in spec and p.parent.exists()
+
+
+# Data a run keeps apart, and what giving one file for both costs (a warning, not a refusal:
+# a smoke test may mean it)
+APART = {
+    ("train", "validation"): "the best checkpoint is chosen on rows it trains on",
+    ("train", "test"): "the test figures are of rows the model trained on",
+    ("unlabeled", "train"): "its rows join the transfer set twice",
+    ("unlabeled", "validation"): "the student learns the teacher's answers on the rows it "
+                                 "is chosen on",
+    ("unlabeled", "test"): "the student learns the teacher's answers on the rows it is "
+                           "tested on",
+}
+
+
+def warn_shared(specs: dict[str, str | None]) -> list[str]:
+    """Warn where one local file (however spelt: ./x, a link) is given as two kinds of data
+    that should hold different rows (APART); returns the warnings. A hub id names a dataset,
+    not a split, so it is never compared."""
+    local = {k: v for k, v in specs.items() if v and is_local(v) and Path(v).exists()}
+    said = []
+    for (a, b), cost in APART.items():
+        if a in local and b in local and paths.same(local[a], local[b]):
+            said.append(f"--{a} {local[a]} is also --{b}: {cost}")
+            log.warning("%s", said[-1])
+    return said
 
 
 def row_name(source: str, index: int) -> str:

@@ -11,7 +11,6 @@ kind of machine it will judge; the machine it was taken on is recorded and shown
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -19,12 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..artifacts import write_json
 from ..errors import ConfigError
+from ..untrusted import clip, read_json, shorten
 
 FORMAT = "edgetransfer-latency-baseline/1"
 
 
 class Figures(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # (JSON has Infinity)
 
     p50_ms: float = Field(gt=0)
     p90_ms: float = Field(gt=0)
@@ -32,7 +32,7 @@ class Figures(BaseModel):
 
 
 class Baseline(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # (JSON has Infinity)
 
     format: Literal["edgetransfer-latency-baseline/1"]
     created: str
@@ -60,12 +60,12 @@ def parse_threshold(value: str | float) -> float:
 def read(path: Path) -> Baseline:
     raw = load(path, FORMAT)
     try:
-        return Baseline(**raw)
+        return Baseline.model_validate(raw)  # (not **raw: a key may be no string)
     except ValidationError as e:
         err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"--baseline {path}: field {where}: {err['msg']}; rewrite it with "
-                          f"--update-baseline") from None
+        where = clip(".".join(str(p) for p in err["loc"]))
+        raise ConfigError(f"--baseline {path}: field {where}: {clip(err['msg'])}; rewrite it "
+                          f"with --update-baseline") from None
 
 
 def load(path: Path, format: str) -> dict:
@@ -75,17 +75,13 @@ def load(path: Path, format: str) -> dict:
     if not path.is_file():
         raise ConfigError(f"--baseline {path}: no such file; write one with "
                           f"--update-baseline {path}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"--baseline {path}: not UTF-8 text; is it a baseline file?") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--baseline {path}: not valid JSON (line {e.lineno}, column "
-                          f"{e.colno}: {e.msg}); rewrite it with --update-baseline") from None
+    # bounded: size, nesting; not UTF-8 or not JSON is one line naming the file
+    raw = read_json(path, label=f"--baseline {path}", what="baseline file", expect=None,
+                    fix="rewrite it with --update-baseline")
     if not isinstance(raw, dict) or raw.get("format") != format:
         found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-        raise ConfigError(f"--baseline {path}: format {found!r} is not {format!r}; write one "
-                          f"with --update-baseline")
+        raise ConfigError(f"--baseline {path}: format {shorten(found, 80)} is not {format!r}; "
+                          f"write one with --update-baseline")
     return raw
 
 

@@ -8,7 +8,6 @@ feeds are. PyTorch runs in inference mode with the same thread count as onnxrunt
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +20,7 @@ from ..convert.quantize import precision_of
 from ..data.labels import config_names
 from ..errors import ConfigError, ModelError
 from ..modeling import backbones
+from ..untrusted import get_field, read_json
 from . import latency
 from .scoring import inputs_only
 
@@ -119,12 +119,22 @@ def _onnx(path: Path, folder: Path, name: str, threads: int, provider: str,
     if not config_file.exists():
         raise ModelError(f"{folder}: no config.json beside {path.name} (labels come from it); "
                          f"give an `edgetransfer export` output folder")
-    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config = read_json(config_file, what="config.json", error=ModelError, expect=None,
+                       fix="the model folder is damaged")
+    backbones.check_config(config, config_file)
     the_task = tasks.resolve(task, config=config, folder=folder, where=str(folder))
     record_file = folder / "export.json"
-    record = json.loads(record_file.read_text(encoding="utf-8")) if record_file.exists() else {}
+    record, mode = {}, None
+    if record_file.exists():
+        fix = "export the model again"
+        record = read_json(record_file, error=ModelError, fix=fix)
+        quantization = get_field(record, "quantization", dict, label=str(record_file),
+                                 error=ModelError, fix=fix, default={})
+        mode = get_field(quantization, "mode", str, label=f"{record_file}: quantization",
+                         error=ModelError, fix=fix, default=None)
+        get_field(record, "source", str, label=str(record_file), error=ModelError, fix=fix,
+                  default=None)
     session = latency.ort_session(path, threads, provider)
-    mode = (record.get("quantization") or {}).get("mode")
     precision = precision_of(mode) if mode else _onnx_precision(path)
     names = [o.name for o in session.get_outputs()]
     extra = [str(p) for p in folder.glob("*.onnx.data")]
@@ -188,7 +198,6 @@ def _pytorch(folder: Path, name: str, threads: int, allow_pickle: bool,
 
 
 def same_model_folder(a: str | Path, b: str | Path) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
+    from ..paths import same
+
+    return same(a, b)  # (however spelt: ./x, a symlink)

@@ -31,6 +31,19 @@ def layer_count(model) -> int | None:
     return len(arch.blocks(model)) if arch else getattr(model.config, "num_hidden_layers", None)
 
 
+def layer_count_of(config: dict) -> int | None:
+    """`layer_count` from a checkpoint's config.json alone (nothing loaded); None where the
+    config does not say."""
+    from types import SimpleNamespace
+
+    try:
+        blocks = stages(SimpleNamespace(**config))
+    except (AttributeError, TypeError, ValueError):  # (a CNN's config lacking its shape)
+        return None
+    n = len(blocks) if blocks is not None else config.get("num_hidden_layers")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
 def stages(config) -> list[int] | None:
     """A CNN's stage of each block (where a student may be cut); None for a transformer."""
     arch = _module(config)

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..artifacts import is_lfs_pointer
 from ..data import labels
 from ..errors import EnvironmentProblem, ModelError
+from ..untrusted import MAX_SAFETENSORS_HEADER, clip, read_json, shorten
 from . import heads
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,9 @@ def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = Fal
         _refuse_adapter(name, folder)
     if not config_file.exists():
         raise ModelError(f"--model {name}: {folder} has no config.json; is it an HF checkpoint?")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ModelError(f"{config_file}: not valid JSON ({e}); the checkpoint is damaged") from None
-    _check_config(config, config_file)
+    config = read_json(config_file, what="config.json", error=ModelError, expect=None,
+                       fix="the checkpoint is damaged")  # (bounded: size, nesting)
+    check_config(config, config_file)
     if config.get("auto_map") and not trust_remote_code:
         raise ModelError(
             f"--model {name}: the checkpoint asks to run its own code (auto_map in config.json); "
@@ -118,11 +117,29 @@ def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = Fal
     return Backbone(name=name, source=str(folder), local=True, config=config)
 
 
-def _check_config(config, config_file: Path) -> None:
+# config.json fields transformers sizes the model by: each must be a whole number, and none
+# of a real model is near 2**31 (the largest vocabularies and context lengths are ~10**6)
+SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+               "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels")
+MAX_CONFIG_SIZE = 2**31 - 1
+
+
+def check_config(config, config_file: Path) -> None:
     """The config fields this project reads: a JSON object, integer label ids."""
     if not isinstance(config, dict):
         raise ModelError(f"{config_file}: holds a JSON {type(config).__name__}, not an object; "
                          f"the checkpoint is damaged")
+    model_type = config.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise ModelError(f"{config_file}: model_type is {shorten(model_type, 60)}, not a name; "
+                         f"the checkpoint is damaged")
+    for key in SIZE_FIELDS:  # what transformers allocates by: never a string, float or 1e300
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 0 <= value <= MAX_CONFIG_SIZE):
+            raise ModelError(f"{config_file}: {key} is {shorten(value, 60)}, not a whole "
+                             f"number from 0 to {MAX_CONFIG_SIZE:,}; the checkpoint is damaged "
+                             f"or its config edited")
     if config.get("id2label") is not None:
         try:
             labels.id2label_names(config["id2label"], str(config_file))
@@ -203,6 +220,10 @@ def check_safetensors(f: Path) -> None:
     fix = "download or copy the checkpoint again"
     with f.open("rb") as fh:
         n = int.from_bytes(fh.read(8), "little")
+        if n > MAX_SAFETENSORS_HEADER:
+            raise ModelError(f"{f}: its header claims {n:,} bytes, more than the "
+                             f"{MAX_SAFETENSORS_HEADER:,} safetensors allows; not a safetensors "
+                             f"file, or a damaged one; {fix}")
         if n <= 0 or 8 + n > size:
             raise ModelError(f"{f}: is truncated or not a safetensors file ({size} bytes; its "
                              f"header alone needs {8 + n}); {fix}")
@@ -210,7 +231,8 @@ def check_safetensors(f: Path) -> None:
     try:
         header = json.loads(raw)
         ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
-    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError):
+        # (not an object, a tensor without offsets, nested past Python's recursion limit)
         raise ModelError(f"{f}: has a damaged header (not a safetensors file?); {fix}") from None
     need = 8 + n + max(ends, default=0)
     if need > size:
@@ -221,9 +243,11 @@ def _refuse_adapter(name: str, folder: Path) -> None:
     """A folder with adapter_config.json makes transformers load the adapter's base model
     (any path or hub id it names) instead of the folder's own weights: never let it."""
     try:
-        base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get(
+        base = read_json(folder / "adapter_config.json", error=ModelError).get(
             "base_model_name_or_path")
-    except (ValueError, OSError, AttributeError):
+    except ModelError:
+        base = None
+    if not isinstance(base, str):
         base = None
     if not (folder / "config.json").exists():
         parent = folder.resolve().parent
@@ -231,23 +255,23 @@ def _refuse_adapter(name: str, folder: Path) -> None:
                 not (parent / "adapter_config.json").exists():
             hint = f"the merged model is in {parent}: give that folder"
         else:
-            hint = (f"give its base model ({base}) or a merged checkpoint folder" if base
+            hint = (f"give its base model ({clip(base)}) or a merged checkpoint folder" if base
                     else "give a merged checkpoint folder")
         raise ModelError(f"--model {name}: is a LoRA adapter, not a model; {hint}")
     same = base is not None and _same_model(base, folder)
     raise ModelError(
         f"--model {name}: holds adapter_config.json, a LoRA adapter for "
-        f"{'this model' if same else f'another base model ({base!r})'}: transformers would load "
+        f"{'this model' if same else f'another base model ({shorten(base)})'}: transformers "
+        f"would load "
         f"{'the adapter on top of it' if same else 'that model instead of this folder'}; "
         f"refused. Give a merged checkpoint (finetune writes one, the adapter under adapter/), "
         f"or move adapter_config.json and the adapter weights to a subfolder")
 
 
 def _same_model(base: str, folder: Path) -> bool:
-    try:
-        return Path(base).resolve() == folder.resolve()
-    except (OSError, ValueError):
-        return False
+    from ..paths import same
+
+    return same(base, folder)  # (however spelt: ./x, a symlink)
 
 
 def load_tokenizer(backbone: Backbone, trust_remote_code: bool = False):

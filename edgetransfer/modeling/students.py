@@ -30,6 +30,55 @@ def spread_layers(n_teacher: int, k: int) -> list[int]:
     return sorted({round(i * (n_teacher - 1) / (k - 1)) for i in range(k)})
 
 
+def check_choice(config: dict, student_layers: int | None = None,
+                 keep_layers: list[int] | None = None) -> None:
+    """Refuse, from the teacher's config.json alone (before data is read or a model
+    loaded), a --student-layers or --keep-layers the teacher cannot give; a config that does
+    not say its depth is left to the checks on the loaded model."""
+    from types import SimpleNamespace
+
+    from . import architectures
+
+    n = architectures.layer_count_of(config)
+    if n is None:
+        return
+    if config.get("model_type") in architectures.CNNS:
+        stages = architectures.stages(SimpleNamespace(**config))
+        if student_layers:
+            spread_blocks(stages, student_layers)
+        if keep_layers:
+            check_kept_blocks(keep_layers, stages)
+        return
+    if student_layers:
+        spread_layers(n, student_layers)
+    if keep_layers:
+        check_kept_layers(keep_layers, n)
+
+
+def check_kept_layers(keep: list[int], n: int) -> None:
+    """--keep-layers: distinct teacher layers 0..n-1, in increasing order."""
+    bad = [i for i in keep if not 0 <= i < n]
+    if bad or not keep:
+        raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: the teacher has layers "
+                          f"0..{n - 1}")
+    if sorted(set(keep)) != list(keep):
+        raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: give distinct layers "
+                          f"in increasing order")
+
+
+def check_kept_blocks(keep: list[int], stages: list[int]) -> None:
+    """--keep-layers of a CNN: distinct blocks, in order, every stage's first among them."""
+    firsts = {stages.index(s) for s in set(stages)}
+    bad = [i for i in keep if not 0 <= i < len(stages)]
+    if bad or sorted(set(keep)) != list(keep):
+        raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: give distinct blocks "
+                          f"0..{len(stages) - 1} in increasing order")
+    if not firsts <= set(keep):
+        raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: keep the first block of "
+                          f"every stage ({','.join(map(str, sorted(firsts)))}); they change "
+                          f"the width and stride")
+
+
 def layer_list(model):
     """(parent module, attribute name, ModuleList) of the model's transformer blocks."""
     import torch
@@ -46,13 +95,7 @@ def layer_list(model):
 def from_teacher_layers(teacher, keep: list[int]):
     """A copy of `teacher` with only the layers in `keep` (in order), weights included."""
     n = teacher.config.num_hidden_layers
-    bad = [i for i in keep if not 0 <= i < n]
-    if bad or not keep:
-        raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: the teacher has layers "
-                          f"0..{n - 1}")
-    if sorted(set(keep)) != list(keep):
-        raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: give distinct layers "
-                          f"in increasing order")
+    check_kept_layers(keep, n)
     import torch
 
     student = copy.deepcopy(teacher)
@@ -133,15 +176,7 @@ def from_teacher_blocks(teacher, keep: list[int]):
 
     config = teacher.config
     stages = efficientnet_lite.stage_of_blocks(config)
-    firsts = {stages.index(s) for s in set(stages)}
-    bad = [i for i in keep if not 0 <= i < len(stages)]
-    if bad or sorted(set(keep)) != list(keep):
-        raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: give distinct blocks "
-                          f"0..{len(stages) - 1} in increasing order")
-    if not firsts <= set(keep):
-        raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: keep the first block of "
-                          f"every stage ({','.join(map(str, sorted(firsts)))}); they change "
-                          f"the width and stride")
+    check_kept_blocks(keep, stages)
     if any(math.ceil(config.depth_coefficient * n) != n for n in config.num_block_repeats):
         raise ConfigError("--student-layers: the teacher's depth_coefficient rounds its block "
                           "counts, so its blocks cannot be cut by stage; distil a teacher "

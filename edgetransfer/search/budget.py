@@ -8,11 +8,13 @@ over the teacher's on the same eval data. A constraint left out is not judged.
 from __future__ import annotations
 
 import gzip
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..untrusted import clip, shorten
 
 UNITS = {"latency": {"us": 1e-3, "ms": 1.0, "s": 1e3},
          "size": {"kb": 1e-3, "mb": 1.0, "gb": 1e3}}
@@ -52,21 +54,24 @@ def parse(text: str) -> Budget:
         key, eq, value = part.partition("=")
         key = key.lower()
         if not eq or key not in ("latency", "size", "kept") or key in values:
-            raise ConfigError(f"--budget {text}: cannot read {part!r}; give each of latency=, "
-                              f"size=, kept= at most once, {HOW}")
+            raise ConfigError(f"--budget {clip(text)}: cannot read {shorten(part)}; give each of "
+                              f"latency=, size=, kept= at most once, {HOW}")
         if key == "kept":
             number = _number(value, text) / (100 if value.endswith("%") else 1)  # 97% = 0.97
             if not 0 < number <= 1:
-                raise ConfigError(f"--budget {text}: kept={value} is not a share in (0, 1]; {HOW}")
+                raise ConfigError(f"--budget {clip(text)}: kept={clip(value, 60)} is not a "
+                                  f"share in (0, 1]; {HOW}")
             values[key] = number
             continue
         m = re.fullmatch(r"([0-9.]+(?:e-?[0-9]+)?)\s*([a-zA-Z]*)", value)
         unit = (m.group(2).lower() if m else "") or ("ms" if key == "latency" else "mb")
         if not m or unit not in UNITS[key]:
-            raise ConfigError(f"--budget {text}: {key}={value} has no known unit; {HOW}")
+            raise ConfigError(f"--budget {clip(text)}: {key}={clip(value, 60)} has no known unit; "
+                              f"{HOW}")
         number = _number(m.group(1), text) * UNITS[key][unit]
-        if number <= 0:
-            raise ConfigError(f"--budget {text}: {key}={value} must be above 0")
+        if not math.isfinite(number) or number <= 0:  # (1e308s in ms is infinity)
+            raise ConfigError(f"--budget {clip(text)}: {key}={clip(value, 60)} must be a finite "
+                              f"number above 0")
         values[key] = number
     if not values:
         raise ConfigError(f"--budget: empty; {HOW}")
@@ -76,9 +81,12 @@ def parse(text: str) -> Budget:
 
 def _number(value: str, text: str) -> float:
     try:
-        return float(value.rstrip("%"))
+        number = float(value.rstrip("%"))
     except ValueError:
-        raise ConfigError(f"--budget {text}: {value!r} is not a number; {HOW}") from None
+        number = math.nan
+    if not math.isfinite(number):  # not a number, or "nan", "inf", "1e999"
+        raise ConfigError(f"--budget {clip(text)}: {shorten(value)} is not a number; {HOW}")
+    return number
 
 
 def bundle_bytes(folder: Path) -> int:

@@ -40,4 +40,6 @@ def variants(depths: list[int], formats: list[str], prune: list[bool]) -> list[V
                           f"{', '.join(FORMATS)}")
     if not depths or not formats or not prune:
         raise ConfigError("--depths, --formats and --prune each need at least one value")
-    return [Variant(d, f, p) for d in sorted(set(depths)) for f in formats for p in prune]
+    # (a value given twice is one candidate, not two of one name)
+    return [Variant(d, f, p) for d in sorted(set(depths)) for f in dict.fromkeys(formats)
+            for p in dict.fromkeys(prune)]

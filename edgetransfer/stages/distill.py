@@ -22,10 +22,13 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from .. import tasks
+from .. import paths, tasks
+from ..artifacts import OutputFolder
+from ..data import splits
 from ..errors import ConfigError, ModelError
 from ..modeling import architectures, backbones, students
-from ..options import DataOptions, OutputOptions, TaskOption, TrainOptions, comma_list
+from ..options import (MAX_BATCH, DataOptions, OutputOptions, TaskOption, TrainOptions,
+                       comma_list)
 from ..train import devices, training
 from ..train.outputs import output_folder, run_settings
 
@@ -84,7 +87,8 @@ class DistillConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
     unlabeled_column: str | None = Field(None, description="Text column of --unlabeled "
                                          "[default: as for --text-column].")
     lr: float = Field(1e-4, gt=0, description="Peak learning rate.")
-    teacher_batch_size: int = Field(64, ge=1, description="Batch size for computing the "
+    teacher_batch_size: int = Field(64, ge=1, le=MAX_BATCH, description="Batch size for "
+                                    "computing the "
                                     "teacher's outputs once.")
     teacher_cache: str | None = Field(None, description="A folder to keep the teacher's "
                                       "outputs over the transfer set in, keyed by the "
@@ -101,12 +105,33 @@ class DistillConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
             raise ValueError("give layer numbers, comma-separated, e.g. 0,5") from None
 
 
-def run(cfg: DistillConfig) -> Path:
-    started = time.perf_counter()
+def check_settings(cfg: DistillConfig) -> None:
+    """The settings alone, before anything is read or loaded (under `run`: before the
+    recipe's first step)."""
     chosen = [x for x in ("student_layers", "keep_layers", "student") if getattr(cfg, x)]
     if len(chosen) > 1:
         raise ConfigError(f"--{chosen[0].replace('_', '-')} and --{chosen[1].replace('_', '-')}"
                           f" both choose the student; give one")
+    if cfg.student and paths.same(cfg.student, cfg.teacher):
+        raise ConfigError(f"--student {cfg.student}: is the --teacher itself, so nothing gets "
+                          f"smaller; give a smaller model, or --student-layers")
+    if cfg.teacher_cache:
+        cache = Path(cfg.teacher_cache)
+        if cache.exists() and not cache.is_dir():
+            raise ConfigError(f"--teacher-cache {cache}: is a file; give a folder")
+        out = OutputFolder(cfg.out)  # (its names only: nothing is checked or written)
+        if any(paths.inside(cache, f) for f in (out.final, out.work, out.old)):
+            raise ConfigError(f"--teacher-cache {cache}: is inside --out {cfg.out}, which the "
+                              f"result replaces; keep the cache in another folder")
+        for flag, model in (("--teacher", cfg.teacher), ("--student", cfg.student)):
+            if model and Path(model).is_dir() and paths.inside(cache, model):
+                raise ConfigError(f"--teacher-cache {cache}: is inside {flag} {model}; inputs "
+                                  f"are never written, keep the cache in another folder")
+
+
+def run(cfg: DistillConfig) -> Path:
+    started = time.perf_counter()
+    check_settings(cfg)
     placement = devices.choose(cfg.device, cfg.precision)
     teacher_bb = backbones.resolve(cfg.teacher, cfg.allow_pickle, cfg.trust_remote_code)
     task = tasks.resolve(cfg.task, config=teacher_bb.config, where=f"--teacher {cfg.teacher}")
@@ -114,6 +139,12 @@ def run(cfg: DistillConfig) -> Path:
     student_bb = (backbones.resolve(cfg.student, cfg.allow_pickle, cfg.trust_remote_code,
                                     weights_optional=True) if cfg.student else None)
     backbones.check_max_length(teacher_bb, cfg.max_length)
+    if student_bb is not None:
+        backbones.check_max_length(student_bb, cfg.max_length)
+    else:  # (from config.json: before the data is read or the teacher loaded)
+        students.check_choice(teacher_bb.config, cfg.student_layers, cfg.keep_layers)
+    splits.warn_shared({"train": cfg.train, "validation": cfg.validation, "test": cfg.test,
+                        "unlabeled": cfg.unlabeled})
     data = task.read(cfg, teacher_bb.label_names)
     tokenizer = task.load_preprocessor(teacher_bb, cfg.trust_remote_code)
     tokenized, truncation = task.prepare(data, tokenizer, cfg)
@@ -123,8 +154,6 @@ def run(cfg: DistillConfig) -> Path:
             raise ConfigError(f"--unlabeled: the task {task.name} takes no unlabelled data")
         unlabeled = task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tokenizer,
                                         cfg.max_length, data)
-    if student_bb is not None:
-        backbones.check_max_length(student_bb, cfg.max_length)
     out = output_folder(cfg, data.sources, [teacher_bb] + ([student_bb] if student_bb else []),
                         extra_inputs=[cfg.unlabeled] if cfg.unlabeled else [])
 
@@ -408,8 +437,14 @@ def plan(section, w) -> list[dict]:
     output, else the recipe's model)."""
     out = w.root / "student"
     teacher = w.made.get("teacher", w.model)
+    if section.student_layers or section.keep_layers:
+        # checked now, not after the teacher's training: its depth is the recipe's model's
+        config = w.model_config()
+        if config is not None:
+            students.check_choice(config, section.student_layers, section.keep_layers)
     config = section.model_dump() | w.training_data() | dict(
         teacher=teacher, unlabeled=w.files["unlabeled"], out=out)
     w.made["student"] = str(out)
     return [{"label": "student", "config": config,
              "inputs": {"teacher": teacher, "unlabeled": w.files["unlabeled"]} | w.splits()}]
+

@@ -22,13 +22,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from .. import tasks
+from .. import paths, tasks
 from ..artifacts import OutputFolder, versions, write_json, write_manifest
 from ..convert import onnx_export, quantize, rewrites
 from ..errors import CheckFailed, ConfigError, ModelError
 from ..measure import latency, parity, scoring
 from ..modeling import backbones, heads
-from ..options import ColumnOptions, TaskOption
+from ..options import MAX_THREADS, ColumnOptions, TaskOption
+from ..untrusted import shorten
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +110,48 @@ class ExportConfig(TaskOption, ColumnOptions):
     min_count: int = Field(1, ge=1, description="--prune-vocab: keep the tokens the corpus "
                            "uses at least this many times.")
     max_length: int = Field(128, ge=8, description="Token limit for eval and calibration texts.")
-    threads: int = Field(1, ge=1, description="onnxruntime intra-op threads for the latency "
+    threads: int = Field(1, ge=1, le=MAX_THREADS, description="onnxruntime intra-op threads "
+                         "for the latency "
                          "measurements (1: the edge-device case, and stable figures).")
     allow_pickle: bool = Field(False, description="Allow pickle weights (weights-only load).")
     overwrite: bool = Field(False, description="Replace the results already in --out.")
 
 
+def check_settings(cfg: ExportConfig) -> None:
+    """The settings alone, before anything is read or loaded (under `run`: before the
+    recipe's first step)."""
+    if cfg.quantize == "auto" and not cfg.eval_data:
+        raise ConfigError("--quantize auto needs --eval-data to measure accuracy on")
+    if cfg.opset < onnx_export.MIN_OPSET:  # (the upper bound asks torch: checked in run)
+        onnx_export.check_opset(cfg.opset)
+    if cfg.prune_vocab is None:
+        return
+    corpus = corpus_files(cfg.prune_vocab)
+    if not corpus:
+        raise ConfigError(f"--prune-vocab {shorten(cfg.prune_vocab)}: names no file; give the "
+                          f"corpus as comma-separated data files (e.g. train.jsonl,"
+                          f"unlabeled.jsonl)")
+    if not cfg.eval_data:
+        raise ConfigError("--prune-vocab needs --eval-data: text the corpus never saw, to judge "
+                          "the pruned model against the unpruned one")
+    also = paths.find_same(cfg.eval_data, corpus)
+    if also is not None:
+        spelt = "" if str(also) == cfg.eval_data else f" (as {cfg.eval_data})"
+        raise ConfigError(f"--prune-vocab: {also} is also --eval-data{spelt}; the pruned "
+                          f"model is judged on text the corpus never saw, so leave it out")
+    twice = paths.first_repeat(corpus)
+    if twice is not None:
+        raise ConfigError(f"--prune-vocab: {twice[0]} and {twice[1]} are the same file; give "
+                          f"it once (its tokens would be counted twice against --min-count)")
+
+
+def corpus_files(prune_vocab: str | None) -> list[str]:
+    """--prune-vocab's files, in order (empty names dropped)."""
+    return [f.strip() for f in (prune_vocab or "").split(",") if f.strip()]
+
+
 def run(cfg: ExportConfig) -> Path:
+    check_settings(cfg)
     if not cfg.prune_vocab:
         return _run(cfg)
     import tempfile
@@ -127,19 +163,12 @@ def run(cfg: ExportConfig) -> Path:
 
 def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
     started = time.perf_counter()
-    if cfg.quantize == "auto" and not cfg.eval_data:
-        raise ConfigError("--quantize auto needs --eval-data to measure accuracy on")
-    corpus = [f.strip() for f in (cfg.prune_vocab or "").split(",") if f.strip()]
-    if cfg.prune_vocab and not cfg.eval_data:
-        raise ConfigError("--prune-vocab needs --eval-data: text the corpus never saw, to judge "
-                          "the pruned model against the unpruned one")
-    if cfg.eval_data in corpus:
-        raise ConfigError(f"--prune-vocab: {cfg.eval_data} is also --eval-data; the pruned "
-                          f"model is judged on text the corpus never saw, so leave it out")
+    corpus = corpus_files(cfg.prune_vocab)
     onnx_export.check_opset(cfg.opset)
     bb = backbones.resolve(cfg.model, cfg.allow_pickle)
     if not bb.local:
         raise ModelError(f"--model {cfg.model}: export takes a local checkpoint folder")
+    backbones.check_max_length(bb, cfg.max_length)
     task = tasks.resolve(cfg.task, config=bb.config, folder=Path(bb.source),
                          where=f"--model {cfg.model}")
     backbones.require_head(bb, task)
@@ -156,7 +185,15 @@ def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
     if cfg.int4_embeddings and mode not in ("int8-dynamic", "int8-static"):
         raise ConfigError(f"--int4-embeddings goes with an int8 --quantize (not {mode}); "
                           f"--quantize int4 puts every weight in 4 bits")
+    if cfg.calibration_data and cfg.quantize not in ("int8", "int8-static", "auto"):
+        log.warning("--calibration-data: not read; --quantize %s does not calibrate (int8-static "
+                    "and auto do)", cfg.quantize)
     cfg = cfg.model_copy(update={"quantize": mode})
+    # --out checked now, before any data is read or model loaded
+    out = OutputFolder(cfg.out, overwrite=cfg.overwrite, inputs=(Path(bb.source),)
+                       + tuple(Path(p) for p in (cfg.eval_data, cfg.calibration_data, *corpus)
+                               if p))
+    out.check()
     labels = bb.label_names
     evals = task.read_eval(cfg.eval_data, labels, cfg) if cfg.eval_data else None
     calibrates = mode in ("int8-static", "auto")  # (read only where it is used)
@@ -166,10 +203,6 @@ def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
         # a seeded sample of the whole file: its first rows may all be one class (an image
         # folder is read class by class)
         calib = calib.shuffle(seed=0).select(range(cfg.calibration_samples))
-    out = OutputFolder(cfg.out, overwrite=cfg.overwrite, inputs=(Path(bb.source),)
-                       + tuple(Path(p) for p in (cfg.eval_data, cfg.calibration_data, *corpus)
-                               if p))
-    out.check()
 
     import torch
     from transformers import AutoConfig

@@ -19,7 +19,8 @@ from pydantic import Field, field_validator
 
 from .. import tasks
 from ..errors import ConfigError
-from ..modeling import backbones
+from ..data import splits
+from ..modeling import architectures, backbones
 from ..options import DataOptions, OutputOptions, TaskOption, TrainOptions, comma_list
 from ..train import devices, methods, training
 from ..train.outputs import output_folder, run_settings
@@ -78,12 +79,20 @@ class FinetuneConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
         return self.lr if self.lr is not None else DEFAULT_LR[self.method]
 
 
-def run(cfg: FinetuneConfig) -> Path:
-    started = time.perf_counter()
+def check_settings(cfg: FinetuneConfig) -> None:
+    """The settings alone, before anything is read or loaded (under `run`: before the
+    recipe's first step)."""
     if cfg.freeze_layers and cfg.method == "head":
         raise ConfigError("--freeze-layers has no effect with --method head (all is frozen)")
+
+
+def run(cfg: FinetuneConfig) -> Path:
+    started = time.perf_counter()
+    check_settings(cfg)
     placement = devices.choose(cfg.device, cfg.precision)
     backbone = backbones.resolve(cfg.model, cfg.allow_pickle, cfg.trust_remote_code)
+    _check_against(cfg, backbone.config)
+    splits.warn_shared({"train": cfg.train, "validation": cfg.validation, "test": cfg.test})
     task = tasks.resolve(cfg.task, config=None if cfg.new_head else backbone.config,
                          columns=lambda: _columns(cfg.train), where=f"--model {cfg.model}")
     model_labels = None if cfg.new_head else backbone.label_names
@@ -139,6 +148,20 @@ def run(cfg: FinetuneConfig) -> Path:
                            parents={"backbone": backbone.name, **data.sources},
                            title=f"finetune {cfg.method}: {backbone.name}",
                            keep_checkpoints=cfg.keep_checkpoints)
+
+
+def _check_against(cfg: FinetuneConfig, config: dict) -> None:
+    """The settings the model's size bounds, from its config.json: before the data is read
+    or the model loaded."""
+    layers = architectures.layer_count_of(config)
+    if cfg.freeze_layers and layers is not None and cfg.freeze_layers > layers:
+        raise ConfigError(f"--freeze-layers {cfg.freeze_layers}: the model has only {layers} "
+                          f"layers")
+    width = config.get("hidden_size")
+    if cfg.method == "lora" and isinstance(width, int) and cfg.lora_r > width:
+        # (a rank beyond the width adds weights, not expressiveness: r x width each)
+        raise ConfigError(f"--lora-r {cfg.lora_r}: more than the model's width ({width}); a "
+                          f"LoRA rank is at most that (8-64 is usual)")
 
 
 def _columns(train: str) -> list[str] | None:

@@ -37,7 +37,8 @@ from ..data.labels import config_names
 from ..bundle import requirements
 from ..device import target_check as checks
 from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
-from ..options import TargetOptions, result_settings
+from ..options import MAX_THREADS, TargetOptions, result_settings
+from ..paths import same as same_path
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,8 @@ class PackageConfig(TargetOptions):
                                "requirement has a wheel for the target and its Python, that "
                                "the pinned onnxruntime runs every operator, and that int8 "
                                "suits the CPU (a blocking finding exits 2).")
-    threads: int = Field(1, ge=1, description="onnxruntime threads the runtime uses by default "
+    threads: int = Field(1, ge=1, le=MAX_THREADS, description="onnxruntime threads the "
+                         "runtime uses by default "
                          "and is measured with (1: one request at a time on a small device, "
                          "and stable figures).")
     measure: bool = Field(True, description="Measure the bundled runtime in fresh processes: "
@@ -108,9 +110,13 @@ class PackageConfig(TargetOptions):
                                   "for the runtime (lower it for a device with little memory: "
                                   "64 Mpx decode to 192 MB) and the limit --latency-data is "
                                   "read under.")
-    latency_requests: int = Field(200, ge=1, description="One-text requests timed (200: "
+    # (each is timed: a million is an hour at a few ms)
+    latency_requests: int = Field(200, ge=1, le=1_000_000, description="One-text requests "
+                                  "timed (200: "
                                   "enough for a steady p90 at a few ms each).")
-    cold_starts: int = Field(3, ge=1, description="Fresh processes timed from start to first "
+    # (each is a fresh process, about a second)
+    cold_starts: int = Field(3, ge=1, le=1000, description="Fresh processes timed from start "
+                             "to first "
                              "prediction; the median is recorded (3: one outlier on a busy "
                              "machine does not decide it).")
     overwrite: bool = Field(False, description="Replace an existing bundle (folder, archive "
@@ -129,6 +135,11 @@ def run(cfg: PackageConfig) -> Path:
     model = cfg.model
     _check_model(model, cfg)
     config = _read_json(model / "config.json")
+    # (a longer text would index past the model's position table on the device)
+    positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    if cfg.max_length and isinstance(positions, int) and cfg.max_length > positions:
+        raise ModelError(f"--max-length {cfg.max_length}: {model} takes at most {positions} "
+                         f"tokens; lower it")
     try:
         labels = config_names(config, f"--model {model}")
     except ValueError as e:
@@ -356,7 +367,7 @@ def _target_notes(target: str, export_record: dict) -> list[str]:
 def _check_beside(out: OutputFolder, paths, inputs, overwrite: bool) -> None:
     """The archive and its record go beside the folder: same rules as the folder."""
     for path in paths:
-        if any(Path(i).resolve() == path.resolve() for i in inputs):
+        if any(same_path(i, path) for i in inputs):  # (however spelt: ./x, a link)
             raise OutputError(f"--out {out.final}: would overwrite the input {path}")
         if path.exists() and not overwrite:
             raise OutputError(f"--out {out.final}: {path} already exists; pass --overwrite "

@@ -18,6 +18,7 @@ import click
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ConfigError, DataError, ModelError
+from ..options import MAX_BATCH, MAX_THREADS
 
 # The command's --help (edgetransfer.cli makes the command from the registry).
 HELP = """Run a bundle on TEXTS (an image bundle: image files or folders) and/or --input
@@ -51,11 +52,18 @@ class PredictConfig(BaseModel):
                                          "and so on].")
     top_k: int | None = Field(None, ge=1, description="Keep the k best labels in \"scores\" "
                               "[default: all].")
-    batch_size: int = Field(1, ge=1, description="Texts per model call (1: int8 models scale "
+    batch_size: int = Field(1, ge=1, le=MAX_BATCH, description="Texts per model call (1: "
+                            "int8 models scale "
                             "activations over the whole batch, padding included; one at a "
                             "time, each text gets the answer it gets alone).")
-    threads: int | None = Field(None, ge=1, description="onnxruntime threads [default: the "
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="onnxruntime threads "
+                                "[default: the "
                                 "bundle's].")
+    max_image_pixels: int | None = Field(None, ge=1, description="An image bundle: the most "
+                                         "pixels (width x height) an image may have; a larger "
+                                         "one is refused from its header, before it is "
+                                         "decoded [default: the bundle's, input_spec.json "
+                                         "image.max_pixels; else 64000000].")
 
 
 def run(cfg: PredictConfig, texts: list[str]) -> int:
@@ -66,7 +74,8 @@ def run(cfg: PredictConfig, texts: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="edgetransfer-bundle-") as tmp:
         folder, _ = open_bundle(cfg.bundle, Path(tmp))  # (every file checked there)
         try:
-            predictor = Predictor(folder, threads=cfg.threads, check=False)
+            predictor = Predictor(folder, threads=cfg.threads, check=False,
+                                  max_image_pixels=cfg.max_image_pixels)
         except BundleError as e:
             raise ModelError(str(e)) from None
         try:

@@ -34,9 +34,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .. import paths
 from ..artifacts import write_json
 from ..errors import BudgetMissed, CheckFailed, ConfigError
-from ..options import comma_list
+from ..options import MAX_THREADS, comma_list
 from ..search import budget as budgets
 from ..search import judge, report, space
 
@@ -82,7 +83,8 @@ class SearchConfig(BaseModel):
     early_stop: bool = Field(True, description="Skip distilling depths that cannot reach the "
                              "budget or beat a candidate already within it (probed untrained: "
                              "latency and size do not depend on the weights).")
-    threads: int = Field(1, ge=1, description="onnxruntime (and torch) threads for every "
+    threads: int = Field(1, ge=1, le=MAX_THREADS, description="onnxruntime (and torch) "
+                         "threads for every "
                          "latency figure.")
     device: str | None = Field(None, description="Time every candidate (and probe) on this "
                                "device over SSH, as `edgetransfer device` does: "
@@ -131,9 +133,11 @@ def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path
     if not w.files["eval"]:
         raise ConfigError(f"{recipe_file}: data has no test or validation split to score "
                           f"candidates on")
-    if any(v.prune for v in variants) and w.files["eval"] in w.corpus().values():
+    if any(v.prune for v in variants) and paths.find_same(w.files["eval"],
+                                                          w.corpus().values()) is not None:
         raise ConfigError(f"{recipe_file}: the eval data is also the pruning corpus; give a "
                           f"test split")
+    _check_options(cfg, w, out)
     root.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -181,6 +185,48 @@ def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path
         raise BudgetMissed(f"search: no candidate met the budget ({cfg.budget}): "
                            f"{judge.closest(state['candidates'], budget)}; see {out / 'search.md'}")
     return out
+
+
+def _check_options(cfg: SearchConfig, w, out: Path) -> None:
+    """Every option that the teacher or a device decides, checked before the teacher is
+    trained or timed (minutes): named as the command line spells it."""
+    depth = _teacher_depth(w)
+    given = ",".join(str(d) for d in cfg.depths)
+    if depth is not None and depth < 2:
+        raise ConfigError(f"--depths {given}: the teacher has {depth} layer; no student is "
+                          f"shallower, so there is nothing to search")
+    if any(d < 1 or (depth is not None and d >= depth) for d in cfg.depths):
+        raise ConfigError(f"--depths {given}: " + (
+            f"the teacher has {depth} layers; give "
+            f"{'1' if depth == 2 else f'1..{depth - 1}'}" if depth is not None
+            else "a student keeps at least 1 layer; give 1 or more"))
+    if cfg.device:
+        from ..device import ssh
+
+        ssh.parse(cfg.device)  # (the address refused now, not at the first candidate)
+    elif cfg.remote_python:
+        raise ConfigError(f"--remote-python {cfg.remote_python}: goes with --device (a Python "
+                          f"on the device); give --device, or leave it out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a folder")
+
+
+def _teacher_depth(w) -> int | None:
+    """The layers of the search's teacher, from config.json alone (the teacher is the
+    recipe's model, fine-tuned or as it is: the same depth); None where not known here (a
+    CNN's blocks, a model the teacher's own step will have to explain)."""
+    from ..errors import EdgeTransferError
+    from ..modeling import architectures, backbones
+
+    config = w.model_config()
+    if config is None:  # (a hub id: its config.json is fetched, not read)
+        try:
+            config = backbones.resolve(w.model).config
+        except EdgeTransferError:
+            return None
+    if config.get("model_type") in architectures.CNNS:
+        return None  # (a search cuts transformer layers)
+    return architectures.layer_count_of(config)
 
 
 def _teacher_figures(teacher: str, w, cfg, out: Path) -> dict:

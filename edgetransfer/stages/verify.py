@@ -22,15 +22,18 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from ..artifacts import versions, write_json
-from ..errors import AccuracyDrop, CheckFailed, ConfigError, LatencyRegression, ModelError
+from .. import paths
+from ..errors import (AccuracyDrop, CheckFailed, ConfigError, EdgeTransferError,
+                      EnvironmentProblem, LatencyRegression, ModelError)
 from ..measure import baseline as baselines
 from ..measure import latency, parity, runners, scoring
-from ..options import ColumnOptions, TaskOption, comma_list
+from ..options import MAX_BATCH, MAX_SEED, MAX_THREADS, ColumnOptions, TaskOption, comma_list
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +77,17 @@ class VerifyConfig(TaskOption, ColumnOptions):
     min_agreement: float | None = Field(None, gt=0, le=1, description="Override the least "
                                         "top-1 agreement with the source model (fp32 1.0, "
                                         "fp16 0.99, int8 0.95).")
-    threads: int = Field(1, ge=1, description="Threads for both runtimes (1: the edge-device "
+    threads: int = Field(1, ge=1, le=MAX_THREADS, description="Threads for both runtimes (1: "
+                         "the edge-device "
                          "case, and the most stable figures).")
     provider: str = Field("CPUExecutionProvider", description="onnxruntime execution "
                           "provider; an error if it is not the one that runs.")
-    batch_sizes: list[int] = Field([1, 32], description="Batch sizes timed, comma-separated "
-                                   "(1: per-request latency; 32: throughput).")
-    iterations: int = Field(200, ge=10, description="Timed calls per model at batch 1 (fewer "
-                            "at larger batches), split over --rounds.")
+    batch_sizes: list[Annotated[int, Field(ge=1, le=MAX_BATCH)]] = Field(
+        [1, 32], min_length=1, description="Batch sizes timed, comma-separated (1: "
+        "per-request latency; 32: throughput).")
+    # (a million calls per model is hours; the 95% intervals stop narrowing long before)
+    iterations: int = Field(200, ge=10, le=1_000_000, description="Timed calls per model at "
+                            "batch 1 (fewer at larger batches), split over --rounds.")
     rounds: int = Field(5, ge=1, description="Interleaved rounds: every model and the "
                         "reference workload take turns, so noise hits all alike.")
     latency_samples: int = Field(256, ge=1, description="Texts drawn from --data for the "
@@ -99,7 +105,8 @@ class VerifyConfig(TaskOption, ColumnOptions):
     summary: Path | None = Field(None, description="Also write a Markdown summary (verdict, a "
                                  "row per model, the failures), for a pull-request comment or "
                                  "$GITHUB_STEP_SUMMARY.")
-    seed: int = Field(0, description="Seed for the latency sample and the bootstrap.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for the latency sample and "
+                      "the bootstrap.")
     allow_pickle: bool = Field(False, description="Allow pickle weights (weights-only load).")
 
     @field_validator("batch_sizes", mode="before")
@@ -107,11 +114,61 @@ class VerifyConfig(TaskOption, ColumnOptions):
     def _split_commas(cls, v):
         return comma_list(v)
 
+    @field_validator("rounds")
+    @classmethod
+    def _rounds_within_iterations(cls, v, info):
+        iterations = info.data.get("iterations")
+        if iterations is not None and v > iterations:
+            # (each round times every model at least once: the calls would be --rounds)
+            raise ValueError(f"more than the iterations ({iterations}); each round times "
+                             f"every model at least once")
+        return v
+
+
+def check_settings(cfg: VerifyConfig) -> None:
+    """The settings alone, before a model is loaded (under `run`: before the recipe's first
+    step): the threshold, the provider, and the files written, which must be distinct and
+    none of them an input."""
+    baselines.parse_threshold(cfg.max_latency_regression)
+    import onnxruntime as ort
+
+    if cfg.provider not in ort.get_available_providers():
+        raise EnvironmentProblem(f"--provider {cfg.provider}: onnxruntime provider "
+                                 f"{cfg.provider} is not available here (available: "
+                                 f"{', '.join(ort.get_available_providers())})")
+    outputs = {"--out": cfg.out, "--junit": cfg.junit, "--summary": cfg.summary,
+               "--update-baseline": cfg.update_baseline}
+    outputs = {flag: path for flag, path in outputs.items() if path is not None}
+    inputs = {"--data": cfg.data, "--baseline": cfg.baseline}
+    models = [Path(runners.parse_named(c)[1]) for c in (cfg.reference, *cfg.candidate)]
+    owned = [f for m in models if m.exists() for f in _model_files(m)]
+    flags = list(outputs)
+    for i, flag in enumerate(flags):
+        path = outputs[flag]
+        if path.is_dir():
+            raise ConfigError(f"{flag} {path}: is a folder; give a file name like "
+                              f"{'verify.json' if flag == '--out' else path.name + '.json'}")
+        for other in flags[:i]:
+            if paths.same(path, outputs[other]):
+                raise ConfigError(f"{flag} {path}: is also {other}; give each its own file")
+        for role, given in inputs.items():
+            # (--update-baseline may refresh the --baseline it was gated against)
+            if given is not None and not (flag == "--update-baseline" and role == "--baseline") \
+                    and paths.same(path, given):
+                raise ConfigError(f"{flag} {path}: is the {role} file; it would be "
+                                  f"overwritten, give another name")
+        mine = paths.find_same(path, owned) if path.exists() else None
+        if mine is not None:  # (a new file beside a model is fine; one of the model's is not)
+            raise ConfigError(f"{flag} {path}: is {mine}, a file of a model verified here; it "
+                              f"would be overwritten, give another name")
+
 
 def run(cfg: VerifyConfig) -> dict:
     """Measure everything and write cfg.out; the gates are judged by `check(report)`."""
     started = time.perf_counter()
+    check_settings(cfg)
     threshold = baselines.parse_threshold(cfg.max_latency_regression)
+    _check_max_length(cfg)
     base = None
     if cfg.baseline:
         if not cfg.latency:
@@ -121,9 +178,8 @@ def run(cfg: VerifyConfig) -> dict:
     if cfg.update_baseline and not cfg.latency:
         raise ConfigError("--update-baseline needs latency measured; drop --no-latency")
     if any(b < 1 for b in cfg.batch_sizes):
-        raise ConfigError(f"--batch-sizes {cfg.batch_sizes}: sizes must be 1 or more")
-    if cfg.out.exists() and cfg.out.is_dir():
-        raise ConfigError(f"--out {cfg.out}: is a folder; give a file name like verify.json")
+        raise ConfigError(f"--batch-sizes {','.join(map(str, cfg.batch_sizes))}: sizes must "
+                          f"be 1 or more")
 
     load = dict(threads=cfg.threads, provider=cfg.provider, allow_pickle=cfg.allow_pickle,
                 task=cfg.task)
@@ -259,6 +315,41 @@ def check(report: dict, where: Path) -> None:
                         + (f" (+{len(mine) - 1} more)" if len(mine) > 1 else "")
                         + (f"; {others} other gate failure(s)" if others else "")
                         + f"; every figure is in {where}")
+
+
+def _model_files(model: Path) -> list[Path]:
+    """What a model given to verify is made of: the file itself, or a folder's files as its
+    artifact.json lists them (else its config.json, weights and ONNX models)."""
+    from ..artifacts import MANIFEST
+    from ..untrusted import read_json
+
+    if model.is_file():
+        return [model, model.parent / "config.json"]
+    try:
+        listed = read_json(model / MANIFEST).get("files")
+        if isinstance(listed, dict):
+            return [model / MANIFEST] + [model / str(name) for name in listed]
+    except (EdgeTransferError, OSError):
+        pass
+    return [model / "config.json", *model.glob("*.safetensors"), *model.glob("*.onnx")]
+
+
+def _check_max_length(cfg: VerifyConfig) -> None:
+    """--max-length against each model's position table (config.json beside it), before any
+    model is loaded: a longer text would index past the table mid-scoring."""
+    from ..untrusted import read_json
+
+    for spec in (cfg.reference, *cfg.candidate):
+        path = Path(runners.parse_named(spec)[1])
+        config_file = (path if path.is_dir() else path.parent) / "config.json"
+        try:
+            limit = read_json(config_file).get("max_position_embeddings") \
+                if config_file.is_file() else None
+        except (EdgeTransferError, OSError):
+            continue  # (loading the model says what is wrong with it)
+        if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < cfg.max_length:
+            raise ModelError(f"--max-length {cfg.max_length}: {path} takes at most {limit} "
+                             f"tokens; lower it")
 
 
 def _check_names(models) -> None:

@@ -8,7 +8,6 @@ with no claim at all the default task's reader says what the data lacks.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import ConfigError, ModelError
@@ -47,8 +46,10 @@ def get(name: str, flag: str = "--task") -> Task:
     _builtin()
     try:
         return _TASKS[name]
-    except KeyError:
-        raise ConfigError(f"{flag} {name}: no such task; the tasks are "
+    except (KeyError, TypeError):
+        from ..untrusted import clip
+
+        raise ConfigError(f"{flag} {clip(name)}: no such task; the tasks are "
                           f"{', '.join(_TASKS)}") from None
 
 
@@ -62,10 +63,13 @@ def recorded(folder: Path) -> str | None:
     """The task an edgetransfer artifact folder records in its artifact.json."""
     from ..artifacts import MANIFEST
 
+    from ..untrusted import read_json
+
     try:
-        return json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8")).get("task")
-    except (OSError, ValueError, AttributeError):
+        task = read_json(Path(folder) / MANIFEST).get("task")
+    except ConfigError:  # (no manifest, or a damaged one: the config or the data decide)
         return None
+    return task if isinstance(task, str) else None
 
 
 def resolve(given: str | None, *, config: dict | None = None, folder: Path | None = None,

@@ -32,7 +32,8 @@ def claims(config: dict) -> bool:
 def _read_split(spec: str, opts, want_labels: bool = True):
     return images.read(spec, image_column=getattr(opts, "image_column", None),
                        label_column=getattr(opts, "label_column", None),
-                       label_candidates=class_labels.LABEL_COLUMNS, want_labels=want_labels)
+                       label_candidates=class_labels.LABEL_COLUMNS, want_labels=want_labels,
+                       max_pixels=getattr(opts, "max_image_pixels", None))
 
 
 def _encode_labels(ds, spec: str, where: list[str], names: list[str], fixed: bool,
@@ -81,7 +82,7 @@ def read(opts, model_labels: list[str] | None = None) -> TaskData:
                     columns={"image": column, "label": None if images.is_folder(opts.train)
                              else opts.label_column},
                     sources=specs, notes=notes,
-                    checks=[(sizes[name], where[name]) for name in specs])
+                    checks=[(sizes[name], where[name]) for name in specs], options=opts)
 
 
 def read_eval(spec: str, label_names: list[str] | None, opts=None):
@@ -94,7 +95,8 @@ def read_eval(spec: str, label_names: list[str] | None, opts=None):
 
 
 def read_unlabeled(spec: str, column, processor, max_length, data):
-    ds, _, _ = images.read(spec, image_column=column, want_labels=False)
+    ds, _, _ = images.read(spec, image_column=column, want_labels=False,
+                           max_pixels=getattr(data.options, "max_image_pixels", None))
     log.info("unlabelled: %d images from %s", len(ds), spec)
     return ds.add_column("label", [class_labels.IGNORE] * len(ds))
 

@@ -34,6 +34,8 @@ class TaskData:
     notes: list[str] = field(default_factory=list)
     checks: list = field(default_factory=list)  # what the reader leaves for `prepare` to
     #                                              check once the preprocessor is known
+    options: Any = None  # the settings the splits were read with: a later read in the same
+    #                      run (read_unlabeled) follows them (the image pixel limit)
 
     @property
     def num_labels(self) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import uninterrupted, write_json, write_manifest
+from ..errors import ConfigError
 from .checkpoints import (
     CHECKPOINTS,
     MARKED_RUN,
@@ -103,6 +104,68 @@ def training_arguments(
     )
 
 
+def batch_statistics(model) -> int:
+    """How many of the model's layers normalise by each training batch's own statistics:
+    BatchNorm (any dimension, SyncBatchNorm too) not kept in eval by
+    methods.keep_batchnorm_frozen."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    return sum(1 for m in model.modules()
+               if isinstance(m, _BatchNorm) and not getattr(type(m), "_keeps_eval", False))
+
+
+def lone_last_example(model, examples: int, batch_size: int, opts=None) -> bool:
+    """Whether each epoch must leave out its last example, which would be a batch of one;
+    refuses (ConfigError) a run whose every batch would be one example.
+
+    Why: a BatchNorm layer in training mode normalises each batch by that batch's own mean
+    and variance over the examples (and positions). One example has none across the batch:
+    where a feature map is 1x1 torch stops ("Expected more than 1 value per channel when
+    training"), elsewhere the layer trains on one image's statistics and pulls its running
+    ones after them. 9 images in batches of 4 end each epoch on such a batch. So that one
+    example is left out of the epoch (transformers' dataloader_drop_last, for training only:
+    evaluation keeps every row): the sampler shuffles every epoch, so a different one is left
+    out each time and over several epochs every example is trained on. Merging it into the
+    batch before would need a batch sampler of our own under accelerate's sharding, for the
+    same effect; dropping it silently would hide a lost example, so it is said once. A
+    remainder of 2 or more is a valid batch and is kept. Several processes: the rule is
+    judged on the whole set. Texts' models have no BatchNorm: nothing changes for them.
+    """
+    layers = batch_statistics(model)
+    if not layers:
+        return False
+    why = (f"the model's {layers} BatchNorm layer(s) normalise each training batch by its own "
+           f"mean and variance, which a batch of one example does not have")
+    if examples == 1:
+        # (finetune's --method head keeps every BatchNorm frozen, so it is not one of these)
+        other = ", or --method head (BatchNorm frozen)" if hasattr(opts, "method") else ""
+        raise ConfigError(f"training on 1 example: {why}; give at least 2 training "
+                          f"examples{other}")
+    if batch_size == 1:
+        raise ConfigError(f"--batch-size 1: {why}; use --batch-size 2 or more")
+    if examples % batch_size != 1:
+        return False
+    log.warning("%d training examples in batches of %d leave a last batch of one, and %s: "
+                "each epoch leaves its last example out (a different one each epoch, the "
+                "order is shuffled)", examples, batch_size, why)
+    return True
+
+
+def _train_drop_last(trainer) -> None:
+    """The Trainer's training batches drop an incomplete last batch; evaluation keeps every
+    row (dataloader_drop_last would drop eval rows too)."""
+    make = trainer.get_train_dataloader
+
+    def get_train_dataloader():
+        trainer.args.dataloader_drop_last = True
+        try:
+            return make()
+        finally:
+            trainer.args.dataloader_drop_last = False
+
+    trainer.get_train_dataloader = get_train_dataloader
+
+
 @dataclass
 class Fitted:
     """What a training run leaves for the stage to save."""
@@ -167,6 +230,9 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
 
     started = started or time.perf_counter()  # the stage's start: wall time covers loading
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # (before anything is written: a run that cannot train is refused here)
+    drop_lone = lone_last_example(model, len(train_dataset or tokenized["train"]),
+                                  opts.batch_size, opts)
     args = training_arguments(
         out.work, placement, epochs=opts.epochs, batch_size=opts.batch_size, lr=lr,
         weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio, seed=opts.seed,
@@ -209,6 +275,8 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
     from torch.utils.data import SequentialSampler
 
     trainer._get_eval_sampler = SequentialSampler
+    if drop_lone:
+        _train_drop_last(trainer)
     use_our_progress(trainer, progress)
     trainer.add_callback(nan_guard(lr, placement.precision))
     guard_checkpoints(trainer, lr, placement.precision)
