@@ -26,6 +26,7 @@ from ..bundle.runtime.pixels import (
     open_image,
     too_small,
 )
+from ..bundle.runtime.predict import BundleError, beside
 from ..errors import DataError
 from .files import read_table
 from .splits import pick_column, row_name
@@ -96,8 +97,11 @@ def read_table_images(spec: str, image_column: str | None, label_column: str | N
         if isinstance(value, (bytes, bytearray)):
             sources.append(bytes(value))
         elif isinstance(value, str) and value.strip():
-            path = Path(value)
-            sources.append(str(path if path.is_absolute() else base / path))
+            try:  # (a table may come from someone else: it names images beside it only)
+                sources.append(str(beside(base, value)))
+            except BundleError as e:
+                raise DataError(f"{row_name(spec, i)}: image path {e}; keep the table in the "
+                                f"folder that holds its images") from None
         else:
             raise DataError(f"{row_name(spec, i)}: column {column!r} holds "
                             f"{'nothing' if value in (None, '') else repr(value)[:40]}, not "

@@ -332,5 +332,6 @@ def test_an_image_list_naming_a_path_out_of_its_folder_is_refused(tmp_path):
     listing.write_text(f"{tmp_path / 'x.png'}\n")
     with pytest.raises(BundleError, match="row 1: .* leaves the file's folder"):
         read_images(listing)
-    listing.write_text("sub/a.png\n")
-    assert read_images(listing) == [str(listing.parent / "sub/a.png")]
+    listing.write_text(f"sub/a.png\n{listing.parent / 'b.png'}\n")  # inside: relative or not
+    assert read_images(listing) == [str(listing.parent / "sub/a.png"),
+                                    str(listing.parent / "b.png")]

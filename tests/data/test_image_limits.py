@@ -249,3 +249,17 @@ package: {{target: linux-x86_64}}
     steps = pipeline.plan(loaded, recipe, recipes.output_root(loaded, recipe))
     assert {p.step for p in steps} == {"finetune", "distill", "export", "verify", "package"}
     assert all(p.config.max_image_pixels == 90000 for p in steps)
+
+
+def test_a_table_naming_an_image_out_of_its_folder_is_refused(tmp_path):
+    from edgetransfer.data import images
+    from edgetransfer.errors import DataError
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name, line in (("dotdot", "../secret.png"), ("absolute", str(tmp_path / "x.png"))):
+        table = folder / f"{name}.csv"
+        table.write_text(f"image,label\nok.png,a\n{line},b\n")
+        with pytest.raises(DataError, match=r"line 3: image path .* leaves the file's "
+                                            r"folder; keep the table in the folder"):
+            images.read_table_images(str(table), None, None, ("label",))

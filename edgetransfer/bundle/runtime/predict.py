@@ -89,6 +89,17 @@ def safe_relative(name: str) -> PurePosixPath:
     return path
 
 
+def beside(folder: Path, name: str) -> Path:
+    """`name`, read from a data file in `folder` (relative to it, or absolute), as a path
+    inside `folder`; BundleError when it leaves it. Lexical: the data names a file, the
+    user's own links on their disk are theirs."""
+    base = Path(os.path.abspath(folder))
+    path = Path(os.path.normpath(base / name)) if "\x00" not in name else None
+    if path is None or base not in path.parents:
+        raise BundleError(f"{name[:80]!r} leaves the file's folder")
+    return path
+
+
 def read_json(path: Path):
     """A bundle's JSON file, bounded: at most MAX_JSON_BYTES, nesting Python's parser takes."""
     path = Path(path)
@@ -408,11 +419,10 @@ def read_images(path, column: str | None = None) -> list[str]:
     found = []
     for n, name in enumerate(names, 1):  # (a list may come from someone else: it names
         try:                             # images beside it, never a path out of its folder)
-            found.append(str(path.parent / safe_relative(name)))
-        except BundleError:
-            raise BundleError(f"{path}: row {n}: {name[:80]!r} leaves the file's folder "
-                              f"(absolute or '..'); list images by paths relative to the "
-                              f"file, or give their folder") from None
+            found.append(str(beside(path.parent, name)))
+        except BundleError as e:
+            raise BundleError(f"{path}: row {n}: {e}; list images in the file's folder, or "
+                              f"give their folder") from None
     return found
 
 
