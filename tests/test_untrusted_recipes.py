@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 GOOD = "name: x\ndata: {train: a.jsonl}\n"
 
@@ -121,8 +120,8 @@ def test_an_override_is_read_within_the_same_caps(cli, tmp_path):
     (GOOD + "1: 2\nfinetune: {}\n", (), "r.yaml: 1: a key is 1, not text"),
     ("name: " + "n" * 1000 + "\ndata: {train: a.jsonl}\nfinetune: {}\n", (),
      "name: String should have at most 100 characters"),
-], ids=["long_value", "long_override", "huge_override", "long_bad_override", "long_key", "long_list",
-        "long_task", "control_characters", "int_key", "long_name"])
+], ids=["long_value", "long_override", "huge_override", "long_bad_override", "long_key",
+        "long_list", "long_task", "control_characters", "int_key", "long_name"])
 def test_messages_show_a_capped_value_on_one_line(cli, tmp_path, text, overrides, words):
     code, out = _validate(cli, tmp_path, text, *overrides)
     _one_line(code, out, words)

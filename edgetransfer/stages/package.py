@@ -16,7 +16,6 @@ says "forced": true and lists the failures.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -31,10 +30,10 @@ from .. import tasks
 from ..artifacts import MANIFEST as ARTIFACT
 from ..artifacts import OutputFolder, sha256, versions, write_json, write_manifest
 from ..bundle import inputs as bundle_inputs
+from ..bundle import requirements
 from ..bundle.runtime.pixels import MAX_IMAGE_PIXELS
 from ..convert.quantize import precision_of
 from ..data.labels import config_names
-from ..bundle import requirements
 from ..device import target_check as checks
 from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
 from ..options import MAX_THREADS, TargetOptions, result_settings
@@ -268,12 +267,11 @@ def _check_inputs(model: Path, kind: str) -> None:
 
 
 def _read_json(path: Path, flag: str = "--model"):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{flag} {path}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{flag} {path}: not valid JSON ({e})") from None
+    from ..untrusted import read_json
+
+    if not path.exists():
+        raise ModelError(f"{flag} {path}: no such file")
+    return read_json(path, label=f"{flag} {path}", error=ModelError)  # (bounded, an object)
 
 
 def _verification(cfg: PackageConfig, model_sha: str) -> dict:

@@ -7,10 +7,10 @@ transformers writes the checkpoints; this module only guards them.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from ..errors import EdgeTransferError
 from .guards import check_finite
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,17 @@ def is_complete(ckpt: Path, marked_run: bool = True) -> bool:
     """True when the save finished: its marker is there and every file it lists is whole."""
     marker = ckpt / COMPLETE
     if marker.exists():
+        from ..untrusted import read_json
+
         try:
-            files = json.loads(marker.read_text(encoding="utf-8"))["files"]
-        except (ValueError, KeyError, TypeError, OSError):
+            files = read_json(marker)["files"]
+        except (EdgeTransferError, KeyError):
             return False
-        return all((ckpt / name).is_file() and (ckpt / name).stat().st_size == size
-                   for name, size in files.items())
+        # (a marker is ours, but a folder handed to --resume may not be: it names files of
+        # its own checkpoint only, never one out of it)
+        return isinstance(files, dict) and all(
+            isinstance(name, str) and _own(ckpt, name) and (ckpt / name).is_file()
+            and (ckpt / name).stat().st_size == size for name, size in files.items())
     if marked_run:
         return False
     # a run begun by an older edgetransfer: trainer_state.json is the Trainer's last write
@@ -51,6 +56,16 @@ def is_complete(ckpt: Path, marked_run: bool = True) -> bool:
                   ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin"))
     return weights and all((ckpt / f).exists() for f in ("trainer_state.json", "optimizer.pt",
                                                          "scheduler.pt"))
+
+
+def _own(ckpt: Path, name: str) -> bool:
+    from ..bundle.runtime.predict import BundleError, beside
+
+    try:
+        beside(ckpt, name)
+        return True
+    except BundleError:
+        return False
 
 
 def newest_complete_checkpoint(work: Path) -> str | None:

@@ -45,13 +45,16 @@ def check_resume_settings(path: Path, cfg) -> None:
     """A resumed run continues the same computation: same settings, same process count."""
     if not path.exists():
         return
-    before = json.loads(path.read_text(encoding="utf-8"))
+    from ..untrusted import read_json
+
+    before = read_json(path, error=OutputError, fix="pass --overwrite to start over")
     if before.get("processes", 1) != world_size():
         raise OutputError(
             f"--resume: the interrupted run used {before.get('processes', 1)} process(es), this "
             f"one {world_size()}: batches and steps would differ; resume with the same "
             f"number, or pass --overwrite")
     old = before.get("config", {})
+    old = old if isinstance(old, dict) else {}
     new = json.loads(cfg.model_dump_json())
     changed = sorted(k for k in set(old) | set(new)
                      if k not in RUN_CONTROL and old.get(k) != new.get(k))
