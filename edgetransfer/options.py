@@ -14,10 +14,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .bundle.runtime.pixels import MAX_IMAGE_PIXELS
-
-# Upper bounds of the counts whose excess costs unbounded time or memory rather than failing:
-# no CPU has more cores, every thread is one onnxruntime or torch starts
-MAX_THREADS = 256
+# Upper bounds of the counts whose excess costs unbounded time or memory rather than failing.
+# Threads: no CPU has more cores, every thread is one onnxruntime or torch starts (the
+# bundle's runtime holds input_spec.json to the same bound)
+from .bundle.runtime.predict import MAX_THREADS  # noqa: E402,F401
 # per device per step: a batch beyond the data is the whole data at once (its memory)
 MAX_BATCH = 4096
 # a training run of more passes over its data is a typo that would run for days
@@ -26,6 +26,10 @@ MAX_EPOCHS = 1000
 MAX_IMAGE_SIZE = 4096
 # the seed numpy, torch and random all take: 0 .. 2**32 - 1
 MAX_SEED = 2**32 - 1
+# timed calls of one measurement: a million at a millisecond is a quarter of an hour
+MAX_REQUESTS = 1_000_000
+# fresh processes timed to their first answer, each seconds long
+MAX_COLD_STARTS = 1000
 
 
 class ColumnOptions(BaseModel):

@@ -42,6 +42,7 @@ class Runner:
     call: Callable[[Any], Any]
     outputs_of: Callable[[Any], dict[str, np.ndarray]]
     source: str | None = None  # the checkpoint an ONNX model was exported from, if recorded
+    source_fingerprint: str | None = None  # its artifacts.fingerprint when exported
     provider: str | None = None
     info: dict = field(default_factory=dict)
 
@@ -132,8 +133,9 @@ def _onnx(path: Path, folder: Path, name: str, threads: int, provider: str,
                                  error=ModelError, fix=fix, default={})
         mode = get_field(quantization, "mode", str, label=f"{record_file}: quantization",
                          error=ModelError, fix=fix, default=None)
-        get_field(record, "source", str, label=str(record_file), error=ModelError, fix=fix,
-                  default=None)
+        for key in ("source", "source_fingerprint"):
+            get_field(record, key, str, label=str(record_file), error=ModelError, fix=fix,
+                      default=None)
     session = latency.ort_session(path, threads, provider)
     precision = precision_of(mode) if mode else _onnx_precision(path)
     names = [o.name for o in session.get_outputs()]
@@ -148,6 +150,7 @@ def _onnx(path: Path, folder: Path, name: str, threads: int, provider: str,
         preprocessor=_preprocessor(the_task, folder, config),
         prepare=prepare, call=lambda f: session.run(None, f),
         outputs_of=lambda outs: dict(zip(names, outs)), source=record.get("source"),
+        source_fingerprint=record.get("source_fingerprint"),
         provider=session.get_providers()[0],
         info={"extra_files": extra, "vocab": record.get("vocab"),
               "describe": {"quantization": record.get("quantization"),

@@ -18,8 +18,10 @@ from pathlib import Path
 import click
 from pydantic import BaseModel, ConfigDict, Field
 
+from .. import paths
 from ..artifacts import write_json
 from ..errors import ConfigError, DataError, LatencyRegression, ModelError
+from ..options import MAX_COLD_STARTS, MAX_REQUESTS, MAX_THREADS
 
 # The command's --help (edgetransfer.cli makes the command from the registry).
 HELP = """Measure a bundle on a device over SSH (cold start, peak RSS, p50/p90/p99), and
@@ -55,11 +57,12 @@ class DeviceConfig(BaseModel):
     latency_data: Path | None = Field(None, description="Texts to time, as predict.py "
                                       "--input reads them [default: the task's built-in "
                                       "texts].")
-    cold_starts: int = Field(3, ge=1, description="Fresh processes timed to the first "
-                             "prediction; the median is recorded.")
-    requests: int = Field(200, ge=1, description="One-input requests timed by predict.py "
-                          "--benchmark.")
-    threads: int = Field(1, ge=1, description="onnxruntime threads on the device.")
+    cold_starts: int = Field(3, ge=1, le=MAX_COLD_STARTS, description="Fresh processes timed "
+                             "to the first prediction; the median is recorded.")
+    requests: int = Field(200, ge=1, le=MAX_REQUESTS, description="One-input requests timed "
+                          "by predict.py --benchmark.")
+    threads: int = Field(1, ge=1, le=MAX_THREADS, description="onnxruntime threads on the "
+                         "device.")
     baseline: Path | None = Field(None, description="A device baseline to gate p50 against "
                                   "(written by --update-baseline on that device).")
     max_latency_regression: str = Field("10%", description="How much slower than the "
@@ -79,6 +82,7 @@ def run(cfg: DeviceConfig) -> dict:
     from ..measure import baseline as baselines
 
     host = ssh.parse(cfg.device)
+    _check_outputs(cfg)
     threshold = baselines.parse_threshold(cfg.max_latency_regression)
     base = _read_baseline(cfg.baseline) if cfg.baseline else None
     with tempfile.TemporaryDirectory(prefix="edgetransfer-device-") as tmp:
@@ -133,6 +137,25 @@ def run(cfg: DeviceConfig) -> dict:
             f"{100 * gate['change']:+.1f}% against the baseline's {gate['baseline_p50_ms']:.3f} "
             f"ms, more than the {100 * threshold:.0f}% allowed; every figure is in {cfg.out}")
     return report
+
+
+def _check_outputs(cfg: DeviceConfig) -> None:
+    """Nothing this run writes is one of its inputs (under any spelling): --out and
+    --update-baseline may not be the bundle, the latency data, the baseline or each other;
+    --update-baseline may replace --baseline (that is what it is for)."""
+    written = {"--out": cfg.out, "--update-baseline": cfg.update_baseline}
+    read = {"--bundle": cfg.bundle, "--latency-data": cfg.latency_data,
+            "--baseline": cfg.baseline}
+    for flag, path in written.items():
+        if path is None:
+            continue
+        for other, given in read.items():
+            allowed = flag == "--update-baseline" and other == "--baseline"
+            if given is not None and not allowed and paths.overlaps(path, given):
+                raise ConfigError(f"{flag} {path}: is {other} (or inside it); writing it "
+                                  f"would replace an input: name another file")
+    if cfg.update_baseline and paths.same(cfg.out, cfg.update_baseline):
+        raise ConfigError(f"--out {cfg.out}: is also --update-baseline; name two files")
 
 
 def _read_baseline(path: Path) -> dict:

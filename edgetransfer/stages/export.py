@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import Field
 
 from .. import paths, tasks
-from ..artifacts import OutputFolder, versions, write_json, write_manifest
+from ..artifacts import OutputFolder, fingerprint, versions, write_json, write_manifest
 from ..convert import onnx_export, quantize, rewrites
 from ..errors import CheckFailed, ConfigError, ModelError
 from ..measure import latency, parity, scoring
@@ -411,8 +411,11 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
     raw = onnx_export.export(Path(bb.source), work, cfg.opset, task.optimum_task,
                              model=form if form is not job.reference else None)
     shutil.move(raw, tmp / "exported.onnx")
+    # (verify follows "source" only to the checkpoint whose fingerprint this is: an
+    # export folder handed over by someone else cannot point it at another folder)
     record: dict = {"task": task.name, "metric": metric, "opset": cfg.opset,
-                    "source": cfg.model, "parity": {}}
+                    "source": cfg.model, "source_fingerprint": fingerprint(cfg.model),
+                    "parity": {}}
     if job.pruning:
         record["vocab"] = job.pruning
     record["parity"]["export"] = job.gate(tmp / "exported.onnx", "fp32")

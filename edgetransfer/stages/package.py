@@ -36,7 +36,7 @@ from ..convert.quantize import precision_of
 from ..data.labels import config_names
 from ..device import target_check as checks
 from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
-from ..options import MAX_THREADS, TargetOptions, result_settings
+from ..options import MAX_COLD_STARTS, MAX_REQUESTS, MAX_THREADS, TargetOptions, result_settings
 from ..paths import same as same_path
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,11 @@ class PackageConfig(TargetOptions):
                                   "64 Mpx decode to 192 MB) and the limit --latency-data is "
                                   "read under.")
     # (each is timed: a million is an hour at a few ms)
-    latency_requests: int = Field(200, ge=1, le=1_000_000, description="One-text requests "
+    latency_requests: int = Field(200, ge=1, le=MAX_REQUESTS, description="One-text requests "
                                   "timed (200: "
                                   "enough for a steady p90 at a few ms each).")
     # (each is a fresh process, about a second)
-    cold_starts: int = Field(3, ge=1, le=1000, description="Fresh processes timed from start "
+    cold_starts: int = Field(3, ge=1, le=MAX_COLD_STARTS, description="Fresh processes timed from start "
                              "to first "
                              "prediction; the median is recorded (3: one outlier on a busy "
                              "machine does not decide it).")

@@ -27,13 +27,14 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field, field_validator
 
-from ..artifacts import versions, write_json
+from ..artifacts import fingerprint, versions, write_json
 from .. import paths
 from ..errors import (AccuracyDrop, CheckFailed, ConfigError, EdgeTransferError,
                       EnvironmentProblem, LatencyRegression, ModelError)
 from ..measure import baseline as baselines
 from ..measure import latency, parity, runners, scoring
-from ..options import MAX_BATCH, MAX_SEED, MAX_THREADS, ColumnOptions, TaskOption, comma_list
+from ..options import (MAX_BATCH, MAX_REQUESTS, MAX_SEED, MAX_THREADS, ColumnOptions,
+                       TaskOption, comma_list)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class VerifyConfig(TaskOption, ColumnOptions):
         [1, 32], min_length=1, description="Batch sizes timed, comma-separated (1: "
         "per-request latency; 32: throughput).")
     # (a million calls per model is hours; the 95% intervals stop narrowing long before)
-    iterations: int = Field(200, ge=10, le=1_000_000, description="Timed calls per model at "
+    iterations: int = Field(200, ge=10, le=MAX_REQUESTS, description="Timed calls per model at "
                             "batch 1 (fewer at larger batches), split over --rounds.")
     rounds: int = Field(5, ge=1, description="Interleaved rounds: every model and the "
                         "reference workload take turns, so noise hits all alike.")
@@ -380,13 +381,24 @@ def _probes(model, max_length) -> list[dict]:
             for b in parity.probe_batches(model.task, model.preprocessor, None, max_length)]
 
 
+def _recorded(cand) -> bool:
+    """The folder export.json names as its source is the checkpoint exported (its
+    fingerprint then is the one recorded)."""
+    return cand.source_fingerprint is not None and \
+        fingerprint(cand.source) == cand.source_fingerprint
+
+
 def _parity(cand, models, outputs, probes, cfg, load, ds) -> dict:
     """Parity of an ONNX model with the checkpoint it came from (a loaded one if needed)."""
     if cand.kind != "onnx":
         return {"applies": False, "why": "a PyTorch model: judged by the accuracy gate"}
     source = next((m for m in models if m.kind == "pytorch" and cand.source
                    and runners.same_model_folder(m.path.parent, cand.source)), None)
-    if source is None and cand.source and Path(cand.source).is_dir():
+    if source is None and cand.source and Path(cand.source).is_dir() and not _recorded(cand):
+        log.warning("%s: export.json names %s as its source, but that folder's contents are "
+                    "not the ones exported (or no fingerprint was recorded): not loaded; give "
+                    "the checkpoint to compare against as a model", cand.name, cand.source)
+    elif source is None and cand.source and Path(cand.source).is_dir():
         log.info("loading %s, the checkpoint %s was exported from, for output parity",
                  cand.source, cand.name)
         source = runners.load(cand.source, **load, name=f"{cand.name}-source")

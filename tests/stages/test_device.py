@@ -113,3 +113,28 @@ def test_an_arm_board_over_ssh(cli, built, ssh_env, tmp_path):
     assert code == 0, out
     report = json.loads((tmp_path / "device.json").read_text())
     assert report["host"]["machine"] == "aarch64" and report["latency"]["p50_ms"] > 0
+
+
+def test_outputs_that_are_inputs_are_refused_before_connecting(built, cli, tmp_path,
+                                                               monkeypatch):
+    """--out over the baseline (under another spelling too), inside the bundle, or the
+    same file as --update-baseline: one line, exit 2, ssh never started, nothing changed."""
+    import subprocess
+
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"format": "edgetransfer-device-baseline/1", "p50_ms": 1.0}))
+    before = base.read_bytes()
+    started = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **k: started.append(cmd))
+    device = ["device", "--bundle", built, "--device", "ssh://pi@127.0.0.1:1"]
+    for extra, said in (
+            (["--baseline", base, "--out", tmp_path / "." / "base.json"],
+             "is --baseline (or inside it)"),
+            (["--out", built / "device.json"], "is --bundle (or inside it)"),
+            (["--out", tmp_path / "d.json", "--update-baseline", tmp_path / "d.json"],
+             "is also --update-baseline"),
+            (["--requests", "10000000"], "--requests")):
+        code, out = cli(*device, *extra)
+        assert code == 2 and said in out, out
+    assert started == [] and base.read_bytes() == before
+    assert not (built / "device.json").exists() and not (tmp_path / "d.json").exists()

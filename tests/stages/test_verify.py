@@ -318,3 +318,19 @@ def test_junit_and_markdown_for_ci(cli, models, tmp_path):
     assert code == 0
     assert ET.parse(junit).getroot().get("failures") == "0"
     assert summary.read_text().startswith("### edgetransfer verify: passed")
+
+
+def test_an_export_json_pointing_its_source_elsewhere_is_not_followed(cli, models, tmp_path):
+    """export.json's "source" is followed only to the checkpoint whose fingerprint export
+    recorded: a handed-over export folder cannot make verify load a folder nobody named."""
+    onnx = tmp_path / "onnx"
+    shutil.copytree(models["onnx"], onnx)
+    record = json.loads((onnx / "export.json").read_text())
+    assert record["source_fingerprint"]
+    record["source"] = str(models["other"])
+    (onnx / "export.json").write_text(json.dumps(record))
+    code, text, report = _verify(cli, models, tmp_path, "--candidate", onnx, *FAST)
+    assert code == 0, text
+    (cand,) = report["candidates"]
+    assert cand["parity"]["against"] == "reference"  # not the folder export.json named
+    assert "not the ones exported" in text and "not loaded" in text
