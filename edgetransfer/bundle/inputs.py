@@ -6,7 +6,6 @@ the runtime (runtime/predict.py) reads what is written.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -44,10 +43,9 @@ def spec_fields(kind: str, work: Path, model: Path, max_length: int | None, conf
 
 
 def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ModelError(f"--model {path}: not readable JSON ({e})") from None
+    from ..untrusted import read_json
+
+    return read_json(path, label=f"--model {path}", error=ModelError)  # (bounded, an object)
 
 
 def _image(model: Path, session, max_pixels: int | None = None) -> dict:

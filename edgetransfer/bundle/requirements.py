@@ -154,8 +154,8 @@ def hashed(specs: list[tuple[str, str]], extra: dict[str, set[str]] | None = Non
         found = set((extra or {}).get(name, ()))
         try:
             found |= index_hashes(index, name, version)
-        except (OSError, ValueError) as e:
-            if not found:
+        except (OSError, ValueError, RecursionError, AttributeError) as e:  # (the index's
+            if not found:                                                 # page, malformed)
                 raise EnvironmentProblem(
                     f"{name}=={version}: its wheels' sha256 could not be read from the package "
                     f"index {index} ({' '.join(str(e).split())[:120]}); a bundle pins each "

@@ -151,15 +151,15 @@ def measure(bundle: Path, manifest: dict, pins: list, inputs: list, kind: str, h
             proc = _check(host, _ssh(host, head + first + f"{q(python)} -c {q(COLD_START)} "
                                      + " ".join(map(q, predict + ["--input", "../first.jsonl"])),
                                      ssh_options=ssh_options), "timing a cold start")
-            cold.append(float(proc.stdout.decode().strip().splitlines()[-1]))
+            cold.append(_answer(host, proc, "a cold start", _seconds))
         proc = _check(host, _ssh(host, head + " ".join(map(q, predict + [
             "--benchmark", str(requests), "--input", "../inputs.jsonl"])),
             ssh_options=ssh_options), "timing requests")
-        bench = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+        bench = _answer(host, proc, "the timing", _figures)
         about = _check(host, _ssh(host, f"{q(python)} -c " + q(
             "import platform, os; print(platform.machine(), platform.python_version(), "
             "os.cpu_count())"), ssh_options=ssh_options), "reading the platform")
-        machine, version, cpus = about.stdout.decode().split()
+        machine, version, cpus = _answer(host, about, "the platform", _platform)
     finally:
         if not keep:
             _ssh(host, f"rm -rf {q(work)}", ssh_options=ssh_options)
@@ -167,5 +167,46 @@ def measure(bundle: Path, manifest: dict, pins: list, inputs: list, kind: str, h
     return {"device": host.name, "cold_start_s": round(cold[len(cold) // 2], 3),
             "cold_start_runs_s": [round(c, 3) for c in cold],
             "peak_rss_mb": bench.pop("peak_rss_mb"), "latency": bench,
-            "host": {"machine": machine, "python": version, "cpus": int(cpus)},
+            "host": {"machine": machine, "python": version, "cpus": cpus},
             "work_folder": f"~/{work}" + (" (kept)" if keep else " (removed)")}
+
+
+# What the device prints is read as untrusted too (a login banner on stdout, another program
+# under the name of python3): its last line, parsed, bounded, or one line, exit 4.
+MAX_ANSWER = 64 * 2**10
+
+
+def _answer(host: Host, proc, what: str, parse):
+    from ..untrusted import clip
+
+    lines = proc.stdout[-MAX_ANSWER:].decode("utf-8", "replace").strip().splitlines()
+    try:
+        return parse(lines[-1])
+    except (IndexError, ValueError, TypeError, KeyError, RecursionError):
+        shown = clip(lines[-1], 80) if lines else "nothing"
+        raise EnvironmentProblem(f"{host.name}: {what} it printed is not what predict.py "
+                                 f"gives ({shown}); is the device's Python the bundle's?"
+                                 ) from None
+
+
+def _seconds(line: str) -> float:
+    value = float(line)
+    if not 0 <= value < 1e6:  # (nan and inf fail this too)
+        raise ValueError(line)
+    return value
+
+
+def _figures(line: str) -> dict:
+    bench = json.loads(line)
+    numbers = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "peak_rss_mb")
+    if not isinstance(bench, dict) or not all(
+            isinstance(bench.get(k), (int, float)) and not isinstance(bench.get(k), bool)
+            for k in numbers):
+        raise ValueError("not predict.py --benchmark figures")
+    return bench
+
+
+def _platform(line: str) -> tuple[str, str, int]:
+    machine, version, cpus = line.split()
+    return machine[:40], version[:20], int(cpus)
+

@@ -38,6 +38,9 @@ def measure(folder: Path, texts: list, *, runs: int, requests: int, threads: int
     script = folder / "predict.py"
     base = [sys.executable, "-I", "-B", str(script), "--threads", str(threads)]
     with tempfile.TemporaryDirectory(prefix="edgetransfer-bench-") as tmp:
+        if kind == "image":  # (a list names images in its own folder: linked in there)
+            texts = [_link(Path(t), Path(tmp) / f"{i:05d}{Path(t).suffix}")
+                     for i, t in enumerate(texts)]
         listing = Path(tmp) / "texts.jsonl"
         listing.write_text("".join(json.dumps(input_row(t, kind)) + "\n" for t in texts),
                            encoding="utf-8")
@@ -55,6 +58,11 @@ def measure(folder: Path, texts: list, *, runs: int, requests: int, threads: int
         "host": {"machine": platform.machine(), "system": platform.system(),
                  "python": platform.python_version(), "cpus": os.cpu_count()},
     }
+
+
+def _link(image: Path, name: Path) -> str:
+    name.symlink_to(image.resolve())
+    return name.name
 
 
 def _first_prediction_s(cmd: list[str], cwd: Path) -> float:

@@ -25,7 +25,6 @@ candidates/, and bundle/ + bundle.tar.gz for the best candidate within budget.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -36,10 +35,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import paths
 from ..artifacts import write_json
-from ..errors import BudgetMissed, CheckFailed, ConfigError
+from ..errors import BudgetMissed, CheckFailed, ConfigError, EdgeTransferError
 from ..options import MAX_THREADS, comma_list
 from ..search import budget as budgets
 from ..search import judge, report, space
+from ..untrusted import fields_of, read_json
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,11 @@ def _teacher_figures(teacher: str, w, cfg, out: Path) -> dict:
                     str(w.recipe.data.max_length)])
     cache = out / "teacher.json"
     if cache.exists():
-        saved = json.loads(cache.read_text(encoding="utf-8"))
+        try:  # (a damaged cache is no cache: the teacher is timed again)
+            saved = read_json(cache)
+        except EdgeTransferError as e:
+            log.warning("%s; timing the teacher again", e)
+            saved = {}
         if saved.get("key") == key and saved.get("threads") == cfg.threads:
             return saved
     import torch
@@ -393,13 +397,14 @@ def _export(v, model: str, folder: Path, w, cfg, root: Path, recipe_file: Path,
                             {k: str(x) for k, x in inputs.items() if x}, folder=folder)
     pipeline.execute(step, root, recipe_file, counter=v.name)
     record_file = folder / "export.json"
-    record = json.loads(record_file.read_text(encoding="utf-8"))
-    metric = record.get("metric", "accuracy")
-    figures = {"folder": str(folder), "size_bytes": record["size_bytes"],
-               "bundle_bytes": budgets.bundle_bytes(folder),
-               "p50_ms": record["latency_batch1"]["p50_ms"],
-               "p90_ms": record["latency_batch1"]["p90_ms"], "value": record.get(metric),
-               "vocab": record.get("vocab"), "timed_on": "this CPU"}
+    record = read_json(record_file)
+    with fields_of(str(record_file), fix="remove the folder to export it again"):
+        metric = record.get("metric", "accuracy")
+        figures = {"folder": str(folder), "size_bytes": record["size_bytes"],
+                   "bundle_bytes": budgets.bundle_bytes(folder),
+                   "p50_ms": record["latency_batch1"]["p50_ms"],
+                   "p90_ms": record["latency_batch1"]["p90_ms"], "value": record.get(metric),
+                   "vocab": record.get("vocab"), "timed_on": "this CPU"}
     if cfg.device:
         figures = _on_device(figures, folder, w, cfg)
     return figures

@@ -335,3 +335,23 @@ def test_an_image_list_naming_a_path_out_of_its_folder_is_refused(tmp_path):
     listing.write_text(f"sub/a.png\n{listing.parent / 'b.png'}\n")  # inside: relative or not
     assert read_images(listing) == [str(listing.parent / "sub/a.png"),
                                     str(listing.parent / "b.png")]
+
+
+@pytest.mark.parametrize("printed,what", [
+    (b"Welcome to the board!\n", "the timing"),
+    (b'{"p50_ms": "fast"}\n', "the timing"),
+    (b"[" * 5000 + b"\n", "the timing"),
+    (b"", "the timing"),
+    (b"nan\n", "a cold start"),
+])
+def test_what_the_device_prints_is_read_as_untrusted(printed, what):
+    import subprocess
+
+    from edgetransfer.device import ssh
+    from edgetransfer.errors import EnvironmentProblem
+
+    proc = subprocess.CompletedProcess([], 0, stdout=printed, stderr=b"")
+    parse = ssh._figures if what == "the timing" else ssh._seconds
+    with pytest.raises(EnvironmentProblem, match=rf"pi@board: {what} it printed is not what "
+                                                 r"predict.py gives"):
+        ssh._answer(ssh.parse("pi@board"), proc, what, parse)
