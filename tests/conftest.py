@@ -390,3 +390,18 @@ def image_int8(image_teacher, image_data, tmp_path_factory) -> Path:
                                    eval_data=str(image_data / "test"), max_accuracy_drop=50,
                                    min_agreement=0.8))  # (a weak toy model: many near-ties)
     return out
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A valid PNG signature and IHDR claiming width x height RGB pixels, an empty IDAT: a
+    few dozen bytes that would decode to width * height * 3 bytes (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))

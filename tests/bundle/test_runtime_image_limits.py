@@ -11,27 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
-from conftest import draw
+from conftest import draw, png_header
 from PIL import Image
 
 from edgetransfer.bundle.runtime import SOURCE, pixels
-
-
-def _png_header(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-
-    return (b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
 
 
 def _model(path: Path) -> None:
@@ -88,7 +76,7 @@ def images(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("inputs")
     Image.new("RGB", (200, 200), (255, 0, 0)).save(folder / "big.png")  # 40,000 px, red
     Image.new("RGB", (50, 50), (0, 0, 255)).save(folder / "small.png")  # 2,500 px, blue
-    (folder / "bomb.png").write_bytes(_png_header(100_000, 100_000))
+    (folder / "bomb.png").write_bytes(png_header(100_000, 100_000))
     (folder / "empty.png").write_bytes(b"")
     draw("circle", 0, 10).resize((2000, 10)).save(folder / "strip.png")
     return folder

@@ -27,6 +27,14 @@ def rehash(folder: Path) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
+def list_as(folder: Path, name: str, content: Path) -> None:
+    """List `name` in the manifest with `content`'s hash (what a link to it would pass)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][name] = {"sha256": hashlib.sha256(content.read_bytes()).hexdigest(),
+                               "bytes": content.stat().st_size}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
 def hostile(built: Path, tmp_path: Path, name: str = "hostile") -> Path:
     folder = tmp_path / name
     shutil.copytree(built, folder)
@@ -191,12 +199,8 @@ def test_links_inside_a_bundle_folder_are_refused(built, outside, cli, tmp_path,
     folder = hostile(built, tmp_path, "file-link")
     (folder / "model.onnx").unlink()
     (folder / "model.onnx").symlink_to(outside / "model.onnx")
-    rehash(folder)  # (the link is left out of the listing, then named by the spec)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["files"]["model.onnx"] = {
-        "sha256": hashlib.sha256((outside / "model.onnx").read_bytes()).hexdigest(),
-        "bytes": (outside / "model.onnx").stat().st_size}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    rehash(folder)  # (the link is left out of the listing, then listed by hand)
+    list_as(folder, "model.onnx", outside / "model.onnx")
     opened.clear()
     code, out = cli("predict", "--bundle", folder, "a text")
     assert code == 2 and "goes through a link (model.onnx)" in out, out
@@ -206,11 +210,7 @@ def test_links_inside_a_bundle_folder_are_refused(built, outside, cli, tmp_path,
     (via / "sub").symlink_to(outside, target_is_directory=True)
     _spec(via, model="sub/model.onnx")
     rehash(via)
-    manifest = json.loads((via / "manifest.json").read_text())
-    manifest["files"]["sub/model.onnx"] = manifest["files"]["model.onnx"] | {
-        "sha256": hashlib.sha256((outside / "model.onnx").read_bytes()).hexdigest(),
-        "bytes": (outside / "model.onnx").stat().st_size}
-    (via / "manifest.json").write_text(json.dumps(manifest))
+    list_as(via, "sub/model.onnx", outside / "model.onnx")
     opened.clear()
     code, out = cli("predict", "--bundle", via, "a text")
     assert code == 2 and "goes through a link (sub)" in out, out

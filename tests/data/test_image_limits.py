@@ -8,27 +8,13 @@ from __future__ import annotations
 
 import io
 import re
-import struct
 import warnings
-import zlib
 
 import pytest
-from conftest import draw, write_image_folder
+from conftest import draw, png_header, write_image_folder
 from PIL import Image
 
 from edgetransfer.bundle.runtime import pixels
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A valid PNG signature and IHDR claiming width x height RGB pixels, an empty IDAT: a
-    few dozen bytes that would decode to width * height * 3 bytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-
-    return (b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
 
 
 def png_bytes(image) -> bytes:
