@@ -22,8 +22,9 @@ from .bundle.runtime.predict import MAX_THREADS  # noqa: E402,F401
 MAX_BATCH = 4096
 # a training run of more passes over its data is a typo that would run for days
 MAX_EPOCHS = 1000
-# the largest image models take ~600 px; a side of 10**5 would be 10**10 pixels an image
-MAX_IMAGE_SIZE = 4096
+# an image side: the largest image models take ~600 px; a side of 10**5 would be 10**10
+# pixels an image (the bundle's runtime holds input_spec.json to the same bound)
+from .bundle.runtime.predict import MAX_SIDE as MAX_IMAGE_SIZE  # noqa: E402
 # the seed numpy, torch and random all take: 0 .. 2**32 - 1
 MAX_SEED = 2**32 - 1
 # timed calls of one measurement: a million at a millisecond is a quarter of an hour
@@ -57,9 +58,10 @@ class ColumnOptions(BaseModel):
     max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1, description="Image classification: "
                                   "the most pixels (width x height) an image may have; a "
                                   "larger one is refused from its header, before it is "
-                                  "decoded. 64 Mpx is above any camera photo (phones 12-50, "
-                                  "full-frame 24-61) and decodes to 192 MB; Pillow's own "
-                                  "guard only warns below 179 Mpx.")
+                                  f"decoded. {MAX_IMAGE_PIXELS / 1e6:g} Mpx is above any "
+                                  f"camera photo (phones 12-50, full-frame 24-61) and decodes "
+                                  f"to {3 * MAX_IMAGE_PIXELS / 1e6:g} MB; Pillow's own guard "
+                                  f"only warns below 179 Mpx.")
     strict_tags: bool = Field(False, description="Token classification: refuse IOB1 tags (an "
                               "entity starting with I-) instead of repairing them to IOB2.")
 

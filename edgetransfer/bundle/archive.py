@@ -27,6 +27,8 @@ from .runtime.predict import (MANIFEST, MAX_FILES, BundleError, check_files, mem
 
 MAX_BYTES = 2 * 2**30  # 2 GiB unpacked, each file and all together: above any edge model,
 # and a stop for gzip bombs
+HEADER_MARGIN = 16 * 2**20  # tar headers beyond the files' bytes: 512 bytes a member, and
+# a pax record or long name of a few KB
 
 
 def write_archive(folder: Path, dest: Path, top: str, exclude: tuple[str, ...] = ()) -> None:
@@ -63,7 +65,7 @@ def extract(archive: Path, dest: Path) -> tuple[Path, dict]:
     names: set[str] = set()
     total = 0
     try:
-        with tarfile.open(archive, mode="r:gz") as tar:
+        with _Bounded(archive) as gz, tarfile.open(fileobj=gz, mode="r:") as tar:
             for member in tar:  # headers are read as we go: refuse before reading further
                 name = _member_name(archive, member)
                 if member.isdir():
@@ -86,6 +88,8 @@ def extract(archive: Path, dest: Path) -> tuple[Path, dict]:
                 with tar.extractfile(member) as src, open(target, "xb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
                 os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
+    except _TooLarge:
+        _refuse(archive, f"unpacks to more than {MAX_BYTES:,} bytes")
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         _refuse(archive, f"not a complete .tar.gz ({type(e).__name__}: {e})")
     except OSError as e:  # a file and a folder of one name, and the like
@@ -101,6 +105,33 @@ def extract(archive: Path, dest: Path) -> tuple[Path, dict]:
     if unlisted:
         _refuse(archive, f"holds {unlisted[0]!r}, which manifest.json does not list")
     return root, manifest
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Bounded(gzip.GzipFile):
+    """The archive's tar stream, decompressed no further than MAX_BYTES (plus a margin for
+    headers): tarfile reads a whole pax or GNU long-name header into memory before a member
+    size can be checked, and a header may claim gigabytes."""
+
+    def __init__(self, path: Path):
+        super().__init__(filename=str(path), mode="rb")
+        self.limit = MAX_BYTES + HEADER_MARGIN
+
+    def read(self, size=-1):
+        data = super().read(self.limit + 1 - self.tell() if size is None or size < 0
+                            else size)
+        if self.tell() > self.limit:
+            raise _TooLarge()
+        return data
+
+    def seek(self, offset, whence=0):
+        position = super().seek(offset, whence)
+        if position > self.limit:
+            raise _TooLarge()
+        return position
 
 
 def _member_name(archive: Path, member: tarfile.TarInfo) -> str:
@@ -122,6 +153,24 @@ def _root(archive: Path, dest: Path, names: set[str]) -> Path:
 
 def _refuse(archive: Path, why: str):
     raise ModelError(f"--bundle {archive}: refused: {why}")
+
+
+def check_runtime(folder: Path, manifest: dict, where: str) -> None:
+    """The bundle's runtime code (predict.py, pixels.py) is byte for byte this edgetransfer's:
+    a command that runs it for the user (device, on their board) runs no one else's code."""
+    from .runtime import SOURCE, pixels
+
+    for name, ours in (("predict.py", SOURCE), ("pixels.py", Path(pixels.__file__))):
+        if name not in manifest["files"] and name != "predict.py":
+            continue
+        try:
+            theirs = member(folder, manifest, name, "bundle").read_bytes()
+        except BundleError as e:
+            raise ModelError(f"{where}: {e}") from None
+        if theirs != ours.read_bytes():
+            raise ModelError(f"{where}: its {name} is not this edgetransfer's runtime (another "
+                             f"version built it, or it was changed); it is not run here. "
+                             f"Rebuild the bundle with this version's `edgetransfer package`")
 
 
 def model_file(folder: Path, manifest: dict, where: str) -> tuple[Path, str | None]:

@@ -84,11 +84,21 @@ def parse(text: str, where: str) -> list[Pin]:
         raise ModelError(f"{where}: line {first}: ends in a continuation with nothing after it")
     if not pins:
         raise ModelError(f"{where}: lists no requirements")
-    names = [p.name.lower().replace("_", "-").replace(".", "-") for p in pins]
+    names = [normalise(p.name) for p in pins]
     twice = next((n for n in names if names.count(n) > 1), None)
     if twice:
         raise ModelError(f"{where}: {twice} is pinned twice")
     return pins
+
+
+def normalise(name: str) -> str:
+    """A project name as PEP 503 compares them ("Pillow", "pillow" and "PILLOW" are one)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def wheel_prefix(name: str, version: str) -> str:
+    """How a wheel file of this project and version begins (lower-cased: compare so)."""
+    return f"{normalise(name).replace('-', '_')}-{version}-"
 
 
 def _pin(line: str, where: str, n: int) -> Pin:
@@ -144,23 +154,20 @@ def install_command(requirements: str = FILE) -> str:
 
 # --- hashes, from the installer's index, when the bundle is built
 
-def hashed(specs: list[tuple[str, str]], extra: dict[str, set[str]] | None = None) -> list[Pin]:
+def hashed(specs: list[tuple[str, str]]) -> list[Pin]:
     """(name, version) pins with the sha256 of each of their target wheels on the index;
-    `extra`: more hashes by name (wheels downloaded by the target check: a find-links folder
-    or a mirror that no index page lists). EnvironmentProblem (exit 4) when a pin gets none."""
+    EnvironmentProblem (exit 4) when a pin gets none."""
     index = index_url()
     pins = []
     for name, version in specs:
-        found = set((extra or {}).get(name, ()))
         try:
-            found |= index_hashes(index, name, version)
-        except (OSError, ValueError, RecursionError, AttributeError) as e:  # (the index's
-            if not found:                                                 # page, malformed)
-                raise EnvironmentProblem(
-                    f"{name}=={version}: its wheels' sha256 could not be read from the package "
-                    f"index {index} ({' '.join(str(e).split())[:120]}); a bundle pins each "
-                    f"wheel by hash. Run where the index is reachable, or set PIP_INDEX_URL to "
-                    f"a mirror") from None
+            found = index_hashes(index, name, version)
+        except (OSError, ValueError, RecursionError, AttributeError) as e:  # (unreachable,
+            raise EnvironmentProblem(                                     # or a bad page)
+                f"{name}=={version}: its wheels' sha256 could not be read from the package "
+                f"index {index} ({' '.join(str(e).split())[:120]}); a bundle pins each wheel "
+                f"by hash. Run where the index is reachable, or set PIP_INDEX_URL to a "
+                f"mirror") from None
         if not found:
             raise EnvironmentProblem(f"{name}=={version}: the index {index} lists no Linux "
                                      f"x86_64/aarch64 wheel of it to pin by hash")
@@ -181,8 +188,7 @@ def index_url() -> str:
 def index_hashes(index: str, name: str, version: str) -> set[str]:
     """sha256 of `name`'s `version` wheels for the bundle's targets, from the index's project
     page: PEP 691 JSON where the index speaks it, PEP 503 links (#sha256=) otherwise."""
-    project = re.sub(r"[-_.]+", "-", name).lower()
-    request = urllib.request.Request(f"{index}/{project}/", headers={
+    request = urllib.request.Request(f"{index}/{normalise(name)}/", headers={
         "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
     with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
         kind = response.headers.get("Content-Type", "")
@@ -194,7 +200,7 @@ def index_hashes(index: str, name: str, version: str) -> set[str]:
         links = _Links()
         links.feed(body)
         files = links.files
-    prefix = f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}-"
+    prefix = wheel_prefix(name, version)
     return {h for filename, h in files
             if h and filename.lower().startswith(prefix) and filename.endswith(".whl")
             and WHEEL_PLATFORM.search(filename[:-4].rsplit("-", 1)[-1])}

@@ -144,6 +144,9 @@ def _check_jsonl(path: Path, text: str) -> list[int]:
                 f"{path}: line {number} is not valid JSON ({e.msg} at column {e.colno}); "
                 f"fix or remove that line (truncated write?)"
             ) from None
+        except ValueError as e:  # an integer of more than 4300 digits
+            raise DataError(f"{path}: line {number} is not valid JSON ({str(e)[:80]}); fix "
+                            f"or remove that line") from None
         if not isinstance(obj, dict):
             raise DataError(
                 f"{path}: line {number} is a JSON {type(obj).__name__}, not an object; "

@@ -156,7 +156,11 @@ def _prepare(cpu: str, requirements: Path) -> tuple[Path, Path]:
 def predict(bundle: Path, cpu: str, args: list[str], timeout: float = 600):
     """Run the bundle's predict.py with `args` on the emulated `cpu`: the finished process
     (stdout holds its JSON lines)."""
+    from ..bundle.archive import check_runtime
+    from ..bundle.runtime.predict import check_files
+
     bundle = Path(bundle).resolve()
+    check_runtime(bundle, check_files(bundle), str(bundle))  # (qemu-user is no sandbox)
     root, site = _prepare(cpu, bundle / "requirements.txt")
     env = {"QEMU_CPU": cpu, "PYTHONPATH": str(site), "PATH": "/usr/bin:/bin",
            "LANG": "C.UTF-8"}

@@ -72,7 +72,9 @@ def wheels(pins: list[Pin], target: str, python: str) -> list[dict]:
                  "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",
                  "-d", str(Path(tmp) / "wheels"), "-r", str(listed)],
                 capture_output=True, text=True)
-            found = sorted((Path(tmp) / "wheels").glob(f"{pin.name.replace('-', '_')}-*.whl"),
+            prefix = requirements.wheel_prefix(pin.name, pin.version)
+            found = sorted((p for p in (Path(tmp) / "wheels").glob("*.whl")
+                            if p.name.lower().startswith(prefix)),
                            key=lambda p: p.stat().st_mtime)
             if proc.returncode != 0 or not found:
                 text = " ".join((proc.stderr or "").split())

@@ -9,6 +9,8 @@ and the form it is exported in. A new architecture is one module and one entry i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import importlib
 
 # config.model_type -> the module of this package that knows that architecture
@@ -36,9 +38,13 @@ def layer_count_of(config: dict) -> int | None:
     config does not say."""
     from types import SimpleNamespace
 
-    try:
+    from ..errors import ModelError
+    from .backbones import check_config
+
+    try:  # (a config out of its bounds, 1e300 blocks say, is the loading step's to name)
+        check_config(config, Path("config.json"))
         blocks = stages(SimpleNamespace(**config))
-    except (AttributeError, TypeError, ValueError):  # (a CNN's config lacking its shape)
+    except (AttributeError, TypeError, ValueError, ModelError):  # (a CNN's lacking its shape)
         return None
     n = len(blocks) if blocks is not None else config.get("num_hidden_layers")
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None

@@ -122,6 +122,11 @@ def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = Fal
 SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels")
 MAX_CONFIG_SIZE = 2**31 - 1
+# a CNN's scaling (EfficientNet): coefficients multiply block counts and widths (B7's are 2.0
+# and 3.1), repeats count blocks per stage (at most 8 in any published model)
+COEFFICIENT_FIELDS = ("depth_coefficient", "width_coefficient")
+MAX_COEFFICIENT = 10.0
+MAX_REPEATS = 64
 
 
 def check_config(config, config_file: Path) -> None:
@@ -140,6 +145,21 @@ def check_config(config, config_file: Path) -> None:
             raise ModelError(f"{config_file}: {key} is {shorten(value, 60)}, not a whole "
                              f"number from 0 to {MAX_CONFIG_SIZE:,}; the checkpoint is damaged "
                              f"or its config edited")
+    for key in COEFFICIENT_FIELDS:
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 < value <= MAX_COEFFICIENT):
+            raise ModelError(f"{config_file}: {key} is {shorten(value, 60)}, not a number above "
+                             f"0 and at most {MAX_COEFFICIENT:g}; the checkpoint is damaged or "
+                             f"its config edited")
+    repeats = config.get("num_block_repeats")
+    if repeats is not None and not (
+            isinstance(repeats, list) and len(repeats) <= MAX_REPEATS
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_REPEATS
+                    for n in repeats)):
+        raise ModelError(f"{config_file}: num_block_repeats is {shorten(repeats, 60)}, not a "
+                         f"list of at most {MAX_REPEATS} counts of 0..{MAX_REPEATS}; the "
+                         f"checkpoint is damaged or its config edited")
     if config.get("id2label") is not None:
         try:
             labels.id2label_names(config["id2label"], str(config_file))

@@ -75,7 +75,7 @@ class DeviceConfig(BaseModel):
 
 def run(cfg: DeviceConfig) -> dict:
     from .. import tasks
-    from ..bundle.archive import open_bundle
+    from ..bundle.archive import check_runtime, open_bundle
     from ..bundle import requirements
     from ..bundle.runtime.predict import BundleError, inputs_for, read_spec
     from ..device import ssh
@@ -91,8 +91,10 @@ def run(cfg: DeviceConfig) -> dict:
             kind = read_spec(folder, manifest)["task"]["inputs"]
         except BundleError as e:
             raise ModelError(f"--bundle {cfg.bundle}: {e}") from None
-        # (parsed as pinned, hashed wheels before any of it reaches pip on the device)
+        # (parsed as pinned, hashed wheels before any of it reaches pip on the device; and
+        # the code run there is this version's runtime, not the bundle's word for it)
         pins = requirements.read(folder, manifest, f"--bundle {cfg.bundle}")
+        check_runtime(folder, manifest, f"--bundle {cfg.bundle}")
         task = tasks.get(manifest.get("task") or tasks.DEFAULT)  # (format-1 bundles)
         if kind != "text":  # (its image files would have to travel with it)
             raise ConfigError(f"--bundle {cfg.bundle}: {kind} bundles are not measured over "

@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import Field
 
 from .. import paths, tasks
-from ..artifacts import OutputFolder, fingerprint, versions, write_json, write_manifest
+from ..artifacts import MANIFEST, OutputFolder, fingerprint, versions, write_json, write_manifest
 from ..convert import onnx_export, quantize, rewrites
 from ..errors import CheckFailed, ConfigError, ModelError
 from ..measure import latency, parity, scoring
@@ -414,7 +414,9 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
     # (verify follows "source" only to the checkpoint whose fingerprint this is: an
     # export folder handed over by someone else cannot point it at another folder)
     record: dict = {"task": task.name, "metric": metric, "opset": cfg.opset,
-                    "source": cfg.model, "source_fingerprint": fingerprint(cfg.model),
+                    "source": cfg.model, "source_fingerprint": (
+                        fingerprint(cfg.model) if (Path(cfg.model) / MANIFEST).is_file()
+                        else None),
                     "parity": {}}
     if job.pruning:
         record["vocab"] = job.pruning

@@ -32,6 +32,7 @@ from ..artifacts import OutputFolder, sha256, versions, write_json, write_manife
 from ..bundle import inputs as bundle_inputs
 from ..bundle import requirements
 from ..bundle.runtime.pixels import MAX_IMAGE_PIXELS
+from ..bundle.runtime.predict import MAX_TOKENS
 from ..convert.quantize import precision_of
 from ..data.labels import config_names
 from ..device import target_check as checks
@@ -49,14 +50,15 @@ Example:
   edgetransfer package --model models/demo/onnx --verify-report models/demo/verify.json \\
       --target linux-aarch64 --out models/demo/bundle
 writes models/demo/bundle/, models/demo/bundle.tar.gz and models/demo/bundle.json.
-On the device, after unpacking:
-  pip install --only-binary=:all: --no-deps --require-hashes -r requirements.txt
+On the device, after unpacking (a bundle from someone else: `edgetransfer target` it first,
+which refuses a requirements.txt of anything but pinned, hashed wheels):
+  {install}
   python predict.py "turn the kitchen lights off"
 
 A model whose verify gates failed is refused (exit 3) unless --force; the manifest then
 says so. The bundled runtime is measured here in fresh processes (cold start, peak RSS,
 per-request latency) and the figures go into manifest.json.
-"""
+""".format(install=requirements.install_command())
 
 TARGETS = ("linux-x86_64", "linux-aarch64")
 # the CPU family each export --target tunes int8 for (edgetransfer.quantize.TARGETS)
@@ -87,9 +89,9 @@ class PackageConfig(TargetOptions):
     ort_format: bool = Field(False, description="Also bundle model.ort and its "
                              "required_operators.config (onnxruntime's minimal and mobile "
                              "builds); the export must have written them (--ort-format).")
-    max_length: int | None = Field(None, ge=8, description="Token limit the runtime truncates "
-                                   "to [default: the export's --max-length, the length its "
-                                   "accuracy was measured at].")
+    max_length: int | None = Field(None, ge=8, le=MAX_TOKENS, description="Token limit the "
+                                   "runtime truncates to [default: the export's --max-length, "
+                                   "the length its accuracy was measured at].")
     check_target: bool = Field(True, description="Check, before writing, that every "
                                "requirement has a wheel for the target and its Python, that "
                                "the pinned onnxruntime runs every operator, and that int8 "
@@ -107,17 +109,17 @@ class PackageConfig(TargetOptions):
     max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1, description="Image bundles: the "
                                   "most pixels an image may have, recorded in input_spec.json "
                                   "for the runtime (lower it for a device with little memory: "
-                                  "64 Mpx decode to 192 MB) and the limit --latency-data is "
-                                  "read under.")
+                                  f"{MAX_IMAGE_PIXELS / 1e6:g} Mpx decode to "
+                                  f"{3 * MAX_IMAGE_PIXELS / 1e6:g} MB) and the limit "
+                                  f"--latency-data is read under.")
     # (each is timed: a million is an hour at a few ms)
     latency_requests: int = Field(200, ge=1, le=MAX_REQUESTS, description="One-text requests "
                                   "timed (200: "
                                   "enough for a steady p90 at a few ms each).")
     # (each is a fresh process, about a second)
-    cold_starts: int = Field(3, ge=1, le=MAX_COLD_STARTS, description="Fresh processes timed from start "
-                             "to first "
-                             "prediction; the median is recorded (3: one outlier on a busy "
-                             "machine does not decide it).")
+    cold_starts: int = Field(3, ge=1, le=MAX_COLD_STARTS, description="Fresh processes timed "
+                             "from start to first prediction; the median is recorded (3: one "
+                             "outlier on a busy machine does not decide it).")
     overwrite: bool = Field(False, description="Replace an existing bundle (folder, archive "
                             "and record).")
 
@@ -532,7 +534,9 @@ Labels: {", ".join(labels)}. Model: {runs} ({_precision(export_record) or "?"});
 
 Needs Python 3 (built with {platform.python_version()}) and requirements.txt, nothing else
 (no torch, no transformers): {", ".join(p.spec for p in pins)}: prebuilt wheels, each
-checked against the sha256 requirements.txt lists, nothing else resolved.
+checked against the sha256 requirements.txt lists, nothing else resolved. Received this
+bundle from someone else? Check it first with `edgetransfer target --bundle .` (pip obeys
+option lines inside requirements.txt; that check refuses any).
 
 ```bash
 python3 -m venv .venv && . .venv/bin/activate

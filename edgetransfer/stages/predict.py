@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..bundle.runtime.pixels import MAX_IMAGE_PIXELS
 from ..errors import ConfigError, DataError, ModelError
 from ..options import MAX_BATCH, MAX_THREADS
 
@@ -63,7 +64,7 @@ class PredictConfig(BaseModel):
                                          "pixels (width x height) an image may have; a larger "
                                          "one is refused from its header, before it is "
                                          "decoded [default: the bundle's, input_spec.json "
-                                         "image.max_pixels; else 64000000].")
+                                         f"image.max_pixels; else {MAX_IMAGE_PIXELS}].")
 
 
 def run(cfg: PredictConfig, texts: list[str]) -> int:

@@ -58,7 +58,7 @@ def run(cfg: TargetConfig, json: bool = False) -> dict:
         pins = requirements.read(folder, manifest, f"--bundle {cfg.bundle}")
         model, precision = model_file(folder, manifest, f"--bundle {cfg.bundle}")
         target = cfg.target or manifest.get("target", "linux-x86_64")
-        if target not in ARCH:
+        if not isinstance(target, str) or target not in ARCH:
             raise ConfigError(f"--bundle {cfg.bundle}: manifest.json target "
                               f"{str(target)[:40]!r} is not one of {', '.join(ARCH)}; give "
                               f"--target")

@@ -27,7 +27,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field, field_validator
 
-from ..artifacts import fingerprint, versions, write_json
+from ..artifacts import MANIFEST, fingerprint, versions, write_json
 from .. import paths
 from ..errors import (AccuracyDrop, CheckFailed, ConfigError, EdgeTransferError,
                       EnvironmentProblem, LatencyRegression, ModelError)
@@ -382,10 +382,11 @@ def _probes(model, max_length) -> list[dict]:
 
 
 def _recorded(cand) -> bool:
-    """The folder export.json names as its source is the checkpoint exported (its
-    fingerprint then is the one recorded)."""
-    return cand.source_fingerprint is not None and \
-        fingerprint(cand.source) == cand.source_fingerprint
+    """The folder export.json names as its source is the checkpoint exported: an artifact
+    (so its fingerprint is one small file's hash, not a walk of whatever folder is named)
+    whose fingerprint is the one recorded."""
+    return (cand.source_fingerprint is not None and (Path(cand.source) / MANIFEST).is_file()
+            and fingerprint(cand.source) == cand.source_fingerprint)
 
 
 def _parity(cand, models, outputs, probes, cfg, load, ds) -> dict:

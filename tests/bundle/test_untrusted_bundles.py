@@ -242,6 +242,9 @@ def test_a_manifest_naming_a_model_outside_is_refused_by_target(built, outside, 
     ({"inputs": "input_ids"}, "inputs: expected list, found str"),
     ({"task": {"inputs": "audio"}}, "task inputs 'audio' is not text or image"),
     ({"task": {"inputs": "text", "postprocess": "exec"}}, "postprocess 'exec' is not one"),
+    ({"task": {"inputs": "text", "postprocess": []}}, "task postprocess: expected str"),
+    ({"pad_id": -1}, "pad_id -1: give 0..2147483647"),
+    ({"pad_type_id": 2**70}, "pad_type_id 1180591620717411303424: give 0.."),
 ])
 def test_hostile_spec_values_are_one_line(built, cli, tmp_path, change, said):
     folder = hostile(built, tmp_path)
@@ -355,3 +358,104 @@ def test_what_the_device_prints_is_read_as_untrusted(printed, what):
     with pytest.raises(EnvironmentProblem, match=rf"pi@board: {what} it printed is not what "
                                                  r"predict.py gives"):
         ssh._answer(ssh.parse("pi@board"), proc, what, parse)
+
+
+def test_a_tar_header_that_claims_gigabytes_is_refused_while_read(tmp_path, monkeypatch):
+    """tarfile reads a pax header whole before any member size is known: the stream itself
+    is cut off at the archive limit (set small here; 2 GiB in use)."""
+    import gzip
+    import io
+    import tarfile
+
+    from edgetransfer.bundle import archive
+    from edgetransfer.errors import ModelError
+
+    path = tmp_path / "bomb.tar.gz"
+    with gzip.open(path, "wb", compresslevel=1) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("bundle/x")
+        info.pax_headers = {"comment": "a" * (8 * 2**20)}
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    monkeypatch.setattr(archive, "MAX_BYTES", 2**20)
+    monkeypatch.setattr(archive, "HEADER_MARGIN", 2**20)
+    with pytest.raises(ModelError, match=r"bomb.tar.gz: refused: unpacks to more than "
+                                         r"1,048,576 bytes"):
+        archive.extract(path, tmp_path / "out")
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_device_runs_only_this_versions_runtime(built, cli, tmp_path, monkeypatch):
+    """A bundle's predict.py is its builder's code: `device` runs it on the user's board only
+    when it is byte for byte this edgetransfer's runtime."""
+    import subprocess
+
+    folder = hostile(built, tmp_path)
+    with open(folder / "predict.py", "a") as f:
+        f.write("\nimport os; os.system('touch /tmp/pwned')\n")
+    rehash(folder)
+    started = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **k: started.append(cmd))
+    code, out = cli("device", "--bundle", folder, "--device", "ssh://pi@127.0.0.1:1",
+                    "--out", tmp_path / "d.json")
+    assert code == 2 and "its predict.py is not this edgetransfer's runtime" in out, out
+    assert started == []
+
+
+def test_damaged_files_a_spec_names_are_one_line(built, cli, tmp_path):
+    folder = hostile(built, tmp_path, "labels")
+    (folder / "labels.json").write_text('["only one"]')
+    rehash(folder)
+    code, out = cli("predict", "--bundle", folder, "a text")
+    assert code == 2 and "labels.json: 1 labels for the model's 2 outputs" in out, out
+
+    folder = hostile(built, tmp_path, "tokenizer")
+    (folder / "tokenizer.json").write_text('{"model": 1}')
+    rehash(folder)
+    code, out = cli("predict", "--bundle", folder, "a text")
+    assert code == 2 and "tokenizer.json: not a tokenizer the tokenizers library reads" in out
+
+
+def test_hostile_input_files_are_one_line(built, cli, tmp_path):
+    """predict's --input: a CSV field past the csv module's limit, a 5000-digit number."""
+    big = tmp_path / "big.csv"
+    big.write_text("text\n" + "x" * 200_000 + "\n")
+    code, out = cli("predict", "--bundle", built, "--input", big)
+    assert code == 2 and "big.csv: line" in out and "field larger than field limit" in out
+    digits = tmp_path / "digits.jsonl"
+    digits.write_text('{"text": "a", "n": ' + "9" * 5000 + "}\n")
+    code, out = cli("predict", "--bundle", built, "--input", digits)
+    assert code == 2 and "digits.jsonl: line 1: not JSON" in out, out
+
+
+def test_a_manifest_target_of_another_type_is_one_line(built, cli, tmp_path):
+    folder = hostile(built, tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps(manifest | {"target": []}))
+    code, out = cli("target", "--bundle", folder)
+    assert code == 2 and "manifest.json target '[]' is not one of" in out, out
+
+
+def test_an_image_of_another_format_is_not_decoded(tmp_path):
+    """An EPS file named .png would reach Ghostscript through Pillow: only the listed
+    formats are ever opened."""
+    from edgetransfer.bundle.runtime import pixels
+
+    eps = tmp_path / "photo.png"
+    eps.write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    with pytest.raises(pixels.ImageProblem, match="photo.png: not an image of the formats "
+                                                  "read here"):
+        pixels.open_image(str(eps))
+
+
+def test_a_config_that_would_allocate_without_bound_is_refused(tmp_path):
+    from edgetransfer.errors import ModelError
+    from edgetransfer.modeling import architectures, backbones
+
+    for change, said in (({"depth_coefficient": 1e300}, r"depth_coefficient is 1e\+300"),
+                         ({"depth_coefficient": float("inf")}, "depth_coefficient is inf"),
+                         ({"num_block_repeats": [10**9]}, "num_block_repeats is")):
+        config = {"model_type": "efficientnet", "num_block_repeats": [1, 2]} | change
+        with pytest.raises(ModelError, match=said):
+            backbones.check_config(config, tmp_path / "config.json")
+        assert architectures.layer_count_of(config) is None  # (named when it is loaded)

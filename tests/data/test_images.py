@@ -56,7 +56,7 @@ def test_a_parquet_of_image_bytes(tmp_path):
 @pytest.mark.parametrize("damage, message", [
     ("truncated", r"circle/0.png: damaged or truncated image .*; replace the file "
                   r"\(2 unusable images in all\)"),
-    ("not-an-image", r"circle/0.png: not an image Pillow can read"),
+    ("not-an-image", r"circle/0.png: not an image of the formats read here"),
     ("stray-file", r"circle/notes.txt: not an image file \(.txt; images are .png"),
     ("empty-class", r"train/triangle: an empty class folder; add images of 'triangle'"),
     ("loose-file", r"train/readme.md: a file beside the class folders"),

@@ -24,6 +24,9 @@ IMAGE_COLUMNS = ("image", "img", "image_path", "path", "file", "filename")
 # Files an image folder may hold (Pillow reads them all); anything else in a class folder is
 # named as an error, never skipped in silence.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# The decoders Pillow may use, whatever a file is named: these formats, never one Pillow
+# hands to another program (EPS runs Ghostscript) or a rarely used, rarely audited plug-in
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
 # Pillow's resampling filters by the names (and numbers) transformers' processors store
 RESAMPLE = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
 # An image is refused when the model would have to enlarge it more than this many times:
@@ -73,7 +76,7 @@ def open_image(source, where: str | None = None, max_pixels: int | None = None):
                                                "the file is empty (0 bytes)")
                                + ", not an image; replace it")
         with pillow_guard(None):  # the header only: ours is checked next, naming the size
-            image = Image.open(io.BytesIO(source) if data else source)
+            image = Image.open(io.BytesIO(source) if data else source, formats=FORMATS)
         problem = too_large(image.size, limit, where, nbytes)
         if problem:
             image.close()
@@ -90,8 +93,9 @@ def open_image(source, where: str | None = None, max_pixels: int | None = None):
     except PermissionError:
         raise ImageProblem(f"{where}: cannot be read (permission denied)") from None
     except UnidentifiedImageError:
-        raise ImageProblem(f"{where}: not an image Pillow can read; remove it or convert it "
-                           f"to PNG/JPEG") from None
+        raise ImageProblem(f"{where}: not an image of the formats read here "
+                           f"({', '.join(FORMATS)}); remove it or convert it to PNG/JPEG"
+                           ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageProblem(f"{where}: a frame or tile of it is over the {_mpx(limit)} limit "
                            f"({str(e).split(',')[0]}); downscale it, or raise "

@@ -115,7 +115,7 @@ def read_json(path: Path):
                           f"JSON file")
     try:
         return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except ValueError as e:  # (also JSONDecodeError, UnicodeDecodeError, a 5000-digit int)
         raise BundleError(f"{path}: not valid JSON ({str(e)[:120]})") from None
     except RecursionError:
         raise BundleError(f"{path}: nested too deeply to be a bundle's JSON file") from None
@@ -210,6 +210,8 @@ def read_texts(path, text_column: str | None = None,
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise BundleError(f"{path}: line {n}: not JSON ({e.msg})") from None
+            except ValueError as e:  # (an integer of more than 4300 digits)
+                raise BundleError(f"{path}: line {n}: not JSON ({str(e)[:80]})") from None
             except RecursionError:
                 raise BundleError(f"{path}: line {n}: nested too deeply to be a row") from None
             if not isinstance(row, dict):
@@ -220,7 +222,10 @@ def read_texts(path, text_column: str | None = None,
         # GLUE's TSV is unquoted: a stray '"' must not swallow the lines after it
         reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter="\t" if tab else ",",
                                 quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL)
-        rows = [(reader.line_num, row) for row in reader]
+        try:
+            rows = [(reader.line_num, row) for row in reader]
+        except csv.Error as e:  # (a field over the csv module's 131,072 characters)
+            raise BundleError(f"{path}: line {reader.line_num}: {e}") from None
     else:
         raise BundleError(f"{path}: unknown file type {suffix or '(none)'!r}; use .jsonl, "
                           f".csv, .tsv or .txt")
@@ -426,6 +431,14 @@ def read_images(path, column: str | None = None) -> list[str]:
     return found
 
 
+def _tokenizer(Tokenizer, path: Path):
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001  (tokenizers raises a bare Exception)
+        raise BundleError(f"{path.name}: not a tokenizer the tokenizers library reads ("
+                          f"{' '.join(str(e).split())[:160]})") from None
+
+
 def _manifest(folder: Path) -> dict:
     manifest = read_json(inside(folder, MANIFEST, "bundle"))
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
@@ -440,7 +453,8 @@ TEXT_FIELDS = {"tokenizer": str, "max_length": int, "pad_token": str, "pad_id": 
                "pad_type_id": int}
 MAX_THREADS = 256  # more than any board has cores
 MAX_TOKENS = 1 << 16  # far above any encoder's positions
-MAX_SIDE = 8192  # px: a model input side; EfficientNet-Lite's largest is 280
+MAX_SIDE = 4096  # px: a model input side; EfficientNet-Lite's largest is 280
+MAX_ID = 2**31 - 1  # a token id onnxruntime's int32/int64 inputs both hold
 
 
 def read_spec(folder: Path, manifest: dict) -> dict:
@@ -468,12 +482,33 @@ def read_spec(folder: Path, manifest: dict) -> dict:
     if not all(isinstance(i, dict) and isinstance(i.get("name"), str)
                and isinstance(i.get("type"), str) for i in spec["inputs"]):
         raise BundleError(f"{SPEC}: inputs: expected a list of {{name, type}}")
-    size = spec.get("image", {}).get("size")
-    if task["inputs"] == "image" and not (
-            isinstance(size, list) and len(size) == 2
+    if not isinstance(task.get("postprocess"), str):
+        raise BundleError(f"{SPEC}: task postprocess: expected str")
+    if task["inputs"] == "text":
+        for name in ("pad_id", "pad_type_id"):
+            if not 0 <= spec[name] <= MAX_ID:
+                raise BundleError(f"{SPEC}: {name} {spec[name]}: give 0..{MAX_ID}")
+    else:
+        _check_image(spec["image"])
+    return spec
+
+
+def _check_image(image: dict) -> None:
+    """input_spec.json's "image" entry, as pixels.pixel_values reads it."""
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and abs(x) < 1e6
+
+    size = image.get("size")
+    if not (isinstance(size, list) and len(size) == 2
             and all(isinstance(x, int) and 1 <= x <= MAX_SIDE for x in size)):
         raise BundleError(f"{SPEC}: image size: expected [height, width] of 1..{MAX_SIDE} px")
-    return spec
+    for name in ("mean", "std"):
+        value = image.get(name)
+        if not (isinstance(value, list) and len(value) == 3 and all(map(number, value))
+                and (name == "mean" or all(v != 0 for v in value))):
+            raise BundleError(f"{SPEC}: image {name}: expected 3 numbers (std not 0)")
+    if not number(image.get("rescale")) or not isinstance(image.get("resample"), int):
+        raise BundleError(f"{SPEC}: image rescale and resample: expected numbers")
 
 
 # input_spec.json "task" "postprocess" -> what a row of outputs becomes
@@ -518,7 +553,7 @@ class Predictor:
             self.max_pixels = max_image_pixels or limit
             self.tokenizer = None
         else:
-            tokenizer = Tokenizer.from_file(str(self.file("tokenizer")))
+            tokenizer = _tokenizer(Tokenizer, self.file("tokenizer"))
             # tokenizer.json may carry the exporter's fixed-length padding: set both
             tokenizer.enable_truncation(spec["max_length"])
             tokenizer.enable_padding(pad_id=spec["pad_id"], pad_type_id=spec["pad_type_id"],
@@ -550,10 +585,14 @@ class Predictor:
         if self.inputs != expected or not usable:
             raise BundleError(f"{spec['model']}: inputs {self.inputs} do not match "
                               f"{SPEC} {expected}")
-        outputs = [o.name for o in self.session.get_outputs()]
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
         if spec["output"] not in outputs:
             raise BundleError(f"{SPEC}: output {spec['output'][:80]!r} is not one of the "
                               f"model's ({', '.join(outputs)})")
+        width = (outputs[spec["output"]] or [None])[-1]
+        if isinstance(width, int) and width != len(self.labels):
+            raise BundleError(f"{spec['labels']}: {len(self.labels)} labels for the model's "
+                              f"{width} outputs")
 
     def file(self, field: str) -> Path:
         """The bundle file input_spec.json's `field` names (checked: inside, listed)."""
@@ -589,7 +628,7 @@ class Predictor:
         if self._words is None:  # the same tokenizer without truncation or padding
             from tokenizers import Tokenizer
 
-            self._words = Tokenizer.from_file(str(self.file("tokenizer")))
+            self._words = _tokenizer(Tokenizer, self.file("tokenizer"))
             self._words.no_truncation()
             self._words.no_padding()
             self._specials = (len(self._words.encode("a").ids)
@@ -698,7 +737,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-image-pixels", type=int, metavar="N", help="An image bundle: the "
                    "most pixels (width x height) an image may have; a larger one is refused "
                    "from its header, before it is decoded [default: the bundle's, "
-                   "input_spec.json image.max_pixels; else pixels.py's MAX_IMAGE_PIXELS, 64 Mpx].")
+                   "input_spec.json image.max_pixels; else pixels.py's MAX_IMAGE_PIXELS].")
     p.add_argument("--bundle", default=str(Path(__file__).resolve().parent),
                    help="The bundle folder [default: this file's folder].")
     p.add_argument("--benchmark", type=int, metavar="N", help="Time N one-text requests over "
