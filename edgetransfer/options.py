@@ -118,7 +118,8 @@ class TrainOptions(BaseModel):
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming "
                                 "up the learning rate (then linear decay).")
     patience: int = Field(2, ge=0, description="Stop after this many evaluations without a "
-                          "better validation accuracy; 0 turns early stopping off.")
+                          "better validation score in the task's primary metric (accuracy; "
+                          "entity F1 for token classification); 0 turns early stopping off.")
     eval_steps: int = Field(0, ge=0, description="Evaluate and checkpoint every N steps; 0 means "
                             "once per epoch.")
     seed: int = Field(42, ge=0, le=MAX_SEED, description="Seed for the split, initialisation "
@@ -150,6 +151,18 @@ class TaskOption(BaseModel):
                              "artifact.json records, else the one the data's columns fit].")
 
 
+class FloorOption(BaseModel):
+    """The stages that take a trained model on (export, verify, package) and refuse one
+    marked degenerate (edgetransfer/measure/floor.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow_degenerate: bool = Field(False, description="Take a model marked degenerate: one "
+                                   "whose validation metric was at chance after training "
+                                   "(artifact.json \"floor\"; finetune and distill warn). "
+                                   "Without it such a model is refused (exit 2).")
+
+
 # Settings that change how or where a run is carried out, not what it computes: a resumed
 # run may differ in them, a pipeline step and a bundle are the same without them. The one
 # list every stage and the pipeline read.
@@ -168,22 +181,24 @@ def comma_list(v):
 
 
 def _device_choices():
-    from .device.target_check import CPUS, SYSTEMS  # (plain data; no heavy imports)
+    from .device import target_check as t  # (plain data; no heavy imports)
 
-    return Literal[tuple(SYSTEMS)], Literal[tuple(CPUS)]
+    systems = ", ".join(f"{python} {release}" for python, (release, _) in t.SYSTEMS.items())
+    # the help says what the table holds, so a row added there is in --help too
+    python_help = (f"The device's Python, by the system that ships it: {systems} ({t.PI_OS} "
+                   f"follows Debian); wheels are checked for it [default: {t.DEFAULT_PYTHON} "
+                   f"for linux-aarch64, this machine's for linux-x86_64].")
+    return Literal[tuple(t.SYSTEMS)], Literal[tuple(t.CPUS)], python_help
 
 
-_PYTHONS, _CPUS = _device_choices()
+_PYTHONS, _CPUS, _PYTHON_HELP = _device_choices()
 
 
 class TargetOptions(BaseModel):
     """The device a bundle is checked against (package, target): its Python and ARM core;
     the choices are target_check's tables (SYSTEMS, CPUS)."""
 
-    target_python: _PYTHONS | None = Field(
-        None, description="The device's Python: 3.11 Raspberry Pi OS / Debian bookworm, 3.13 "
-        "trixie, 3.12 Ubuntu 24.04, 3.10 Ubuntu 22.04; wheels are checked for it [default: "
-        "3.11 for linux-aarch64, this machine's for linux-x86_64].")
+    target_python: _PYTHONS | None = Field(None, description=_PYTHON_HELP)
     target_cpu: _CPUS | None = Field(
         None, description="The device's ARM core (Raspberry Pi 4: cortex-a72, Pi 5: "
         "cortex-a76): whether int8 kernels suit it.")

@@ -27,6 +27,8 @@ class Stage:
     step: bool = True  # a pipeline step (a section of recipes); predict is not
     variants: bool = False  # the recipe section is a list of named variants (export)
     entry: str = "run"  # the module function the command calls: entry(cfg, **extras)
+    # the one edgetransfer.api calls instead, where entry prints what a caller wants back
+    api: str | None = None
     argument: str | None = None  # a variadic positional argument the entry takes (texts)
     flags: tuple[tuple[str, str], ...] = ()  # extra on/off flags of the command: (name, help)
 
@@ -96,7 +98,7 @@ register(Stage("package", "a bundle for the device: model, tokenizer or image re
                                 "max_length", "max_image_pixels"})))
 register(Stage("predict", "run a bundle on texts or images, as the device does",
                "PredictConfig",
-               first=("bundle", "input"), step=False, argument="texts"))
+               first=("bundle", "input"), step=False, argument="texts", api="predictions"))
 register(Stage("device", "measure a bundle on the device over SSH and gate it against that "
                "device's baseline", "DeviceConfig",
                first=("bundle", "device", "remote_python", "baseline", "update_baseline"),

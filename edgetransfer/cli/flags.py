@@ -29,6 +29,14 @@ def _unwrap(annotation):
     return annotation, False
 
 
+def typed(value) -> str:
+    """A default as a user types it: yes/no for a truth value in a list (pydantic reads
+    both), not Python's True/False."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
 def options_from(config: type[BaseModel], first: tuple[str, ...] = ()):
     """A decorator adding one Click option per field of `config` (`first` listed first)."""
     fields = config.model_fields
@@ -45,7 +53,7 @@ def options_from(config: type[BaseModel], first: tuple[str, ...] = ()):
             required = info.default is PydanticUndefined
             default = None if required else info.default
             if isinstance(default, list):  # shown and parsed the way a user types it
-                default = ",".join(str(v) for v in default)
+                default = ",".join(typed(v) for v in default)
             kwargs = dict(help=info.description, show_default=default not in (None, False))
             if (info.json_schema_extra or {}).get("repeatable"):
                 # a list given by repeating the option (paths may hold commas)

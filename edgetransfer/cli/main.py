@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import textwrap
 
 import click
 
 from .. import __version__, registry
 from ..errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgeTransferError
+from . import inputs
 from .flags import build, options_from
 
 log = logging.getLogger("edgetransfer")
@@ -58,28 +58,28 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
             pass
 
 
-def _group_help() -> str:
-    """The group's --help: the stages from the registry, then the pipeline commands."""
-    width = max(len(s.name) for s in registry.stages())
-    stages = "\n".join(f"  {s.name:<{width}}  {s.summary}" for s in registry.stages())
-    return f"""Take a pretrained backbone to a verified, packaged edge model.
-
-    \b
-    Stages:
-{textwrap.indent(stages, "    ")}
-
-    \b
-    Pipelines:
-      run        a whole recipe (recipes/*.yaml), resumable, with a report
-      validate   check a recipe without running it
-      report     re-render a pipeline's report
-
-    Run `edgetransfer COMMAND --help` for a command's options.
-    """
+# The commands that are not stages, as the group's --help lists them after the stages
+PIPELINES = {"run": "a whole recipe (recipes/*.yaml), resumable, with a report",
+             "validate": "check a recipe without running it",
+             "report": "re-render a pipeline's report"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-             help=_group_help())
+class _Group(click.Group):
+    """The command list once, in two sections: the stages in the registry's (pipeline)
+    order, then the pipeline commands (Click's own list is alphabetical and one)."""
+
+    def format_commands(self, ctx, formatter) -> None:
+        stages = [(s.name, s.summary) for s in registry.stages()]
+        with formatter.section("Stages"):
+            formatter.write_dl(stages)
+        with formatter.section("Pipelines"):
+            formatter.write_dl(list(PIPELINES.items()))
+
+
+@click.group(cls=_Group,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             help="Take a pretrained backbone to a verified, packaged edge model.\n\n"
+                  "Run `edgetransfer COMMAND --help` for a command's options.")
 @click.version_option(__version__, "--version", prog_name="edgetransfer")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.option("-v", "--verbose", count=True, help="More output (-vv: debug, and the "
@@ -98,7 +98,9 @@ def stage_command(stage: registry.Stage) -> click.Command:
         extras = {name: values.pop(name) for name, _ in stage.flags}
         if stage.argument:
             extras[stage.argument] = list(values.pop(stage.argument))
-        getattr(module, stage.entry)(build(config, values), **extras)
+        cfg = build(config, values)
+        inputs.check(cfg)  # (a mistyped path: said before the stage loads torch)
+        getattr(module, stage.entry)(cfg, **extras)
 
     fn = options_from(config, first=stage.first)(callback)
     for name, help_text in reversed(stage.flags):
@@ -113,7 +115,7 @@ for _stage in registry.stages():
     cli.add_command(stage_command(_stage))
 
 
-@cli.command(name="run")
+@cli.command(name="run", short_help=PIPELINES["run"])
 @click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=__import__("pathlib").Path))
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--from", "from_step", metavar="STEP", help="Re-run from this step on "
@@ -137,7 +139,7 @@ def run_command(recipe_file, overrides, from_step, force) -> None:
     click.echo(f"report: {root / 'report.md'}")
 
 
-@cli.command()
+@cli.command(short_help=PIPELINES["validate"])
 @click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=__import__("pathlib").Path))
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 def validate(recipe_file, overrides) -> None:
@@ -162,7 +164,7 @@ def validate(recipe_file, overrides) -> None:
                           + "; fix data.dir or the file names (override with data.dir=PATH)")
 
 
-@cli.command()
+@cli.command(short_help=PIPELINES["report"])
 @click.argument("folder", type=click.Path(exists=True, file_okay=False,
                                           path_type=__import__("pathlib").Path))
 def report(folder) -> None:

@@ -7,10 +7,13 @@
   opset the model uses (onnxruntime's own kernel registry), and its IR version is one that
   onnxruntime reads;
 - the CPU: an int8 model on an ARM core without the dot-product instructions (Cortex-A72,
-  Raspberry Pi 4) runs, but int8 may not beat fp32 there.
+  Raspberry Pi 4) runs, but int8 may not beat fp32 there;
+- the tuning: an int8 model exported for x86 (export --target) and shipped to ARM, or the
+  reverse, runs, but an export for that CPU may do better.
 
-Each finding is a row {check, subject, status ok|warn|block, detail}; package writes the
-table into the manifest and refuses (exit 2, before anything is written) on a "block".
+Each finding is a row {check, subject, status ok|warn|block, detail}; package and `target`
+run the same check(), package writes the table into the manifest and refuses (exit 2,
+before anything is written) on a "block".
 """
 
 from __future__ import annotations
@@ -30,17 +33,25 @@ from ..errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
-# Target systems by the Python they ship: (what, glibc). Raspberry Pi OS follows Debian.
-SYSTEMS = {"3.10": ("Ubuntu 22.04", "2.35"), "3.11": ("Raspberry Pi OS / Debian bookworm",
-                                                      "2.36"),
-           "3.12": ("Ubuntu 24.04", "2.39"), "3.13": ("Raspberry Pi OS / Debian trixie",
-                                                      "2.41")}
+# Target systems by the Python they ship: (release, glibc). Raspberry Pi OS is Debian's
+# release on the boards, so it is named only for an ARM target (system() below).
+SYSTEMS = {"3.10": ("Ubuntu 22.04", "2.35"), "3.11": ("Debian bookworm", "2.36"),
+           "3.12": ("Ubuntu 24.04", "2.39"), "3.13": ("Debian trixie", "2.41")}
 DEFAULT_PYTHON = "3.11"  # Raspberry Pi OS bookworm, the boards' current default
+PI_OS = "Raspberry Pi OS"
 ARCH = {"linux-aarch64": "aarch64", "linux-x86_64": "x86_64"}
 # ARM cores by the boards that carry them: has the dot-product (SDOT/UDOT) instructions
 CPUS = {"cortex-a72": ("Raspberry Pi 4", False), "cortex-a76": ("Raspberry Pi 5", True),
         "cortex-a78ae": ("Jetson Orin", True), "cortex-a53": ("Raspberry Pi 3 / Zero 2", False),
         "cortex-a55": ("many TV boxes and SBCs", True)}
+
+
+def system(target: str, python: str) -> str:
+    """The system a device of this platform with this Python runs, as the findings name it:
+    an x86 box with Debian's Python is Debian, an ARM board with it Raspberry Pi OS too."""
+    release = SYSTEMS[python][0]
+    return (f"{PI_OS} / {release}" if target == "linux-aarch64" and release.startswith("Debian")
+            else release)
 
 
 def row(check: str, subject: str, status: str, detail: str) -> dict:
@@ -59,7 +70,7 @@ def wheels(pins: list[Pin], target: str, python: str) -> list[dict]:
     """A row per requirement: the wheel pip would install there (one whose sha256 the pin
     lists), or a block. pip reads the pins as requirements.write_for_pip wrote them, with
     PIP_FLAGS: nothing is built or run."""
-    system, glibc = SYSTEMS[python]
+    glibc, named = SYSTEMS[python][1], system(target, python)
     tags = [x for t in platform_tags(target, glibc) for x in ("--platform", t)]
     abi = "cp" + python.replace(".", "")
     rows = []
@@ -82,7 +93,7 @@ def wheels(pins: list[Pin], target: str, python: str) -> list[dict]:
                        text.lower() or "network" in text.lower() else
                        f"the wheel for {target}, Python {python} matches none of the pin's "
                        f"sha256 hashes" if "do not match the hashes" in text.lower() else
-                       f"no wheel for {target}, Python {python} ({system}, glibc {glibc})")
+                       f"no wheel for {target}, Python {python} ({named}, glibc {glibc})")
                 rows.append(row("wheel", pin.spec, "warn" if "index" in why else "block",
                                 why))
                 continue
@@ -91,7 +102,7 @@ def wheels(pins: list[Pin], target: str, python: str) -> list[dict]:
             needs += [(2, 17)] if "manylinux2014" in wheel else []
             least = min(needs) if needs else None
             rows.append(row("wheel", pin.spec, "ok", f"{wheel}" + (
-                f" (glibc >= {least[0]}.{least[1]}; {system} has {glibc})" if least else "")))
+                f" (glibc >= {least[0]}.{least[1]}; {named} has {glibc})" if least else "")))
     return rows
 
 
@@ -152,15 +163,38 @@ def cpu(target: str, cpu_name: str | None, precision: str | None) -> list[dict]:
     if dot:
         return [row("CPU", cpu_name, "ok", f"{board}: has the dot-product instructions "
                     f"(SDOT/UDOT) int8 kernels use")]
-    return [row("CPU", cpu_name, "warn", f"{board}: no dot-product instructions; int8 may not "
-                f"beat fp32 there. Measure on the board, or export both and keep the faster "
-                f"(`export --quantize auto` measured on the device)")]
+    return [row("CPU", cpu_name, "warn", f"{cpu_name} ({board}) has no dot-product "
+                f"instructions; int8 may not beat fp32 there. Measure on the board, or export "
+                f"both and keep the faster (`export --quantize auto` measured on the device)")]
+
+
+# the CPU family each export --target tunes int8 for (convert.quantize's targets), and the
+# export to make for a platform instead
+TUNED_FOR = {"x86-avx2": "x86_64", "x86-avx512-vnni": "x86_64", "arm64": "aarch64"}
+BETTER_EXPORT = {"x86_64": "x86-avx512-vnni (or x86-avx2)", "aarch64": "arm64"}
+
+
+def tuning(target: str, quantization: dict | None) -> list[dict]:
+    """Whether an int8 model was tuned for the target's CPU family (export --target): one
+    for x86 runs on ARM, and the reverse, but an export for that CPU may do better."""
+    q = quantization if isinstance(quantization, dict) else {}  # (a record from elsewhere)
+    arch = ARCH[target]
+    tuned = TUNED_FOR.get(q["target"]) if isinstance(q.get("target"), str) else None
+    if not str(q.get("mode", "")).startswith("int8") or tuned in (None, arch):
+        return []
+    return [row("tuning", "model.onnx", "warn", f"model.onnx is int8 tuned for --target "
+                f"{q['target']} (export.json) and packaged for {target}: it runs there, but an "
+                f"export with --target {BETTER_EXPORT[arch]} may be faster or more accurate on "
+                f"that CPU")]
 
 
 def check(target: str, python: str | None, cpu_name: str | None, pins: list[Pin],
-          onnx_model: Path, precision: str | None) -> dict:
-    """Every finding for a bundle's pins and model on `target`, logged as a table; a
-    blocking one is an error (exit 2). `python` None: the target's usual one."""
+          onnx_model: Path, precision: str | None, quantization: dict | None = None) -> dict:
+    """Every finding for a bundle's pins and model on `target`, logged as a table, each
+    warning also said on its own; a blocking one is an error (exit 2). `python` None: the
+    target's usual one. `quantization`: export.json's (the bundle manifest's copy), whose
+    --target says which CPU family an int8 model was tuned for. package and `target` both
+    run this, so they find the same things."""
     if python is None:
         python = (DEFAULT_PYTHON if target == "linux-aarch64"
                   else ".".join(platform.python_version_tuple()[:2]))
@@ -168,17 +202,26 @@ def check(target: str, python: str | None, cpu_name: str | None, pins: list[Pin]
         raise ConfigError(f"--target-python {python}: give one of {', '.join(SYSTEMS)}")
     pinned = next((p.version for p in pins if p.name == "onnxruntime"), None)
     rows = (wheels(pins, target, python) + model(onnx_model, pinned)
-            + cpu(target, cpu_name, precision))
-    system, glibc = SYSTEMS[python]
-    log.info("target %s, Python %s (%s, glibc %s)%s:\n%s", target, python, system, glibc,
+            + cpu(target, cpu_name, precision) + tuning(target, quantization))
+    named, glibc = system(target, python), SYSTEMS[python][1]
+    log.info("target %s, Python %s (%s, glibc %s)%s:\n%s", target, python, named, glibc,
              f", {cpu_name}" if cpu_name else "", table(rows))
+    for r in rows:
+        if r["status"] == "warn":  # (said even under -q, which hides the table)
+            log.warning("%s", warning(r))
     blocks = [r for r in rows if r["status"] == "block"]
     if blocks:
         raise ModelError(f"--target {target} (Python {python}): {blocks[0]['subject']}: "
                          f"{blocks[0]['detail']}" + (f" (+{len(blocks) - 1} more blocking)"
                                                       if len(blocks) > 1 else ""))
-    return {"target": target, "python": python, "system": system, "glibc": glibc,
+    return {"target": target, "python": python, "system": named, "glibc": glibc,
             "cpu": cpu_name, "rows": rows}
+
+
+def warning(r: dict) -> str:
+    """A finding as one line that names what it is about."""
+    return r["detail"] if r["detail"].startswith(r["subject"]) else (
+        f"{r['subject']}: {r['detail']}")
 
 
 def table(rows: list[dict]) -> str:

@@ -74,17 +74,33 @@ def tolerance(precision: str, task=None, atol: float | None = None,
             default_agree if min_agreement is None else min_agreement)
 
 
+def default_source(precision: str, value: float, task=None) -> str:
+    """Where a bar nobody overrode comes from, as a gate's summary says it."""
+    if task is not None and getattr(task, "tolerances", None):
+        return f"the {getattr(task, 'name', 'task')} task's {precision} default {number(value)}"
+    return f"the {precision} default {number(value)}"
+
+
 def compare(reference: list[np.ndarray], candidate: list[np.ndarray], precision: str,
             name: str = "logits", atol: float | None = None,
-            min_agreement: float | None = None, task=None, labels_only: bool = False) -> Report:
+            min_agreement: float | None = None, task=None, labels_only: bool = False,
+            atol_from: str = "--atol", min_agreement_from: str = "--min-agreement") -> Report:
     """Compare lists of output arrays (one per probe batch) for one output.
 
     Agreement is the task's (`task.agreement`, e.g. top-1 for classification); without a
     task, top-1 over the last axis. A task with no agreement is judged by `atol` alone.
     `labels_only`: no bound on the values, agreement alone (a model whose inputs differ by
-    design, e.g. a pruned vocabulary's pieces).
+    design, e.g. a pruned vocabulary's pieces). `atol_from`, `min_agreement_from`: where a
+    given bar comes from (the user's flag, or the caller's rule), recorded beside it; a bar
+    not given is the precision's default and says so.
     """
+    given_atol, given_agreement = atol is not None, min_agreement is not None
     atol, min_agreement = tolerance(precision, task, atol, min_agreement)
+    if not given_atol:
+        atol_from = default_source(precision, atol, task) if atol is not None else None
+    if not given_agreement:
+        min_agreement_from = (default_source(precision, min_agreement, task)
+                              if min_agreement is not None else None)
     if labels_only:
         atol = None
     report = Report(precision)
@@ -112,16 +128,20 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], precision:
         "nan": nan, "inf": inf, "top1_agreement": agreement,
         "examples": int(sum(rows)),
         "atol": atol, "min_agreement": min_agreement if agreement is not None else None,
+        "atol_from": atol_from if atol is not None else None,
+        "min_agreement_from": min_agreement_from if agreement is not None else None,
     }
     report.outputs[name] = stats
     if nan or inf:
         report.failures.append(f"{name}: {nan} NaN and {inf} inf values")
+    # (a default bar is named by its precision alone; any other by where it came from)
     if atol is not None and stats["max_abs_diff"] > atol:
         report.failures.append(f"{name}: max |difference| {stats['max_abs_diff']:.2e} > "
-                               f"{_short(atol)} ({precision})")
+                               f"{number(atol)} ({_said(precision, atol_from, given_atol)})")
     if agreement is not None and min_agreement is not None and agreement < min_agreement:
         report.failures.append(f"{name}: top-1 agreement {agreement:.3f} < {min_agreement} "
-                               f"({precision})")
+                               f"({_said(precision, min_agreement_from, given_agreement)}) over "
+                               f"{sum(rows)} outputs")
     if atol is None and agreement is None:
         report.failures.append(f"{name}: no tolerance for {precision} and no agreement "
                                f"measure; pass --atol")
@@ -137,7 +157,13 @@ def top1_agreement(reference, candidate) -> float:
     return float((ref.argmax(-1) == cand.argmax(-1)).mean())
 
 
-def _short(x: float) -> str:
-    """1e-04 as 1e-04, 0.25 as 0.25 (one significant digit would say 2e-01)."""
+def _said(precision: str, source: str, given: bool) -> str:
+    return f"{precision}, {source}" if given else precision
+
+
+def number(x: float) -> str:
+    """1e-04 as 1e-04, 0.25 as 0.25 (one significant digit would say 2e-01), 1.0 as 1."""
+    if 0.01 <= abs(x) < 1000:
+        return f"{x:g}"
     one = f"{x:.0e}"
     return one if float(one) == x else f"{x:.3g}"

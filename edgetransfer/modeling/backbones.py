@@ -69,6 +69,11 @@ def builtin_path(name: str) -> Path:
     return Path(module.__file__).parent / "model"
 
 
+def is_path(name: str) -> bool:
+    """Whether a --model value can only be a local path, never a hub id ("org/name")."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
 def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = False,
             weights_optional: bool = False) -> Backbone:
     """Locate `name` and check its files before anything is loaded.
@@ -80,7 +85,7 @@ def resolve(name: str, allow_pickle: bool = False, trust_remote_code: bool = Fal
         folder = builtin_path(name)
     elif Path(name).exists():
         folder = Path(name)
-    elif name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+    elif is_path(name):
         raise ModelError(
             f"--model {name}: no such folder; give a local HF folder, a hub id, or one of "
             f"{sorted(BUILTIN)}"

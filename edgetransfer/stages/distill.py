@@ -26,6 +26,7 @@ from .. import paths, tasks
 from ..artifacts import OutputFolder
 from ..data import splits
 from ..errors import ConfigError, ModelError
+from ..measure import floor
 from ..modeling import architectures, backbones, students
 from ..options import (MAX_BATCH, DataOptions, OutputOptions, TaskOption, TrainOptions,
                        comma_list)
@@ -136,6 +137,11 @@ def run(cfg: DistillConfig) -> Path:
     teacher_bb = backbones.resolve(cfg.teacher, cfg.allow_pickle, cfg.trust_remote_code)
     task = tasks.resolve(cfg.task, config=teacher_bb.config, where=f"--teacher {cfg.teacher}")
     backbones.require_head(teacher_bb, task, "--teacher")
+    teacher_floor = floor.recorded(teacher_bb.source) if teacher_bb.local else None
+    if teacher_floor is not None and teacher_floor.get("verdict") == floor.DEGENERATE:
+        # (a warning: distilling it is allowed, and its student will be judged the same way)
+        log.warning("--teacher %s: a degenerate model (%s); a student learns no more than its "
+                    "teacher knows", cfg.teacher, teacher_floor.get("why"))
     student_bb = (backbones.resolve(cfg.student, cfg.allow_pickle, cfg.trust_remote_code,
                                     weights_optional=True) if cfg.student else None)
     backbones.check_max_length(teacher_bb, cfg.max_length)
@@ -222,6 +228,7 @@ def run(cfg: DistillConfig) -> Path:
         model=student, tokenizer=tokenizer, task=task, tokenized=tokenized,
         label_names=data.label_names, opts=cfg, lr=cfg.lr, out=out, settings=settings,
         placement=placement, started=started, train_dataset=transfer,
+        teacher_floor=teacher_floor,
         trainer_class=distill_trainer_class(),
         trainer_kwargs={"task": task, "teacher": teacher if online else None,
                         "alpha": cfg.alpha, "temperature": cfg.temperature,

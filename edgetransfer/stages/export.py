@@ -26,9 +26,9 @@ from .. import paths, tasks
 from ..artifacts import MANIFEST, OutputFolder, fingerprint, versions, write_json, write_manifest
 from ..convert import onnx_export, quantize, rewrites
 from ..errors import CheckFailed, ConfigError, ModelError
-from ..measure import latency, parity, scoring
+from ..measure import floor, latency, parity, scoring
 from ..modeling import backbones, heads
-from ..options import MAX_THREADS, ColumnOptions, TaskOption
+from ..options import MAX_THREADS, ColumnOptions, FloorOption, TaskOption
 from ..untrusted import shorten
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ Output parity with PyTorch is a gate: a model that drifts beyond tolerance is an
 """
 
 
-class ExportConfig(TaskOption, ColumnOptions):
+class ExportConfig(TaskOption, ColumnOptions, FloorOption):
     """Settings of `edgetransfer export`; each description is the CLI help."""
 
     model: str = Field(description="The checkpoint to export: a `finetune` or `distill` output "
@@ -92,11 +92,13 @@ class ExportConfig(TaskOption, ColumnOptions):
                                   "(needed by --quantize auto).")
     max_accuracy_drop: float = Field(0.5, ge=0, description="How much of the task's primary "
                                      "metric a quantized model may lose against the fp32 ONNX "
-                                     "model on --eval-data (accuracy: points).")
+                                     "model on --eval-data, in points (of accuracy, or "
+                                     "entity F1 for token classification).")
     atol: float | None = Field(None, gt=0, description="Override the parity tolerance on "
                                "logits (fp32 1e-4, fp16 5e-2).")
     min_agreement: float | None = Field(None, gt=0, le=1, description="Override the least "
-                                        "top-1 agreement with PyTorch (int8 0.95).")
+                                        "top-1 agreement with PyTorch (fp32 1, fp16 0.99, int8 "
+                                        "0.95 with --eval-data, 0.75 on the probe rows alone).")
     ort_format: bool = Field(False, description="Also write model.ort and "
                              "required_operators.config for onnxruntime's minimal/mobile "
                              "builds.")
@@ -168,6 +170,7 @@ def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
     bb = backbones.resolve(cfg.model, cfg.allow_pickle)
     if not bb.local:
         raise ModelError(f"--model {cfg.model}: export takes a local checkpoint folder")
+    floor.check(cfg.model, cfg.allow_degenerate, "export")  # (a model at chance: refused)
     backbones.check_max_length(bb, cfg.max_length)
     task = tasks.resolve(cfg.task, config=bb.config, folder=Path(bb.source),
                          where=f"--model {cfg.model}")
@@ -228,9 +231,14 @@ def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
                     if evals is not None else None)
     # the parity inputs: shape-varied probes, plus the eval data where given (int8 agreement
     # is only meaningful over many examples)
+    shaped = len(probes)
     probes = probes + ([f for f, _ in eval_batches] if eval_batches else [])
-    ref_outputs = [parity.positions(task, torch_logits(b), b) for b in probes]
+    raw = [torch_logits(b) for b in probes]
+    ref_outputs = [parity.positions(task, r, b) for r, b in zip(raw, probes)]
     job = _Job(cfg, task, labels, preprocessor, probes, ref_outputs, eval_batches)
+    # what the parity gates compare, in examples (a sentence, an image), for their summary
+    examples = [len(task.per_example(r, b)) for r, b in zip(raw, probes)]
+    job.rows = {"probe": sum(examples[:shaped]), "eval": sum(examples[shaped:])}
     job.reference = reference
     job.pruning = pruning
 
@@ -244,6 +252,13 @@ def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
         raise
     final_dir = out.commit()
     metric = task.primary
+    log.info("gates (export.json \"gates\"):\n%s", "\n".join(
+        f"  {line}" for line in gate_lines(record["gates"])))
+    if any(g.get("min_agreement_from") == PROBE_ONLY for g in record["gates"]):
+        log.warning("int8 agreement was judged on %d probe rows only, at least %g (it catches a "
+                    "broken quantization, not a small drift); --eval-data holds int8 to %g "
+                    "agreement and to --max-accuracy-drop on your data", job.rows["probe"],
+                    PROBE_ONLY_INT8_AGREEMENT, parity.tolerance("int8", task)[1])
     log.info("wrote %s  (%s, %.1f MB, p50 %.2f ms at batch 1%s)", final_dir / "model.onnx",
              settings.get("mode"), record["size_bytes"] / 2**20,
              record["latency_batch1"]["p50_ms"],
@@ -264,11 +279,12 @@ class _Job:
         session = latency.ort_session(path, cfg.threads)
         outputs = [parity.positions(self.task, session.run(None, latency.feeds_for(session, b))[0],
                                     b) for b in self.probes]
-        min_agreement = cfg.min_agreement
+        min_agreement, source = cfg.min_agreement, "--min-agreement"
         if min_agreement is None and precision == "int8" and not cfg.eval_data:
-            min_agreement = PROBE_ONLY_INT8_AGREEMENT
+            min_agreement, source = PROBE_ONLY_INT8_AGREEMENT, PROBE_ONLY
         report = parity.compare(self.ref_outputs, outputs, precision, atol=cfg.atol,
-                                min_agreement=min_agreement, task=self.task)
+                                min_agreement=min_agreement, task=self.task,
+                                min_agreement_from=source)
         if not report.passed:
             raise CheckFailed(f"parity with PyTorch failed for {path.stem} ({precision}): "
                               f"{'; '.join(report.failures)}; nothing was written to {cfg.out}")
@@ -348,8 +364,10 @@ def _prune_vocab(cfg, bb, task, corpus: list[str], evals, scratch: Path):
     record = {"corpus": corpus, "min_count": cfg.min_count,
               "corpus_tokens": sum(counts.values()), "kept": len(keep), "of": len(tokenizer),
               "kept_fraction": round(len(keep) / len(tokenizer), 4),
-              "judged_on": cfg.eval_data, "label_agreement": round(agreement, 4),
-              "min_agreement": least,
+              "judged_on": cfg.eval_data, "rows": len(evals),
+              "label_agreement": round(agreement, 4), "min_agreement": least,
+              "min_agreement_from": ("--min-agreement" if cfg.min_agreement is not None else
+                                     f"the pruning default {vocab.MIN_AGREEMENT}"),
               "unk_rate": {"unpruned": round(before[2], 5), "pruned": round(after[2], 5)},
               "tokens_per_example": {"unpruned": round(before[3], 2),
                                      "pruned": round(after[3], 2)},
@@ -481,12 +499,15 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
             log.warning("latency measured here may not hold on the target: %s",
                         record["host"]["target_mismatch"])
     record["size_bytes"] = (work / "model.onnx").stat().st_size
+    record["gates"] = gate_summary(record, job, fp32_value)
     record["versions"] = versions("torch", "transformers", "optimum-onnx", "onnx", "onnxruntime")
     record["wall_time_s"] = round(time.perf_counter() - started, 1)
     write_json(work / "export.json", record)
     write_manifest(work, "onnx-model", json.loads(cfg.model_dump_json()),
                    {k: record.get(k) for k in (metric, "size_bytes")}
-                   | {"p50_ms_batch1": record["latency_batch1"]["p50_ms"]},
+                   | {"p50_ms_batch1": record["latency_batch1"]["p50_ms"]}
+                   # (the source's floor verdict, carried: verify and package read it here)
+                   | ({"floor": f} if (f := floor.recorded(cfg.model)) else {}),
                    parents={"model": cfg.model}, task=task.name,
                    packages=("torch", "transformers", "optimum-onnx", "onnx", "onnxruntime"))
     return record, settings
@@ -522,6 +543,78 @@ def _build(mode, fp32, tmp, feeds, cfg, exclude=None, name=None, layers_only=Fal
 # data an int8 model is held to this coarse bar (a broken quantization gives near-random
 # predictions), and export.json says the agreement was judged on probes only.
 PROBE_ONLY_INT8_AGREEMENT = 0.75
+PROBE_ONLY = "probe rows without --eval-data"  # where that bar comes from, as gates say it
+
+
+def gate_summary(record: dict, job, fp32_value: float | None) -> list[dict]:
+    """What each gate compared (export.json "gates"): the rows, the figure, the bar and
+    where the bar came from (a flag, a default, the probe-only rule)."""
+    cfg, task, metric = job.cfg, job.task, job.task.primary
+    rows = job.rows["probe"] + job.rows["eval"]
+    gates = []
+    for step, report in record["parity"].items():
+        for output, stats in report["outputs"].items():
+            gates.append({
+                "gate": f"parity {step}", "precision": report["precision"], "output": output,
+                "rows": rows, "probe_rows": job.rows["probe"], "eval_rows": job.rows["eval"],
+                "outputs_compared": stats.get("examples"),
+                "max_abs_diff": stats.get("max_abs_diff"), "atol": stats.get("atol"),
+                "atol_from": stats.get("atol_from"), "agreement": stats.get("top1_agreement"),
+                "min_agreement": stats.get("min_agreement"),
+                "min_agreement_from": stats.get("min_agreement_from"),
+                "passed": report["passed"]})
+    if metric in record and fp32_value is not None:
+        drop = task.drop(fp32_value, record[metric])
+        default = ExportConfig.model_fields["max_accuracy_drop"].default
+        gates.append({
+            "gate": metric, "rows": job.rows["eval"], "data": cfg.eval_data,
+            "value": record[metric], "against": "the fp32 ONNX model",
+            "against_value": fp32_value, "drop": round(drop, 4),
+            "max_drop": cfg.max_accuracy_drop,
+            "max_drop_from": (f"the --max-accuracy-drop default {default:g}"
+                              if cfg.max_accuracy_drop == default else "--max-accuracy-drop"),
+            "passed": drop <= cfg.max_accuracy_drop})
+    if job.pruning:
+        v = job.pruning
+        gates.append({
+            "gate": "vocabulary pruning", "rows": v["rows"], "data": v["judged_on"],
+            "agreement": v["label_agreement"], "against": "the unpruned model",
+            "min_agreement": v["min_agreement"], "min_agreement_from": v["min_agreement_from"],
+            "passed": True})  # (a miss stops the export before this record exists)
+    return gates
+
+
+def gate_lines(gates: list[dict]) -> list[str]:
+    """A gate summary as terminal lines: what was compared, the figure against its bar, and
+    where the bar came from."""
+    lines = []
+    for g in gates:
+        verdict = "passed" if g["passed"] else "FAILED"
+        if g["gate"].startswith("parity"):
+            seen = [f"{g[k + '_rows']} {what}" for k, what in (("probe", "probe"),
+                                                                 ("eval", "--eval-data"))
+                    if g[k + "_rows"]]
+            compared = (f"; {g['outputs_compared']} outputs compared"
+                        if g["outputs_compared"] != g["rows"] else "")
+            figures = []
+            if g["atol"] is not None:
+                figures.append(f"max |diff| {g['max_abs_diff']:.1e} <= "
+                               f"{parity.number(g['atol'])} ({g['atol_from']})")
+            if g["min_agreement"] is not None:
+                figures.append(f"agreement {g['agreement']:.3f} >= {g['min_agreement']:g} "
+                               f"({g['min_agreement_from']})")
+            lines.append(f"{g['gate']} ({g['precision']}): {g['rows']} rows "
+                         f"({', '.join(seen)}{compared}); {'; '.join(figures)}: {verdict}")
+        elif g["gate"] == "vocabulary pruning":
+            lines.append(f"{g['gate']}: {g['rows']} rows of {g['data']}; label agreement with "
+                         f"{g['against']} {g['agreement']:.3f} >= {g['min_agreement']:g} "
+                         f"({g['min_agreement_from']}): {verdict}")
+        else:
+            lines.append(f"{g['gate']}: {g['rows']} rows of {g['data']}; {g['value']:.4f} "
+                         f"against {g['against']}'s {g['against_value']:.4f}, drop "
+                         f"{g['drop']:.2f} <= {g['max_drop']:g} ({g['max_drop_from']}): "
+                         f"{verdict}")
+    return lines
 
 
 def _sensitive_nodes(path) -> list[str]:

@@ -50,7 +50,8 @@ class FinetuneConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
     """Settings of `edgetransfer finetune`; each description is the CLI help."""
 
     model: str = Field("minilm-l6", description="Backbone: 'minilm-l6' (all-MiniLM-L6-v2, "
-                       "bundled, offline), a local HF folder, or a hub id when online.")
+                       "bundled, offline; texts), 'efficientnet-lite0' (ImageNet weights, "
+                       "bundled, offline; images), a local HF folder, or a hub id when online.")
     new_head: bool = Field(False, description="Replace an existing head whose classes (or "
                            "task) differ from the data's.")
     method: Literal["full", "lora", "head"] = Field("full", description="What is trained: all "

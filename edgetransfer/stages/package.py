@@ -37,7 +37,9 @@ from ..convert.quantize import precision_of
 from ..data.labels import config_names
 from ..device import target_check as checks
 from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
-from ..options import MAX_COLD_STARTS, MAX_REQUESTS, MAX_THREADS, TargetOptions, result_settings
+from ..measure import floor
+from ..options import (MAX_COLD_STARTS, MAX_REQUESTS, MAX_THREADS, FloorOption, TargetOptions,
+                       result_settings)
 from ..paths import same as same_path
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,11 @@ HELP = """Bundle an exported model for a device: one folder and one deterministi
 Example:
   edgetransfer package --model models/demo/onnx --verify-report models/demo/verify.json \\
       --target linux-aarch64 --out models/demo/bundle
-writes models/demo/bundle/, models/demo/bundle.tar.gz and models/demo/bundle.json.
-On the device, after unpacking (a bundle from someone else: `edgetransfer target` it first,
-which refuses a requirements.txt of anything but pinned, hashed wheels):
+writes models/demo/bundle/, models/demo/bundle.tar.gz (which unpacks to a folder named as
+--out's last part: bundle/) and models/demo/bundle.json.
+On the device, after `tar xzf bundle.tar.gz && cd bundle` (a bundle from someone else:
+`edgetransfer target` it first, which refuses a requirements.txt of anything but pinned,
+hashed wheels):
   {install}
   python predict.py "turn the kitchen lights off"
 
@@ -61,20 +65,18 @@ per-request latency) and the figures go into manifest.json.
 """.format(install=requirements.install_command())
 
 TARGETS = ("linux-x86_64", "linux-aarch64")
-# the CPU family each export --target tunes int8 for (edgetransfer.quantize.TARGETS)
-TUNED_FOR = {"x86-avx2": "x86_64", "x86-avx512-vnni": "x86_64", "arm64": "aarch64"}
-BETTER_EXPORT = {"x86_64": "x86-avx512-vnni (or x86-avx2)", "aarch64": "arm64"}
 
 
-class PackageConfig(TargetOptions):
+class PackageConfig(TargetOptions, FloorOption):
     """Settings of `edgetransfer package`; each description is the CLI help."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: Path = Field(description="An `export` output folder (model.onnx, tokenizer.json, "
                         "config.json with the labels, export.json).")
-    out: Path = Field(description="The bundle folder to write; the archive OUT.tar.gz and its "
-                      "record OUT.json are written beside it.")
+    out: Path = Field(description="The bundle folder to write; the archive OUT.tar.gz (its "
+                      "files under one folder named as OUT's last part) and its record "
+                      "OUT.json are written beside it.")
     target: Literal["linux-x86_64", "linux-aarch64"] | None = Field(
         None, description="The device's platform (onnxruntime wheels exist for both); "
         "recorded, and checked against the CPU family an int8 model was tuned for [default: "
@@ -91,7 +93,7 @@ class PackageConfig(TargetOptions):
                              "builds); the export must have written them (--ort-format).")
     max_length: int | None = Field(None, ge=8, le=MAX_TOKENS, description="Token limit the "
                                    "runtime truncates to [default: the export's --max-length, "
-                                   "the length its accuracy was measured at].")
+                                   "the length its metric was measured at].")
     check_target: bool = Field(True, description="Check, before writing, that every "
                                "requirement has a wheel for the target and its Python, that "
                                "the pinned onnxruntime runs every operator, and that int8 "
@@ -135,6 +137,7 @@ def run(cfg: PackageConfig) -> Path:
         log.info("--target %s (this machine's)", cfg.target)
     model = cfg.model
     _check_model(model, cfg)
+    floor.check(model, cfg.allow_degenerate, "package")  # (a model at chance: refused)
     config = _read_json(model / "config.json")
     # (a longer text would index past the model's position table on the device)
     positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
@@ -154,15 +157,20 @@ def run(cfg: PackageConfig) -> Path:
     verification = _verification(cfg, model_sha)
     specs, notes = _requirements(verification, bundle_inputs.PACKAGES[kind])
     pins = requirements.hashed(specs)  # (each wheel's sha256, from the index)
-    notes += _target_notes(cfg.target, export_record)
+    quantization = export_record.get("quantization")
+    # (the tuning finding is a note in the manifest too, also with --no-check-target)
+    notes += [r["detail"] for r in checks.tuning(cfg.target, quantization)]
     try:
         target_check = (checks.check(cfg.target, cfg.target_python, cfg.target_cpu, pins,
-                                     model / "model.onnx", _precision(export_record))
+                                     model / "model.onnx", _precision(export_record),
+                                     quantization)
                         if cfg.check_target else None)
     except ModelError as e:
         raise ModelError(f"{e}; nothing was written") from None
+    said = {r["detail"] for r in target_check["rows"]} if target_check else set()
     for note in notes:
-        log.warning("%s", note)
+        if note not in said:  # (check() has said its own warnings)
+            log.warning("%s", note)
     # what the runtime takes: a text, or a (text, pair) tuple (the task's reader, so a
     # recipe's eval file of any task times real inputs; a tagger's rows carry their words
     # joined as "text")
@@ -351,17 +359,6 @@ def _verified_onnxruntime(env) -> str | None:
         if isinstance(scope, dict) and isinstance(scope.get("onnxruntime"), str):
             return scope["onnxruntime"]
     return None
-
-
-def _target_notes(target: str, export_record: dict) -> list[str]:
-    q = export_record.get("quantization") or {}
-    arch = target.split("-", 1)[1]
-    tuned = TUNED_FOR.get(q.get("target"))
-    if not str(q.get("mode", "")).startswith("int8") or tuned in (None, arch):
-        return []
-    return [f"model.onnx is int8 tuned for --target {q['target']} (export.json) and packaged "
-            f"for {target}: it runs there, but an export with --target {BETTER_EXPORT[arch]} "
-            f"may be faster or more accurate on that CPU"]
 
 
 def _check_beside(out: OutputFolder, paths, inputs, overwrite: bool) -> None:

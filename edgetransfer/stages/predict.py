@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -52,7 +53,8 @@ class PredictConfig(BaseModel):
                                          "for pairs [default: sentence2 beside sentence1, "
                                          "and so on].")
     top_k: int | None = Field(None, ge=1, description="Keep the k best labels in \"scores\" "
-                              "[default: all].")
+                              "(a classifier's bundle; one that prints entities or values "
+                              "refuses it) [default: all].")
     batch_size: int = Field(1, ge=1, le=MAX_BATCH, description="Texts per model call (1: "
                             "int8 models scale "
                             "activations over the whole batch, padding included; one at a "
@@ -69,6 +71,16 @@ class PredictConfig(BaseModel):
 
 def run(cfg: PredictConfig, texts: list[str]) -> int:
     """Print one JSON line per text; return how many."""
+    n = 0
+    for row in predictions(cfg, texts):
+        click.echo(json.dumps(row))
+        n += 1
+    return n
+
+
+def predictions(cfg: PredictConfig, texts: list[str]) -> Iterator[dict]:
+    """The rows `run` prints, one per text or image, as they come (the Python API's
+    predict)."""
     from ..bundle.archive import open_bundle
     from ..bundle.runtime.predict import BundleError, Predictor, inputs_for
 
@@ -87,10 +99,6 @@ def run(cfg: PredictConfig, texts: list[str]) -> int:
             raise (ConfigError(message) if message.startswith("give ") else
                    DataError(f"--input {message}")) from None
         try:
-            n = 0
-            for row in predictor.iter_predict(texts, cfg.top_k, cfg.batch_size):
-                click.echo(json.dumps(row))
-                n += 1
+            yield from predictor.iter_predict(texts, cfg.top_k, cfg.batch_size)
         except BundleError as e:
             raise ModelError(str(e)) from None
-    return n

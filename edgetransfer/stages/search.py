@@ -65,7 +65,7 @@ class SearchConfig(BaseModel):
 
     budget: str = Field(description="The constraints, e.g. \"latency=1ms size=5MB kept=0.97\": "
                         "batch-1 p50 on this CPU, the bundle's model + tokenizer gzipped, the "
-                        "share of the teacher's accuracy kept; any may be left out.")
+                        "share of the teacher's task metric kept; any may be left out.")
     depths: list[int] = Field([1, 2, 3], description="Student depths (teacher layers kept) to "
                               "explore, comma-separated.")
     formats: list[str] = Field(["int8-dynamic", "int8-static", "int8-int4emb", "int4"],
@@ -89,7 +89,7 @@ class SearchConfig(BaseModel):
     device: str | None = Field(None, description="Time every candidate (and probe) on this "
                                "device over SSH, as `edgetransfer device` does: "
                                "ssh://user@host[:port] or a Host alias of your ssh config; "
-                               "accuracy and size stay this machine's figures [default: this "
+                               "the metric and size stay this machine's figures [default: this "
                                "CPU].")
     remote_python: str | None = Field(None, description="--device: a Python on the device "
                                       "that already has the bundle's requirements [default: "

@@ -3,8 +3,9 @@
 Not a pipeline step (package runs the same checks when it builds a bundle; this command
 re-checks one already built, for another device or Python): every requirement has a wheel for
 the target platform and Python (with a glibc the system has), the pinned onnxruntime has a
-CPU kernel for every operator and loads the model, and int8 suits the CPU
-(edgetransfer/device/target_check.py). Prints the table; exit 2 on a blocking finding.
+CPU kernel for every operator and loads the model, int8 suits the CPU and was tuned for its
+family (edgetransfer/device/target_check.py: package's own check()). Prints the table and
+each warning; exit 2 on a blocking finding.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def run(cfg: TargetConfig, json: bool = False) -> dict:
             raise ConfigError(f"--bundle {cfg.bundle}: manifest.json target "
                               f"{str(target)[:40]!r} is not one of {', '.join(ARCH)}; give "
                               f"--target")
-        result = check(target, cfg.target_python, cfg.target_cpu, pins, model, precision)
+        # (export's settings as package recorded them: the CPU family int8 was tuned for;
+        # model_file has checked that "model" is an object)
+        result = check(target, cfg.target_python, cfg.target_cpu, pins, model, precision,
+                       manifest["model"].get("quantization"))
     click.echo(json_module.dumps(result, indent=2) if json else
                f"{cfg.bundle}: runs on {result['target']}, Python {result['python']} "
                f"({result['system']})" + (f", {result['cpu']}" if result["cpu"] else ""))

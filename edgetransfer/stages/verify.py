@@ -32,9 +32,9 @@ from .. import paths
 from ..errors import (AccuracyDrop, CheckFailed, ConfigError, EdgeTransferError,
                       EnvironmentProblem, LatencyRegression, ModelError)
 from ..measure import baseline as baselines
-from ..measure import latency, parity, runners, scoring
+from ..measure import floor, latency, parity, runners, scoring
 from ..options import (MAX_BATCH, MAX_REQUESTS, MAX_SEED, MAX_THREADS, ColumnOptions,
-                       TaskOption, comma_list)
+                       FloorOption, TaskOption, comma_list)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ that applies; verify.json lists every failure).
 WORKLOAD = "reference-workload"
 
 
-class VerifyConfig(TaskOption, ColumnOptions):
+class VerifyConfig(TaskOption, ColumnOptions, FloorOption):
     """Settings of `edgetransfer verify`; each description is the CLI help."""
 
     reference: str = Field(description="The model the candidates are judged against: a "
@@ -71,7 +71,8 @@ class VerifyConfig(TaskOption, ColumnOptions):
     max_length: int = Field(128, ge=8, description="Token limit (the stages' default).")
     max_accuracy_drop: float = Field(1.0, ge=0, description="How much of the task's primary "
                                      "metric a candidate may lose against the reference "
-                                     "(accuracy: points; point estimate, the 95% interval "
+                                     "(points of accuracy, or entity F1 for token "
+                                     "classification; point estimate, the 95% interval "
                                      "is reported beside it).")
     atol: float | None = Field(None, gt=0, description="Override the parity tolerance on "
                                "outputs (fp32 1e-4, fp16 5e-2; int8 is judged by agreement).")
@@ -93,7 +94,8 @@ class VerifyConfig(TaskOption, ColumnOptions):
                         "reference workload take turns, so noise hits all alike.")
     latency_samples: int = Field(256, ge=1, description="Texts drawn from --data for the "
                                  "latency inputs (their real lengths, not one dummy shape).")
-    latency: bool = Field(True, description="Measure latency (off: accuracy and parity only).")
+    latency: bool = Field(True, description="Measure latency (off: the metric and parity "
+                          "gates only).")
     baseline: Path | None = Field(None, description="A baseline file to gate latency against "
                                   "(written by --update-baseline).")
     max_latency_regression: str = Field("10%", description="How much slower than the baseline "
@@ -168,6 +170,9 @@ def run(cfg: VerifyConfig) -> dict:
     """Measure everything and write cfg.out; the gates are judged by `check(report)`."""
     started = time.perf_counter()
     check_settings(cfg)
+    for flag, spec in [("--reference", cfg.reference)] + [("--candidate", c)
+                                                          for c in cfg.candidate]:
+        floor.check(runners.parse_named(spec)[1], cfg.allow_degenerate, "verify", flag)
     threshold = baselines.parse_threshold(cfg.max_latency_regression)
     _check_max_length(cfg)
     base = None

@@ -16,7 +16,7 @@ from ..data import images
 from ..data import labels as class_labels
 from ..data.splits import sample_and_carve
 from ..errors import DataError, ModelError
-from ..measure import metrics, parity
+from ..measure import floor, metrics, parity
 from . import register
 from . import text_classification as classification
 from .task import Task, TaskData
@@ -240,6 +240,7 @@ TASK = register(Task(
     rewrites=frozenset(),
     runtime={"inputs": "image", "pairs": False, "postprocess": "softmax-label"},
     secondary="macro_f1",
+    floor=floor.classes,
     quantize_modes=("int8-static", "fp16"),
     variable_length=False,
 ))

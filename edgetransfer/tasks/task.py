@@ -91,6 +91,9 @@ class Task:
     rewrites: frozenset[str]  # graph rewrites export may apply (convert.rewrites names)
     runtime: dict  # input_spec.json "task": what the bundled runtime does after the model
     secondary: str | None = None  # the report's second figure beside `primary` (reports)
+    # the evidence a trained model's floor is judged on (measure/floor.py): (labels,
+    # predictions, label_names) -> floor.Evidence, over the validation split; None: not judged
+    floor: Callable[..., Any] | None = None
     # export's quantizations that suit the task's models, the first the default "int8":
     # dynamic int8 for transformers (their work is MatMuls, which it covers without
     # calibration); CNNs need static (dynamic int8 leaves convolutions in float: wrong and

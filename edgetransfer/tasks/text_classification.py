@@ -16,7 +16,7 @@ import numpy as np
 from ..data import labels as class_labels
 from ..data.splits import pick_column, read_splits, require_columns, row_name, sample_and_carve
 from ..errors import DataError
-from ..measure import metrics, parity
+from ..measure import floor, metrics, parity
 from ..modeling import backbones
 from . import register, text
 from .task import Task, TaskData
@@ -156,4 +156,5 @@ TASK = register(Task(
     # what predict.py does with the model's output (bundle/runtime/predict.py POSTPROCESS)
     runtime={"inputs": "text", "pairs": True, "postprocess": "softmax-label"},
     secondary="macro_f1",
+    floor=floor.classes,
 ))

@@ -26,7 +26,7 @@ from ..data.conll import column as conll_column
 from ..data.files import FORMATS, row_line
 from ..data.splits import pick_column, read_split, read_splits, row_name, sample_and_carve
 from ..errors import DataError
-from ..measure import parity
+from ..measure import floor, parity
 from ..modeling import backbones
 from . import register, text, words
 from .task import Task, TaskData
@@ -360,6 +360,27 @@ def _entity_counts(gold: list[set], pred: list[set]):
     return np.array([[len(g & p), len(p), len(g)] for g, p in zip(gold, pred)])
 
 
+def floor_evidence(labels, predictions, label_names: list[str]) -> floor.Evidence:
+    """The floor's evidence (measure/floor.py): entity F1 against tagging every word O (F1
+    0), its interval from precision and recall; and whether one tag went to every word."""
+    from collections import Counter
+
+    gold, pred = _tags(labels, label_names), _tags(predictions, label_names)
+    tp, n_pred, n_gold = (_entity_counts(_entities(gold), _entities(pred)).sum(0).tolist()
+                          if gold else (0, 0, 0))
+    flat_gold = [t for s in gold for t in s]
+    predicted = {t for s in pred for t in s}
+    words = len(flat_gold)
+    return floor.Evidence(
+        metric="entity_f1", value=2 * tp / max(n_pred + n_gold, 1),
+        interval=floor.f1_interval(tp, n_pred, n_gold), baseline=0.0,
+        baseline_is=f"tagging every word {iob.OUTSIDE!r}", rows=len(gold), unit="sentences",
+        single=next(iter(predicted)) if len(predicted) == 1 else None,
+        single_chance=floor.one_class_chance(
+            [c / max(words, 1) for c in Counter(flat_gold).values()], words),
+        single_over="words")
+
+
 def compare(labels, reference, candidate, label_names, seed: int = 0,
             resamples: int = 2000) -> dict:
     """Entity-F1 points lost (reference minus candidate) with a paired bootstrap over
@@ -460,4 +481,5 @@ TASK = register(Task(
     runtime={"inputs": "text", "postprocess": "entities", "words": "the tokenizer's",
              "aggregation": "first sub-token", "tags": "IOB2, conlleval repair"},
     secondary="token_micro_f1",
+    floor=floor_evidence,
 ))

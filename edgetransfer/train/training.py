@@ -173,6 +173,7 @@ class Fitted:
     trainer: object
     evaluations: dict  # split -> metrics.report(...)
     train_metrics: dict
+    floor: dict | None = None  # measure/floor.py's verdict on validation
 
 
 def index_of(task, dataset) -> dict:
@@ -180,12 +181,17 @@ def index_of(task, dataset) -> dict:
     return {k: dataset[k] for k in task.index_columns}
 
 
-def scored(task, logits, labels, index, label_names: list[str]) -> dict:
-    """The task's report of per-row logits and labels, taken back to examples first."""
+def per_example(task, logits, labels, index) -> tuple:
+    """(labels, predictions) per example, from per-row logits and labels."""
     if isinstance(logits, tuple):
         logits = logits[0]
     logits, labels = task.per_example(logits, index), task.per_example(labels, index)
-    return task.metrics(labels, task.predictions(logits), label_names)
+    return labels, task.predictions(logits)
+
+
+def scored(task, logits, labels, index, label_names: list[str]) -> dict:
+    """The task's report of per-row logits and labels, taken back to examples first."""
+    return task.metrics(*per_example(task, logits, labels, index), label_names)
 
 
 def compute_metrics(task, label_names: list[str], dataset):
@@ -201,25 +207,50 @@ def compute_metrics(task, label_names: list[str], dataset):
     return compute
 
 
-def evaluate(trainer, task, dataset, split: str, label_names: list[str]) -> dict:
-    """The task's full report on one split, predictions gathered from every process."""
-    # the report is computed once, here: the Trainer's compute_metrics (bound to the
-    # validation set's index) would score the same predictions again
+def predicted(trainer, task, dataset, split: str) -> tuple:
+    """(labels, predictions) per example of one split, gathered from every process."""
+    # the report is computed once, by the caller: the Trainer's compute_metrics (bound to
+    # the validation set's index) would score the same predictions again
     bound, trainer.compute_metrics = trainer.compute_metrics, None
     try:
         pred = trainer.predict(dataset, metric_key_prefix=split)
     finally:
         trainer.compute_metrics = bound
-    report = scored(task, pred.predictions, pred.label_ids, index_of(task, dataset),
-                     label_names)
+    return per_example(task, pred.predictions, pred.label_ids, index_of(task, dataset))
+
+
+def evaluate(task, labels, predictions, split: str, label_names: list[str]) -> dict:
+    """The task's full report on one split's per-example labels and predictions."""
+    report = task.metrics(labels, predictions, label_names)
     if task.render is not None and is_main_process():
         log.info("%s:\n%s", split, task.render(report))
     return report
 
 
+def judge_floor(trainer, task, labels, predictions, label_names: list[str], opts, lr: float,
+                examples: int, teacher_floor: dict | None = None) -> dict | None:
+    """The floor verdict on the validation split's labels and predictions
+    (measure/floor.py), with the likely causes from this run's own figures where it is
+    degenerate or scored under the bar; None for a task without a floor."""
+    if task.floor is None:
+        return None
+    from ..measure import floor
+
+    record = floor.judge(task.floor(labels, predictions, label_names))
+    if record["verdict"] == floor.DEGENERATE or record["value"] < record["bar"]:
+        state = trainer.state
+        record["causes"] = floor.causes(
+            steps=state.global_step, examples=examples, epochs=round(state.epoch or 0, 2),
+            batch_size=opts.batch_size * world_size(), lr=lr,
+            losses=floor.losses_of(state.log_history), method=getattr(opts, "method", None),
+            freeze_layers=getattr(opts, "freeze_layers", 0), teacher=teacher_floor)
+    return record
+
+
 def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts, lr: float,
         out, settings: dict, placement: Placement, trainer_class=None, trainer_kwargs=None,
-        train_dataset=None, started: float | None = None) -> Fitted:
+        train_dataset=None, started: float | None = None,
+        teacher_floor: dict | None = None) -> Fitted:
     """Prepare the output folder, train with early stopping, evaluate validation (and test).
 
     Every process of a distributed run calls this; evaluation gathers predictions from all
@@ -287,8 +318,15 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
         torch.cuda.reset_peak_memory_stats()
     result = trainer.train(resume_from_checkpoint=checkpoint)
 
-    evaluations = {split: evaluate(trainer, task, tokenized[split], split, label_names)
-                   for split in ("validation", "test") if split in tokenized}
+    evaluations, floor = {}, None
+    for split in ("validation", "test"):
+        if split not in tokenized:
+            continue
+        labels, predictions = predicted(trainer, task, tokenized[split], split)
+        evaluations[split] = evaluate(task, labels, predictions, split, label_names)
+        if split == "validation":  # (the split the best checkpoint was chosen on)
+            floor = judge_floor(trainer, task, labels, predictions, label_names, opts, lr,
+                                len(train_dataset or tokenized["train"]), teacher_floor)
     state = trainer.state
     train_metrics = {
         "wall_time_s": round(time.perf_counter() - started, 1),
@@ -306,7 +344,8 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
     }
     if placement.device == "cuda":
         train_metrics["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-    return Fitted(trainer=trainer, evaluations=evaluations, train_metrics=train_metrics)
+    return Fitted(trainer=trainer, evaluations=evaluations, train_metrics=train_metrics,
+                  floor=floor)
 
 
 def finish(out, fitted: Fitted, *, model, tokenizer, task, kind: str, settings: dict,
@@ -323,7 +362,8 @@ def finish(out, fitted: Fitted, *, model, tokenizer, task, kind: str, settings: 
     with uninterrupted("writing the result"):
         model.save_pretrained(out.work, safe_serialization=True)
         tokenizer.save_pretrained(out.work)
-        write_json(out.work / "metrics.json", metrics)
+        write_json(out.work / "metrics.json",
+                   metrics | ({"floor": fitted.floor} if fitted.floor is not None else {}))
         # the Trainer's log history survives --resume (it is saved in every checkpoint); the
         # callback's list would only hold what happened since the restart
         history = fitted.trainer.state.log_history
@@ -336,9 +376,12 @@ def finish(out, fitted: Fitted, *, model, tokenizer, task, kind: str, settings: 
             os.replace(out.work / CHECKPOINTS, aside)
         summary = {f"{k}_{task.primary}": v[task.primary]
                    for k, v in fitted.evaluations.items()}
+        # (export, verify and package read the verdict here: measure/floor.py)
+        floor = {"floor": fitted.floor} if fitted.floor is not None else {}
         try:
             write_manifest(out.work, kind, settings,
-                           summary | {"wall_time_s": fitted.train_metrics["wall_time_s"]},
+                           summary | {"wall_time_s": fitted.train_metrics["wall_time_s"]}
+                           | floor,
                            parents, task=task.name,
                            packages=("torch", "transformers", "peft", "datasets", "accelerate"))
             final = out.commit()
@@ -350,4 +393,9 @@ def finish(out, fitted: Fitted, *, model, tokenizer, task, kind: str, settings: 
     log.info("wrote %s  (%s; %.0fs)", final,
              ", ".join(f"{k} {v:.4f}" for k, v in summary.items()),
              fitted.train_metrics["wall_time_s"])
+    if fitted.floor is not None:  # (last, where it is seen)
+        from ..measure import floor as floors
+
+        said = floors.message(str(final), fitted.floor)
+        (log.info if fitted.floor["verdict"] == floors.OK else log.warning)(said)
     return final

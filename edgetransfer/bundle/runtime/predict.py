@@ -379,14 +379,44 @@ def _pixels():
     return module
 
 
+# The first bytes of the image files an image bundle reads (pixels.FORMATS; BMP is checked
+# by its size field too, "BM" alone being text): a text bundle given such a file's name
+# would classify the name
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00",
+               b"MM\x00*")
+
+
+def image_file(arg) -> bool:
+    """Whether an argument names an image file, by its first bytes (never a pipe or a
+    device: only a regular file is opened)."""
+    if not isinstance(arg, str) or not 0 < len(arg) < 4096 or "\n" in arg:
+        return False
+    try:
+        if not os.path.isfile(arg):
+            return False
+        with open(arg, "rb") as f:
+            head = f.read(16)
+        size = os.path.getsize(arg)
+    except (OSError, ValueError):
+        return False
+    return (head.startswith(IMAGE_MAGIC) or head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+            or head[:2] == b"BM" and int.from_bytes(head[2:6], "little") == size)
+
+
 def inputs_for(kind: str, given: list, input_file=None, column: str | None = None,
                pair_column: str | None = None) -> list:
     """What to predict: the arguments, then --input's rows. An image bundle takes paths (a
-    folder: every image under it); a text bundle texts (and pairs, from a file)."""
+    folder: every image under it); a text bundle texts (and pairs, from a file), never an
+    image file's name."""
     if kind == "image":
         found = [p for a in given for p in (read_images(a) if Path(a).is_dir() else [a])]
         found += read_images(input_file, column) if input_file else []
     else:
+        image = next((a for a in given if image_file(a)), None)
+        if image is not None:
+            raise BundleError(f"give texts: {image[:200]!r} is an image file, and this bundle "
+                              f"takes text (it would classify the file's name); an image "
+                              f"bundle takes image files")
         found = list(given) + (read_texts(input_file, column, pair_column) if input_file
                                else [])
     if not found:
@@ -513,6 +543,9 @@ def _check_image(image: dict) -> None:
 
 # input_spec.json "task" "postprocess" -> what a row of outputs becomes
 POSTPROCESS = {"softmax-label": _softmax_label, "values": _values, "entities": _entities}
+# the postprocesses whose rows hold a ranked list of labels, which --top-k cuts (the others
+# refuse it rather than ignore it)
+RANKED = ("softmax-label",)
 
 
 class Predictor:
@@ -662,6 +695,11 @@ class Predictor:
 
     def iter_predict(self, texts: list, top_k: int | None = None, batch_size: int = 1):
         """One dict per text (or pair), yielded as each batch is done."""
+        task = self.spec["task"]
+        if top_k is not None and task["postprocess"] not in RANKED:
+            raise BundleError(f"--top-k {top_k}: this bundle ({task.get('name', 'its task')}) "
+                              f"prints {task['postprocess']}, not a ranked list of labels; "
+                              f"leave --top-k out")
         for start in range(0, len(texts), batch_size):
             chunk = texts[start:start + batch_size]
             yield from self.postprocess(self, chunk, top_k)
@@ -727,7 +765,8 @@ def _parser() -> argparse.ArgumentParser:
                    + ", ".join(TEXT_COLUMNS) + "; an image bundle: image].")
     p.add_argument("--text-pair-column", help="Second text column of --input, for pairs "
                    "[default: sentence2 beside sentence1, and so on].")
-    p.add_argument("--top-k", type=int, help="Keep the k best labels in 'scores' "
+    p.add_argument("--top-k", type=int, help="Keep the k best labels in 'scores' (a "
+                   "classifier's bundle; one that prints entities or values refuses it) "
                    "[default: all].")
     p.add_argument("--batch-size", type=int, default=1, help="Texts per model call "
                    "[default: 1: int8 models scale activations over the whole batch, padding "
