@@ -261,7 +261,7 @@ def one_run(lines: list[str], tree: Path, cache: Path, logs: Path, label: str,
             "wall_s": round(sum(s["wall_s"] for s in steps), 1),
             "pip_install_wall_s": round(sum(s["wall_s"] for s in steps
                                             if " install " in f" {s['command']} "), 1),
-            "venv": venv_facts(venv)}
+            "venv": venv_facts(venv)}  # after the imports: what first use compiled
 
 
 def copy_tree(dest: Path) -> None:
@@ -288,12 +288,15 @@ def render(r: dict) -> str:
     for note in {s["stand_in"] for run in r["runs"] for s in run["steps"] if s["stand_in"]}:
         out += [f"Stand-in: {note}; that wheel came from local disk (column 'local').", ""]
     for run in r["runs"]:
+        venv, used = run["steps"][-1]["venv"], run["venv"]
         out += [(f"**{run['cache']} pip cache**: install lines {run['pip_install_wall_s']} s "
-                f"(goal {GOAL_S} s), all lines {run['wall_s']} s; venv "
-                f"{run['venv'].get('du_mib', 0) / 1024:.2f} GiB "
-                f"({run['venv'].get('distributions')} distributions, torch "
-                f"{run['venv'].get('torch')}, {run['venv'].get('pycache_mib')} MiB of "
-                "byte-code)."), "",
+                f"(goal {GOAL_S} s), all lines {run['wall_s']} s. The venv: "
+                f"{venv.get('du_mib', 0) / 1024:.2f} GiB ({venv.get('distributions')} "
+                f"distributions, torch {venv.get('torch')}, "
+                f"{len(venv.get('nvidia_or_triton') or [])} nvidia/triton ones, "
+                f"{venv.get('pycache_mib')} MiB of byte-code); "
+                f"{used.get('du_mib', 0) / 1024:.2f} GiB after the first import "
+                f"({used.get('pycache_mib')} MiB of byte-code)."), "",
                 ("| line | wall s | CPU s | load | fetched MB (files) | local | cache files "
                  "| backtracked | >1 version |"),
                 "| --- | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |"]

@@ -48,6 +48,9 @@ RUNS = {
     "ner-default-lr1e-4": ("ner", ["--lr", "1e-4"], "default epochs, the old default lr"),
     "ner-1-lr5e-4": ("ner", ["--epochs", "1", "--lr", "5e-4"], "1 epoch, lr 5e-4"),
     "ner-1-lr1e-3": ("ner", ["--epochs", "1", "--lr", "1e-3"], "1 epoch, lr 1e-3"),
+    "ner-1-lr3e-4": ("ner", ["--epochs", "1", "--lr", "3e-4"], "1 epoch, lr 3e-4"),
+    "ner-default-lr3e-4": ("ner", ["--lr", "3e-4"], "default epochs, lr 3e-4"),
+    "ner-default-lr5e-4": ("ner", ["--lr", "5e-4"], "default epochs, lr 5e-4"),
     "text-1": ("text", ["--epochs", "1"], "quickstart, 1 epoch"),
     "text-default": ("text", [], "quickstart, default epochs"),
     "images-1": ("images", ["--epochs", "1"], "quickstart, 1 epoch"),
@@ -55,6 +58,9 @@ RUNS = {
     "images-1-lr1e-4": ("images", ["--epochs", "1", "--lr", "1e-4"],
                         "1 epoch, the old default lr"),
     "images-default-lr1e-4": ("images", ["--lr", "1e-4"], "default epochs, the old default lr"),
+    "images-1-lr1e-3": ("images", ["--epochs", "1", "--lr", "1e-3"], "1 epoch, lr 1e-3"),
+    "images-default-lr1e-3": ("images", ["--lr", "1e-3"], "default epochs, lr 1e-3"),
+    "images-1-lr3e-3": ("images", ["--epochs", "1", "--lr", "3e-3"], "1 epoch, lr 3e-3"),
 }
 
 
