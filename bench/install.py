@@ -278,7 +278,8 @@ def copy_tree(dest: Path) -> None:
 def render(r: dict) -> str:
     variant = "" if r["section"] == "install" else f", {r['section']}"
     out = [f"## Install from a fresh venv (bench/install.py{variant}), {r['date'][:10]}", "",
-           (f"The README's Install block run line by line in a fresh copy of the working tree "
+           (f"The Install block of {Path(r['readme']).name} (its lines below) run one by one "
+           "in a fresh copy of the working tree "
            f"({r['host']['nproc']} cores, Python {r['host']['python']}), pip's configuration "
            "on this machine set aside so that packages come from PyPI. Goal (issue 27): the "
            f"install lines at most {GOAL_S} s with no backtracking; the venv's size stated. "

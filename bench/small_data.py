@@ -61,6 +61,7 @@ RUNS = {
     "images-1-lr1e-3": ("images", ["--epochs", "1", "--lr", "1e-3"], "1 epoch, lr 1e-3"),
     "images-default-lr1e-3": ("images", ["--lr", "1e-3"], "default epochs, lr 1e-3"),
     "images-1-lr3e-3": ("images", ["--epochs", "1", "--lr", "3e-3"], "1 epoch, lr 3e-3"),
+    "images-default-lr3e-3": ("images", ["--lr", "3e-3"], "default epochs, lr 3e-3"),
 }
 
 

@@ -184,5 +184,5 @@ def pipeline(recipe: str | os.PathLike, *overrides: str, from_step: str | None =
 STAGES: tuple[str, ...] = tuple(s.name for s in registry.stages())
 globals().update({s.name: _stage_function(s) for s in registry.stages()})
 
-__all__ = ["Artifact", "STAGES", "pipeline", *STAGES]
+__all__ = ["Artifact", "STAGES", "pipeline"] + list(STAGES)
 

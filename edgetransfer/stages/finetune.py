@@ -42,8 +42,16 @@ or `accelerate launch -m edgetransfer finetune ...`.
 """
 
 # Learning rates by method, measured on the quickstart intents and SST-2 with minilm-l6
-# (bench/finetune_methods.py): the fewer weights move, the larger the step they tolerate.
+# (bench/finetune_methods.py): the fewer weights move, the larger the step they tolerate. A
+# task whose models want another says so (Task.learning_rates: images' CNN, named entities).
 DEFAULT_LR = {"full": 1e-4, "lora": 1e-3, "head": 3e-3}
+
+
+def learning_rate_for(cfg, task) -> float:
+    """--lr, else the task's rate for the method, else the method's (DEFAULT_LR)."""
+    if cfg.lr is not None:
+        return cfg.lr
+    return task.learning_rates.get(cfg.method, DEFAULT_LR[cfg.method])
 
 
 class FinetuneConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
@@ -77,6 +85,7 @@ class FinetuneConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
 
     @property
     def learning_rate(self) -> float:
+        """--lr, else the method's default (a run also asks its task: learning_rate_for)."""
         return self.lr if self.lr is not None else DEFAULT_LR[self.method]
 
 
@@ -107,8 +116,9 @@ def run(cfg: FinetuneConfig) -> Path:
     tokenized, truncation = task.prepare(data, preprocessor, cfg)
 
     out = output_folder(cfg, data.sources, [backbone])
+    lr = learning_rate_for(cfg, task)
     settings = {"stage": "finetune", "config": json.loads(cfg.model_dump_json()),
-                "learning_rate": cfg.learning_rate, **run_settings(task, data, placement),
+                "learning_rate": lr, **run_settings(task, data, placement),
                 "backbone_source": backbone.source if not backbone.local else backbone.name}
 
     from transformers import set_seed
@@ -125,7 +135,7 @@ def run(cfg: FinetuneConfig) -> Path:
         lora_dropout=cfg.lora_dropout, lora_targets=cfg.lora_targets,
     )
     fitted = training.fit(model=model, tokenizer=preprocessor, task=task, tokenized=tokenized,
-                          label_names=data.label_names, opts=cfg, lr=cfg.learning_rate, out=out,
+                          label_names=data.label_names, opts=cfg, lr=lr, out=out,
                           settings=settings, placement=placement, started=started)
     if not training.is_main_process():
         return out.final

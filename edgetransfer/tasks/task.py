@@ -94,6 +94,9 @@ class Task:
     # the evidence a trained model's floor is judged on (measure/floor.py): (labels,
     # predictions, label_names) -> floor.Evidence, over the validation split; None: not judged
     floor: Callable[..., Any] | None = None
+    # the learning rates where the task's models want other than the stages' defaults:
+    # finetune's by --method (finetune.DEFAULT_LR), "distill" for distill's
+    learning_rates: dict[str, float] = field(default_factory=dict)
     # export's quantizations that suit the task's models, the first the default "int8":
     # dynamic int8 for transformers (their work is MatMuls, which it covers without
     # calibration); CNNs need static (dynamic int8 leaves convolutions in float: wrong and

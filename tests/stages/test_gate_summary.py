@@ -97,3 +97,20 @@ def test_a_failed_gate_names_its_bar_and_rows():
                              "--eval-data) over 8 outputs")]
     stats = rep.outputs["logits"]
     assert stats["min_agreement_from"] == "probe rows without --eval-data"
+
+
+def test_the_lines_say_outputs_compared_where_they_are_not_rows_and_the_pruning_bar():
+    from edgetransfer.stages.export import gate_lines
+
+    word = {"gate": "parity final", "precision": "int8", "output": "logits", "rows": 8,
+            "probe_rows": 8, "eval_rows": 0, "outputs_compared": 331, "max_abs_diff": 0.3,
+            "atol": None, "atol_from": None, "agreement": 0.991, "min_agreement": 0.75,
+            "min_agreement_from": "probe rows without --eval-data", "passed": True}
+    pruned = {"gate": "vocabulary pruning", "rows": 30, "data": "val.jsonl", "agreement": 0.97,
+              "against": "the unpruned model", "min_agreement": 0.95,
+              "min_agreement_from": "the pruning default 0.95", "passed": True}
+    assert gate_lines([word, pruned]) == [
+        ("parity final (int8): 8 rows (8 probe; 331 outputs compared); agreement 0.991 >= 0.75 "
+         "(probe rows without --eval-data): passed"),
+        ("vocabulary pruning: 30 rows of val.jsonl; label agreement with the unpruned model "
+         "0.970 >= 0.95 (the pruning default 0.95): passed")]
