@@ -51,6 +51,9 @@ RUNS = {
     "ner-1-lr3e-4": ("ner", ["--epochs", "1", "--lr", "3e-4"], "1 epoch, lr 3e-4"),
     "ner-default-lr3e-4": ("ner", ["--lr", "3e-4"], "default epochs, lr 3e-4"),
     "ner-default-lr5e-4": ("ner", ["--lr", "5e-4"], "default epochs, lr 5e-4"),
+    # the same flags on ten times the sentences: does a default tuned on 300 still hold?
+    "ner3000-default-lr1e-4": ("ner3000", ["--lr", "1e-4"], "3,000 sentences, the old lr"),
+    "ner3000-default-lr5e-4": ("ner3000", ["--lr", "5e-4"], "3,000 sentences, lr 5e-4"),
     "text-1": ("text", ["--epochs", "1"], "quickstart, 1 epoch"),
     "text-default": ("text", [], "quickstart, default epochs"),
     "images-1": ("images", ["--epochs", "1"], "quickstart, 1 epoch"),
@@ -90,12 +93,12 @@ def shapes(work: Path) -> Path:
 
 def base_command(case: str, args) -> list[str]:
     """The README quickstart's finetune flags for the case, and a --test to score on."""
-    if case == "ner":
+    if case in ("ner", "ner3000"):
         conll = args.shared / "conll2003"
         test = first_sentences(conll / "test.txt", TEST_SENTENCES,
                                args.work / f"conll-test-{TEST_SENTENCES}.txt")
         return ["--model", "minilm-l6", "--train", str(conll / "train.txt"), "--train-sample",
-                "300", "--test", str(test)]
+                "3000" if case == "ner3000" else "300", "--test", str(test)]
     if case == "text":
         sst2 = args.shared / "sst2"
         return ["--model", "minilm-l6", "--method", "lora", "--train", str(sst2 / "train.tsv"),

@@ -191,6 +191,13 @@ def causes(*, steps: int, examples: int, epochs: float, batch_size: int, lr: flo
     return out
 
 
+def worrying(record: dict) -> bool:
+    """Worth a warning: degenerate, or scored under the bar where too few rows could tell
+    (a model above the bar that few rows cannot prove gets a note, not a warning)."""
+    return record["verdict"] == DEGENERATE or (record["verdict"] == UNCLEAR
+                                               and record["value"] < record["bar"])
+
+
 def message(where: str, record: dict) -> str:
     """The warning after training: the verdict, why, the likely causes and what follows."""
     causes_ = record.get("causes") or []

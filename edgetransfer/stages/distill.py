@@ -87,7 +87,8 @@ class DistillConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
                                   "to learn from (soft targets only).")
     unlabeled_column: str | None = Field(None, description="Text column of --unlabeled "
                                          "[default: as for --text-column].")
-    lr: float = Field(1e-4, gt=0, description="Peak learning rate.")
+    lr: float | None = Field(None, gt=0, description="Peak learning rate [default 1e-4; "
+                             "image-classification 1e-3].")
     teacher_batch_size: int = Field(64, ge=1, le=MAX_BATCH, description="Batch size for "
                                     "computing the "
                                     "teacher's outputs once.")
@@ -104,6 +105,16 @@ class DistillConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
             return [int(x) for x in v] if v else None
         except ValueError:
             raise ValueError("give layer numbers, comma-separated, e.g. 0,5") from None
+
+
+# The student's learning rate, measured on SST-2 with minilm-l6 (bench/distill_sst2.py); a
+# task whose models want another says so (Task.learning_rates["distill"]: images' CNN).
+DEFAULT_LR = 1e-4
+
+
+def learning_rate_for(cfg: DistillConfig, task) -> float:
+    """--lr, else the task's rate for distillation, else DEFAULT_LR."""
+    return cfg.lr if cfg.lr is not None else task.learning_rates.get("distill", DEFAULT_LR)
 
 
 def check_settings(cfg: DistillConfig) -> None:
@@ -213,9 +224,11 @@ def run(cfg: DistillConfig) -> Path:
         for split in ("validation", "test") if split in tokenized
     }
 
+    lr = learning_rate_for(cfg, task)
     settings = {
         "stage": "distill",
         "config": json.loads(cfg.model_dump_json()),
+        "learning_rate": lr,
         "student_kind": "model" if cfg.student else "teacher-layers",
         "keep_layers": keep,
         "layer_mapping": mapping,
@@ -226,7 +239,7 @@ def run(cfg: DistillConfig) -> Path:
     online = cfg.hidden_weight > 0 or cfg.attention_weight > 0
     fitted = training.fit(
         model=student, tokenizer=tokenizer, task=task, tokenized=tokenized,
-        label_names=data.label_names, opts=cfg, lr=cfg.lr, out=out, settings=settings,
+        label_names=data.label_names, opts=cfg, lr=lr, out=out, settings=settings,
         placement=placement, started=started, train_dataset=transfer,
         teacher_floor=teacher_floor,
         trainer_class=distill_trainer_class(),

@@ -241,6 +241,10 @@ TASK = register(Task(
     runtime={"inputs": "image", "pairs": False, "postprocess": "softmax-label"},
     secondary="macro_f1",
     floor=floor.classes,
+    # a CNN with BatchNorm takes ten times the transformers' 1e-4 (bench/RESULTS.md):
+    # Fashion-MNIST's recipe at 1e-3, teacher 0.944 and student 0.942; 60 pictures of shapes,
+    # 5 epochs, 1.000 against 0.283 at 1e-4 ("Small data")
+    learning_rates={"full": 1e-3, "distill": 1e-3},
     quantize_modes=("int8-static", "fp16"),
     variable_length=False,
 ))

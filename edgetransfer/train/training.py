@@ -237,7 +237,7 @@ def judge_floor(trainer, task, labels, predictions, label_names: list[str], opts
     from ..measure import floor
 
     record = floor.judge(task.floor(labels, predictions, label_names))
-    if record["verdict"] == floor.DEGENERATE or record["value"] < record["bar"]:
+    if floor.worrying(record):  # (why, and what to change)
         state = trainer.state
         record["causes"] = floor.causes(
             steps=state.global_step, examples=examples, epochs=round(state.epoch or 0, 2),
@@ -397,5 +397,5 @@ def finish(out, fitted: Fitted, *, model, tokenizer, task, kind: str, settings: 
         from ..measure import floor as floors
 
         said = floors.message(str(final), fitted.floor)
-        (log.info if fitted.floor["verdict"] == floors.OK else log.warning)(said)
+        (log.warning if floors.worrying(fitted.floor) else log.info)(said)
     return final
