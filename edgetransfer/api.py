@@ -110,6 +110,7 @@ def _stage_function(stage: registry.Stage):
     extras = [name for name, _ in stage.flags] + ([stage.argument] if stage.argument else [])
 
     def function(config: BaseModel | None = None, /, **settings):
+        from .cli import inputs
         from .cli.flags import build
 
         given = {name: settings.pop(name) for name in extras if name in settings}
@@ -125,6 +126,7 @@ def _stage_function(stage: registry.Stage):
             elif settings:
                 raise TypeError(f"api.{stage.name}: give the config or keyword settings, not "
                                 f"both ({', '.join(settings)})")
+            inputs.check(config)  # (a mistyped path: said before torch loads, as the CLI does)
             target = getattr(stage.load(), stage.api or stage.entry)
             return _returned(target(config, **given))
         except EdgeTransferError as e:

@@ -6,7 +6,7 @@ unless ``--debug``) and exits with the class's code. Anything else is a bug: exi
 
 from __future__ import annotations
 
-# Exit codes (documented in README.md, "Exit codes").
+# Exit codes (documented in docs/errors.md).
 EXIT_INTERNAL = 1  # a bug in edgetransfer: rerun with --debug and report it
 EXIT_BAD_INPUT = 2  # data, model, settings or command line the user can fix (Click uses 2 too)
 EXIT_CHECK_FAILED = 3  # a quality gate failed: merge check, output parity

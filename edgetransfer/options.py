@@ -147,7 +147,7 @@ class TaskOption(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task: str | None = Field(None, description="The task (text-classification, ...; see "
-                             "README \"Tasks\") [default: the one the checkpoint's head or "
+                             "docs/tasks.md) [default: the one the checkpoint's head or "
                              "artifact.json records, else the one the data's columns fit].")
 
 

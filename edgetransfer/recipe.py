@@ -87,7 +87,7 @@ def _schema() -> type[BaseModel]:
         "name": (str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=MAX_NAME,
                             description="Recipe name: artifacts go to models/NAME/.")),
         "description": (str, Field("", description="One line on what the recipe does.")),
-        "task": (str | None, Field(None, description="The task (see README \"Tasks\") "
+        "task": (str | None, Field(None, description="The task (see docs/tasks.md) "
                                    "[default: the model's head, else the data's columns].")),
         "model": (str, Field("minilm-l6", description="The backbone to fine-tune (or, "
                              "without a finetune step, the fine-tuned model).")),

@@ -3,8 +3,8 @@
 One command per entry of the stage registry (edgetransfer.registry), its options made from
 the stage's config (flags.py); heavy imports (torch, transformers) happen inside the
 stages' functions, so `--help` is instant.
-Errors a user can fix print one line and exit with a documented code (README, "Exit
-codes"); a traceback appears only with --debug.
+Errors a user can fix print one line and exit with a documented code (docs/errors.md); a
+traceback appears only with --debug.
 """
 
 from __future__ import annotations

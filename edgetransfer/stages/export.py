@@ -178,8 +178,8 @@ def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
     mode = task.quantize_modes[0] if cfg.quantize == "int8" else cfg.quantize
     if mode not in ("none", "auto", *task.quantize_modes):
         raise ConfigError(f"--quantize {mode}: not for {task.name} models; use "
-                          f"{', '.join(task.quantize_modes)}, none or auto (see README "
-                          f"\"Tasks\")")
+                          f"{', '.join(task.quantize_modes)}, none or auto (see "
+                          f"docs/tasks.md)")
     static_only = "int8-dynamic" not in task.quantize_modes
     if not cfg.calibration_data and (mode == "int8-static" or mode == "auto" and static_only):
         raise ConfigError(f"--quantize {cfg.quantize}" + (f" ({mode} for {task.name})" if

@@ -28,7 +28,7 @@ from ..train.outputs import output_folder, run_settings
 log = logging.getLogger(__name__)
 
 # The command's --help (edgetransfer.cli makes the command from the registry).
-HELP = """Fine-tune a backbone on a labelled task (--task; README "Tasks").
+HELP = """Fine-tune a backbone on a labelled task (--task; docs/tasks.md).
 
 \b
 Example (offline, bundled backbone and the quickstart data):

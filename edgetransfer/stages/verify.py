@@ -440,7 +440,9 @@ def _parity(cand, models, outputs, probes, cfg, load, ds) -> dict:
                                                               probes[cand.name]]
         rep = parity.compare(ref, got, cand.precision, name=name, atol=cfg.atol,
                              min_agreement=min_agreement, task=cand.task,
-                             labels_only=labels_only)
+                             labels_only=labels_only, min_agreement_from=(
+                                 "--min-agreement" if cfg.min_agreement is not None
+                                 else "the vocabulary-pruning bar"))
         result["outputs"] |= rep.outputs
         result["failures"] += rep.failures
     result["passed"] = not result["failures"]

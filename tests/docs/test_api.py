@@ -76,6 +76,8 @@ def test_what_the_command_refuses_is_raised_naming_the_keyword(exported, tmp_pat
     assert e.value.exit_code == 2
     with pytest.raises(ConfigError, match=r"^api\.export: colour blue: Extra inputs"):
         api.export(model=exported, out=tmp_path / "onnx", colour="blue")
+    with pytest.raises(EdgeTransferError, match=r"^api\.export: eval_data nope\.jsonl: no such"):
+        api.export(model=exported, out=tmp_path / "onnx", eval_data="nope.jsonl")
     # a failed gate: the command's exit code, on the error
     report = write_report(tmp_path / "verify.json", exported, passed=False,
                           failures=[{"gate": "parity", "model": "onnx", "message": "off"}])

@@ -211,3 +211,14 @@ def test_the_exit_code_and_bad_input_tables_are_each_in_one_place():
     documented = {int(m.group(1)) for m in re.finditer(r"^\| (\d+) \|", table, re.M)}
     codes = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}
     assert documented == codes | {0}
+
+
+def test_code_names_only_sections_that_exist():
+    """A message, help text, recipe or example that sends the reader to a README section
+    names one that exists (the reference moved to docs/: "README \"Tasks\"" went stale)."""
+    headings = {m.group(2).strip() for d in DOCUMENTS
+                for m in HEADING.finditer(d.read_text(encoding="utf-8"))}
+    for path in [*ROOT.glob("edgetransfer/**/*.py"), *ROOT.glob("recipes/*.yaml"),
+                 *ROOT.glob("examples/**/*.yml")]:
+        for m in re.finditer(r'README\\?"([^"\\]+)\\?"', path.read_text(encoding="utf-8")):
+            assert m.group(1) in headings, f"{path}: README \"{m.group(1)}\""
