@@ -122,7 +122,7 @@ def run(name: str, args) -> dict:
         t0 = time.perf_counter()
         with open(args.work / f"{name}.log", "w") as log:
             code = subprocess.run(cmd + ["--overwrite"], stdout=log, stderr=subprocess.STDOUT,
-                                  env=None).returncode
+                                  check=False).returncode
         wall = round(time.perf_counter() - t0, 1)
         if code != 0:
             return {"name": name, "case": case, "what": what, "failed": code,
@@ -144,19 +144,35 @@ def run(name: str, args) -> dict:
 def render(r: dict) -> str:
     env = r["environment"]
     lines = [
-        f"## Small data: the quickstarts on 300 sentences or 60 pictures (issue 27), "
-        f"{r['date']}", "",
-        f"`python bench/small_data.py` on {env['machine'].get('cpu')} "
-        f"({env['machine'].get('logical_cpus')} cores, shared with other work: the wall times "
-        f"are long), torch {env['versions'].get('torch')}. Each row is one `edgetransfer "
-        f"finetune` with the README quickstart's flags for its task; ner: 300 sentences "
+        (f"## Small data: the quickstarts on 300 sentences or 60 pictures (issue 27), "
+         f"{r['date']}"), "",
+        (f"`python bench/small_data.py` on {env['machine'].get('cpu')} "
+        f"({env['machine'].get('logical_cpus')} cores, shared with other work: wall times "
+        f"vary with its load), torch {env['versions'].get('torch')}. Each row is one "
+        f"`edgetransfer finetune` with the README quickstart's flags for its task; ner: 300 sentences "
         f"sampled from CoNLL-2003 train.txt (30 carved for validation), tested on the first "
         f"{TEST_SENTENCES:,} sentences of test.txt; text: 300 rows of SST-2 train.tsv, LoRA "
         f"(30 carved), tested on validation.tsv; images: make_shapes.py's 60 pictures of 3 "
         f"classes, 64 px (validation 30, test 60). floor: finetune's verdict on validation "
-        f"(edgetransfer/measure/floor.py).", "",
+        f"(edgetransfer/measure/floor.py)."), "",
         "| row | what | method | lr | epochs | steps | validation | test | floor | wall s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    by_name = {row["name"]: row for row in r["runs"] if row.get("failed") is None}
+    for case, old in (("ner", "1e-4"), ("text", None), ("images", "1e-4")):
+        now = [by_name.get(f"{case}-{e}") for e in ("1", "default")]
+        if not all(now):
+            continue
+        said = (f"- **{case}**, the quickstart at today's default lr {now[0]['lr']:g}: "
+                f"test {now[0]['metric']} {now[0]['test']:.3f} after 1 epoch "
+                f"({now[0]['floor']}), {now[1]['test']:.3f} after the default epochs "
+                f"({now[1]['floor']})")
+        before = [by_name.get(f"{case}-{e}-lr{old}") for e in ("1", "default")] if old else []
+        if before and all(before):
+            said += (f"; at the old default {old}: {before[0]['test']:.3f} "
+                     f"({before[0]['floor']}) and {before[1]['test']:.3f} "
+                     f"({before[1]['floor']})")
+        lines.insert(-2, said + ".")
+    lines.insert(-2, "")
     for row in r["runs"]:
         if row.get("failed") is not None:
             lines.append(f"| {row['name']} | {row['what']}: failed (exit {row['failed']}) | "

@@ -22,8 +22,9 @@ The rule, on the primary metric over the validation split:
     (one tag) for every row when a model predicting with the labels' own frequencies would
     do that with a probability under ALPHA (so three rows all called "positive" are not
     evidence, thirty are);
-  - "unclear": the bar is inside the interval: too few validation rows to tell; a warning,
-    never a refusal;
+  - "unclear": the bar is inside the interval: too few validation rows to tell; a warning
+    with the likely causes when the value is under the bar (a note when above), never a
+    refusal;
   - "ok": the interval's bottom clears the bar.
 
 A task states its evidence (`Task.floor`: labels, predictions, names -> Evidence); a task
@@ -35,6 +36,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +146,9 @@ def judge(evidence: Evidence) -> dict:
 
 # --- why, and what to change -----------------------------------------------------------------
 
-# The fewest optimizer steps at which a fresh head has, in our measurements, usually left
-# chance behind (bench/small_data.py; bench/RESULTS.md "Small data"); fewer are named as the
-# likely cause.
+# Fewer optimizer steps than this are named as the likely cause: in bench/small_data.py
+# (bench/RESULTS.md "Small data") 17 steps left NER at 1e-4 and SST-2's LoRA at chance and
+# 85 did not; between them, the round figure.
 FEW_STEPS = 60
 # A training loss that ends above this share of where it began has barely moved, and above
 # the second it rose (the logged losses of a flat run wander by a few percent).
@@ -178,8 +181,10 @@ def causes(*, steps: int, examples: int, epochs: float, batch_size: int, lr: flo
                    f"learning rate {lr:g} is too high; lower --lr (a third of it)")
     elif steps < FEW_STEPS or (losses is not None and losses[1] > BARELY * losses[0]):
         barely = losses is not None and losses[1] > BARELY * losses[0]
-        loss = (f"; the training loss {'barely moved' if barely else 'went'} "
-                f"({losses[0]:.3g} -> {losses[1]:.3g})" if losses is not None else "")
+        loss = ("" if losses is None else
+                f"; the training loss barely moved ({losses[0]:.3g} -> {losses[1]:.3g})"
+                if barely else f"; the training loss went from {losses[0]:.3g} to "
+                f"{losses[1]:.3g}")
         out.append(f"too little training: {steps} optimizer steps ({examples} examples in "
                    f"batches of {batch_size}, {epochs:g} epoch(s)){loss}; raise --epochs "
                    f"(or give more --train rows), or raise --lr above {lr:g}")
@@ -210,12 +215,16 @@ def message(where: str, record: dict) -> str:
 
 # --- downstream: the recorded verdict --------------------------------------------------------
 
+class DegenerateModel(ModelError):
+    """A model recorded as degenerate, given to a stage without --allow-degenerate (exit 2;
+    `search` records such a candidate and goes on)."""
+
+
 def recorded(model: str | Path) -> dict | None:
     """The floor verdict an artifact records: its artifact.json's metrics "floor" (a model
     file: its folder's); None where there is none (not an edgetransfer artifact, a task
     without a floor, a record of another shape)."""
     from ..artifacts import MANIFEST
-    from ..errors import ModelError
     from ..untrusted import read_json
 
     path = Path(model)
@@ -229,7 +238,7 @@ def recorded(model: str | Path) -> dict | None:
 
 
 def check(model: str | Path, allow: bool, stage: str, flag: str = "--model") -> dict | None:
-    """Refuse (ModelError, exit 2) a model whose recorded verdict is "degenerate" unless
+    """Refuse (DegenerateModel, exit 2) a model whose recorded verdict is "degenerate" unless
     `allow`; with it, warn. Returns the record (None where there is none).
 
     Exit 2, not 3: the refusal is about an input, made before any work, and the user's fix
@@ -237,7 +246,6 @@ def check(model: str | Path, allow: bool, stage: str, flag: str = "--model") -> 
     gate found in this run's own output (parity, the LoRA merge), so verify's 3/5/6 keep
     naming one gate each.
     """
-    from ..errors import ModelError
     from ..untrusted import clip
 
     record = recorded(model)
@@ -245,8 +253,8 @@ def check(model: str | Path, allow: bool, stage: str, flag: str = "--model") -> 
         return record
     why = clip(str(record.get("why", "its validation metric is at chance")), 400)
     if not allow:
-        raise ModelError(f"{flag} {model}: a degenerate model ({why}); {stage} refuses it: "
-                         f"retrain it (its metrics.json \"floor\" names the likely cause), or "
-                         f"pass {FLAG}")
+        raise DegenerateModel(f"{flag} {model}: a degenerate model ({why}); {stage} refuses "
+                              f"it: retrain it (the training's metrics.json \"floor\" names the "
+                              f"likely cause), or pass {FLAG}")
     log.warning("%s %s: a degenerate model (%s); %s goes on (%s)", flag, model, why, stage, FLAG)
     return record

@@ -66,7 +66,9 @@ class FinetuneConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
                                                     "weights, LoRA adapters (merged at the "
                                                     "end), or the task head only.")
     lr: float | None = Field(None, gt=0, description="Peak learning rate [default by method: "
-                             "full 1e-4, lora 1e-3, head 3e-3].")
+                             "full 1e-4, lora 1e-3, head 3e-3; where a task's models want "
+                             "another: token-classification full 5e-4, image-classification "
+                             "full 1e-3].")
     freeze_layers: int = Field(0, ge=0, description="Freeze the embeddings and the lowest N "
                                "layers (full and lora).")
     lora_r: int = Field(8, ge=1, description="LoRA rank.")

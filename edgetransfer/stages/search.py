@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .. import paths
 from ..artifacts import write_json
 from ..errors import BudgetMissed, CheckFailed, ConfigError, EdgeTransferError
+from ..measure import floor
 from ..options import MAX_THREADS, comma_list
 from ..search import budget as budgets
 from ..search import judge, report, space
@@ -438,7 +439,9 @@ def _candidate(v, student, w, cfg, reference, budget, out, root, recipe_file) ->
     try:
         figures = _export(v, student, out / "candidates" / v.name, w, cfg, root,
                           recipe_file)
-    except CheckFailed as e:  # a parity or pruning gate: recorded, the search goes on
+    except (CheckFailed, floor.DegenerateModel) as e:
+        # a parity or pruning gate, or a student at chance (measure/floor.py): recorded,
+        # the search goes on
         log.warning("%s: %s", v.name, e)
         return entry | {"status": "failed", "reason": str(e)}
     entry |= figures | {"status": "evaluated"}

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import (image_args, make_sentences, tiny_args, token_args, write_conll,
-                      write_jsonl)
+from conftest import image_args, make_sentences, tiny_args, token_args, write_conll, write_jsonl
 from PIL import Image
 
 from edgetransfer.measure import floor
@@ -147,6 +146,17 @@ def test_text_classification_at_chance_is_refused_downstream(cli, tmp_path, tiny
     assert not (tmp_path / "verify.json").exists()
     code, said = cli(*verify, "--allow-degenerate")
     assert code == 0, said
+    # distilled, its student is judged the same way, and the teacher named as the cause
+    student = tmp_path / "student"
+    code, said = cli("distill", "--teacher", out, "--train", data / "train.jsonl",
+                     "--validation", data / "validation.jsonl", "--student-layers", "1",
+                     "--epochs", "1", "--batch-size", "4", "--lr", "1e-7", "--out", student)
+    assert code == 0, said
+    assert f"--teacher {out}: a degenerate model" in said
+    record = json.loads((student / "metrics.json").read_text())["floor"]
+    assert record["verdict"] == "degenerate"
+    assert record["causes"][0].startswith("the teacher is itself degenerate")
+    assert json.loads((student / "artifact.json").read_text())["metrics"]["floor"] == record
 
 
 def test_a_real_text_classifier_is_not_flagged(cli, tmp_path, tiny_backbone, data_dir):
@@ -199,13 +209,9 @@ def test_a_real_image_classifier_is_not_flagged(image_teacher):
 
 
 def test_recipes_take_the_flag_in_each_refusing_step():
-    from edgetransfer import recipe
+    from edgetransfer import recipe, registry
 
-    schema = recipe.schema()
     for step in ("export", "verify", "package"):
-        field = schema.model_fields[step].annotation
-        section = [a for a in getattr(field, "__args__", (field,)) if a is not type(None)][0]
-        section = getattr(section, "__args__", (section,))[0]  # (export: a list of variants)
-        assert "allow_degenerate" in section.model_fields, step
-    assert "allow_degenerate" not in schema.model_fields["finetune"].annotation.__args__[
-        0].model_fields
+        section = recipe.section(registry.get(step))
+        assert section(allow_degenerate=True).allow_degenerate is True, step
+    assert "allow_degenerate" not in recipe.section(registry.get("finetune")).model_fields
