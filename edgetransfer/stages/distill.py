@@ -145,21 +145,7 @@ def run(cfg: DistillConfig) -> Path:
     started = time.perf_counter()
     check_settings(cfg)
     placement = devices.choose(cfg.device, cfg.precision)
-    teacher_bb = backbones.resolve(cfg.teacher, cfg.allow_pickle, cfg.trust_remote_code)
-    task = tasks.resolve(cfg.task, config=teacher_bb.config, where=f"--teacher {cfg.teacher}")
-    backbones.require_head(teacher_bb, task, "--teacher")
-    teacher_floor = floor.recorded(teacher_bb.source) if teacher_bb.local else None
-    if teacher_floor is not None and teacher_floor.get("verdict") == floor.DEGENERATE:
-        # (a warning: distilling it is allowed, and its student will be judged the same way)
-        log.warning("--teacher %s: a degenerate model (%s); a student learns no more than its "
-                    "teacher knows", cfg.teacher, teacher_floor.get("why"))
-    student_bb = (backbones.resolve(cfg.student, cfg.allow_pickle, cfg.trust_remote_code,
-                                    weights_optional=True) if cfg.student else None)
-    backbones.check_max_length(teacher_bb, cfg.max_length)
-    if student_bb is not None:
-        backbones.check_max_length(student_bb, cfg.max_length)
-    else:  # (from config.json: before the data is read or the teacher loaded)
-        students.check_choice(teacher_bb.config, cfg.student_layers, cfg.keep_layers)
+    teacher_bb, student_bb, task, teacher_floor = _resolve(cfg)
     splits.warn_shared({"train": cfg.train, "validation": cfg.validation, "test": cfg.test,
                         "unlabeled": cfg.unlabeled})
     data = task.read(cfg, teacher_bb.label_names)
@@ -174,8 +160,6 @@ def run(cfg: DistillConfig) -> Path:
     out = output_folder(cfg, data.sources, [teacher_bb] + ([student_bb] if student_bb else []),
                         extra_inputs=[cfg.unlabeled] if cfg.unlabeled else [])
 
-    import torch
-    from datasets import concatenate_datasets
     from transformers import set_seed
 
     set_seed(cfg.seed)
@@ -189,40 +173,10 @@ def run(cfg: DistillConfig) -> Path:
     student, keep, mapping = _build_student(cfg, teacher, student_bb, tokenizer, task, data,
                                             eager)
     n_s = architectures.layer_count(student)
-    if (cfg.hidden_weight > 0 and getattr(student.config, "hidden_size", None)
-            != getattr(teacher.config, "hidden_size", None)):
-        # learned projection of the student's states into the teacher's width; attached to
-        # the student so the Trainer optimises and checkpoints it, removed before saving
-        student.distill_projection = torch.nn.Linear(student.config.hidden_size,
-                                                     teacher.config.hidden_size)
-
-    if eager:
-        # BERT returns attention probabilities after dropout: in training they no longer sum
-        # to 1 and the KL goes noisy, so the student's attention-probability dropout is off
-        for name, module in student.named_modules():
-            if isinstance(module, torch.nn.Dropout) and name.endswith("attention.self.dropout"):
-                module.p = 0.0
-    import os
-
-    # each process's own GPU under torchrun/accelerate (LOCAL_RANK), else the first
-    device = (torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-              if placement.device == "cuda" else torch.device(placement.device))
-    collate = task.collator(tokenizer)
-    transfer = tokenized["train"]
-    if unlabeled is not None:
-        transfer = concatenate_datasets([transfer, unlabeled.cast(transfer.features)])
-    log.info("computing the teacher's outputs once over %d transfer examples", len(transfer))
-    t0 = time.perf_counter()
-    transfer = transfer.add_column("teacher_logits", [row.tolist() for row in _cached_logits(
-        cfg, teacher, transfer, collate, device)])
-    teacher_time = time.perf_counter() - t0
-    if not (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
-        teacher.to("cpu")  # only its cached logits are needed from here: free the GPU
-    teacher_eval = {
-        split: _evaluate_teacher(teacher, tokenized[split], collate, device,
-                                 cfg.teacher_batch_size, task, data.label_names)
-        for split in ("validation", "test") if split in tokenized
-    }
+    _fit_for_transfer(cfg, student, teacher, eager)
+    device = _torch_device(placement)
+    transfer, teacher_time, teacher_eval = _teacher_targets(cfg, teacher, tokenized, unlabeled,
+                                                            task, tokenizer, data, device)
 
     lr = learning_rate_for(cfg, task)
     settings = {
@@ -263,6 +217,81 @@ def run(cfg: DistillConfig) -> Path:
                                     **({"unlabeled": cfg.unlabeled} if cfg.unlabeled else {})},
                            title=f"distill: {n_s}-layer student of {Path(cfg.teacher).name}",
                            keep_checkpoints=cfg.keep_checkpoints)
+
+
+def _teacher_targets(cfg: DistillConfig, teacher, tokenized, unlabeled, task, tokenizer,
+                     data, device):
+    """(the transfer rows with the teacher's logits, computed once or read from the cache;
+    the seconds that took; the teacher's own figures on validation and test)."""
+    from datasets import concatenate_datasets
+
+    collate = task.collator(tokenizer)
+    transfer = tokenized["train"]
+    if unlabeled is not None:
+        transfer = concatenate_datasets([transfer, unlabeled.cast(transfer.features)])
+    log.info("computing the teacher's outputs once over %d transfer examples", len(transfer))
+    t0 = time.perf_counter()
+    transfer = transfer.add_column("teacher_logits", [row.tolist() for row in _cached_logits(
+        cfg, teacher, transfer, collate, device)])
+    teacher_time = time.perf_counter() - t0
+    if not (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
+        teacher.to("cpu")  # only its cached logits are needed from here: free the GPU
+    teacher_eval = {
+        split: _evaluate_teacher(teacher, tokenized[split], collate, device,
+                                 cfg.teacher_batch_size, task, data.label_names)
+        for split in ("validation", "test") if split in tokenized
+    }
+    return transfer, teacher_time, teacher_eval
+
+
+def _torch_device(placement):
+    """Each process's own GPU under torchrun/accelerate (LOCAL_RANK), else the first; or the
+    placement's CPU/MPS."""
+    import os
+
+    import torch
+
+    return (torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+            if placement.device == "cuda" else torch.device(placement.device))
+
+
+def _resolve(cfg: DistillConfig):
+    """(the teacher's backbone, the student's or None, the task, the teacher's recorded
+    floor verdict): every check that needs no data and no loaded model, first."""
+    teacher_bb = backbones.resolve(cfg.teacher, cfg.allow_pickle, cfg.trust_remote_code)
+    task = tasks.resolve(cfg.task, config=teacher_bb.config, where=f"--teacher {cfg.teacher}")
+    backbones.require_head(teacher_bb, task, "--teacher")
+    teacher_floor = floor.recorded(teacher_bb.source) if teacher_bb.local else None
+    if teacher_floor is not None and teacher_floor.get("verdict") == floor.DEGENERATE:
+        # (a warning: distilling it is allowed, and its student will be judged the same way)
+        log.warning("--teacher %s: a degenerate model (%s); a student learns no more than its "
+                    "teacher knows", cfg.teacher, teacher_floor.get("why"))
+    student_bb = (backbones.resolve(cfg.student, cfg.allow_pickle, cfg.trust_remote_code,
+                                    weights_optional=True) if cfg.student else None)
+    backbones.check_max_length(teacher_bb, cfg.max_length)
+    if student_bb is not None:
+        backbones.check_max_length(student_bb, cfg.max_length)
+    else:  # (from config.json: before the data is read or the teacher loaded)
+        students.check_choice(teacher_bb.config, cfg.student_layers, cfg.keep_layers)
+    return teacher_bb, student_bb, task, teacher_floor
+
+
+def _fit_for_transfer(cfg: DistillConfig, student, teacher, eager: bool) -> None:
+    """What hidden-state and attention transfer need of the student."""
+    import torch
+
+    if (cfg.hidden_weight > 0 and getattr(student.config, "hidden_size", None)
+            != getattr(teacher.config, "hidden_size", None)):
+        # learned projection of the student's states into the teacher's width; attached to
+        # the student so the Trainer optimises and checkpoints it, removed before saving
+        student.distill_projection = torch.nn.Linear(student.config.hidden_size,
+                                                     teacher.config.hidden_size)
+    if eager:
+        # BERT returns attention probabilities after dropout: in training they no longer sum
+        # to 1 and the KL goes noisy, so the student's attention-probability dropout is off
+        for name, module in student.named_modules():
+            if isinstance(module, torch.nn.Dropout) and name.endswith("attention.self.dropout"):
+                module.p = 0.0
 
 
 def _cached_logits(cfg, teacher, transfer, collate, device) -> list:

@@ -175,22 +175,7 @@ def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
     task = tasks.resolve(cfg.task, config=bb.config, folder=Path(bb.source),
                          where=f"--model {cfg.model}")
     backbones.require_head(bb, task)
-    mode = task.quantize_modes[0] if cfg.quantize == "int8" else cfg.quantize
-    if mode not in ("none", "auto", *task.quantize_modes):
-        raise ConfigError(f"--quantize {mode}: not for {task.name} models; use "
-                          f"{', '.join(task.quantize_modes)}, none or auto (see "
-                          f"docs/tasks.md)")
-    static_only = "int8-dynamic" not in task.quantize_modes
-    if not cfg.calibration_data and (mode == "int8-static" or mode == "auto" and static_only):
-        raise ConfigError(f"--quantize {cfg.quantize}" + (f" ({mode} for {task.name})" if
-                          mode != cfg.quantize else f" for {task.name} (its int8 is static)"
-                          if mode == "auto" else "") + " needs --calibration-data")
-    if cfg.int4_embeddings and mode not in ("int8-dynamic", "int8-static"):
-        raise ConfigError(f"--int4-embeddings goes with an int8 --quantize (not {mode}); "
-                          f"--quantize int4 puts every weight in 4 bits")
-    if cfg.calibration_data and cfg.quantize not in ("int8", "int8-static", "auto"):
-        log.warning("--calibration-data: not read; --quantize %s does not calibrate (int8-static "
-                    "and auto do)", cfg.quantize)
+    mode = _mode_for(cfg, task)
     cfg = cfg.model_copy(update={"quantize": mode})
     # --out checked now, before any data is read or model loaded
     out = OutputFolder(cfg.out, overwrite=cfg.overwrite, inputs=(Path(bb.source),)
@@ -198,14 +183,7 @@ def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
                                if p))
     out.check()
     labels = bb.label_names
-    evals = task.read_eval(cfg.eval_data, labels, cfg) if cfg.eval_data else None
-    calibrates = mode in ("int8-static", "auto")  # (read only where it is used)
-    calib = (task.read_eval(cfg.calibration_data, None, cfg) if cfg.calibration_data
-             and calibrates else None)
-    if calib is not None and len(calib) > cfg.calibration_samples:
-        # a seeded sample of the whole file: its first rows may all be one class (an image
-        # folder is read class by class)
-        calib = calib.shuffle(seed=0).select(range(cfg.calibration_samples))
+    evals, calib = _read_data(cfg, task, labels)
 
     import torch
     from transformers import AutoConfig
@@ -251,6 +229,47 @@ def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
         shutil.rmtree(out.work, ignore_errors=True)
         raise
     final_dir = out.commit()
+    _say(record, settings, job, task, final_dir)
+    return final_dir
+
+
+def _mode_for(cfg: ExportConfig, task) -> str:
+    """The quantization mode `--quantize` means for this task (int8: the task's own), its
+    combinations with the other options checked."""
+    mode = task.quantize_modes[0] if cfg.quantize == "int8" else cfg.quantize
+    if mode not in ("none", "auto", *task.quantize_modes):
+        raise ConfigError(f"--quantize {mode}: not for {task.name} models; use "
+                          f"{', '.join(task.quantize_modes)}, none or auto (see "
+                          f"docs/tasks.md)")
+    static_only = "int8-dynamic" not in task.quantize_modes
+    if not cfg.calibration_data and (mode == "int8-static" or mode == "auto" and static_only):
+        raise ConfigError(f"--quantize {cfg.quantize}" + (f" ({mode} for {task.name})" if
+                          mode != cfg.quantize else f" for {task.name} (its int8 is static)"
+                          if mode == "auto" else "") + " needs --calibration-data")
+    if cfg.int4_embeddings and mode not in ("int8-dynamic", "int8-static"):
+        raise ConfigError(f"--int4-embeddings goes with an int8 --quantize (not {mode}); "
+                          f"--quantize int4 puts every weight in 4 bits")
+    if cfg.calibration_data and cfg.quantize not in ("int8", "int8-static", "auto"):
+        log.warning("--calibration-data: not read; --quantize %s does not calibrate (int8-static "
+                    "and auto do)", cfg.quantize)
+    return mode
+
+
+def _read_data(cfg: ExportConfig, task, labels):
+    """(the eval data or None, the calibration sample or None; read only where used)."""
+    evals = task.read_eval(cfg.eval_data, labels, cfg) if cfg.eval_data else None
+    calibrates = cfg.quantize in ("int8-static", "auto")
+    calib = (task.read_eval(cfg.calibration_data, None, cfg) if cfg.calibration_data
+             and calibrates else None)
+    if calib is not None and len(calib) > cfg.calibration_samples:
+        # a seeded sample of the whole file: its first rows may all be one class (an image
+        # folder is read class by class)
+        calib = calib.shuffle(seed=0).select(range(cfg.calibration_samples))
+    return evals, calib
+
+
+def _say(record: dict, settings: dict, job, task, final_dir: Path) -> None:
+    """What each gate compared, and what was written."""
     metric = task.primary
     log.info("gates (export.json \"gates\"):\n%s", "\n".join(
         f"  {line}" for line in gate_lines(record["gates"])))
@@ -263,7 +282,6 @@ def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
              settings.get("mode"), record["size_bytes"] / 2**20,
              record["latency_batch1"]["p50_ms"],
              f", {metric} {record[metric]:.4f}" if metric in record else "")
-    return final_dir
 
 
 class _Job:
@@ -439,19 +457,7 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
     if job.pruning:
         record["vocab"] = job.pruning
     record["parity"]["export"] = job.gate(tmp / "exported.onnx", "fp32")
-    fp32 = tmp / "exported.onnx"
-    if cfg.fuse:
-        # 4-bit blocks need the weights in MatMuls and Gathers, not inside fused ops
-        record["fusions"] = rewrites.fuse(
-            fp32, tmp / "fused.onnx", config, attention=cfg.quantize != "int4",
-            embeddings=not (cfg.int4_embeddings or cfg.quantize == "int4"))
-        fp32 = tmp / "fused.onnx"
-        if (cfg.first_token_last_layer and rewrites.FIRST_TOKEN in task.rewrites
-                and rewrites.first_token_last_layer(fp32, tmp / "fused-first-token.onnx",
-                                                    config)):
-            fp32 = tmp / "fused-first-token.onnx"
-            record["first_token_last_layer"] = True
-        record["parity"]["fused"] = job.gate(fp32, "fp32")
+    fp32 = _fused(job, tmp, config, record)
 
     feeds = (scoring.singles(task, job.preprocessor, calib, cfg.max_length,
                              cfg.calibration_samples) if calib is not None else [])
@@ -487,17 +493,8 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
         record["parity"]["ort"] = job.gate(work / "model.ort", precision)
     shutil.rmtree(tmp)
 
-    record["latency_batch1"] = _latency(work / "model.onnx", singles, cfg.threads) | {
-        "threads": cfg.threads, "provider": "CPUExecutionProvider",
-        "inputs": "eval rows, one at a time" if evals is not None else "probe rows"}
-    host = latency.machine()
-    record["host"] = {k: host[k] for k in ("cpu", "arch", "isa")}
-    if precision == "int8":
-        # the latency above is this host's: say so where the target's devices differ
-        record["host"]["target_mismatch"] = quantize.host_mismatch(cfg.target, host)
-        if record["host"]["target_mismatch"]:
-            log.warning("latency measured here may not hold on the target: %s",
-                        record["host"]["target_mismatch"])
+    _time_on_this_host(record, work / "model.onnx", singles, cfg, evals is not None,
+                       precision)
     record["size_bytes"] = (work / "model.onnx").stat().st_size
     record["gates"] = gate_summary(record, job, fp32_value)
     record["versions"] = versions("torch", "transformers", "optimum-onnx", "onnx", "onnxruntime")
@@ -511,6 +508,43 @@ def _build_all(job, work, bb, config, evals, calib, torch_logits, started):
                    parents={"model": cfg.model}, task=task.name,
                    packages=("torch", "transformers", "optimum-onnx", "onnx", "onnxruntime"))
     return record, settings
+
+
+def _fused(job, tmp: Path, config, record: dict) -> Path:
+    """The fp32 graph the quantizers start from: the export, fused (and its last layer cut to
+    the first token, where the task allows) with each rewrite parity-gated."""
+    cfg, task = job.cfg, job.task
+    fp32 = tmp / "exported.onnx"
+    if not cfg.fuse:
+        return fp32
+    # 4-bit blocks need the weights in MatMuls and Gathers, not inside fused ops
+    record["fusions"] = rewrites.fuse(
+        fp32, tmp / "fused.onnx", config, attention=cfg.quantize != "int4",
+        embeddings=not (cfg.int4_embeddings or cfg.quantize == "int4"))
+    fp32 = tmp / "fused.onnx"
+    if (cfg.first_token_last_layer and rewrites.FIRST_TOKEN in task.rewrites
+            and rewrites.first_token_last_layer(fp32, tmp / "fused-first-token.onnx", config)):
+        fp32 = tmp / "fused-first-token.onnx"
+        record["first_token_last_layer"] = True
+    record["parity"]["fused"] = job.gate(fp32, "fp32")
+    return fp32
+
+
+def _time_on_this_host(record: dict, model: Path, singles, cfg: ExportConfig,
+                       on_eval_rows: bool, precision: str) -> None:
+    """Batch-1 latency here, and the host it was measured on (an int8 model tuned for
+    another CPU family: said)."""
+    record["latency_batch1"] = _latency(model, singles, cfg.threads) | {
+        "threads": cfg.threads, "provider": "CPUExecutionProvider",
+        "inputs": "eval rows, one at a time" if on_eval_rows else "probe rows"}
+    host = latency.machine()
+    record["host"] = {k: host[k] for k in ("cpu", "arch", "isa")}
+    if precision == "int8":
+        # the latency above is this host's: say so where the target's devices differ
+        record["host"]["target_mismatch"] = quantize.host_mismatch(cfg.target, host)
+        if record["host"]["target_mismatch"]:
+            log.warning("latency measured here may not hold on the target: %s",
+                        record["host"]["target_mismatch"])
 
 
 def _build(mode, fp32, tmp, feeds, cfg, exclude=None, name=None, layers_only=False):

@@ -127,9 +127,6 @@ class PackageConfig(TargetOptions, FloorOption):
 
 
 def run(cfg: PackageConfig) -> Path:
-    from ..bundle.archive import write_archive
-    from ..bundle.runtime.predict import BundleError, read_texts
-    from ..data import conll
     from ..measure import footprint
 
     if cfg.target is None:
@@ -155,41 +152,10 @@ def run(cfg: PackageConfig) -> Path:
     export_record = _read_json(model / "export.json") if (model / "export.json").exists() else {}
     model_sha = sha256(model / "model.onnx")
     verification = _verification(cfg, model_sha)
-    specs, notes = _requirements(verification, bundle_inputs.PACKAGES[kind])
-    pins = requirements.hashed(specs)  # (each wheel's sha256, from the index)
-    quantization = export_record.get("quantization")
-    # (the tuning finding is a note in the manifest too, also with --no-check-target)
-    notes += [r["detail"] for r in checks.tuning(cfg.target, quantization)]
-    try:
-        target_check = (checks.check(cfg.target, cfg.target_python, cfg.target_cpu, pins,
-                                     model / "model.onnx", _precision(export_record),
-                                     quantization)
-                        if cfg.check_target else None)
-    except ModelError as e:
-        raise ModelError(f"{e}; nothing was written") from None
-    said = {r["detail"] for r in target_check["rows"]} if target_check else set()
-    for note in notes:
-        if note not in said:  # (check() has said its own warnings)
-            log.warning("%s", note)
-    # what the runtime takes: a text, or a (text, pair) tuple (the task's reader, so a
-    # recipe's eval file of any task times real inputs; a tagger's rows carry their words
-    # joined as "text")
+    pins, notes, target_check = _pins_and_target(cfg, verification, kind, export_record)
     scratch = None
-    if kind == "image":  # image files: read below, once the output folder is claimed
-        texts = []
-    elif (cfg.latency_data is not None and cfg.latency_data.suffix.lower() == ".txt"
-            and not task.claims_data(conll.columns_of(cfg.latency_data) or [])):
-        # a .txt is CoNLL columns for a task that reads words, else one text a line (as the
-        # runtime's --input reads it)
-        try:
-            texts = read_texts(cfg.latency_data)
-        except BundleError as e:
-            raise DataError(f"--latency-data {e}") from None
-    else:
-        rows = (task.read_eval(str(cfg.latency_data), None, cfg) if cfg.latency_data
-                else task.probe_rows)
-        texts = [(r["text"], r["text_pair"]) if r.get("text_pair") else r["text"]
-                 for r in rows]
+    texts = [] if kind == "image" else _latency_texts(cfg, task)  # (images: read below,
+    # once the output folder is claimed)
 
     archive = cfg.out.parent / f"{cfg.out.name}.tar.gz"
     record = cfg.out.parent / f"{cfg.out.name}.json"
@@ -214,18 +180,8 @@ def run(cfg: PackageConfig) -> Path:
                 out.work, texts, runs=cfg.cold_starts, requests=cfg.latency_requests,
                 threads=cfg.threads, kind=kind)
             write_json(out.work / "manifest.json", manifest)
-        write_archive(out.work, partial, cfg.out.name, exclude=(ARTIFACT,))
-        sizes = {"archive": archive.name, "archive_bytes": partial.stat().st_size,
-                 "archive_sha256": sha256(partial),
-                 "unpacked_bytes": sum(p.stat().st_size for p in out.work.rglob("*")
-                                       if p.is_file() and p.name != ARTIFACT)}
+        sizes = _archive(out.work, partial, archive.name, cfg, manifest, kind, task)
         measured = manifest.get("measurements", {})
-        write_manifest(out.work, "bundle", result_settings(cfg), sizes | {
-            k: v for k, v in (("cold_start_s", measured.get("cold_start_s")),
-                              ("peak_rss_mb", measured.get("peak_rss_mb")),
-                              ("p50_ms", measured.get("latency", {}).get("p50_ms")))
-            if v is not None}, parents={"model": str(model)}, packages=bundle_inputs.PACKAGES[kind],
-            task=task.name)
     except BaseException:
         shutil.rmtree(out.work, ignore_errors=True)
         partial.unlink(missing_ok=True)
@@ -244,6 +200,70 @@ def run(cfg: PackageConfig) -> Path:
              f"{measured['peak_rss_mb']:.0f} MB, p50 {measured['latency']['p50_ms']:.2f} ms"
              if measured else "")
     return final
+
+
+def _archive(work: Path, partial: Path, name: str, cfg: PackageConfig, manifest: dict,
+             kind: str, task) -> dict:
+    """The folder as the deterministic archive `partial`, and the folder's artifact.json
+    (sizes, the measured figures): the archive's sizes."""
+    from ..bundle.archive import write_archive
+
+    write_archive(work, partial, cfg.out.name, exclude=(ARTIFACT,))
+    sizes = {"archive": name, "archive_bytes": partial.stat().st_size,
+             "archive_sha256": sha256(partial),
+             "unpacked_bytes": sum(p.stat().st_size for p in work.rglob("*")
+                                   if p.is_file() and p.name != ARTIFACT)}
+    measured = manifest.get("measurements", {})
+    write_manifest(work, "bundle", result_settings(cfg), sizes | {
+        k: v for k, v in (("cold_start_s", measured.get("cold_start_s")),
+                          ("peak_rss_mb", measured.get("peak_rss_mb")),
+                          ("p50_ms", measured.get("latency", {}).get("p50_ms")))
+        if v is not None}, parents={"model": str(cfg.model)},
+        packages=bundle_inputs.PACKAGES[kind], task=task.name)
+    return sizes
+
+
+def _pins_and_target(cfg: PackageConfig, verification: dict, kind: str,
+                     export_record: dict) -> tuple[list, list[str], dict | None]:
+    """(the runtime's hashed pins, the notes for the manifest, the target check's table or
+    None): all decided, and said, before anything is written."""
+    specs, notes = _requirements(verification, bundle_inputs.PACKAGES[kind])
+    pins = requirements.hashed(specs)  # (each wheel's sha256, from the index)
+    quantization = export_record.get("quantization")
+    # (the tuning finding is a note in the manifest too, also with --no-check-target)
+    notes += [r["detail"] for r in checks.tuning(cfg.target, quantization)]
+    try:
+        target_check = (checks.check(cfg.target, cfg.target_python, cfg.target_cpu, pins,
+                                     cfg.model / "model.onnx", _precision(export_record),
+                                     quantization)
+                        if cfg.check_target else None)
+    except ModelError as e:
+        raise ModelError(f"{e}; nothing was written") from None
+    said = {r["detail"] for r in target_check["rows"]} if target_check else set()
+    for note in notes:
+        if note not in said:  # (check() has said its own warnings)
+            log.warning("%s", note)
+    return pins, notes, target_check
+
+
+def _latency_texts(cfg: PackageConfig, task) -> list:
+    """What the text runtime is timed on: a text, or a (text, pair) tuple (the task's
+    reader, so a recipe's eval file of any task times real inputs; a tagger's rows carry
+    their words joined as "text")."""
+    from ..bundle.runtime.predict import BundleError, read_texts
+    from ..data import conll
+
+    if (cfg.latency_data is not None and cfg.latency_data.suffix.lower() == ".txt"
+            and not task.claims_data(conll.columns_of(cfg.latency_data) or [])):
+        # a .txt is CoNLL columns for a task that reads words, else one text a line (as the
+        # runtime's --input reads it)
+        try:
+            return read_texts(cfg.latency_data)
+        except BundleError as e:
+            raise DataError(f"--latency-data {e}") from None
+    rows = (task.read_eval(str(cfg.latency_data), None, cfg) if cfg.latency_data
+            else task.probe_rows)
+    return [(r["text"], r["text_pair"]) if r.get("text_pair") else r["text"] for r in rows]
 
 
 def _this_machine() -> str:

@@ -169,40 +169,9 @@ def check_settings(cfg: VerifyConfig) -> None:
 def run(cfg: VerifyConfig) -> dict:
     """Measure everything and write cfg.out; the gates are judged by `check(report)`."""
     started = time.perf_counter()
-    check_settings(cfg)
-    for flag, spec in [("--reference", cfg.reference)] + [("--candidate", c)
-                                                          for c in cfg.candidate]:
-        floor.check(runners.parse_named(spec)[1], cfg.allow_degenerate, "verify", flag)
-    threshold = baselines.parse_threshold(cfg.max_latency_regression)
-    _check_max_length(cfg)
-    base = None
-    if cfg.baseline:
-        if not cfg.latency:
-            raise ConfigError("--baseline needs latency measured; drop --no-latency")
-        base = baselines.read(cfg.baseline)
-        baselines.check_comparable(base, cfg.baseline, cfg.threads, cfg.provider)
-    if cfg.update_baseline and not cfg.latency:
-        raise ConfigError("--update-baseline needs latency measured; drop --no-latency")
-    if any(b < 1 for b in cfg.batch_sizes):
-        raise ConfigError(f"--batch-sizes {','.join(map(str, cfg.batch_sizes))}: sizes must "
-                          f"be 1 or more")
-
-    load = dict(threads=cfg.threads, provider=cfg.provider, allow_pickle=cfg.allow_pickle,
-                task=cfg.task)
-    log.info("loading the reference %s", cfg.reference)
-    reference = runners.load(cfg.reference, **load)
+    threshold, base = _preflight(cfg)
+    reference, candidates, load = _load_models(cfg)
     task = reference.task
-    load["task"] = task.name  # every candidate is judged as the reference's task
-    candidates = []
-    for spec in cfg.candidate:
-        log.info("loading candidate %s", spec)
-        candidates.append(runners.load(spec, **load))
-    _check_names([reference] + candidates)
-    for c in candidates:
-        if c.label_names != reference.label_names:
-            raise ModelError(f"candidate {c.name}: labels {c.label_names} differ from the "
-                             f"reference's {reference.label_names}; verify models of one task")
-
     ds = task.read_eval(cfg.data, reference.label_names, cfg)
     labels = list(ds["label"])  # one per example: a class id, or a sentence's tag ids
     log.info("scoring %d examples of %s with %d models (%s)", len(labels), cfg.data,
@@ -241,29 +210,10 @@ def run(cfg: VerifyConfig) -> dict:
             failures += [{"gate": "parity", "model": c.name, "message": f"{c.name}: {f}"}
                          for f in entries[c.name]["parity"]["failures"]]
 
-    gate_record = None
-    workload = None
+    gate_record = workload = None
     if cfg.latency:
-        lat, workload = _latency(models, ds, cfg)
-        for name, by_batch in lat.items():
-            entries[name]["latency"] = by_batch
-        current = {name: {b: {k: f[k] for k in ("p50_ms", "p90_ms", "relative_p50")}
-                          for b, f in by_batch.items()} for name, by_batch in lat.items()}
-        if base is not None:
-            rows, skipped = baselines.gate(base, current, threshold)
-            for s in skipped:
-                log.warning("latency gate: %s; not gated", s)
-            failures += [{"gate": "latency", "model": r["model"], "message": r["message"]}
-                         for r in rows if not r["passed"]]
-            gate_record = {"baseline": str(cfg.baseline), "threshold": threshold, "rows": rows,
-                           "skipped": skipped, "baseline_machine": base.machine,
-                           "baseline_created": base.created}
-        if cfg.update_baseline:
-            baselines.write(cfg.update_baseline, machine=latency.machine(), threads=cfg.threads,
-                            provider=cfg.provider,
-                            workload_p50_ms=workload[f"batch{cfg.batch_sizes[0]}"]["p50_ms"],
-                            models=current)
-            log.info("wrote the latency baseline %s", cfg.update_baseline)
+        gate_record, workload = _latency_gate(models, ds, cfg, entries, failures, base,
+                                              threshold)
 
     failed_models = {f["model"] for f in failures}
     for name, entry in entries.items():
@@ -295,6 +245,75 @@ def run(cfg: VerifyConfig) -> dict:
             path.write_text(render_as(report), encoding="utf-8")
             log.info("wrote %s", path)
     return report
+
+
+def _preflight(cfg: VerifyConfig):
+    """Every setting and every input's record checked before a model is loaded: (the
+    latency threshold, the baseline or None)."""
+    check_settings(cfg)
+    for flag, spec in [("--reference", cfg.reference)] + [("--candidate", c)
+                                                          for c in cfg.candidate]:
+        floor.check(runners.parse_named(spec)[1], cfg.allow_degenerate, "verify", flag)
+    threshold = baselines.parse_threshold(cfg.max_latency_regression)
+    _check_max_length(cfg)
+    base = None
+    if cfg.baseline:
+        if not cfg.latency:
+            raise ConfigError("--baseline needs latency measured; drop --no-latency")
+        base = baselines.read(cfg.baseline)
+        baselines.check_comparable(base, cfg.baseline, cfg.threads, cfg.provider)
+    if cfg.update_baseline and not cfg.latency:
+        raise ConfigError("--update-baseline needs latency measured; drop --no-latency")
+    return threshold, base
+
+
+def _load_models(cfg: VerifyConfig):
+    """(the reference, the candidates, the load settings): every candidate judged as the
+    reference's task, with its labels."""
+    load = dict(threads=cfg.threads, provider=cfg.provider, allow_pickle=cfg.allow_pickle,
+                task=cfg.task)
+    log.info("loading the reference %s", cfg.reference)
+    reference = runners.load(cfg.reference, **load)
+    load["task"] = reference.task.name  # every candidate is judged as the reference's task
+    candidates = []
+    for spec in cfg.candidate:
+        log.info("loading candidate %s", spec)
+        candidates.append(runners.load(spec, **load))
+    _check_names([reference] + candidates)
+    for c in candidates:
+        if c.label_names != reference.label_names:
+            raise ModelError(f"candidate {c.name}: labels {c.label_names} differ from the "
+                             f"reference's {reference.label_names}; verify models of one task")
+    return reference, candidates, load
+
+
+def _latency_gate(models, ds, cfg: VerifyConfig, entries: dict, failures: list, base,
+                  threshold):
+    """Each model's latency into its entry; the gate against the baseline (its failures
+    added to `failures`) and the baseline written when asked: (the gate's record or None,
+    the workload's figures)."""
+    lat, workload = _latency(models, ds, cfg)
+    for name, by_batch in lat.items():
+        entries[name]["latency"] = by_batch
+    current = {name: {b: {k: f[k] for k in ("p50_ms", "p90_ms", "relative_p50")}
+                      for b, f in by_batch.items()} for name, by_batch in lat.items()}
+    gate_record = None
+    if base is not None:
+        rows, skipped = baselines.gate(base, current, threshold)
+        for s in skipped:
+            log.warning("latency gate: %s; not gated", s)
+        failures += [{"gate": "latency", "model": r["model"], "message": r["message"]}
+                     for r in rows if not r["passed"]]
+        gate_record = {"baseline": str(cfg.baseline), "threshold": threshold, "rows": rows,
+                       "skipped": skipped, "baseline_machine": base.machine,
+                       "baseline_created": base.created}
+    if cfg.update_baseline:
+        baselines.write(cfg.update_baseline, machine=latency.machine(), threads=cfg.threads,
+                        provider=cfg.provider,
+                        workload_p50_ms=workload[f"batch{cfg.batch_sizes[0]}"]["p50_ms"],
+                        models=current)
+        log.info("wrote the latency baseline %s", cfg.update_baseline)
+    return gate_record, workload
 
 
 def main(cfg: VerifyConfig, json: bool = False) -> dict:
