@@ -116,7 +116,9 @@ def main() -> None:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     ours_wall = time.perf_counter() - t0
-    record = json.loads((ours_dir / "export.json").read_text())
+    from edgetransfer.records import ExportReport
+
+    record = ExportReport.read(ours_dir / ExportReport.FILE)
     t0 = time.perf_counter()
     theirs = optimum_int8(args.model, args.out)
     theirs_wall = time.perf_counter() - t0
@@ -129,8 +131,8 @@ def main() -> None:
     result = {"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
               "cpu": platform.processor(), "model": str(args.model), "ours_options": args.ours,
               "validation_rows": len(texts), "rounds": args.rounds, "per_round": args.per_round,
-              "fp32_onnx_accuracy": record["fp32_onnx_accuracy"],
-              "torch_accuracy": record["torch_accuracy"],
+              "fp32_onnx_accuracy": record.score("fp32_onnx_accuracy"),
+              "torch_accuracy": record.score("torch_accuracy"),
               "export_wall_s": {"ours": round(ours_wall, 1), "optimum": round(theirs_wall, 1)},
               "by_threads": {}}
     print("\n| threads | path | accuracy | p50 ms | p90 ms | size MB | ratio p50 [rounds] |")
@@ -146,8 +148,8 @@ def main() -> None:
         print(f"| {threads} | optimum plain int8 | {t['accuracy']:.4f} | {t['p50_ms']:.3f} | "
               f"{t['p90_ms']:.3f} | {t['size_mb']:.1f} | |", flush=True)
     (args.out.parent / "export_sst2.json").write_text(json.dumps(result, indent=2))
-    print(f"\nfp32 ONNX accuracy {record['fp32_onnx_accuracy']:.4f}; PyTorch "
-          f"{record['torch_accuracy']:.4f}")
+    print(f"\nfp32 ONNX accuracy {result['fp32_onnx_accuracy']:.4f}; PyTorch "
+          f"{result['torch_accuracy']:.4f}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_all import _json, environment, write_section  # noqa: E402
+from run_all import _json, environment, verify_report, write_section  # noqa: E402
 from run_all import run_recipe as recipe_run  # noqa: E402
 
 # The goals, each stated once (the table and the JSON read them).
@@ -56,23 +56,24 @@ def bundle_accuracy(bundle: Path, test: Path) -> dict:
 
 
 def figures(root: Path, run: dict, data: Path) -> dict:
-    verify = _json(root / "verify" / "verify.json")
-    models = {"teacher": verify["reference"]} | {c["name"]: c for c in verify["candidates"]}
-    b1 = {k: m["latency"]["batch1"] for k, m in models.items()}
-    t, q, f = (models[k]["metrics"] for k in ("teacher", "onnx-int8", "onnx-fp32"))
+    verify = verify_report(root / "verify" / "verify.json")
+    models = {"teacher": verify.reference} | {c.name: c for c in verify.candidates}
+    b1 = {k: m.latency["batch1"] for k, m in models.items()}
+    t, q, f = (verify.score(models[k], "accuracy") for k in ("teacher", "onnx-int8",
+                                                              "onnx-fp32"))
     bundle = _json(root / "bundle.json") or {}
     teacher_metrics = _json(root / "teacher" / "metrics.json") or {}
     student_metrics = _json(root / "student" / "metrics.json") or {}
     return {
         "date": date.today().isoformat(), "env": environment(), "run": run,
-        "reports": {k: m["metrics"] for k, m in models.items()},
-        "sizes_mb": {k: round(m["size_bytes"] / 2**20, 2) for k, m in models.items()},
-        "latency_batch1": {k: {x: v[x] for x in ("p50_ms", "p50_ci_ms", "p90_ms")}
+        "reports": {k: m.metrics for k, m in models.items()},
+        "sizes_mb": {k: round(m.size_bytes / 2**20, 2) for k, m in models.items()},
+        "latency_batch1": {k: {"p50_ms": v.p50_ms, "p50_ci_ms": v.p50_ci_ms, "p90_ms": v.p90_ms}
                            for k, v in b1.items()},
-        "speedup_p50": round(b1["teacher"]["p50_ms"] / b1["onnx-int8"]["p50_ms"], 2),
-        "kept": round(q["accuracy"] / t["accuracy"], 4),
-        "int8_vs_fp32_points": round(100 * (f["accuracy"] - q["accuracy"]), 2),
-        "drops": {k: m.get("accuracy_drop") for k, m in models.items() if k != "teacher"},
+        "speedup_p50": round(b1["teacher"].p50_ms / b1["onnx-int8"].p50_ms, 2),
+        "kept": round(q / t, 4),
+        "int8_vs_fp32_points": round(100 * (f - q), 2),
+        "drops": {k: m.accuracy_drop for k, m in models.items() if k != "teacher"},
         "training": {"teacher": teacher_metrics.get("training"),
                      "student": student_metrics.get("training"),
                      "student_blocks": (student_metrics.get("comparison") or {}).get("student")},

@@ -62,7 +62,7 @@ def measure(args) -> dict:
     task = tasks.get("image-classification")
     bb = backbones.resolve(str(args.student))
     processor = task.load_preprocessor(bb)
-    labels = bb.label_names
+    labels = bb.head_labels(task)
     test = task.read_eval(str(args.data / "test"), labels)
     test = test.shuffle(seed=0).select(range(min(args.images, len(test))))
     calib = task.read_eval(str(args.data / "train"), None).shuffle(seed=0).select(range(256))

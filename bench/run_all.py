@@ -150,22 +150,36 @@ def _json(path: Path):
         return None
 
 
-def models_from_verify(report: dict) -> list[dict]:
-    """Item 4 (and the figures item 1 needs): one row per model verify measured."""
+def _record(kind, path: Path):
+    """A record a stage wrote (export.json, verify.json: edgetransfer.records), read as
+    edgetransfer reads it; None where the step did not write it."""
+    return kind.read(path) if path.is_file() else None
+
+
+def verify_report(path: Path):
+    """verify.json as its record (edgetransfer.records.VerifyReport), or None."""
+    from edgetransfer.records import VerifyReport
+
+    return _record(VerifyReport, path)
+
+
+def models_from_verify(report) -> list[dict]:
+    """Item 4 (and the figures item 1 needs): one row per model verify measured (`report`:
+    a VerifyReport; "accuracy" is its task's primary metric, SST-2's accuracy)."""
     rows = []
-    for m in [report["reference"]] + report["candidates"]:
-        lat = m.get("latency", {})
-        b1, b32 = lat.get("batch1", {}), lat.get("batch32", {})
+    for m in report.models:
+        lat = m.latency or {}
+        b1, b32 = lat.get("batch1"), lat.get("batch32")
+        drop = report.drop(m)
         rows.append({
-            "name": m["name"], "kind": m["kind"], "precision": m["precision"],
-            "size_mb": round(m["size_bytes"] / 2**20, 1),
-            "accuracy": m["metrics"]["accuracy"],
-            "drop_points": (m.get("accuracy_drop") or {}).get("accuracy", {}).get("points"),
-            "p50_ms": b1.get("p50_ms"), "p50_ci_ms": b1.get("p50_ci_ms"),
-            "p90_ms": b1.get("p90_ms"), "p90_ci_ms": b1.get("p90_ci_ms"),
-            "per_s_batch1": b1.get("throughput_per_s"),
-            "per_s_batch32": b32.get("throughput_per_s"),
-            "mean_tokens": b1.get("mean_tokens"), "passed": m.get("passed"),
+            "name": m.name, "kind": m.kind, "precision": m.precision,
+            "size_mb": round(m.size_bytes / 2**20, 1),
+            "accuracy": report.score(m), "drop_points": drop.points if drop else None,
+            "p50_ms": b1 and b1.p50_ms, "p50_ci_ms": b1 and b1.p50_ci_ms,
+            "p90_ms": b1 and b1.p90_ms, "p90_ci_ms": b1 and b1.p90_ci_ms,
+            "per_s_batch1": b1 and b1.throughput_per_s,
+            "per_s_batch32": b32 and b32.throughput_per_s,
+            "mean_tokens": b1 and b1.mean_tokens, "passed": m.passed,
         })
     return rows
 
@@ -234,7 +248,7 @@ def gpu_section(args, files: dict, root: Path) -> dict:
                          f"onnx-fp16={fp16}", "--data", str(files["test"]), "--provider",
                          "CUDAExecutionProvider", "--batch-sizes", "1,32", "--out",
                          str(report)], check=False)
-    rep = _json(report)
+    rep = verify_report(report)
     out["onnx_fp16_cuda"] = models_from_verify(rep)[-1] if rep else None
     return out
 
@@ -549,10 +563,10 @@ def main() -> None:
     if r["pipeline"]["returncode"]:
         r["notes"].append(f"edgetransfer run exited {r['pipeline']['returncode']}: figures "
                           "of the steps that did not finish are missing")
-    report = _json(root / "verify" / "verify.json")
+    report = verify_report(root / "verify" / "verify.json")
     if report:
         r["models"] = models_from_verify(report)
-        r["speedup"] = speedup(r["models"], report["reference"]["name"], "onnx-int8")
+        r["speedup"] = speedup(r["models"], report.reference.name, "onnx-int8")
     record, manifest = _json(root / "bundle.json"), _json(root / "bundle" / "manifest.json")
     if record:
         r["bundle"] = record | {"measurements": (manifest or {}).get("measurements")}

@@ -8,7 +8,8 @@
 
 One function per registered stage: keyword settings (or the config), validated by the
 stage's own config, the command's function run, its record returned (a folder as an
-`Artifact`; a report as a dict; predict's rows as a list). docs/api.md is the user's page.
+`Artifact`; verify's report as its record, edgetransfer.records.VerifyReport; predict's rows
+as a list). docs/api.md is the user's page.
 Nothing here configures logging: the "edgetransfer" logger is the caller's to show.
 """
 
@@ -49,12 +50,15 @@ class Artifact(os.PathLike):
     def __hash__(self) -> int:
         return hash(self.path)
 
-    def read(self, name: str) -> dict:
-        """One of its JSON records (export.json, search.json, ...), read within the bounds
-        every record is read within."""
+    def read(self, name: str):
+        """One of its JSON records, read within the bounds every record is read within:
+        export.json (and verify.json) as its typed record (edgetransfer.records), any other
+        (search.json, metrics.json, ...) as a dict."""
+        from .records import BY_FILE
         from .untrusted import read_json
 
-        return read_json(self.path / name)
+        kind = BY_FILE.get(name)
+        return kind.read(self.path / name) if kind else read_json(self.path / name)
 
     @property
     def manifest(self) -> dict:
@@ -117,6 +121,10 @@ def _stage_function(stage: registry.Stage):
         keywords = set(settings)
         if stage.argument:
             given[stage.argument] = _as_list(given.get(stage.argument))
+        if stage.runs_steps:  # (handed: no stage imports the pipeline)
+            from . import pipeline
+
+            given["steps"] = pipeline.Steps
         try:
             if config is None:
                 config = build(config_class, _settings(config_class, settings))
@@ -181,6 +189,13 @@ def pipeline(recipe: str | os.PathLike, *overrides: str, from_step: str | None =
 
     return Artifact(pipelines.run(Path(recipe), list(overrides), from_step=from_step,
                                   force=force))
+
+
+def __getattr__(name: str):
+    """A stage registered after this module's import (a plugin's, a test's)."""
+    if name in {s.name for s in registry.stages()}:
+        return _stage_function(registry.get(name))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 STAGES: tuple[str, ...] = tuple(s.name for s in registry.stages())

@@ -2,8 +2,8 @@
 
 A stage's config is these groups plus its own fields; each description is the CLI help,
 written once here. ColumnOptions is also the recipe's data section's columns and what the
-pipeline wires into every step that reads data: a task that reads another column adds it
-here, once.
+pipeline wires into every step that reads data: it is made from the input kinds' columns
+(edgetransfer/inputs), so a task that reads another column declares it in its input kind.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from .bundle.runtime.pixels import MAX_IMAGE_PIXELS
 # Upper bounds of the counts whose excess costs unbounded time or memory rather than failing.
 # Threads: no CPU has more cores, every thread is one onnxruntime or torch starts (the
 # bundle's runtime holds input_spec.json to the same bound)
@@ -33,39 +32,18 @@ MAX_REQUESTS = 1_000_000
 MAX_COLD_STARTS = 1000
 
 
-class ColumnOptions(BaseModel):
-    """Which columns of the data files hold what; found by name when not given."""
+def _column_options() -> type[BaseModel]:
+    """Which columns of the data files hold what, and how they are read: the columns of
+    every registered input kind (edgetransfer/inputs), each a field declared by its kind."""
+    from . import inputs
 
-    model_config = ConfigDict(extra="forbid")
-
-    text_column: str | None = Field(None, description="Text column [default: the first of "
-                                    "text, sentence, sentence1, question, question1, premise].")
-    text_pair_column: str | None = Field(None, description="Second text column for pair tasks "
-                                         "[default: sentence2 beside sentence1, and so on].")
-    label_column: str | None = Field(None, description="Label column, integer ids or names "
-                                     "[default: the first of label, labels, intent, class].")
-    tokens_column: str | None = Field(None, description="Token classification: the column "
-                                      "holding each sentence's list of words [default: tokens "
-                                      "or words; the first column of a CoNLL file].")
-    tag_column: str | None = Field(None, description="Token classification: the tag column, "
-                                   "a name (JSONL/Parquet) or a 1-based position in a CoNLL "
-                                   "file [default: a CoNLL file's last column, else the first "
-                                   "of ner_tags, tags, labels, label].")
-    image_column: str | None = Field(None, description="Image classification: the column of "
-                                     "a CSV/JSONL/Parquet file holding each image's path "
-                                     "(relative to the file) or bytes [default: the first of "
-                                     "image, img, image_path, path, file, filename].")
-    max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1, description="Image classification: "
-                                  "the most pixels (width x height) an image may have; a "
-                                  "larger one is refused from its header, before it is "
-                                  f"decoded. {MAX_IMAGE_PIXELS / 1e6:g} Mpx is above any "
-                                  f"camera photo (phones 12-50, full-frame 24-61) and decodes "
-                                  f"to {3 * MAX_IMAGE_PIXELS / 1e6:g} MB; Pillow's own guard "
-                                  f"only warns below 179 Mpx.")
-    strict_tags: bool = Field(False, description="Token classification: refuse IOB1 tags (an "
-                              "entity starting with I-) instead of repairing them to IOB2.")
+    return create_model("ColumnOptions", __config__=ConfigDict(extra="forbid"),
+                        __doc__="Which columns of the data files hold what; found by name "
+                        "when not given.", __module__=__name__,
+                        **{c.name: (c.annotation, c.info) for c in inputs.columns()})
 
 
+ColumnOptions = _column_options()
 COLUMNS = frozenset(ColumnOptions.model_fields)
 
 

@@ -11,22 +11,26 @@ left its `.NAME.partial` folder: the next run resumes it (finetune, distill) or 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from . import recipe as recipes
 from . import registry
 from .artifacts import MANIFEST, fingerprint, write_json
 from .errors import CheckFailed, ConfigError, EdgeTransferError, invalid_setting
 from .options import COLUMNS, result_settings
+from .records.references import Checkpoint, Reference
 from .untrusted import clip, get_field, read_json
 
 log = logging.getLogger(__name__)
 STATE = "pipeline.json"
+R = TypeVar("R", bound=Reference)
 # the inputs that are plain files the user names (the rest: models, earlier steps)
 FILE_ROLES = frozenset({"train", "validation", "test", "eval", "unlabeled", "calibration",
                         "latency_data", "baseline", "corpus", "corpus_unlabeled"})
@@ -45,14 +49,40 @@ class Planned:
 @dataclass
 class Wiring:
     """What a stage's `plan(section, wiring)` reads: the recipe, its data files, and what
-    the earlier steps will have made (`made`: "teacher", "student", "exports", ...)."""
+    the earlier steps will have made, by kind (records/references.py): `w.newest(Checkpoint)`,
+    `w.all(OnnxModel)`. A stage asks only for the kinds its registry entry takes."""
 
     recipe: object
     recipe_file: Path
     root: Path
     files: dict
     model: str
-    made: dict = field(default_factory=dict)
+    made: list[Reference] = field(default_factory=list)  # in plan order
+    planning: registry.Stage | None = None  # the stage whose plan() is asking
+
+    def all(self, kind: type[R]) -> list[R]:
+        """Every `kind` the earlier steps make, in order (a Checkpoint: teachers and students)."""
+        if self.planning is not None and not issubclass(kind, self.planning.takes or ()):
+            # (a programming error: the entry is what refuses a recipe lacking the input)
+            raise TypeError(f"stage {self.planning.name}: plan() asks for {kind.__name__}, "
+                            f"which its registry entry does not take; add it to takes=")
+        return [r for r in self.made if isinstance(r, kind)]
+
+    def first(self, kind: type[R]) -> R | None:
+        return next(iter(self.all(kind)), None)
+
+    def newest(self, kind: type[R]) -> R | None:
+        return next(reversed(self.all(kind)), None)
+
+    def model_of(self, kind: type[Checkpoint] = Checkpoint) -> str:
+        """The newest `kind` of checkpoint's folder, else the recipe's model (a step on a model
+        fine-tuned elsewhere)."""
+        made = self.newest(kind)
+        return str(made.folder) if made is not None else self.model
+
+    def path(self, value: str) -> Path:
+        """A path written in the recipe: relative to the recipe file's folder."""
+        return recipes.resolve_path(self.recipe_file, value)
 
     def columns(self) -> dict:
         return {k: getattr(self.recipe.data, k) for k in COLUMNS}
@@ -130,11 +160,17 @@ def planned(step: str, section, w: Wiring) -> list[Planned]:
     from pydantic import ValidationError
 
     stage = registry.get(step)
+    _check_needs(stage, w)
     config = stage.config_class()
     module = stage.load()
     out = []
     with _recipe_names(stage, w.recipe_file):
-        for item in module.plan(section, w):
+        w.planning = stage
+        try:
+            items = list(module.plan(section, w))
+        finally:
+            w.planning = None
+        for item in items:
             try:
                 cfg = config(**item["config"])
             except ValidationError as e:
@@ -143,7 +179,78 @@ def planned(step: str, section, w: Wiring) -> list[Planned]:
                 module.check_settings(cfg)
             out.append(Planned(stage.name, item["label"], cfg, _existing(item["inputs"]),
                                folder=Path(item.get("folder") or cfg.out)))
+            w.made += _declared(stage, item.get("makes", ()))
     return out
+
+
+def _check_needs(stage, w: Wiring) -> None:
+    """A step whose input no earlier step makes is refused before any step runs, naming
+    the sections that would make it."""
+    if stage.needs and not any(isinstance(r, stage.needs) for r in w.made):
+        kinds = " or ".join(k.__name__ for k in stage.needs)
+        sections = " or ".join(dict.fromkeys(f"`{s.name}:`" for kind in stage.needs
+                                             for s in registry.makers(kind)))
+        raise ConfigError(f"{w.recipe_file}: {stage.name}: no step before it makes the "
+                          f"{kinds} it takes; add the section {sections}")
+
+
+def _declared(stage, made) -> list[Reference]:
+    """What a planned step makes, of the kinds its registry entry says it makes."""
+    for r in made:
+        if not isinstance(r, stage.makes or ()):
+            raise TypeError(f"stage {stage.name}: plan() says a step makes "
+                            f"{type(r).__name__}, which its registry entry does not make")
+    return list(made)
+
+
+class Steps:
+    """A recipe's steps for a stage that runs other stages' steps (search), handed to it by
+    its command: no module under stages/ imports the pipeline or the registry. The recipe is
+    loaded and wired as `run` does; a step of any stage is planned from a recipe section's
+    settings (as the recipe's own are) or from its config's, and executed as `run` executes
+    its steps (reused when unchanged, recorded in the recipe's pipeline.json)."""
+
+    def __init__(self, recipe_file: Path, overrides=()):
+        self.recipe_file = Path(recipe_file)
+        self.recipe, _ = recipes.load(self.recipe_file, list(overrides))
+        self.root = recipes.output_root(self.recipe, self.recipe_file)
+        self.wiring = wiring(self.recipe, self.recipe_file, self.root)
+
+    def of_recipe(self, step: str) -> list[Planned]:
+        """The recipe's own steps of stage `step` (none without its section), planned with
+        the whole recipe: what they make is in `wiring` for the steps planned after."""
+        if getattr(self.recipe, step, None) is None:
+            return []
+        everything = plan(self.recipe, self.recipe_file, self.root, self.wiring)
+        return [p for p in everything if p.step == step]
+
+    def from_section(self, step: str, settings: dict, *, label: str, folder: Path) -> Planned:
+        """One step of stage `step` from recipe-section settings, wired as the recipe's
+        section would be, into `folder` (what it makes stays out of `wiring`: it is not the
+        recipe's)."""
+        section = recipes.section(registry.get(step))(**settings)
+        w = dataclasses.replace(self.wiring, made=list(self.wiring.made))
+        p = planned(step, section, w)[0]
+        p.label, p.folder = label, Path(folder)
+        p.config = p.config.model_copy(update={"out": p.folder})
+        return p
+
+    def from_config(self, step: str, settings: dict, inputs: dict, *, label: str,
+                    folder: Path) -> Planned:
+        """One step of stage `step` on its config's settings; `inputs`: role -> path, what
+        its key fingerprints."""
+        config = registry.get(step).config_class()(**settings)
+        return Planned(step, label, config, _existing(inputs), folder=Path(folder))
+
+    def execute(self, p: Planned, counter: str = "") -> bool:
+        return execute(p, self.root, self.recipe_file, counter=counter)
+
+    @staticmethod
+    def call(step: str, **settings):
+        """Stage `step`'s `run()` on a config of these settings (not a recipe step: search
+        packages and times its candidates)."""
+        stage = registry.get(step)
+        return stage.load().run(stage.config_class()(**settings))
 
 
 def _model_spec(recipe, recipe_file: Path) -> str:

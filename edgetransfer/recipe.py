@@ -101,14 +101,16 @@ def _schema() -> type[BaseModel]:
     return create_model("Recipe", __config__=ConfigDict(extra="forbid"), **fields)
 
 
-_SCHEMA = None
+_SCHEMAS: dict[tuple, type[BaseModel]] = {}
 
 
 def schema() -> type[BaseModel]:
-    global _SCHEMA
-    if _SCHEMA is None:
-        _SCHEMA = _schema()
-    return _SCHEMA
+    """The recipe's schema, built once for the registered steps (a stage registered later,
+    a plugin's or a test's, has its section)."""
+    steps = tuple(registry.steps())
+    if steps not in _SCHEMAS:
+        _SCHEMAS[steps] = _schema()
+    return _SCHEMAS[steps]
 
 
 def read_yaml(path: Path) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import registry
 from .artifacts import write_json
+from .records import ExportReport, VerifyReport
 from .untrusted import fields_of, read_json, shorten
 
 log = logging.getLogger(__name__)
@@ -44,70 +45,19 @@ def collect(root: Path) -> dict:
     root = Path(root)
     state = _read(root / "pipeline.json") or {"steps": {}}
     verify_file = root / "verify" / "verify.json"
-    verify = _read(verify_file)
-    models = []
-    metric, second = "accuracy", "macro_f1"
+    verify = VerifyReport.read(verify_file, fix=_FIX) if verify_file.is_file() else None
+    summary = data = None
     if verify:
-        with fields_of(str(verify_file), fix=_FIX):
-            metric = verify.get("metric", "accuracy")  # (reports before tasks: accuracy)
-            second = verify.get("secondary") or second
-            if not isinstance(metric, str) or not isinstance(second, str):
-                raise TypeError("metric and secondary name figures; they are text")
-            ref = verify["reference"]
-            for m in [ref] + list(verify["candidates"]):
-                lat = m.get("latency") or {}
-                b1 = lat.get("batch1", {})
-                big = [v for k, v in lat.items() if k != "batch1"]
-                drop = (m.get("accuracy_drop") or {}).get(metric, {})
-                ci = drop.get("ci95")
-                if ci is not None and (not isinstance(ci, list) or len(ci) != 2):
-                    raise TypeError("accuracy_drop ci95 is not a pair of numbers")
-                models.append({
-                    "name": "teacher" if m is ref else str(m["name"]), "kind": str(m["kind"]),
-                    "precision": m["precision"],
-                    "size_mb": round(_num(m["size_bytes"], "size_bytes", True) / 2**20, 2),
-                    metric: _num(m["metrics"][metric], metric),
-                    "second": _num(m["metrics"].get(second), second),
-                    "drop_points": _num(drop.get("points"), "accuracy_drop points"),
-                    "drop_ci95": [_num(c, "ci95") for c in ci] if ci is not None else None,
-                    "p50_ms": _num(b1.get("p50_ms"), "p50_ms", True),
-                    "p90_ms": _num(b1.get("p90_ms"), "p90_ms", True),
-                    "throughput_batch": _num(big[-1]["throughput_per_s"], "throughput_per_s")
-                    if big else None,
-                    "batch": max((int(k.removeprefix("batch")) for k in lat), default=None),
-                    "passed": m.get("passed", True),
-                })
-            ref_p50 = models[0]["p50_ms"]
-            for m in models:
-                m["speedup"] = round(ref_p50 / m["p50_ms"], 2) \
-                    if ref_p50 and m["p50_ms"] else None
-            failures = list(verify["failures"])
-            if not all(isinstance(f, dict) and "gate" in f and "message" in f
-                       for f in failures):
-                raise TypeError("a failure is not {gate, model, message}")
-            summary = {"passed": verify["passed"], "failures": failures,
-                       "machine": dict(verify["env"]["machine"]),
-                       "threads": verify["env"]["threads"]}
-            data = verify["data"]
-            if data is not None:
-                _num(data["examples"], "data examples")
+        models = _verified(verify, verify_file)
+        metric, second = verify.metric, verify.secondary
+        summary = {"passed": verify.passed, "failures": [f.model_dump() for f in
+                                                         verify.failures],
+                   "machine": dict(verify.env.machine) if verify.env else {},
+                   "threads": verify.env.threads if verify.env else None}
+        data = verify.data.model_dump() if verify.data else None
     else:  # no verify step: what export measured (its own eval data, batch 1)
-        summary = data = None
-        for folder in sorted(root.glob("onnx-*")):
-            rec = _read(folder / "export.json")
-            if rec:
-                with fields_of(str(folder / "export.json"), fix=_FIX):
-                    metric = rec.get("metric", "accuracy")
-                    if not isinstance(metric, str):
-                        raise TypeError("metric names a figure; it is text")
-                    models.append({
-                        "name": folder.name, "kind": "onnx",
-                        "precision": (rec.get("quantization") or {}).get("mode"),
-                        "size_mb": round(_num(rec["size_bytes"], "size_bytes", True) / 2**20,
-                                         2),
-                        metric: _num(rec.get(metric), metric), "second": None,
-                        "p50_ms": _num(rec["latency_batch1"]["p50_ms"], "p50_ms", True),
-                        "p90_ms": _num(rec["latency_batch1"]["p90_ms"], "p90_ms", True)})
+        models, metric = _exported(root)
+        second = None
     bundle = _read(root / "bundle" / "artifact.json")
     order = [s.name for s in registry.steps()]  # the pipeline's order, from the registry
     rank = {name: i for i, name in enumerate(order)}
@@ -123,7 +73,7 @@ def collect(root: Path) -> dict:
         metrics = dict(bundle.get("metrics") or {}) if bundle else None
     return {
         "root": str(root),
-        "task": verify.get("task") if verify else None,
+        "task": verify.task if verify else None,
         "metric": metric,
         "secondary": second,
         "data": data,
@@ -135,6 +85,64 @@ def collect(root: Path) -> dict:
     }
 
 
+def _given(value, name: str):
+    """A figure the report cannot do without: missing, it is a KeyError (worded by
+    fields_of as the missing field)."""
+    if value is None:
+        raise KeyError(name)
+    return value
+
+
+def _verified(verify: VerifyReport, file: Path) -> list[dict]:
+    """A row per model verify judged (the reference first, as "teacher")."""
+    models = []
+    with fields_of(str(file), fix=_FIX):
+        for m in verify.models:
+            lat = m.latency or {}
+            b1 = lat.get("batch1")
+            big = [v for k, v in lat.items() if k != "batch1"]
+            drop = verify.drop(m)
+            models.append({
+                "name": "teacher" if m is verify.reference else m.name, "kind": m.kind,
+                "precision": m.precision,
+                "size_mb": round(_num(_given(m.size_bytes, "size_bytes"), "size_bytes", True)
+                                 / 2**20, 2),
+                verify.metric: verify.score(m),
+                "second": verify.score(m, verify.secondary) if verify.secondary else None,
+                "drop_points": drop.points if drop else None,
+                "drop_ci95": list(drop.ci95) if drop and drop.ci95 else None,
+                "p50_ms": _num(b1.p50_ms if b1 else None, "p50_ms", True),
+                "p90_ms": _num(b1.p90_ms if b1 else None, "p90_ms", True),
+                "throughput_batch": big[-1].throughput_per_s if big else None,
+                "batch": max((int(k.removeprefix("batch")) for k in lat), default=None),
+                "passed": m.passed is not False,  # (the reference is not judged)
+            })
+    ref_p50 = models[0]["p50_ms"]
+    for m in models:
+        m["speedup"] = round(ref_p50 / m["p50_ms"], 2) if ref_p50 and m["p50_ms"] else None
+    return models
+
+
+def _exported(root: Path) -> tuple[list[dict], str | None]:
+    """(a row per export folder from its export.json, the metric's name; None: none)."""
+    models, metric = [], None
+    for folder in sorted(root.glob("onnx-*")):
+        file = folder / ExportReport.FILE
+        if not file.is_file():
+            continue
+        rec = ExportReport.read(file, fix=_FIX)
+        metric = rec.metric
+        with fields_of(str(file), fix=_FIX):
+            models.append({
+                "name": folder.name, "kind": "onnx",
+                "precision": rec.quantization.mode if rec.quantization else None,
+                "size_mb": round(_num(rec.size_bytes, "size_bytes", True) / 2**20, 2),
+                metric: rec.score(), "second": None,
+                "p50_ms": _num(rec.latency_batch1.p50_ms, "p50_ms", True),
+                "p90_ms": _num(rec.latency_batch1.p90_ms, "p90_ms", True)})
+    return models, metric
+
+
 def markdown(rep: dict) -> str:
     lines = [f"# Report: {Path(rep['root']).name}", ""]
     if rep["data"]:
@@ -143,8 +151,7 @@ def markdown(rep: dict) -> str:
                   f"{rep['verify']['threads']} thread(s).", ""]
     if rep["models"]:
         batch = next((m.get("batch") for m in rep["models"] if m.get("batch")), None)
-        metric = rep.get("metric", "accuracy")
-        second = rep.get("secondary") or "macro_f1"
+        metric, second = rep["metric"], rep["secondary"] or ""
         lines += [f"| model | kind | precision | size MB | {metric.replace('_', '-')} | "
                   f"{second.replace('_', '-')} | drop pts [95% CI] | p50 ms | p90 ms | speed-up | "
                   f"items/s @{batch or '-'} | gates |",
@@ -154,7 +161,7 @@ def markdown(rep: dict) -> str:
                     f"{m['drop_ci95'][1]:+.2f}]" if m.get("drop_points") is not None else "")
             lines.append(
                 f"| {m['name']} | {m['kind']} | {m['precision']} | {m['size_mb']:.1f} | "
-                f"{_f(m.get(metric))} | {_f(m.get('second', m.get('macro_f1')))} | {drop} | "
+                f"{_f(m.get(metric))} | {_f(m.get('second'))} | {drop} | "
                 f"{_f(m['p50_ms'], 3)} | {_f(m['p90_ms'], 3)} | "
                 f"{(str(m['speedup']) + 'x') if m.get('speedup') else ''} | "
                 f"{_f(m.get('throughput_batch'), 1)} | "
@@ -179,7 +186,9 @@ def _f(v, digits: int = 4) -> str:
 
 def plot(rep: dict, path: Path) -> bool:
     """The task metric against batch-1 latency; marker area = model size."""
-    key = rep.get("metric", "accuracy")
+    key = rep["metric"]
+    if key is None:  # (nothing was measured)
+        return False
     points = [m for m in rep["models"] if m.get("p50_ms") and m.get(key) is not None
               and math.isfinite(m[key])]
     if not points:

@@ -75,3 +75,23 @@ def test_a_run_replaces_only_the_section_of_its_own_mode(tmp_path):
     assert "full one" not in text and text.count("full two") == 1
     assert text.count("quick one") == 1 and text.endswith("kept\n")
     assert text.index("full two") < text.index("quick one") < text.index("older notes")
+
+
+def test_models_from_verify_reads_the_record(tmp_path):
+    """The bench reads verify.json as edgetransfer does (records.VerifyReport)."""
+    import json
+
+    def entry(name, value, p50):
+        return {"name": name, "kind": "onnx", "precision": "int8", "size_bytes": 2**20,
+                "metrics": {"accuracy": value}, "passed": True,
+                "latency": {"batch1": {"p50_ms": p50, "p90_ms": p50, "p50_ci_ms": [p50, p50],
+                                       "p90_ci_ms": [p50, p50], "throughput_per_s": 1e3 / p50}}}
+    (tmp_path / "verify.json").write_text(json.dumps({
+        "passed": True, "failures": [], "reference": entry("teacher", 0.9, 10.0),
+        "candidates": [entry("onnx-int8", 0.88, 1.0) | {"accuracy_drop": {
+            "accuracy": {"points": 2.0, "ci95": [1.0, 3.0]}}}]}))
+    rows = run_all.models_from_verify(run_all.verify_report(tmp_path / "verify.json"))
+    assert [(r["name"], r["accuracy"], r["drop_points"], r["p50_ms"]) for r in rows] == [
+        ("teacher", 0.9, None, 10.0), ("onnx-int8", 0.88, 2.0, 1.0)]
+    assert run_all.speedup(rows, "teacher", "onnx-int8")["p50"]["ratio"] == 10.0
+    assert run_all.verify_report(tmp_path / "missing.json") is None

@@ -191,6 +191,11 @@ def test_every_recipe_validates(recipe):
     ("name: x\ndata: {train: a.jsonl}\nfinetune: {}\n  bad: indent\n", "not valid YAML"),
     ("name: x\ndata: {train: a.jsonl}\nexport: [{quantize: fp16}]\npackage: {variant: int8, target: linux-x86_64}\n",
      "package.variant 'int8' is not an export variant"),
+    ("name: x\ndata: {train: a.jsonl}\nfinetune: {}\npackage: {target: linux-x86_64}\n",
+     "package: no step before it makes the OnnxModel it takes; add the section `export:`"),
+    ("name: x\ndata: {train: a.jsonl}\nfinetune: {}\nverify: {}\n",
+     "verify: no step before it makes the Student or OnnxModel it takes; add the section "
+     "`distill:` or `export:`"),
 ])
 def test_bad_recipes_get_one_line_errors(cli, tmp_path, text, words, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -1,45 +1,114 @@
-"""What a bundle carries to turn its inputs into model feeds, by the kind of input its task
-takes (Task.runtime["inputs"]): a tokenizer for text; for images, the image processor's
-numbers in input_spec.json and pixels.py beside predict.py. The package stage asks here;
-the runtime (runtime/predict.py) reads what is written.
+"""What a bundle carries to turn its inputs into model feeds, by the bundled runtime's reader
+of them (input_spec.json "task" "inputs"): a tokenizer for text; for images, the image
+processor's numbers in input_spec.json and pixels.py beside predict.py. A task's input kind
+names its reader (edgetransfer/inputs: InputKind.reader); the package stage asks the reader
+here; the runtime (runtime/predict.py) reads what is written.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..errors import ConfigError, ModelError
 from .runtime import pixels
 
-# the runtime's packages, by input kind (requirements.txt pins them, the manifest records them)
-PACKAGES = {"text": ("onnxruntime", "tokenizers", "numpy"),
-            "image": ("onnxruntime", "numpy", "pillow")}
-# the export folder's files the runtime needs, by kind, and what to say when one is missing
-NEEDED = {"text": {"tokenizer.json": "the runtime needs a fast tokenizer's tokenizer.json"},
-          "image": {"preprocessor_config.json": "the runtime needs the image processor "
-                                                "(size and normalisation) it came with"}}
-# what each kind's bundle holds beside the model, for its README's file table
-FILES = {"text": "| tokenizer.json | the tokenizer (Hugging Face tokenizers) |\n",
-         "image": "| pixels.py | reads an image file into model input (Pillow, numpy) |\n"}
+
+@dataclass(frozen=True)
+class Reader:
+    """One of the readers runtime/predict.py has (its read_spec refuses any other name)."""
+
+    name: str  # input_spec.json "task" "inputs"
+    # the runtime's packages, in requirements.txt's order (the manifest records them too)
+    packages: tuple[str, ...]
+    needed: dict[str, str]  # the export folder's files it needs -> what to say when missing
+    files_row: str  # what the bundle holds for it beside the model: a README files-table row
+    copy: Callable[[Path, Path], None]  # (export folder, bundle folder): put those files in
+    # (bundle folder, export folder, max_length, config.json, onnxruntime session,
+    # max_pixels) -> input_spec.json's fields of this reader
+    spec: Callable[..., dict]
+    # (task, input_spec.json) -> the bundle README's (examples of running predict.py,
+    # "Each text"-like subject of what one input gives, what input_spec.json holds)
+    readme: Callable[..., tuple[str, str, str]]
+    # (inputs, a folder) -> what a listing file written in that folder names them by
+    # (measure/footprint.py writes one); image paths are read relative to the listing
+    listed: Callable[[list, Path], list] = lambda inputs, folder: list(inputs)
+
+    def check(self, model: Path) -> None:
+        """The export folder holds the files this reader needs."""
+        for name, hint in self.needed.items():
+            if not (model / name).is_file():
+                raise ModelError(f"--model {model}: has no {name}; {hint}")
+
+
+def _copy_tokenizer(model: Path, work: Path) -> None:
+    shutil.copyfile(model / "tokenizer.json", work / "tokenizer.json")
+
+
+def _copy_pixels(model: Path, work: Path) -> None:
+    shutil.copyfile(pixels.__file__, work / "pixels.py")
+
+
+def _text_readme(task, spec: dict) -> tuple[str, str, str]:
+    examples = (f'python predict.py "{task.probe_rows[1]["text"]}"\n'
+                "python predict.py --input texts.jsonl > predictions.jsonl   # also .csv, "
+                ".tsv, .txt\npython predict.py --benchmark 200 --input texts.jsonl       "
+                "# latency and memory here")
+    pairs = (" (or text pair, from a file with a second text column)"
+             if task.runtime.get("pairs") else "")
+    return (examples, f"Each text{pairs}",
+            f"inputs, padding, truncation at {spec['max_length']} tokens, threads")
+
+
+def _image_readme(task, spec: dict) -> tuple[str, str, str]:
+    h, w = spec["image"]["size"]
+    examples = ("python predict.py photo.jpg scan.png          # image files, or folders\n"
+                "python predict.py --input images/ > predictions.jsonl   # also a .txt of "
+                "paths\npython predict.py --benchmark 200 --input images/     # latency "
+                "and memory here")
+    return (examples, "Each image", f"images: RGB, resized to {w}x{h} (Pillow filter "
+            f"{spec['image']['resample']}), scaled and normalised; threads")
+
+
+def _linked(images: list, folder: Path) -> list[str]:
+    """Each image linked into `folder`, by the name a listing there reads it by."""
+    names = []
+    for i, image in enumerate(images):
+        name = folder / f"{i:05d}{Path(image).suffix}"
+        name.symlink_to(Path(image).resolve())
+        names.append(name.name)
+    return names
+
+
+TEXT = Reader(
+    "text", ("onnxruntime", "tokenizers", "numpy"),
+    {"tokenizer.json": "the runtime needs a fast tokenizer's tokenizer.json"},
+    "| tokenizer.json | the tokenizer (Hugging Face tokenizers) |\n", _copy_tokenizer,
+    lambda work, model, max_length, config, session, max_pixels: _text(work, model,
+                                                                       max_length, config),
+    readme=_text_readme)
+IMAGE = Reader(
+    "image", ("onnxruntime", "pillow", "numpy"),
+    {"preprocessor_config.json": "the runtime needs the image processor (size and "
+                                 "normalisation) it came with"},
+    "| pixels.py | reads an image file into model input (Pillow, numpy) |\n", _copy_pixels,
+    lambda work, model, max_length, config, session, max_pixels: _image(model, session,
+                                                                        max_pixels),
+    readme=_image_readme, listed=_linked)
+READERS = {r.name: r for r in (TEXT, IMAGE)}
 
 
 def kind_of(task) -> str:
-    return task.runtime.get("inputs", "text")
-
-
-def copy_files(kind: str, model: Path, work: Path) -> None:
-    if kind == "image":
-        shutil.copyfile(pixels.__file__, work / "pixels.py")
-    else:
-        shutil.copyfile(model / "tokenizer.json", work / "tokenizer.json")
+    """The name of the runtime reader the task's inputs are read by."""
+    return task.inputs.reader.name
 
 
 def spec_fields(kind: str, work: Path, model: Path, max_length: int | None, config: dict,
                 session, max_pixels: int | None = None) -> dict:
-    """input_spec.json's fields of this kind of input."""
-    return (_image(model, session, max_pixels) if kind == "image"
-            else _text(work, model, max_length, config))
+    """input_spec.json's fields of this reader (`kind`: its name)."""
+    return READERS[kind].spec(work, model, max_length, config, session, max_pixels)
 
 
 def _read(path: Path) -> dict:

@@ -75,6 +75,13 @@ class _Group(click.Group):
         with formatter.section("Pipelines"):
             formatter.write_dl(list(PIPELINES.items()))
 
+    def get_command(self, ctx, name):
+        # a stage registered after this module's import (a plugin's, a test's) has its
+        # command too: its registry entry is all it takes
+        if name not in self.commands and name in {s.name for s in registry.stages()}:
+            self.add_command(stage_command(registry.get(name)))
+        return super().get_command(ctx, name)
+
 
 @click.group(cls=_Group,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -98,6 +105,10 @@ def stage_command(stage: registry.Stage) -> click.Command:
         extras = {name: values.pop(name) for name, _ in stage.flags}
         if stage.argument:
             extras[stage.argument] = list(values.pop(stage.argument))
+        if stage.runs_steps:  # (handed: no stage imports the pipeline)
+            from .. import pipeline
+
+            extras["steps"] = pipeline.Steps
         cfg = build(config, values)
         inputs.check(cfg)  # (a mistyped path: said before the stage loads torch)
         getattr(module, stage.entry)(cfg, **extras)

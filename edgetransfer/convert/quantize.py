@@ -16,11 +16,36 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import platforms
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-MODES = ("none", "int8-dynamic", "int8-static", "int4", "fp16", "auto")
+# The quantized formats a model is built in; the first is the int8 a task's models get by
+# default (Task.quantize_modes: transformers take dynamic int8 without calibration).
+QUANTIZED = ("int8-dynamic", "int8-static", "int4", "fp16")
+FORMATS = ("none", *QUANTIZED)  # none: fp32 (fused)
+MODES = (*FORMATS, "auto")  # every mode export builds by (auto: the fastest that holds)
+# export --quantize's choices, as --help lists them: "int8" is the task's own int8
+CHOICES = ("none", "int8", *QUANTIZED, "auto")
+# The modes that calibrate activation ranges on data (--calibration-data); "int8" and
+# "auto" may come to one of them (a CNN's int8 is static; auto tries static too).
+CALIBRATED = ("int8-static",)
+# The CPU formats from the fastest at batch 1 (bench/RESULTS.md "Search": int8-dynamic the
+# fastest at every depth, then int8-static; int4's unpacking 3.3x slower than int8): the
+# order `auto` tries its candidates in and `search` ranks its formats by.
+FASTEST_FIRST = ("int8-dynamic", "int8-static", "int4")
+
+
+def calibrates(mode: str) -> bool:
+    """Whether a model built in `mode` is calibrated on --calibration-data."""
+    return mode in CALIBRATED
+
+
+def may_calibrate(choice: str) -> bool:
+    """Whether --quantize `choice` may read --calibration-data (int8: a static task's;
+    auto: its static candidate)."""
+    return calibrates(choice) or choice in ("int8", "auto")
 
 
 def precision_of(mode: str | None) -> str | None:
@@ -94,26 +119,32 @@ class Target:
     per_channel: bool  # one scale per output channel: more accurate, a little slower
     reduce_range: bool  # 7-bit weights: avoids u8s8 saturation on CPUs without VNNI
     activation_type: str  # static QDQ activations: QUInt8 (x86 u8s8 kernels) or QInt8
+    platform: str  # the device platform of this family (platforms.PLATFORMS)
+    cpu_flag: str  # the /proc/cpuinfo flag of the instructions the tuning assumes
+    ort_platform: str  # the .ort converter's --target_platform: its fixed optimizations
 
 
 TARGETS = {
     # AVX2 without VNNI multiplies u8 x s8 into saturating 16-bit sums: 7-bit weights keep
     # them exact (onnxruntime's quantization guide).
     "x86-avx2": Target("x86-avx2", per_channel=False, reduce_range=True,
-                       activation_type="QUInt8"),
+                       activation_type="QUInt8", platform="linux-x86_64", cpu_flag="avx2",
+                       ort_platform="amd64"),
     # VNNI accumulates in 32 bits: full 8-bit range; per-channel as optimum's preset does.
     "x86-avx512-vnni": Target("x86-avx512-vnni", per_channel=True, reduce_range=False,
-                              activation_type="QUInt8"),
+                              activation_type="QUInt8", platform="linux-x86_64",
+                              cpu_flag="avx512_vnni", ort_platform="amd64"),
     # ARM's dot-product kernels are signed x signed.
-    "arm64": Target("arm64", per_channel=True, reduce_range=False, activation_type="QInt8"),
+    "arm64": Target("arm64", per_channel=True, reduce_range=False, activation_type="QInt8",
+                    platform="linux-aarch64", cpu_flag="asimd", ort_platform="arm"),
 }
+DEFAULT_TARGET = "x86-avx512-vnni"  # export --target's default
 
 
-# What a host needs to run a target's int8 kernels as tuned: its architecture (platform's
-# name) and the /proc/cpuinfo flag of the instructions the target assumes.
-TARGET_HOST = {"x86-avx2": (("x86_64", "AMD64"), "avx2"),
-               "x86-avx512-vnni": (("x86_64", "AMD64"), "avx512_vnni"),
-               "arm64": (("aarch64", "arm64"), "asimd")}
+def for_platform(platform: str) -> list[str]:
+    """The CPU families of a device platform, the default one first."""
+    return sorted((n for n, t in TARGETS.items() if t.platform == platform),
+                  key=lambda n: n != DEFAULT_TARGET)
 
 
 def host_mismatch(name: str, machine: dict) -> str | None:
@@ -123,12 +154,12 @@ def host_mismatch(name: str, machine: dict) -> str | None:
     the speed, and on AVX2 without VNNI the u8 x s8 products that can saturate. A host that
     reports no flags (no /proc/cpuinfo) is not judged.
     """
-    archs, flag = TARGET_HOST[name]
-    if machine.get("arch") not in archs:
+    tgt = TARGETS[name]
+    if platforms.of_machine(str(machine.get("arch"))) != tgt.platform:
         return f"this host is {machine.get('arch')}, the target {name}"
-    if machine.get("isa") and flag not in machine["isa"]:
-        return (f"this CPU lacks {flag}, which --target {name} is tuned for; onnxruntime "
-                f"runs it on the kernels this CPU has ({', '.join(machine['isa'])})")
+    if machine.get("isa") and tgt.cpu_flag not in machine["isa"]:
+        return (f"this CPU lacks {tgt.cpu_flag}, which --target {name} is tuned for; "
+                f"onnxruntime runs it on the kernels this CPU has ({', '.join(machine['isa'])})")
     return None
 
 

@@ -26,9 +26,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .. import platforms
 from ..bundle import requirements
 from ..bundle.requirements import Pin
 from ..bundle.runtime.predict import PIP_FLAGS
+from ..convert import quantize
 from ..errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,6 @@ SYSTEMS = {"3.10": ("Ubuntu 22.04", "2.35"), "3.11": ("Debian bookworm", "2.36")
            "3.12": ("Ubuntu 24.04", "2.39"), "3.13": ("Debian trixie", "2.41")}
 DEFAULT_PYTHON = "3.11"  # Raspberry Pi OS bookworm, the boards' current default
 PI_OS = "Raspberry Pi OS"
-ARCH = {"linux-aarch64": "aarch64", "linux-x86_64": "x86_64"}
 # ARM cores by the boards that carry them: has the dot-product (SDOT/UDOT) instructions
 CPUS = {"cortex-a72": ("Raspberry Pi 4", False), "cortex-a76": ("Raspberry Pi 5", True),
         "cortex-a78ae": ("Jetson Orin", True), "cortex-a53": ("Raspberry Pi 3 / Zero 2", False),
@@ -60,7 +61,7 @@ def row(check: str, subject: str, status: str, detail: str) -> dict:
 
 def platform_tags(target: str, glibc: str) -> list[str]:
     """pip's --platform tags a system with this glibc accepts, newest first."""
-    arch = ARCH[target]
+    arch = platforms.arch(target)
     major, minor = (int(x) for x in glibc.split("."))
     tags = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 16, -1)]
     return tags + [f"manylinux2014_{arch}"]
@@ -168,23 +169,20 @@ def cpu(target: str, cpu_name: str | None, precision: str | None) -> list[dict]:
                 f"both and keep the faster (`export --quantize auto` measured on the device)")]
 
 
-# the CPU family each export --target tunes int8 for (convert.quantize's targets), and the
-# export to make for a platform instead
-TUNED_FOR = {"x86-avx2": "x86_64", "x86-avx512-vnni": "x86_64", "arm64": "aarch64"}
-BETTER_EXPORT = {"x86_64": "x86-avx512-vnni (or x86-avx2)", "aarch64": "arm64"}
-
-
 def tuning(target: str, quantization: dict | None) -> list[dict]:
     """Whether an int8 model was tuned for the target's CPU family (export --target): one
     for x86 runs on ARM, and the reverse, but an export for that CPU may do better."""
     q = quantization if isinstance(quantization, dict) else {}  # (a record from elsewhere)
-    arch = ARCH[target]
-    tuned = TUNED_FOR.get(q["target"]) if isinstance(q.get("target"), str) else None
-    if not str(q.get("mode", "")).startswith("int8") or tuned in (None, arch):
+    # (the platform of the CPU family export --target tuned for: convert.quantize's targets)
+    family = quantize.TARGETS.get(q["target"]) if isinstance(q.get("target"), str) else None
+    if not str(q.get("mode", "")).startswith("int8") or family is None or (
+            family.platform == target):
         return []
+    best, *others = quantize.for_platform(target)
+    better = best + (f" (or {', '.join(others)})" if others else "")
     return [row("tuning", "model.onnx", "warn", f"model.onnx is int8 tuned for --target "
                 f"{q['target']} (export.json) and packaged for {target}: it runs there, but an "
-                f"export with --target {BETTER_EXPORT[arch]} may be faster or more accurate on "
+                f"export with --target {better} may be faster or more accurate on "
                 f"that CPU")]
 
 

@@ -31,21 +31,19 @@ from ..errors import CheckFailed
 
 
 def measure(folder: Path, texts: list, *, runs: int, requests: int, threads: int,
-            kind: str = "text") -> dict:
-    """`texts`: what the runtime takes, texts or (text, pair) tuples; image paths where
-    `kind` is "image"."""
+            reader) -> dict:
+    """`texts`: what the runtime takes, texts or (text, pair) tuples, or image paths;
+    `reader`: the runtime's reader of them (bundle.inputs.Reader)."""
     folder = folder.resolve()
     script = folder / "predict.py"
     base = [sys.executable, "-I", "-B", str(script), "--threads", str(threads)]
     with tempfile.TemporaryDirectory(prefix="edgetransfer-bench-") as tmp:
-        if kind == "image":  # (a list names images in its own folder: linked in there)
-            texts = [_link(Path(t), Path(tmp) / f"{i:05d}{Path(t).suffix}")
-                     for i, t in enumerate(texts)]
+        texts = reader.listed(texts, Path(tmp))  # (as the listing below names them)
         listing = Path(tmp) / "texts.jsonl"
-        listing.write_text("".join(json.dumps(input_row(t, kind)) + "\n" for t in texts),
+        listing.write_text("".join(json.dumps(input_row(t, reader.name)) + "\n" for t in texts),
                            encoding="utf-8")
         first = Path(tmp) / "first.jsonl"  # (a pair cannot be one argument: a file of one)
-        first.write_text(json.dumps(input_row(texts[0], kind)) + "\n", encoding="utf-8")
+        first.write_text(json.dumps(input_row(texts[0], reader.name)) + "\n", encoding="utf-8")
         cold = [_first_prediction_s(base + ["--input", str(first)], folder)
                 for _ in range(runs)]
         proc = _run(base + ["--benchmark", str(requests), "--input", str(listing)], folder)
@@ -58,11 +56,6 @@ def measure(folder: Path, texts: list, *, runs: int, requests: int, threads: int
         "host": {"machine": platform.machine(), "system": platform.system(),
                  "python": platform.python_version(), "cpus": os.cpu_count()},
     }
-
-
-def _link(image: Path, name: Path) -> str:
-    name.symlink_to(image.resolve())
-    return name.name
 
 
 def _first_prediction_s(cmd: list[str], cwd: Path) -> float:

@@ -82,7 +82,7 @@ def default_source(precision: str, value: float, task=None) -> str:
 
 
 def compare(reference: list[np.ndarray], candidate: list[np.ndarray], precision: str,
-            name: str = "logits", atol: float | None = None,
+            name: str | None = None, atol: float | None = None,
             min_agreement: float | None = None, task=None, labels_only: bool = False,
             atol_from: str = "--atol", min_agreement_from: str = "--min-agreement") -> Report:
     """Compare lists of output arrays (one per probe batch) for one output.
@@ -94,6 +94,8 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], precision:
     given bar comes from (the user's flag, or the caller's rule), recorded beside it; a bar
     not given is the precision's default and says so.
     """
+    # (`name`: the output's, for the report; default the task's first)
+    name = name or (getattr(task, "outputs", None) or ("output",))[0]
     given_atol, given_agreement = atol is not None, min_agreement is not None
     atol, min_agreement = tolerance(precision, task, atol, min_agreement)
     if not given_atol:

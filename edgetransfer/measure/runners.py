@@ -16,11 +16,11 @@ import numpy as np
 
 from .. import tasks
 from ..artifacts import sha256
-from ..convert.quantize import precision_of
 from ..data.labels import config_names
 from ..errors import ConfigError, ModelError
 from ..modeling import backbones
-from ..untrusted import get_field, read_json
+from ..records import ExportReport
+from ..untrusted import read_json
 from . import latency
 from .scoring import inputs_only
 
@@ -124,20 +124,10 @@ def _onnx(path: Path, folder: Path, name: str, threads: int, provider: str,
                        fix="the model folder is damaged")
     backbones.check_config(config, config_file)
     the_task = tasks.resolve(task, config=config, folder=folder, where=str(folder))
-    record_file = folder / "export.json"
-    record, mode = {}, None
-    if record_file.exists():
-        fix = "export the model again"
-        record = read_json(record_file, error=ModelError, fix=fix)
-        quantization = get_field(record, "quantization", dict, label=str(record_file),
-                                 error=ModelError, fix=fix, default={})
-        mode = get_field(quantization, "mode", str, label=f"{record_file}: quantization",
-                         error=ModelError, fix=fix, default=None)
-        for key in ("source", "source_fingerprint"):
-            get_field(record, key, str, label=str(record_file), error=ModelError, fix=fix,
-                      default=None)
+    record_file = folder / ExportReport.FILE
+    record = ExportReport.read(record_file, error=ModelError) if record_file.exists() else None
     session = latency.ort_session(path, threads, provider)
-    precision = precision_of(mode) if mode else _onnx_precision(path)
+    precision = (record and record.precision) or _onnx_precision(path)
     names = [o.name for o in session.get_outputs()]
     extra = [str(p) for p in folder.glob("*.onnx.data")]
 
@@ -149,12 +139,12 @@ def _onnx(path: Path, folder: Path, name: str, threads: int, provider: str,
         label_names=_labels_from(config, folder), task=the_task,
         preprocessor=_preprocessor(the_task, folder, config),
         prepare=prepare, call=lambda f: session.run(None, f),
-        outputs_of=lambda outs: dict(zip(names, outs)), source=record.get("source"),
-        source_fingerprint=record.get("source_fingerprint"),
+        outputs_of=lambda outs: dict(zip(names, outs)), source=record and record.source,
+        source_fingerprint=record and record.source_fingerprint,
         provider=session.get_providers()[0],
-        info={"extra_files": extra, "vocab": record.get("vocab"),
-              "describe": {"quantization": record.get("quantization"),
-                           "threads": threads}},
+        info={"extra_files": extra, "vocab": record and record.vocab, "session": session,
+              "describe": {"quantization": record.dump()["quantization"] if record and
+                           record.quantization else None, "threads": threads}},
     )
 
 
@@ -191,10 +181,11 @@ def _pytorch(folder: Path, name: str, threads: int, allow_pickle: bool,
 
     return Runner(
         name=name, path=weights[0], kind="pytorch", precision=precision,
-        label_names=bb.label_names, task=the_task,
+        label_names=bb.head_labels(the_task), task=the_task,
         preprocessor=_preprocessor(the_task, folder, bb.config),
         prepare=prepare, call=call,
-        outputs_of=lambda out: {"logits": out.logits.float().numpy()},
+        outputs_of=lambda out: {name: the_task.output(out, name).float().numpy()
+                                for name in the_task.outputs},
         provider="torch-cpu", info={"extra_files": [str(w) for w in weights[1:]],
                                     "describe": {"threads": threads}},
     )

@@ -1,7 +1,9 @@
-"""How export and verify score a model on labelled data: one rule, one loop, any task.
+"""A model's outputs on labelled data encoded by the task: one rule, one loop, any task.
 
-Inputs are encoded by the task (tokenizer now, an image processor later) into numpy feeds
-both runtimes take; the task turns outputs into predictions and its primary metric.
+Inputs are encoded by the task (its tokenizer, image processor) into numpy feeds both
+runtimes take: what parity compares, calibration and latency feed, and what a task without
+a runtime reading is scored on. The figure the stages report is the bundle's answer
+(shipped.py); this module's batch-size rule (int8 one row at a time) holds for both.
 """
 
 from __future__ import annotations

@@ -36,17 +36,11 @@ class Backbone:
     local: bool
     config: dict  # config.json as read (empty for a hub id not yet fetched)
 
-    @property
-    def head_tasks(self) -> list[str]:
-        """The tasks whose head this checkpoint carries (none for a bare encoder)."""
-        from .. import tasks
-
-        return [t.name for t in tasks.of_config(self.config)]
-
-    @property
-    def label_names(self) -> list[str] | None:
-        """The head's outputs, in order; None without a task head."""
-        if not self.head_tasks or not self.config.get("id2label"):
+    def head_labels(self, task) -> list[str] | None:
+        """The outputs of `task`'s head, in order; None where the checkpoint has no such
+        head (a bare encoder's config.json may carry transformers' default id2label all
+        the same). The caller names the task: a backbone knows no task (tests/test_layers.py)."""
+        if not task.claims(self.config) or not self.config.get("id2label"):
             return None
         return labels.id2label_names(self.config["id2label"], f"{self.source}/config.json")
 
@@ -374,7 +368,7 @@ def load_model(
 def require_head(backbone: Backbone, task, flag: str = "--model") -> None:
     """Refuse, before any work, a checkpoint without `task`'s head (a bare encoder, or
     another task's head)."""
-    if task.name not in backbone.head_tasks:
+    if not task.claims(backbone.config):
         where = f"{flag} {backbone.name}".strip()
         raise ModelError(f"{where}: has no {task.name} head (architectures "
                          f"{backbone.config.get('architectures')}); fine-tune it first with "

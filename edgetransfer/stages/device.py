@@ -77,7 +77,7 @@ def run(cfg: DeviceConfig) -> dict:
     from .. import tasks
     from ..bundle.archive import check_runtime, open_bundle
     from ..bundle import requirements
-    from ..bundle.runtime.predict import BundleError, inputs_for, read_spec
+    from ..bundle.runtime.predict import BundleError, read_spec
     from ..device import ssh
     from ..measure import baseline as baselines
 
@@ -88,7 +88,7 @@ def run(cfg: DeviceConfig) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgetransfer-device-") as tmp:
         folder, manifest = open_bundle(cfg.bundle, Path(tmp))
         try:  # (every name it holds checked: inside the bundle, listed in the manifest)
-            kind = read_spec(folder, manifest)["task"]["inputs"]
+            read_spec(folder, manifest)
         except BundleError as e:
             raise ModelError(f"--bundle {cfg.bundle}: {e}") from None
         # (parsed as pinned, hashed wheels before any of it reaches pip on the device; and
@@ -96,15 +96,16 @@ def run(cfg: DeviceConfig) -> dict:
         pins = requirements.read(folder, manifest, f"--bundle {cfg.bundle}")
         check_runtime(folder, manifest, f"--bundle {cfg.bundle}")
         task = tasks.get(manifest.get("task") or tasks.DEFAULT)  # (format-1 bundles)
-        if kind != "text":  # (its image files would have to travel with it)
-            raise ConfigError(f"--bundle {cfg.bundle}: {kind} bundles are not measured over "
-                              f"SSH yet; a text bundle is")
+        kind = task.inputs
+        if kind.device_inputs is None:
+            raise ConfigError(f"--bundle {cfg.bundle}: bundles of {kind.name} inputs are not "
+                              f"measured over SSH yet (their inputs would have to travel with "
+                              f"them); a text bundle is")
         try:
-            inputs = (inputs_for(kind, [], cfg.latency_data) if cfg.latency_data
-                      else [r["text"] for r in task.probe_rows])
+            inputs = kind.device_inputs(task, cfg.latency_data)
         except BundleError as e:
             raise DataError(f"--latency-data {e}") from None
-        figures = ssh.measure(folder, manifest, pins, inputs, kind, host,
+        figures = ssh.measure(folder, manifest, pins, inputs, kind.reader.name, host,
                               remote_python=cfg.remote_python,
                               runs=cfg.cold_starts, requests=cfg.requests,
                               threads=cfg.threads, keep=cfg.keep)

@@ -148,7 +148,7 @@ def run(cfg: DistillConfig) -> Path:
     teacher_bb, student_bb, task, teacher_floor = _resolve(cfg)
     splits.warn_shared({"train": cfg.train, "validation": cfg.validation, "test": cfg.test,
                         "unlabeled": cfg.unlabeled})
-    data = task.read(cfg, teacher_bb.label_names)
+    data = task.read(cfg, teacher_bb.head_labels(task))
     tokenizer = task.load_preprocessor(teacher_bb, cfg.trust_remote_code)
     tokenized, truncation = task.prepare(data, tokenizer, cfg)
     unlabeled = None
@@ -232,7 +232,7 @@ def _teacher_targets(cfg: DistillConfig, teacher, tokenized, unlabeled, task, to
     log.info("computing the teacher's outputs once over %d transfer examples", len(transfer))
     t0 = time.perf_counter()
     transfer = transfer.add_column("teacher_logits", [row.tolist() for row in _cached_logits(
-        cfg, teacher, transfer, collate, device)])
+        cfg, teacher, transfer, collate, device, task.outputs[0], inputs=task.inputs)])
     teacher_time = time.perf_counter() - t0
     if not (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
         teacher.to("cpu")  # only its cached logits are needed from here: free the GPU
@@ -294,14 +294,17 @@ def _fit_for_transfer(cfg: DistillConfig, student, teacher, eager: bool) -> None
                 module.p = 0.0
 
 
-def _cached_logits(cfg, teacher, transfer, collate, device) -> list:
+def _cached_logits(cfg, teacher, transfer, collate, device, output: str = "logits", *,
+                   inputs) -> list:
     """teacher_logits, read from --teacher-cache when a run over the same teacher and rows
-    left them there (a .npz, no pickle), else computed (and left there)."""
-    if not cfg.teacher_cache or "image" in transfer.column_names:
+    left them there (a .npz, no pickle), else computed (and left there). `inputs`: the
+    task's input kind, which says whether its rows can key a cache."""
+    if not cfg.teacher_cache or not inputs.teacher_cache:
         if cfg.teacher_cache:  # (the key hashes token ids; images would need their bytes)
-            log.warning("--teacher-cache: not for image data yet; the teacher's outputs are "
-                        "computed afresh")
-        return teacher_logits(teacher, transfer, collate, device, cfg.teacher_batch_size)
+            log.warning("--teacher-cache: not for %s inputs yet; the teacher's outputs are "
+                        "computed afresh", inputs.name)
+        return teacher_logits(teacher, transfer, collate, device, cfg.teacher_batch_size,
+                              output)
     import hashlib
 
     import numpy as np
@@ -320,7 +323,7 @@ def _cached_logits(cfg, teacher, transfer, collate, device) -> list:
             values, rows, ndim = f["values"], f["rows"], int(f["ndim"])
         parts = np.split(values, np.cumsum(rows)[:-1])
         return [x[0] for x in parts] if ndim == 1 else parts
-    logits = teacher_logits(teacher, transfer, collate, device, cfg.teacher_batch_size)
+    logits = teacher_logits(teacher, transfer, collate, device, cfg.teacher_batch_size, output)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{path.name}.tmp"
     # rows of one length (a class per text) or of each row's tokens: stored flat + counts
@@ -356,7 +359,7 @@ def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
     if cnn:
         raise ConfigError("--student: a CNN student is cut from the teacher (--student-layers "
                           "or --keep-layers); a separate model is not supported for images yet")
-    student_labels = student_bb.label_names
+    student_labels = student_bb.head_labels(task)
     if student_labels is not None and student_labels != data.label_names:
         raise ModelError(f"--student {cfg.student}: its labels {student_labels} differ from "
                          f"the teacher's {data.label_names}; give a student without a head or "
@@ -376,8 +379,10 @@ def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "image")
 
 
-def teacher_logits(model, dataset, collate, device, batch_size: int = 64) -> list:
-    """The model's logits for every row, in order, one float32 numpy array per row (one pass).
+def teacher_logits(model, dataset, collate, device, batch_size: int = 64,
+                   output: str = "logits") -> list:
+    """The model's `output` (the task's first) for every row, in order, one float32 numpy
+    array per row (one pass).
 
     Per row, not one array: a per-token head's rows differ in length (each is cut to its
     row's real tokens, from the attention mask).
@@ -390,7 +395,7 @@ def teacher_logits(model, dataset, collate, device, batch_size: int = 64) -> lis
         for start in range(0, len(dataset), batch_size):
             rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
             batch = collate([{k: r[k] for k in MODEL_INPUTS if k in r} for r in rows])
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+            logits = model(**{k: v.to(device) for k, v in batch.items()})[output].float().cpu()
             if logits.dim() == 3:  # a row's real tokens, on either padding side
                 out += [row[m.bool()].numpy() for row, m in zip(logits,
                                                                 batch["attention_mask"])]
@@ -400,7 +405,7 @@ def teacher_logits(model, dataset, collate, device, batch_size: int = 64) -> lis
 
 
 def _evaluate_teacher(teacher, dataset, collate, device, batch_size, task, names):
-    logits = teacher_logits(teacher, dataset, collate, device, batch_size)
+    logits = teacher_logits(teacher, dataset, collate, device, batch_size, task.outputs[0])
     return training.scored(task, logits, dataset["label"], training.index_of(task, dataset),
                            names)
 
@@ -454,13 +459,13 @@ def distill_trainer_class():
             wanted = ({"output_hidden_states": True} if want_h else {}) | (
                 {"output_attentions": True} if want_a else {})
             outputs = model(**inputs, **wanted)
-            loss, _ = self.task.distill_loss(outputs.logits.float(), cached.float(), labels,
-                                             alpha=self.alpha, temperature=self.temperature,
-                                             **extra)
+            loss, _ = self.task.distill_loss(self.task.output(outputs).float(), cached.float(),
+                                             labels, alpha=self.alpha,
+                                             temperature=self.temperature, **extra)
             if want_h or want_a:
                 import torch
 
-                self.teacher.to(outputs.logits.device)
+                self.teacher.to(self.task.output(outputs).device)
                 with torch.no_grad():
                     t = self.teacher(**inputs, **wanted)
                 mask = inputs.get("attention_mask")
@@ -484,8 +489,10 @@ def distill_trainer_class():
 def plan(section, w) -> list[dict]:
     """The pipeline step (a recipe's `distill:`): the student of the teacher (finetune's
     output, else the recipe's model)."""
+    from ..records.references import Student, Teacher
+
     out = w.root / "student"
-    teacher = w.made.get("teacher", w.model)
+    teacher = w.model_of(Teacher)
     if section.student_layers or section.keep_layers:
         # checked now, not after the teacher's training: its depth is the recipe's model's
         config = w.model_config()
@@ -493,7 +500,6 @@ def plan(section, w) -> list[dict]:
             students.check_choice(config, section.student_layers, section.keep_layers)
     config = section.model_dump() | w.training_data() | dict(
         teacher=teacher, unlabeled=w.files["unlabeled"], out=out)
-    w.made["student"] = str(out)
-    return [{"label": "student", "config": config,
+    return [{"label": "student", "config": config, "makes": [Student(folder=out)],
              "inputs": {"teacher": teacher, "unlabeled": w.files["unlabeled"]} | w.splits()}]
 

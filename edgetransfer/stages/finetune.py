@@ -107,7 +107,7 @@ def run(cfg: FinetuneConfig) -> Path:
     splits.warn_shared({"train": cfg.train, "validation": cfg.validation, "test": cfg.test})
     task = tasks.resolve(cfg.task, config=None if cfg.new_head else backbone.config,
                          columns=lambda: _columns(cfg.train), where=f"--model {cfg.model}")
-    model_labels = None if cfg.new_head else backbone.label_names
+    model_labels = None if cfg.new_head else backbone.head_labels(task)
 
     backbones.check_max_length(backbone, cfg.max_length)
     data = task.read(cfg, model_labels)
@@ -148,7 +148,8 @@ def run(cfg: FinetuneConfig) -> Path:
         trained.save_pretrained(out.work / "adapter")  # safetensors by default
         batch = probe_batch(tokenized["validation"], task.collator(preprocessor),
                             trained.device)
-        trained, diff = methods.merge_checked(trained, batch, cfg.merge_tolerance)
+        trained, diff = methods.merge_checked(trained, batch, cfg.merge_tolerance,
+                                               task.outputs)
         merge = {"max_abs_logit_diff": diff, "tolerance": cfg.merge_tolerance,
                  "examples": int(next(iter(batch.values())).shape[0])}
     fitted.train_metrics["parameters"] = sum(p.numel() for p in trained.parameters())
@@ -196,8 +197,9 @@ def probe_batch(dataset, collate, device, n: int = 32) -> dict:
 def plan(section, w) -> list[dict]:
     """The pipeline step (a recipe's `finetune:`): the backbone on the recipe's data; its
     output is the teacher the later steps read."""
+    from ..records.references import Teacher
+
     out = w.root / "teacher"
     config = section.model_dump() | w.training_data() | dict(model=w.model, out=out)
-    w.made["teacher"] = str(out)
-    return [{"label": "teacher", "config": config,
+    return [{"label": "teacher", "config": config, "makes": [Teacher(folder=out)],
              "inputs": {"model": w.model} | w.splits()}]

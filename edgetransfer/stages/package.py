@@ -20,27 +20,28 @@ import logging
 import os
 import platform
 import shutil
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from .. import tasks
+from .. import platforms, tasks
 from ..artifacts import MANIFEST as ARTIFACT
 from ..artifacts import OutputFolder, sha256, versions, write_json, write_manifest
-from ..bundle import inputs as bundle_inputs
 from ..bundle import requirements
 from ..bundle.runtime.pixels import MAX_IMAGE_PIXELS
 from ..bundle.runtime.predict import MAX_TOKENS
-from ..convert.quantize import precision_of
 from ..data.labels import config_names
 from ..device import target_check as checks
-from ..errors import CheckFailed, ConfigError, DataError, ModelError, OutputError
+from ..errors import CheckFailed, ConfigError, ModelError, OutputError
 from ..measure import floor
 from ..options import (MAX_COLD_STARTS, MAX_REQUESTS, MAX_THREADS, FloorOption, TargetOptions,
                        result_settings)
 from ..paths import same as same_path
+from ..records import ExportReport, VerifyReport
+from ..records.verify_report import Env
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,6 @@ says so. The bundled runtime is measured here in fresh processes (cold start, pe
 per-request latency) and the figures go into manifest.json.
 """.format(install=requirements.install_command())
 
-TARGETS = ("linux-x86_64", "linux-aarch64")
-
-
 class PackageConfig(TargetOptions, FloorOption):
     """Settings of `edgetransfer package`; each description is the CLI help."""
 
@@ -77,7 +75,7 @@ class PackageConfig(TargetOptions, FloorOption):
     out: Path = Field(description="The bundle folder to write; the archive OUT.tar.gz (its "
                       "files under one folder named as OUT's last part) and its record "
                       "OUT.json are written beside it.")
-    target: Literal["linux-x86_64", "linux-aarch64"] | None = Field(
+    target: Literal[tuple(platforms.PLATFORMS)] | None = Field(
         None, description="The device's platform (onnxruntime wheels exist for both); "
         "recorded, and checked against the CPU family an int8 model was tuned for [default: "
         "this machine's, the one the measurements are taken on].")
@@ -147,15 +145,15 @@ def run(cfg: PackageConfig) -> Path:
         raise ModelError(f"{e}; it names the outputs the runtime prints") from None
     task = tasks.resolve(None, config=config, folder=model,
                          where=f"--model {model}")
-    kind = bundle_inputs.kind_of(task)
-    _check_inputs(model, kind)
-    export_record = _read_json(model / "export.json") if (model / "export.json").exists() else {}
+    kind = task.inputs  # (its reader in the runtime, what the runtime is timed on)
+    kind.reader.check(model)
+    record_file = model / ExportReport.FILE
+    export_record = (ExportReport.read(record_file, label=f"--model {record_file}",
+                                       error=ModelError) if record_file.exists() else None)
     model_sha = sha256(model / "model.onnx")
     verification = _verification(cfg, model_sha)
-    pins, notes, target_check = _pins_and_target(cfg, verification, kind, export_record)
-    scratch = None
-    texts = [] if kind == "image" else _latency_texts(cfg, task)  # (images: read below,
-    # once the output folder is claimed)
+    pins, notes, target_check = _pins_and_target(cfg, verification, kind.reader,
+                                                 export_record)
 
     archive = cfg.out.parent / f"{cfg.out.name}.tar.gz"
     record = cfg.out.parent / f"{cfg.out.name}.json"
@@ -165,12 +163,10 @@ def run(cfg: PackageConfig) -> Path:
     _check_beside(out, (archive, record), inputs, cfg.overwrite)
     out.prepare()
     partial = archive.with_name(f".{archive.name}.partial")
+    scratch = Path(tempfile.mkdtemp(prefix="edgetransfer-inputs-"))
     try:
-        if kind == "image":  # the data's own files, else the probe images written out
-            import tempfile
-
-            scratch = Path(tempfile.mkdtemp(prefix="edgetransfer-images-"))
-            texts = _image_files(cfg, task, scratch)
+        # --latency-data's inputs (images held as bytes written out), else the probe rows'
+        texts = kind.latency_inputs(cfg, task, scratch)
         manifest = _write_bundle(out.work, cfg, task, config, labels, export_record,
                                  verification, pins, notes, texts[0], target_check)
         if cfg.measure:
@@ -178,17 +174,16 @@ def run(cfg: PackageConfig) -> Path:
                      cfg.cold_starts, cfg.latency_requests)
             manifest["measurements"] = footprint.measure(
                 out.work, texts, runs=cfg.cold_starts, requests=cfg.latency_requests,
-                threads=cfg.threads, kind=kind)
+                threads=cfg.threads, reader=kind.reader)
             write_json(out.work / "manifest.json", manifest)
-        sizes = _archive(out.work, partial, archive.name, cfg, manifest, kind, task)
+        sizes = _archive(out.work, partial, archive.name, cfg, manifest, kind.reader, task)
         measured = manifest.get("measurements", {})
     except BaseException:
         shutil.rmtree(out.work, ignore_errors=True)
         partial.unlink(missing_ok=True)
         raise
     finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     final = out.commit()
     os.replace(partial, archive)
     write_json(record, sizes | {"folder": final.name, "target": cfg.target,
@@ -203,7 +198,7 @@ def run(cfg: PackageConfig) -> Path:
 
 
 def _archive(work: Path, partial: Path, name: str, cfg: PackageConfig, manifest: dict,
-             kind: str, task) -> dict:
+             reader, task) -> dict:
     """The folder as the deterministic archive `partial`, and the folder's artifact.json
     (sizes, the measured figures): the archive's sizes."""
     from ..bundle.archive import write_archive
@@ -219,17 +214,17 @@ def _archive(work: Path, partial: Path, name: str, cfg: PackageConfig, manifest:
                           ("peak_rss_mb", measured.get("peak_rss_mb")),
                           ("p50_ms", measured.get("latency", {}).get("p50_ms")))
         if v is not None}, parents={"model": str(cfg.model)},
-        packages=bundle_inputs.PACKAGES[kind], task=task.name)
+        packages=reader.packages, task=task.name)
     return sizes
 
 
-def _pins_and_target(cfg: PackageConfig, verification: dict, kind: str,
-                     export_record: dict) -> tuple[list, list[str], dict | None]:
+def _pins_and_target(cfg: PackageConfig, verification: dict, reader,
+                     export_record: ExportReport | None) -> tuple[list, list[str], dict | None]:
     """(the runtime's hashed pins, the notes for the manifest, the target check's table or
     None): all decided, and said, before anything is written."""
-    specs, notes = _requirements(verification, bundle_inputs.PACKAGES[kind])
+    specs, notes = _requirements(verification, reader.packages)
     pins = requirements.hashed(specs)  # (each wheel's sha256, from the index)
-    quantization = export_record.get("quantization")
+    quantization = _quantization(export_record)
     # (the tuning finding is a note in the manifest too, also with --no-check-target)
     notes += [r["detail"] for r in checks.tuning(cfg.target, quantization)]
     try:
@@ -246,33 +241,12 @@ def _pins_and_target(cfg: PackageConfig, verification: dict, kind: str,
     return pins, notes, target_check
 
 
-def _latency_texts(cfg: PackageConfig, task) -> list:
-    """What the text runtime is timed on: a text, or a (text, pair) tuple (the task's
-    reader, so a recipe's eval file of any task times real inputs; a tagger's rows carry
-    their words joined as "text")."""
-    from ..bundle.runtime.predict import BundleError, read_texts
-    from ..data import conll
-
-    if (cfg.latency_data is not None and cfg.latency_data.suffix.lower() == ".txt"
-            and not task.claims_data(conll.columns_of(cfg.latency_data) or [])):
-        # a .txt is CoNLL columns for a task that reads words, else one text a line (as the
-        # runtime's --input reads it)
-        try:
-            return read_texts(cfg.latency_data)
-        except BundleError as e:
-            raise DataError(f"--latency-data {e}") from None
-    rows = (task.read_eval(str(cfg.latency_data), None, cfg) if cfg.latency_data
-            else task.probe_rows)
-    return [(r["text"], r["text_pair"]) if r.get("text_pair") else r["text"] for r in rows]
-
-
 def _this_machine() -> str:
-    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(),
-                                                      platform.machine().lower())
-    if f"linux-{arch}" not in TARGETS:
+    found = platforms.of_machine(platform.machine())
+    if found is None:
         raise ConfigError(f"--target: this machine ({platform.machine()}) is not one of "
-                          f"{', '.join(TARGETS)}; name the device's")
-    return f"linux-{arch}"
+                          f"{', '.join(platforms.PLATFORMS)}; name the device's")
+    return found
 
 
 def _check_model(model: Path, cfg: PackageConfig) -> None:
@@ -286,13 +260,6 @@ def _check_model(model: Path, cfg: PackageConfig) -> None:
         if not (model / name).is_file():
             hint = {"model.ort": "export with --ort-format first"}.get(
                 name, "is it an `edgetransfer export` output folder?")
-            raise ModelError(f"--model {model}: has no {name}; {hint}")
-
-
-def _check_inputs(model: Path, kind: str) -> None:
-    """The files the runtime reads its kind of input with (a tokenizer, an image processor)."""
-    for name, hint in bundle_inputs.NEEDED[kind].items():
-        if not (model / name).is_file():
             raise ModelError(f"--model {model}: has no {name}; {hint}")
 
 
@@ -315,33 +282,31 @@ def _verification(cfg: PackageConfig, model_sha: str) -> dict:
         return {"verified": False}
     if cfg.unverified:
         raise ConfigError("--verify-report and --unverified: give one of them")
-    report = _read_json(path, "--verify-report")
-    candidates = report.get("candidates") if isinstance(report, dict) else None
-    if not isinstance(candidates, list):
-        raise ModelError(f"--verify-report {path}: has no \"candidates\" list; is it a "
-                         f"verify.json?")
-    found = next((c for c in candidates if isinstance(c, dict)
-                  and c.get("sha256") == model_sha), None)
+    if not path.exists():
+        raise ModelError(f"--verify-report {path}: no such file")
+    report = VerifyReport.read(path, label=f"--verify-report {path}", error=ModelError,
+                               fix="is it a verify.json? run edgetransfer verify again")
+    found = report.covering(model_sha)
     if found is None:
         raise ModelError(f"verify report {path} does not cover this model (sha256 "
                          f"{model_sha[:16]}...); run edgetransfer verify on it")
-    failures = [f for f in report.get("failures") or [] if isinstance(f, dict)
-                and f.get("model") == found.get("name")]
-    passed = found.get("passed") is True
+    failures = report.failures_of(found)
+    passed = found.passed is True
     if not passed:
-        said = "; ".join(f"{f.get('gate')}: {f.get('message')}" for f in failures) \
-            or "its gates failed"
+        said = "; ".join(f"{f.gate}: {f.message}" for f in failures) or "its gates failed"
         if not cfg.force:
             raise CheckFailed(f"{cfg.model}/model.onnx failed verify ({said}); nothing was "
                               f"packaged (--force packages it anyway, and the manifest says "
                               f"so)")
         log.warning("packaging a model that failed verify (--force): %s", said)
+    # (the manifest keeps verify's figures as verify.json has them)
+    figures, written = found.model_dump(exclude_unset=True), report.dump()
     return {"verified": True, "passed": passed, "forced": not passed,
             "report": str(path), "report_sha256": sha256(path),
-            "candidate": found.get("name"), "precision": found.get("precision"),
-            "failures": failures,
-            **{k: found.get(k) for k in ("metrics", "accuracy_drop", "parity", "latency")},
-            "reference": report.get("reference"), "env": report.get("env")}
+            "candidate": found.name, "precision": found.precision,
+            "failures": [f.model_dump(exclude_unset=True) for f in failures],
+            **{k: figures.get(k) for k in ("metrics", "accuracy_drop", "parity", "latency")},
+            "reference": written["reference"], "env": written.get("env")}
 
 
 def _summary(verification: dict) -> dict:
@@ -367,18 +332,13 @@ def _requirements(verification: dict, packages) -> tuple[list[tuple[str, str]], 
         notes.append(f"the verify report used onnxruntime {verified_ort}; this machine has "
                      f"{have['onnxruntime']}: requirements.txt pins the verified one, the "
                      f"measurements here use {have['onnxruntime']}")
-    reader = "tokenizers" if "tokenizers" in packages else "pillow"
-    return [("onnxruntime", ort), (reader, have[reader]), ("numpy", have["numpy"])], notes
+    return [(name, ort if name == "onnxruntime" else have[name]) for name in packages], notes
 
 
-def _verified_onnxruntime(env) -> str | None:
-    """The onnxruntime version a verify report's "env" names, where it names one."""
-    if not isinstance(env, dict):
-        return None
-    for scope in (env, env.get("versions")):
-        if isinstance(scope, dict) and isinstance(scope.get("onnxruntime"), str):
-            return scope["onnxruntime"]
-    return None
+def _verified_onnxruntime(env: dict | None) -> str | None:
+    """The onnxruntime version a verify report's "env" (as _verification keeps it) names,
+    where it names one."""
+    return Env.model_validate(env).onnxruntime if env else None
 
 
 def _check_beside(out: OutputFolder, paths, inputs, overwrite: bool) -> None:
@@ -393,30 +353,6 @@ def _check_beside(out: OutputFolder, paths, inputs, overwrite: bool) -> None:
             raise OutputError(f"--out {out.final}: {path} is a folder")
 
 
-def _image_files(cfg, task, scratch: Path) -> list[str]:
-    """Image paths to time the runtime on: --latency-data's (checked by the task's reader;
-    images held as bytes are written to `scratch`), else the task's probe images."""
-    from datasets import Image
-
-    if cfg.latency_data is None:
-        images = [r["image"] for r in task.probe_rows]
-    else:
-        ds = task.read_eval(str(cfg.latency_data), None, cfg)
-        images = ds.cast_column("image", Image(decode=False))["image"]
-    paths = []
-    for i, image in enumerate(images):
-        if isinstance(image, dict) and image.get("path") and Path(image["path"]).is_file():
-            paths.append(image["path"])
-            continue
-        target = scratch / f"{i:05d}.png"
-        if isinstance(image, dict):
-            target.write_bytes(image["bytes"])
-        else:
-            image.save(target)
-        paths.append(str(target))
-    return paths
-
-
 def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_record,
                   verification, pins, notes, first_input, target_check=None) -> dict:
     from ..bundle.runtime import SOURCE
@@ -424,7 +360,7 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
 
     model = cfg.model
     shutil.copyfile(model / "model.onnx", work / "model.onnx")
-    bundle_inputs.copy_files(bundle_inputs.kind_of(task), model, work)
+    task.inputs.reader.copy(model, work)
     ort_files = []
     if cfg.ort_format:
         ort_files = ["model.ort"] + sorted(p.name for p in
@@ -454,14 +390,14 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
         "model": {"file": "model.onnx", "ort_files": ort_files,
                   "precision": _precision(export_record),
                   "runs": "model.ort" if cfg.ort_format else "model.onnx",
-                  "quantization": export_record.get("quantization"),
-                  "opset": export_record.get("opset"), "source": str(model)},
+                  "quantization": _quantization(export_record),
+                  "opset": export_record and export_record.opset, "source": str(model)},
         "labels": "labels.json",
         "verification": verification,
         "requirements": [p.spec for p in pins],
         "notes": notes,
         "settings": result_settings(cfg),
-        "versions": (versions(*bundle_inputs.PACKAGES[bundle_inputs.kind_of(task)])
+        "versions": (versions(*task.inputs.reader.packages)
                      | {"python": platform.python_version()}),
         "files_bytes": sum(f["bytes"] for f in files.values()),  # all but this manifest
         "files": files,
@@ -476,37 +412,28 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
     return manifest
 
 
-def _precision(export_record: dict) -> str | None:
-    q = export_record.get("quantization") or {}
-    return q.get("precision") or precision_of(q.get("mode"))
+def _precision(export_record: ExportReport | None) -> str | None:
+    return export_record.precision if export_record else None
+
+
+def _quantization(export_record: ExportReport | None) -> dict | None:
+    """export.json's quantization settings as written (the manifest keeps a copy)."""
+    return export_record.dump().get("quantization") if export_record else None
 
 
 def _input_spec(work: Path, model: Path, cfg, task, config: dict, num_labels: int) -> dict:
+    """input_spec.json (bundle/spec.py: the spec export and verify score with)."""
     import onnxruntime as ort
 
+    from ..bundle import spec
+
     session = ort.InferenceSession(str(work / "model.onnx"), providers=["CPUExecutionProvider"])
-    outputs = [o.name for o in session.get_outputs()]
-    kind = bundle_inputs.kind_of(task)
-    max_length = None
-    if kind == "text":
-        export_settings = (_read_json(model / ARTIFACT).get("settings", {})
-                           if (model / ARTIFACT).exists() else {})
-        max_length = cfg.max_length or export_settings.get("max_length") or 128
-    return {
-        "model": "model.onnx",
-        **({"model_ort": "model.ort"} if cfg.ort_format else {}),
-        # what the runtime does after the model (bundle/runtime/predict.py POSTPROCESS)
-        "task": {"name": task.name, **task.runtime},
-        "labels": "labels.json",
-        "num_labels": num_labels,
-        "inputs": [{"name": i.name, "type": i.type, "shape": i.shape}
-                   for i in session.get_inputs()],
-        "token_type_ids": any(i.name == "token_type_ids" for i in session.get_inputs()),
-        "output": "logits" if "logits" in outputs else outputs[0],
-        **bundle_inputs.spec_fields(kind, work, model, max_length, config, session,
-                                    cfg.max_image_pixels),
-        "threads": cfg.threads,
-    }
+    export_settings = (_read_json(model / ARTIFACT).get("settings", {})
+                       if (model / ARTIFACT).exists() else {})
+    max_length = cfg.max_length or export_settings.get("max_length") or 128
+    return spec.build(task, model, config, *spec.of_session(session), num_labels=num_labels,
+                      max_length=max_length, threads=cfg.threads, ort_format=cfg.ort_format,
+                      max_image_pixels=cfg.max_image_pixels, files=work)
 
 
 def _readme(cfg, task, labels, export_record, verification, pins, spec) -> str:
@@ -518,30 +445,16 @@ def _readme(cfg, task, labels, export_record, verification, pins, spec) -> str:
         checked = "FAILED verify and was packaged with --force: see manifest.json"
     else:
         checked = f"passed `edgetransfer verify` ({verification['report']})"
+    figure = (verification.get("metrics") or {}).get(task.primary)
+    if isinstance(figure, (int, float)):  # (verify's figure: what this runtime answers)
+        checked += f"; {task.primary} {figure:.4f} as predict.py answers on verify's data"
     ort_row = ("| model.ort, *.required_operators.config | the model predict.py runs (onnxruntime's"
                " own format, also read by its minimal and mobile builds) |\n"
                if cfg.ort_format else "")
     runs = "model.ort (converted from model.onnx)" if cfg.ort_format else "model.onnx"
     output = " ".join(POSTPROCESS[task.runtime["postprocess"]].__doc__.split())
-    pairs = (" (or text pair, from a file with a second text column)"
-             if task.runtime.get("pairs") else "")
-    kind = bundle_inputs.kind_of(task)
-    if kind == "image":
-        h, w = spec["image"]["size"]
-        examples = ("python predict.py photo.jpg scan.png          # image files, or folders\n"
-                    "python predict.py --input images/ > predictions.jsonl   # also a .txt of "
-                    "paths\npython predict.py --benchmark 200 --input images/     # latency "
-                    "and memory here")
-        each = "Each image"
-        prepared = (f"images: RGB, resized to {w}x{h} (Pillow filter "
-                    f"{spec['image']['resample']}), scaled and normalised; threads")
-    else:
-        examples = (f'python predict.py "{task.probe_rows[1]["text"]}"\n'
-                    "python predict.py --input texts.jsonl > predictions.jsonl   # also .csv, "
-                    ".tsv, .txt\npython predict.py --benchmark 200 --input texts.jsonl       "
-                    "# latency and memory here")
-        each = f"Each text{pairs}"
-        prepared = f"inputs, padding, truncation at {spec['max_length']} tokens, threads"
+    reader = task.inputs.reader
+    examples, each, prepared = reader.readme(task, spec)  # (by how the runtime reads inputs)
     return f"""# {cfg.out.name}: {task.name} ({task.summary}) for {cfg.target}
 
 Labels: {", ".join(labels)}. Model: {runs} ({_precision(export_record) or "?"});
@@ -576,7 +489,7 @@ refuses to run if one was changed or damaged: copy the bundle again.
 | file | what |
 | --- | --- |
 | model.onnx | the model (onnxruntime) |
-{ort_row}{bundle_inputs.FILES[kind]}| labels.json | the class names, in output order |
+{ort_row}{reader.files_row}| labels.json | the class names, in output order |
 | input_spec.json | {prepared} |
 | predict.py, requirements.txt | the runtime |
 | manifest.json | sha256 of every file, versions, the verify figures, settings, measurements |
@@ -594,19 +507,19 @@ RECIPE_FIELDS = {"variant": (str | None, Field(None, description="Export variant
 def plan(section, w) -> list[dict]:
     """The pipeline step (a recipe's `package:`): the chosen export variant, with the
     verify report when the recipe verifies."""
-    exported = w.made.get("exports") or {}
-    if not exported:
-        raise ConfigError(f"{w.recipe_file}: package needs an export step to take the model "
-                          f"from")
+    from ..records.references import Bundle, OnnxModel, Verification
+
+    exported = {m.variant: m.folder for m in w.all(OnnxModel)}  # (one at least: its `needs`)
     variant = section.variant or next(iter(exported))
     if variant not in exported:
         raise ConfigError(f"{w.recipe_file}: package.variant {variant!r} is not an export "
                           f"variant ({', '.join(exported)})")
-    report = w.made.get("verify_report")
+    verified = w.newest(Verification)
+    report = verified.file if verified else None
     config = section.model_dump(exclude={"variant"}) | dict(
         model=exported[variant], out=w.root / "bundle", verify_report=report,
         latency_data=w.files["eval"], max_length=w.recipe.data.max_length,
         max_image_pixels=w.recipe.data.max_image_pixels, overwrite=True)
-    return [{"label": "bundle", "config": config, "inputs": {
-        "model": str(exported[variant]), "verify": str(report.parent) if report else None,
-        "latency_data": w.files["eval"]}}]
+    return [{"label": "bundle", "config": config, "makes": [Bundle(folder=w.root / "bundle")],
+             "inputs": {"model": str(exported[variant]), "latency_data": w.files["eval"],
+                        "verify": str(verified.folder) if verified else None}}]

@@ -21,6 +21,11 @@ cannot win. Optuna's samplers pay off on spaces of dozens of continuous knobs.
 Output (--out, default models/NAME/search): search.json (every candidate's figures, the
 front, the best, the budget), search.md, search.png (the Pareto front), students/,
 candidates/, and bundle/ + bundle.tar.gz for the best candidate within budget.
+
+A search runs other stages' steps, so it is handed them: its command passes the pipeline's
+`Steps` (the recipe loaded and wired, each step planned and executed as `run` does), and
+this module imports neither the pipeline nor the registry, which sit above every stage
+(tests/test_layers.py).
 """
 
 from __future__ import annotations
@@ -33,14 +38,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .. import paths
+from .. import paths, platforms
 from ..artifacts import write_json
+from ..convert import quantize
 from ..errors import BudgetMissed, CheckFailed, ConfigError, EdgeTransferError
 from ..measure import floor
 from ..options import MAX_THREADS, comma_list
 from ..search import budget as budgets
 from ..search import judge, report, space
-from ..untrusted import fields_of, read_json
+from ..records import ExportReport
+from ..untrusted import read_json
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +76,7 @@ class SearchConfig(BaseModel):
                         "share of the teacher's task metric kept; any may be left out.")
     depths: list[int] = Field([1, 2, 3], description="Student depths (teacher layers kept) to "
                               "explore, comma-separated.")
-    formats: list[str] = Field(["int8-dynamic", "int8-static", "int8-int4emb", "int4"],
+    formats: list[str] = Field(list(space.FORMATS),
                                description="Number formats to explore: int8-dynamic, "
                                "int8-static, int8-int4emb (int8 layers, 4-bit embedding "
                                "tables), int4.")
@@ -95,7 +102,7 @@ class SearchConfig(BaseModel):
     remote_python: str | None = Field(None, description="--device: a Python on the device "
                                       "that already has the bundle's requirements [default: "
                                       "a venv made there].")
-    target: Literal["linux-x86_64", "linux-aarch64"] | None = Field(
+    target: Literal[tuple(platforms.PLATFORMS)] | None = Field(
         None, description="--device: the device's platform, the bundles' --target [default: "
         "this machine's].")
     out: Path | None = Field(None, description="Output folder [default: the recipe's "
@@ -112,41 +119,36 @@ class SearchConfig(BaseModel):
         return v
 
 
-def main(cfg: SearchConfig, recipe: list[str]) -> Path:
-    """The command: RECIPE [KEY=VALUE]... then the options."""
+def main(cfg: SearchConfig, recipe: list[str], steps) -> Path:
+    """The command: RECIPE [KEY=VALUE]... then the options. `steps`: how a recipe's steps
+    are planned and run (pipeline.Steps), handed by the command, since a search runs other
+    stages' steps and no stage imports the pipeline (tests/test_layers.py)."""
     if not recipe:
         raise ConfigError("search: give the recipe, e.g. edgetransfer search "
                           "recipes/sst2-search.yaml --budget \"latency=1ms kept=0.97\"")
-    return run(cfg, Path(recipe[0]), list(recipe[1:]))
+    return run(cfg, Path(recipe[0]), list(recipe[1:]), steps=steps)
 
 
-def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path:
-    from .. import pipeline
-    from .. import recipe as recipes
+def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = (), *, steps) -> Path:
+    """The search; `steps(recipe_file, overrides)` loads and wires the recipe and plans and
+    runs each step (the teacher, a student per depth, a candidate's export) as `run` would."""
+    from ..records.references import Teacher
 
     started = time.perf_counter()
     budget = budgets.parse(cfg.budget)
     variants = space.variants(cfg.depths, cfg.formats, cfg.prune)
-    recipe, _ = recipes.load(recipe_file, overrides)
-    root = recipes.output_root(recipe, recipe_file)
+    steps = steps(recipe_file, overrides)
+    root, w = steps.root, steps.wiring
     out = Path(cfg.out or root / "search")
-    w = pipeline.wiring(recipe, recipe_file, root)
-    if not w.files["eval"]:
-        raise ConfigError(f"{recipe_file}: data has no test or validation split to score "
-                          f"candidates on")
-    if any(v.prune for v in variants) and paths.find_same(w.files["eval"],
-                                                          w.corpus().values()) is not None:
-        raise ConfigError(f"{recipe_file}: the eval data is also the pruning corpus; give a "
-                          f"test split")
+    _check_data(w, variants)
     _check_options(cfg, w, out)
     root.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
     # 1. the teacher: the recipe's finetune step (reused when done), else the recipe's model
-    steps = pipeline.plan(recipe, recipe_file, root, w) if recipe.finetune else []
-    for p in [p for p in steps if p.step == "finetune"]:
-        pipeline.execute(p, root, recipe_file, counter="teacher")
-    teacher = w.made.get("teacher", w.model)
+    for p in steps.of_recipe("finetune"):
+        steps.execute(p, counter="teacher")
+    teacher = w.model_of(Teacher)
     reference = _teacher_figures(teacher, w, cfg, out)
     log.info("teacher %s: %s %.4f, p50 %.3f ms at batch 1", teacher, reference["metric"],
              reference["value"], reference["p50_ms"])
@@ -161,24 +163,24 @@ def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path
     for v in variants:
         by_depth.setdefault(v.depth, []).append(v)
     for depth, group in by_depth.items():
-        skip = (_probe(depth, group, teacher, w, cfg, budget, state, out, root, recipe_file)
+        skip = (_probe(depth, group, teacher, steps, cfg, budget, state, out)
                 if cfg.early_stop else None)
         if skip:
             log.info("%d-layer student: not distilled (%s)", depth, skip)
             state["candidates"] += [_stopped(v, skip) for v in group]
             report.write(state, out, budget)
             continue
-        student, wall = _distill(depth, teacher, w, recipe, recipe_file, root, out)
+        student, wall = _distill(depth, steps, out)
         state["distilled"][str(depth)] = {"folder": str(student), "wall_s": wall}
         for v in group:
-            state["candidates"].append(_candidate(v, student, w, cfg, reference, budget, out,
-                                                  root, recipe_file))
+            state["candidates"].append(_candidate(v, student, steps, cfg, reference, budget,
+                                                  out))
             report.write(state, out, budget)
     state["wall_time_s"] = round(time.perf_counter() - started, 1)
     best = judge.best(state["candidates"], cfg.prefer)
     state["best"] = best["name"] if best else None
     if best and cfg.package:
-        state["bundle"] = _package(best, out, cfg)
+        state["bundle"] = _package(best, out, cfg, steps)
     report.write(state, out, budget)
     log.info("wrote %s (%d candidates, %.0f s)", out / "search.json", len(state["candidates"]),
              state["wall_time_s"])
@@ -186,6 +188,17 @@ def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = ()) -> Path
         raise BudgetMissed(f"search: no candidate met the budget ({cfg.budget}): "
                            f"{judge.closest(state['candidates'], budget)}; see {out / 'search.md'}")
     return out
+
+
+def _check_data(w, variants) -> None:
+    """The recipe's data can score the candidates, and apart from the pruning corpus."""
+    if not w.files["eval"]:
+        raise ConfigError(f"{w.recipe_file}: data has no test or validation split to score "
+                          f"candidates on")
+    if any(v.prune for v in variants) and paths.find_same(w.files["eval"],
+                                                          w.corpus().values()) is not None:
+        raise ConfigError(f"{w.recipe_file}: the eval data is also the pruning corpus; give "
+                          f"a test split")
 
 
 def _check_options(cfg: SearchConfig, w, out: Path) -> None:
@@ -235,9 +248,10 @@ def _teacher_figures(teacher: str, w, cfg, out: Path) -> dict:
     speed-ups are counted), cached beside the search by the teacher's manifest."""
     from ..artifacts import fingerprint
 
-    # the figures hold for this teacher, these eval texts and this token limit
+    # the figures hold for this teacher, these eval texts and this token limit, scored as
+    # its bundle would answer (measure/shipped.py, as export scores the candidates)
     key = ":".join([fingerprint(teacher), fingerprint(w.files["eval"]),
-                    str(w.recipe.data.max_length)])
+                    str(w.recipe.data.max_length), "as-bundled"])
     cache = out / "teacher.json"
     if cache.exists():
         try:  # (a damaged cache is no cache: the teacher is timed again)
@@ -258,15 +272,15 @@ def _teacher_figures(teacher: str, w, cfg, out: Path) -> dict:
 
 
 def _time_teacher(teacher, w, cfg, cache: Path, key: str) -> dict:
-    from ..measure import latency, runners, scoring
+    from ..measure import latency, runners, scoring, shipped
 
     runner = runners.load(teacher, threads=cfg.threads, provider="CPUExecutionProvider",
                           task=w.recipe.task)
     task = runner.task
     options = _columns(w)
     ds = task.read_eval(w.files["eval"], runner.label_names, options)
-    pairs = scoring.batches(task, runner.preprocessor, ds, w.recipe.data.max_length)
-    value = scoring.score(task, lambda b: runner.run(b)["logits"], pairs, runner.label_names)
+    value = shipped.score(task, shipped.of_runner(runner), ds, runner.label_names,
+                          w.recipe.data.max_length)
     singles = scoring.singles(task, runner.preprocessor, ds, w.recipe.data.max_length, 64)
     lat = latency.measure(runner.run, singles, warmup=10, iterations=200)
     figures = {"key": key, "folder": str(teacher), "metric": task.primary, "value": value,
@@ -283,8 +297,7 @@ def _columns(w):
     return SimpleNamespace(**w.columns(), max_length=w.recipe.data.max_length)
 
 
-def _probe(depth, group, teacher, w, cfg, budget, state, out, root,
-           recipe_file) -> str | None:
+def _probe(depth, group, teacher, steps, cfg, budget, state, out) -> str | None:
     """Why this depth cannot win (None: distil it). Exports the untrained cut student in the
     formats expected fastest (pruned and not: pruning moves latency either way by a few
     percent) and smallest, and judges the depth by the best measured of each."""
@@ -295,8 +308,8 @@ def _probe(depth, group, teacher, w, cfg, budget, state, out, root,
     _cut(teacher, depth, shape)
     probes = {}
     for v in dict.fromkeys([*fastest, smallest]):
-        probes[v.name] = _export(v, str(shape), out / "probes" / v.name, w, cfg, root,
-                                 recipe_file, probe=True)
+        probes[v.name] = _export(v, str(shape), out / "probes" / v.name, steps, cfg,
+                                 probe=True)
     state["probes"][str(depth)] = probes
     best = judge.best(state["candidates"], "latency")
     fast_name = min(fastest, key=lambda v: probes[v.name]["p50_ms"]).name
@@ -314,15 +327,16 @@ def _probe(depth, group, teacher, w, cfg, budget, state, out, root,
     return None
 
 
-# Which format is fastest and which smallest, as measured on SST-2 at 1-3 layers
-# (bench/RESULTS.md "Search"): int8-dynamic the fastest at every depth; int4 then int8 with
-# 4-bit tables the smallest; int8-static the largest (its embedding table stays fp32).
-SPEED_ORDER = ("int8-dynamic", "int8-int4emb", "int8-static", "int4")
+# Which format is smallest, as measured on SST-2 at 1-3 layers (bench/RESULTS.md "Search"):
+# int4 then int8 with 4-bit tables the smallest; int8-static the largest (its embedding
+# table stays fp32). The fastest: convert.quantize.FASTEST_FIRST.
 SIZE_ORDER = ("int4", "int8-int4emb", "int8-dynamic", "int8-static")
 
 
 def _speed_rank(v) -> tuple:
-    return (SPEED_ORDER.index(v.format), v.prune)
+    # (4-bit embedding tables cost int8 latency: GatherBlockQuantized, bench/RESULTS.md)
+    mode, int4_embeddings = space.FORMATS[v.format]
+    return (quantize.FASTEST_FIRST.index(mode), int4_embeddings, v.prune)
 
 
 def _size_rank(v) -> tuple:
@@ -353,37 +367,28 @@ def _cut(teacher: str, depth: int, folder: Path) -> None:
     tmp.replace(folder)
 
 
-def _distill(depth, teacher, w, recipe, recipe_file, root, out) -> tuple[str, float]:
-    """One distillation per depth: the recipe's distill settings (or the defaults) with this
-    depth, the teacher's outputs shared through the cache; reused when done."""
-    from .. import pipeline
-    from ..recipe import section
-    from ..registry import get
-
-    stage = get("distill")
+def _distill(depth, steps, out) -> tuple[str, float]:
+    """One distillation per depth of the recipe's teacher: the recipe's distill settings (or
+    the defaults) with this depth, the teacher's outputs shared through the cache; reused
+    when done."""
+    recipe = steps.recipe
     base = recipe.distill.model_dump() if recipe.distill is not None else {}
-    settings = section(stage)(**base | {"student_layers": depth, "keep_layers": None,
-                                         "student": None, "teacher_cache": str(out / "cache")})
-    w.made["teacher"] = teacher
-    p = pipeline.planned(stage.name, settings, w)[0]
-    p.label = f"search-student-{depth}L"
-    p.folder = out / "students" / f"{depth}L"
-    p.config = p.config.model_copy(update={"out": p.folder})
+    p = steps.from_section("distill", base | {
+        "student_layers": depth, "keep_layers": None, "student": None,
+        "teacher_cache": str(out / "cache")}, label=f"search-student-{depth}L",
+        folder=out / "students" / f"{depth}L")
     began = time.perf_counter()
-    pipeline.execute(p, root, recipe_file, counter=f"student {depth}L")
+    steps.execute(p, counter=f"student {depth}L")
     return str(p.folder), round(time.perf_counter() - began, 1)
 
 
-def _export(v, model: str, folder: Path, w, cfg, root: Path, recipe_file: Path,
-            probe: bool = False) -> dict:
+def _export(v, model: str, folder: Path, steps, cfg, probe: bool = False) -> dict:
     """Export `model` as variant `v` into `folder`, as a pipeline step (reused when its key,
     settings and inputs' contents, is unchanged), and read its figures."""
-    from .. import pipeline
-    from ..registry import get
-
-    export = get("export")  # (through the registry, as the pipeline does: stages stay apart)
+    w = steps.wiring
     corpus = w.corpus() if v.prune else {}
-    calibration = w.files["train"] if v.format == "int8-static" else None
+    calibration = (w.files["train"] if quantize.calibrates(v.export_settings()["quantize"])
+                   else None)
     settings = v.export_settings() | dict(
         model=model, out=folder, eval_data=w.files["eval"], task=w.recipe.task,
         calibration_data=calibration, prune_vocab=",".join(corpus.values()) or None,
@@ -393,39 +398,31 @@ def _export(v, model: str, folder: Path, w, cfg, root: Path, recipe_file: Path,
     if probe:
         settings["min_agreement"] = 1e-9
     inputs = {"model": model, "eval": w.files["eval"], "calibration": calibration} | corpus
-    step = pipeline.Planned("export", f"search-{folder.parent.name}-{folder.name}",
-                            export.config_class()(**settings),
-                            {k: str(x) for k, x in inputs.items() if x}, folder=folder)
-    pipeline.execute(step, root, recipe_file, counter=v.name)
-    record_file = folder / "export.json"
-    record = read_json(record_file)
-    with fields_of(str(record_file), fix="remove the folder to export it again"):
-        metric = record.get("metric", "accuracy")
-        figures = {"folder": str(folder), "size_bytes": record["size_bytes"],
-                   "bundle_bytes": budgets.bundle_bytes(folder),
-                   "p50_ms": record["latency_batch1"]["p50_ms"],
-                   "p90_ms": record["latency_batch1"]["p90_ms"], "value": record.get(metric),
-                   "vocab": record.get("vocab"), "timed_on": "this CPU"}
+    step = steps.from_config("export", settings, inputs, folder=folder,
+                             label=f"search-{folder.parent.name}-{folder.name}")
+    steps.execute(step, counter=v.name)
+    record = ExportReport.read(folder / ExportReport.FILE,
+                               fix="remove the folder to export it again")
+    figures = {"folder": str(folder), "size_bytes": record.size_bytes,
+               "bundle_bytes": budgets.bundle_bytes(folder),
+               "p50_ms": record.latency_batch1.p50_ms, "p90_ms": record.latency_batch1.p90_ms,
+               "value": record.score(), "vocab": record.vocab, "timed_on": "this CPU"}
     if cfg.device:
-        figures = _on_device(figures, folder, w, cfg)
+        figures = _on_device(figures, folder, steps, cfg)
     return figures
 
 
-def _on_device(figures: dict, folder: Path, w, cfg) -> dict:
+def _on_device(figures: dict, folder: Path, steps, cfg) -> dict:
     """The candidate's latency on --device: packaged (unverified: the search judges it),
     then timed there by the device stage on the eval texts; this CPU's figures kept aside."""
-    from ..registry import get
-
-    package, device = get("package"), get("device")
     bundle = folder.parent / f".{folder.name}-bundle"
-    package.load().run(package.config_class()(model=folder, out=bundle, unverified=True,
-                                              overwrite=True, measure=False,
-                                              target=cfg.target))
+    steps.call("package", model=folder, out=bundle, unverified=True, overwrite=True,
+               measure=False, target=cfg.target)
     archive = bundle.parent / f"{bundle.name}.tar.gz"
-    report = device.load().run(device.config_class()(
-        bundle=archive, device=cfg.device, remote_python=cfg.remote_python,
-        latency_data=Path(w.files["eval"]), threads=cfg.threads,
-        out=folder / "device.json"))
+    report = steps.call("device", bundle=archive, device=cfg.device,
+                        remote_python=cfg.remote_python,
+                        latency_data=Path(steps.wiring.files["eval"]), threads=cfg.threads,
+                        out=folder / "device.json")
     shutil.rmtree(bundle, ignore_errors=True)
     archive.unlink(missing_ok=True)
     return figures | {"host_p50_ms": figures["p50_ms"], "host_p90_ms": figures["p90_ms"],
@@ -434,11 +431,10 @@ def _on_device(figures: dict, folder: Path, w, cfg) -> dict:
                       "timed_on": f"{cfg.device} ({report['host']['machine']})"}
 
 
-def _candidate(v, student, w, cfg, reference, budget, out, root, recipe_file) -> dict:
+def _candidate(v, student, steps, cfg, reference, budget, out) -> dict:
     entry = {"name": v.name, "depth": v.depth, "format": v.format, "prune": v.prune}
     try:
-        figures = _export(v, student, out / "candidates" / v.name, w, cfg, root,
-                          recipe_file)
+        figures = _export(v, student, out / "candidates" / v.name, steps, cfg)
     except (CheckFailed, floor.DegenerateModel) as e:
         # a parity or pruning gate, or a student at chance (measure/floor.py): recorded,
         # the search goes on
@@ -464,14 +460,10 @@ def _stopped(v, reason: str) -> dict:
             "status": "stopped", "reason": reason}
 
 
-def _package(best: dict, out: Path, cfg) -> dict:
-    from ..registry import get
-
-    package = get("package")
+def _package(best: dict, out: Path, cfg, steps) -> dict:
     bundle = out / "bundle"
-    package.load().run(package.config_class()(model=Path(best["folder"]), out=bundle,
-                                              unverified=True, overwrite=True,
-                                              target=cfg.target))
+    steps.call("package", model=Path(best["folder"]), out=bundle, unverified=True,
+               overwrite=True, target=cfg.target)
     archive = bundle.parent / f"{bundle.name}.tar.gz"
     return {"folder": str(bundle), "archive": str(archive),
             "archive_bytes": archive.stat().st_size if archive.exists() else None}

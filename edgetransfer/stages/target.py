@@ -17,6 +17,7 @@ from typing import Literal
 import click
 from pydantic import ConfigDict, Field
 
+from .. import platforms
 from ..errors import ConfigError
 from ..options import TargetOptions
 
@@ -42,7 +43,7 @@ class TargetConfig(TargetOptions):
 
     bundle: Path = Field(description="A bundle: the .tar.gz `edgetransfer package` wrote, or "
                          "its folder.")
-    target: Literal["linux-x86_64", "linux-aarch64"] | None = Field(
+    target: Literal[tuple(platforms.PLATFORMS)] | None = Field(
         None, description="The device's platform [default: the bundle's manifest target].")
 
 
@@ -51,7 +52,7 @@ def run(cfg: TargetConfig, json: bool = False) -> dict:
 
     from ..bundle import requirements
     from ..bundle.archive import model_file, open_bundle
-    from ..device.target_check import ARCH, check
+    from ..device.target_check import check
 
     with tempfile.TemporaryDirectory(prefix="edgetransfer-target-") as tmp:
         folder, manifest = open_bundle(cfg.bundle, Path(tmp))
@@ -59,10 +60,10 @@ def run(cfg: TargetConfig, json: bool = False) -> dict:
         pins = requirements.read(folder, manifest, f"--bundle {cfg.bundle}")
         model, precision = model_file(folder, manifest, f"--bundle {cfg.bundle}")
         target = cfg.target or manifest.get("target", "linux-x86_64")
-        if not isinstance(target, str) or target not in ARCH:
+        if not isinstance(target, str) or target not in platforms.PLATFORMS:
             raise ConfigError(f"--bundle {cfg.bundle}: manifest.json target "
-                              f"{str(target)[:40]!r} is not one of {', '.join(ARCH)}; give "
-                              f"--target")
+                              f"{str(target)[:40]!r} is not one of "
+                              f"{', '.join(platforms.PLATFORMS)}; give --target")
         # (export's settings as package recorded them: the CPU family int8 was tuned for;
         # model_file has checked that "model" is an object)
         result = check(target, cfg.target_python, cfg.target_cpu, pins, model, precision,

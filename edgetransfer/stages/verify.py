@@ -5,7 +5,9 @@ models) of one task, all run on the full eval data:
 
 - accuracy: each candidate's drop in the task's primary metric from the reference, with a
   paired-bootstrap interval, flip rate and per-class deltas (the task computes them); fails
-  (exit 5) above --max-accuracy-drop;
+  (exit 5) above --max-accuracy-drop. Every model's metric, the reference's too, is what
+  its bundle would answer: the rows go through the bundled runtime's own reading (raw
+  text, image files) and postprocess (measure/shipped.py);
 - output parity: each ONNX model against the PyTorch checkpoint it was exported from (its
   export.json says which; the reference otherwise), per output, with per-precision
   tolerances (parity.py); fails with exit 3;
@@ -27,12 +29,14 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field, field_validator
 
-from ..artifacts import MANIFEST, fingerprint, versions, write_json
+from ..artifacts import MANIFEST, fingerprint, versions
 from .. import paths
 from ..errors import (AccuracyDrop, CheckFailed, ConfigError, EdgeTransferError,
                       EnvironmentProblem, LatencyRegression, ModelError)
 from ..measure import baseline as baselines
-from ..measure import floor, latency, parity, runners, scoring
+from ..measure import floor, latency, parity, runners, scoring, shipped
+from ..records import VerifyReport
+from ..records.verify_report import LatencyGate
 from ..options import (MAX_BATCH, MAX_REQUESTS, MAX_SEED, MAX_THREADS, ColumnOptions,
                        FloorOption, TaskOption, comma_list)
 
@@ -166,7 +170,7 @@ def check_settings(cfg: VerifyConfig) -> None:
                               f"would be overwritten, give another name")
 
 
-def run(cfg: VerifyConfig) -> dict:
+def run(cfg: VerifyConfig) -> VerifyReport:
     """Measure everything and write cfg.out; the gates are judged by `check(report)`."""
     started = time.perf_counter()
     threshold, base = _preflight(cfg)
@@ -182,7 +186,10 @@ def run(cfg: VerifyConfig) -> dict:
     scored_at = {m.name: scoring.scoring_batch_size(m.precision) for m in models}
     outputs = {m.name: _outputs(m, ds, cfg.max_length, scored_at[m.name]) for m in models}
     probes = {m.name: _probes(m, cfg.max_length) for m in models}
-    preds = {name: task.predictions(out["logits"]) for name, out in outputs.items()}
+    # every model's figure is what its bundle would answer, read as the bundle reads inputs
+    # (raw text, image files), the PyTorch reference too (measure/shipped.py)
+    preds = {m.name: shipped.predictions(task, shipped.of_runner(m), ds, m.label_names,
+                                         cfg.max_length, m.precision) for m in models}
     names = reference.label_names
     reports = {name: task.metrics(labels, p, names) for name, p in preds.items()}
     metric = task.primary
@@ -215,36 +222,41 @@ def run(cfg: VerifyConfig) -> dict:
         gate_record, workload = _latency_gate(models, ds, cfg, entries, failures, base,
                                               threshold)
 
-    failed_models = {f["model"] for f in failures}
-    for name, entry in entries.items():
-        entry["passed"] = name not in failed_models
-    report = {
-        "passed": not failures,
-        "failures": failures,
-        "reference": entries[reference.name],
-        "candidates": [entries[c.name] for c in candidates],
-        "latency_gate": gate_record,
-        "workload": workload and {"spec": latency.WORKLOAD, "by_batch": workload},
-        "task": task.name,
-        "metric": metric,
-        "secondary": task.secondary,
-        "data": {"path": cfg.data, "examples": int(len(labels))},
-        "settings": cfg.model_dump(mode="json"),
-        "env": {"machine": latency.machine(), "threads": cfg.threads, "provider": cfg.provider,
-                "versions": versions("torch", "transformers", "onnxruntime", "onnx", "numpy")},
-        "wall_time_s": round(time.perf_counter() - started, 1),
-    }
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(cfg.out, report)
-    log.info("wrote %s", cfg.out)
+    report = _report(cfg, task, entries, failures, gate_record, workload, len(labels),
+                     started)
+    _write(report, cfg)
+    return report
+
+
+def _report(cfg: VerifyConfig, task, entries: dict, failures: list[dict], gate_record,
+            workload, examples: int, started: float) -> VerifyReport:
+    """verify.json's record: each model's entry (the reference's first) marked passed or
+    not, with what was judged and where."""
+    failed = {f["model"] for f in failures}
+    reference, *candidates = [entry | {"passed": name not in failed}
+                              for name, entry in entries.items()]
+    return VerifyReport(
+        passed=not failures, failures=failures, reference=reference, candidates=candidates,
+        latency_gate=gate_record,
+        workload=workload and {"spec": latency.WORKLOAD, "by_batch": workload},
+        task=task.name, metric=task.primary, secondary=task.secondary,
+        data={"path": cfg.data, "examples": examples}, settings=cfg.model_dump(mode="json"),
+        env={"machine": latency.machine(), "threads": cfg.threads, "provider": cfg.provider,
+             "versions": versions("torch", "transformers", "onnxruntime", "onnx", "numpy")},
+        wall_time_s=round(time.perf_counter() - started, 1))
+
+
+def _write(report: VerifyReport, cfg: VerifyConfig) -> None:
+    """verify.json, and the CI renderings asked for (--junit, --summary)."""
     from ..measure import ci_report
 
+    report.write(cfg.out)
+    log.info("wrote %s", cfg.out)
     for path, render_as in ((cfg.junit, ci_report.junit), (cfg.summary, ci_report.markdown)):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(render_as(report), encoding="utf-8")
             log.info("wrote %s", path)
-    return report
 
 
 def _preflight(cfg: VerifyConfig):
@@ -304,9 +316,9 @@ def _latency_gate(models, ds, cfg: VerifyConfig, entries: dict, failures: list, 
             log.warning("latency gate: %s; not gated", s)
         failures += [{"gate": "latency", "model": r["model"], "message": r["message"]}
                      for r in rows if not r["passed"]]
-        gate_record = {"baseline": str(cfg.baseline), "threshold": threshold, "rows": rows,
-                       "skipped": skipped, "baseline_machine": base.machine,
-                       "baseline_created": base.created}
+        gate_record = LatencyGate(baseline=str(cfg.baseline), threshold=threshold, rows=rows,
+                                  skipped=skipped, baseline_machine=base.machine,
+                                  baseline_created=base.created)
     if cfg.update_baseline:
         baselines.write(cfg.update_baseline, machine=latency.machine(), threads=cfg.threads,
                         provider=cfg.provider,
@@ -316,24 +328,25 @@ def _latency_gate(models, ds, cfg: VerifyConfig, entries: dict, failures: list, 
     return gate_record, workload
 
 
-def main(cfg: VerifyConfig, json: bool = False) -> dict:
+def main(cfg: VerifyConfig, json: bool = False) -> VerifyReport:
     """The command: run, print the tables (or the JSON report), then judge the gates."""
     import json as json_module
 
     import click
 
     report = run(cfg)
-    click.echo(json_module.dumps(report, indent=2, default=str) if json else render(report))
+    click.echo(json_module.dumps(report.dump(), indent=2, default=str) if json
+               else render(report))
     check(report, cfg.out)
     return report
 
 
-def check(report: dict, where: Path) -> None:
+def check(report: VerifyReport, where: Path) -> None:
     """Raise the failed gate's error: parity (exit 3) before accuracy (5) before latency (6)."""
-    failures = report["failures"]
+    failures = report.failures
     for gate, error in (("parity", CheckFailed), ("accuracy", AccuracyDrop),
                         ("latency", LatencyRegression)):
-        mine = [f["message"] for f in failures if f["gate"] == gate]
+        mine = [f.message for f in failures if f.gate == gate]
         if mine:
             others = len(failures) - len(mine)
             raise error(f"{gate} gate failed: {mine[0]}"
@@ -513,66 +526,64 @@ def _latency(models, ds, cfg):
     return results, workload_figures
 
 
-def render(report: dict) -> str:
+def render(report: VerifyReport) -> str:
     """The terminal tables: accuracy, parity, latency, gates."""
-    ref = report["reference"]
-    models = [ref] + report["candidates"]
-    lines = [f"verify: {report['data']['examples']} examples of {report['data']['path']}; "
-             f"reference {ref['name']}", ""]
-    metric = report.get("metric", "accuracy")
-    extra = [k for k in ("macro_f1",) if k != metric and k in ref["metrics"]]
+    ref, models = report.reference, report.models
+    lines = [f"verify: {report.data.examples} examples of {report.data.path}; "
+             f"reference {ref.name}", ""]
+    metric = report.metric
+    extra = [k for k in (report.secondary,) if k and k != metric and k in ref.metrics]
     rows = [["model", "kind", "prec", "MB", metric.replace("_", "-")]
             + [k.replace("_", "-") for k in extra] + ["drop pts [95% CI]", "flips"]]
     for m in models:
-        d = m.get("accuracy_drop")
-        rows.append([m["name"], m["kind"], m["precision"], f"{m['size_bytes'] / 2**20:.1f}",
-                     f"{m['metrics'][metric]:.4f}"]
-                    + [f"{m['metrics'][k]:.4f}" for k in extra]
-                    + [f"{d[metric]['points']:+.2f} [{d[metric]['ci95'][0]:+.2f}, "
-                       f"{d[metric]['ci95'][1]:+.2f}]" if d else "(reference)",
-                       f"{d['flip_rate']:.2%}" if d else ""])
+        d = report.drop(m)
+        rows.append([m.name, m.kind, str(m.precision), f"{(m.size_bytes or 0) / 2**20:.1f}",
+                     f"{report.score(m):.4f}"]
+                    + [f"{report.score(m, k):.4f}" for k in extra]
+                    + [f"{d.points:+.2f} [{d.ci95[0]:+.2f}, {d.ci95[1]:+.2f}]" if d
+                       else "(reference)",
+                       f"{m.accuracy_drop['flip_rate']:.2%}" if d else ""])
     lines += _table(rows) + [""]
     par = [["model", "against", "output", "max |diff|", "max rel", "nan/inf", "top-1 agree",
             "gate"]]
-    for m in report["candidates"]:
-        p = m.get("parity") or {}
-        if not p.get("applies"):
+    for m in report.candidates:
+        p = m.parity
+        if p is None or not p.applies:
             continue
-        for out, s in p["outputs"].items():
+        for out, s in p.outputs.items():
             if "max_abs_diff" not in s:  # a shape mismatch: the failure line says which
-                par.append([m["name"], p["against"], out, "shape differs", "", "", "", "FAIL"])
+                par.append([m.name, str(p.against), out, "shape differs", "", "", "", "FAIL"])
                 continue
-            par.append([m["name"], p["against"], out, f"{s['max_abs_diff']:.2e}",
+            par.append([m.name, str(p.against), out, f"{s['max_abs_diff']:.2e}",
                         f"{s['max_rel_diff']:.2e}", f"{s['nan']}/{s['inf']}",
                         "" if s.get("top1_agreement") is None else f"{s['top1_agreement']:.4f}",
-                        "pass" if p["passed"] else "FAIL"])
+                        "pass" if p.passed else "FAIL"])
     if len(par) > 1:
         lines += _table(par) + [""]
-    if "latency" in ref:
+    if ref.latency:
         lat = [["model", "batch", "p50 ms [95% CI]", "p90 ms", "p99 ms", "items/s",
                 "vs workload", "tokenize p50"]]
         for m in models:
-            for b, f in m["latency"].items():
-                lat.append([m["name"], b.removeprefix("batch"),
-                            f"{f['p50_ms']:.3f} [{f['p50_ci_ms'][0]:.3f}, {f['p50_ci_ms'][1]:.3f}]",
-                            f"{f['p90_ms']:.3f}", f"{f['p99_ms']:.3f}",
-                            f"{f['throughput_per_s']:.1f}", f"{f['relative_p50']:.3f}",
-                            f"{f['tokenize']['p50_ms']:.3f}"])
-        env = report["env"]
-        lines += _table(lat) + [f"  threads {env['threads']}, {env['provider']}, "
-                                f"{env['machine']['cpu']}", ""]
-    gate = report.get("latency_gate")
+            for b, f in (m.latency or {}).items():
+                lat.append([m.name, b.removeprefix("batch"),
+                            f"{f.p50_ms:.3f} [{f.p50_ci_ms[0]:.3f}, {f.p50_ci_ms[1]:.3f}]",
+                            f"{f.p90_ms:.3f}", f"{f.p99_ms:.3f}", f"{f.throughput_per_s:.1f}",
+                            f"{f.relative_p50:.3f}", f"{f.tokenize['p50_ms']:.3f}"])
+        env = report.env
+        lines += _table(lat) + [f"  threads {env.threads}, {env.provider}, "
+                                f"{env.machine.get('cpu')}", ""]
+    gate = report.latency_gate
     if gate:
         g = [["model", "batch", "baseline p50", "now p50", "change (relative)", "gate"]]
-        for r in gate["rows"]:
-            g.append([r["model"], r["batch"].removeprefix("batch"), f"{r['baseline_p50_ms']:.3f}",
-                      f"{r['p50_ms']:.3f}", f"{100 * r['change']:+.1f}%",
-                      "pass" if r["passed"] else "FAIL"])
-        lines += _table(g) + [f"  allowed: +{100 * gate['threshold']:.0f}%", ""]
-    if report["passed"]:
+        for r in gate.rows:
+            g.append([r.model, r.batch.removeprefix("batch"), f"{r.baseline_p50_ms:.3f}",
+                      f"{r.p50_ms:.3f}", f"{100 * r.change:+.1f}%",
+                      "pass" if r.passed else "FAIL"])
+        lines += _table(g) + [f"  allowed: +{100 * gate.threshold:.0f}%", ""]
+    if report.passed:
         lines.append("all gates passed")
     else:
-        lines += [f"FAILED {f['gate']}: {f['message']}" for f in report["failures"]]
+        lines += [f"FAILED {f.gate}: {f.message}" for f in report.failures]
     return "\n".join(lines)
 
 
@@ -586,25 +597,22 @@ def _table(rows: list[list[str]]) -> list[str]:
 def plan(section, w) -> list[dict]:
     """The pipeline step (a recipe's `verify:`): the student and every export variant
     against the teacher, on the recipe's eval data."""
-    from ..recipe import resolve_path
+    from ..records.references import OnnxModel, Student, Teacher, Verification
 
-    student = w.made.get("student")
-    candidates = ([f"student={student}"] if student else []) + [
-        f"onnx-{n}={p}" for n, p in w.made.get("exports", {}).items()]
-    if not candidates:
-        raise ConfigError(f"{w.recipe_file}: verify needs a distill or export step to have "
-                          f"candidates")
-    teacher = w.made.get("teacher", w.model)
+    student = w.newest(Student)
+    candidates = ([f"student={student.folder}"] if student else []) + [
+        f"onnx-{m.variant}={m.folder}" for m in w.all(OnnxModel)]
+    teacher = w.model_of(Teacher)
     settings = section.model_dump()
     for k in ("baseline", "update_baseline"):
         if settings.get(k):
-            settings[k] = resolve_path(w.recipe_file, str(settings[k]))
+            settings[k] = w.path(str(settings[k]))
     out = w.root / "verify"
     config = settings | w.columns() | dict(
         task=w.recipe.task, reference=teacher, candidate=candidates, data=w.files["eval"],
         max_length=w.recipe.data.max_length, out=out / "verify.json")
-    w.made["verify_report"] = out / "verify.json"
-    return [{"label": "verify", "config": config, "folder": out, "inputs": {
+    made = Verification(folder=out, file=out / "verify.json")
+    return [{"label": "verify", "config": config, "folder": out, "makes": [made], "inputs": {
         "reference": teacher, "eval": w.files["eval"], "baseline": settings.get("baseline")}
         | {f"candidate:{c.split('=')[0]}": c.split("=", 1)[1] for c in candidates}}]
 
@@ -620,9 +628,9 @@ def run_step(cfg: VerifyConfig) -> None:
     cfg = cfg.model_copy(update={"out": folder.work / "verify.json"})
     report = run(cfg)
     write_manifest(folder.work, "verify-report", cfg.model_dump(mode="json"),
-                   {"passed": report["passed"], "failures": len(report["failures"])},
+                   {"passed": report.passed, "failures": len(report.failures)},
                    parents={"reference": cfg.reference} | {
-                       c["name"]: c["path"] for c in report["candidates"]},
-                   packages=("torch", "transformers", "onnxruntime"), task=report["task"])
+                       c.name: c.path for c in report.candidates},
+                   packages=("torch", "transformers", "onnxruntime"), task=report.task)
     folder.commit()
     check(report, final / "verify.json")

@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..convert import quantize
+from ..inputs.kind import InputKind
+
 # The index column naming each encoded row's example, for tasks whose examples may span
 # several rows (a long sentence's windows); absent, row i is example i.
 EXAMPLE = "example"
@@ -90,6 +93,11 @@ class Task:
     probe_rows: tuple[dict, ...]  # inputs of mixed shapes the parity gate always checks
     rewrites: frozenset[str]  # graph rewrites export may apply (convert.rewrites names)
     runtime: dict  # input_spec.json "task": what the bundled runtime does after the model
+    #                (its input kind's fields are added: `__post_init__`)
+    # what an example's input is (edgetransfer/inputs: text, text-pair, words, image): its
+    # columns and options, the runtime's reader of it, what package and device time the
+    # runtime on
+    inputs: InputKind
     secondary: str | None = None  # the report's second figure beside `primary` (reports)
     # the evidence a trained model's floor is judged on (measure/floor.py): (labels,
     # predictions, label_names) -> floor.Evidence, over the validation split; None: not judged
@@ -101,6 +109,30 @@ class Task:
     # dynamic int8 for transformers (their work is MatMuls, which it covers without
     # calibration); CNNs need static (dynamic int8 leaves convolutions in float: wrong and
     # slower than fp32 on EfficientNet-Lite0, bench/RESULTS.md)
-    quantize_modes: tuple[str, ...] = ("int8-dynamic", "int8-static", "int4", "fp16")
+    quantize_modes: tuple[str, ...] = quantize.QUANTIZED
     variable_length: bool = True  # rows differ in length (texts): the Trainer groups batches
     #                               by length to pad less; images are all one size
+    # the model's outputs by name (a transformers ModelOutput's fields, the ONNX graph's
+    # outputs); the first is what `predictions`, distillation, the gates and the bundled
+    # runtime read
+    outputs: tuple[str, ...] = ("logits",)
+    # (the bundle runtime's Predictor, eval rows with gold labels, batch size) -> per-example
+    # predictions as `predictions` gives them, read from what the runtime prints for the
+    # input a user gives it (raw text, image files): the one figure export, verify and
+    # package report (measure/shipped.py); None: the task's gold-encoded rows are scored
+    shipped: Callable[..., list] | None = None
+
+    def __post_init__(self):
+        # what the runtime reads (input_spec.json "task" "inputs", "pairs") is the input
+        # kind's to say, once; the task's own `runtime` says what follows the model
+        kind = self.inputs.spec_task()
+        object.__setattr__(self, "runtime", kind | {k: v for k, v in self.runtime.items()
+                                                    if k not in kind})
+
+    def output(self, out, name: str | None = None):
+        """One named output (default: the first of `outputs`) of a model's forward: a
+        transformers ModelOutput or a dict of arrays (runners, ONNX sessions)."""
+        name = name or self.outputs[0]
+        if isinstance(out, dict):  # (a ModelOutput is an OrderedDict too)
+            return out[name]
+        return getattr(out, name)

@@ -18,6 +18,7 @@ from ..data.splits import pick_column, read_splits, require_columns, row_name, s
 from ..errors import DataError
 from ..measure import floor, metrics, parity
 from ..modeling import backbones
+from ..inputs import text as text_inputs
 from . import register, text
 from .task import Task, TaskData
 
@@ -106,6 +107,17 @@ def predictions(logits) -> np.ndarray:
     return np.asarray(logits).argmax(-1)
 
 
+def shipped(predictor, ds, batch_size: int = 1) -> np.ndarray:
+    """Each row's class id as the bundled runtime labels its raw text (or text pair):
+    its tokenizer, truncation and softmax (measure/shipped.py)."""
+    texts = list(ds["text"])
+    if "text_pair" in ds.column_names:
+        texts = list(zip(texts, ds["text_pair"]))
+    index = {n: i for i, n in enumerate(predictor.labels)}
+    return np.array([index[row["label"]]
+                     for row in predictor.predict(texts, batch_size=batch_size)])
+
+
 def drop(reference: float, candidate: float) -> float:
     """Accuracy points lost."""
     return 100 * (reference - candidate)
@@ -154,7 +166,9 @@ TASK = register(Task(
     probe_rows=text.PROBE_ROWS,
     rewrites=frozenset({"first_token_last_layer"}),
     # what predict.py does with the model's output (bundle/runtime/predict.py POSTPROCESS)
-    runtime={"inputs": "text", "pairs": True, "postprocess": "softmax-label"},
+    runtime={"postprocess": "softmax-label"},
+    inputs=text_inputs.TEXT_PAIR,
     secondary="macro_f1",
     floor=floor.classes,
+    shipped=shipped,
 ))

@@ -10,7 +10,8 @@ micro/macro, primary `entity_f1`; beside it the token-level per-tag report (scik
 in the layout of the BERT-on-CoNLL articles: precision, recall, f1-score, support per tag,
 then micro/macro/weighted averages). Distillation: soft targets per word over the scored
 positions plus cross-entropy on the gold tags. Parity: per-word logits (top-1 agreement per
-word). The bundled runtime returns entity spans with character offsets.
+word). The bundled runtime returns entity spans with character offsets; the figure every
+stage reports is read from those spans on the gold words (tasks/spans.py states how).
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from ..data.conll import column as conll_column
 from ..data.files import FORMATS, row_line
 from ..data.splits import pick_column, read_split, read_splits, row_name, sample_and_carve
 from ..errors import DataError
+from ..inputs import words as words_inputs
 from ..measure import floor, parity
 from ..modeling import backbones
-from . import register, text, words
+from . import register, spans, text, words
 from .task import Task, TaskData
 
 log = logging.getLogger(__name__)
@@ -478,10 +480,12 @@ TASK = register(Task(
     tolerances=None,
     probe_rows=PROBE_ROWS,
     rewrites=frozenset(),  # every position's output is used: no first-token slicing
-    runtime={"inputs": "text", "postprocess": "entities", "words": "the tokenizer's",
+    runtime={"postprocess": "entities", "words": "the tokenizer's",
              "aggregation": "first sub-token", "tags": "IOB2, conlleval repair"},
+    inputs=words_inputs.WORDS,
     secondary="token_micro_f1",
     floor=floor_evidence,
+    shipped=spans.predictions,
     # full fine-tuning of minilm-l6 on 300 CoNLL-2003 sentences, 5 epochs: test entity F1
     # 0.69 at 5e-4 against 0.34 at 1e-4 (1 epoch: 0.24 against 0.00); on 3,000 sentences
     # 0.835 against 0.824 (bench/small_data.py; bench/RESULTS.md "Small data")

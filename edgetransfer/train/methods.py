@@ -167,21 +167,25 @@ def _lora(model, new_modules, peft_task_type, freeze_layers, r, alpha, dropout, 
     return peft_model
 
 
-def merge_checked(peft_model, batch: dict, tolerance: float):
+def merge_checked(peft_model, batch: dict, tolerance: float,
+                  outputs: tuple[str, ...] = ("logits",)):
     """Merge LoRA into the base weights; fail if the merged outputs differ from the adapter's.
 
-    Returns the plain merged model and the largest absolute logit difference.
+    `outputs`: the model's outputs by name (the task's), each compared. Returns the plain
+    merged model and the largest absolute difference over them.
     """
     import torch
 
     peft_model.eval()
     with torch.inference_mode():
-        before = peft_model(**batch).logits.float()
+        out = peft_model(**batch)
+        before = [out[name].float() for name in outputs]
     merged = peft_model.merge_and_unload()
     merged.eval()
     with torch.inference_mode():
-        after = merged(**batch).logits.float()
-    diff = float((before - after).abs().max())
+        out = merged(**batch)
+        after = [out[name].float() for name in outputs]
+    diff = max(float((b - a).abs().max()) for b, a in zip(before, after))
     if not diff <= tolerance:  # also catches NaN
         raise CheckFailed(
             f"LoRA merge check failed: merged logits differ from the adapter model's by {diff:.2e}"

@@ -141,7 +141,8 @@ def _named(text: str, key: str) -> float:
 
 def test_tolerances_named_in_help_are_the_parity_gates():
     from edgetransfer.measure import parity
-    from edgetransfer.stages.export import PROBE_ONLY_INT8_AGREEMENT, ExportConfig
+    from edgetransfer.measure.gates import PROBE_ONLY_INT8_AGREEMENT
+    from edgetransfer.stages.export import ExportConfig
     from edgetransfer.stages.verify import VerifyConfig
 
     for config in (ExportConfig, VerifyConfig):

@@ -39,14 +39,14 @@ def test_the_stages_chain_and_return_their_records(tiny_backbone, data_dir, tmp_
 
     onnx = api.export(model=teacher, out=tmp_path / "onnx", quantize="none")  # (a path as is)
     assert onnx.manifest["parents"]["model"] == str(teacher)
-    assert onnx.read("export.json")["task"] == "text-classification"
+    assert onnx.read("export.json").task == "text-classification"
 
     report = api.verify(reference=teacher, candidate=onnx, data=data_dir / "test.jsonl",
                         out=tmp_path / "verify.json", iterations=20, rounds=2,
                         latency_samples=8, batch_sizes=[1])
     written = json.loads((tmp_path / "verify.json").read_text())
-    assert report["passed"] and written["passed"]
-    assert [c["name"] for c in report["candidates"]] == [c["name"] for c in written["candidates"]]
+    assert report.passed and written["passed"]
+    assert [c.name for c in report.candidates] == [c["name"] for c in written["candidates"]]
 
     bundle = api.package(model=onnx, verify_report=tmp_path / "verify.json",
                          out=tmp_path / "bundle", measure=False)

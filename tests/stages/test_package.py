@@ -133,7 +133,7 @@ def test_an_int8_model_tuned_for_x86_warns_on_aarch64(exported, copy_of, cli, tm
 
 def test_ort_format_files_are_bundled_and_run_when_asked(exported, copy_of, cli, tmp_path):
     from edgetransfer.bundle.runtime.predict import Predictor
-    from edgetransfer.stages.export import ort_format
+    from edgetransfer.convert.ort_format import convert as ort_format
 
     model = copy_of(exported, "with-ort")
     base = ["package", "--model", model, "--unverified", "--target", "linux-x86_64",

@@ -34,6 +34,7 @@ def _rows(n: int, seed: int) -> list[dict]:
 
 def _task():
     """The whole task: plain functions in a Task, the text parts borrowed from tasks.text."""
+    from edgetransfer import inputs
     from edgetransfer.data.splits import pick_column, read_splits, sample_and_carve
     from edgetransfer.errors import DataError
     from edgetransfer.modeling import backbones
@@ -108,7 +109,7 @@ def _task():
         # no prediction to agree on: every precision is judged by the output's distance
         tolerances={"fp32": (1e-4, None), "fp16": (5e-2, None), "int8": (0.25, None)},
         probe_rows=text.PROBE_ROWS, rewrites=frozenset(),
-        runtime={"inputs": "text", "postprocess": "values"},
+        runtime={"postprocess": "values"}, inputs=inputs.get("text"),
     )
 
 

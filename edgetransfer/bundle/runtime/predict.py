@@ -24,8 +24,8 @@ or damaged on its way to the device is refused.
 Exit codes: 0 done; 2 a damaged bundle or an unusable input (one line on stderr); 1 a bug.
 
 This is edgetransfer/bundle/runtime/predict.py, copied unchanged into each bundle; `edgetransfer
-predict` imports the same file, so what is measured on the build machine is what runs on the
-device. Keep it to the standard library, numpy, tokenizers (or Pillow) and onnxruntime; heavy
+predict` imports the same file, and export and verify score every model through its Predictor
+(Predictor.around), so what is measured on the build machine is what runs on the device. Keep it to the standard library, numpy, tokenizers (or Pillow) and onnxruntime; heavy
 imports stay inside Predictor so the checksum check can be imported alone.
 """
 
@@ -489,7 +489,12 @@ MAX_ID = 2**31 - 1  # a token id onnxruntime's int32/int64 inputs both hold
 
 def read_spec(folder: Path, manifest: dict) -> dict:
     """input_spec.json, its fields' types and ranges checked."""
-    spec = read_json(member(folder, manifest, SPEC, "bundle"))
+    return check_spec(read_json(member(folder, manifest, SPEC, "bundle")))
+
+
+def check_spec(spec) -> dict:
+    """An input spec (input_spec.json's object), its fields' types and ranges checked; its
+    "task" given the defaults of format-1 bundles."""
     if not isinstance(spec, dict):
         raise BundleError(f"{SPEC}: not a JSON object")
     task = spec.get("task") or {"postprocess": "softmax-label"}  # (format-1 bundles)
@@ -549,23 +554,49 @@ RANKED = ("softmax-label",)
 
 
 class Predictor:
-    """The bundle's tokenizer and onnxruntime session, and the labels of its outputs."""
+    """A model with the runtime's reading around it: the tokenizer (or pixels.py) that turns
+    inputs into feeds, input_spec.json's postprocess that turns the model's output into what
+    is printed, and the labels of its outputs.
+
+    `Predictor(folder)` runs a bundle's onnxruntime session. `Predictor.around(model, spec,
+    labels, folder)` puts the same reading around any model, a callable from numpy feeds (by
+    input name) to named outputs: how edgetransfer scores a model as its bundle answers
+    (edgetransfer/measure/shipped.py), with this code."""
 
     def __init__(self, folder, threads: int | None = None, check: bool = True,
                  max_image_pixels: int | None = None):
-        self.folder = Path(folder)
+        folder = Path(folder)
         # (check=False: the caller has just checked every file, as edgetransfer predict does)
-        self.manifest = check_files(self.folder) if check else _manifest(self.folder)
-        spec = self.spec = read_spec(self.folder, self.manifest)
-        self.labels = read_json(self.file("labels"))
+        manifest = check_files(folder) if check else _manifest(folder)
+        self._read(folder, manifest, read_spec(folder, manifest), None, max_image_pixels)
+        self._open(threads)
+
+    @classmethod
+    def around(cls, model, spec: dict, labels: list, folder,
+               max_image_pixels: int | None = None) -> "Predictor":
+        """The runtime around `model` (feeds -> {output name: array}); `spec` as
+        input_spec.json holds it, its files (the tokenizer) named inside `folder`."""
+        self = cls.__new__(cls)
+        self._read(Path(folder), None, check_spec(json.loads(json.dumps(spec))), list(labels),
+                   max_image_pixels)
+        self.session = self.model_file = None
+        self.model = model
+        self.inputs = [(i["name"], DTYPES.get(i["type"])) for i in self.spec["inputs"]]
+        return self
+
+    def _read(self, folder: Path, manifest: dict | None, spec: dict, labels,
+              max_image_pixels: int | None) -> None:
+        """The spec, the labels and the input reader (tokenizer or image settings)."""
+        self.folder, self.manifest, self.spec = folder, manifest, spec
+        self.labels = read_json(self.file("labels")) if labels is None else labels
         if (not isinstance(self.labels, list) or not self.labels
                 or not all(isinstance(x, str) for x in self.labels)):
             raise BundleError(f"{spec['labels']}: not a list of label names")
         task = spec["task"]
         self.kind = task["inputs"]
-        try:
+        try:  # (every package the bundle needs, said in one message)
             import numpy as np
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401  (_open's session)
 
             if self.kind == "image":
                 import PIL  # noqa: F401  (pixels.py reads images with it)
@@ -593,6 +624,17 @@ class Predictor:
                                      pad_token=spec["pad_token"])
             self.tokenizer = tokenizer
         self._words = None  # (word_probabilities' tokenizer, made when first needed)
+        if task.get("postprocess") not in POSTPROCESS:
+            raise BundleError(f"{SPEC}: postprocess {task.get('postprocess')!r} is not one this "
+                              f"runtime knows ({', '.join(POSTPROCESS)}); use the predict.py "
+                              f"of the edgetransfer that built the bundle")
+        self.postprocess = POSTPROCESS[task["postprocess"]]
+
+    def _open(self, threads: int | None) -> None:
+        """The bundle's onnxruntime session, checked against input_spec.json."""
+        import onnxruntime as ort
+
+        spec = self.spec
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or spec["threads"]
         options.inter_op_num_threads = 1
@@ -606,11 +648,8 @@ class Predictor:
         except Exception as e:  # noqa: BLE001  (onnxruntime's own words are the finding)
             raise BundleError(f"{self.model_file}: onnxruntime cannot load it ("
                               f"{' '.join(str(e).split())[:200]})") from None
-        if task.get("postprocess") not in POSTPROCESS:
-            raise BundleError(f"{SPEC}: postprocess {task.get('postprocess')!r} is not one this "
-                              f"runtime knows ({', '.join(POSTPROCESS)}); use the predict.py "
-                              f"of the edgetransfer that built the bundle")
-        self.postprocess = POSTPROCESS[task["postprocess"]]
+        output, session = spec["output"], self.session
+        self.model = lambda feeds: {output: session.run([output], feeds)[0]}
         self.inputs = [(i.name, DTYPES.get(i.type)) for i in self.session.get_inputs()]
         expected = [(i["name"], DTYPES.get(i["type"])) for i in spec["inputs"]]
         usable = (self.inputs == [IMAGE_INPUT] if self.kind == "image" else
@@ -628,8 +667,15 @@ class Predictor:
                               f"{width} outputs")
 
     def file(self, field: str) -> Path:
-        """The bundle file input_spec.json's `field` names (checked: inside, listed)."""
+        """The bundle file input_spec.json's `field` names (checked: inside, and listed in
+        the manifest where there is one)."""
+        if self.manifest is None:
+            return inside(self.folder, self.spec[field], f"{SPEC} {field}")
         return member(self.folder, self.manifest, self.spec[field], f"{SPEC} {field}")
+
+    def _output(self, feeds: dict):
+        """The model's output that input_spec.json names, for numpy feeds."""
+        return self.model(feeds)[self.spec["output"]]
 
     def logits(self, texts: list):
         """The model's output for texts (str) or pairs ((text, pair) tuples), or (an image
@@ -644,7 +690,7 @@ class Predictor:
                 except pixels.ImageProblem as e:
                     raise BundleError(str(e)) from None
             feeds = {IMAGE_INPUT[0]: pixels.pixel_values(self.np, images, self.image)}
-            return self.session.run([self.spec["output"]], feeds)[0]
+            return self._output(feeds)
         return self._run(self.tokenizer.encode_batch(list(texts)))
 
     def _run(self, encodings):
@@ -652,7 +698,7 @@ class Predictor:
         np = self.np
         feeds = {name: np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings],
                                 dtype=dtype) for name, dtype in self.inputs}
-        return self.session.run([self.spec["output"]], feeds)[0]
+        return self._output(feeds)
 
     def word_probabilities(self, text: str):
         """(character span of each word, softmax of each word's first sub-token [words,
