@@ -20,11 +20,10 @@ ONNX_TYPE = {"int64": "tensor(int64)", "float32": "tensor(float)"}
 def build(task, folder: Path, config: dict, inputs: list[dict], outputs: list[str], *,
           num_labels: int, max_length: int | None, threads: int = 1, ort_format: bool = False,
           max_image_pixels: int | None = None, files: Path | None = None) -> dict:
-    """input_spec.json for a model of `task` whose preprocessing files (tokenizer,
-    image processor) are in `folder`. `inputs`: the model's, as {name, type, shape} (`of_session`,
+    """input_spec.json for a model of `task` whose preprocessing files (tokenizer, image
+    processor) are in `folder`. `inputs`: the model's, as {name, type, shape} (`of_session`,
     `of_preprocessor`); `outputs`: its output names, the task's first being what the
     runtime reads; `files`: where the bundle's own copies are (default `folder`)."""
-    kind = bundle_inputs.kind_of(task)
     first = task.outputs[0]
     # a model's input shapes, as the image reader checks them (an onnxruntime session's)
     shapes = SimpleNamespace(get_inputs=lambda: [SimpleNamespace(**i) for i in inputs])
@@ -39,9 +38,9 @@ def build(task, folder: Path, config: dict, inputs: list[dict], outputs: list[st
         "token_type_ids": any(i["name"] == "token_type_ids" for i in inputs),
         # (an ONNX graph without the task's output name: its first output, as exported)
         "output": first if first in outputs else outputs[0],
-        **bundle_inputs.spec_fields(kind, files or folder, folder,
-                                    max_length if kind == "text" else None, config, shapes,
-                                    max_image_pixels),
+        # (the task's input kind's reader: a tokenizer's fields, or an image's)
+        **task.inputs.reader.spec(files or folder, folder, max_length, config, shapes,
+                                  max_image_pixels),
         "threads": threads,
     }
 
@@ -55,7 +54,7 @@ def of_session(session) -> tuple[list[dict], list[str]]:
 def of_preprocessor(task, preprocessor) -> tuple[list[dict], list[str]]:
     """(inputs, output names) of a PyTorch model of `task`, as its ONNX export has them:
     the tokenizer's model inputs (int64), or an image's pixel values."""
-    if bundle_inputs.kind_of(task) == "image":
+    if task.inputs.reader is bundle_inputs.IMAGE:
         name, dtype = IMAGE_INPUT
         inputs = [{"name": name, "type": ONNX_TYPE[dtype],
                    "shape": ["batch_size", "num_channels", "height", "width"]}]

@@ -13,9 +13,10 @@ Output parity is not this: it compares raw outputs on the task's encoding (parit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import scoring
 

@@ -112,22 +112,10 @@ def run(cfg: DeviceConfig) -> dict:
     report = {"bundle": str(cfg.bundle), "task": manifest.get("task"),
               "model": manifest.get("model", {}).get("precision"), **figures,
               "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    gate = None
-    if base is not None:
-        change = figures["latency"]["p50_ms"] / base["p50_ms"] - 1
-        gate = {"baseline": str(cfg.baseline), "baseline_p50_ms": base["p50_ms"],
-                "p50_ms": figures["latency"]["p50_ms"], "change": round(change, 4),
-                "threshold": threshold, "passed": change <= threshold,
-                "same_device": base.get("device") == host.name}
+    gate = _gate(cfg, base, figures, host, threshold)
+    if gate is not None:
         report["latency_gate"] = gate
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(cfg.out, report)
-    if cfg.update_baseline:
-        write_json(cfg.update_baseline, {
-            "format": BASELINE_FORMAT, "device": host.name, "host": figures["host"],
-            "created": report["measured"], "threads": cfg.threads,
-            "p50_ms": figures["latency"]["p50_ms"], "p90_ms": figures["latency"]["p90_ms"],
-            "cold_start_s": figures["cold_start_s"], "peak_rss_mb": figures["peak_rss_mb"]})
+    _write(cfg, report, figures, host)
     lat = figures["latency"]
     click.echo(f"{host.name} ({figures['host']['machine']}, Python "
                f"{figures['host']['python']}): cold start {figures['cold_start_s']:.3f} s, peak "
@@ -140,6 +128,29 @@ def run(cfg: DeviceConfig) -> dict:
             f"{100 * gate['change']:+.1f}% against the baseline's {gate['baseline_p50_ms']:.3f} "
             f"ms, more than the {100 * threshold:.0f}% allowed; every figure is in {cfg.out}")
     return report
+
+
+def _gate(cfg: DeviceConfig, base, figures: dict, host, threshold: float) -> dict | None:
+    """The latency gate against the device's baseline (None without one)."""
+    if base is None:
+        return None
+    change = figures["latency"]["p50_ms"] / base["p50_ms"] - 1
+    return {"baseline": str(cfg.baseline), "baseline_p50_ms": base["p50_ms"],
+            "p50_ms": figures["latency"]["p50_ms"], "change": round(change, 4),
+            "threshold": threshold, "passed": change <= threshold,
+            "same_device": base.get("device") == host.name}
+
+
+def _write(cfg: DeviceConfig, report: dict, figures: dict, host) -> None:
+    """The report at --out, and the figures as the new baseline where asked."""
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(cfg.out, report)
+    if cfg.update_baseline:
+        write_json(cfg.update_baseline, {
+            "format": BASELINE_FORMAT, "device": host.name, "host": figures["host"],
+            "created": report["measured"], "threads": cfg.threads,
+            "p50_ms": figures["latency"]["p50_ms"], "p90_ms": figures["latency"]["p90_ms"],
+            "cold_start_s": figures["cold_start_s"], "peak_rss_mb": figures["peak_rss_mb"]})
 
 
 def _check_outputs(cfg: DeviceConfig) -> None:

@@ -141,17 +141,7 @@ def run(cfg: FinetuneConfig) -> Path:
                           settings=settings, placement=placement, started=started)
     if not training.is_main_process():
         return out.final
-
-    merge = None
-    trained = fitted.trainer.model
-    if cfg.method == "lora":
-        trained.save_pretrained(out.work / "adapter")  # safetensors by default
-        batch = probe_batch(tokenized["validation"], task.collator(preprocessor),
-                            trained.device)
-        trained, diff = methods.merge_checked(trained, batch, cfg.merge_tolerance,
-                                               task.outputs)
-        merge = {"max_abs_logit_diff": diff, "tolerance": cfg.merge_tolerance,
-                 "examples": int(next(iter(batch.values())).shape[0])}
+    trained, merge = _merged(cfg, fitted, task, preprocessor, tokenized, out)
     fitted.train_metrics["parameters"] = sum(p.numel() for p in trained.parameters())
     result = {**fitted.evaluations, "training": fitted.train_metrics,
               truncation.kind: truncation.counts,
@@ -162,6 +152,19 @@ def run(cfg: FinetuneConfig) -> Path:
                            parents={"backbone": backbone.name, **data.sources},
                            title=f"finetune {cfg.method}: {backbone.name}",
                            keep_checkpoints=cfg.keep_checkpoints)
+
+
+def _merged(cfg: FinetuneConfig, fitted, task, preprocessor, tokenized, out):
+    """(the trained model, the LoRA merge check or None): a LoRA model's adapter is saved,
+    then merged into the weights and checked to give the same outputs."""
+    trained = fitted.trainer.model
+    if cfg.method != "lora":
+        return trained, None
+    trained.save_pretrained(out.work / "adapter")  # safetensors by default
+    batch = probe_batch(tokenized["validation"], task.collator(preprocessor), trained.device)
+    trained, diff = methods.merge_checked(trained, batch, cfg.merge_tolerance, task.outputs)
+    return trained, {"max_abs_logit_diff": diff, "tolerance": cfg.merge_tolerance,
+                     "examples": int(next(iter(batch.values())).shape[0])}
 
 
 def _check_against(cfg: FinetuneConfig, config: dict) -> None:

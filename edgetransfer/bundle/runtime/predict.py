@@ -573,7 +573,7 @@ class Predictor:
 
     @classmethod
     def around(cls, model, spec: dict, labels: list, folder,
-               max_image_pixels: int | None = None) -> "Predictor":
+               max_image_pixels: int | None = None) -> Predictor:
         """The runtime around `model` (feeds -> {output name: array}); `spec` as
         input_spec.json holds it, its files (the tokenizer) named inside `folder`."""
         self = cls.__new__(cls)
