@@ -20,13 +20,17 @@ DEFAULT_OPSET = 18
 MIN_OPSET = 14  # below 14 the exporter cannot express these models' ops (e.g. Trilu)
 
 def export(model_dir: Path, out_dir: Path, opset: int, task: str,
-           trust_remote_code: bool = False, model=None) -> Path:
+           trust_remote_code: bool = False, model=None, onnx_config=None) -> Path:
     """Export a checkpoint for optimum's `task` to `out_dir/model.onnx`; onnx.checker it.
 
     `model`: an in-memory form of the checkpoint to export instead of loading `model_dir`
     (efficientnet_lite.export_form); its config and preprocessor files are written all the
-    same (optimum reads the latter from the checkpoint folder).
+    same (optimum reads the latter from the checkpoint folder). `onnx_config`: a Task's
+    (`Task.onnx_config`, model config -> optimum OnnxConfig naming the graph's inputs and
+    outputs) for a model optimum's config of `task` does not describe; it needs `model`.
     """
+    if onnx_config is not None and model is None:
+        raise ValueError("an onnx_config exports a loaded model: pass model")
     check_opset(opset)
     import warnings
 
@@ -42,7 +46,9 @@ def export(model_dir: Path, out_dir: Path, opset: int, task: str,
             if model is not None:
                 model.config._name_or_path = str(model_dir)  # (where preprocessors are read)
                 onnx_export_from_model(model, str(out_dir), opset=opset, task=task,
-                                       do_validation=False)
+                                       do_validation=False, custom_onnx_configs=(
+                                           {"model": onnx_config(model.config)}
+                                           if onnx_config is not None else None))
             else:
                 main_export(str(model_dir), str(out_dir), task=task, opset=opset,
                             do_validation=False,  # parity is checked by us, on other shapes

@@ -38,6 +38,24 @@ def positions(task, output, feeds: dict) -> np.ndarray:
     return flat(task.per_example(np.asarray(output), feeds))
 
 
+def named_positions(task, outputs: dict, feeds: dict) -> dict[str, np.ndarray]:
+    """`positions` of each of a model's outputs ({name: output}, the task's names)."""
+    return {name: positions(task, outputs[name], feeds) for name in task.outputs}
+
+
+def compare_named(reference: list[dict], candidate: list[dict], precision: str, task,
+                  **bars) -> Report:
+    """`compare` for each of the task's outputs ({name: output} per probe batch), in one
+    report: every output's figures, every output's failures."""
+    report = Report(precision)
+    for name in task.outputs:
+        one = compare([r[name] for r in reference], [c[name] for c in candidate], precision,
+                      name=name, task=task, **bars)
+        report.outputs |= one.outputs
+        report.failures += one.failures
+    return report
+
+
 def flat(per_example) -> np.ndarray:
     """Per-example outputs (each [values] or [positions, values]) as one 2-D array."""
     return np.concatenate([np.reshape(p, (-1, np.shape(p)[-1] if np.ndim(p) else 1))

@@ -306,6 +306,17 @@ def load_tokenizer(backbone: Backbone, trust_remote_code: bool = False):
         raise _load_error(backbone, "tokenizer", e) from e
 
 
+def model_class(task):
+    """The class that loads `task`'s models: the transformers Auto class its `model_class`
+    names, or the class it brings (several heads on one encoder: tests/test_two_output_task.py).
+    (Read from the task handed in: this module imports no task.)"""
+    if not isinstance(task.model_class, str):
+        return task.model_class
+    import transformers
+
+    return getattr(transformers, task.model_class)
+
+
 def load_model(
     backbone: Backbone,
     task,
@@ -321,17 +332,17 @@ def load_model(
     New modules are those whose weights were not in the checkpoint (the head of a bare
     encoder, say): they start random and must be trained whatever the method.
     """
-    import transformers
     from transformers import AutoConfig
 
-    auto = getattr(transformers, task.model_class)
+    auto = model_class(task)
     head = task.head_config(label_names)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if backbone.local and not has_weights(Path(backbone.source)):
         # only a config: a model of that shape with random weights (a student to train)
         config = AutoConfig.from_pretrained(backbone.source, trust_remote_code=trust_remote_code,
                                             **head)
-        model = auto.from_config(config, trust_remote_code=trust_remote_code, **extra)
+        model = (auto.from_config(config, trust_remote_code=trust_remote_code, **extra)
+                 if hasattr(auto, "from_config") else auto._from_config(config, **extra))
         from . import architectures
 
         architectures.initialise(model)
@@ -380,11 +391,9 @@ def load_trained(backbone: Backbone, task, *, allow_pickle: bool = False,
                  flag: str = "--model"):
     """A trained model of `task` as it is (export, verify, a distillation teacher), in eval
     mode: the one loader every stage uses, so each runs the same checks."""
-    import transformers
-
     where = f"{flag} {backbone.name}".strip()  # (flag "": a path that speaks for itself)
     require_head(backbone, task, flag)
-    auto = getattr(transformers, task.model_class)
+    auto = model_class(task)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
         model, info = auto.from_pretrained(

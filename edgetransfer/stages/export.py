@@ -283,14 +283,14 @@ class _Job:
     started: float
     judge: gates.Judge | None = None
 
-    def torch_output(self, batch: dict):
-        """The reference's output (the task's first) on encoded inputs, as numpy."""
+    def torch_outputs(self, batch: dict) -> dict:
+        """The reference's outputs on encoded inputs, by the task's names, as numpy."""
         import torch
 
         with torch.inference_mode():
-            return self.task.output(self.reference(**{
-                k: torch.from_numpy(v)
-                for k, v in scoring.inputs_only(self.task, batch).items()})).numpy()
+            out = self.reference(**{k: torch.from_numpy(v)
+                                    for k, v in scoring.inputs_only(self.task, batch).items()})
+        return {name: self.task.output(out, name).float().numpy() for name in self.task.outputs}
 
 
 def _prepare(cfg, task, bb, labels, evals, calib, pruning, started) -> _Job:
@@ -319,11 +319,11 @@ def _judge(job: _Job, labels) -> gates.Judge:
                     if evals is not None else None)
     shaped = len(probes)
     probes = probes + ([f for f, _ in eval_batches] if eval_batches else [])
-    raw = [job.torch_output(b) for b in probes]
+    raw = [job.torch_outputs(b) for b in probes]
     # what the parity gates compare, in examples (a sentence, an image), for their summary
-    examples = [len(task.per_example(r, b)) for r, b in zip(raw, probes)]
+    examples = [len(task.per_example(r[task.outputs[0]], b)) for r, b in zip(raw, probes)]
     return gates.Judge(task, labels, gates.GateSettings.model_validate(cfg), probes,
-                       [parity.positions(task, r, b) for r, b in zip(raw, probes)],
+                       [parity.named_positions(task, r, b) for r, b in zip(raw, probes)],
                        eval_batches,
                        {"probe": sum(examples[:shaped]), "eval": sum(examples[shaped:])},
                        shipped.Scorer(task, evals, labels, cfg.max_length, Path(job.bb.source),
@@ -368,8 +368,11 @@ def _fp32_graph(work: Path, tmp: Path, job: _Job) -> tuple[dict, Path]:
     from ..modeling import architectures
 
     form = architectures.export_form(job.reference)
+    # (a task's own OnnxConfig traces the loaded model: its outputs are the task's)
+    own = task.onnx_config is not None
     raw = onnx_export.export(Path(job.bb.source), work, cfg.opset, task.optimum_task,
-                             model=form if form is not job.reference else None)
+                             model=form if form is not job.reference or own else None,
+                             onnx_config=task.onnx_config)
     shutil.move(raw, tmp / "exported.onnx")
     # (verify follows "source" only to the checkpoint whose fingerprint this is: an
     # export folder handed over by someone else cannot point it at another folder)

@@ -131,25 +131,8 @@ def run(cfg: PackageConfig) -> Path:
         cfg = cfg.model_copy(update={"target": _this_machine()})
         log.info("--target %s (this machine's)", cfg.target)
     model = cfg.model
-    _check_model(model, cfg)
-    floor.check(model, cfg.allow_degenerate, "package")  # (a model at chance: refused)
-    config = _read_json(model / "config.json")
-    # (a longer text would index past the model's position table on the device)
-    positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
-    if cfg.max_length and isinstance(positions, int) and cfg.max_length > positions:
-        raise ModelError(f"--max-length {cfg.max_length}: {model} takes at most {positions} "
-                         f"tokens; lower it")
-    try:
-        labels = config_names(config, f"--model {model}")
-    except ValueError as e:
-        raise ModelError(f"{e}; it names the outputs the runtime prints") from None
-    task = tasks.resolve(None, config=config, folder=model,
-                         where=f"--model {model}")
+    config, labels, task, export_record = _read_model(model, cfg)
     kind = task.inputs  # (its reader in the runtime, what the runtime is timed on)
-    kind.reader.check(model)
-    record_file = model / ExportReport.FILE
-    export_record = (ExportReport.read(record_file, label=f"--model {record_file}",
-                                       error=ModelError) if record_file.exists() else None)
     model_sha = sha256(model / "model.onnx")
     verification = _verification(cfg, model_sha)
     pins, notes, target_check = _pins_and_target(cfg, verification, kind.reader,
@@ -195,6 +178,30 @@ def run(cfg: PackageConfig) -> Path:
              f"{measured['peak_rss_mb']:.0f} MB, p50 {measured['latency']['p50_ms']:.2f} ms"
              if measured else "")
     return final
+
+
+def _read_model(model: Path, cfg: PackageConfig) -> tuple:
+    """(config.json, its labels, the task, export.json or None) of the export folder, each
+    checked: a model marked degenerate, a --max-length past its positions, files its reader
+    needs, refused."""
+    _check_model(model, cfg)
+    floor.check(model, cfg.allow_degenerate, "package")  # (a model at chance: refused)
+    config = _read_json(model / "config.json")
+    # (a longer text would index past the model's position table on the device)
+    positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    if cfg.max_length and isinstance(positions, int) and cfg.max_length > positions:
+        raise ModelError(f"--max-length {cfg.max_length}: {model} takes at most {positions} "
+                         f"tokens; lower it")
+    try:
+        labels = config_names(config, f"--model {model}")
+    except ValueError as e:
+        raise ModelError(f"{e}; it names the outputs the runtime prints") from None
+    task = tasks.resolve(None, config=config, folder=model, where=f"--model {model}")
+    task.inputs.reader.check(model)
+    record_file = model / ExportReport.FILE
+    export_record = (ExportReport.read(record_file, label=f"--model {record_file}",
+                                       error=ModelError) if record_file.exists() else None)
+    return config, labels, task, export_record
 
 
 def _archive(work: Path, partial: Path, name: str, cfg: PackageConfig, manifest: dict,
@@ -436,9 +443,8 @@ def _input_spec(work: Path, model: Path, cfg, task, config: dict, num_labels: in
                       max_image_pixels=cfg.max_image_pixels, files=work)
 
 
-def _readme(cfg, task, labels, export_record, verification, pins, spec) -> str:
-    from ..bundle.runtime.predict import POSTPROCESS
-
+def _checked(verification: dict, task) -> str:
+    """The README's line on what the bundle passed, with verify's figure where it has one."""
     if not verification["verified"]:
         checked = "not verified (packaged with --unverified)"
     elif verification["forced"]:
@@ -448,6 +454,13 @@ def _readme(cfg, task, labels, export_record, verification, pins, spec) -> str:
     figure = (verification.get("metrics") or {}).get(task.primary)
     if isinstance(figure, (int, float)):  # (verify's figure: what this runtime answers)
         checked += f"; {task.primary} {figure:.4f} as predict.py answers on verify's data"
+    return checked
+
+
+def _readme(cfg, task, labels, export_record, verification, pins, spec) -> str:
+    from ..bundle.runtime.predict import POSTPROCESS
+
+    checked = _checked(verification, task)
     ort_row = ("| model.ort, *.required_operators.config | the model predict.py runs (onnxruntime's"
                " own format, also read by its minimal and mobile builds) |\n"
                if cfg.ort_format else "")

@@ -51,7 +51,10 @@ class Task:
     name: str  # "text-classification": recipes' `task:`, `--task`, every manifest
     summary: str  # one line, for --help and the bundle's README
     # --- the model
-    model_class: str  # the transformers Auto class of its head
+    # its model: the name of a transformers Auto class ("AutoModelForSequenceClassification"),
+    # or a class of the task's own with transformers' from_pretrained (a PreTrainedModel
+    # subclass: several heads on one encoder), loaded by modeling/backbones.py either way
+    model_class: str | type
     optimum_task: str  # optimum's export task string
     peft_task_type: str | None  # a peft.TaskType member name; None: peft's generic model
     claims: Callable[[dict], bool]  # config.json (as a dict) holds this task's head
@@ -86,7 +89,10 @@ class Task:
     #                                         the gate's units (accuracy: points)
     per_label_delta: Callable[[dict, dict], dict] | None  # (ref report, cand report)
     distill_loss: Callable[..., tuple]  # (student_logits, teacher_logits, labels, *, alpha,
-    #                                      temperature) -> (loss, parts)
+    #                                      temperature) -> (loss, parts); a task of several
+    #                                      outputs gets each by name (`values`), and its
+    #                                      labels by the model's label argument
+    #                                      ({"labels": ..., "x_labels": ...})
     agreement: Callable[[Any, Any], float] | None  # parity: share of outputs whose
     #                                                prediction agrees; None: atol alone
     tolerances: dict | None  # precision -> (atol, least agreement); None: parity's defaults
@@ -113,14 +119,26 @@ class Task:
     variable_length: bool = True  # rows differ in length (texts): the Trainer groups batches
     #                               by length to pad less; images are all one size
     # the model's outputs by name (a transformers ModelOutput's fields, the ONNX graph's
-    # outputs); the first is what `predictions`, distillation, the gates and the bundled
-    # runtime read
+    # outputs), in the order the model returns them; the first (the primary head) is what
+    # `predictions`, the metrics, the gates' figure and the runtime's postprocess read; every
+    # one is exported and quantized, taken to examples by `per_example` (one output at a
+    # time), compared by parity (`output_parity`), distilled (`distill_loss` gets each) and
+    # printed by the bundled runtime (input_spec.json "also")
     outputs: tuple[str, ...] = ("logits",)
     # (the bundle runtime's Predictor, eval rows with gold labels, batch size) -> per-example
     # predictions as `predictions` gives them, read from what the runtime prints for the
     # input a user gives it (raw text, image files): the one figure export, verify and
     # package report (measure/shipped.py); None: the task's gold-encoded rows are scored
     shipped: Callable[..., list] | None = None
+    # (the model's transformers config) -> an optimum OnnxConfig whose `outputs` name every
+    # output above: export traces the loaded model through it (a model of the task's own
+    # class, whose outputs optimum's config for `optimum_task` would not list); None:
+    # optimum's own config for `optimum_task`
+    onnx_config: Callable[[Any], Any] | None = None
+    # parity of the outputs after the first: output name -> (agreement, tolerances), as
+    # `agreement` and `tolerances` say them for the first (a regression head beside a
+    # classifier: (None, its atol per precision)); an output not named: the first's
+    output_parity: dict[str, tuple] = field(default_factory=dict)
 
     def __post_init__(self):
         # what the runtime reads (input_spec.json "task" "inputs", "pairs") is the input
@@ -128,6 +146,21 @@ class Task:
         kind = self.inputs.spec_task()
         object.__setattr__(self, "runtime", kind | {k: v for k, v in self.runtime.items()
                                                     if k not in kind})
+
+    def parity_of(self, name: str | None = None) -> tuple:
+        """(agreement, tolerances) that parity judges the output `name` by (default: the
+        first)."""
+        if name is None or name == self.outputs[0] or name not in self.output_parity:
+            return self.agreement, self.tolerances
+        return self.output_parity[name]
+
+    def values(self, named: dict):
+        """What the task's functions that see every output (`distill_loss`) take of outputs
+        by name: the one output's value where the task has one (every built-in task), else
+        the dict {output name: value} in `outputs` order."""
+        if len(self.outputs) == 1:
+            return named[self.outputs[0]]
+        return {name: named[name] for name in self.outputs}
 
     def output(self, out, name: str | None = None):
         """One named output (default: the first of `outputs`) of a model's forward: a
