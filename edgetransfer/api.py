@@ -121,10 +121,9 @@ def _stage_function(stage: registry.Stage):
         keywords = set(settings)
         if stage.argument:
             given[stage.argument] = _as_list(given.get(stage.argument))
-        if stage.runs_steps:  # (handed: no stage imports the pipeline)
-            from . import pipeline
+        from . import pipeline as pipelines  # (no torch; `pipeline` is the function below)
 
-            given["steps"] = pipeline.Steps
+        given |= pipelines.handed(stage)
         try:
             if config is None:
                 config = build(config_class, _settings(config_class, settings))

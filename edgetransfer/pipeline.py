@@ -207,8 +207,8 @@ class Steps:
     """A recipe's steps for a stage that runs other stages' steps (search), handed to it by
     its command: no module under stages/ imports the pipeline or the registry. The recipe is
     loaded and wired as `run` does; a step of any stage is planned from a recipe section's
-    settings (as the recipe's own are) or from its config's, and executed as `run` executes
-    its steps (reused when unchanged, recorded in the recipe's pipeline.json)."""
+    settings by that stage's own plan() (as the recipe's own are), and executed as `run`
+    executes its steps (reused when unchanged, recorded in the recipe's pipeline.json)."""
 
     def __init__(self, recipe_file: Path, overrides=()):
         self.recipe_file = Path(recipe_file)
@@ -224,23 +224,20 @@ class Steps:
         everything = plan(self.recipe, self.recipe_file, self.root, self.wiring)
         return [p for p in everything if p.step == step]
 
-    def from_section(self, step: str, settings: dict, *, label: str, folder: Path) -> Planned:
-        """One step of stage `step` from recipe-section settings, wired as the recipe's
-        section would be, into `folder` (what it makes stays out of `wiring`: it is not the
-        recipe's)."""
-        section = recipes.section(registry.get(step))(**settings)
-        w = dataclasses.replace(self.wiring, made=list(self.wiring.made))
-        p = planned(step, section, w)[0]
+    def from_section(self, step: str, settings: dict, *, label: str, folder: Path,
+                     given: tuple[Reference, ...] = ()) -> Planned:
+        """One step of stage `step` from recipe-section settings (one variant's, for a stage
+        of variants), wired by the stage's own `plan()` as the recipe's section would be, into
+        `folder`. `given`: what it takes beyond what the recipe's steps make (search's cut
+        or distilled student: the newest Checkpoint). What it makes stays out of `wiring`:
+        it is not the recipe's."""
+        stage = registry.get(step)
+        section = recipes.section(stage)(**settings)
+        w = dataclasses.replace(self.wiring, made=[*self.wiring.made, *given])
+        p = planned(step, [section] if stage.variants else section, w)[0]
         p.label, p.folder = label, Path(folder)
         p.config = p.config.model_copy(update={"out": p.folder})
         return p
-
-    def from_config(self, step: str, settings: dict, inputs: dict, *, label: str,
-                    folder: Path) -> Planned:
-        """One step of stage `step` on its config's settings; `inputs`: role -> path, what
-        its key fingerprints."""
-        config = registry.get(step).config_class()(**settings)
-        return Planned(step, label, config, _existing(inputs), folder=Path(folder))
 
     def execute(self, p: Planned, counter: str = "") -> bool:
         return execute(p, self.root, self.recipe_file, counter=counter)
@@ -251,6 +248,13 @@ class Steps:
         packages and times its candidates)."""
         stage = registry.get(step)
         return stage.load().run(stage.config_class()(**settings))
+
+
+def handed(stage: registry.Stage) -> dict:
+    """What a stage's entry is handed beyond its config, by the command and the API alike:
+    `steps_of`, this module's Steps (recipe file, overrides -> its steps), to one that runs
+    other stages' steps (search), since no module under stages/ imports the pipeline."""
+    return {"steps_of": Steps} if stage.runs_steps else {}
 
 
 def _model_spec(recipe, recipe_file: Path) -> str:

@@ -44,8 +44,8 @@ class Stage:
     takes: tuple[type, ...] = ()
     makes: tuple[type, ...] = ()
     needs: tuple[type, ...] = ()
-    # its entry runs other stages' steps (search): it is handed `runner`, the pipeline's
-    # Runner class, since no module under stages/ imports the pipeline or this registry
+    # its entry runs other stages' steps (search): it is handed `steps_of`, pipeline.Steps
+    # (pipeline.handed), since no module under stages/ imports the pipeline or this registry
     runs_steps: bool = False
     module: str | None = None  # its module [default: edgetransfer.stages.NAME]
 

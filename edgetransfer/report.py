@@ -44,7 +44,7 @@ def collect(root: Path) -> dict:
     """Every figure the report shows, from the artifact folders under `root`."""
     root = Path(root)
     state = _read(root / "pipeline.json") or {"steps": {}}
-    verify_file = root / "verify" / "verify.json"
+    verify_file = root / "verify" / VerifyReport.FILE
     verify = VerifyReport.read(verify_file, fix=_FIX) if verify_file.is_file() else None
     summary = data = None
     if verify:

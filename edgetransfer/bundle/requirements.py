@@ -31,6 +31,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from ..errors import EnvironmentProblem, ModelError
+from ..platforms import PLATFORMS, arch
 from .runtime.predict import PIP_INSTALL, BundleError, member
 
 FILE = "requirements.txt"
@@ -41,8 +42,10 @@ MAX_HASHES = 256  # wheels of one version for every Python and platform: ~60 for
 NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 VERSION = r"\d+(?:\.\d+)*(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?"
 LINE = re.compile(rf"({NAME})==({VERSION})((?:\s+--hash=sha256:[0-9a-f]{{64}})+)")
-# the wheels a bundle's targets take: Linux, x86_64 or aarch64 (manylinux), or pure Python
-WHEEL_PLATFORM = re.compile(r"(?:manylinux\w*_(?:x86_64|aarch64)|any)(?:\.|$)")
+# the wheels a bundle's targets take: Linux on one of the platforms' architectures
+# (manylinux), or pure Python
+_ARCHS = "|".join(map(arch, PLATFORMS))
+WHEEL_PLATFORM = re.compile(rf"(?:manylinux\w*_(?:{_ARCHS})|any)(?:\.|$)")
 DEFAULT_INDEX = "https://pypi.org/simple"
 TIMEOUT_S = 30
 

@@ -38,6 +38,9 @@ def build(task, folder: Path, config: dict, inputs: list[dict], outputs: list[st
         "token_type_ids": any(i["name"] == "token_type_ids" for i in inputs),
         # (an ONNX graph without the task's output name: its first output, as exported)
         "output": first if first in outputs else outputs[0],
+        # the task's further outputs (another head on the encoder): printed by name beside
+        # what the postprocess makes of "output" (runtime/predict.py Predictor.further)
+        **({"also": list(task.outputs[1:])} if len(task.outputs) > 1 else {}),
         # (the task's input kind's reader: a tokenizer's fields, or an image's)
         **task.inputs.reader.spec(files or folder, folder, max_length, config, shapes,
                                   max_image_pixels),

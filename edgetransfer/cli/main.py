@@ -105,10 +105,9 @@ def stage_command(stage: registry.Stage) -> click.Command:
         extras = {name: values.pop(name) for name, _ in stage.flags}
         if stage.argument:
             extras[stage.argument] = list(values.pop(stage.argument))
-        if stage.runs_steps:  # (handed: no stage imports the pipeline)
-            from .. import pipeline
+        from .. import pipeline  # (no torch)
 
-            extras["steps"] = pipeline.Steps
+        extras |= pipeline.handed(stage)
         cfg = build(config, values)
         inputs.check(cfg)  # (a mistyped path: said before the stage loads torch)
         getattr(module, stage.entry)(cfg, **extras)

@@ -43,12 +43,12 @@ def export(model_dir: Path, out_dir: Path, opset: int, task: str,
             if not log.isEnabledFor(logging.DEBUG):
                 warnings.filterwarnings("ignore", message=".*results are registered as "
                                         "constants in the trace")
-            if model is not None:
+            if onnx_config is not None:
+                _export_described(model, model_dir, out_dir, opset, onnx_config)
+            elif model is not None:
                 model.config._name_or_path = str(model_dir)  # (where preprocessors are read)
                 onnx_export_from_model(model, str(out_dir), opset=opset, task=task,
-                                       do_validation=False, custom_onnx_configs=(
-                                           {"model": onnx_config(model.config)}
-                                           if onnx_config is not None else None))
+                                       do_validation=False)
             else:
                 main_export(str(model_dir), str(out_dir), task=task, opset=opset,
                             do_validation=False,  # parity is checked by us, on other shapes
@@ -67,6 +67,20 @@ def export(model_dir: Path, out_dir: Path, opset: int, task: str,
     except onnx.checker.ValidationError as e:
         raise ModelError(f"{path}: the exported graph fails onnx.checker: {str(e)[:200]}") from e
     return path
+
+
+def _export_described(model, model_dir: Path, out_dir: Path, opset: int, onnx_config) -> None:
+    """A model of a task's own class through the task's OnnxConfig: optimum's `export` of
+    the one graph, and the config and preprocessor files `onnx_export_from_model` writes.
+    (Not onnx_export_from_model: it would infer the library from the class's module, which
+    is the task's, not transformers'.)"""
+    from optimum.exporters.onnx import export as export_graph
+    from optimum.utils.save_utils import maybe_save_preprocessors
+
+    described = onnx_config(model.config)
+    model.config.save_pretrained(out_dir)
+    maybe_save_preprocessors(str(model_dir), out_dir)
+    export_graph(model, described, out_dir / "model.onnx", opset=opset)
 
 
 def check_opset(opset: int) -> None:

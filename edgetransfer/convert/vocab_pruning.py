@@ -24,6 +24,10 @@ from . import vocab
 
 log = logging.getLogger(__name__)
 
+# a recipe's `prune_vocab: data` (export's plan() reads it; search's pruned candidates say
+# it): prune to the recipe's training plus unlabelled text
+RECIPE_CORPUS = "data"
+
 
 class PruneSettings(BaseModel):
     """What pruning reads of export's settings (the flags of the same names)."""

@@ -46,7 +46,7 @@ LABEL = Column.of("label_column", str | None, description="Label column, integer
 
 @dataclass(frozen=True)
 class InputKind:
-    name: str  # "text", "words", "image": docs and error messages
+    name: str  # "text", "text-pair", "words", "image": docs and error messages
     summary: str  # one line: what an example's input is
     reader: Any  # bundle.inputs.Reader: how the bundled runtime reads these inputs
     columns: tuple[Column, ...]  # the settings its data is read with (see above)

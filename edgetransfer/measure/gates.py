@@ -57,7 +57,7 @@ class Judge:
     labels: list[str]
     settings: GateSettings
     probes: list[dict]  # the parity inputs: shape-varied probes, then the eval batches
-    ref_outputs: list  # the reference's outputs on them (parity.positions)
+    ref_outputs: list  # the reference's outputs on them, by name (parity.named_positions)
     eval_batches: list | None  # (feeds, labels) of --eval-data; None without it
     rows: dict[str, int]  # examples the probes hold: {"probe": n, "eval": n}
     scorer: Any = None  # shipped.Scorer over --eval-data: the metric as the bundle answers
@@ -66,13 +66,13 @@ class Judge:
         """Run the ONNX model on the parity inputs and fail (exit 3) if it drifts."""
         s = self.settings
         session = latency.ort_session(path, s.threads)
-        first = self.task.outputs[0]  # (the output the reference's figures are of)
-        outputs = [parity.positions(self.task, session.run([first], latency.feeds_for(
-            session, b))[0], b) for b in self.probes]
+        names = list(self.task.outputs)  # (every one is compared: a graph keeps each head)
+        outputs = [parity.named_positions(self.task, dict(zip(names, session.run(
+            names, latency.feeds_for(session, b)))), b) for b in self.probes]
         min_agreement, source = agreement_bar(s.min_agreement, precision, s.eval_data)
-        report = parity.compare(self.ref_outputs, outputs, precision, atol=s.atol,
-                                min_agreement=min_agreement, task=self.task,
-                                min_agreement_from=source)
+        report = parity.compare_named(self.ref_outputs, outputs, precision, self.task,
+                                      atol=s.atol, min_agreement=min_agreement,
+                                      min_agreement_from=source)
         if not report.passed:
             raise CheckFailed(f"parity with PyTorch failed for {path.stem} ({precision}): "
                               f"{'; '.join(report.failures)}; nothing was written to {s.out}")

@@ -82,19 +82,30 @@ class Report:
                 "failures": self.failures}
 
 
+def judged_by(task, name: str | None = None) -> tuple:
+    """(agreement, tolerances) of the task's output `name` (Task.parity_of; default its
+    first): top-1 agreement and the defaults without a task."""
+    if task is None:
+        return top1_agreement, None
+    if hasattr(task, "parity_of"):
+        return task.parity_of(name)
+    return task.agreement, task.tolerances  # (a stand-in task: tests)
+
+
 def tolerance(precision: str, task=None, atol: float | None = None,
-              min_agreement: float | None = None) -> tuple[float | None, float | None]:
-    """(atol, least agreement) for a precision: the task's own, or the defaults; each
-    overridable by the user."""
-    table = (task.tolerances if task is not None and task.tolerances else TOLERANCES)
+              min_agreement: float | None = None,
+              name: str | None = None) -> tuple[float | None, float | None]:
+    """(atol, least agreement) for a precision: the task's own (for its output `name`), or
+    the defaults; each overridable by the user."""
+    table = judged_by(task, name)[1] or TOLERANCES
     default_atol, default_agree = table[precision]
     return (default_atol if atol is None else atol,
             default_agree if min_agreement is None else min_agreement)
 
 
-def default_source(precision: str, value: float, task=None) -> str:
+def default_source(precision: str, value: float, task=None, name: str | None = None) -> str:
     """Where a bar nobody overrode comes from, as a gate's summary says it."""
-    if task is not None and getattr(task, "tolerances", None):
+    if task is not None and judged_by(task, name)[1]:
         return f"the {getattr(task, 'name', 'task')} task's {precision} default {number(value)}"
     return f"the {precision} default {number(value)}"
 
@@ -115,11 +126,12 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], precision:
     # (`name`: the output's, for the report; default the task's first)
     name = name or (getattr(task, "outputs", None) or ("output",))[0]
     given_atol, given_agreement = atol is not None, min_agreement is not None
-    atol, min_agreement = tolerance(precision, task, atol, min_agreement)
+    atol, min_agreement = tolerance(precision, task, atol, min_agreement, name)
     if not given_atol:
-        atol_from = default_source(precision, atol, task) if atol is not None else None
+        atol_from = (default_source(precision, atol, task, name) if atol is not None
+                     else None)
     if not given_agreement:
-        min_agreement_from = (default_source(precision, min_agreement, task)
+        min_agreement_from = (default_source(precision, min_agreement, task, name)
                               if min_agreement is not None else None)
     if labels_only:
         atol = None
@@ -138,7 +150,7 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], precision:
     nan, inf = int(np.isnan(cand).sum()), int(np.isinf(cand).sum())
     finite = np.isfinite(cand)
     diff = np.abs(np.where(finite, cand, 0) - ref)
-    agree_of = task.agreement if task is not None else top1_agreement
+    agree_of = judged_by(task, name)[0]
     rows = [len(r) for r in reference]
     agreement = (sum(agree_of(r, c) * n for r, c, n in zip(reference, candidate, rows))
                  / max(sum(rows), 1) if agree_of is not None else None)

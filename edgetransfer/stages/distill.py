@@ -231,8 +231,11 @@ def _teacher_targets(cfg: DistillConfig, teacher, tokenized, unlabeled, task, to
         transfer = concatenate_datasets([transfer, unlabeled.cast(transfer.features)])
     log.info("computing the teacher's outputs once over %d transfer examples", len(transfer))
     t0 = time.perf_counter()
-    transfer = transfer.add_column("teacher_logits", [row.tolist() for row in _cached_logits(
-        cfg, teacher, transfer, collate, device, task.outputs[0], inputs=task.inputs)])
+    cached = _cached_logits(cfg, teacher, transfer, collate, device, task.outputs,
+                            inputs=task.inputs)
+    for name, values in cached.items():  # (every output the task distils: its columns)
+        transfer = transfer.add_column(teacher_column(task, name),
+                                       [row.tolist() for row in values])
     teacher_time = time.perf_counter() - t0
     if not (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
         teacher.to("cpu")  # only its cached logits are needed from here: free the GPU
@@ -294,17 +297,18 @@ def _fit_for_transfer(cfg: DistillConfig, student, teacher, eager: bool) -> None
                 module.p = 0.0
 
 
-def _cached_logits(cfg, teacher, transfer, collate, device, output: str = "logits", *,
-                   inputs) -> list:
-    """teacher_logits, read from --teacher-cache when a run over the same teacher and rows
-    left them there (a .npz, no pickle), else computed (and left there). `inputs`: the
-    task's input kind, which says whether its rows can key a cache."""
+def _cached_logits(cfg, teacher, transfer, collate, device, names: tuple[str, ...], *,
+                   inputs) -> dict[str, list]:
+    """The teacher's outputs `names` (the task's) per transfer row, read from
+    --teacher-cache when a run over the same teacher and rows left them there (a .npz per
+    output, no pickle), else computed in one pass (and left there). `inputs`: the task's
+    input kind, which says whether its rows can key a cache."""
     if not cfg.teacher_cache or not inputs.teacher_cache:
         if cfg.teacher_cache:  # (the key hashes token ids; images would need their bytes)
             log.warning("--teacher-cache: not for %s inputs yet; the teacher's outputs are "
                         "computed afresh", inputs.name)
-        return teacher_logits(teacher, transfer, collate, device, cfg.teacher_batch_size,
-                              output)
+        return teacher_outputs(teacher, transfer, collate, device, cfg.teacher_batch_size,
+                               names)
     import hashlib
 
     import numpy as np
@@ -316,23 +320,44 @@ def _cached_logits(cfg, teacher, transfer, collate, device, output: str = "logit
         for row in transfer[column]:
             h.update(np.asarray(row, dtype=np.int64).tobytes() + b";")
     folder = Path(cfg.teacher_cache)
-    path = folder / f"teacher-logits-{h.hexdigest()[:24]}.npz"
-    if path.exists():
-        log.info("teacher outputs: reusing %s", path)
-        with np.load(path, allow_pickle=False) as f:
-            values, rows, ndim = f["values"], f["rows"], int(f["ndim"])
-        parts = np.split(values, np.cumsum(rows)[:-1])
-        return [x[0] for x in parts] if ndim == 1 else parts
-    logits = teacher_logits(teacher, transfer, collate, device, cfg.teacher_batch_size, output)
+    # (the first output's file keeps its name: caches left by earlier runs still serve)
+    paths = {name: folder / f"teacher-{'logits' if i == 0 else name}-{h.hexdigest()[:24]}.npz"
+             for i, name in enumerate(names)}
+    if all(p.exists() for p in paths.values()):
+        log.info("teacher outputs: reusing %s", ", ".join(map(str, paths.values())))
+        return {name: _read_cached(p) for name, p in paths.items()}
+    outputs = teacher_outputs(teacher, transfer, collate, device, cfg.teacher_batch_size, names)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{path.name}.tmp"
+    for name, path in paths.items():
+        _write_cached(path, outputs[name])
+    return outputs
+
+
+def _read_cached(path: Path) -> list:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as f:
+        values, rows, ndim = f["values"], f["rows"], int(f["ndim"])
+    parts = np.split(values, np.cumsum(rows)[:-1])
+    return [x[0] for x in parts] if ndim == 1 else parts
+
+
+def _write_cached(path: Path, logits: list) -> None:
+    import numpy as np
+
+    tmp = path.parent / f".{path.name}.tmp"
     # rows of one length (a class per text) or of each row's tokens: stored flat + counts
     with open(tmp, "wb") as f:
         np.savez(f, values=np.concatenate([np.reshape(x, (-1, x.shape[-1])) for x in logits]),
                  rows=np.array([1 if x.ndim == 1 else x.shape[0] for x in logits]),
                  ndim=np.array(logits[0].ndim if logits else 1))
     tmp.replace(path)
-    return logits
+
+
+def teacher_column(task, name: str) -> str:
+    """The transfer set's column of the teacher's output `name`: `teacher_logits` for the
+    first (the task collators' name for it), `teacher_<name>` for the others."""
+    return "teacher_logits" if name == task.outputs[0] else f"teacher_{name}"
 
 
 def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
@@ -381,8 +406,14 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "image")
 
 def teacher_logits(model, dataset, collate, device, batch_size: int = 64,
                    output: str = "logits") -> list:
-    """The model's `output` (the task's first) for every row, in order, one float32 numpy
-    array per row (one pass).
+    """The model's `output` for every row, in order (`teacher_outputs` of one output)."""
+    return teacher_outputs(model, dataset, collate, device, batch_size, (output,))[output]
+
+
+def teacher_outputs(model, dataset, collate, device, batch_size: int = 64,
+                    names: tuple[str, ...] = ("logits",)) -> dict[str, list]:
+    """The model's outputs `names` for every row, in order, one float32 numpy array per row
+    and output (one pass).
 
     Per row, not one array: a per-token head's rows differ in length (each is cut to its
     row's real tokens, from the attention mask).
@@ -390,17 +421,19 @@ def teacher_logits(model, dataset, collate, device, batch_size: int = 64,
     import torch
 
     model = model.to(device)
-    out = []
+    out: dict[str, list] = {name: [] for name in names}
     with torch.inference_mode():
         for start in range(0, len(dataset), batch_size):
             rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
             batch = collate([{k: r[k] for k in MODEL_INPUTS if k in r} for r in rows])
-            logits = model(**{k: v.to(device) for k, v in batch.items()})[output].float().cpu()
-            if logits.dim() == 3:  # a row's real tokens, on either padding side
-                out += [row[m.bool()].numpy() for row, m in zip(logits,
-                                                                batch["attention_mask"])]
-            else:
-                out += [row.numpy() for row in logits]
+            result = model(**{k: v.to(device) for k, v in batch.items()})
+            for name in names:
+                logits = result[name].float().cpu()
+                if logits.dim() == 3:  # a row's real tokens, on either padding side
+                    out[name] += [row[m.bool()].numpy() for row, m in zip(
+                        logits, batch["attention_mask"])]
+                else:
+                    out[name] += [row.numpy() for row in logits]
     return out
 
 
@@ -447,11 +480,15 @@ def distill_trainer_class():
             self.mapping = list(mapping)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            cached = inputs.pop("teacher_logits", None)
-            if cached is None:  # evaluation: the model's own loss on the gold labels
-                outputs = model(**inputs)
+            task = self.task
+            cached = {n: inputs.pop(teacher_column(task, n), None) for n in task.outputs}
+            if cached[task.outputs[0]] is None:  # evaluation: the model's own loss on the
+                outputs = model(**inputs)        # gold labels
                 return (outputs.loss, outputs) if return_outputs else outputs.loss
-            labels = inputs.pop("labels")
+            # the gold labels: the model's label argument, or each of its several (by name;
+            # a label argument is one whose name holds "label", transformers' find_labels)
+            gold = {k: inputs.pop(k) for k in [k for k in inputs if "label" in k]}
+            labels = next(iter(gold.values())) if len(gold) == 1 else gold
             # what else the collator sent for the loss (a token task's teacher_mask)
             extra = {k: inputs.pop(k) for k in [k for k in inputs if k.startswith("teacher_")]}
             want_h, want_a = self.hidden_weight > 0, self.attention_weight > 0
@@ -459,9 +496,11 @@ def distill_trainer_class():
             wanted = ({"output_hidden_states": True} if want_h else {}) | (
                 {"output_attentions": True} if want_a else {})
             outputs = model(**inputs, **wanted)
-            loss, _ = self.task.distill_loss(self.task.output(outputs).float(), cached.float(),
-                                             labels, alpha=self.alpha,
-                                             temperature=self.temperature, **extra)
+            # every output the task names, student's and teacher's (one: as they are)
+            loss, _ = task.distill_loss(
+                task.values({n: task.output(outputs, n).float() for n in task.outputs}),
+                task.values({n: t.float() for n, t in cached.items()}), labels,
+                alpha=self.alpha, temperature=self.temperature, **extra)
             if want_h or want_a:
                 import torch
 

@@ -486,7 +486,7 @@ def plan(variants, w) -> list[dict]:
         calibrate = quantize.may_calibrate(settings["quantize"])
         calibration = w.files["train"] if calibrate else None
         corpus = {}
-        if settings.get("prune_vocab") == RECIPE_CORPUS:
+        if settings.get("prune_vocab") == vocab_pruning.RECIPE_CORPUS:
             # the recipe's own text: training plus unlabelled (never the eval data)
             corpus = w.corpus()
             settings["prune_vocab"] = ",".join(corpus.values())
@@ -499,10 +499,6 @@ def plan(variants, w) -> list[dict]:
                           "model": source, "eval": w.files["eval"],
                           "calibration": calibration} | corpus})
     return steps
-
-
-# a recipe's `prune_vocab: data`: prune to the recipe's training plus unlabelled text
-RECIPE_CORPUS = "data"
 
 
 def variant_name(variant) -> str:

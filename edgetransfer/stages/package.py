@@ -90,8 +90,8 @@ class PackageConfig(TargetOptions, FloorOption):
                              "required_operators.config (onnxruntime's minimal and mobile "
                              "builds); the export must have written them (--ort-format).")
     max_length: int | None = Field(None, ge=8, le=MAX_TOKENS, description="Token limit the "
-                                   "runtime truncates to [default: the export's --max-length, "
-                                   "the length its metric was measured at].")
+                                   "runtime truncates to [default: the one verify scored the "
+                                   "model at, else the export's --max-length].")
     check_target: bool = Field(True, description="Check, before writing, that every "
                                "requirement has a wheel for the target and its Python, that "
                                "the pinned onnxruntime runs every operator, and that int8 "
@@ -313,7 +313,9 @@ def _verification(cfg: PackageConfig, model_sha: str) -> dict:
             "candidate": found.name, "precision": found.precision,
             "failures": [f.model_dump(exclude_unset=True) for f in failures],
             **{k: figures.get(k) for k in ("metrics", "accuracy_drop", "parity", "latency")},
-            "reference": written["reference"], "env": written.get("env")}
+            "reference": written["reference"], "env": written.get("env"),
+            # (the length its figures were scored at: the bundle's own, unless told otherwise)
+            "max_length": (report.settings or {}).get("max_length")}
 
 
 def _summary(verification: dict) -> dict:
@@ -375,7 +377,7 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
         for name in ort_files:
             shutil.copyfile(model / name, work / name)
     write_json(work / "labels.json", labels)
-    spec = _input_spec(work, model, cfg, task, config, len(labels))
+    spec = _input_spec(work, model, cfg, task, config, len(labels), verification)
     write_json(work / "input_spec.json", spec)
     shutil.copyfile(SOURCE, work / "predict.py")
     os.chmod(work / "predict.py", 0o755)
@@ -428,8 +430,11 @@ def _quantization(export_record: ExportReport | None) -> dict | None:
     return export_record.dump().get("quantization") if export_record else None
 
 
-def _input_spec(work: Path, model: Path, cfg, task, config: dict, num_labels: int) -> dict:
-    """input_spec.json (bundle/spec.py: the spec export and verify score with)."""
+def _input_spec(work: Path, model: Path, cfg, task, config: dict, num_labels: int,
+                verification: dict) -> dict:
+    """input_spec.json (bundle/spec.py: the spec export and verify score with). Its token
+    limit: --max-length, else the one verify scored at (so the figure the README quotes is
+    this bundle's), else export's, else 128."""
     import onnxruntime as ort
 
     from ..bundle import spec
@@ -437,7 +442,12 @@ def _input_spec(work: Path, model: Path, cfg, task, config: dict, num_labels: in
     session = ort.InferenceSession(str(work / "model.onnx"), providers=["CPUExecutionProvider"])
     export_settings = (_read_json(model / ARTIFACT).get("settings", {})
                        if (model / ARTIFACT).exists() else {})
-    max_length = cfg.max_length or export_settings.get("max_length") or 128
+    scored_at = verification.get("max_length")
+    max_length = cfg.max_length or scored_at or export_settings.get("max_length") or 128
+    if scored_at and max_length != scored_at:
+        verification["figures_at_other_length"] = True  # (the README then quotes none)
+        log.warning("--max-length %d: verify scored this model at %d tokens; its figures may "
+                    "differ from this bundle's answers on longer texts", max_length, scored_at)
     return spec.build(task, model, config, *spec.of_session(session), num_labels=num_labels,
                       max_length=max_length, threads=cfg.threads, ort_format=cfg.ort_format,
                       max_image_pixels=cfg.max_image_pixels, files=work)
@@ -452,7 +462,8 @@ def _checked(verification: dict, task) -> str:
     else:
         checked = f"passed `edgetransfer verify` ({verification['report']})"
     figure = (verification.get("metrics") or {}).get(task.primary)
-    if isinstance(figure, (int, float)):  # (verify's figure: what this runtime answers)
+    if (isinstance(figure, (int, float))  # (verify's figure: what this runtime answers)
+            and not verification.get("figures_at_other_length")):
         checked += f"; {task.primary} {figure:.4f} as predict.py answers on verify's data"
     return checked
 

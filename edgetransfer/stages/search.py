@@ -119,25 +119,26 @@ class SearchConfig(BaseModel):
         return v
 
 
-def main(cfg: SearchConfig, recipe: list[str], steps) -> Path:
-    """The command: RECIPE [KEY=VALUE]... then the options. `steps`: how a recipe's steps
-    are planned and run (pipeline.Steps), handed by the command, since a search runs other
-    stages' steps and no stage imports the pipeline (tests/test_layers.py)."""
+def main(cfg: SearchConfig, recipe: list[str], steps_of) -> Path:
+    """The command: RECIPE [KEY=VALUE]... then the options. `steps_of(recipe_file,
+    overrides)`: a recipe's steps, planned and run as `run` does (pipeline.Steps), handed by
+    the command, since a search runs other stages' steps and no stage imports the pipeline
+    (tests/test_layers.py)."""
     if not recipe:
         raise ConfigError("search: give the recipe, e.g. edgetransfer search "
                           "recipes/sst2-search.yaml --budget \"latency=1ms kept=0.97\"")
-    return run(cfg, Path(recipe[0]), list(recipe[1:]), steps=steps)
+    return run(cfg, Path(recipe[0]), list(recipe[1:]), steps_of=steps_of)
 
 
-def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = (), *, steps) -> Path:
-    """The search; `steps(recipe_file, overrides)` loads and wires the recipe and plans and
-    runs each step (the teacher, a student per depth, a candidate's export) as `run` would."""
+def run(cfg: SearchConfig, recipe_file: Path, overrides: list[str] = (), *, steps_of) -> Path:
+    """The search; `steps_of(recipe_file, overrides)`: the recipe loaded and wired, whose
+    steps plan and run each step (the teacher, a student per depth, a candidate's export)."""
     from ..records.references import Teacher
 
     started = time.perf_counter()
     budget = budgets.parse(cfg.budget)
     variants = space.variants(cfg.depths, cfg.formats, cfg.prune)
-    steps = steps(recipe_file, overrides)
+    steps = steps_of(recipe_file, overrides)
     root, w = steps.root, steps.wiring
     out = Path(cfg.out or root / "search")
     _check_data(w, variants)
@@ -385,22 +386,7 @@ def _distill(depth, steps, out) -> tuple[str, float]:
 def _export(v, model: str, folder: Path, steps, cfg, probe: bool = False) -> dict:
     """Export `model` as variant `v` into `folder`, as a pipeline step (reused when its key,
     settings and inputs' contents, is unchanged), and read its figures."""
-    w = steps.wiring
-    corpus = w.corpus() if v.prune else {}
-    calibration = (w.files["train"] if quantize.calibrates(v.export_settings()["quantize"])
-                   else None)
-    settings = v.export_settings() | dict(
-        model=model, out=folder, eval_data=w.files["eval"], task=w.recipe.task,
-        calibration_data=calibration, prune_vocab=",".join(corpus.values()) or None,
-        min_count=cfg.min_count, max_length=w.recipe.data.max_length, threads=cfg.threads,
-        # the budget's kept judges accuracy; an untrained probe is timed, not judged
-        max_accuracy_drop=100.0, overwrite=True) | w.columns()
-    if probe:
-        settings["min_agreement"] = 1e-9
-    inputs = {"model": model, "eval": w.files["eval"], "calibration": calibration} | corpus
-    step = steps.from_config("export", settings, inputs, folder=folder,
-                             label=f"search-{folder.parent.name}-{folder.name}")
-    steps.execute(step, counter=v.name)
+    steps.execute(_export_step(v, model, folder, steps, cfg, probe), counter=v.name)
     record = ExportReport.read(folder / ExportReport.FILE,
                                fix="remove the folder to export it again")
     figures = {"folder": str(folder), "size_bytes": record.size_bytes,
@@ -410,6 +396,23 @@ def _export(v, model: str, folder: Path, steps, cfg, probe: bool = False) -> dic
     if cfg.device:
         figures = _on_device(figures, folder, steps, cfg)
     return figures
+
+
+def _export_step(v, model: str, folder: Path, steps, cfg, probe: bool = False):
+    """Variant `v` of `model` as a recipe's `export:` variant would say it, planned by
+    export's own plan() on a wiring whose newest checkpoint is `model` (its calibration, eval
+    data, corpus, columns and token limit wired there, as for the recipe's own steps)."""
+    from ..convert.vocab_pruning import RECIPE_CORPUS
+    from ..records.references import Student
+
+    section = v.export_settings() | dict(
+        prune_vocab=RECIPE_CORPUS if v.prune else None, min_count=cfg.min_count,
+        threads=cfg.threads,
+        # the budget's kept judges accuracy; an untrained probe is timed, not judged
+        max_accuracy_drop=100.0, min_agreement=1e-9 if probe else None)
+    return steps.from_section("export", section, given=(Student(folder=model),),
+                              folder=folder,
+                              label=f"search-{folder.parent.name}-{folder.name}")
 
 
 def _on_device(figures: dict, folder: Path, steps, cfg) -> dict:

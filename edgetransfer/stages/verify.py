@@ -610,8 +610,8 @@ def plan(section, w) -> list[dict]:
     out = w.root / "verify"
     config = settings | w.columns() | dict(
         task=w.recipe.task, reference=teacher, candidate=candidates, data=w.files["eval"],
-        max_length=w.recipe.data.max_length, out=out / "verify.json")
-    made = Verification(folder=out, file=out / "verify.json")
+        max_length=w.recipe.data.max_length, out=out / VerifyReport.FILE)
+    made = Verification(folder=out, file=out / VerifyReport.FILE)
     return [{"label": "verify", "config": config, "folder": out, "makes": [made], "inputs": {
         "reference": teacher, "eval": w.files["eval"], "baseline": settings.get("baseline")}
         | {f"candidate:{c.split('=')[0]}": c.split("=", 1)[1] for c in candidates}}]
@@ -625,7 +625,7 @@ def run_step(cfg: VerifyConfig) -> None:
     final = Path(cfg.out).parent
     folder = OutputFolder(final, overwrite=True)
     folder.prepare()
-    cfg = cfg.model_copy(update={"out": folder.work / "verify.json"})
+    cfg = cfg.model_copy(update={"out": folder.work / VerifyReport.FILE})
     report = run(cfg)
     write_manifest(folder.work, "verify-report", cfg.model_dump(mode="json"),
                    {"passed": report.passed, "failures": len(report.failures)},
@@ -633,4 +633,4 @@ def run_step(cfg: VerifyConfig) -> None:
                        c.name: c.path for c in report.candidates},
                    packages=("torch", "transformers", "onnxruntime"), task=report.task)
     folder.commit()
-    check(report, final / "verify.json")
+    check(report, final / VerifyReport.FILE)

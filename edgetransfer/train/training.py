@@ -182,9 +182,14 @@ def index_of(task, dataset) -> dict:
 
 
 def per_example(task, logits, labels, index) -> tuple:
-    """(labels, predictions) per example, from per-row logits and labels."""
+    """(labels, predictions) per example, from per-row logits and labels: the primary
+    head's (the task's first output; the first of the model's label arguments)."""
+    # (the Trainer gives a tuple where the model has several outputs, in its order, which
+    # Task.outputs follows; and where it takes several labels, in its forward's order)
     if isinstance(logits, tuple):
-        logits = logits[0]
+        logits = dict(zip(task.outputs, logits))[task.outputs[0]]
+    if isinstance(labels, tuple):
+        labels = labels[0]
     logits, labels = task.per_example(logits, index), task.per_example(labels, index)
     return labels, task.predictions(logits)
 

@@ -13,7 +13,9 @@ checked against its sha256, nothing else resolved):
 A file with a second text column (sentence2 beside sentence1, ...: see PAIR_COLUMNS, or
 --text-pair-column) gives text pairs. One JSON object a line per text; what it holds is
 input_spec.json's "task" "postprocess" (POSTPROCESS below): a classifier gives {"text",
-"label", "score", "scores"}, the scores being the softmax of the model's logits. The model
+"label", "score", "scores"}, the scores being the softmax of the model's logits; a model
+with further outputs (input_spec.json "also": another head on the encoder) adds "outputs":
+{name: value} to each row, as the model gives them (Predictor.further). The model
 is model.ort where the bundle has one (onnxruntime's own format: faster to load, and what
 its minimal builds read), else model.onnx. An image bundle (input_spec.json "task" "inputs":
 "image") reads PNG/JPEG/... files with Pillow and prepares them as its "image" entry says
@@ -519,6 +521,14 @@ def check_spec(spec) -> dict:
         raise BundleError(f"{SPEC}: inputs: expected a list of {{name, type}}")
     if not isinstance(task.get("postprocess"), str):
         raise BundleError(f"{SPEC}: task postprocess: expected str")
+    also = spec.get("also", [])
+    if not (isinstance(also, list) and all(isinstance(n, str) for n in also)
+            and spec["output"] not in also):
+        raise BundleError(f"{SPEC}: also: expected a list of output names besides "
+                          f"{spec['output'][:80]!r}")
+    if also and task["postprocess"] not in ONE_RUN:
+        raise BundleError(f"{SPEC}: also: further outputs print beside "
+                          f"{', '.join(ONE_RUN)} only, not {task['postprocess'][:40]!r}")
     if task["inputs"] == "text":
         for name in ("pad_id", "pad_type_id"):
             if not 0 <= spec[name] <= MAX_ID:
@@ -551,6 +561,9 @@ POSTPROCESS = {"softmax-label": _softmax_label, "values": _values, "entities": _
 # the postprocesses whose rows hold a ranked list of labels, which --top-k cuts (the others
 # refuse it rather than ignore it)
 RANKED = ("softmax-label",)
+# the postprocesses that run the model once per batch of inputs, a row per input: a model's
+# further outputs (input_spec.json "also") are printed beside their rows
+ONE_RUN = ("softmax-label", "values")
 
 
 class Predictor:
@@ -648,8 +661,8 @@ class Predictor:
         except Exception as e:  # noqa: BLE001  (onnxruntime's own words are the finding)
             raise BundleError(f"{self.model_file}: onnxruntime cannot load it ("
                               f"{' '.join(str(e).split())[:200]})") from None
-        output, session = spec["output"], self.session
-        self.model = lambda feeds: {output: session.run([output], feeds)[0]}
+        names, session = [spec["output"], *spec.get("also", [])], self.session
+        self.model = lambda feeds: dict(zip(names, session.run(names, feeds)))
         self.inputs = [(i.name, DTYPES.get(i.type)) for i in self.session.get_inputs()]
         expected = [(i["name"], DTYPES.get(i["type"])) for i in spec["inputs"]]
         usable = (self.inputs == [IMAGE_INPUT] if self.kind == "image" else
@@ -658,9 +671,10 @@ class Predictor:
             raise BundleError(f"{spec['model']}: inputs {self.inputs} do not match "
                               f"{SPEC} {expected}")
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
-        if spec["output"] not in outputs:
-            raise BundleError(f"{SPEC}: output {spec['output'][:80]!r} is not one of the "
-                              f"model's ({', '.join(outputs)})")
+        for name in names:
+            if name not in outputs:
+                raise BundleError(f"{SPEC}: output {name[:80]!r} is not one of the "
+                                  f"model's ({', '.join(outputs)})")
         width = (outputs[spec["output"]] or [None])[-1]
         if isinstance(width, int) and width != len(self.labels):
             raise BundleError(f"{spec['labels']}: {len(self.labels)} labels for the model's "
@@ -674,8 +688,22 @@ class Predictor:
         return member(self.folder, self.manifest, self.spec[field], f"{SPEC} {field}")
 
     def _output(self, feeds: dict):
-        """The model's output that input_spec.json names, for numpy feeds."""
-        return self.model(feeds)[self.spec["output"]]
+        """The model's output that input_spec.json names, for numpy feeds (its "also"
+        outputs of the same run kept for `further`)."""
+        out = self.model(feeds)
+        self._further = {name: out[name] for name in self.spec.get("also", [])}
+        return out[self.spec["output"]]
+
+    def further(self, rows):
+        """`rows` (a postprocess's, one per input of one run), each with `"outputs": {name:
+        value}`: the model's further outputs as it gives them (a float where an output holds
+        one number per input, else a list). The postprocess and labels.json describe the
+        first output; a further head (a score beside a class, say) is printed as it is."""
+        for i, row in enumerate(rows):
+            values = {name: self.np.asarray(v[i], dtype="float64").reshape(-1)
+                      for name, v in self._further.items()}
+            yield row | {"outputs": {name: float(v[0]) if v.size == 1 else v.tolist()
+                                     for name, v in values.items()}}
 
     def logits(self, texts: list):
         """The model's output for texts (str) or pairs ((text, pair) tuples), or (an image
@@ -748,7 +776,8 @@ class Predictor:
                               f"leave --top-k out")
         for start in range(0, len(texts), batch_size):
             chunk = texts[start:start + batch_size]
-            yield from self.postprocess(self, chunk, top_k)
+            rows = self.postprocess(self, chunk, top_k)
+            yield from self.further(rows) if self.spec.get("also") else rows
 
     def predict(self, texts: list[str], top_k: int | None = None,
                 batch_size: int = 1) -> list[dict]:
