@@ -36,11 +36,12 @@ class Reader:
     # (measure/footprint.py writes one); image paths are read relative to the listing
     listed: Callable[[list, Path], list] = lambda inputs, folder: list(inputs)
 
-    def check(self, model: Path) -> None:
-        """The export folder holds the files this reader needs."""
+    def check(self, model: Path, where: str | None = None) -> None:
+        """The export folder (or checkpoint: `where` names it as its flag does) holds the
+        files this reader needs."""
         for name, hint in self.needed.items():
             if not (model / name).is_file():
-                raise ModelError(f"--model {model}: has no {name}; {hint}")
+                raise ModelError(f"{where or f'--model {model}'}: has no {name}; {hint}")
 
 
 def _copy_tokenizer(model: Path, work: Path) -> None:

@@ -67,17 +67,22 @@ def of_runner(runner) -> Model:
     return Model(runner.run, *io, Path(runner.path).parent, runner.preprocessor)
 
 
-def predictor(task, model: Model, label_names: list[str], max_length: int):
-    """The bundled runtime's Predictor around `model`, with the spec its bundle would carry."""
+def predictor(task, model: Model, label_names: list[str], max_length: int,
+              max_image_pixels: int | None = None):
+    """The bundled runtime's Predictor around `model`, with the spec its bundle would carry
+    (refused in one line where the folder lacks what the bundle's reader is made from)."""
     from ..bundle import spec
     from ..bundle.runtime.predict import BundleError, Predictor
     from ..errors import ModelError
     from ..untrusted import read_json
 
+    where = f"{model.folder} (scored as its bundle answers)"
+    task.inputs.reader.check(model.folder, where)
     config_file = model.folder / "config.json"
     config = read_json(config_file, error=ModelError) if config_file.is_file() else {}
     made = spec.build(task, model.folder, config, model.inputs, model.outputs,
-                      num_labels=len(label_names), max_length=max_length)
+                      num_labels=len(label_names), max_length=max_length,
+                      max_image_pixels=max_image_pixels)
     try:
         return Predictor.around(model.run, made, label_names, model.folder)
     except BundleError as e:
@@ -85,20 +90,27 @@ def predictor(task, model: Model, label_names: list[str], max_length: int):
 
 
 def predictions(task, model: Model, ds, label_names: list[str], max_length: int,
-                precision: str = "fp32") -> list:
+                precision: str = "fp32", max_image_pixels: int | None = None) -> list:
     """Per-example predictions of `model` over the eval rows `ds`, as its bundle answers
-    (int8 one input at a time, as the runtime's default: scoring.one_by_one says why)."""
+    (int8 one input at a time, as the runtime's default: scoring.one_by_one says why). An
+    input the runtime refuses (an image over the pixel limit) is a data error."""
+    from ..bundle.runtime.predict import BundleError
+    from ..errors import DataError
+
     if task.shipped is None:
         pairs = scoring.batches(task, model.preprocessor, ds, max_length)
         return scoring.predict(task, lambda f: task.output(model.run(f)), pairs, precision)[0]
-    return task.shipped(predictor(task, model, label_names, max_length), ds,
-                        scoring.scoring_batch_size(precision))
+    runtime = predictor(task, model, label_names, max_length, max_image_pixels)
+    try:
+        return task.shipped(runtime, ds, scoring.scoring_batch_size(precision))
+    except BundleError as e:
+        raise DataError(f"the eval data: the bundled runtime refuses an input: {e}") from None
 
 
 def report(task, model: Model, ds, label_names: list[str], max_length: int,
-           precision: str = "fp32") -> dict:
+           precision: str = "fp32", max_image_pixels: int | None = None) -> dict:
     """The task's metrics of `model` on the labelled rows `ds`, as its bundle answers."""
-    preds = predictions(task, model, ds, label_names, max_length, precision)
+    preds = predictions(task, model, ds, label_names, max_length, precision, max_image_pixels)
     return task.metrics(list(ds["label"]), preds, label_names)
 
 
@@ -110,9 +122,10 @@ def bundle_report(task, predictor, ds, batch_size: int = 1) -> dict:
 
 
 def score(task, model: Model, ds, label_names: list[str], max_length: int,
-          precision: str = "fp32") -> float:
+          precision: str = "fp32", max_image_pixels: int | None = None) -> float:
     """The one figure: the task's primary metric, as its bundle answers."""
-    return report(task, model, ds, label_names, max_length, precision)[task.primary]
+    return report(task, model, ds, label_names, max_length, precision,
+                  max_image_pixels)[task.primary]
 
 
 @dataclass
@@ -126,11 +139,14 @@ class Scorer:
     max_length: int
     folder: Path  # the checkpoint's folder: the tokenizer (or image processor) bundled
     preprocessor: Any
+    max_image_pixels: int | None = None  # (--max-image-pixels: the runtime's image limit)
 
     def onnx(self, session, precision: str = "fp32") -> float:
         return score(self.task, of_session(session, self.folder, self.preprocessor),
-                     self.rows, self.label_names, self.max_length, precision)
+                     self.rows, self.label_names, self.max_length, precision,
+                     self.max_image_pixels)
 
     def torch(self, model, precision: str = "fp32") -> float:
         return score(self.task, of_torch(model, self.task, self.folder, self.preprocessor),
-                     self.rows, self.label_names, self.max_length, precision)
+                     self.rows, self.label_names, self.max_length, precision,
+                     self.max_image_pixels)

@@ -327,7 +327,8 @@ def _judge(job: _Job, labels) -> gates.Judge:
                        eval_batches,
                        {"probe": sum(examples[:shaped]), "eval": sum(examples[shaped:])},
                        shipped.Scorer(task, evals, labels, cfg.max_length, Path(job.bb.source),
-                                      job.preprocessor) if evals is not None else None)
+                                      job.preprocessor, cfg.max_image_pixels)
+                       if evals is not None else None)
 
 
 def _check_finite_weights(model, name: str) -> None:

@@ -189,7 +189,8 @@ def run(cfg: VerifyConfig) -> VerifyReport:
     # every model's figure is what its bundle would answer, read as the bundle reads inputs
     # (raw text, image files), the PyTorch reference too (measure/shipped.py)
     preds = {m.name: shipped.predictions(task, shipped.of_runner(m), ds, m.label_names,
-                                         cfg.max_length, m.precision) for m in models}
+                                         cfg.max_length, m.precision, cfg.max_image_pixels)
+             for m in models}
     names = reference.label_names
     reports = {name: task.metrics(labels, p, names) for name, p in preds.items()}
     metric = task.primary

@@ -99,3 +99,23 @@ def test_images_are_scored_from_their_files_as_the_processor_reads_them(image_da
     encoded, _ = scoring.predict(task, lambda f: task.output(runner.run(f)),
                                  scoring.batches(task, runner.preprocessor, ds, 128))
     assert list(as_bundled) == list(encoded) and len(as_bundled) == len(ds)
+
+
+def test_a_checkpoint_without_the_bundles_tokenizer_file_is_refused_in_one_line(
+        tiny_classifier, copy_of, cli, tmp_path):
+    """verify scores every model as its bundle answers: a checkpoint without tokenizer.json
+    (a slow tokenizer's vocab.txt alone) cannot be bundled, so it is named, not crashed on."""
+    from conftest import write_jsonl
+
+    model = copy_of(tiny_classifier)
+    (model / "tokenizer.json").unlink()
+    data = tmp_path / "eval.jsonl"
+    write_jsonl(data, [{"text": f"a {w} film", "label": label} for w, label in
+                       (("fine", "positive"), ("dull", "negative"))])
+    code, text = cli("-q", "verify", "--reference", model, "--candidate", tiny_classifier,
+                     "--data", data, "--out", tmp_path / "verify.json",
+                     "--iterations", "20", "--rounds", "2", "--latency-samples", "8",
+                     "--batch-sizes", "1")
+    assert code == 2, text
+    assert "has no tokenizer.json" in text and str(model) in text
+    assert "Traceback" not in text and not (tmp_path / "verify.json").exists()
