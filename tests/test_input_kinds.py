@@ -97,6 +97,16 @@ def test_a_kind_registered_before_the_cli_adds_its_column_to_every_data_stage(tm
         help_text.split())
 
 
+def test_a_kind_registered_after_the_options_exist_may_not_bring_a_column():
+    from edgetransfer import inputs, options  # noqa: F401  (the options made first)
+
+    late = replace(inputs.get("text"), name="late-captions",
+                   columns=(inputs.Column.of("late_caption_column", str | None),))
+    with pytest.raises(ValueError, match="registered after edgetransfer.options"):
+        inputs.register(late)
+    assert "late-captions" not in [k.name for k in inputs.kinds()]
+
+
 def test_options_package_and_device_name_no_input_kind():
     """What the test above and below show, said of the source: no column is listed by hand
     in options.py, and no input kind's name is tested in package.py or device.py."""
@@ -117,7 +127,10 @@ def toy(tmp_path, monkeypatch):
     import toy_captions_kind as module
 
     module.CALLS.clear()
-    kind = inputs.register(module.KIND)
+    # registered after options.py was imported, a kind may bring no column of its own (it
+    # would be no setting: refused); the subprocess test above shows its own column reach
+    # the options when it is registered first
+    kind = inputs.register(replace(module.KIND, columns=inputs.get("text").columns))
     task = tasks.register(replace(tasks.get("text-classification"), name=TOY, inputs=kind,
                                   claims=lambda config: False,
                                   claims_data=lambda columns: False))

@@ -28,6 +28,15 @@ def register(kind: InputKind) -> InputKind:
             if c.name in mine and mine[c.name] is not c:
                 raise ValueError(f"input kind {kind.name!r}: column {c.name!r} is defined "
                                  f"again (input kind {other.name!r} has it); share the one")
+    import sys
+
+    # (the settings made from the kinds' columns; None while they are being made)
+    made = getattr(sys.modules.get("edgetransfer.options"), "COLUMNS", None)
+    late = [c.name for c in kind.columns if made is not None and c.name not in made]
+    if late:  # (its columns would silently be no config field, CLI option or recipe key)
+        raise ValueError(f"input kind {kind.name!r}: registered after edgetransfer.options "
+                         f"was imported, so its columns {late} would be no setting; register "
+                         f"it first")
     _KINDS[kind.name] = kind
     return kind
 
