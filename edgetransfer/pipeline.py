@@ -68,9 +68,6 @@ class Wiring:
                             f"which its registry entry does not take; add it to takes=")
         return [r for r in self.made if isinstance(r, kind)]
 
-    def first(self, kind: type[R]) -> R | None:
-        return next(iter(self.all(kind)), None)
-
     def newest(self, kind: type[R]) -> R | None:
         return next(reversed(self.all(kind)), None)
 

@@ -101,17 +101,6 @@ IMAGE = Reader(
 READERS = {r.name: r for r in (TEXT, IMAGE)}
 
 
-def kind_of(task) -> str:
-    """The name of the runtime reader the task's inputs are read by."""
-    return task.inputs.reader.name
-
-
-def spec_fields(kind: str, work: Path, model: Path, max_length: int | None, config: dict,
-                session, max_pixels: int | None = None) -> dict:
-    """input_spec.json's fields of this reader (`kind`: its name)."""
-    return READERS[kind].spec(work, model, max_length, config, session, max_pixels)
-
-
 def _read(path: Path) -> dict:
     from ..untrusted import read_json
 

@@ -167,8 +167,7 @@ def _lora(model, new_modules, peft_task_type, freeze_layers, r, alpha, dropout, 
     return peft_model
 
 
-def merge_checked(peft_model, batch: dict, tolerance: float,
-                  outputs: tuple[str, ...] = ("logits",)):
+def merge_checked(peft_model, batch: dict, tolerance: float, outputs: tuple[str, ...]):
     """Merge LoRA into the base weights; fail if the merged outputs differ from the adapter's.
 
     `outputs`: the model's outputs by name (the task's), each compared. Returns the plain
@@ -188,8 +187,9 @@ def merge_checked(peft_model, batch: dict, tolerance: float,
     diff = max(float((b - a).abs().max()) for b, a in zip(before, after))
     if not diff <= tolerance:  # also catches NaN
         raise CheckFailed(
-            f"LoRA merge check failed: merged logits differ from the adapter model's by {diff:.2e}"
+            f"LoRA merge check failed: the merged model's outputs ({', '.join(outputs)}) differ "
+            f"from the adapter model's by {diff:.2e}"
             f" (tolerance {tolerance:.0e}); the adapter is kept, the merged model is not written"
         )
-    log.info("LoRA merge check: max |logit difference| %.2e (tolerance %.0e)", diff, tolerance)
+    log.info("LoRA merge check: max |output difference| %.2e (tolerance %.0e)", diff, tolerance)
     return merged, diff
