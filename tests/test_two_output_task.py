@@ -125,7 +125,7 @@ def _task():
 
         from edgetransfer.train import losses
 
-        SEEN.append((tuple(student), tuple(teacher), tuple(labels)))
+        SEEN.append((tuple(student), tuple(teacher), tuple(sorted(labels))))
         loss, parts = losses.combine(student["logits"], labels["labels"], teacher["logits"],
                                      alpha=alpha, temperature=temperature)
         strength = (alpha * F.mse_loss(student["strength"], teacher["strength"])
