@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 # Threads: no CPU has more cores, every thread is one onnxruntime or torch starts (the
 # bundle's runtime holds input_spec.json to the same bound)
 from .bundle.runtime.predict import MAX_THREADS  # noqa: E402,F401
+
 # per device per step: a batch beyond the data is the whole data at once (its memory)
 MAX_BATCH = 4096
 # a training run of more passes over its data is a typo that would run for days
@@ -24,6 +25,7 @@ MAX_EPOCHS = 1000
 # an image side: the largest image models take ~600 px; a side of 10**5 would be 10**10
 # pixels an image (the bundle's runtime holds input_spec.json to the same bound)
 from .bundle.runtime.predict import MAX_SIDE as MAX_IMAGE_SIZE  # noqa: E402
+
 # the seed numpy, torch and random all take: 0 .. 2**32 - 1
 MAX_SEED = 2**32 - 1
 # timed calls of one measurement: a million at a millisecond is a quarter of an hour

@@ -26,7 +26,6 @@ from . import registry
 from .errors import ConfigError
 from .options import ColumnOptions, comma_list
 
-
 # a recipe's and a variant's name name folders: well under a file system's 255 bytes
 MAX_NAME = 100
 

@@ -75,8 +75,8 @@ class DeviceConfig(BaseModel):
 
 def run(cfg: DeviceConfig) -> dict:
     from .. import tasks
-    from ..bundle.archive import check_runtime, open_bundle
     from ..bundle import requirements
+    from ..bundle.archive import check_runtime, open_bundle
     from ..bundle.runtime.predict import BundleError, read_spec
     from ..device import ssh
     from ..measure import baseline as baselines

@@ -28,8 +28,7 @@ from ..data import splits
 from ..errors import ConfigError, ModelError
 from ..measure import floor
 from ..modeling import architectures, backbones, students
-from ..options import (MAX_BATCH, DataOptions, OutputOptions, TaskOption, TrainOptions,
-                       comma_list)
+from ..options import MAX_BATCH, DataOptions, OutputOptions, TaskOption, TrainOptions, comma_list
 from ..train import devices, training
 from ..train.outputs import output_folder, run_settings
 

@@ -18,8 +18,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from .. import tasks
-from ..errors import ConfigError
 from ..data import splits
+from ..errors import ConfigError
 from ..modeling import architectures, backbones
 from ..options import DataOptions, OutputOptions, TaskOption, TrainOptions, comma_list
 from ..train import devices, methods, training

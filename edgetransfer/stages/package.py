@@ -37,8 +37,14 @@ from ..data.labels import config_names
 from ..device import target_check as checks
 from ..errors import CheckFailed, ConfigError, ModelError, OutputError
 from ..measure import floor
-from ..options import (MAX_COLD_STARTS, MAX_REQUESTS, MAX_THREADS, FloorOption, TargetOptions,
-                       result_settings)
+from ..options import (
+    MAX_COLD_STARTS,
+    MAX_REQUESTS,
+    MAX_THREADS,
+    FloorOption,
+    TargetOptions,
+    result_settings,
+)
 from ..paths import same as same_path
 from ..records import ExportReport, VerifyReport
 from ..records.verify_report import Env

@@ -44,9 +44,9 @@ from ..convert import quantize
 from ..errors import BudgetMissed, CheckFailed, ConfigError, EdgeTransferError
 from ..measure import floor
 from ..options import MAX_THREADS, comma_list
+from ..records import ExportReport
 from ..search import budget as budgets
 from ..search import judge, report, space
-from ..records import ExportReport
 from ..untrusted import read_json
 
 log = logging.getLogger(__name__)

@@ -29,16 +29,31 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field, field_validator
 
-from ..artifacts import MANIFEST, fingerprint, versions
 from .. import paths
-from ..errors import (AccuracyDrop, CheckFailed, ConfigError, EdgeTransferError,
-                      EnvironmentProblem, LatencyRegression, ModelError)
+from ..artifacts import MANIFEST, fingerprint, versions
+from ..errors import (
+    AccuracyDrop,
+    CheckFailed,
+    ConfigError,
+    EdgeTransferError,
+    EnvironmentProblem,
+    LatencyRegression,
+    ModelError,
+)
 from ..measure import baseline as baselines
 from ..measure import floor, latency, parity, runners, scoring, shipped
+from ..options import (
+    MAX_BATCH,
+    MAX_REQUESTS,
+    MAX_SEED,
+    MAX_THREADS,
+    ColumnOptions,
+    FloorOption,
+    TaskOption,
+    comma_list,
+)
 from ..records import VerifyReport
 from ..records.verify_report import LatencyGate
-from ..options import (MAX_BATCH, MAX_REQUESTS, MAX_SEED, MAX_THREADS, ColumnOptions,
-                       FloorOption, TaskOption, comma_list)
 
 log = logging.getLogger(__name__)
 

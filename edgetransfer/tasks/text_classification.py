@@ -16,9 +16,9 @@ import numpy as np
 from ..data import labels as class_labels
 from ..data.splits import pick_column, read_splits, require_columns, row_name, sample_and_carve
 from ..errors import DataError
+from ..inputs import text as text_inputs
 from ..measure import floor, metrics, parity
 from ..modeling import backbones
-from ..inputs import text as text_inputs
 from . import register, text
 from .task import Task, TaskData
 

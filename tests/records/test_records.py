@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import write_report
+
 from edgetransfer.errors import ConfigError, ModelError
 from edgetransfer.records import BY_FILE, ExportReport, VerifyReport
 

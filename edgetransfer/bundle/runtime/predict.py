@@ -27,7 +27,8 @@ Exit codes: 0 done; 2 a damaged bundle or an unusable input (one line on stderr)
 
 This is edgetransfer/bundle/runtime/predict.py, copied unchanged into each bundle; `edgetransfer
 predict` imports the same file, and export and verify score every model through its Predictor
-(Predictor.around), so what is measured on the build machine is what runs on the device. Keep it to the standard library, numpy, tokenizers (or Pillow) and onnxruntime; heavy
+(Predictor.around), so what is measured on the build machine is what runs on the device.
+Keep it to the standard library, numpy, tokenizers (or Pillow) and onnxruntime; heavy
 imports stay inside Predictor so the checksum check can be imported alone.
 """
 
