@@ -150,12 +150,7 @@ def run(cfg: DistillConfig) -> Path:
     data = task.read(cfg, teacher_bb.head_labels(task))
     tokenizer = task.load_preprocessor(teacher_bb, cfg.trust_remote_code)
     tokenized, truncation = task.prepare(data, tokenizer, cfg)
-    unlabeled = None
-    if cfg.unlabeled:
-        if task.read_unlabeled is None:
-            raise ConfigError(f"--unlabeled: the task {task.name} takes no unlabelled data")
-        unlabeled = task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tokenizer,
-                                        cfg.max_length, data)
+    unlabeled = _unlabeled(cfg, task, tokenizer, data)
     out = output_folder(cfg, data.sources, [teacher_bb] + ([student_bb] if student_bb else []),
                         extra_inputs=[cfg.unlabeled] if cfg.unlabeled else [])
 
@@ -178,17 +173,8 @@ def run(cfg: DistillConfig) -> Path:
                                                             task, tokenizer, data, device)
 
     lr = learning_rate_for(cfg, task)
-    settings = {
-        "stage": "distill",
-        "config": json.loads(cfg.model_dump_json()),
-        "learning_rate": lr,
-        "student_kind": "model" if cfg.student else "teacher-layers",
-        "keep_layers": keep,
-        "layer_mapping": mapping,
-        "transfer_rows": {"labelled": len(tokenized["train"]),
-                          "unlabelled": len(unlabeled) if unlabeled is not None else 0},
-        **run_settings(task, data, placement),
-    }
+    settings = _settings(cfg, lr, keep, mapping, len(tokenized["train"]), unlabeled,
+                         run_settings(task, data, placement))
     online = cfg.hidden_weight > 0 or cfg.attention_weight > 0
     fitted = training.fit(
         model=student, tokenizer=tokenizer, task=task, tokenized=tokenized,
@@ -216,6 +202,32 @@ def run(cfg: DistillConfig) -> Path:
                                     **({"unlabeled": cfg.unlabeled} if cfg.unlabeled else {})},
                            title=f"distill: {n_s}-layer student of {Path(cfg.teacher).name}",
                            keep_checkpoints=cfg.keep_checkpoints)
+
+
+def _unlabeled(cfg: DistillConfig, task, tokenizer, data):
+    """--unlabeled's rows, read as the task reads them (None without it)."""
+    if not cfg.unlabeled:
+        return None
+    if task.read_unlabeled is None:
+        raise ConfigError(f"--unlabeled: the task {task.name} takes no unlabelled data")
+    return task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tokenizer, cfg.max_length,
+                               data)
+
+
+def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, unlabeled,
+              run: dict) -> dict:
+    """settings.json: the config, and what the run decided (student, mapping, rows)."""
+    return {
+        "stage": "distill",
+        "config": json.loads(cfg.model_dump_json()),
+        "learning_rate": lr,
+        "student_kind": "model" if cfg.student else "teacher-layers",
+        "keep_layers": keep,
+        "layer_mapping": mapping,
+        "transfer_rows": {"labelled": labelled,
+                          "unlabelled": len(unlabeled) if unlabeled is not None else 0},
+        **run,
+    }
 
 
 def _teacher_targets(cfg: DistillConfig, teacher, tokenized, unlabeled, task, tokenizer,
