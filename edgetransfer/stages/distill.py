@@ -158,12 +158,7 @@ def run(cfg: DistillConfig) -> Path:
 
     set_seed(cfg.seed)
     eager = cfg.attention_weight > 0  # attention maps come only from the eager kernels
-    teacher = backbones.load_trained(teacher_bb, task, allow_pickle=cfg.allow_pickle,
-                                     trust_remote_code=cfg.trust_remote_code,
-                                     attn_implementation="eager" if eager else None,
-                                     flag="--teacher")
-    backbones.check_vocab(teacher, tokenizer, cfg.teacher, "--teacher")
-    teacher.requires_grad_(False)
+    teacher = _teacher(cfg, teacher_bb, task, tokenizer, eager)
     student, keep, mapping = _build_student(cfg, teacher, student_bb, tokenizer, task, data,
                                             eager)
     n_s = architectures.layer_count(student)
@@ -202,6 +197,18 @@ def run(cfg: DistillConfig) -> Path:
                                     **({"unlabeled": cfg.unlabeled} if cfg.unlabeled else {})},
                            title=f"distill: {n_s}-layer student of {Path(cfg.teacher).name}",
                            keep_checkpoints=cfg.keep_checkpoints)
+
+
+def _teacher(cfg: DistillConfig, teacher_bb, task, tokenizer, eager: bool):
+    """The teacher, loaded frozen (with the eager attention kernels where its attention
+    maps are transferred: only they return them)."""
+    teacher = backbones.load_trained(teacher_bb, task, allow_pickle=cfg.allow_pickle,
+                                     trust_remote_code=cfg.trust_remote_code,
+                                     attn_implementation="eager" if eager else None,
+                                     flag="--teacher")
+    backbones.check_vocab(teacher, tokenizer, cfg.teacher, "--teacher")
+    teacher.requires_grad_(False)
+    return teacher
 
 
 def _unlabeled(cfg: DistillConfig, task, tokenizer, data):
