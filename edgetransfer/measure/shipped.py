@@ -42,11 +42,10 @@ def of_session(session, folder, preprocessor) -> Model:
                  inputs, outputs, Path(folder), preprocessor)
 
 
-def of_torch(model, task, folder, preprocessor) -> Model:
-    """A PyTorch model of `task` (its outputs by the task's names, float32)."""
+def torch_run(model, task) -> Callable[[dict], dict]:
+    """A PyTorch model of `task` as the runtime calls a model: numpy feeds (the task's
+    encoding; index columns dropped) -> its outputs by the task's names, float32 numpy."""
     import torch
-
-    from ..bundle import spec
 
     def run(feeds):
         with torch.inference_mode():
@@ -54,7 +53,15 @@ def of_torch(model, task, folder, preprocessor) -> Model:
                            scoring.inputs_only(task, feeds).items()})
         return {name: task.output(out, name).float().numpy() for name in task.outputs}
 
-    return Model(run, *spec.of_preprocessor(task, preprocessor), Path(folder), preprocessor)
+    return run
+
+
+def of_torch(model, task, folder, preprocessor) -> Model:
+    """A PyTorch model of `task` (its outputs by the task's names, float32)."""
+    from ..bundle import spec
+
+    return Model(torch_run(model, task), *spec.of_preprocessor(task, preprocessor),
+                 Path(folder), preprocessor)
 
 
 def of_runner(runner) -> Model:

@@ -283,15 +283,6 @@ class _Job:
     started: float
     judge: gates.Judge | None = None
 
-    def torch_outputs(self, batch: dict) -> dict:
-        """The reference's outputs on encoded inputs, by the task's names, as numpy."""
-        import torch
-
-        with torch.inference_mode():
-            out = self.reference(**{k: torch.from_numpy(v)
-                                    for k, v in scoring.inputs_only(self.task, batch).items()})
-        return {name: self.task.output(out, name).float().numpy() for name in self.task.outputs}
-
 
 def _prepare(cfg, task, bb, labels, evals, calib, pruning, started) -> _Job:
     """The checkpoint loaded and checked, and the judge of its ONNX graphs."""
@@ -319,7 +310,8 @@ def _judge(job: _Job, labels) -> gates.Judge:
                     if evals is not None else None)
     shaped = len(probes)
     probes = probes + ([f for f, _ in eval_batches] if eval_batches else [])
-    raw = [job.torch_outputs(b) for b in probes]
+    torch_run = shipped.torch_run(job.reference, task)
+    raw = [torch_run(b) for b in probes]
     # what the parity gates compare, in examples (a sentence, an image), for their summary
     examples = [len(task.per_example(r[task.outputs[0]], b)) for r, b in zip(raw, probes)]
     return gates.Judge(task, labels, gates.GateSettings.model_validate(cfg), probes,
