@@ -325,8 +325,8 @@ def _cached_logits(cfg, teacher, transfer, collate, device, names: tuple[str, ..
         if cfg.teacher_cache:  # (the key hashes token ids; images would need their bytes)
             log.warning("--teacher-cache: not for %s inputs yet; the teacher's outputs are "
                         "computed afresh", inputs.name)
-        return teacher_outputs(teacher, transfer, collate, device, cfg.teacher_batch_size,
-                               names)
+        return teacher_outputs(teacher, transfer, collate, device, names,
+                               cfg.teacher_batch_size)
     import hashlib
 
     import numpy as np
@@ -344,7 +344,8 @@ def _cached_logits(cfg, teacher, transfer, collate, device, names: tuple[str, ..
     if all(p.exists() for p in paths.values()):
         log.info("teacher outputs: reusing %s", ", ".join(map(str, paths.values())))
         return {name: _read_cached(p) for name, p in paths.items()}
-    outputs = teacher_outputs(teacher, transfer, collate, device, cfg.teacher_batch_size, names)
+    outputs = teacher_outputs(teacher, transfer, collate, device, names,
+                              cfg.teacher_batch_size)
     folder.mkdir(parents=True, exist_ok=True)
     for name, path in paths.items():
         _write_cached(path, outputs[name])
@@ -422,14 +423,14 @@ def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "image")
 
 
-def teacher_logits(model, dataset, collate, device, batch_size: int = 64,
-                   output: str = "logits") -> list:
+def teacher_logits(model, dataset, collate, device, output: str,
+                   batch_size: int = 64) -> list:
     """The model's `output` for every row, in order (`teacher_outputs` of one output)."""
-    return teacher_outputs(model, dataset, collate, device, batch_size, (output,))[output]
+    return teacher_outputs(model, dataset, collate, device, (output,), batch_size)[output]
 
 
-def teacher_outputs(model, dataset, collate, device, batch_size: int = 64,
-                    names: tuple[str, ...] = ("logits",)) -> dict[str, list]:
+def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
+                    batch_size: int = 64) -> dict[str, list]:
     """The model's outputs `names` for every row, in order, one float32 numpy array per row
     and output (one pass).
 
@@ -456,7 +457,7 @@ def teacher_outputs(model, dataset, collate, device, batch_size: int = 64,
 
 
 def _evaluate_teacher(teacher, dataset, collate, device, batch_size, task, names):
-    logits = teacher_logits(teacher, dataset, collate, device, batch_size, task.outputs[0])
+    logits = teacher_logits(teacher, dataset, collate, device, task.outputs[0], batch_size)
     return training.scored(task, logits, dataset["label"], training.index_of(task, dataset),
                            names)
 

@@ -124,7 +124,7 @@ def test_cached_teacher_outputs_equal_recomputed_ones(tiny_teacher, data_dir):
     task = load_task(str(data_dir / "train.jsonl"), str(data_dir / "validation.jsonl"))
     tokenized, _ = tokenize(task.splits, task.sources, tok, 64)
     rows = teacher_logits(teacher, tokenized["train"], collator(tok), torch.device("cpu"),
-                          batch_size=7)
+                          "logits", batch_size=7)
     assert len(rows) == 60 and all(r.shape == (3,) for r in rows)
     cached = np.stack(rows)
     with torch.inference_mode():
