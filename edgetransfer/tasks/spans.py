@@ -5,16 +5,20 @@ A tagger's bundle takes raw text and prints entity spans with character offsets
 the conlleval repair). Its figure is taken from that answer, in one way:
 
 1. each gold sentence's words are joined by single spaces, the text a user would give,
-   each word's first character offset recorded;
+   each word's first and last character offsets recorded;
 2. the runtime reads the text and prints its entity spans;
-3. a gold word takes the type of the span that covers its first character; the first
-   word of a span is B-, each further one I-; a word no span covers is O;
-4. the task's metrics (seqeval, strict IOB2) score those word tags against the gold ones.
+3. a span that starts at a gold word's first character and ends at a gold word's last
+   tags those words: the first B-, each further one I-; a word no such span covers is O;
+4. a span that cuts a gold word (starts or ends inside it) is a printed entity that no gold
+   entity equals: it tags no word, and the entity figures count it as predicted, matching
+   none (`Tags.cut`);
+5. the task's metrics score those word tags against the gold ones (entities strict IOB2).
 
-So a gold word the runtime splits ("U.S." as U . S .) is one word, tagged by the span its
-first character falls in; an I- the model put first is already an entity (the runtime's
-repair); a span over two gold words tags both. A span that starts inside a gold word (its
-first character left out) does not tag that word.
+So the entity figures are exactly what matching the printed spans to the gold spans by type
+and character offsets gives (bench/scoring_path.py checks it independently): a gold word the
+runtime splits ("AL-AIN" as AL - AIN) is found only where one span covers it whole; two
+spans over it are two wrong entities. The word-level figures (token_micro_f1) read the
+tags of step 3.
 """
 
 from __future__ import annotations
@@ -22,6 +26,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.tags import OUTSIDE
+
+
+class Tags(np.ndarray):
+    """A sentence's word tag ids, with `cut`: the types of the printed spans that cut a gold
+    word (rule 4), which the entity figures count as predicted entities matching none."""
+
+    cut: tuple[str, ...] = ()
+
+
+def cut_of(prediction) -> tuple[str, ...]:
+    """The cut spans' types of a sentence's prediction (none for plain tag ids)."""
+    return getattr(prediction, "cut", ())
 
 
 def join(words: list[str]) -> tuple[str, list[int]]:
@@ -33,15 +49,19 @@ def join(words: list[str]) -> tuple[str, list[int]]:
     return " ".join(words), starts
 
 
-def word_tags(entities: list[dict], starts: list[int]) -> list[str]:
-    """IOB2 tags of the words starting at `starts`, from the runtime's entity spans
-    ({"type", "start", "end"}): the rule in this module's docstring."""
-    tags = [OUTSIDE] * len(starts)
+def word_tags(entities: list[dict], starts: list[int], ends: list[int]
+              ) -> tuple[list[str], list[str]]:
+    """(IOB2 tags of the words at `starts`..`ends`, the types of the spans that cut a
+    word) from the runtime's entity spans ({"type", "start", "end"}): the rules above."""
+    tags, cut = [OUTSIDE] * len(starts), []
+    first, last = {s: i for i, s in enumerate(starts)}, {e: i for i, e in enumerate(ends)}
     for e in entities:
-        inside = [i for i, s in enumerate(starts) if e["start"] <= s < e["end"]]
-        for k, i in enumerate(inside):
+        if e["start"] not in first or e["end"] not in last:
+            cut.append(e["type"])
+            continue
+        for k, i in enumerate(range(first[e["start"]], last[e["end"]] + 1)):
             tags[i] = f"{'I' if k else 'B'}-{e['type']}"
-    return tags
+    return tags, cut
 
 
 def tag_ids(tags: list[str], label_names: list[str]) -> np.ndarray:
@@ -51,10 +71,16 @@ def tag_ids(tags: list[str], label_names: list[str]) -> np.ndarray:
                     dtype=np.int64)
 
 
-def predictions(predictor, ds, batch_size: int = 1) -> list[np.ndarray]:
+def predictions(predictor, ds, batch_size: int = 1) -> list[Tags]:
     """Per sentence, its gold words' tag ids (`ds["tokens"]`) from what the runtime's
-    Predictor prints for the sentence's joined text."""
-    joined = [join(list(words)) for words in ds["tokens"]]
-    rows = predictor.predict([text for text, _ in joined], batch_size=batch_size)
-    return [tag_ids(word_tags(row["entities"], starts), predictor.labels)
-            for row, (_, starts) in zip(rows, joined)]
+    Predictor prints for the sentence's joined text, and the spans that cut a word."""
+    joined = [(join(list(words)), words) for words in ds["tokens"]]
+    rows = predictor.predict([text for (text, _), _ in joined], batch_size=batch_size)
+    out = []
+    for row, ((_, starts), words) in zip(rows, joined):
+        ends = [s + len(w) for s, w in zip(starts, words)]
+        tags, cut = word_tags(row["entities"], starts, ends)
+        ids = tag_ids(tags, predictor.labels).view(Tags)
+        ids.cut = tuple(cut)
+        out.append(ids)
+    return out

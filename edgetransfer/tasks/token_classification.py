@@ -289,14 +289,14 @@ def _tags(sequences, label_names) -> list[list[str]]:
 
 
 def report(labels, predictions, label_names: list[str]) -> dict:
-    """Entity-level (seqeval, strict IOB2) and token-level (scikit-learn) reports."""
-    from seqeval.metrics import classification_report as entity_report
-    from seqeval.scheme import IOB2
+    """Entity-level (seqeval's entities, strict IOB2) and token-level (scikit-learn)
+    reports; the spans a bundle printed that cut a gold word count as predicted entities
+    matching none (tasks/spans.py)."""
     from sklearn.metrics import classification_report, precision_recall_fscore_support
 
     gold, pred = _tags(labels, label_names), _tags(predictions, label_names)
-    entity = entity_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True,
-                           zero_division=0)
+    entity = _entity_report(_entities(gold), _entities(pred),
+                            [spans.cut_of(p) for p in predictions])
     flat_gold = [t for s in gold for t in s]
     flat_pred = [t for s in pred for t in s]
     order = sorted(set(label_names))  # the articles' order: B-LOC ... I-PER, O
@@ -351,15 +351,43 @@ def render(rep: dict) -> str:
 
 
 def _entities(sequences) -> list[set]:
-    """Per sentence, its entities read with seqeval, strict IOB2."""
+    """Per sentence, its entities read with seqeval, strict IOB2: (type, first, end)."""
     from seqeval.scheme import IOB2, Entities
 
-    return [set(e) for e in Entities(sequences, IOB2).entities]
+    return [{(e.tag, e.start, e.end) for e in sent}
+            for sent in Entities(sequences, IOB2).entities]
 
 
-def _entity_counts(gold: list[set], pred: list[set]):
-    """Per sentence: (true positives, predicted entities, gold entities)."""
-    return np.array([[len(g & p), len(p), len(g)] for g, p in zip(gold, pred)])
+def _entity_counts(gold: list[set], pred: list[set], cut=None):
+    """Per sentence: (true positives, predicted entities, gold entities); `cut`: per
+    sentence, the printed spans that cut a gold word (predicted, matching none)."""
+    cut = cut or [()] * len(gold)
+    return np.array([[len(g & p), len(p) + len(c), len(g)]
+                     for g, p, c in zip(gold, pred, cut)])
+
+
+def _entity_report(gold: list[set], pred: list[set], cut: list) -> dict:
+    """seqeval's classification report (strict: an entity is found when type, first and
+    last word all match), per type, micro and macro, with the cut spans counted."""
+    from collections import Counter
+
+    def row(tp, n_pred, n_gold) -> dict:
+        p, r = tp / n_pred if n_pred else 0.0, tp / n_gold if n_gold else 0.0
+        return {"precision": p, "recall": r, "f1-score": 2 * p * r / (p + r) if p + r else 0.0,
+                "support": n_gold}
+
+    tp, n_pred, n_gold = Counter(), Counter(), Counter()
+    for g, p, c in zip(gold, pred, cut):
+        tp.update(e[0] for e in g & p)
+        n_pred.update([e[0] for e in p] + list(c))
+        n_gold.update(e[0] for e in g)
+    types = sorted(set(n_pred) | set(n_gold))
+    out = {t: row(tp[t], n_pred[t], n_gold[t]) for t in types}
+    if types:
+        out["micro avg"] = row(sum(tp.values()), sum(n_pred.values()), sum(n_gold.values()))
+        out["macro avg"] = {k: float(np.mean([out[t][k] for t in types]))
+                            for k in ("precision", "recall", "f1-score")}
+    return out
 
 
 def floor_evidence(labels, predictions, label_names: list[str]) -> floor.Evidence:
@@ -368,8 +396,9 @@ def floor_evidence(labels, predictions, label_names: list[str]) -> floor.Evidenc
     from collections import Counter
 
     gold, pred = _tags(labels, label_names), _tags(predictions, label_names)
-    tp, n_pred, n_gold = (_entity_counts(_entities(gold), _entities(pred)).sum(0).tolist()
-                          if gold else (0, 0, 0))
+    tp, n_pred, n_gold = (_entity_counts(_entities(gold), _entities(pred),
+                                         [spans.cut_of(p) for p in predictions]
+                                         ).sum(0).tolist() if gold else (0, 0, 0))
     flat_gold = [t for s in gold for t in s]
     predicted = {t for s in pred for t in s}
     words = len(flat_gold)
@@ -390,8 +419,10 @@ def compare(labels, reference, candidate, label_names, seed: int = 0,
     from scipy.stats import bootstrap
 
     gold = _entities(_tags(labels, label_names))
-    ref = _entity_counts(gold, _entities(_tags(reference, label_names)))
-    cand = _entity_counts(gold, _entities(_tags(candidate, label_names)))
+    ref = _entity_counts(gold, _entities(_tags(reference, label_names)),
+                         [spans.cut_of(p) for p in reference])
+    cand = _entity_counts(gold, _entities(_tags(candidate, label_names)),
+                          [spans.cut_of(p) for p in candidate])
 
     def f1(tp, n_pred, n_gold):
         return 2 * tp / np.maximum(n_pred + n_gold, 1)
@@ -402,7 +433,8 @@ def compare(labels, reference, candidate, label_names, seed: int = 0,
         return 100 * (f1(*np.moveaxis(r, -1, 0)) - f1(*np.moveaxis(c, -1, 0)))
 
     point = float(stat(np.arange(len(gold))))
-    same = all(np.array_equal(a, b) for a, b in zip(reference, candidate))
+    same = all(np.array_equal(a, b) and spans.cut_of(a) == spans.cut_of(b)
+               for a, b in zip(reference, candidate))
     if len(gold) < 2 or same:
         low = high = point
     else:

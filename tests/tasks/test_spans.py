@@ -27,21 +27,48 @@ def test_words_are_joined_by_single_spaces_with_their_offsets():
     assert [text[s:s + len(w)] for s, w in zip(starts, WORDS)] == WORDS
 
 
-def test_a_word_takes_the_span_over_its_first_character():
-    text, starts = spans.join(WORDS)
+def _tags(entities, words=WORDS):
+    text, starts = spans.join(words)
+    return spans.word_tags(entities, starts, [s + len(w) for s, w in zip(starts, words)])
+
+
+def test_a_span_tags_the_words_it_covers_whole():
+    text, _ = spans.join(WORDS)
     # the runtime's words are U . S . : a span over all of them tags the one gold word
-    assert spans.word_tags([_entity(text, "U.S.")], starts)[0] == "B-LOC"
-    # a span over "U.S" (the last "." left out) still covers the word's first character
-    assert spans.word_tags([_entity(text, "U.S")], starts)[0] == "B-LOC"
-    # a span that starts inside the word ("S.") does not tag it
-    assert spans.word_tags([_entity(text, "S.")], starts)[0] == "O"
+    assert _tags([_entity(text, "U.S.")]) == (["B-LOC"] + ["O"] * 5, [])
     # a span across two words: B- then I-
-    assert spans.word_tags([_entity(text, "New York")], starts) == [
-        "O", "O", "O", "B-LOC", "I-LOC", "O"]
+    assert _tags([_entity(text, "New York")]) == (["O", "O", "O", "B-LOC", "I-LOC", "O"], [])
     # two spans side by side: each its own entity
-    assert spans.word_tags([_entity(text, "New"), _entity(text, "York")], starts)[3:5] == [
-        "B-LOC", "B-LOC"]
+    assert _tags([_entity(text, "New"), _entity(text, "York")])[0][3:5] == ["B-LOC", "B-LOC"]
     assert spans.tag_ids(["B-LOC", "I-LOC", "O"], LABELS).tolist() == [1, 2, 0]
+
+
+def test_a_span_that_cuts_a_word_is_an_entity_no_gold_one_equals():
+    text, _ = spans.join(WORDS)
+    # "U.S" (the last "." left out) and "S." (starting inside the word) tag nothing: each is
+    # a printed entity matching none
+    assert _tags([_entity(text, "U.S")]) == (["O"] * 6, ["LOC"])
+    assert _tags([_entity(text, "S.")]) == (["O"] * 6, ["LOC"])
+    # a hyphenated word printed as two entities (AL- and AIN): both wrong, the word missed
+    words = ["AL-AIN", ",", "United"]
+    text, _ = spans.join(words)
+    tags, cut = _tags([_entity(text, "AL-"), _entity(text, "AIN")], words)
+    assert tags == ["O", "O", "O"] and cut == ["LOC", "LOC"]
+
+
+def test_the_entity_figures_count_the_cut_spans_as_predicted():
+    """Scored so, the figures are those of matching the printed spans to the gold spans by
+    type and character offsets: one gold entity, one found, one more printed that cuts a
+    word: precision 1/2, recall 1."""
+    gold = [[1, 0, 0, 1, 2, 0]]
+    found = spans.tag_ids(["B-LOC", "O", "O", "B-LOC", "I-LOC", "O"], LABELS).view(spans.Tags)
+    found.cut = ("LOC",)
+    report = TASK.metrics(gold, [found], LABELS)
+    assert report["entity_precision"] == pytest.approx(2 / 3)
+    assert report["entity_recall"] == 1.0
+    assert report["per_type"]["LOC"]["precision"] == pytest.approx(2 / 3, abs=1e-4)
+    plain = TASK.metrics(gold, [np.asarray(found)], LABELS)
+    assert plain["entity_precision"] == 1.0  # (the same tags without the cut span)
 
 
 @pytest.fixture(scope="module")
