@@ -92,12 +92,18 @@ def run(args) -> None:
                    ["--from", args.from_step] if args.from_step else [])
         print("$", " ".join(cmd), flush=True)
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, cwd=code, env={**_environ(), **env})
+        proc = subprocess.run(cmd, cwd=code, env={**_environ(), **env}, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        print(proc.stdout, flush=True)
+        proc.check_returncode()
         for name in ("verify/verify.json", "pipeline.json"):
             shutil.copyfile(root / name, OUT / f"{args.label}-{recipe}-{Path(name).name}")
+        # (the steps the pipeline reused: their keys, configs included, hashed the same)
+        reused = [line.split("] ", 1)[1].split(":", 1)[0] for line in proc.stdout.splitlines()
+                  if "unchanged, reusing" in line and "] " in line]
         (OUT / f"{args.label}-{recipe}-run.json").write_text(json.dumps(
-            {"command": cmd, "rev": args.rev or _head(), "wall_s": round(
-                time.perf_counter() - t0, 1)}, indent=2))
+            {"command": cmd, "rev": args.rev or _head(), "reused": reused,
+             "wall_s": round(time.perf_counter() - t0, 1)}, indent=2))
     f1 = subprocess.run([sys.executable, __file__, "bundle-f1"], check=True, cwd=code,
                         env={**_environ(), **env}, capture_output=True, text=True).stdout
     (OUT / f"{args.label}-conll2003-bundle-f1.json").write_text(f1)
@@ -118,6 +124,10 @@ def _models(verify: dict) -> dict:
     return {m["name"]: m for m in [verify["reference"], *verify["candidates"]]}
 
 
+def _run(recipe: str, label: str = "after") -> dict:
+    return json.loads((OUT / f"{label}-{recipe}-run.json").read_text())
+
+
 def render(results_md: Path) -> None:
     rows, sides = [], {}
     for label in ("before", "after"):
@@ -136,8 +146,7 @@ def render(results_md: Path) -> None:
     int8 = {s: _models(sides[s]["conll2003"])["onnx-int8"]["metrics"]["entity_f1"]
             for s in sides}
     gaps = {s: 100 * abs(int8[s] - f1[s]["entity_f1"]) for s in sides}
-    reused = json.loads((OUT / "after-conll2003-pipeline.json").read_text())["steps"]
-    text = f"""## One scoring path: the gate against the bundle (bench/scoring_path.py, issue 26), {date.today()}
+    text = f"""## One scoring path, the gate against the bundle (issue 26), {date.today()}
 
 Before: {run_info['before']['rev']}; after: {run_info['after']['rev']} (the same trained steps,
 reused: their step keys are unchanged; export, verify and package re-run with the new code).
@@ -152,12 +161,13 @@ entities against the gold spans), against verify's figure for the same model:
 | side | verify's entity F1 | the bundle on raw text | gap, points | goal |
 | --- | ---: | ---: | ---: | --- |
 | before | {int8['before']:.4f} | {f1['before']['entity_f1']:.4f} | {gaps['before']:.2f} | |
-| after | {int8['after']:.4f} | {f1['after']['entity_f1']:.4f} | {gaps['after']:.2f} | <= {GOAL_POINTS} |
+| after | {int8['after']:.4f} | {f1['after']['entity_f1']:.4f} | {gaps['after']:.2f} | \
+<= {GOAL_POINTS} |
 
 Every figure verify reports is now what the bundle's runtime answers from the input a user
 gives it (edgetransfer/measure/shipped.py); a tagger's spans are read back onto the gold words
-by the rule in edgetransfer/tasks/spans.py. Steps of the "after" CoNLL run:
-{', '.join(f"{k} {'reused' if v.get('status') == 'done' and k in ('teacher', 'student') else v.get('status')}" for k, v in reused.items())}.
+by the rule in edgetransfer/tasks/spans.py. Steps the "after" runs reused (their keys
+unchanged): {'; '.join(f"{r}: {', '.join(_run(r)['reused']) or 'none'}" for r in RECIPES)}.
 
 **Every model's figure, before and after** (text classification and images: the same model
 answers the same on the same inputs, so the figures should not move; the tagger's moves by
