@@ -148,8 +148,10 @@ def render(results_md: Path) -> None:
     gaps = {s: 100 * abs(int8[s] - f1[s]["entity_f1"]) for s in sides}
     text = f"""## One scoring path, the gate against the bundle (issue 26), {date.today()}
 
-Before: {run_info['before']['rev']}; after: {run_info['after']['rev']} (the same trained steps,
-reused: their step keys are unchanged; export, verify and package re-run with the new code).
+Before: {run_info['before']['rev']}; after: {run_info['after']['rev']} (export, verify and
+package re-run with the new code; a trained step reused where its key is unchanged, listed
+below: a recipe whose data paths are relative to it names the other worktree's files, so its
+steps re-run, from the same seed).
 The quickstart recipe as written; CoNLL-2003 and Fashion-MNIST reduced to 3,000 training rows
 and one epoch each of fine-tuning and distillation (so both sides fit one session: these are
 not the recipes' headline figures), accuracy gates lifted. verify on each recipe's test data.
