@@ -88,6 +88,15 @@ class Record(Part):
         data.pop("schema_version", None)
         return {"schema_version": self.SCHEMA_VERSION} | data
 
+    # Read as the JSON it is, too: code written against export.json/verify.json as dicts
+    # (`report["accuracy"]`, `report["reference"]["metrics"]`, before they were records:
+    # edgetransfer.api returned dicts) keeps working; the typed attributes are the API.
+    def __getitem__(self, key: str) -> Any:
+        return self.dump()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.dump().get(key, default)
+
     def write(self, path: Path) -> None:
         """The record as JSON in `path`, atomically (a reader never sees half of it)."""
         path = Path(path)

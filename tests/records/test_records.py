@@ -85,6 +85,19 @@ def test_the_task_metric_is_read_through_one_accessor(tmp_path):
     assert rep.env.onnxruntime == "1.20.0"
 
 
+def test_a_record_reads_as_the_json_it_is_too(tmp_path):
+    """Code that read export.json and verify.json as dicts (edgetransfer.api returned them
+    so) keeps working on the records."""
+    rec = ExportReport.read(_file(tmp_path / "export.json", EXPORT))
+    assert rec["entity_f1"] == 0.853 and rec["latency_batch1"]["p50_ms"] == 1.25
+    assert rec.get("vocab") is None and rec.get("vocab", {}) == {}
+    with pytest.raises(KeyError):
+        rec["no such key"]
+    rep = VerifyReport.read(_file(tmp_path / "verify.json", VERIFY))
+    assert rep["reference"]["metrics"]["accuracy"] == 0.9
+    assert rep["candidates"][0]["accuracy_drop"]["accuracy"]["points"] == 5.0
+
+
 def test_a_file_written_before_versions_is_read_as_version_1(tmp_path):
     """Files edgetransfer wrote before records had a schema_version have the same keys; one
     from before tasks has no metric either (its figure was accuracy)."""
