@@ -406,7 +406,10 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
                   "precision": _precision(export_record),
                   "runs": "model.ort" if cfg.ort_format else "model.onnx",
                   "quantization": _quantization(export_record),
-                  "opset": export_record and export_record.opset, "source": str(model)},
+                  "opset": export_record and export_record.opset, "source": str(model),
+                  # the trained model's floor verdict, as its export carries it (a degenerate
+                  # one is packaged only with --allow-degenerate: settings say so)
+                  "floor": floor.recorded(model)},
         "labels": "labels.json",
         "verification": verification,
         "requirements": [p.spec for p in pins],

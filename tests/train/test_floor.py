@@ -123,6 +123,10 @@ def _check_degenerate(cli, tmp_path, model: Path, floor_record: dict, log: str,
                      "--unverified", "--no-measure", "--no-check-target",
                      "--allow-degenerate")
     assert code == 0, said
+    # the bundle says what it carries: the verdict, and that it was let through
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert manifest["model"]["floor"]["verdict"] == "degenerate"
+    assert manifest["settings"]["allow_degenerate"] is True
     return onnx
 
 
