@@ -36,6 +36,9 @@ class EdgeTransferError(Exception):
             self.setting = flag[2:].rstrip(":").replace("-", "_")
             self.detail = (":" if flag.endswith(":") else "") + " " + rest
         self.named_as: str | None = None
+        # an on/off setting the message tells the user to pass ("pass --allow-degenerate"),
+        # which the pipeline words as the recipe key to set instead
+        self.remedy: str | None = None
 
     def name_setting(self, name: str) -> None:
         """Say the setting as the user typed it (a recipe key, say), not as a flag."""

@@ -219,3 +219,25 @@ def test_recipes_take_the_flag_in_each_refusing_step():
         section = recipe.section(registry.get(step))
         assert section(allow_degenerate=True).allow_degenerate is True, step
     assert "allow_degenerate" not in recipe.section(registry.get("finetune")).model_fields
+
+
+def test_under_run_the_refusal_names_the_recipe_key(tmp_path):
+    """A recipe's step that refuses a degenerate model says which recipe key lets it
+    through, not the command line's flag."""
+    from edgetransfer import pipeline, registry
+    from edgetransfer.measure.floor import DegenerateModel, check
+
+    model = tmp_path / "onnx"
+    model.mkdir()
+    (model / "artifact.json").write_text(json.dumps({"metrics": {"floor": {
+        "verdict": "degenerate", "why": "accuracy 0.33 at chance"}}}))
+    recipe_file = tmp_path / "r.yaml"
+    with pytest.raises(DegenerateModel) as refused:
+        with pipeline._recipe_names(registry.get("package"), recipe_file):
+            check(model, False, "package")
+    said = str(refused.value)
+    assert f"set package.allow_degenerate: true in {recipe_file}" in said, said
+    assert "--allow-degenerate" not in said
+    with pytest.raises(DegenerateModel) as refused:  # (the command line keeps its flag)
+        check(model, False, "package")
+    assert "pass --allow-degenerate" in str(refused.value)
