@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -80,7 +81,7 @@ def run(args) -> None:
         if not code.exists():
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-f", str(code),
                             args.rev], check=True)
-    env = {"PYTHONPATH": str(code)}
+    env = {**os.environ, "PYTHONPATH": str(code)}
     OUT.mkdir(parents=True, exist_ok=True)
     if not (ROOT / "models/data/fashion-mnist").exists():
         subprocess.run([sys.executable, str(ROOT / "recipes/data/fashion_mnist.py"), "--out",
@@ -92,7 +93,7 @@ def run(args) -> None:
                    ["--from", args.from_step] if args.from_step else [])
         print("$", " ".join(cmd), flush=True)
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=code, env={**_environ(), **env}, text=True,
+        proc = subprocess.run(cmd, cwd=code, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         print(proc.stdout, flush=True)
         proc.check_returncode()
@@ -105,14 +106,8 @@ def run(args) -> None:
             {"command": cmd, "rev": args.rev or _head(), "reused": reused,
              "wall_s": round(time.perf_counter() - t0, 1)}, indent=2))
     f1 = subprocess.run([sys.executable, __file__, "bundle-f1"], check=True, cwd=code,
-                        env={**_environ(), **env}, capture_output=True, text=True).stdout
+                        env=env, capture_output=True, text=True).stdout
     (OUT / f"{args.label}-conll2003-bundle-f1.json").write_text(f1)
-
-
-def _environ() -> dict:
-    import os
-
-    return dict(os.environ)
 
 
 def _head() -> str:

@@ -28,7 +28,7 @@ class EdgeTransferError(Exception):
 
     exit_code = EXIT_BAD_INPUT
 
-    def __init__(self, message: str = "", *args):
+    def __init__(self, message: str = "", *args, remedy: str | None = None):
         super().__init__(message, *args)
         flag, _, rest = str(message).partition(" ")
         self.setting = self.detail = None
@@ -36,18 +36,25 @@ class EdgeTransferError(Exception):
             self.setting = flag[2:].rstrip(":").replace("-", "_")
             self.detail = (":" if flag.endswith(":") else "") + " " + rest
         self.named_as: str | None = None
-        # an on/off setting the message tells the user to pass ("pass --allow-degenerate"),
-        # which the pipeline words as the recipe key to set instead
-        self.remedy: str | None = None
+        # an on/off setting the message ends telling the user to turn on ("pass
+        # --allow-degenerate"), which the layer it was typed in may word otherwise
+        self.remedy, self.remedy_as = remedy, None
 
     def name_setting(self, name: str) -> None:
         """Say the setting as the user typed it (a recipe key, say), not as a flag."""
         self.named_as = name
 
+    def name_remedy(self, how: str) -> None:
+        """Say how to turn the remedy on where the user works ("set x: true in r.yaml")."""
+        self.remedy_as = how
+
     def __str__(self) -> str:
-        if self.setting is None or self.named_as is None:
-            return super().__str__()
-        return f"{self.named_as}{self.detail}"
+        text = (super().__str__() if self.setting is None or self.named_as is None
+                else f"{self.named_as}{self.detail}")
+        if self.remedy is None:
+            return text
+        flag = "--" + self.remedy.replace("_", "-")
+        return f"{text}, or {self.remedy_as or f'pass {flag}'}"
 
 
 def invalid_setting(error, given: dict) -> ConfigError:

@@ -371,10 +371,8 @@ def _recipe_names(stage, recipe_file: Path):
         if key and e.named_as is None:
             e.name_setting(f"{recipe_file}: {key}")
         remedy = recipe_key(stage, e.remedy) if e.remedy else None
-        flag = f"pass --{e.remedy.replace('_', '-')}" if e.remedy else ""
-        if remedy and flag in str(e):
-            e.args = (str(e).replace(flag, f"set {remedy}: true in {recipe_file}"),
-                      *e.args[1:])
+        if remedy:
+            e.name_remedy(f"set {remedy}: true in {recipe_file}")
         raise
 
 

@@ -253,10 +253,8 @@ def check(model: str | Path, allow: bool, stage: str, flag: str = "--model") -> 
         return record
     why = clip(str(record.get("why", "its validation metric is at chance")), 400)
     if not allow:
-        refused = DegenerateModel(f"{flag} {model}: a degenerate model ({why}); {stage} refuses "
-                                  f"it: retrain it (the training's metrics.json \"floor\" names "
-                                  f"the likely cause), or pass {FLAG}")
-        refused.remedy = FLAG[2:].replace("-", "_")  # (a recipe's key for it: pipeline.py)
-        raise refused
+        raise DegenerateModel(f"{flag} {model}: a degenerate model ({why}); {stage} refuses "
+                              f"it: retrain it (the training's metrics.json \"floor\" names the "
+                              f"likely cause)", remedy=FLAG[2:].replace("-", "_"))
     log.warning("%s %s: a degenerate model (%s); %s goes on (%s)", flag, model, why, stage, FLAG)
     return record

@@ -10,7 +10,7 @@ lines) says, per gate, the rows compared, the figure, the bar and where the bar 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +61,18 @@ class Judge:
     eval_batches: list | None  # (feeds, labels) of --eval-data; None without it
     rows: dict[str, int]  # examples the probes hold: {"probe": n, "eval": n}
     scorer: Any = None  # shipped.Scorer over --eval-data: the metric as the bundle answers
+    _sessions: dict = field(default_factory=dict, repr=False)  # (path -> its session)
+
+    def session(self, path: Path):
+        """One onnxruntime session per graph, shared by its gate and its score."""
+        if path not in self._sessions:
+            self._sessions[path] = latency.ort_session(path, self.settings.threads)
+        return self._sessions[path]
 
     def gate(self, path: Path, precision: str) -> dict:
         """Run the ONNX model on the parity inputs and fail (exit 3) if it drifts."""
         s = self.settings
-        session = latency.ort_session(path, s.threads)
+        session = self.session(path)
         names = list(self.task.outputs)  # (every one is compared: a graph keeps each head)
         outputs = [parity.named_positions(self.task, dict(zip(names, session.run(
             names, latency.feeds_for(session, b)))), b) for b in self.probes]
@@ -81,7 +88,7 @@ class Judge:
     def score(self, path: Path, precision: str = "fp32") -> float:
         """The task's primary metric of an ONNX model on the eval data, as its bundle
         would answer (measure/shipped.py)."""
-        return self.scorer.onnx(latency.ort_session(path, self.settings.threads), precision)
+        return self.scorer.onnx(self.session(path), precision)
 
     def check_drop(self, value: float, fp32_value: float | None, name: str) -> None:
         """Fail (exit 3) where `value` is more than --max-accuracy-drop below fp32's."""

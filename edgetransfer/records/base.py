@@ -92,10 +92,15 @@ class Record(Part):
     # (`report["accuracy"]`, `report["reference"]["metrics"]`, before they were records:
     # edgetransfer.api returned dicts) keeps working; the typed attributes are the API.
     def __getitem__(self, key: str) -> Any:
-        return self.dump()[key]
+        if key == "schema_version":
+            return self.SCHEMA_VERSION  # (as dump() writes it)
+        return self.model_dump(include={key}, exclude_unset=True)[key]  # (that key alone)
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.dump().get(key, default)
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def write(self, path: Path) -> None:
         """The record as JSON in `path`, atomically (a reader never sees half of it)."""

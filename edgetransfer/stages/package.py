@@ -454,7 +454,6 @@ def _input_spec(work: Path, model: Path, cfg, task, config: dict, num_labels: in
     scored_at = verification.get("max_length")
     max_length = cfg.max_length or scored_at or export_settings.get("max_length") or 128
     if scored_at and max_length != scored_at:
-        verification["figures_at_other_length"] = True  # (the README then quotes none)
         log.warning("--max-length %d: verify scored this model at %d tokens; its figures may "
                     "differ from this bundle's answers on longer texts", max_length, scored_at)
     return spec.build(task, model, config, *spec.of_session(session), num_labels=num_labels,
@@ -462,8 +461,9 @@ def _input_spec(work: Path, model: Path, cfg, task, config: dict, num_labels: in
                       max_image_pixels=cfg.max_image_pixels, files=work)
 
 
-def _checked(verification: dict, task) -> str:
-    """The README's line on what the bundle passed, with verify's figure where it has one."""
+def _checked(verification: dict, task, spec: dict) -> str:
+    """The README's line on what the bundle passed, with verify's figure where it was scored
+    as this bundle answers (at its token limit)."""
     if not verification["verified"]:
         checked = "not verified (packaged with --unverified)"
     elif verification["forced"]:
@@ -471,8 +471,9 @@ def _checked(verification: dict, task) -> str:
     else:
         checked = f"passed `edgetransfer verify` ({verification['report']})"
     figure = (verification.get("metrics") or {}).get(task.primary)
-    if (isinstance(figure, (int, float))  # (verify's figure: what this runtime answers)
-            and not verification.get("figures_at_other_length")):
+    scored, limit = verification.get("max_length"), spec.get("max_length")
+    # (verify's figure is what this runtime answers, unless scored at another token limit)
+    if isinstance(figure, (int, float)) and (None in (scored, limit) or scored == limit):
         checked += f"; {task.primary} {figure:.4f} as predict.py answers on verify's data"
     return checked
 
@@ -480,7 +481,7 @@ def _checked(verification: dict, task) -> str:
 def _readme(cfg, task, labels, export_record, verification, pins, spec) -> str:
     from ..bundle.runtime.predict import POSTPROCESS
 
-    checked = _checked(verification, task)
+    checked = _checked(verification, task, spec)
     ort_row = ("| model.ort, *.required_operators.config | the model predict.py runs (onnxruntime's"
                " own format, also read by its minimal and mobile builds) |\n"
                if cfg.ort_format else "")

@@ -202,9 +202,11 @@ def run(cfg: VerifyConfig) -> VerifyReport:
     outputs = {m.name: _outputs(m, ds, cfg.max_length, scored_at[m.name]) for m in models}
     probes = {m.name: _probes(m, cfg.max_length) for m in models}
     # every model's figure is what its bundle would answer, read as the bundle reads inputs
-    # (raw text, image files), the PyTorch reference too (measure/shipped.py)
+    # (raw text, image files), the PyTorch reference too (measure/shipped.py); a task the
+    # runtime has no reader for is scored on the outputs above (its own encoding)
     preds = {m.name: shipped.predictions(task, shipped.of_runner(m), ds, m.label_names,
                                          cfg.max_length, m.precision, cfg.max_image_pixels)
+             if task.shipped is not None else task.predictions(outputs[m.name][task.outputs[0]])
              for m in models}
     names = reference.label_names
     reports = {name: task.metrics(labels, p, names) for name, p in preds.items()}

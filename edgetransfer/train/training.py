@@ -187,7 +187,7 @@ def per_example(task, logits, labels, index) -> tuple:
     # (the Trainer gives a tuple where the model has several outputs, in its order, which
     # Task.outputs follows; and where it takes several labels, in its forward's order)
     if isinstance(logits, tuple):
-        logits = dict(zip(task.outputs, logits))[task.outputs[0]]
+        logits = logits[0]
     if isinstance(labels, tuple):
         labels = labels[0]
     logits, labels = task.per_example(logits, index), task.per_example(labels, index)
