@@ -112,6 +112,15 @@ class Wiring:
             return None
         return config if isinstance(config, dict) else None
 
+    def heads(self) -> list[str]:
+        """The recipe's tasks: section as finetune's --head values (NAME=KIND:COLUMN:WEIGHT)."""
+        from .tasks.joint import heads
+
+        if not self.recipe.tasks:
+            return []
+        return [h.flag() for h in heads.parse_section(self.recipe.tasks,
+                                                       f"{self.recipe_file}: tasks")]
+
     def training_data(self) -> dict:
         """What the training steps share: the task, the labelled splits and how to read them."""
         d = self.recipe.data

@@ -88,6 +88,9 @@ def _schema() -> type[BaseModel]:
         "description": (str, Field("", description="One line on what the recipe does.")),
         "task": (str | None, Field(None, description="The task (see docs/tasks.md) "
                                    "[default: the model's head, else the data's columns].")),
+        "tasks": (dict[str, dict] | None, Field(None, description="A joint model's heads "
+                                                "(task: multi-task): head name -> kind (a "
+                                                "task), label_column and weight.")),
         "model": (str, Field("minilm-l6", description="The backbone to fine-tune (or, "
                              "without a finetune step, the fine-tuned model).")),
         "output": (str | None, Field(None, description="Artifact folder [default: "
@@ -282,9 +285,19 @@ def _check_steps(recipe, path: Path) -> None:
     if not any(getattr(recipe, s.name) is not None for s in steps):
         raise ConfigError(f"{path}: no steps; add at least one of "
                           f"{', '.join(s.name for s in steps)}")
-    if recipe.task is not None:
-        from . import tasks
+    from . import tasks
 
+    if recipe.tasks is not None or recipe.task == tasks.JOINT:
+        from .tasks.joint import heads
+
+        if recipe.task not in (None, tasks.JOINT):
+            raise ConfigError(f"{path}: tasks: makes a {tasks.JOINT} task, not {recipe.task}; "
+                              f"set task: {tasks.JOINT}")
+        if recipe.tasks is None:
+            raise ConfigError(f"{path}: task: {tasks.JOINT} needs a tasks: section naming "
+                              f"its heads (name: {{kind: ..., label_column: ..., weight: ...}})")
+        heads.parse_section(recipe.tasks, f"{path}: tasks")
+    elif recipe.task is not None:
         tasks.get(recipe.task, flag=f"{path}: task:")
     for stage in steps:
         variants = getattr(recipe, stage.name)

@@ -85,6 +85,8 @@ def predict(task, logits_of, pairs, precision: str = "fp32") -> tuple[list, list
         pairs = list(one_by_one(pairs))
     logits, labels = [], []
     for feeds, y in pairs:
-        logits.extend(task.per_example(np.asarray(logits_of(feeds)), feeds))
+        values = logits_of(feeds)  # (a joint task's: a dict by head)
+        values = values if isinstance(values, dict) else np.asarray(values)
+        logits.extend(task.per_example(values, feeds))
         labels.extend(y)
     return task.predictions(logits), labels

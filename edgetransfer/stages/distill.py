@@ -457,9 +457,20 @@ def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
 
 
 def _evaluate_teacher(teacher, dataset, collate, device, batch_size, task, names):
-    logits = teacher_logits(teacher, dataset, collate, device, task.outputs[0], batch_size)
-    return training.scored(task, logits, dataset["label"], training.index_of(task, dataset),
-                           names)
+    wanted = task.outputs if task.joint else task.outputs[:1]
+    logits = task.scored(teacher_outputs(teacher, dataset, collate, device, wanted,
+                                         batch_size) | {})
+    return training.scored(task, logits, _labels_of(task, dataset),
+                           training.index_of(task, dataset), names)
+
+
+def _labels_of(task, dataset):
+    """The rows' gold labels as the Trainer hands them to metrics: one column, or a joint
+    task's {head: per-row ids}."""
+    labels = dataset["label"]
+    if not task.joint:
+        return labels
+    return {name: [row[name] for row in labels] for name in task.outputs}
 
 
 def _side_by_side(teacher, student, teacher_eval, student_eval, task) -> dict:
@@ -523,7 +534,7 @@ def distill_trainer_class():
             if want_h or want_a:
                 import torch
 
-                self.teacher.to(self.task.output(outputs).device)
+                self.teacher.to(self.task.output(outputs, task.outputs[0]).device)
                 with torch.no_grad():
                     t = self.teacher(**inputs, **wanted)
                 mask = inputs.get("attention_mask")

@@ -77,6 +77,15 @@ class FinetuneConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
     lora_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA input.")
     lora_targets: list[str] | None = Field(None, description="Module names to adapt, comma-"
                                            "separated [default: every Linear in the blocks].")
+    head: list[str] | None = Field(None, json_schema_extra={"repeatable": True},
+                                   description="A joint model's head (--task multi-task), "
+                                   "repeated once per head: NAME=KIND[:COLUMN[:WEIGHT]], e.g. "
+                                   "intent=text-classification:intent and "
+                                   "slots=token-classification:slots [column: NAME; weight: 1].")
+    select: str | None = Field(None, description="A joint model: the combined figure that "
+                               "selects the model and stops early: mean (of each head's "
+                               "primary metric), weighted (by the heads' weights) or a head's "
+                               "name [default: mean].")
     merge_tolerance: float = Field(1e-4, gt=0, description="Largest logit difference allowed "
                                    "between the merged and the adapter model (fp32).")
 
@@ -91,9 +100,20 @@ class FinetuneConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
         return self.lr if self.lr is not None else DEFAULT_LR[self.method]
 
 
+def _heads(cfg: FinetuneConfig) -> list:
+    """--head's heads, checked (a joint task's)."""
+    from ..tasks.joint import heads
+
+    given = [heads.parse_flag(v) for v in cfg.head or []]
+    if cfg.select is not None and not given:
+        raise ConfigError("--select: chooses among a joint model's heads; name them with --head")
+    return heads.check_heads(given, "--head") if given else []
+
+
 def check_settings(cfg: FinetuneConfig) -> None:
     """The settings alone, before anything is read or loaded (under `run`: before the
     recipe's first step)."""
+    _heads(cfg)
     if cfg.freeze_layers and cfg.method == "head":
         raise ConfigError("--freeze-layers has no effect with --method head (all is frozen)")
 
@@ -106,7 +126,8 @@ def run(cfg: FinetuneConfig) -> Path:
     _check_against(cfg, backbone.config)
     splits.warn_shared({"train": cfg.train, "validation": cfg.validation, "test": cfg.test})
     task = tasks.resolve(cfg.task, config=None if cfg.new_head else backbone.config,
-                         columns=lambda: _columns(cfg.train), where=f"--model {cfg.model}")
+                         columns=lambda: _columns(cfg.train), where=f"--model {cfg.model}",
+                         heads=_heads(cfg), select=cfg.select)
     model_labels = None if cfg.new_head else backbone.head_labels(task)
 
     backbones.check_max_length(backbone, cfg.max_length)
@@ -204,5 +225,7 @@ def plan(section, w) -> list[dict]:
 
     out = w.root / "teacher"
     config = section.model_dump() | w.training_data() | dict(model=w.model, out=out)
+    if w.heads():
+        config["head"] = w.heads()
     return [{"label": "teacher", "config": config, "makes": [Teacher(folder=out)],
              "inputs": {"model": w.model} | w.splits()}]

@@ -19,6 +19,8 @@ _TASKS: dict[str, Task] = {}
 # The task when neither the model nor the data says: the one edgetransfer began with, whose
 # reader then names what the data lacks (e.g. "no text column found").
 DEFAULT = "text-classification"
+# The joint task (tasks/joint): composed from heads, never registered itself.
+from .joint.heads import NAME as JOINT  # noqa: E402
 
 
 def register(task: Task) -> Task:
@@ -44,6 +46,9 @@ def _builtin() -> None:
 
 def get(name: str, flag: str = "--task") -> Task:
     _builtin()
+    if name == JOINT:
+        raise ConfigError(f"{flag} {JOINT}: a joint task is made of its heads; name them "
+                          f"(--head NAME=KIND[:COLUMN[:WEIGHT]], or a recipe's tasks: section)")
     try:
         return _TASKS[name]
     except (KeyError, TypeError):
@@ -53,10 +58,21 @@ def get(name: str, flag: str = "--task") -> Task:
                           f"{', '.join(_TASKS)}") from None
 
 
-def of_config(config: dict) -> list[Task]:
-    """The tasks whose head a checkpoint's config.json describes."""
+def of_config(config: dict, where: str = "config.json") -> list[Task]:
+    """The tasks whose head a checkpoint's config.json describes (a joint model: the one
+    its recorded heads make)."""
     _builtin()
+    from . import joint
+
+    if joint.claims(config):
+        return [joint.of_config(config, where)]
     return [t for t in _TASKS.values() if t.claims(config)]
+
+
+def names() -> list[str]:
+    """Every task name --task takes: the registered ones and the joint task."""
+    _builtin()
+    return [*_TASKS, JOINT]
 
 
 def recorded(folder: Path) -> str | None:
@@ -73,13 +89,17 @@ def recorded(folder: Path) -> str | None:
 
 
 def resolve(given: str | None, *, config: dict | None = None, folder: Path | None = None,
-            columns=None, flag: str = "--task", where: str = "--model") -> Task:
+            columns=None, flag: str = "--task", where: str = "--model", heads=None,
+            select: str | None = None) -> Task:
     """The run's task: `given`, else the artifact's record, the config's head or the data's
     columns (a list, or a function giving it: read only when needed), where exactly one
     task fits. A given task that contradicts the checkpoint's head is refused (one line,
-    exit 2) before any work."""
+    exit 2) before any work. `heads` (joint.Head, from --head or a recipe's tasks:): a joint
+    task over them, whose heads a checkpoint's own then must not contradict."""
     _builtin()
-    by_head = of_config(config) if config else []
+    by_head = of_config(config, f"{where}: config.json") if config else []
+    if heads or given == JOINT:
+        return _joint(given, heads, select, by_head, flag, where)
     if given is not None:
         task = get(given, flag)
         if by_head and task not in by_head:
@@ -104,3 +124,23 @@ def resolve(given: str | None, *, config: dict | None = None, folder: Path | Non
             raise ConfigError(f"the data's columns {columns} fit several tasks "
                               f"({', '.join(t.name for t in fits)}); pass {flag}")
     return _TASKS[DEFAULT]
+
+
+def _joint(given, heads, select, by_head: list[Task], flag: str, where: str) -> Task:
+    from . import joint
+
+    if given not in (None, JOINT):
+        raise ConfigError(f"--head: heads make a {JOINT} task, not {given}; drop {flag} or "
+                          f"give {flag} {JOINT}")
+    if not heads and by_head and by_head[0].joint:  # (a trained joint model: its own)
+        return by_head[0]
+    if not heads:
+        raise ConfigError(f"{flag} {JOINT}: name its heads with --head NAME=KIND[:COLUMN"
+                          f"[:WEIGHT]] (a recipe: its tasks: section)")
+    task = joint.compose(list(heads), select)
+    if by_head and by_head[0].outputs != task.outputs:
+        theirs = ", ".join(by_head[0].outputs) if by_head[0].joint else by_head[0].name
+        raise ModelError(f"{where}: its head is {theirs}, not the heads "
+                         f"{', '.join(task.outputs)}; give a backbone, or pass --new-head to "
+                         f"replace its head")
+    return task

@@ -139,6 +139,16 @@ class Task:
     # `agreement` and `tolerances` say them for the first (a regression head beside a
     # classifier: (None, its atol per precision)); an output not named: the first's
     output_parity: dict[str, tuple] = field(default_factory=dict)
+    # where the task's model can serve as one head of a joint model (tasks/joint): "sentence"
+    # (one output per example, read from the first token's state) or "word" (one per word,
+    # from every position); None: it cannot be a head
+    head: str | None = None
+    # every output is a head the task scores (a joint model): `output`, `per_example`,
+    # `predictions` and the metrics see all of them, a dict by name, not the first alone
+    joint: bool = False
+    # the metric report's keys the accuracy gates hold to the allowed drop, each on its own
+    # (a joint model: each head's primary metric); empty: the primary alone
+    gated: tuple[str, ...] = ()
 
     def __post_init__(self):
         # what the runtime reads (input_spec.json "task" "inputs", "pairs") is the input
@@ -162,9 +172,23 @@ class Task:
             return named[self.outputs[0]]
         return {name: named[name] for name in self.outputs}
 
+    @property
+    def gates(self) -> tuple[str, ...]:
+        """The report keys the accuracy gates check (`gated`, else the primary)."""
+        return self.gated or (self.primary,)
+
+    def scored(self, named: dict):
+        """What the task scores of outputs by name: every one where it is joint (a dict),
+        else the first's value."""
+        if self.joint:
+            return {name: named[name] for name in self.outputs}
+        return named[self.outputs[0]]
+
     def output(self, out, name: str | None = None):
-        """One named output (default: the first of `outputs`) of a model's forward: a
-        transformers ModelOutput or a dict of arrays (runners, ONNX sessions)."""
+        """One named output of a model's forward (a transformers ModelOutput or a dict of
+        arrays: runners, ONNX sessions); no name: what the task scores (`scored`)."""
+        if name is None and self.joint:
+            return {n: self.output(out, n) for n in self.outputs}
         name = name or self.outputs[0]
         if isinstance(out, dict):  # (a ModelOutput is an OrderedDict too)
             return out[name]

@@ -167,6 +167,7 @@ TASK = register(Task(
     rewrites=frozenset({"first_token_last_layer"}),
     # what predict.py does with the model's output (bundle/runtime/predict.py POSTPROCESS)
     runtime={"postprocess": "softmax-label"},
+    head="sentence",  # a joint model's head over the encoder (tasks/joint)
     inputs=text_inputs.TEXT_PAIR,
     secondary="macro_f1",
     floor=floor.classes,

@@ -514,6 +514,7 @@ TASK = register(Task(
     rewrites=frozenset(),  # every position's output is used: no first-token slicing
     runtime={"postprocess": "entities", "words": "the tokenizer's",
              "aggregation": "first sub-token", "tags": "IOB2, conlleval repair"},
+    head="word",  # a joint model's head over the encoder (tasks/joint)
     inputs=words_inputs.WORDS,
     secondary="token_micro_f1",
     floor=floor_evidence,

@@ -186,8 +186,8 @@ def per_example(task, logits, labels, index) -> tuple:
     head's (the task's first output; the first of the model's label arguments)."""
     # (the Trainer gives a tuple where the model has several outputs, in its order, which
     # Task.outputs follows; and where it takes several labels, in its forward's order)
-    if isinstance(logits, tuple):
-        logits = logits[0]
+    if isinstance(logits, tuple):  # (a joint task scores every head, by name)
+        logits = dict(zip(task.outputs, logits)) if task.joint else logits[0]
     if isinstance(labels, tuple):
         labels = labels[0]
     logits, labels = task.per_example(logits, index), task.per_example(labels, index)
