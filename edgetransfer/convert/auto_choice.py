@@ -85,7 +85,9 @@ def _candidate(task, judge: Judge, mode, label, tmp, fp32, feeds, singles, fp32_
         gate, entry["parity_failed"] = None, str(e)
     value = judge.score(path, precision)
     lat = variant.latency_batch1(path, singles, settings.threads)
-    drop = task.drop(fp32_value, value)
+    # (a joint task's heads each hold to the bar too: Judge.figures)
+    drop = max([task.drop(fp32_value, value)] + [task.drop(ref, v) for v, ref in
+                                                  judge.figures(path, fp32).values()])
     entry |= {metric: value, "drop_points": round(drop, 3),
               "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
               "holds": gate is not None and drop <= settings.max_accuracy_drop}

@@ -62,6 +62,7 @@ class Judge:
     rows: dict[str, int]  # examples the probes hold: {"probe": n, "eval": n}
     scorer: Any = None  # shipped.Scorer over --eval-data: the metric as the bundle answers
     _sessions: dict = field(default_factory=dict, repr=False)  # (path -> its session)
+    reports: dict = field(default_factory=dict, repr=False)  # (path -> its scored report)
 
     def session(self, path: Path):
         """One onnxruntime session per graph, shared by its gate and its score."""
@@ -87,30 +88,42 @@ class Judge:
 
     def score(self, path: Path, precision: str = "fp32") -> float:
         """The task's primary metric of an ONNX model on the eval data, as its bundle
-        would answer (measure/shipped.py)."""
-        return self.scorer.onnx(self.session(path), precision)
+        would answer (measure/shipped.py); its whole report is kept (`figures`)."""
+        self.reports[path] = self.scorer.onnx_report(self.session(path), precision)
+        return self.reports[path][self.task.primary]
 
-    def check_drop(self, value: float, fp32_value: float | None, name: str) -> None:
-        """Fail (exit 3) where `value` is more than --max-accuracy-drop below fp32's."""
+    def figures(self, path: Path, fp32: Path) -> dict[str, tuple[float, float]]:
+        """Each figure the task gates on its own beside the primary (Task.gated: a joint
+        task's heads) -> (the model's value, the fp32 model's), both scored already."""
+        if not self.task.gated or path not in self.reports or fp32 not in self.reports:
+            return {}
+        return {k: (self.reports[path][k], self.reports[fp32][k]) for k in self.task.gated}
+
+    def check_drop(self, value: float, fp32_value: float | None, name: str,
+                   figures: dict[str, tuple[float, float]] | None = None) -> None:
+        """Fail (exit 3) where `value` (or any of `figures`: `figures()`) is more than
+        --max-accuracy-drop below fp32's."""
         if fp32_value is None:
             return
-        drop = self.task.drop(fp32_value, value)
         allowed = self.settings.max_accuracy_drop
-        if drop > allowed:
-            metric = self.task.primary
-            raise CheckFailed(
-                f"{name}: {metric} {value:.4f} is {drop:.2f} below the fp32 ONNX model's "
-                f"{fp32_value:.4f} (allowed {allowed}); try --quantize auto "
-                f"or int8-static, or raise --max-accuracy-drop")
+        for metric, (v, ref) in {self.task.primary: (value, fp32_value), **(figures or {})
+                                 }.items():
+            drop = self.task.drop(ref, v)
+            if drop > allowed:
+                raise CheckFailed(
+                    f"{name}: {metric} {v:.4f} is {drop:.2f} below the fp32 ONNX model's "
+                    f"{ref:.4f} (allowed {allowed}); try --quantize auto "
+                    f"or int8-static, or raise --max-accuracy-drop")
 
 
 def gate_summary(judge: Judge, parity_reports: dict, value: float | None,
                  fp32_value: float | None, pruning: dict | None,
-                 max_drop_default: float) -> list[dict]:
+                 max_drop_default: float, figures: dict | None = None) -> list[dict]:
     """What each gate compared (export.json "gates"): the rows, the figure, the bar and
     where the bar came from (a flag, a default, the probe-only rule). `value`: the model's
     primary metric on the eval data (None without it); `max_drop_default`:
-    --max-accuracy-drop's default, to say whether the bar was given."""
+    --max-accuracy-drop's default, to say whether the bar was given; `figures`: the ones
+    gated beside it (Judge.figures), each a gate of its own."""
     s, task, rows = judge.settings, judge.task, judge.rows
     gates = []
     for step, report in parity_reports.items():
@@ -125,16 +138,17 @@ def gate_summary(judge: Judge, parity_reports: dict, value: float | None,
                 "min_agreement_from": stats.get("min_agreement_from"),
                 "passed": report["passed"]})
     if value is not None and fp32_value is not None:
-        drop = task.drop(fp32_value, value)
-        gates.append({
-            "gate": task.primary, "rows": rows["eval"], "data": s.eval_data,
-            "value": value, "against": "the fp32 ONNX model",
-            "against_value": fp32_value, "drop": round(drop, 4),
-            "max_drop": s.max_accuracy_drop,
-            "max_drop_from": (f"the --max-accuracy-drop default {max_drop_default:g}"
-                              if s.max_accuracy_drop == max_drop_default
-                              else "--max-accuracy-drop"),
-            "passed": drop <= s.max_accuracy_drop})
+        for metric, (v, ref) in {task.primary: (value, fp32_value), **(figures or {})}.items():
+            drop = task.drop(ref, v)
+            gates.append({
+                "gate": metric, "rows": rows["eval"], "data": s.eval_data,
+                "value": v, "against": "the fp32 ONNX model",
+                "against_value": ref, "drop": round(drop, 4),
+                "max_drop": s.max_accuracy_drop,
+                "max_drop_from": (f"the --max-accuracy-drop default {max_drop_default:g}"
+                                  if s.max_accuracy_drop == max_drop_default
+                                  else "--max-accuracy-drop"),
+                "passed": drop <= s.max_accuracy_drop})
     if pruning:
         gates.append({
             "gate": "vocabulary pruning", "rows": pruning["rows"], "data": pruning["judged_on"],
@@ -178,7 +192,8 @@ def _parity_line(g: dict, verdict: str) -> str:
     if g["min_agreement"] is not None:
         figures.append(f"agreement {g['agreement']:.3f} >= {g['min_agreement']:g} "
                        f"({g['min_agreement_from']})")
-    return (f"{g['gate']} ({g['precision']}): {g['rows']} rows "
+    head = "" if g.get("output") in (None, "logits") else f", {g['output']}"
+    return (f"{g['gate']} ({g['precision']}{head}): {g['rows']} rows "
             f"({', '.join(seen)}{compared}); {'; '.join(figures)}: {verdict}")
 
 

@@ -149,9 +149,13 @@ class Scorer:
     max_image_pixels: int | None = None  # (--max-image-pixels: the runtime's image limit)
 
     def onnx(self, session, precision: str = "fp32") -> float:
-        return score(self.task, of_session(session, self.folder, self.preprocessor),
-                     self.rows, self.label_names, self.max_length, precision,
-                     self.max_image_pixels)
+        return self.onnx_report(session, precision)[self.task.primary]
+
+    def onnx_report(self, session, precision: str = "fp32") -> dict:
+        """The task's whole report (a joint task's: every head's figures)."""
+        return report(self.task, of_session(session, self.folder, self.preprocessor),
+                      self.rows, self.label_names, self.max_length, precision,
+                      self.max_image_pixels)
 
     def torch(self, model, precision: str = "fp32") -> float:
         return score(self.task, of_torch(model, self.task, self.folder, self.preprocessor),

@@ -4,7 +4,8 @@ CI scripts read this file: its keys keep their meaning. Top level: passed, failu
 {gate, model, message} per failed gate), reference and candidates (one entry per model),
 latency_gate (the baseline comparison, when --baseline was given), workload (the reference
 workload's figures), task, metric (the primary metric's name: the key of each model's
-figure in `metrics` and `accuracy_drop`), secondary, data {path, examples}, settings, env
+figure in `metrics` and `accuracy_drop`), secondary, gated (figures gated beside the
+metric: a joint model's heads, `intent_accuracy`...), data {path, examples}, settings, env
 {machine, threads, provider, versions}, wall_time_s.
 
 A model's entry: name, path, kind (pytorch | onnx), precision, sha256, size_bytes, source,
@@ -140,6 +141,9 @@ class VerifyReport(Record):
     # had accuracy, with macro_f1 beside it
     metric: str = "accuracy"
     secondary: str | None = "macro_f1"
+    # the figures gated on their own beside the metric (a joint task's heads: Task.gated),
+    # each a key of `metrics` and `accuracy_drop` as the metric is
+    gated: list[str] = []
     data: DataUsed | None = None
     settings: dict[str, Any] | None = None
     env: Env | None = None
@@ -149,12 +153,13 @@ class VerifyReport(Record):
     def _figures_are_numbers(self):
         """Each model's figure under the metric's name: a number, its drop a Drop."""
         for where, m in self._entries():
-            for name in (self.metric, self.secondary):
+            for name in (self.metric, self.secondary, *self.gated):
                 if name:
                     number_or_none(m.metrics.get(name), f"{where}.metrics.{name}")
-            drop = (m.accuracy_drop or {}).get(self.metric)
-            if drop is not None:
-                checked(Drop, drop, (*where.split("."), "accuracy_drop", self.metric))
+            for name in (self.metric, *self.gated):
+                drop = (m.accuracy_drop or {}).get(name)
+                if drop is not None:
+                    checked(Drop, drop, (*where.split("."), "accuracy_drop", name))
         return self
 
     def _entries(self):

@@ -349,7 +349,8 @@ def _export_into(work: Path, job: _Job) -> ExportReport:
         record[f"torch_{task.primary}"] = job.judge.scorer.torch(job.reference)
         record[f"fp32_onnx_{task.primary}"] = fp32_value
     final, settings = _quantized(job, tmp, fp32, feeds, singles, fp32_value, record)
-    return _finish(work, job, final, settings, singles, fp32_value, record)
+    return _finish(work, job, final, settings, singles, fp32_value, record,
+                   job.judge.figures(final, fp32))
 
 
 def _fp32_graph(work: Path, tmp: Path, job: _Job) -> tuple[dict, Path]:
@@ -408,12 +409,12 @@ def _quantized(job: _Job, tmp: Path, fp32: Path, feeds, singles, fp32_value,
     record["parity"]["final"] = judge.gate(final, precision)
     if judge.eval_batches is not None:
         record[metric] = judge.score(final, precision)
-        judge.check_drop(record[metric], fp32_value, cfg.quantize)
+        judge.check_drop(record[metric], fp32_value, cfg.quantize, judge.figures(final, fp32))
     return final, settings
 
 
 def _finish(work: Path, job: _Job, final: Path, settings: dict, singles, fp32_value,
-            record: dict) -> ExportReport:
+            record: dict, figures: dict) -> ExportReport:
     """model.onnx (and model.ort) in place, timed here, summed up; export.json and
     artifact.json written."""
     cfg, metric = job.cfg, job.task.primary
@@ -432,7 +433,7 @@ def _finish(work: Path, job: _Job, final: Path, settings: dict, singles, fp32_va
     record["size_bytes"] = (work / "model.onnx").stat().st_size
     record["gates"] = gates.gate_summary(
         job.judge, record["parity"], record.get(metric), fp32_value, job.pruning,
-        ExportConfig.model_fields["max_accuracy_drop"].default)
+        ExportConfig.model_fields["max_accuracy_drop"].default, figures)
     record["versions"] = versions(*PACKAGES)
     record["wall_time_s"] = round(time.perf_counter() - job.started, 1)
     report = _write_report(work, record)

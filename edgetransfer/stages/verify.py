@@ -223,13 +223,15 @@ def run(cfg: VerifyConfig) -> VerifyReport:
         if task.per_label_delta is not None:
             entries[c.name]["per_class_delta"] = task.per_label_delta(reports[reference.name],
                                                                       reports[c.name])
-        if drop[metric]["points"] > cfg.max_accuracy_drop:
-            failures.append({"gate": "accuracy", "model": c.name, "message": (
-                f"{c.name}: {metric} {reports[c.name][metric]:.4f} is "
-                f"{drop[metric]['points']:.2f} below the reference's "
-                f"{reports[reference.name][metric]:.4f} (95% CI "
-                f"{drop[metric]['ci95'][0]:.2f} to {drop[metric]['ci95'][1]:.2f}; "
-                f"allowed {cfg.max_accuracy_drop})")})
+        # (the primary, and each figure the task gates on its own: a joint task's heads)
+        for gated in dict.fromkeys((metric, *task.gated)):
+            if drop[gated]["points"] > cfg.max_accuracy_drop:
+                failures.append({"gate": "accuracy", "model": c.name, "message": (
+                    f"{c.name}: {gated} {reports[c.name][gated]:.4f} is "
+                    f"{drop[gated]['points']:.2f} below the reference's "
+                    f"{reports[reference.name][gated]:.4f} (95% CI "
+                    f"{drop[gated]['ci95'][0]:.2f} to {drop[gated]['ci95'][1]:.2f}; "
+                    f"allowed {cfg.max_accuracy_drop})")})
         entries[c.name]["parity"] = _parity(c, models, outputs, probes, cfg, load, ds)
         if entries[c.name]["parity"].get("passed") is False:
             failures += [{"gate": "parity", "model": c.name, "message": f"{c.name}: {f}"}
@@ -258,7 +260,7 @@ def _report(cfg: VerifyConfig, task, entries: dict, failures: list[dict], gate_r
         latency_gate=gate_record,
         workload=workload and {"spec": latency.WORKLOAD, "by_batch": workload},
         task=task.name, metric=task.primary, secondary=task.secondary,
-        data={"path": cfg.data, "examples": examples}, settings=cfg.model_dump(mode="json"),
+        gated=list(task.gated), data={"path": cfg.data, "examples": examples}, settings=cfg.model_dump(mode="json"),
         env={"machine": latency.machine(), "threads": cfg.threads, "provider": cfg.provider,
              "versions": versions("torch", "transformers", "onnxruntime", "onnx", "numpy")},
         wall_time_s=round(time.perf_counter() - started, 1))
@@ -562,6 +564,16 @@ def render(report: VerifyReport) -> str:
                        else "(reference)",
                        f"{m.accuracy_drop['flip_rate']:.2%}" if d else ""])
     lines += _table(rows) + [""]
+    if report.gated:  # (a joint model: each head's figure and drop)
+        heads = [["model"] + [k.replace("_", "-") for k in report.gated]]
+        for m in models:
+            cells = []
+            for k in report.gated:
+                d = report.drop(m, k)
+                cells.append(f"{report.score(m, k):.4f}" + (
+                    f" {d.points:+.2f} [{d.ci95[0]:+.2f}, {d.ci95[1]:+.2f}]" if d else ""))
+            heads.append([m.name] + cells)
+        lines += _table(heads) + [""]
     par = [["model", "against", "output", "max |diff|", "max rel", "nan/inf", "top-1 agree",
             "gate"]]
     for m in report.candidates:

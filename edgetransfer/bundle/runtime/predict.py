@@ -289,22 +289,53 @@ def _entities(predictor, inputs, top_k):
     offsets into the text, so `text[start:end]` is exactly the entity's text. Texts longer
     than the model's limit run in overlapping windows, each word scored once
     (plan_windows)."""
-    labels = predictor.labels
     for text in inputs:
-        if isinstance(text, tuple):
-            raise BundleError("this bundle tags single texts; the input has text pairs (a "
-                              "second text column): name one column with --text-column")
+        _single(text)
         spans, probs = predictor.word_probabilities(text)
-        best = probs.argmax(-1) if len(spans) else []
-        tags = [labels[i] for i in best]
-        entities = []
-        for kind, first, last in entity_spans(tags):
-            start, end = spans[first][0], spans[last][1]
-            score = float(sum(probs[w, best[w]] for w in range(first, last + 1))
-                          / (last - first + 1))
-            entities.append({"type": kind, "text": text[start:end], "start": start,
-                             "end": end, "score": round(score, 6)})
-        yield {"text": text, "entities": entities}
+        yield {"text": text, "entities": _spans(text, spans, probs, predictor.labels)}
+
+
+def _single(text) -> None:
+    if isinstance(text, tuple):
+        raise BundleError("this bundle tags single texts; the input has text pairs (a "
+                          "second text column): name one column with --text-column")
+
+
+def _spans(text: str, spans: list, probs, labels: list) -> list[dict]:
+    """The entities of one text's words (`_entities` says how)."""
+    best = probs.argmax(-1) if len(spans) else []
+    tags = [labels[i] for i in best]
+    entities = []
+    for kind, first, last in entity_spans(tags):
+        start, end = spans[first][0], spans[last][1]
+        score = float(sum(probs[w, best[w]] for w in range(first, last + 1))
+                      / (last - first + 1))
+        entities.append({"type": kind, "text": text[start:end], "start": start,
+                         "end": end, "score": round(score, 6)})
+    return entities
+
+
+def _heads(predictor, inputs, top_k):
+    """`{"text", HEAD: ..., ...}`, one key per head of a joint model (input_spec.json task
+    "heads", in order), all from one model run per window: a sentence head
+    ("softmax-label") as `{"label", "score"}` (the softmax of its output on the text's first
+    window), a word head ("entities") as `_entities` prints its list of spans. labels.json
+    holds every head's labels in output order, each as "HEAD:label"."""
+    for text in inputs:
+        _single(text)
+        spans, outputs = predictor.word_outputs(text)
+        row = {"text": text}
+        for head in predictor.spec["task"]["heads"]:
+            name, labels = head["name"], predictor.head_labels[head["name"]]
+            probs = outputs[name]
+            if head["postprocess"] == "entities":
+                row[name] = _spans(text, spans, probs, labels)
+            elif len(spans):
+                best = int(probs.argmax())
+                row[name] = {"label": labels[best], "score": round(float(probs[best]), 6)}
+            else:  # (no words: nothing to label)
+                row[name] = None
+        yield row
 
 
 def softmax(np, logits):
@@ -527,7 +558,9 @@ def check_spec(spec) -> dict:
             and spec["output"] not in also):
         raise BundleError(f"{SPEC}: also: expected a list of output names besides "
                           f"{spec['output'][:80]!r}")
-    if also and task["postprocess"] not in ONE_RUN:
+    if task["postprocess"] == "heads":
+        _check_heads(task, spec, also)
+    elif also and task["postprocess"] not in ONE_RUN:
         raise BundleError(f"{SPEC}: also: further outputs print beside "
                           f"{', '.join(ONE_RUN)} only, not {task['postprocess'][:40]!r}")
     if task["inputs"] == "text":
@@ -537,6 +570,20 @@ def check_spec(spec) -> dict:
     else:
         _check_image(spec["image"])
     return spec
+
+
+def _check_heads(task: dict, spec: dict, also: list) -> None:
+    """A joint model's heads: each a name and a postprocess of HEAD_POSTPROCESS, named by
+    the spec's outputs in order ("output" the first, "also" the others)."""
+    heads = task.get("heads")
+    if not (isinstance(heads, list) and 1 <= len(heads) <= MAX_HEADS and all(
+            isinstance(h, dict) and isinstance(h.get("name"), str)
+            and h.get("postprocess") in HEAD_POSTPROCESS for h in heads)):
+        raise BundleError(f"{SPEC}: task heads: expected 1..{MAX_HEADS} of {{name, "
+                          f"postprocess}} with postprocess {' or '.join(HEAD_POSTPROCESS)}")
+    if [h["name"] for h in heads] != [spec["output"], *also]:
+        raise BundleError(f"{SPEC}: task heads: their names must be the outputs in order "
+                          f"(output, then also)")
 
 
 def _check_image(image: dict) -> None:
@@ -558,13 +605,35 @@ def _check_image(image: dict) -> None:
 
 
 # input_spec.json "task" "postprocess" -> what a row of outputs becomes
-POSTPROCESS = {"softmax-label": _softmax_label, "values": _values, "entities": _entities}
+POSTPROCESS = {"softmax-label": _softmax_label, "values": _values, "entities": _entities,
+               "heads": _heads}
+# what a joint model's head may be (task "heads": each one's postprocess), and how many
+HEAD_POSTPROCESS = ("softmax-label", "entities")
+MAX_HEADS = 16
+HEAD_SEP = ":"  # labels.json of a joint model: "HEAD:label"
 # the postprocesses whose rows hold a ranked list of labels, which --top-k cuts (the others
 # refuse it rather than ignore it)
 RANKED = ("softmax-label",)
 # the postprocesses that run the model once per batch of inputs, a row per input: a model's
 # further outputs (input_spec.json "also") are printed beside their rows
 ONE_RUN = ("softmax-label", "values")
+
+
+def _head_labels(labels: list, task: dict, where: str) -> dict | None:
+    """A joint model's labels by head (labels.json's "HEAD:label"); None for one head."""
+    if task.get("postprocess") != "heads":
+        return None
+    out: dict = {h["name"]: [] for h in task["heads"]}
+    for name in labels:
+        head, _, label = name.partition(HEAD_SEP)
+        if head not in out or not label:
+            raise BundleError(f"{where}: label {name[:80]!r} names no head of the model "
+                              f"(HEAD{HEAD_SEP}label)")
+        out[head].append(label)
+    empty = next((h for h, v in out.items() if not v), None)
+    if empty is not None:
+        raise BundleError(f"{where}: no labels for the head {empty[:40]!r}")
+    return out
 
 
 class Predictor:
@@ -608,6 +677,7 @@ class Predictor:
             raise BundleError(f"{spec['labels']}: not a list of label names")
         task = spec["task"]
         self.kind = task["inputs"]
+        self.head_labels = _head_labels(self.labels, task, spec["labels"])
         try:  # (every package the bundle needs, said in one message)
             import numpy as np
             import onnxruntime  # noqa: F401  (_open's session)
@@ -676,10 +746,13 @@ class Predictor:
             if name not in outputs:
                 raise BundleError(f"{SPEC}: output {name[:80]!r} is not one of the "
                                   f"model's ({', '.join(outputs)})")
-        width = (outputs[spec["output"]] or [None])[-1]
-        if isinstance(width, int) and width != len(self.labels):
-            raise BundleError(f"{spec['labels']}: {len(self.labels)} labels for the model's "
-                              f"{width} outputs")
+        counts = ({spec["output"]: len(self.labels)} if self.head_labels is None
+                  else {h: len(v) for h, v in self.head_labels.items()})
+        for name, count in counts.items():
+            width = (outputs[name] or [None])[-1]
+            if isinstance(width, int) and width != count:
+                raise BundleError(f"{spec['labels']}: {count} labels for the model's "
+                                  f"{width} outputs of {name[:80]!r}")
 
     def file(self, field: str) -> Path:
         """The bundle file input_spec.json's `field` names (checked: inside, and listed in
@@ -693,6 +766,7 @@ class Predictor:
         outputs of the same run kept for `further`)."""
         out = self.model(feeds)
         self._further = {name: out[name] for name in self.spec.get("also", [])}
+        self._all = out
         return out[self.spec["output"]]
 
     def further(self, rows):
@@ -732,7 +806,50 @@ class Predictor:
     def word_probabilities(self, text: str):
         """(character span of each word, softmax of each word's first sub-token [words,
         labels]) for one text, in windows where it is longer than the model's limit."""
+        spans, outputs = self.word_outputs(text, [self.spec["output"]])
+        return spans, outputs[self.spec["output"]]
+
+    def word_outputs(self, text: str, names: list | None = None):
+        """(character span of each word, {output name: probabilities}) for one text, each
+        output (default: the spec's, "output" and "also") softmaxed: one per word at its
+        first sub-token where the output is per position ([rows, positions, labels]), the
+        first window's where it is one per row ([rows, labels]); windows where the text is
+        longer than the model's limit, each word scored in one."""
         np = self.np
+        names = names or [self.spec["output"], *self.spec.get("also", [])]
+        spans, lengths = self._word_spans(text)
+        words = [text[a:b] for a, b in spans]
+        out = {}
+        if not words:
+            return spans, {n: np.zeros((0, self._width(n))) for n in names}
+        windows = plan_windows(lengths, self.spec["max_length"] - self._specials)
+        encodings = self.tokenizer.encode_batch([words[a:b] for a, b, _, _ in windows],
+                                                is_pretokenized=True)
+        self._run(encodings)
+        for name in names:
+            values = softmax(np, self._all[name])
+            if values.ndim == 2:  # one per row: the first window's
+                out[name] = values[0]
+                continue
+            probs = np.zeros((len(words), values.shape[-1]))
+            for (a, _, own, own_end), e, rows in zip(windows, encodings, values):
+                seen = set()
+                for position, word in enumerate(e.word_ids):
+                    if word is None or word in seen or not own <= a + word < own_end:
+                        continue
+                    seen.add(word)  # its first sub-token
+                    probs[a + word] = rows[position]
+            out[name] = probs
+        return spans, out
+
+    def _width(self, name: str) -> int:
+        """The count of labels of an output (a joint model's head's)."""
+        if self.head_labels is None:
+            return len(self.labels)
+        return len(self.head_labels[name])
+
+    def _word_spans(self, text: str):
+        """(character span of each of the tokenizer's words, its sub-token count)."""
         if self._words is None:  # the same tokenizer without truncation or padding
             from tokenizers import Tokenizer
 
@@ -751,22 +868,7 @@ class Predictor:
                 lengths.append(0)
             spans[word][1] = max(spans[word][1], end)
             lengths[word] += 1
-        words = [text[a:b] for a, b in spans]
-        probs = np.zeros((len(words), len(self.labels)))
-        if not words:
-            return spans, probs
-        windows = plan_windows(lengths, self.spec["max_length"] - self._specials)
-        encodings = self.tokenizer.encode_batch([words[a:b] for a, b, _, _ in windows],
-                                                is_pretokenized=True)
-        for (a, _, own, own_end), e, rows in zip(windows, encodings,
-                                                  softmax(np, self._run(encodings))):
-            seen = set()
-            for position, word in enumerate(e.word_ids):
-                if word is None or word in seen or not own <= a + word < own_end:
-                    continue
-                seen.add(word)  # its first sub-token
-                probs[a + word] = rows[position]
-        return spans, probs
+        return spans, lengths
 
     def iter_predict(self, texts: list, top_k: int | None = None, batch_size: int = 1):
         """One dict per text (or pair), yielded as each batch is done."""
@@ -778,7 +880,8 @@ class Predictor:
         for start in range(0, len(texts), batch_size):
             chunk = texts[start:start + batch_size]
             rows = self.postprocess(self, chunk, top_k)
-            yield from self.further(rows) if self.spec.get("also") else rows
+            further = self.spec.get("also") and task["postprocess"] in ONE_RUN
+            yield from self.further(rows) if further else rows
 
     def predict(self, texts: list[str], top_k: int | None = None,
                 batch_size: int = 1) -> list[dict]:

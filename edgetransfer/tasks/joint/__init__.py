@@ -114,7 +114,7 @@ def compose(heads: list[Head], select: str | None = None, where: str = "--head")
         inputs=words_inputs.WORDS,
         secondary=EXACT,
         floor=None,
-        shipped=None,
+        shipped=scores.shipped,
         learning_rates={},
         outputs=outputs,
         onnx_config=onnx_config,

@@ -59,7 +59,11 @@ class Scores:
             first.setdefault(int(example), values[row])  # (a long sentence's first window)
         return [np.asarray(first[e]) for e in sorted(first)]
 
-    def predictions(self, per_example: list) -> list[dict]:
+    def predictions(self, per_example) -> list[dict]:
+        """Per example {head: prediction}, of per-example outputs: one dict each, or one
+        list per head (verify's outputs, gathered output by output)."""
+        if isinstance(per_example, dict):
+            per_example = [dict(zip(per_example, v)) for v in zip(*per_example.values())]
         by_head = {h.name: t.predictions([e[h.name] for e in per_example])
                    for h, t in zip(self.heads, self.kinds)}
         return [{name: p[i] for name, p in by_head.items()} for i in range(len(per_example))]
@@ -160,6 +164,32 @@ class Scores:
                               if isinstance(v, float)))
             parts.append(f"[{h.name}: {t.name}]\n{body}")
         return "\n\n".join(parts)
+
+    # --- the bundle's answer
+    def shipped(self, predictor, ds, batch_size: int = 1) -> list[dict]:
+        """Per example {head: prediction} read from what the bundled runtime prints for the
+        example's words joined as text (runtime/predict.py `_heads`): a sentence head's
+        label as its id, a word head's spans as the gold words' tag ids (tasks/spans.py's
+        rules, the spans that cut a word kept)."""
+        from .. import spans
+
+        joined = [(spans.join(list(ws)), list(ws)) for ws in ds["tokens"]]
+        rows = predictor.predict([text for (text, _), _ in joined], batch_size=batch_size)
+        out = []
+        for row, ((_, starts), ws) in zip(rows, joined):
+            ends = [s + len(w) for s, w in zip(starts, ws)]
+            answer = {}
+            for h in self.heads:
+                labels = predictor.head_labels[h.name]
+                if self._where(h.name) == SENTENCE:
+                    answer[h.name] = labels.index(row[h.name]["label"])
+                    continue
+                tags, cut = spans.word_tags(row[h.name], starts, ends)
+                ids = spans.tag_ids(tags, labels).view(spans.Tags)
+                ids.cut = tuple(cut)
+                answer[h.name] = ids
+            out.append(answer)
+        return out
 
     # --- distillation
     def distill_loss(self, student: dict, teacher: dict, labels: dict, *, alpha: float,
