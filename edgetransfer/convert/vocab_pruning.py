@@ -101,11 +101,15 @@ def judged(model, tokenizer, task, evals, max_length: int, label_names: list[str
 
 
 def _agreement(before: list, after: list) -> float:
-    """The share of labels (per example, per word) the two models' predictions share."""
+    """The share of labels (per example, per word; a joint model's: of every head) the two
+    models' predictions share."""
     import numpy as np
 
-    return float(np.concatenate([np.ravel(np.asarray(a) == np.asarray(b))
-                                 for a, b in zip(before, after)]).mean())
+    def flat(p):
+        return (np.concatenate([np.ravel(v) for v in p.values()]) if isinstance(p, dict)
+                else np.ravel(np.asarray(p)))
+
+    return float(np.concatenate([flat(a) == flat(b) for a, b in zip(before, after)]).mean())
 
 
 def _record(s: PruneSettings, corpus, counts, keep, vocab_size, rows, metric, before,

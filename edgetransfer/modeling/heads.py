@@ -23,9 +23,17 @@ def is_head_key(name: str) -> bool:
 
 
 def head_modules(model) -> set[str]:
-    """Names of the model's head modules, as peft's modules_to_save takes them."""
-    names = {n for n, _ in model.named_children()}
-    heads = {n for n in HEAD_MODULES if n in names}
+    """Names of the model's head modules, as peft's modules_to_save takes them (a head of
+    several, a ModuleDict, by each of its modules: peft wraps modules, not containers)."""
+    import torch
+
+    children = dict(model.named_children())
+    heads = set()
+    for n in HEAD_MODULES:
+        if isinstance(children.get(n), torch.nn.ModuleDict):
+            heads |= {f"{n}.{k}" for k in children[n]}
+        elif n in children:
+            heads.add(n)
     if any(n.split(".")[-1] == "pooler" for n, _ in model.named_modules()):
         heads.add("pooler")
     return heads

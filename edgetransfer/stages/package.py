@@ -478,6 +478,20 @@ def _checked(verification: dict, task, spec: dict) -> str:
     return checked
 
 
+def _labels_line(task, labels: list[str]) -> str:
+    """The README's line on what the model outputs: its labels, or a joint model's heads
+    (each its task, its count of labels and the labels)."""
+    if not task.joint:
+        return f"Labels: {', '.join(labels)}"
+    from ..tasks.joint.data import split_flat
+
+    per_head = split_flat(labels)
+    kinds = {h["name"]: h["postprocess"] for h in task.runtime["heads"]}
+    return "Heads (one call answers each): " + "; ".join(
+        f"{name} ({'a label per text' if kinds[name] == 'softmax-label' else 'spans'}, "
+        f"{len(names)} labels: {', '.join(names)})" for name, names in per_head.items())
+
+
 def _readme(cfg, task, labels, export_record, verification, pins, spec) -> str:
     from ..bundle.runtime.predict import POSTPROCESS
 
@@ -491,7 +505,7 @@ def _readme(cfg, task, labels, export_record, verification, pins, spec) -> str:
     examples, each, prepared = reader.readme(task, spec)  # (by how the runtime reads inputs)
     return f"""# {cfg.out.name}: {task.name} ({task.summary}) for {cfg.target}
 
-Labels: {", ".join(labels)}. Model: {runs} ({_precision(export_record) or "?"});
+{_labels_line(task, labels)}. Model: {runs} ({_precision(export_record) or "?"});
 {checked}.
 
 ## Run

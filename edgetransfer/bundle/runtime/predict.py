@@ -316,11 +316,13 @@ def _spans(text: str, spans: list, probs, labels: list) -> list[dict]:
 
 
 def _heads(predictor, inputs, top_k):
-    """`{"text", HEAD: ..., ...}`, one key per head of a joint model (input_spec.json task
-    "heads", in order), all from one model run per window: a sentence head
-    ("softmax-label") as `{"label", "score"}` (the softmax of its output on the text's first
-    window), a word head ("entities") as `_entities` prints its list of spans. labels.json
-    holds every head's labels in output order, each as "HEAD:label"."""
+    """`{"text", HEAD: ..., ...}`, one key per head of the model (input_spec.json task
+    "heads", in order), all from one model run per window: a head with a label per text as
+    `{"label", "score"}` (the softmax of its output on the text's first window), a head
+    with a tag per word as a list of entity spans `[{"type", "text", "start", "end",
+    "score"}]` (read as for a tagger: the tokenizer's words, first sub-token, IOB2 with the
+    conlleval repair, `text[start:end]` exactly the span's text). labels.json holds every
+    head's labels in output order, each as "HEAD:label"."""
     for text in inputs:
         _single(text)
         spans, outputs = predictor.word_outputs(text)
