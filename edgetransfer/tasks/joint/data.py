@@ -95,8 +95,9 @@ def _ids(head, values: list, source: str, names: list[str], trained: bool) -> li
         for k, t in enumerate(v if isinstance(v, list) else [v]):
             if t not in index:
                 where = row_name(source, i) + (f", word {k + 1}" if isinstance(v, list) else "")
+                known = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
                 raise DataError(f"{where}: {head.name} label {t!r} is not one of the "
-                                f"{len(names)} the head knows; {hint}")
+                                f"{len(names)} the head knows ({known}); {hint}")
         out.append([index[t] for t in v] if isinstance(v, list) else index[v])
     return out
 

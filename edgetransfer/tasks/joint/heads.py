@@ -70,7 +70,7 @@ def check_name(name, where: str) -> str:
     from ...untrusted import clip
 
     if not isinstance(name, str) or not HEAD_NAME.match(name):
-        raise ConfigError(f"{where}: head name {clip(name)} must be lower-case letters, digits "
+        raise ConfigError(f"{where}: head name '{clip(name)}' must be lower-case letters, digits "
                           f"and _ (at most 32, a letter first), e.g. intent")
     if name in RESERVED:
         raise ConfigError(f"{where}: head name {name!r} is reserved (the runtime's output "
@@ -86,7 +86,7 @@ def check_kind(kind, where: str) -> str:
     _builtin()
     heads = [t.name for t in _TASKS.values() if t.head is not None]
     if kind not in heads:
-        raise ConfigError(f"{where}: kind {clip(kind)} is not a task that can be a head; the "
+        raise ConfigError(f"{where}: kind '{clip(kind)}' is not a task that can be a head; the "
                           f"kinds are {', '.join(heads)}")
     return kind
 
