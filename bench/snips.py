@@ -191,7 +191,7 @@ def paired(a: dict, b: dict) -> dict:
     (the tasks' compare gives reference minus candidate: b as the reference)."""
     from edgetransfer.tasks import get
 
-    (y_i, y_s), (names_i, names_s) = a["_gold"], b["_names"]
+    (y_i, y_s), names_s = a["_gold"], b["_names"][1]
     out = {}
     drop = get("text-classification").compare(y_i, b["_pred"][0], a["_pred"][0], a["_names"][0])
     out["intent_accuracy"] = {"points": -drop["accuracy"]["points"],
@@ -418,7 +418,8 @@ def main() -> None:
         r["comparison"] = comparison(args, files, out, root / "teacher")
         env = r["env"] = environment()
         v = env["versions"]
-        r["env_line"] = (f"Machine: {env['machine'].get('cpu')}, {env['machine'].get('logical_cpus')} "
+        machine = env["machine"]
+        r["env_line"] = (f"Machine: {machine.get('cpu')}, {machine.get('logical_cpus')} "
                          f"cores; torch {v['torch']}, transformers {v['transformers']}, "
                          f"onnxruntime {v['onnxruntime']}.")
         r["wall_s"] = round(time.perf_counter() - t0, 1)

@@ -131,6 +131,26 @@ class TaskOption(BaseModel):
                              "artifact.json records, else the one the data's columns fit].")
 
 
+class HeadDataOptions(BaseModel):
+    """A joint model's data beyond the shared files (tasks/joint): each head's own files
+    and how several train files are mixed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    head_data: list[str] | None = Field(None, json_schema_extra={"repeatable": True},
+                                        description="A joint model: a head's own data file, "
+                                        "NAME:SPLIT=PATH (SPLIT train, validation or test), "
+                                        "repeated; its rows are labelled for that head only "
+                                        "(words in a tokens column, or a text split at white "
+                                        "space).")
+    sampling: Literal["proportional", "temperature"] = Field(
+        "proportional", description="A joint model with several train files: proportional "
+        "(every row once: each file weighs its size) or temperature (file i drawn with share "
+        "n_i^(1/T), evening out unequal files).")
+    sampling_temperature: float = Field(2.0, ge=1, le=100, description="T of --sampling "
+                                        "temperature (1: proportional).")
+
+
 class FloorOption(BaseModel):
     """The stages that take a trained model on (export, verify, package) and refuse one
     marked degenerate (edgetransfer/measure/floor.py)."""

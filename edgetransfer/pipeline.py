@@ -121,10 +121,23 @@ class Wiring:
         return [h.flag() for h in heads.parse_section(self.recipe.tasks,
                                                        f"{self.recipe_file}: tasks")]
 
+    def head_files(self) -> dict[str, str]:
+        """The recipe's heads' own data files, NAME:SPLIT -> path (a step's inputs)."""
+        from .tasks.joint import heads
+
+        return {f"{name}:{split}": recipes.data_path(self.recipe, self.recipe_file, file)
+                for name, split, file in heads.section_files(self.recipe.tasks or {})}
+
+    def head_data(self) -> list[str]:
+        """head_files() as --head-data values (NAME:SPLIT=PATH)."""
+        return [f"{key}={path}" for key, path in self.head_files().items()]
+
     def training_data(self) -> dict:
-        """What the training steps share: the task, the labelled splits and how to read them."""
+        """What the training steps share: the task, the labelled splits and how to read them
+        (a joint model's: each head's own files too)."""
         d = self.recipe.data
-        return self.columns() | self.splits() | dict(
+        extra = {"head_data": self.head_data()} if self.head_data() else {}
+        return extra | self.columns() | self.splits() | dict(
             task=self.recipe.task, label_names=d.label_names, train_sample=d.train_sample,
             max_length=d.max_length, image_size=d.image_size, overwrite=True)
 

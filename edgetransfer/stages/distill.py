@@ -28,7 +28,15 @@ from ..data import splits
 from ..errors import ConfigError, ModelError
 from ..measure import floor
 from ..modeling import architectures, backbones, students
-from ..options import MAX_BATCH, DataOptions, OutputOptions, TaskOption, TrainOptions, comma_list
+from ..options import (
+    MAX_BATCH,
+    DataOptions,
+    HeadDataOptions,
+    OutputOptions,
+    TaskOption,
+    TrainOptions,
+    comma_list,
+)
 from ..train import devices, training
 from ..train.outputs import output_folder, run_settings
 
@@ -49,7 +57,7 @@ transfer over the layer mapping.
 """
 
 
-class DistillConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
+class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, OutputOptions):
     """Settings of `edgetransfer distill`; each description is the CLI help."""
 
     teacher: str = Field(description="The fine-tuned teacher: a folder written by "
@@ -570,5 +578,6 @@ def plan(section, w) -> list[dict]:
     config = section.model_dump() | w.training_data() | dict(
         teacher=teacher, unlabeled=w.files["unlabeled"], out=out)
     return [{"label": "student", "config": config, "makes": [Student(folder=out)],
-             "inputs": {"teacher": teacher, "unlabeled": w.files["unlabeled"]} | w.splits()}]
+             "inputs": {"teacher": teacher, "unlabeled": w.files["unlabeled"]} | w.splits()
+             | w.head_files()}]
 

@@ -21,7 +21,14 @@ from .. import tasks
 from ..data import splits
 from ..errors import ConfigError
 from ..modeling import architectures, backbones
-from ..options import DataOptions, OutputOptions, TaskOption, TrainOptions, comma_list
+from ..options import (
+    DataOptions,
+    HeadDataOptions,
+    OutputOptions,
+    TaskOption,
+    TrainOptions,
+    comma_list,
+)
 from ..train import devices, methods, training
 from ..train.outputs import output_folder, run_settings
 
@@ -54,7 +61,7 @@ def learning_rate_for(cfg, task) -> float:
     return task.learning_rates.get(cfg.method, DEFAULT_LR[cfg.method])
 
 
-class FinetuneConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
+class FinetuneConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, OutputOptions):
     """Settings of `edgetransfer finetune`; each description is the CLI help."""
 
     model: str = Field("minilm-l6", description="Backbone: 'minilm-l6' (all-MiniLM-L6-v2, "
@@ -100,6 +107,13 @@ class FinetuneConfig(TaskOption, DataOptions, TrainOptions, OutputOptions):
         return self.lr if self.lr is not None else DEFAULT_LR[self.method]
 
 
+def _some(names: list[str], shown: int = 12) -> str:
+    """Label names for a log line: all of a few, the first of many and the count."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{len(names)} ({', '.join(names[:shown])}, ...)"
+
+
 def _heads(cfg: FinetuneConfig) -> list:
     """--head's heads, checked (a joint task's)."""
     from ..tasks.joint import heads
@@ -134,7 +148,7 @@ def run(cfg: FinetuneConfig) -> Path:
     data = task.read(cfg, model_labels)
     log.info("task %s; data: %s; labels: %s", task.name,
              ", ".join(f"{k} {len(v)}" for k, v in data.splits.items()),
-             ", ".join(data.label_names))
+             _some(data.label_names))
     preprocessor = task.load_preprocessor(backbone, cfg.trust_remote_code)
     tokenized, truncation = task.prepare(data, preprocessor, cfg)
 
@@ -228,4 +242,4 @@ def plan(section, w) -> list[dict]:
     if w.heads():
         config["head"] = w.heads()
     return [{"label": "teacher", "config": config, "makes": [Teacher(folder=out)],
-             "inputs": {"model": w.model} | w.splits()}]
+             "inputs": {"model": w.model} | w.splits() | w.head_files()}]

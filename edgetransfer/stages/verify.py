@@ -206,7 +206,8 @@ def run(cfg: VerifyConfig) -> VerifyReport:
     # runtime has no reader for is scored on the outputs above (its own encoding)
     preds = {m.name: shipped.predictions(task, shipped.of_runner(m), ds, m.label_names,
                                          cfg.max_length, m.precision, cfg.max_image_pixels)
-             if task.shipped is not None else task.predictions(task.scored(outputs[m.name]))
+             if task.shipped is not None
+             else task.predictions(task.scored(outputs[m.name]))
              for m in models}
     names = reference.label_names
     reports = {name: task.metrics(labels, p, names) for name, p in preds.items()}

@@ -78,7 +78,6 @@ def names() -> list[str]:
 def recorded(folder: Path) -> str | None:
     """The task an edgetransfer artifact folder records in its artifact.json."""
     from ..artifacts import MANIFEST
-
     from ..untrusted import read_json
 
     try:

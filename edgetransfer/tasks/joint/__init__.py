@@ -87,7 +87,9 @@ def compose(heads: list[Head], select: str | None = None, where: str = "--head")
         peft_task_type=None,
         claims=claims,
         head_config=head_config,
-        read=lambda opts, model_labels=None: joint_data.load(opts, heads, model_labels),
+        read=lambda opts, model_labels=None: joint_data.load(
+            opts, heads, model_labels, joint_data.sources_of(getattr(opts, "head_data", None),
+                                                             heads)),
         read_eval=lambda spec, label_names, opts=None: joint_data.read_eval(
             spec, label_names, heads, opts),
         claims_data=lambda columns: False,

@@ -14,11 +14,14 @@ window of a sentence carries it), one per sub-token for a word head.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+
+import numpy as np
 
 from ...data import labels as class_labels
 from ...data import tags as iob
 from ...data.splits import pick_column, read_split, read_splits, row_name, sample_and_carve
-from ...errors import DataError
+from ...errors import ConfigError, DataError
 from .. import text, words
 from ..task import TaskData
 from ..token_classification import TOKEN_COLUMNS
@@ -48,16 +51,24 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and v != v)
 
 
-def _sentences(ds, source: str, column: str) -> list[list[str]]:
+def _sentences(ds, source: str, column: str | None) -> list[list[str]]:
+    """Each row's words: its tokens column, else its text split at white space (a head's own
+    file may hold texts: an intent dataset)."""
+    if column is None:
+        from ..text import text_columns
+
+        text = text_columns(list(ds.column_names), source, None, None)[0]
+        return [words.check_words(str(t or "").split(), row_name(source, i))
+                for i, t in enumerate(ds[text])]
     return [words.check_words(ws, row_name(source, i)) for i, ws in enumerate(ds[column])]
 
 
 def _column_values(ds, head, source: str) -> list:
-    """The head's column, None where a row lacks it; refused when no row has it."""
+    """The head's column, None where a row lacks it (or the file lacks the column: the
+    file's rows are then unlabelled for the head; `load` refuses a column no train file
+    has)."""
     if head.label_column not in ds.column_names:
-        raise DataError(f"{source}: no column {head.label_column!r} for the head {head.name!r}; "
-                        f"the columns are {list(ds.column_names)}; name its column "
-                        f"({head.name}=KIND:COLUMN)")
+        return [None] * len(ds)
     return list(ds[head.label_column])
 
 
@@ -124,42 +135,132 @@ def head_kind(head) -> str:
     return get(head.kind).head
 
 
-def _read_file(ds, source: str, heads, tokens_column: str | None):
+def _read_file(ds, source: str, heads, tokens_column: str | None, only: str | None = None):
+    """(words per row, {head: values, None where a row has no label}); `only`: the head
+    whose own file this is (the other heads' labels are not read from it). Words are the
+    tokens column's, else the text column's split at white space."""
     names = list(ds.column_names)
-    column = pick_column(names, tokens_column, TOKEN_COLUMNS, "tokens", source,
-                         "--tokens-column")
+    has_tokens = tokens_column is not None or any(c in names for c in TOKEN_COLUMNS)
+    column = (pick_column(names, tokens_column, TOKEN_COLUMNS, "tokens", source,
+                          "--tokens-column") if has_tokens else None)
     sentences = _sentences(ds, source, column)
     values = {}
     for h in heads:
-        raw = _column_values(ds, h, source)
+        raw = (_column_values(ds, h, source) if only in (None, h.name)
+               else [None] * len(sentences))
         values[h.name] = (_classes(raw, source) if head_kind(h) == SENTENCE
                           else _tags(raw, sentences, source, h))
     return sentences, values
 
 
-def load(opts, heads, model_labels: list[str] | None = None) -> TaskData:
-    """Read and check every split; each head's labels from train (or the model's)."""
+SPLITS = ("train", "validation", "test")
+
+
+def sources_of(values, heads, flag: str = "--head-data") -> list:
+    """--head-data's NAME:SPLIT=PATH values, checked against the heads."""
+    out, names = [], {h.name for h in heads}
+    for v in values or []:
+        key, sep, path = str(v).partition("=")
+        name, _, split = key.partition(":")
+        if not sep or not path or split not in SPLITS:
+            raise ConfigError(f"{flag} {v}: write NAME:SPLIT=PATH, SPLIT one of "
+                              f"{', '.join(SPLITS)} (e.g. slots:train=slots.jsonl)")
+        if name not in names:
+            raise ConfigError(f"{flag} {v}: no head {name!r}; the heads are "
+                              f"{', '.join(sorted(names))}")
+        out.append(Source(name, split, path))
+    return out
+
+
+@dataclass(frozen=True)
+class Source:
+    """A head's own data file for one split (--head-data NAME:SPLIT=PATH)."""
+
+    head: str
+    split: str
+    path: str
+
+
+def _joined(parts: list) -> tuple[list, dict]:
+    sentences, values = [], {}
+    for ss, vs in parts:
+        sentences += ss
+        for k, v in vs.items():
+            values.setdefault(k, []).extend(v)
+    return sentences, values
+
+
+def _sampled(parts: list, sources: list[str], rule: str, temperature: float, seed: int):
+    """The train files' rows mixed by the sampling rule: `proportional` keeps every row
+    (each file weighs its size); `temperature` draws N rows in all, file i's share
+    n_i^(1/T) / sum_j n_j^(1/T) (T=1 is proportional; larger T evens the files out, the
+    smaller file's rows drawn again), seeded."""
+    if rule == "proportional" or len(parts) < 2:
+        return _joined(parts), None
+    sizes = np.array([len(ss) for ss, _ in parts], dtype=float)
+    share = sizes ** (1 / temperature)
+    share /= share.sum()
+    rng = np.random.default_rng(seed)
+    counts = np.round(share * sizes.sum()).astype(int)
+    picked = []
+    for (ss, vs), k in zip(parts, counts):
+        n = len(ss)
+        rows = np.concatenate([rng.permutation(n)[:min(k, n)],
+                               rng.integers(0, n, max(k - n, 0))]).astype(int)
+        picked.append(([ss[i] for i in rows], {h: [v[i] for i in rows] for h, v in vs.items()}))
+    note = (f"train: sampled by temperature {temperature:g}: "
+            + ", ".join(f"{src} {n} of {int(size)} rows" for src, n, size
+                        in zip(sources, counts, sizes)))
+    return _joined(picked), note
+
+
+def load(opts, heads, model_labels: list[str] | None = None, sources=()) -> TaskData:
+    """Read and check every split, the shared files and each head's own (`sources`), the
+    train files mixed by --sampling; each head's labels from train (or the model's)."""
     from datasets import Dataset
 
     raw, specs = read_splits(opts.train, opts.validation, opts.test)
-    read = {name: _read_file(ds, specs[name], heads, getattr(opts, "tokens_column", None))
-            for name, ds in raw.items()}
+    tokens = getattr(opts, "tokens_column", None)
+    read = {name: [_read_file(ds, specs[name], heads, tokens)] for name, ds in raw.items()}
+    names_of = {name: [specs[name]] for name in raw}
+    # the train columns that may label each head: the shared file's, and its own files'
+    columns = {h.name: set(raw["train"].column_names) for h in heads}
+    for src in sources:
+        ds = read_split(src.path, src.split)
+        read.setdefault(src.split, []).append(_read_file(ds, src.path, heads, tokens,
+                                                         src.head))
+        names_of.setdefault(src.split, []).append(src.path)
+        specs.setdefault(f"{src.split}:{src.head}", src.path)
+        if src.split == "train":
+            columns[src.head] |= set(ds.column_names)
+    seed = getattr(opts, "seed", 42)
+    joined = {name: _joined(parts) for name, parts in read.items() if name != "train"}
+    joined["train"], sampled = _sampled(read["train"], names_of["train"],
+                                        getattr(opts, "sampling", "proportional"),
+                                        getattr(opts, "sampling_temperature", 2.0), seed)
     fixed = split_flat(model_labels) if model_labels else None
     labelled = []
     for h in heads:
-        names = (fixed or {}).get(h.name) or _label_names(h, read["train"][1][h.name],
+        if h.label_column not in columns[h.name]:
+            raise DataError(f"{specs['train']}: no column {h.label_column!r} for the head "
+                            f"{h.name!r} in any train file; the columns are "
+                            f"{list(raw['train'].column_names)}; name its column "
+                            f"({h.name}=KIND:COLUMN), or give the head its own file "
+                            f"(--head-data {h.name}:train=PATH)")
+        names = (fixed or {}).get(h.name) or _label_names(h, joined["train"][1][h.name],
                                                           specs["train"])
         labelled.append(type(h)(h.name, h.kind, h.column, h.weight, tuple(names)))
     splits = {}
-    for name, (sentences, values) in read.items():
-        ids = {h.name: _ids(h, values[h.name], specs[name], list(h.labels), bool(fixed))
+    for name, (sentences, values) in joined.items():
+        where = " + ".join(names_of[name])
+        ids = {h.name: _ids(h, values[h.name], where, list(h.labels), bool(fixed))
                for h in labelled}
         splits[name] = Dataset.from_dict({
             "tokens": sentences,
             **{f"{LABEL_PREFIX}{h.name}": ids[h.name] for h in labelled}})
-    notes = sample_and_carve(splits, train_sample=opts.train_sample,
-                             validation_fraction=opts.validation_fraction,
-                             seed=getattr(opts, "seed", 42))
+    notes = ([sampled] if sampled else []) + sample_and_carve(
+        splits, train_sample=opts.train_sample, validation_fraction=opts.validation_fraction,
+        seed=seed)
     for h in labelled:
         missing = sum(v is None for v in splits["train"][f"{LABEL_PREFIX}{h.name}"])
         if missing:
@@ -187,6 +288,11 @@ def read_eval(spec: str, label_names: list[str] | None, heads, opts=None):
     if label_names is not None:
         per_head = split_flat(label_names)
         ids = {h.name: _ids(h, values[h.name], spec, per_head[h.name], True) for h in heads}
+        unlabelled = next((h for h in heads if all(v is None for v in ids[h.name])), None)
+        if unlabelled is not None:
+            raise DataError(f"{spec}: no row has the head {unlabelled.name!r}'s label (column "
+                            f"{unlabelled.label_column!r}); a joint model is scored on data "
+                            f"labelled for every head")
         rows["label"] = [{h.name: _gold(ids[h.name][i], h, len(sentences[i]))
                           for h in heads} for i in range(len(sentences))]
     return Dataset.from_dict(rows)

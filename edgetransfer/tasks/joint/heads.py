@@ -32,6 +32,8 @@ MAX_LABELS = 10_000  # per head: a vocabulary-sized head is a mistake, not a tas
 # the heads' primary metrics: their plain mean, their mean weighted as the losses are, or
 # one head's alone (--select HEAD).
 SELECT_RULES = ("mean", "weighted")
+# a recipe's tasks: entry may name the head's own data files (--head-data NAME:SPLIT=PATH)
+FILES = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,8 @@ def check_name(name, where: str) -> str:
 
 def check_kind(kind, where: str) -> str:
     """A registered task that can be a head (Task.head says where it reads the encoder)."""
-    from .. import _builtin, _TASKS
     from ...untrusted import clip
+    from .. import _TASKS, _builtin
 
     _builtin()
     heads = [t.name for t in _TASKS.values() if t.head is not None]
@@ -134,10 +136,13 @@ def parse_section(section, where: str) -> list[Head]:
         at = f"{where}.{name}"
         if not isinstance(body, dict):
             raise ConfigError(f"{at}: expected a mapping with kind (and label_column, weight)")
-        extra = sorted(set(body) - {"kind", "label_column", "weight"})
+        extra = sorted(set(body) - {"kind", "label_column", "weight", *FILES})
         if extra:
             raise ConfigError(f"{at}: unknown key {extra[0]!r}; the keys are kind, "
-                              f"label_column, weight")
+                              f"label_column, weight, {', '.join(FILES)}")
+        bad = next((k for k in FILES if k in body and not isinstance(body[k], str)), None)
+        if bad:
+            raise ConfigError(f"{at}.{bad}: expected a file name")
         if "kind" not in body:
             raise ConfigError(f"{at}: kind is missing; give the head's task, e.g. "
                               f"text-classification")
@@ -147,6 +152,12 @@ def parse_section(section, where: str) -> list[Head]:
         heads.append(Head(name=check_name(name, at), kind=check_kind(body["kind"], at),
                           column=column, weight=_weight(body.get("weight", 1.0), at)))
     return check_heads(heads, where)
+
+
+def section_files(section: dict) -> list[tuple[str, str, str]]:
+    """(head, split, file) of a recipe's tasks: section: each head's own data files."""
+    return [(name, split, body[split]) for name, body in section.items()
+            for split in FILES if isinstance(body, dict) and body.get(split)]
 
 
 def of_config(config: dict, where: str) -> list[Head]:
