@@ -327,3 +327,30 @@ def test_per_example_takes_windows_back_to_examples():
     assert got[0]["slots"].tolist() == [slots[0, 1].tolist(), slots[0, 2].tolist(),
                                         slots[1, 1].tolist()]
     assert [p["intent"] for p in task.predictions(got)] == [0, 0]
+
+
+def test_a_head_may_learn_from_its_own_file_mixed_by_temperature(tiny_backbone, tmp_path,
+                                                                 cli):
+    """Several datasets, one per head: intents as text (no slots), slots as words (no
+    intent); drawn by temperature, the smaller file is drawn again to even them out."""
+    train = rows(100, 1)
+    write_jsonl(tmp_path / "intents.jsonl", [{"text": " ".join(r["tokens"]),
+                                             "intent": r["intent"]} for r in train])
+    write_jsonl(tmp_path / "slots.jsonl", [{"tokens": r["tokens"], "slots": r["slots"]}
+                                           for r in train[:30]])
+    write_jsonl(tmp_path / "validation.jsonl", rows(30, 2))
+    code, out = cli("finetune", *HEADS, "--head-data", f"slots:train={tmp_path / 'slots.jsonl'}",
+                    "--sampling", "temperature", "--model", tiny_backbone, "--train",
+                    tmp_path / "intents.jsonl", "--validation", tmp_path / "validation.jsonl",
+                    "--out", tmp_path / "m", *TRAIN)
+    assert code == 0, out
+    # shares n^(1/2): 100 -> 10, 30 -> 5.5 of 130 rows: 84 and 46
+    assert (f"intents.jsonl 84 of 100 rows, {tmp_path / 'slots.jsonl'} 46 of 30 rows"
+            in out)
+    assert "head intent: 46 train row(s) have no label" in out
+    report = json.loads((tmp_path / "m" / "metrics.json").read_text())["validation"]
+    assert report["intent_accuracy"] >= 0.9 and report["slots_entity_f1"] >= 0.9
+    code, out = cli("finetune", *HEADS, "--head-data", "moods:train=x.jsonl", "--model",
+                    tiny_backbone, "--train", tmp_path / "intents.jsonl", "--out",
+                    tmp_path / "n")
+    assert code == 2 and "--head-data moods:train=x.jsonl: no head 'moods'" in out

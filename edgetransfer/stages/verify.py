@@ -261,7 +261,8 @@ def _report(cfg: VerifyConfig, task, entries: dict, failures: list[dict], gate_r
         latency_gate=gate_record,
         workload=workload and {"spec": latency.WORKLOAD, "by_batch": workload},
         task=task.name, metric=task.primary, secondary=task.secondary,
-        gated=list(task.gated), data={"path": cfg.data, "examples": examples}, settings=cfg.model_dump(mode="json"),
+        gated=list(task.gated), data={"path": cfg.data, "examples": examples},
+        settings=cfg.model_dump(mode="json"),
         env={"machine": latency.machine(), "threads": cfg.threads, "provider": cfg.provider,
              "versions": versions("torch", "transformers", "onnxruntime", "onnx", "numpy")},
         wall_time_s=round(time.perf_counter() - started, 1))
