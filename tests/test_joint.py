@@ -267,15 +267,15 @@ def test_the_runtime_refuses_a_joint_spec_it_cannot_read():
 
 
 def test_the_runtime_reads_labels_by_head():
-    from edgetransfer.bundle.runtime.predict import BundleError, _head_labels
+    from edgetransfer.bundle.runtime.predict import BundleError, head_labels
 
     task = {"postprocess": "heads", "heads": [{"name": "a"}, {"name": "b"}]}
-    assert _head_labels(["a:x", "a:y", "b:O", "b:B-t"], task, "labels.json") == {
+    assert head_labels(["a:x", "a:y", "b:O", "b:B-t"], task, "labels.json") == {
         "a": ["x", "y"], "b": ["O", "B-t"]}
     with pytest.raises(BundleError, match="label 'c:z' names no head"):
-        _head_labels(["a:x", "c:z", "b:O"], task, "labels.json")
+        head_labels(["a:x", "c:z", "b:O"], task, "labels.json")
     with pytest.raises(BundleError, match="no labels for the head 'b'"):
-        _head_labels(["a:x"], task, "labels.json")
+        head_labels(["a:x"], task, "labels.json")
 
 
 def test_a_recipe_names_its_heads(tmp_path):

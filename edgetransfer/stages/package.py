@@ -481,11 +481,11 @@ def _checked(verification: dict, task, spec: dict) -> str:
 def _labels_line(task, labels: list[str]) -> str:
     """The README's line on what the model outputs: its labels, or a joint model's heads
     (each its task, its count of labels and the labels)."""
-    if not task.joint:
-        return f"Labels: {', '.join(labels)}"
-    from ..tasks.joint.data import split_flat
+    from ..bundle.runtime.predict import head_labels
 
-    per_head = split_flat(labels)
+    per_head = head_labels(labels, task.runtime, "labels.json")
+    if per_head is None:
+        return f"Labels: {', '.join(labels)}"
     kinds = {h["name"]: h["postprocess"] for h in task.runtime["heads"]}
     return "Heads (one call answers each): " + "; ".join(
         f"{name} ({'a label per text' if kinds[name] == 'softmax-label' else 'spans'}, "

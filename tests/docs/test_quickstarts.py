@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from codeblocks import blocks, commands, section
 from conftest import make_rows, make_sentences, predictions, write_conll, write_jsonl
+from joint_data import rows as joint_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 SHARED = ROOT.parent / "shared"
-QUICKSTARTS = ("Text classification", "Named entities", "Images")
+QUICKSTARTS = ("Text classification", "Named entities", "Images", "Several tasks at once")
 MAX_LINES = 10  # the bound: from data to a bundle's prediction in ten lines
 
 # What the tiny stand-ins need that the real backbones do not, appended to a command (Click
@@ -67,6 +68,9 @@ def layout(tmp_path, tiny_backbone, tiny_effnet):
     conll = tmp_path / "shared" / "data" / "conll2003"
     for name, n, seed in (("train", 60, 1), ("dev", 20, 2), ("test", 20, 3)):
         write_conll(conll / f"{name}.txt", make_sentences(n, seed))
+    snips = tmp_path / "shared" / "data" / "snips"
+    for name, n, seed in (("train", 120, 1), ("validation", 30, 2), ("test", 30, 3)):
+        write_jsonl(snips / f"{name}.jsonl", joint_rows(n, seed))
     return repo, {"minilm-l6": str(tiny_backbone), "efficientnet-lite0": str(tiny_effnet)}
 
 
@@ -108,7 +112,12 @@ def test_each_quickstart_runs_as_written(heading, layout, capsys, monkeypatch):
     rows = predictions(outputs[-1])
     assert len(rows) == 1
     labels = json.loads((repo / bundle / "labels.json").read_text())
-    if "entities" in rows[0]:
+    if "intent" in rows[0]:  # (a joint model: every head in one answer)
+        heads = {h: [x.split(":", 1)[1] for x in labels if x.startswith(h + ":")]
+                 for h in ("intent", "slots")}
+        assert rows[0]["intent"]["label"] in heads["intent"]
+        assert all(f"B-{s['type']}" in heads["slots"] for s in rows[0]["slots"])
+    elif "entities" in rows[0]:
         assert all(e["type"] in {"PER", "LOC"} for e in rows[0]["entities"])
         text = rows[0]["text"]
         assert all(text[e["start"]:e["end"]] == e["text"] for e in rows[0]["entities"])

@@ -621,7 +621,7 @@ RANKED = ("softmax-label",)
 ONE_RUN = ("softmax-label", "values")
 
 
-def _head_labels(labels: list, task: dict, where: str) -> dict | None:
+def head_labels(labels: list, task: dict, where: str) -> dict | None:
     """A joint model's labels by head (labels.json's "HEAD:label"); None for one head."""
     if task.get("postprocess") != "heads":
         return None
@@ -679,7 +679,7 @@ class Predictor:
             raise BundleError(f"{spec['labels']}: not a list of label names")
         task = spec["task"]
         self.kind = task["inputs"]
-        self.head_labels = _head_labels(self.labels, task, spec["labels"])
+        self.head_labels = head_labels(self.labels, task, spec["labels"])
         try:  # (every package the bundle needs, said in one message)
             import numpy as np
             import onnxruntime  # noqa: F401  (_open's session)
