@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...bundle.runtime.predict import HEAD_SEP
 from ...data import labels as class_labels
 from ...data import tags as iob
 from ...data.splits import pick_column, read_split, read_splits, row_name, sample_and_carve
@@ -29,7 +30,9 @@ from .model import SENTENCE
 
 log = logging.getLogger(__name__)
 IGNORE = class_labels.IGNORE
-SEP = ":"  # a flat label name is "head:label" (config.json's id2label; label_names)
+# a flat label name is "HEAD:label" (config.json's id2label, label_names, labels.json), the
+# separator the bundled runtime splits them at
+SEP = HEAD_SEP
 
 
 def flat(heads) -> list[str]:
