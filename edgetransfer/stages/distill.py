@@ -382,9 +382,8 @@ def _write_cached(path: Path, logits: list) -> None:
 
 
 def teacher_column(task, name: str) -> str:
-    """The transfer set's column of the teacher's output `name`: `teacher_logits` for the
-    first (the task collators' name for it), `teacher_<name>` for the others."""
-    return "teacher_logits" if name == task.outputs[0] else f"teacher_{name}"
+    """The transfer set's column of the teacher's output `name` (Task.teacher_column)."""
+    return task.teacher_column(name)
 
 
 def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):

@@ -184,6 +184,12 @@ class Task:
             return {name: named[name] for name in self.outputs}
         return named[self.outputs[0]]
 
+    def teacher_column(self, name: str) -> str:
+        """Distillation's column of the teacher's output `name` (cached per transfer row):
+        `teacher_logits` for the first (the task collators' name for it), `teacher_<name>`
+        for the others."""
+        return "teacher_logits" if name == self.outputs[0] else f"teacher_{name}"
+
     def output(self, out, name: str | None = None):
         """One named output of a model's forward (a transformers ModelOutput or a dict of
         arrays: runners, ONNX sessions); no name: what the task scores (`scored`)."""

@@ -71,9 +71,7 @@ def compose(heads: list[Head], select: str | None = None, where: str = "--head")
                     **{CONFIG_HEADS: [h.record() for h in labelled], CONFIG_SELECT: select})
 
     def teacher_columns():
-        from ...stages.distill import teacher_column
-
-        return {h.name: teacher_column(task, h.name) for h in heads}
+        return {h.name: task.teacher_column(h.name) for h in heads}
 
     def onnx_config(config):
         return _onnx_config(config, scores)
@@ -103,7 +101,7 @@ def compose(heads: list[Head], select: str | None = None, where: str = "--head")
         primary=COMBINED,
         greater_is_better=True,
         compare=scores.compare,
-        drop=lambda reference, candidate: 100 * (reference - candidate),
+        drop=tc.drop,  # (points of each head's primary metric, all greater-is-better)
         per_label_delta=scores.per_label_delta,
         distill_loss=scores.distill_loss,
         agreement=parity.top1_agreement,

@@ -81,19 +81,26 @@ class Scores:
         return split_flat(label_names)
 
     def combine(self, values: dict[str, float]) -> float:
-        """The combined figure of each head's primary value (by head name)."""
+        """The combined figure of each head's primary value (by head name; a head absent
+        from `values`, unscored on this split, is left out)."""
         if self.select in values:
             return values[self.select]
-        if self.select == "weighted":
-            w = np.array([h.weight for h in self.heads], dtype=float)
-            return float(np.dot(w, [values[h.name] for h in self.heads]) / w.sum())
-        return float(np.mean([values[h.name] for h in self.heads]))
+        heads = [h for h in self.heads if h.name in values]
+        if not heads:
+            return 0.0
+        if self.select == "weighted" and sum(h.weight for h in heads) > 0:
+            w = np.array([h.weight for h in heads], dtype=float)
+            return float(np.dot(w, [values[h.name] for h in heads]) / w.sum())
+        return float(np.mean([values[h.name] for h in heads]))
 
     def metrics(self, labels: list, predictions: list, label_names: list[str]) -> dict:
         names = self._names(label_names)
         heads, primary = {}, {}
         for h, t in zip(self.heads, self.kinds):
             at = self._labelled(h, labels)
+            if not at:  # (a split labelled for other heads only: this one is not scored)
+                heads[h.name] = {"n": 0}
+                continue
             gold = [self._gold(labels[i][h.name]) for i in at]
             heads[h.name] = t.metrics(gold, [predictions[i][h.name] for i in at],
                                       names[h.name])
@@ -101,6 +108,8 @@ class Scores:
         report = {COMBINED: round(self.combine(primary), 6),
                   EXACT: self._exact(labels, predictions), "n": len(labels)}
         for h, t in zip(self.heads, self.kinds):
+            if h.name not in primary:
+                continue
             report[figure(h.name, t.primary)] = primary[h.name]
             if t.secondary:
                 report[figure(h.name, t.secondary)] = float(heads[h.name][t.secondary])
@@ -159,6 +168,9 @@ class Scores:
                  f"{report[EXACT]:.4f} over {report['n']} examples"]
         for h, t in zip(self.heads, self.kinds):
             rep = report["heads"][h.name]
+            if not rep.get("n"):
+                parts.append(f"[{h.name}: {t.name}] no example of this split has its label")
+                continue
             body = (t.render(rep) if t.render is not None else
                     "  ".join(f"{k} {v:.4f}" for k, v in rep.items()
                               if isinstance(v, float)))
