@@ -12,7 +12,7 @@
    names a folder the recipe already ran into (models/snips after `edgetransfer run
    recipes/snips.yaml`): its steps are reused where inputs and settings are unchanged.
 2. **Joint against separate**, on all of train and on a seeded 10% of it (the same rows for
-   every arm): a joint model and two single-task models (intent: text-classification on
+   every arm, holding every intent and slot tag of train: `covering_sample`): a joint model and two single-task models (intent: text-classification on
    the words joined by spaces; slots: token-classification on the words), each one
    `edgetransfer finetune` with the recipe's teacher settings (the full-data joint arm is
    the recipe's teacher itself), then int8 (`export --quantize int8-dynamic`) and a bundle
@@ -68,14 +68,29 @@ def teacher_flags() -> list[str]:
             "--epochs", str(ft["epochs"]), "--max-length", str(data["max_length"])]
 
 
+def covering_sample(rows: list[dict], k: int) -> list[dict]:
+    """A seeded sample of `k` rows that holds every intent and slot tag the rows have (the
+    single-task tagger refuses a tag at validation that train never has; a random 10% of
+    SNIPS misses rare ones): rows that add an unseen label first, in a seeded order, then
+    the rest of that order."""
+    order = rows[:]
+    random.Random(SEED).shuffle(order)
+    seen: set = set()
+    first, rest = [], []
+    for r in order:
+        labels = {r["intent"], *r["slots"]}
+        (first if labels - seen else rest).append(r)
+        seen |= labels
+    return (first + rest)[:k]
+
+
 def write_data(src: Path, out: Path) -> dict:
     """The arms' files: the splits as given, a seeded 10% of train (the same rows for every
     arm), and the intent task's copies with the words joined as text."""
     out.mkdir(parents=True, exist_ok=True)
     rows = {s: [json.loads(line) for line in (src / f"{s}.jsonl").read_text().splitlines()
                 if line.strip()] for s in ("train", "validation", "test")}
-    k = round(FRACTION * len(rows["train"]))
-    rows["train10"] = random.Random(SEED).sample(rows["train"], k)
+    rows["train10"] = covering_sample(rows["train"], round(FRACTION * len(rows["train"])))
     files = {}
     for split, rs in rows.items():
         joint = out / f"{split}.jsonl"
