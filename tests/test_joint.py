@@ -354,3 +354,18 @@ def test_a_head_may_learn_from_its_own_file_mixed_by_temperature(tiny_backbone, 
                     tiny_backbone, "--train", tmp_path / "intents.jsonl", "--out",
                     tmp_path / "n")
     assert code == 2 and "--head-data moods:train=x.jsonl: no head 'moods'" in out
+
+
+def test_a_static_int8_export_gates_each_head(trained, data, cli, tmp_path):
+    import onnx
+
+    _, student = trained
+    code, out = cli("-q", "export", "--model", student, "--out", tmp_path / "s", "--quantize",
+                    "int8-static", "--calibration-data", data / "train.jsonl", "--eval-data",
+                    data / "test.jsonl", "--max-accuracy-drop", "10")
+    assert code == 0, out
+    graph = onnx.load(str(tmp_path / "s" / "model.onnx")).graph
+    assert [o.name for o in graph.output] == ["intent", "slots"]
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node)
+    gates = json.loads((tmp_path / "s" / "export.json").read_text())["gates"]
+    assert {g["output"] for g in gates if g["gate"] == "parity final"} == {"intent", "slots"}
