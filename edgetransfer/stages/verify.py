@@ -211,7 +211,6 @@ def run(cfg: VerifyConfig) -> VerifyReport:
              for m in models}
     names = reference.label_names
     reports = {name: task.metrics(labels, p, names) for name, p in preds.items()}
-    metric = task.primary
 
     failures: list[dict] = []
     entries = {}
@@ -224,15 +223,8 @@ def run(cfg: VerifyConfig) -> VerifyReport:
         if task.per_label_delta is not None:
             entries[c.name]["per_class_delta"] = task.per_label_delta(reports[reference.name],
                                                                       reports[c.name])
-        # (the primary, and each figure the task gates on its own: a joint task's heads)
-        for gated in dict.fromkeys((metric, *task.gated)):
-            if drop[gated]["points"] > cfg.max_accuracy_drop:
-                failures.append({"gate": "accuracy", "model": c.name, "message": (
-                    f"{c.name}: {gated} {reports[c.name][gated]:.4f} is "
-                    f"{drop[gated]['points']:.2f} below the reference's "
-                    f"{reports[reference.name][gated]:.4f} (95% CI "
-                    f"{drop[gated]['ci95'][0]:.2f} to {drop[gated]['ci95'][1]:.2f}; "
-                    f"allowed {cfg.max_accuracy_drop})")})
+        failures += _accuracy_failures(task, c.name, drop, reports[c.name],
+                                       reports[reference.name], cfg.max_accuracy_drop)
         entries[c.name]["parity"] = _parity(c, models, outputs, probes, cfg, load, ds)
         if entries[c.name]["parity"].get("passed") is False:
             failures += [{"gate": "parity", "model": c.name, "message": f"{c.name}: {f}"}
@@ -548,6 +540,35 @@ def _latency(models, ds, cfg):
     return results, workload_figures
 
 
+def _accuracy_failures(task, name: str, drop: dict, report: dict, reference: dict,
+                       allowed: float) -> list[dict]:
+    """The accuracy gate's failures of one candidate: its drop in the primary metric, and in
+    each figure the task gates on its own (a joint task's heads), beyond `allowed`."""
+    failures = []
+    for gated in dict.fromkeys((task.primary, *task.gated)):
+        if drop[gated]["points"] > allowed:
+            failures.append({"gate": "accuracy", "model": name, "message": (
+                f"{name}: {gated} {report[gated]:.4f} is {drop[gated]['points']:.2f} below "
+                f"the reference's {reference[gated]:.4f} (95% CI {drop[gated]['ci95'][0]:.2f} "
+                f"to {drop[gated]['ci95'][1]:.2f}; allowed {allowed})")})
+    return failures
+
+
+def _gated_table(report: VerifyReport) -> list[str]:
+    """A joint model's heads: each head's figure and its drop [95% CI], per model."""
+    if not report.gated:
+        return []
+    rows = [["model"] + [k.replace("_", "-") for k in report.gated]]
+    for m in report.models:
+        cells = []
+        for k in report.gated:
+            d = report.drop(m, k)
+            cells.append(f"{report.score(m, k):.4f}" + (
+                f" {d.points:+.2f} [{d.ci95[0]:+.2f}, {d.ci95[1]:+.2f}]" if d else ""))
+        rows.append([m.name] + cells)
+    return _table(rows) + [""]
+
+
 def render(report: VerifyReport) -> str:
     """The terminal tables: accuracy, parity, latency, gates."""
     ref, models = report.reference, report.models
@@ -566,16 +587,7 @@ def render(report: VerifyReport) -> str:
                        else "(reference)",
                        f"{m.accuracy_drop['flip_rate']:.2%}" if d else ""])
     lines += _table(rows) + [""]
-    if report.gated:  # (a joint model: each head's figure and drop)
-        heads = [["model"] + [k.replace("_", "-") for k in report.gated]]
-        for m in models:
-            cells = []
-            for k in report.gated:
-                d = report.drop(m, k)
-                cells.append(f"{report.score(m, k):.4f}" + (
-                    f" {d.points:+.2f} [{d.ci95[0]:+.2f}, {d.ci95[1]:+.2f}]" if d else ""))
-            heads.append([m.name] + cells)
-        lines += _table(heads) + [""]
+    lines += _gated_table(report)
     par = [["model", "against", "output", "max |diff|", "max rel", "nan/inf", "top-1 agree",
             "gate"]]
     for m in report.candidates:
