@@ -48,9 +48,9 @@ def _kinds(heads: list[Head]):
 
 def compose(heads: list[Head], select: str | None = None, where: str = "--head"):
     """The Task of a joint model over `heads` (labels filled once the data is read)."""
+    from ...data import labels as class_labels
     from ...inputs import words as words_inputs
     from ...measure import parity
-    from ...modeling import backbones
     from .. import token_classification as tc
     from . import data as joint_data
     from .model import JointModel
@@ -65,10 +65,8 @@ def compose(heads: list[Head], select: str | None = None, where: str = "--head")
     def head_config(label_names: list[str]) -> dict:
         per_head = joint_data.split_flat(label_names)
         labelled = [dataclasses.replace(h, labels=tuple(per_head[h.name])) for h in heads]
-        id2label = dict(enumerate(label_names))
-        return dict(num_labels=len(label_names), id2label=id2label,
-                    label2id={v: k for k, v in id2label.items()},
-                    **{CONFIG_HEADS: [h.record() for h in labelled], CONFIG_SELECT: select})
+        return class_labels.head_config(label_names) | {
+            CONFIG_HEADS: [h.record() for h in labelled], CONFIG_SELECT: select}
 
     def teacher_columns():
         return {h.name: task.teacher_column(h.name) for h in heads}
@@ -76,6 +74,7 @@ def compose(heads: list[Head], select: str | None = None, where: str = "--head")
     def onnx_config(config):
         return _onnx_config(config, scores)
 
+    # a tagger's Task with what is the heads': the words and their encoding are the tagger's
     task = dataclasses.replace(
         tc.TASK,
         name=NAME,
@@ -122,10 +121,7 @@ def compose(heads: list[Head], select: str | None = None, where: str = "--head")
         head=None,
         joint=True,
         gated=scores.gated(),
-        load_preprocessor=backbones.load_tokenizer,
-        encode=tc.TASK.encode,
-        index_columns=tc.TASK.index_columns,
-    )
+    )  # (the tokenizer, the words' encoding and index columns: the tagger's, as given)
     return task
 
 
