@@ -148,7 +148,8 @@ class HeadDataOptions(BaseModel):
         "(every row once: each file weighs its size) or temperature (file i drawn with share "
         "n_i^(1/T), evening out unequal files).")
     sampling_temperature: float = Field(2.0, ge=1, le=100, description="T of --sampling "
-                                        "temperature (1: proportional).")
+                                        "temperature: the higher, the more even the files' "
+                                        "shares.")
 
 
 class FloorOption(BaseModel):
