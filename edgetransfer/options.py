@@ -152,6 +152,23 @@ class HeadDataOptions(BaseModel):
                                         "shares.")
 
 
+class HeadsOption(BaseModel):
+    """A joint model's heads and the figure that selects it (tasks/joint): what fine-tuning
+    builds; the later stages read both from the model's config.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    head: list[str] | None = Field(None, json_schema_extra={"repeatable": True},
+                                   description="A joint model's head (--task multi-task), "
+                                   "repeated once per head: NAME=KIND[:COLUMN[:WEIGHT]], e.g. "
+                                   "intent=text-classification:intent and "
+                                   "slots=token-classification:slots [column: NAME; weight: 1].")
+    select: str | None = Field(None, description="A joint model: the combined figure that "
+                               "selects the model and stops early: mean (of each head's "
+                               "primary metric), weighted (by the heads' weights) or a head's "
+                               "name [default: mean].")
+
+
 class FloorOption(BaseModel):
     """The stages that take a trained model on (export, verify, package) and refuse one
     marked degenerate (edgetransfer/measure/floor.py)."""

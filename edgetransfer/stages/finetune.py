@@ -24,6 +24,7 @@ from ..modeling import architectures, backbones
 from ..options import (
     DataOptions,
     HeadDataOptions,
+    HeadsOption,
     OutputOptions,
     TaskOption,
     TrainOptions,
@@ -61,7 +62,8 @@ def learning_rate_for(cfg, task) -> float:
     return task.learning_rates.get(cfg.method, DEFAULT_LR[cfg.method])
 
 
-class FinetuneConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, OutputOptions):
+class FinetuneConfig(TaskOption, HeadsOption, DataOptions, HeadDataOptions, TrainOptions,
+                     OutputOptions):
     """Settings of `edgetransfer finetune`; each description is the CLI help."""
 
     model: str = Field("minilm-l6", description="Backbone: 'minilm-l6' (all-MiniLM-L6-v2, "
@@ -84,15 +86,6 @@ class FinetuneConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Out
     lora_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA input.")
     lora_targets: list[str] | None = Field(None, description="Module names to adapt, comma-"
                                            "separated [default: every Linear in the blocks].")
-    head: list[str] | None = Field(None, json_schema_extra={"repeatable": True},
-                                   description="A joint model's head (--task multi-task), "
-                                   "repeated once per head: NAME=KIND[:COLUMN[:WEIGHT]], e.g. "
-                                   "intent=text-classification:intent and "
-                                   "slots=token-classification:slots [column: NAME; weight: 1].")
-    select: str | None = Field(None, description="A joint model: the combined figure that "
-                               "selects the model and stops early: mean (of each head's "
-                               "primary metric), weighted (by the heads' weights) or a head's "
-                               "name [default: mean].")
     merge_tolerance: float = Field(1e-4, gt=0, description="Largest logit difference allowed "
                                    "between the merged and the adapter model (fp32).")
 

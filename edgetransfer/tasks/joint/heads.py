@@ -86,7 +86,7 @@ def check_kind(kind, where: str) -> str:
     from .. import _TASKS, _builtin
 
     _builtin()
-    heads = [t.name for t in _TASKS.values() if t.head is not None]
+    heads = sorted(t.name for t in _TASKS.values() if t.head is not None)
     if kind not in heads:
         raise ConfigError(f"{where}: kind '{clip(kind)}' is not a task that can be a head; the "
                           f"kinds are {', '.join(heads)}")
