@@ -139,7 +139,8 @@ def arm(name: str, kind: str, train: Path, files: dict, out: Path, teacher: Path
     if force or not _done(onnx):
         walls["export_s"] = _edgetransfer(
             "export", "--model", model, "--out", onnx, "--quantize", "int8-dynamic",
-            "--eval-data", split["test"], "--max-accuracy-drop", "100", "--overwrite")
+            "--eval-data", split["test"], "--max-accuracy-drop", "100", "--overwrite",
+            *(["--tag-column", "slots"] if kind == "slots" else []))
     if force or not (out / name / "bundle.tar.gz").is_file():
         walls["package_s"] = _edgetransfer("package", "--model", onnx, "--out", bundle,
                                            "--no-measure", "--unverified", "--overwrite")
