@@ -303,7 +303,7 @@ def recipe_section(args, root: Path) -> dict:
     lifted = [] if args.keep_gates else ["verify.max_accuracy_drop=100",
                                          "export.0.max_accuracy_drop=100"]
     run = recipe_run(RECIPE, root, [f"data.dir={args.data.resolve()}", *lifted], args.force)
-    report = verify_report(root / "verify.json")
+    report = verify_report(root / "verify" / "verify.json")
     models = {}
     for m in report.models if report else []:
         lat = (m.latency or {}).get("batch1")
@@ -323,7 +323,7 @@ def _f(x, digits=4):
 def render(r: dict) -> str:
     g, rec = GOALS, r["recipe"]
     m = rec["models"]
-    teacher, student = m.get("teacher", {}), m.get("int8", {})
+    teacher, student = m.get("teacher", {}), m.get("onnx-int8") or m.get("int8", {})
     lines = [f"## SNIPS: one encoder, two heads (`bench/snips.py`, {r['date']})", "",
              f"`python bench/snips.py --data ../shared/data/snips --out {r['out']}"
              f"{' --pipeline ' + r['pipeline'] if r.get('pipeline') else ''}` took "
