@@ -390,6 +390,11 @@ def render(r: dict) -> str:
               f"<= {g['head_points']} | "
               + ", ".join(f"{k} {d[k]['points']:+.2f}" for k in d)
               + f" | {'**yes**' if within else 'no'} |", ""]
+    missing = [f for f in ("all", "10%") if f not in r["comparison"]]
+    if missing:
+        lines += [f"Not measured in this run: the comparison on {', '.join(missing)} of train "
+                  f"(`--fractions {','.join(missing)}`; each single-task model on all of "
+                  f"train takes about as long as the recipe's teacher).", ""]
     if r.get("plot"):
         lines += [f"![SNIPS joint vs separate]({r['plot']})", ""]
     return "\n".join(lines) + "\n"
