@@ -136,7 +136,8 @@ class Wiring:
         """What the training steps share: the task, the labelled splits and how to read them
         (a joint model's: each head's own files too)."""
         d = self.recipe.data
-        extra = {"head_data": self.head_data()} if self.head_data() else {}
+        head_data = self.head_data()
+        extra = {"head_data": head_data} if head_data else {}
         return extra | self.columns() | self.splits() | dict(
             task=self.recipe.task, label_names=d.label_names, train_sample=d.train_sample,
             max_length=d.max_length, image_size=d.image_size, overwrite=True)

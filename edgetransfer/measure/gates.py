@@ -99,6 +99,11 @@ class Judge:
             return {}
         return {k: (self.reports[path][k], self.reports[fp32][k]) for k in self.task.gated}
 
+    def worst_drop(self, path: Path, fp32: Path, value: float, fp32_value: float) -> float:
+        """The largest drop from the fp32 model among the gated figures (both scored)."""
+        return max(self.task.drop(ref, v) for v, ref in gated_pairs(
+            self.task, value, fp32_value, self.figures(path, fp32)).values())
+
     def check_drop(self, value: float, fp32_value: float | None, name: str,
                    figures: dict[str, tuple[float, float]] | None = None) -> None:
         """Fail (exit 3) where `value` (or any of `figures`: `figures()`) is more than
@@ -106,14 +111,20 @@ class Judge:
         if fp32_value is None:
             return
         allowed = self.settings.max_accuracy_drop
-        for metric, (v, ref) in {self.task.primary: (value, fp32_value), **(figures or {})
-                                 }.items():
+        for metric, (v, ref) in gated_pairs(self.task, value, fp32_value, figures).items():
             drop = self.task.drop(ref, v)
             if drop > allowed:
                 raise CheckFailed(
                     f"{name}: {metric} {v:.4f} is {drop:.2f} below the fp32 ONNX model's "
                     f"{ref:.4f} (allowed {allowed}); try --quantize auto "
                     f"or int8-static, or raise --max-accuracy-drop")
+
+
+def gated_pairs(task, value: float, fp32_value: float, figures: dict | None
+                ) -> dict[str, tuple[float, float]]:
+    """Every figure the accuracy gate holds to the bar -> (the model's value, the fp32
+    model's): the primary metric, then those the task gates beside it (Judge.figures)."""
+    return {task.primary: (value, fp32_value), **(figures or {})}
 
 
 def gate_summary(judge: Judge, parity_reports: dict, value: float | None,
@@ -138,7 +149,7 @@ def gate_summary(judge: Judge, parity_reports: dict, value: float | None,
                 "min_agreement_from": stats.get("min_agreement_from"),
                 "passed": report["passed"]})
     if value is not None and fp32_value is not None:
-        for metric, (v, ref) in {task.primary: (value, fp32_value), **(figures or {})}.items():
+        for metric, (v, ref) in gated_pairs(task, value, fp32_value, figures).items():
             drop = task.drop(ref, v)
             gates.append({
                 "gate": metric, "rows": rows["eval"], "data": s.eval_data,

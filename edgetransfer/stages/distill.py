@@ -260,7 +260,7 @@ def _teacher_targets(cfg: DistillConfig, teacher, tokenized, unlabeled, task, to
     cached = _cached_logits(cfg, teacher, transfer, collate, device, task.outputs,
                             inputs=task.inputs)
     for name, values in cached.items():  # (every output the task distils: its columns)
-        transfer = transfer.add_column(teacher_column(task, name),
+        transfer = transfer.add_column(task.teacher_column(name),
                                        [row.tolist() for row in values])
     teacher_time = time.perf_counter() - t0
     if not (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
@@ -381,11 +381,6 @@ def _write_cached(path: Path, logits: list) -> None:
     tmp.replace(path)
 
 
-def teacher_column(task, name: str) -> str:
-    """The transfer set's column of the teacher's output `name` (Task.teacher_column)."""
-    return task.teacher_column(name)
-
-
 def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
     """(student model, kept teacher layers or None, (student, teacher) hidden-state pairs)."""
     cnn = architectures.is_cnn(teacher)
@@ -430,12 +425,6 @@ def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "image")
 
 
-def teacher_logits(model, dataset, collate, device, output: str,
-                   batch_size: int = 64) -> list:
-    """The model's `output` for every row, in order (`teacher_outputs` of one output)."""
-    return teacher_outputs(model, dataset, collate, device, (output,), batch_size)[output]
-
-
 def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
                     batch_size: int = 64) -> dict[str, list]:
     """The model's outputs `names` for every row, in order, one float32 numpy array per row
@@ -464,20 +453,10 @@ def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
 
 
 def _evaluate_teacher(teacher, dataset, collate, device, batch_size, task, names):
-    wanted = task.outputs if task.joint else task.outputs[:1]
-    logits = task.scored(teacher_outputs(teacher, dataset, collate, device, wanted,
-                                         batch_size) | {})
-    return training.scored(task, logits, _labels_of(task, dataset),
-                           training.index_of(task, dataset), names)
-
-
-def _labels_of(task, dataset):
-    """The rows' gold labels as the Trainer hands them to metrics: one column, or a joint
-    task's {head: per-row ids}."""
-    labels = dataset["label"]
-    if not task.joint:
-        return labels
-    return {name: [row[name] for row in labels] for name in task.outputs}
+    logits = task.scored(teacher_outputs(teacher, dataset, collate, device,
+                                         task.scored_outputs, batch_size))
+    return training.scored(task, logits, dataset["label"], training.index_of(task, dataset),
+                           names)
 
 
 def _side_by_side(teacher, student, teacher_eval, student_eval, task) -> dict:
@@ -518,7 +497,7 @@ def distill_trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             task = self.task
-            cached = {n: inputs.pop(teacher_column(task, n), None) for n in task.outputs}
+            cached = {n: inputs.pop(task.teacher_column(n), None) for n in task.outputs}
             if cached[task.outputs[0]] is None:  # evaluation: the model's own loss on the
                 outputs = model(**inputs)        # gold labels
                 return (outputs.loss, outputs) if return_outputs else outputs.loss

@@ -232,7 +232,7 @@ def plan(section, w) -> list[dict]:
 
     out = w.root / "teacher"
     config = section.model_dump() | w.training_data() | dict(model=w.model, out=out)
-    if w.heads():
-        config["head"] = w.heads()
+    if heads := w.heads():
+        config["head"] = heads
     return [{"label": "teacher", "config": config, "makes": [Teacher(folder=out)],
              "inputs": {"model": w.model} | w.splits() | w.head_files()}]

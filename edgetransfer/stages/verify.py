@@ -545,7 +545,7 @@ def _accuracy_failures(task, name: str, drop: dict, report: dict, reference: dic
     """The accuracy gate's failures of one candidate: its drop in the primary metric, and in
     each figure the task gates on its own (a joint task's heads), beyond `allowed`."""
     failures = []
-    for gated in dict.fromkeys((task.primary, *task.gated)):
+    for gated in task.gates:
         if drop[gated]["points"] > allowed:
             failures.append({"gate": "accuracy", "model": name, "message": (
                 f"{name}: {gated} {report[gated]:.4f} is {drop[gated]['points']:.2f} below "

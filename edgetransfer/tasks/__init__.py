@@ -69,12 +69,6 @@ def of_config(config: dict, where: str = "config.json") -> list[Task]:
     return [t for t in _TASKS.values() if t.claims(config)]
 
 
-def names() -> list[str]:
-    """Every task name --task takes: the registered ones and the joint task."""
-    _builtin()
-    return [*_TASKS, JOINT]
-
-
 def recorded(folder: Path) -> str | None:
     """The task an edgetransfer artifact folder records in its artifact.json."""
     from ..artifacts import MANIFEST

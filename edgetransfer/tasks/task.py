@@ -174,14 +174,19 @@ class Task:
 
     @property
     def gates(self) -> tuple[str, ...]:
-        """The report keys the accuracy gates check (`gated`, else the primary)."""
-        return self.gated or (self.primary,)
+        """The report keys the accuracy gates check: the primary, then `gated`."""
+        return tuple(dict.fromkeys((self.primary, *self.gated)))
+
+    @property
+    def scored_outputs(self) -> tuple[str, ...]:
+        """The outputs the task scores: every one where it is joint, else the first."""
+        return self.outputs if self.joint else self.outputs[:1]
 
     def scored(self, named: dict):
         """What the task scores of outputs by name: every one where it is joint (a dict),
         else the first's value."""
         if self.joint:
-            return {name: named[name] for name in self.outputs}
+            return {name: named[name] for name in self.scored_outputs}
         return named[self.outputs[0]]
 
     def teacher_column(self, name: str) -> str:

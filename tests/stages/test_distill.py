@@ -115,7 +115,7 @@ def test_student_of_another_width_trains_with_a_projection(cli, tiny_teacher, da
 def test_cached_teacher_outputs_equal_recomputed_ones(tiny_teacher, data_dir):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from edgetransfer.stages.distill import teacher_logits
+    from edgetransfer.stages.distill import teacher_outputs
     from edgetransfer.tasks.text import collator, tokenize
     from edgetransfer.tasks.text_classification import load as load_task
 
@@ -123,8 +123,8 @@ def test_cached_teacher_outputs_equal_recomputed_ones(tiny_teacher, data_dir):
     tok = AutoTokenizer.from_pretrained(tiny_teacher)
     task = load_task(str(data_dir / "train.jsonl"), str(data_dir / "validation.jsonl"))
     tokenized, _ = tokenize(task.splits, task.sources, tok, 64)
-    rows = teacher_logits(teacher, tokenized["train"], collator(tok), torch.device("cpu"),
-                          "logits", batch_size=7)
+    rows = teacher_outputs(teacher, tokenized["train"], collator(tok), torch.device("cpu"),
+                           ("logits",), batch_size=7)["logits"]
     assert len(rows) == 60 and all(r.shape == (3,) for r in rows)
     cached = np.stack(rows)
     with torch.inference_mode():

@@ -36,9 +36,14 @@ class Scores:
 
     # --- outputs to examples
     def per_example(self, values, index: dict):
-        """Per-row outputs back to examples: a dict by head -> one dict per example; one
-        array alone (parity compares output by output) by its shape: [rows, positions,
-        labels] is a word head's, [rows, labels] a sentence head's."""
+        """Per-row outputs back to examples: a dict by head (or per-row dicts, the labels as
+        read) -> one dict per example; one array alone (parity compares output by output)
+        by its shape: [rows, positions, labels] is a word head's, [rows, labels] a sentence
+        head's."""
+        if not isinstance(values, (dict, np.ndarray)) and len(values) and isinstance(
+                values[0], dict):  # (the rows' labels as read, a list or a datasets Column:
+            #                          {head: ids} per row)
+            values = {name: [row[name] for row in values] for name in values[0]}
         if isinstance(values, dict):
             parts = {name: self._one(v, index, self._where(name)) for name, v in values.items()}
             n = len(next(iter(parts.values())))
