@@ -46,7 +46,8 @@ def options_from(config: type[BaseModel], first: tuple[str, ...] = ()):
         for name in reversed(order):
             info = fields[name]
             kind, optional = _unwrap(info.annotation)
-            flag = "--" + name.replace("_", "-")
+            # (a field may name its flag: export's `accelerator` is --for, a keyword here)
+            flag = (info.json_schema_extra or {}).get("flag") or "--" + name.replace("_", "-")
             if kind is bool and (optional or info.default is True):
                 # on by default, or unset (the config decides): both ways must be sayable
                 flag = f"{flag}/--no-{name.replace('_', '-')}"

@@ -70,10 +70,11 @@ class Judge:
             self._sessions[path] = latency.ort_session(path, self.settings.threads)
         return self._sessions[path]
 
-    def gate(self, path: Path, precision: str) -> dict:
-        """Run the ONNX model on the parity inputs and fail (exit 3) if it drifts."""
+    def gate(self, path: Path, precision: str, session=None) -> dict:
+        """Run the ONNX model on the parity inputs and fail (exit 3) if it drifts
+        (`session`: the model in another provider's session, e.g. QNN's simulator)."""
         s = self.settings
-        session = self.session(path)
+        session = session or self.session(path)
         names = list(self.task.outputs)  # (every one is compared: a graph keeps each head)
         outputs = [parity.named_positions(self.task, dict(zip(names, session.run(
             names, latency.feeds_for(session, b)))), b) for b in self.probes]

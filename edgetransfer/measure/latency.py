@@ -99,6 +99,7 @@ def ort_session(path, threads: int = 1, provider: str = "CPUExecutionProvider"):
     """An onnxruntime session with pinned threads; fails if the provider did not load."""
     import onnxruntime as ort
 
+    from ..bundle.runtime import fixed_shapes
     from ..convert.onnx_check import check
     from ..errors import EnvironmentProblem, ModelError
 
@@ -119,7 +120,9 @@ def ort_session(path, threads: int = 1, provider: str = "CPUExecutionProvider"):
     if ran != provider:  # onnxruntime falls back to the CPU silently
         raise EnvironmentProblem(f"onnxruntime ran {ran}, not the {provider} asked for "
                                  f"({path}); install the onnxruntime build for it")
-    return session
+    # (an accelerator's fixed-shape model takes the tokenizer's feeds through its adapter,
+    # as its bundle's runtime does: every gate and timing sees what the device will run)
+    return fixed_shapes.wrap(session)
 
 
 def feeds_for(session, batch: dict) -> dict:

@@ -62,6 +62,9 @@ class ExportReport(Record):
     auto: dict[str, Any] | None = None
     quantization: Quantization | None = None
     ort_format: dict[str, Any] | None = None
+    # export --for an NPU: the profile, the graph's rewrites, its coverage (convert/
+    # accelerators.py, measure/coverage.py); None: a CPU export
+    accelerator: dict[str, Any] | None = None
     latency_batch1: Latency
     host: dict[str, Any] | None = None
     size_bytes: int

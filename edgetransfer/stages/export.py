@@ -30,7 +30,16 @@ from pydantic import Field
 
 from .. import paths, tasks
 from ..artifacts import MANIFEST, OutputFolder, fingerprint, versions, write_manifest
-from ..convert import auto_choice, onnx_export, ort_format, quantize, rewrites, vocab_pruning
+from ..convert import (
+    accelerators,
+    auto_choice,
+    npu_export,
+    onnx_export,
+    ort_format,
+    quantize,
+    rewrites,
+    vocab_pruning,
+)
 from ..convert import variant as one_variant
 
 # (by name: the field `quantize` hides the module inside the config's class body)
@@ -86,8 +95,9 @@ class ExportConfig(TaskOption, ColumnOptions, FloorOption):
         "on AVX2 without VNNI; signed activations on ARM).")
     per_channel: bool | None = Field(None, description="Per-channel int8 weight scales "
                                      "[default: by --target].")
-    opset: int = Field(onnx_export.DEFAULT_OPSET, description="ONNX opset (18: optimum's "
-                       "recommended minimum for BERT-family models; onnxruntime >= 1.14).")
+    opset: int | None = Field(None, description="ONNX opset [default: 18, optimum's "
+                              "recommended minimum for BERT-family models (onnxruntime >= "
+                              "1.14); with --for, the accelerator's].")
     fuse: bool = Field(True, description="Apply onnxruntime's transformer fusions (attention, "
                        "layer norm, GELU) before quantizing.")
     first_token_last_layer: bool = Field(True, description="After fusion, let the last "
@@ -127,6 +137,23 @@ class ExportConfig(TaskOption, ColumnOptions, FloorOption):
     threads: int = Field(1, ge=1, le=MAX_THREADS, description="onnxruntime intra-op threads "
                          "for the latency "
                          "measurements (1: the edge-device case, and stable figures).")
+    accelerator: Literal[accelerators.CHOICES] = Field(
+        accelerators.CPU, json_schema_extra={"flag": "--for"},
+        description="The device's accelerator: cpu (fused, dynamic shapes), or an NPU "
+        "profile: nnapi (Android), coreml (iOS/macOS MLProgram), qnn (Snapdragon HTP): fixed "
+        "shapes, standard operators only, the accelerator's quantization, and its coverage "
+        "checked into export.json (see README \"Exports for NPUs\").")
+    sequence_length: int | None = Field(None, ge=8, description="--for an NPU: the fixed "
+                                        "token length of a text model (its bucket; the "
+                                        "runtime pads to it, truncates or windows to it) "
+                                        "[default: --max-length].")
+    activation_bits: int | None = Field(None, description="--for qnn: QDQ activations in 16 "
+                                        "bits (default; with 8-bit weights) or 8.")
+    qnn_htp_arch: int = Field(accelerators.QNN_HTP_ARCH, description="--for qnn: the HTP "
+                              "architecture the context binary is compiled for (73: "
+                              "Snapdragon 8 Gen 2).")
+    qnn_soc_model: int = Field(accelerators.QNN_SOC_MODEL, description="--for qnn: the SoC "
+                               "model number it is compiled for.")
     allow_pickle: bool = Field(False, description="Allow pickle weights (weights-only load).")
     overwrite: bool = Field(False, description="Replace the results already in --out.")
 
@@ -136,8 +163,10 @@ def check_settings(cfg: ExportConfig) -> None:
     recipe's first step)."""
     if cfg.quantize == "auto" and not cfg.eval_data:
         raise ConfigError("--quantize auto needs --eval-data to measure accuracy on")
-    if cfg.opset < onnx_export.MIN_OPSET:  # (the upper bound asks torch: checked in run)
+    if cfg.opset is not None and cfg.opset < onnx_export.MIN_OPSET:  # (the upper bound
+        # asks torch: checked in run)
         onnx_export.check_opset(cfg.opset)
+    _check_accelerator(cfg)
     if cfg.prune_vocab is None:
         return
     corpus = corpus_files(cfg.prune_vocab)
@@ -157,6 +186,28 @@ def check_settings(cfg: ExportConfig) -> None:
     if twice is not None:
         raise ConfigError(f"--prune-vocab: {twice[0]} and {twice[1]} are the same file; give "
                           f"it once (its tokens would be counted twice against --min-count)")
+
+
+def _check_accelerator(cfg: ExportConfig) -> None:
+    """--for's combinations with the other settings."""
+    prof = accelerators.profile(cfg.accelerator)
+    npu_only = [f for f in ("sequence_length", "activation_bits") if getattr(cfg, f) is not None]
+    if prof is None:
+        if npu_only:
+            raise ConfigError(f"--{npu_only[0].replace('_', '-')} is for an NPU export; add "
+                              f"--for nnapi, coreml or qnn")
+        return
+    if cfg.activation_bits is not None and (prof.name != "qnn"
+                                            or cfg.activation_bits not in (8, 16)):
+        raise ConfigError(f"--activation-bits {cfg.activation_bits}: give 16 or 8, with --for "
+                          f"qnn (nnapi's activations are 8-bit)")
+    for flag, bad in (("--quantize auto", cfg.quantize == "auto"), ("--ort-format", cfg.ort_format),
+                      ("--int4-embeddings", cfg.int4_embeddings),
+                      ("--prune-vocab", cfg.prune_vocab and prof.name != "coreml")):
+        if bad:
+            raise ConfigError(f"{flag} does not go with --for {prof.name}: the NPU profile "
+                              f"fixes its own graph and quantization")
+    npu_export.check_mode(cfg.quantize, prof)
 
 
 def corpus_files(prune_vocab: str | None) -> list[str]:
@@ -206,6 +257,9 @@ def _run(cfg: ExportConfig, scratch: Path | None = None) -> Path:
 def _resolve(cfg: ExportConfig) -> tuple:
     """(the checkpoint's backbone, its task, the settings with --quantize as the task takes
     it), each checked before anything is read or loaded."""
+    prof = accelerators.profile(cfg.accelerator)
+    cfg = cfg.model_copy(update={"opset": cfg.opset or (prof.opset if prof else
+                                                        onnx_export.DEFAULT_OPSET)})
     onnx_export.check_opset(cfg.opset)
     bb = backbones.resolve(cfg.model, cfg.allow_pickle)
     if not bb.local:
@@ -215,7 +269,18 @@ def _resolve(cfg: ExportConfig) -> tuple:
     task = tasks.resolve(cfg.task, config=bb.config, folder=Path(bb.source),
                          where=f"--model {cfg.model}")
     backbones.require_head(bb, task)
-    return bb, task, cfg.model_copy(update={"quantize": _mode_for(cfg, task)})
+    if prof is None:
+        return bb, task, cfg.model_copy(update={"quantize": _mode_for(cfg, task)})
+    if (cfg.quantize in ("int8", "int8-static") and not cfg.calibration_data
+            and "int8-static" in prof.quantize):
+        raise ConfigError(f"--for {prof.name} --quantize {cfg.quantize} needs "
+                          f"--calibration-data (static QDQ, calibrated)")
+    # (the bucket: --max-length unless given)
+    return bb, task, cfg.model_copy(update={
+        "quantize": npu_export.check_mode(cfg.quantize, prof),
+        "sequence_length": cfg.sequence_length or cfg.max_length,
+        "activation_bits": cfg.activation_bits or prof.activation_bits,
+        "fuse": False, "first_token_last_layer": False})
 
 
 def _mode_for(cfg: ExportConfig, task) -> str:
@@ -378,6 +443,13 @@ def _fp32_graph(work: Path, tmp: Path, job: _Job) -> tuple[dict, Path]:
     if job.pruning:
         record["vocab"] = job.pruning
     record["parity"]["export"] = job.judge.gate(tmp / "exported.onnx", "fp32")
+    prof = accelerators.profile(cfg.accelerator)
+    if prof is not None:
+        record["accelerator"] = npu_export.graph(
+            tmp / "exported.onnx", tmp / "npu.onnx", prof, job.judge.probes[0],
+            cfg.sequence_length)
+        record["parity"]["fixed_shapes"] = job.judge.gate(tmp / "npu.onnx", "fp32")
+        return record, tmp / "npu.onnx"
     fused = one_variant.fused(tmp, job.hf_config,
                               one_variant.FuseSettings.model_validate(cfg),
                               rewrites.FIRST_TOKEN in task.rewrites, job.judge.gate)
@@ -403,8 +475,15 @@ def _quantized(job: _Job, tmp: Path, fp32: Path, feeds, singles, fp32_value,
         record["parity"]["final"] = chosen["parity"]
         record[metric] = chosen[metric]
         return chosen["path"], chosen["settings"]
-    final, settings = one_variant.build(cfg.quantize, fp32, tmp, feeds,
-                                        one_variant.BuildSettings.model_validate(cfg))
+    prof = accelerators.profile(cfg.accelerator)
+    if prof is None:
+        final, settings = one_variant.build(cfg.quantize, fp32, tmp, feeds,
+                                            one_variant.BuildSettings.model_validate(cfg))
+    else:
+        adapter = judge.session(fp32)  # (the calibration feeds as the fixed graph takes them)
+        final, settings = npu_export.build(
+            cfg.quantize, fp32, tmp, prof, [adapter.model_feeds(f) for f in feeds],
+            cfg.activation_bits, cfg.calibration_method)
     precision = quantize.precision_of(cfg.quantize)
     record["parity"]["final"] = judge.gate(final, precision)
     if judge.eval_batches is not None:
@@ -427,6 +506,9 @@ def _finish(work: Path, job: _Job, final: Path, settings: dict, singles, fp32_va
         # the bundled runtime runs model.ort when it is there: it passes the same gate
         record["ort_format"] = ort_format.convert(work / "model.onnx", work, cfg.target)
         record["parity"]["ort"] = job.judge.gate(work / "model.ort", precision)
+    if cfg.accelerator != accelerators.CPU:
+        record["accelerator"] |= _accelerator_checks(work, job, precision, fp32_value,
+                                                     record["parity"])
     shutil.rmtree(work / ".build")
     record["latency_batch1"], record["host"] = one_variant.timed_here(
         work / "model.onnx", singles, cfg.threads, cfg.target, job.evals is not None, precision)
@@ -444,6 +526,34 @@ def _finish(work: Path, job: _Job, final: Path, settings: dict, singles, fp32_va
                    | ({"floor": f} if (f := floor.recorded(cfg.model)) else {}),
                    parents={"model": cfg.model}, task=job.task.name, packages=PACKAGES)
     return report
+
+
+def _accelerator_checks(work: Path, job: _Job, precision: str, fp32_value: float | None,
+                        parity_record: dict) -> dict:
+    """export.json "accelerator": the coverage of the final model, and (QNN, where
+    onnxruntime-qnn is installed) the HTP simulator's run of it through the same gates: its
+    parity with PyTorch (parity "qnn_simulator"), and the task's metric as HTP's arithmetic
+    gives it, held to --max-accuracy-drop against the fp32 ONNX model."""
+    from ..bundle.runtime import fixed_shapes
+
+    cfg, prof = job.cfg, accelerators.profile(job.cfg.accelerator)
+    context = work / "qnn-context"  # (the compiled HTP context binary, kept with the model)
+    context.mkdir(exist_ok=True)
+    record, simulator = npu_export.checked(work / "model.onnx", prof, context,
+                                           (cfg.qnn_htp_arch, cfg.qnn_soc_model))
+    if not any(context.iterdir()):
+        context.rmdir()
+    out = {"coverage": record}
+    if simulator is not None:
+        wrapped = fixed_shapes.wrap(simulator)
+        log.info("running the QNN HTP simulator on the parity inputs%s",
+                 " and the eval data" if job.judge.scorer else "")
+        parity_record["qnn_simulator"] = job.judge.gate(work / "model.onnx", precision, wrapped)
+        if job.judge.scorer is not None:
+            value = job.judge.scorer.onnx(wrapped, precision)
+            out["simulator"] = {job.task.primary: value}
+            job.judge.check_drop(value, fp32_value, "the QNN HTP simulator's")
+    return out
 
 
 # what an export's figures depend on (export.json "versions", artifact.json's packages)

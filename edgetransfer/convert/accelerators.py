@@ -1,0 +1,67 @@
+"""What each accelerator takes: the profiles of `export --for`, stated once.
+
+`cpu` is today's export (fused contrib operators, dynamic shapes). The NPU profiles give a
+fixed-shape graph of standard operators (npu_graph.py), quantized the way the accelerator
+computes (npu_quantize.py), with its coverage checked (measure/coverage.py):
+
+- **nnapi** (Android): NNAPI refuses Erf and LayerNormalization (onnxruntime's own list of
+  what its NNAPI provider takes, nnapi_supported_ops.md), so both are decomposed; its
+  quantized operators are asymmetric uint8 with one scale per tensor (NNAPI's
+  TENSOR_QUANT8_ASYMM; per-channel scales are for convolutions only), hence u8/u8 QDQ.
+- **coreml** (iOS, macOS; the MLProgram format): it takes Erf and LayerNormalization whole,
+  but neither of onnxruntime's CoreML lists holds QuantizeLinear or DequantizeLinear, so a
+  QDQ graph would be cut at every quantized tensor: the graph stays float (CoreML runs it in
+  fp16 on the Neural Engine itself), and fp16 weights (--quantize fp16) halve the file.
+  MLProgram refuses Gather, the embedding lookup: it stays the graph's first node, on the CPU.
+- **qnn** (Snapdragon HTP): 16-bit activations with 8-bit weights by default (the probe
+  that drafted this profile: parity 0.0014 on a BERT, against 0.057 with 8-bit ones),
+  through onnxruntime's QNN quantization recipe (qnn_preprocess_model, get_qnn_qdq_config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CPU = "cpu"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    provider: str  # the onnxruntime execution provider the bundle tries first
+    device: str  # the devices it is for, as the README's table says
+    # 17: the oldest opset with LayerNormalization, which CoreML takes whole; the mobile
+    # providers' builders check operator versions, and an older version has been supported
+    # longer. (QNN's 16-bit QDQ needs 21: its quantizer moves the graph there itself.)
+    opset: int
+    checker: str | None  # onnxruntime's list of the ops the provider takes (usability checker)
+    max_rank: int  # the highest tensor rank the provider takes (the checker's CoreML limit: 5)
+    decompose: tuple[str, ...]  # npu_graph's rewrites of what the provider refuses
+    quantize: tuple[str, ...]  # the --quantize modes it takes; the first is its default
+    activation_bits: int = 8  # QDQ activations (qnn: 16 or 8)
+    weight_type: str = "QUInt8"
+    per_channel: bool = False
+
+
+PROFILES: dict[str, Profile] = {
+    "nnapi": Profile("nnapi", "NnapiExecutionProvider", "Android phones and boards (NNAPI)",
+                     17, "nnapi_supported_ops.md", 999, ("erf_tanh", "layer_norm_decomposed"),
+                     ("int8-static", "none")),
+    "coreml": Profile("coreml", "CoreMLExecutionProvider", "iPhone, iPad, Mac (CoreML "
+                      "MLProgram, Neural Engine)", 17, "coreml_supported_mlprogram_ops.md", 5,
+                      (), ("none", "fp16")),
+    "qnn": Profile("qnn", "QNNExecutionProvider", "Snapdragon SoCs (QNN HTP)", 17, None, 999,
+                   (), ("int8-static", "none"), activation_bits=16),
+}
+CHOICES = (CPU, *PROFILES)
+
+# QNN's HTP architecture and SoC the context binary is compiled for. An invalid htp_arch is
+# accepted without a word by onnxruntime-qnn 2.7, so both are named: v73 and SoC 60 are the
+# Snapdragon 8 Gen 2's (export --qnn-htp-arch / --qnn-soc-model to change them).
+QNN_HTP_ARCH = 73
+QNN_SOC_MODEL = 60
+
+
+def profile(name: str) -> Profile | None:
+    """The profile of `export --for NAME` (None: the CPU, today's export)."""
+    return PROFILES.get(name)

@@ -1,0 +1,100 @@
+"""The steps `export --for nnapi|coreml|qnn` takes instead of fusing for the CPU: the
+fixed-shape graph (npu_graph.py), its quantization (npu_quantize.py), and its coverage
+(measure/coverage.py; measure/qnn.py). export.py calls them; the gates are export's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from ..bundle.runtime.fixed_shapes import MASK_INPUT
+from ..errors import ConfigError
+from ..measure import coverage, qnn
+from . import npu_graph, npu_quantize, quantize
+from .accelerators import Profile
+
+log = logging.getLogger(__name__)
+
+
+def fixed_dims(exported: Path, probe: dict, length: int) -> dict[str, list[int]]:
+    """Each input's fixed shape: batch 1; a token input's length the bucket; any other
+    dimension as the probe has it (an image's channels and size)."""
+    import onnx
+
+    dims = {}
+    for value in onnx.load(str(exported), load_external_data=False).graph.input:
+        shape = list(probe[value.name].shape) if value.name in probe else None
+        if shape is None:
+            raise ConfigError(f"the exported graph's input {value.name} is not one the task "
+                              f"feeds; it cannot be given a fixed shape")
+        tokens = value.name in ("input_ids", "token_type_ids", MASK_INPUT)
+        dims[value.name] = [1, length, *shape[2:]] if tokens else [1, *shape[1:]]
+    return dims
+
+
+def graph(exported: Path, dst: Path, prof: Profile, probe: dict, length: int) -> dict:
+    """dst: the exported graph rewritten for `prof` (export gates it). Returns export.json's
+    "accelerator" record so far."""
+    dims = fixed_dims(exported, probe, length)
+    done = npu_graph.rewrite(exported, dst, dims, prof.decompose)
+    record = {"name": prof.name, "provider": prof.provider, "opset": prof.opset,
+              "rewrites": done}
+    if MASK_INPUT in dims or "input_ids" in dims:
+        record["sequence_length"] = length
+    log.info("%s graph: fixed shapes %s; %s", prof.name, dims, ", ".join(
+        k for k in npu_graph.REWRITES if done.get(k)))
+    return record
+
+
+def build(mode: str, fp32: Path, tmp: Path, prof: Profile, feeds: list[dict],
+          activation_bits: int, method: str) -> tuple[Path, dict]:
+    """(the model in `mode` for `prof`, the quantizer's settings)."""
+    dst = tmp / f"{prof.name}-{mode}.onnx"
+    if mode == "int8-static":
+        return dst, npu_quantize.qdq(fp32, dst, prof, feeds, activation_bits, method)
+    if mode == "fp16":
+        return dst, quantize.fp16(fp32, dst) | {"precision": "fp16"}
+    shutil.copyfile(fp32, dst)
+    return dst, {"mode": "none", "precision": "fp32", "fused": False}
+
+
+def check_mode(mode: str, prof: Profile) -> str:
+    """The --quantize mode `prof` builds (int8: its own int8), or a one-line refusal."""
+    if mode == "int8":
+        if "int8-static" not in prof.quantize:
+            raise ConfigError(f"--for {prof.name} takes no int8 ({_why(prof)}); use "
+                              f"--quantize {' or '.join(prof.quantize)}")
+        return "int8-static"
+    if mode not in prof.quantize:
+        raise ConfigError(f"--for {prof.name} --quantize {mode}: not for this accelerator; "
+                          f"use {' or '.join(prof.quantize)}" + (
+                              f" ({_why(prof)})" if prof.name == "coreml" else ""))
+    return mode
+
+
+def _why(prof: Profile) -> str:
+    return ("onnxruntime's CoreML provider takes no QuantizeLinear/DequantizeLinear: a QDQ "
+            "graph would be cut at every quantized tensor" if prof.name == "coreml"
+            else f"{prof.name} takes {', '.join(prof.quantize)}")
+
+
+def checked(final: Path, prof: Profile, scratch: Path, htp: tuple[int, int]) -> tuple:
+    """(the coverage record, a QNN simulator session or None). NNAPI and CoreML: onnxruntime's
+    usability checker. QNN: compiled for HTP with CPU fallback disabled where onnxruntime-
+    qnn is installed; otherwise said, not guessed."""
+    if prof.checker is not None:
+        record = coverage.mobile(final, prof.checker, prof.max_rank, prof.provider)
+        for line in coverage.lines(record):
+            log.info("coverage: %s", line)
+        return record, None
+    if not qnn.available():
+        log.warning("QNN coverage not checked: onnxruntime-qnn is not installed (%s)",
+                    qnn.INSTALL)
+        return {"provider": prof.provider, "checked": False,
+                "why": f"onnxruntime-qnn not installed: {qnn.INSTALL}"}, None
+    record, session = qnn.compile_report(final, htp[0], htp[1], scratch)
+    for line in coverage.lines(record):
+        log.info("coverage: %s", line)
+    return record, session

@@ -1,0 +1,288 @@
+"""The fp32 export rewritten for an NPU: fixed shapes, standard operators only, and what an
+accelerator refuses replaced by what it takes.
+
+Written by hand: onnxruntime's tools fix the shapes (`make_dim_param_fixed`) and fold the
+constants (its basic level), but none of them turns the mask into an input or decomposes
+what a provider refuses. Each rewrite is exact but one (GELU's erf, an approximation within
+4e-4), and the export's parity gate judges the result as it judges every graph:
+
+- **the mask as an input**: the nodes computed from `attention_mask` alone (Unsqueeze,
+  Cast, Sub, Where, Expand: what NNAPI and CoreML refuse) are cut off and the additive bias
+  they end in becomes the input `attention_bias` ([1, 1, 1, L]), which the runtime computes
+  (fixed_shapes.py);
+- **the first token by Slice**: a classifier's `hidden[:, 0]` (a Gather with a constant
+  scalar index, which CoreML refuses) becomes Slice + Squeeze;
+- **erf** (GELU; NNAPI refuses it): tanh(z * (a + b z^2)), the tanh form of GELU;
+- **LayerNormalization** (NNAPI refuses it): ReduceMean, Sub, Mul, Sqrt, Div, Mul, Add.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+from ..bundle.runtime.fixed_shapes import BIAS_INPUT, MASK_INPUT, MASKED
+from ..errors import ModelError
+
+log = logging.getLogger(__name__)
+
+# erf(z) ~ tanh(z (a + b z^2)): GELU's tanh form (Hendrycks & Gimpel) written for erf, with
+# x = sqrt(2) z: a = 2/sqrt(pi), b = a * 0.044715 * 2. Largest error 3.6e-4 on erf.
+ERF_A = 2.0 / math.sqrt(math.pi)
+ERF_B = ERF_A * 0.044715 * 2.0
+REWRITES = ("mask_bias", "first_token_slice", "erf_tanh", "layer_norm_decomposed")
+
+
+def rewrite(src: Path, dst: Path, dims: dict[str, list[int]], decompose: tuple[str, ...]
+            ) -> dict:
+    """src (optimum's fp32 export, dynamic axes) -> dst: every input fixed to `dims` (input
+    name -> shape), constants folded, the mask an input, `decompose` (of "erf_tanh",
+    "layer_norm_decomposed") applied. Returns what was done, for export.json."""
+    import onnx
+
+    folded = dst.with_suffix(".folded.onnx")
+    model = onnx.load(str(src))
+    _fix_shapes(model, dims)
+    onnx.save(model, str(folded))
+    _fold(folded, folded)
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(folded)))
+    folded.unlink()
+    done = {"shapes": {k: list(v) for k, v in dims.items()}}
+    if any(i.name == MASK_INPUT for i in model.graph.input):
+        done["mask_bias"] = _mask_to_bias(model)
+    done["first_token_slice"] = _first_token_slice(model)
+    if "erf_tanh" in decompose:
+        done["erf_tanh"] = _erf_as_tanh(model)
+    if "layer_norm_decomposed" in decompose:
+        done["layer_norm_decomposed"] = _layer_norm_decomposed(model)
+    del model.graph.value_info[:]  # (stale after the rewrites: inferred again)
+    model = onnx.shape_inference.infer_shapes(model)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(dst))
+    return done
+
+
+def _fix_shapes(model, dims: dict[str, list[int]]) -> None:
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes
+
+    for value in model.graph.input:
+        if value.name not in dims:
+            continue
+        shape = value.type.tensor_type.shape.dim
+        if len(shape) != len(dims[value.name]):
+            raise ModelError(f"input {value.name}: {len(shape)} dimensions, but a fixed "
+                             f"shape of {len(dims[value.name])} was asked for")
+        for dim, size in zip(shape, dims[value.name]):
+            dim.Clear()
+            dim.dim_value = int(size)
+    fix_output_shapes(model)
+
+
+def _fold(src: Path, dst: Path) -> None:
+    """onnxruntime's basic optimizations (constant folding, no contrib operators) offline:
+    with the shapes fixed, the Shape/Gather/Concat arithmetic of the graph becomes
+    constants."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(dst)
+    # (MatMulAddFusion left to load time: onnxruntime 1.32 names the initializers it adds
+    # the same way each time, and a model saved after it fails to load again, "Attempt to
+    # replace the existing tensor")
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=["MatMulAddFusion"])
+
+
+def _consumers(graph) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            out.setdefault(name, []).append(node)
+    return out
+
+
+def _shape_of(model, name: str) -> list | None:
+    for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]:
+        if v.name == name:
+            return [d.dim_value if d.HasField("dim_value") else None
+                    for d in v.type.tensor_type.shape.dim]
+    return None
+
+
+def _mask_to_bias(model) -> dict:
+    """The nodes computed from the mask alone removed; the additive bias they end in made
+    the graph input `attention_bias`."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    constants = {t.name for t in graph.initializer} | {""}
+    derived, dropped = {MASK_INPUT}, []
+    for node in graph.node:  # (topological order)
+        ins = [i for i in node.input if i not in constants]
+        if ins and all(i in derived for i in ins):
+            derived.update(node.output)
+            dropped.append(node)
+    consumers = _consumers(graph)
+    kept = [n for n in graph.node if n not in dropped]
+    frontier = sorted({i for n in kept for i in n.input if i in derived})
+    users = [n for name in frontier for n in consumers.get(name, []) if n not in dropped]
+    shape = _shape_of(model, frontier[0]) if len(frontier) == 1 else None
+    if (len(frontier) != 1 or any(n.op_type != "Add" for n in users) or shape is None
+            or len(shape) != 4 or shape[:2] != [1, 1] or not _padding_only(model, frontier[0])):
+        raise ModelError("the attention mask does not reach the attention scores as one "
+                         "additive padding bias in this architecture's export, so it cannot "
+                         "become an input; export it for the CPU (--for cpu)")
+    shape = [1, 1, 1, shape[3]]  # (one row per key, broadcast over the queries by the Add)
+    for node in users:
+        for k, name in enumerate(node.input):
+            if name == frontier[0]:
+                node.input[k] = BIAS_INPUT
+    del graph.node[:]
+    graph.node.extend(kept)
+    inputs = [i for i in graph.input if i.name != MASK_INPUT]
+    del graph.input[:]
+    graph.input.extend(inputs + [helper.make_tensor_value_info(BIAS_INPUT, TensorProto.FLOAT,
+                                                               shape)])
+    return {"nodes_removed": len(dropped), "ops_removed": sorted({n.op_type for n in dropped}),
+            "input": BIAS_INPUT, "shape": shape}
+
+
+def _padding_only(model, bias: str) -> bool:
+    """Whether the mask's subgraph computes a padding bias and nothing more: on sample masks,
+    every query row alike, 0 at real tokens and at most MASKED at padding (a causal or other
+    structured mask differs from row to row, and cannot be one [1, 1, 1, L] input)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx.utils import Extractor
+
+    part = Extractor(model).extract_model([MASK_INPUT], [bias])
+    session = ort.InferenceSession(part.SerializeToString(), providers=["CPUExecutionProvider"])
+    length = _shape_of(model, MASK_INPUT)[1]
+    dtype = {onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32}.get(
+        next(i for i in model.graph.input if i.name == MASK_INPUT).type.tensor_type.elem_type,
+        np.float32)
+    for real in sorted({1, length // 2, length}):
+        mask = (np.arange(length) < real).astype(dtype)[None]
+        value = session.run(None, {MASK_INPUT: mask})[0]
+        rows = value.reshape(-1, value.shape[-1])
+        if (not np.all(rows == rows[:1]) or np.any(rows[0][:real] != 0)
+                or np.any(rows[0][real:] > MASKED)):
+            return False
+    return True
+
+
+def _scalar(model, name: str):
+    from onnx import numpy_helper
+
+    for t in model.graph.initializer:
+        if t.name == name:
+            value = numpy_helper.to_array(t)
+            return int(value) if value.ndim == 0 else None
+    return None
+
+
+def _first_token_slice(model) -> int:
+    """Gather(hidden, k, axis=1) with a constant scalar k -> Slice [k, k+1) + Squeeze."""
+    from onnx import helper, numpy_helper
+    import numpy as np
+
+    graph, count, nodes = model.graph, 0, []
+    for node in graph.node:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        k = _scalar(model, node.input[1]) if node.op_type == "Gather" and axis == 1 else None
+        if k is None:
+            nodes.append(node)
+            continue
+        count += 1
+        base = f"{node.name or node.output[0]}/first_token"
+        for suffix, value in (("starts", k), ("ends", k + 1), ("axes", 1)):
+            graph.initializer.append(numpy_helper.from_array(np.array([value], np.int64),
+                                                             f"{base}/{suffix}"))
+        nodes += [helper.make_node("Slice", [node.input[0], f"{base}/starts", f"{base}/ends",
+                                             f"{base}/axes"], [f"{base}/sliced"],
+                                   name=f"{base}/Slice"),
+                  helper.make_node("Squeeze", [f"{base}/sliced", f"{base}/axes"],
+                                   list(node.output), name=f"{base}/Squeeze")]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return count
+
+
+def _const(graph, name: str, value: float):
+    import numpy as np
+    from onnx import numpy_helper
+
+    graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), name))
+    return name
+
+
+def _erf_as_tanh(model) -> int:
+    from onnx import helper
+
+    graph, count, nodes = model.graph, 0, []
+    a = _const(graph, "erf_tanh/a", ERF_A)
+    b = _const(graph, "erf_tanh/b", ERF_B)
+    for node in graph.node:
+        if node.op_type != "Erf":
+            nodes.append(node)
+            continue
+        count += 1
+        z, p = node.input[0], f"{node.name or node.output[0]}/erf_tanh"
+        nodes += [helper.make_node("Mul", [z, z], [f"{p}/z2"], name=f"{p}/z2"),
+                  helper.make_node("Mul", [f"{p}/z2", b], [f"{p}/bz2"], name=f"{p}/bz2"),
+                  helper.make_node("Add", [f"{p}/bz2", a], [f"{p}/poly"], name=f"{p}/poly"),
+                  helper.make_node("Mul", [z, f"{p}/poly"], [f"{p}/arg"], name=f"{p}/arg"),
+                  helper.make_node("Tanh", [f"{p}/arg"], list(node.output), name=f"{p}/tanh")]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return count
+
+
+def _layer_norm_decomposed(model) -> int:
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph, count, nodes = model.graph, 0, []
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    for node in graph.node:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
+        rank = len(_shape_of(model, node.input[0]) or [])
+        if node.op_type != "LayerNormalization" or axis not in (-1, rank - 1):
+            nodes.append(node)
+            continue
+        count += 1
+        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+        x, p = node.input[0], f"{node.name or node.output[0]}/decomposed"
+        graph.initializer.append(numpy_helper.from_array(np.array(eps, np.float32), f"{p}/eps"))
+
+        def mean(src: str, out: str):
+            if opset >= 18:  # (axes became an input in opset 18)
+                graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64),
+                                                                 f"{out}/axes"))
+                return helper.make_node("ReduceMean", [src, f"{out}/axes"], [out], name=out,
+                                        keepdims=1)
+            return helper.make_node("ReduceMean", [src], [out], name=out, axes=[-1],
+                                    keepdims=1)
+
+        norm = f"{p}/norm" if len(node.input) > 1 else node.output[0]
+        nodes += [mean(x, f"{p}/mean"),
+                  helper.make_node("Sub", [x, f"{p}/mean"], [f"{p}/d"], name=f"{p}/d"),
+                  helper.make_node("Mul", [f"{p}/d", f"{p}/d"], [f"{p}/d2"], name=f"{p}/d2"),
+                  mean(f"{p}/d2", f"{p}/var"),
+                  helper.make_node("Add", [f"{p}/var", f"{p}/eps"], [f"{p}/ve"],
+                                   name=f"{p}/ve"),
+                  helper.make_node("Sqrt", [f"{p}/ve"], [f"{p}/sd"], name=f"{p}/sd"),
+                  helper.make_node("Div", [f"{p}/d", f"{p}/sd"], [norm], name=f"{p}/div")]
+        if len(node.input) > 1:
+            scaled = f"{p}/scaled" if len(node.input) > 2 and node.input[2] else node.output[0]
+            nodes.append(helper.make_node("Mul", [norm, node.input[1]], [scaled],
+                                          name=f"{p}/scale"))
+            if scaled != node.output[0]:
+                nodes.append(helper.make_node("Add", [scaled, node.input[2]],
+                                              [node.output[0]], name=f"{p}/bias"))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return count
