@@ -22,8 +22,7 @@ import zlib
 from pathlib import Path
 
 from ..errors import ModelError
-from .runtime.predict import (MANIFEST, MAX_FILES, BundleError, check_files, member,
-                              safe_relative)
+from .runtime.predict import MANIFEST, MAX_FILES, BundleError, check_files, member, safe_relative
 
 MAX_BYTES = 2 * 2**30  # 2 GiB unpacked, each file and all together: above any edge model,
 # and a stop for gzip bombs
@@ -156,11 +155,13 @@ def _refuse(archive: Path, why: str):
 
 
 def check_runtime(folder: Path, manifest: dict, where: str) -> None:
-    """The bundle's runtime code (predict.py, pixels.py) is byte for byte this edgetransfer's:
+    """The bundle's runtime code (predict.py, pixels.py, fixed_shapes.py) is byte for byte
+    this edgetransfer's:
     a command that runs it for the user (device, on their board) runs no one else's code."""
-    from .runtime import SOURCE, pixels
+    from .runtime import SOURCE, fixed_shapes, pixels
 
-    for name, ours in (("predict.py", SOURCE), ("pixels.py", Path(pixels.__file__))):
+    for name, ours in (("predict.py", SOURCE), ("pixels.py", Path(pixels.__file__)),
+                       ("fixed_shapes.py", Path(fixed_shapes.__file__))):
         if name not in manifest["files"] and name != "predict.py":
             continue
         try:

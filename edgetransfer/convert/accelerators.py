@@ -12,7 +12,9 @@ computes (npu_quantize.py), with its coverage checked (measure/coverage.py):
   but neither of onnxruntime's CoreML lists holds QuantizeLinear or DequantizeLinear, so a
   QDQ graph would be cut at every quantized tensor: the graph stays float (CoreML runs it in
   fp16 on the Neural Engine itself), and fp16 weights (--quantize fp16) halve the file.
-  MLProgram refuses Gather, the embedding lookup: it stays the graph's first node, on the CPU.
+  MLProgram refuses Gather, the embedding lookup: it becomes a model of its own
+  (embeddings.onnx) that the runtime runs on the CPU before the CoreML graph, which also
+  keeps the vocabulary-sized table (CoreML refuses a dimension over 16,384) out of CoreML.
 - **qnn** (Snapdragon HTP): 16-bit activations with 8-bit weights by default (the probe
   that drafted this profile: parity 0.0014 on a BERT, against 0.057 with 8-bit ones),
   through onnxruntime's QNN quantization recipe (qnn_preprocess_model, get_qnn_qdq_config).
@@ -49,7 +51,7 @@ PROFILES: dict[str, Profile] = {
                      ("int8-static", "none")),
     "coreml": Profile("coreml", "CoreMLExecutionProvider", "iPhone, iPad, Mac (CoreML "
                       "MLProgram, Neural Engine)", 17, "coreml_supported_mlprogram_ops.md", 5,
-                      (), ("none", "fp16")),
+                      ("embeddings_outside",), ("none", "fp16")),
     "qnn": Profile("qnn", "QNNExecutionProvider", "Snapdragon SoCs (QNN HTP)", 17, None, 999,
                    (), ("int8-static", "none"), activation_bits=16),
 }

@@ -13,7 +13,10 @@ what a provider refuses. Each rewrite is exact but one (GELU's erf, an approxima
 - **the first token by Slice**: a classifier's `hidden[:, 0]` (a Gather with a constant
   scalar index, which CoreML refuses) becomes Slice + Squeeze;
 - **erf** (GELU; NNAPI refuses it): tanh(z * (a + b z^2)), the tanh form of GELU;
-- **LayerNormalization** (NNAPI refuses it): ReduceMean, Sub, Mul, Sqrt, Div, Mul, Add.
+- **LayerNormalization** (NNAPI refuses it): ReduceMean, Sub, Mul, Sqrt, Div, Mul, Add;
+- **the embedding lookups outside** (CoreML's MLProgram refuses Gather): the lookups become a
+  model of their own, `embeddings.onnx`, which the runtime runs on the CPU first; the NPU
+  graph takes the looked-up vectors as its inputs.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 import math
 from pathlib import Path
 
-from ..bundle.runtime.fixed_shapes import BIAS_INPUT, MASK_INPUT, MASKED
+from ..bundle.runtime.fixed_shapes import BIAS_INPUT, FRONT, MASK_INPUT, MASKED
 from ..errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -31,7 +34,8 @@ log = logging.getLogger(__name__)
 # x = sqrt(2) z: a = 2/sqrt(pi), b = a * 0.044715 * 2. Largest error 3.6e-4 on erf.
 ERF_A = 2.0 / math.sqrt(math.pi)
 ERF_B = ERF_A * 0.044715 * 2.0
-REWRITES = ("mask_bias", "first_token_slice", "erf_tanh", "layer_norm_decomposed")
+REWRITES = ("mask_bias", "first_token_slice", "erf_tanh", "layer_norm_decomposed",
+            "embeddings_outside")
 
 
 def rewrite(src: Path, dst: Path, dims: dict[str, list[int]], decompose: tuple[str, ...]
@@ -56,11 +60,69 @@ def rewrite(src: Path, dst: Path, dims: dict[str, list[int]], decompose: tuple[s
         done["erf_tanh"] = _erf_as_tanh(model)
     if "layer_norm_decomposed" in decompose:
         done["layer_norm_decomposed"] = _layer_norm_decomposed(model)
+    if "embeddings_outside" in decompose:
+        front = _embeddings_outside(model)
+        if front is not None:
+            _save(front, dst.with_name(FRONT))
+            done["embeddings_outside"] = {"model": FRONT, "inputs": [
+                i.name for i in front.graph.input], "outputs": [
+                o.name for o in front.graph.output]}
+    _prune_initializers(model)
+    _save(model, dst)
+    return done
+
+
+def _save(model, dst: Path) -> None:
+    import onnx
+
     del model.graph.value_info[:]  # (stale after the rewrites: inferred again)
     model = onnx.shape_inference.infer_shapes(model)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(dst))
-    return done
+
+
+def _prune_initializers(model) -> None:
+    """Initializers no node reads any more (the mask's constants, say) dropped."""
+    used = {i for n in model.graph.node for i in n.input}
+    kept = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+
+
+def _embeddings_outside(model):
+    """The embedding lookups (Gather of a constant table by a graph input: what CoreML's
+    MLProgram refuses) moved into a model of their own, run before the NPU graph; the
+    NPU graph takes their outputs as inputs. None where the graph has no such lookup."""
+    from onnx import helper
+
+    graph = model.graph
+    tables = {t.name: t for t in graph.initializer if len(t.dims) == 2}
+    inputs = {i.name: i for i in graph.input}
+    lookups = [n for n in graph.node if n.op_type == "Gather" and n.input[0] in tables
+               and n.input[1] in inputs]
+    if not lookups:
+        return None
+    outputs = [_value_info(model, n.output[0]) for n in lookups]
+    front = helper.make_graph(
+        lookups, "embeddings", [inputs[n] for n in dict.fromkeys(n.input[1] for n in lookups)],
+        outputs, [tables[n.input[0]] for n in lookups])
+    kept = [n for n in graph.node if n not in lookups]
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {i for n in kept for i in n.input}
+    rest = [i for i in graph.input if i.name in used]
+    del graph.input[:]
+    graph.input.extend(outputs + rest)
+    made = helper.make_model(front, opset_imports=list(model.opset_import))
+    made.ir_version = model.ir_version
+    return made
+
+
+def _value_info(model, name: str):
+    for v in [*model.graph.value_info, *model.graph.output]:
+        if v.name == name:
+            return v
+    raise ModelError(f"the exported graph has no shape for {name}; it cannot be cut there")
 
 
 def _fix_shapes(model, dims: dict[str, list[int]]) -> None:
@@ -186,8 +248,8 @@ def _scalar(model, name: str):
 
 def _first_token_slice(model) -> int:
     """Gather(hidden, k, axis=1) with a constant scalar k -> Slice [k, k+1) + Squeeze."""
-    from onnx import helper, numpy_helper
     import numpy as np
+    from onnx import helper, numpy_helper
 
     graph, count, nodes = model.graph, 0, []
     for node in graph.node:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -122,7 +123,14 @@ def ort_session(path, threads: int = 1, provider: str = "CPUExecutionProvider"):
                                  f"({path}); install the onnxruntime build for it")
     # (an accelerator's fixed-shape model takes the tokenizer's feeds through its adapter,
     # as its bundle's runtime does: every gate and timing sees what the device will run)
-    return fixed_shapes.wrap(session)
+    front = None
+    if fixed_shapes.needs_front(session):  # (its embeddings.onnx, beside it, looks up first)
+        beside = Path(path).with_name(fixed_shapes.FRONT)
+        if not beside.is_file():
+            raise ModelError(f"{path}: takes looked-up embeddings, but no "
+                             f"{fixed_shapes.FRONT} is beside it")
+        front = ort.InferenceSession(str(beside), options, providers=["CPUExecutionProvider"])
+    return fixed_shapes.wrap(session, front)
 
 
 def feeds_for(session, batch: dict) -> dict:

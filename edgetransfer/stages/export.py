@@ -30,6 +30,7 @@ from pydantic import Field
 
 from .. import paths, tasks
 from ..artifacts import MANIFEST, OutputFolder, fingerprint, versions, write_manifest
+from ..bundle.runtime import fixed_shapes
 from ..convert import (
     accelerators,
     auto_choice,
@@ -502,6 +503,8 @@ def _finish(work: Path, job: _Job, final: Path, settings: dict, singles, fp32_va
     if metric in record:
         record[f"{metric}_batch_size"] = scoring.scoring_batch_size(precision)
     shutil.move(final, work / "model.onnx")
+    if (final.parent / fixed_shapes.FRONT).is_file():  # (--for coreml: its lookups' model)
+        shutil.move(final.parent / fixed_shapes.FRONT, work / fixed_shapes.FRONT)
     if cfg.ort_format:
         # the bundled runtime runs model.ort when it is there: it passes the same gate
         record["ort_format"] = ort_format.convert(work / "model.onnx", work, cfg.target)
@@ -534,8 +537,6 @@ def _accelerator_checks(work: Path, job: _Job, precision: str, fp32_value: float
     onnxruntime-qnn is installed) the HTP simulator's run of it through the same gates: its
     parity with PyTorch (parity "qnn_simulator"), and the task's metric as HTP's arithmetic
     gives it, held to --max-accuracy-drop against the fp32 ONNX model."""
-    from ..bundle.runtime import fixed_shapes
-
     cfg, prof = job.cfg, accelerators.profile(job.cfg.accelerator)
     context = work / "qnn-context"  # (the compiled HTP context binary, kept with the model)
     context.mkdir(exist_ok=True)

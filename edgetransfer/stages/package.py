@@ -31,12 +31,13 @@ from .. import platforms, tasks
 from ..artifacts import MANIFEST as ARTIFACT
 from ..artifacts import OutputFolder, sha256, versions, write_json, write_manifest
 from ..bundle import requirements
+from ..bundle.runtime import fixed_shapes
 from ..bundle.runtime.pixels import MAX_IMAGE_PIXELS
 from ..bundle.runtime.predict import MAX_TOKENS
 from ..data.labels import config_names
 from ..device import target_check as checks
 from ..errors import CheckFailed, ConfigError, ModelError, OutputError
-from ..measure import floor
+from ..measure import floor, latency
 from ..options import (
     MAX_COLD_STARTS,
     MAX_REQUESTS,
@@ -376,6 +377,11 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
     model = cfg.model
     shutil.copyfile(model / "model.onnx", work / "model.onnx")
     task.inputs.reader.copy(model, work)
+    accelerator = export_record.accelerator if export_record else None
+    if accelerator:  # (an NPU export: its adapter, and its lookups' model where it has one)
+        shutil.copyfile(fixed_shapes.__file__, work / "fixed_shapes.py")
+        if (model / fixed_shapes.FRONT).is_file():
+            shutil.copyfile(model / fixed_shapes.FRONT, work / fixed_shapes.FRONT)
     ort_files = []
     if cfg.ort_format:
         ort_files = ["model.ort"] + sorted(p.name for p in
@@ -384,6 +390,8 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
             shutil.copyfile(model / name, work / name)
     write_json(work / "labels.json", labels)
     spec = _input_spec(work, model, cfg, task, config, len(labels), verification)
+    if accelerator:
+        spec |= accelerator_spec(accelerator, work, spec)
     write_json(work / "input_spec.json", spec)
     shutil.copyfile(SOURCE, work / "predict.py")
     os.chmod(work / "predict.py", 0o755)
@@ -407,6 +415,8 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
                   "runs": "model.ort" if cfg.ort_format else "model.onnx",
                   "quantization": _quantization(export_record),
                   "opset": export_record and export_record.opset, "source": str(model),
+                  # export --for an NPU: the profile, its rewrites and its coverage
+                  "accelerator": accelerator,
                   # the trained model's floor verdict, as its export carries it (a degenerate
                   # one is packaged only with --allow-degenerate: settings say so)
                   "floor": floor.recorded(model)},
@@ -430,6 +440,23 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
     return manifest
 
 
+def accelerator_spec(accelerator: dict, work: Path, spec: dict) -> dict:
+    """input_spec.json's fields for an NPU export: the fixed-shape adapter on, the providers
+    to try in order (the accelerator's, then the CPU), the lookups' model, and a token limit
+    within the bucket (the runtime truncates or windows to it)."""
+    out = {"fixed_shapes": True,
+           "providers": [accelerator["provider"], "CPUExecutionProvider"]}
+    if (work / fixed_shapes.FRONT).is_file():
+        out["embeddings"] = fixed_shapes.FRONT
+    bucket = accelerator.get("sequence_length")
+    if bucket and spec.get("max_length", 0) > bucket:
+        log.warning("max_length %d: the model's fixed length is %d tokens; the bundle reads "
+                    "at most %d (longer texts truncated, or windowed by a token task)",
+                    spec["max_length"], bucket, bucket)
+        out["max_length"] = bucket
+    return out
+
+
 def _precision(export_record: ExportReport | None) -> str | None:
     return export_record.precision if export_record else None
 
@@ -444,11 +471,9 @@ def _input_spec(work: Path, model: Path, cfg, task, config: dict, num_labels: in
     """input_spec.json (bundle/spec.py: the spec export and verify score with). Its token
     limit: --max-length, else the one verify scored at (so the figure the README quotes is
     this bundle's), else export's, else 128."""
-    import onnxruntime as ort
-
     from ..bundle import spec
 
-    session = ort.InferenceSession(str(work / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = latency.ort_session(work / "model.onnx")  # (an NPU model: through its adapter)
     export_settings = (_read_json(model / ARTIFACT).get("settings", {})
                        if (model / ARTIFACT).exists() else {})
     scored_at = verification.get("max_length")

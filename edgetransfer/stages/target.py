@@ -18,7 +18,9 @@ import click
 from pydantic import ConfigDict, Field
 
 from .. import platforms
-from ..errors import ConfigError
+from ..convert import accelerators
+from ..errors import ConfigError, ModelError
+from ..measure import coverage, qnn
 from ..options import TargetOptions
 
 # The command's --help (edgetransfer.cli makes the command from the registry).
@@ -30,9 +32,11 @@ Examples:
   edgetransfer target --bundle models/demo/bundle --target linux-aarch64 \\
       --target-python 3.13 --target-cpu cortex-a76
   edgetransfer target --bundle models/demo/bundle.tar.gz --json
+  edgetransfer target --bundle models/demo/bundle-nnapi --accelerator nnapi \\
+      --min-coverage 0.99
 
 Exit codes: 0 it will run (warnings are printed); 2 a blocking finding (no wheel, an operator
-without a kernel, a model onnxruntime refuses).
+without a kernel, a model onnxruntime refuses, coverage under --min-coverage).
 """
 
 
@@ -45,6 +49,14 @@ class TargetConfig(TargetOptions):
                          "its folder.")
     target: Literal[tuple(platforms.PLATFORMS)] | None = Field(
         None, description="The device's platform [default: the bundle's manifest target].")
+    accelerator: Literal[tuple(accelerators.PROFILES)] | None = Field(
+        None, description="Also check how much of the bundle's model this accelerator runs "
+        "(nnapi, coreml: onnxruntime's usability checker; qnn: compiled for HTP, needs "
+        "onnxruntime-qnn) and print the coverage table.")
+    min_coverage: float | None = Field(None, ge=0, le=1, description="With --accelerator: "
+                                       "exit 2 when the largest partition (QNN: the nodes on "
+                                       "HTP) holds less than this share of the model's nodes, "
+                                       "e.g. 0.99.")
 
 
 def run(cfg: TargetConfig, json: bool = False) -> dict:
@@ -68,7 +80,31 @@ def run(cfg: TargetConfig, json: bool = False) -> dict:
         # model_file has checked that "model" is an object)
         result = check(target, cfg.target_python, cfg.target_cpu, pins, model, precision,
                        manifest["model"].get("quantization"))
+        if cfg.accelerator:
+            result["coverage"] = _coverage(model, cfg.accelerator, Path(tmp))
     click.echo(json_module.dumps(result, indent=2) if json else
                f"{cfg.bundle}: runs on {result['target']}, Python {result['python']} "
                f"({result['system']})" + (f", {result['cpu']}" if result["cpu"] else ""))
+    if cfg.accelerator and not json:
+        for line in coverage.lines(result["coverage"]):
+            click.echo(f"  {cfg.accelerator}: {line}")
+    share = result.get("coverage") and coverage.share(result["coverage"])
+    if cfg.min_coverage is not None and share is not None and share < cfg.min_coverage:
+        raise ModelError(f"--bundle {cfg.bundle}: {cfg.accelerator} runs {share:.1%} of its "
+                         f"model in one piece, under --min-coverage {cfg.min_coverage:g}; "
+                         f"export the model with --for {cfg.accelerator} and package it again")
     return result
+
+
+def _coverage(model: Path, accelerator: str, scratch: Path) -> dict:
+    """The coverage of the bundle's model (measured here, not read from its manifest: a
+    bundle may come from anyone)."""
+    prof = accelerators.profile(accelerator)
+    if prof.checker is not None:
+        return coverage.mobile(model, prof.checker, prof.max_rank, prof.provider)
+    try:
+        return qnn.compile_report(model, accelerators.QNN_HTP_ARCH, accelerators.QNN_SOC_MODEL,
+                                  scratch)[0]
+    except ModelError as e:  # (a node HTP refuses: the table says none of it runs there)
+        return {"provider": prof.provider, "htp_nodes": 0, "nodes": 0, "htp_share": 0.0,
+                "cpu_fallback": False, "refused": str(e)[:300]}

@@ -16,6 +16,9 @@ Shipped in the bundle beside predict.py; numpy only (no torch, no edgetransfer).
 
 from __future__ import annotations
 
+# The embedding lookups of a graph whose accelerator refuses them (CoreML: Gather), as a
+# model of their own beside it, run on the CPU before it (convert/npu_graph.py).
+FRONT = "embeddings.onnx"
 BIAS_INPUT = "attention_bias"
 MASK_INPUT = "attention_mask"
 # What a padded key position adds to its attention scores: exp(-10000) is exactly 0 in fp32
@@ -56,15 +59,18 @@ class FixedShapes:
         import numpy as np
 
         self.np = np
-        self.session = session
-        self.length = sequence_length(session)
-        self.shapes = {i.name: list(i.shape) for i in session.get_inputs()}
+        self.session, self.front = session, front
+        # (with a front, the token inputs are the front's; its outputs feed the model)
+        given = [*(front.get_inputs() if front else []), *session.get_inputs()]
+        made = {o.name for o in front.get_outputs()} if front else set()
+        self.length = sequence_length(front) if front else sequence_length(session)
+        self.shapes = {i.name: list(i.shape) for i in given if i.name not in made}
         # the model's inputs as a dynamic model's would be (the bias as the tokenizer's mask)
         self._inputs = [_Input(MASK_INPUT, "tensor(int64)", ["batch_size", "sequence_length"])
                         if i.name == BIAS_INPUT else
                         _Input(i.name, i.type, ["batch_size", *(
                             ["sequence_length"] if self.length else i.shape[1:])])
-                        for i in session.get_inputs()]
+                        for i in given if i.name not in made]
 
     def get_inputs(self):
         return self._inputs
@@ -81,9 +87,8 @@ class FixedShapes:
         names = names or [o.name for o in self.session.get_outputs()]
         rows = len(next(iter(feeds.values())))
         given = feeds["input_ids"].shape[1] if "input_ids" in feeds else None
-        outs = [self.session.run(names, self.model_feeds({k: v[i:i + 1] for k, v in
-                                                          feeds.items()}))
-                for i in range(rows)]
+        outs = [self.session.run(names, self._looked_up(self.model_feeds(
+            {k: v[i:i + 1] for k, v in feeds.items()}))) for i in range(rows)]
         return [np.concatenate([self._back(o[k], given) for o in outs]) for k in
                 range(len(names))]
 
@@ -112,6 +117,15 @@ class FixedShapes:
                 out[name] = np.pad(feeds[name], pad).astype(feeds[name].dtype)
         return out
 
+    def _looked_up(self, feeds: dict) -> dict:
+        """The model's own feeds: the front's lookups in place of the token ids it reads."""
+        if self.front is None:
+            return feeds
+        names = [i.name for i in self.front.get_inputs()]
+        made = dict(zip([o.name for o in self.front.get_outputs()],
+                        self.front.run(None, {n: feeds[n] for n in names})))
+        return made | {k: v for k, v in feeds.items() if k not in names}
+
     def _back(self, value, given: int | None):
         """One row's output at the length the caller gave (a per-token output is cut back
         from the bucket, or padded where the caller's padding was longer)."""
@@ -123,7 +137,14 @@ class FixedShapes:
         return np.pad(value, [(0, 0), (0, given - self.length)] + [(0, 0)] * (value.ndim - 2))
 
 
-def wrap(session):
+def wrap(session, front=None):
     """The session as the callers of a dynamic model use it: a fixed-shape model's behind
-    FixedShapes, any other as it is."""
-    return FixedShapes(session) if fixed(session) else session
+    FixedShapes (with `front`, the session of its embeddings.onnx), any other as it is."""
+    return FixedShapes(session, front) if fixed(session) else session
+
+
+def needs_front(session) -> bool:
+    """Whether the model takes looked-up embeddings (an input no tokenizer gives: its
+    embeddings.onnx makes them)."""
+    return fixed(session) and not any(i.name == "input_ids" or i.name == "pixel_values"
+                                      for i in session.get_inputs())

@@ -140,7 +140,7 @@ def inside(folder: Path, name: str, field: str) -> Path:
         if step.is_symlink():
             raise BundleError(f"{field}: {name!r} goes through a link ({step.relative_to(folder)})"
                               f"; a bundle holds regular files only")
-    if not path.resolve() in (path / relative).resolve().parents:
+    if path.resolve() not in (path / relative).resolve().parents:
         raise BundleError(f"{field}: {name!r} leaves the bundle's folder")
     return path / relative
 
@@ -400,19 +400,62 @@ def input_row(text, kind: str = "text") -> dict:
     return {"text": text[0], "text_pair": text[1]} if isinstance(text, tuple) else {"text": text}
 
 
-def _pixels():
-    """pixels.py, beside this file (in a bundle, or this package), loaded from its path:
+def _beside(name: str):
+    """NAME.py, beside this file (in a bundle, or this package), loaded from its path:
     `python -I predict.py` does not put the script's folder on sys.path."""
-    module = sys.modules.get("_edgetransfer_pixels")
+    module = sys.modules.get(f"_edgetransfer_{name}")
     if module is None:
         import importlib.util
 
         spec = importlib.util.spec_from_file_location(
-            "_edgetransfer_pixels", Path(__file__).resolve().with_name("pixels.py"))
+            f"_edgetransfer_{name}", Path(__file__).resolve().with_name(f"{name}.py"))
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
     return module
+
+
+def _pixels():
+    return _beside("pixels")
+
+
+CPU = "CPUExecutionProvider"
+QNN = "QNNExecutionProvider"
+
+
+def choose_provider(ort, wanted: list, options) -> str:
+    """The first of input_spec.json's "providers" this onnxruntime has (QNN: its plugin,
+    onnxruntime-qnn, registered and added to `options`), else the CPU, said in one line."""
+    available = set(ort.get_available_providers())
+    chosen = CPU
+    for provider in wanted:
+        if provider == QNN and QNN not in available:
+            if _qnn_plugin(ort, options):
+                chosen = QNN
+                break
+        elif provider in available:
+            chosen = provider
+            break
+    if wanted and chosen != wanted[0]:
+        print(f"predict.py: {wanted[0]} is not available in this onnxruntime; running on "
+              f"{chosen}", file=sys.stderr)
+    return chosen
+
+
+def _qnn_plugin(ort, options) -> bool:
+    """QNN, a plugin provider (onnxruntime-qnn), registered and added to `options` on its
+    HTP backend; False where it is not installed."""
+    try:
+        import onnxruntime_qnn
+    except ImportError:
+        return False
+    if not any(d.ep_name == QNN for d in ort.get_ep_devices()):
+        ort.register_execution_provider_library(QNN, onnxruntime_qnn.get_library_path())
+    devices = [d for d in ort.get_ep_devices() if d.ep_name == QNN]
+    if devices:
+        options.add_provider_for_devices(devices,
+                                         {"backend_path": onnxruntime_qnn.get_qnn_htp_path()})
+    return bool(devices)
 
 
 # The first bytes of the image files an image bundle reads (pixels.FORMATS; BMP is checked
@@ -565,6 +608,17 @@ def check_spec(spec) -> dict:
     elif also and task["postprocess"] not in ONE_RUN:
         raise BundleError(f"{SPEC}: also: further outputs print beside "
                           f"{', '.join(ONE_RUN)} only, not {task['postprocess'][:40]!r}")
+    providers = spec.get("providers", [CPU])
+    if not (isinstance(providers, list) and 0 < len(providers) <= 8
+            and all(isinstance(p, str) and p.endswith("ExecutionProvider") for p in providers)):
+        raise BundleError(f"{SPEC}: providers: expected a list of onnxruntime execution "
+                          f"provider names")
+    if not isinstance(spec.get("fixed_shapes", False), bool):
+        raise BundleError(f"{SPEC}: fixed_shapes: expected true or false")
+    if spec.get("embeddings") is not None and not spec.get("fixed_shapes"):
+        raise BundleError(f"{SPEC}: embeddings: only a fixed-shape model takes them")
+    if not isinstance(spec.get("embeddings", ""), str):
+        raise BundleError(f"{SPEC}: embeddings: expected the file name of the lookups' model")
     if task["inputs"] == "text":
         for name in ("pad_id", "pad_type_id"):
             if not 0 <= spec[name] <= MAX_ID:
@@ -728,22 +782,32 @@ class Predictor:
         # (a copy without its model.ort runs model.onnx)
         field = "model_ort" if ort_model and self.file("model_ort").is_file() else "model"
         self.model_file, path = spec[field], self.file(field)
+        self.provider = choose_provider(ort, spec.get("providers", [CPU]), options)
         try:
-            self.session = ort.InferenceSession(str(path), options,
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(path), options, providers=None if self.provider == QNN else
+                list(dict.fromkeys([self.provider, CPU])))
+            # (an accelerator's fixed-shape model: its embedding lookups run first, on the CPU)
+            front = (ort.InferenceSession(str(self.file("embeddings")), options,
+                                          providers=[CPU]) if spec.get("embeddings") else None)
         except Exception as e:  # noqa: BLE001  (onnxruntime's own words are the finding)
             raise BundleError(f"{self.model_file}: onnxruntime cannot load it ("
                               f"{' '.join(str(e).split())[:200]})") from None
-        names, session = [spec["output"], *spec.get("also", [])], self.session
+        # (an accelerator's fixed-shape model takes the tokenizer's feeds through its
+        # adapter, fixed_shapes.py beside this file: padded to its bucket one row at a time,
+        # the mask as its bias)
+        session = (_beside("fixed_shapes").wrap(self.session, front)
+                   if spec.get("fixed_shapes") else self.session)
+        names = [spec["output"], *spec.get("also", [])]
         self.model = lambda feeds: dict(zip(names, session.run(names, feeds)))
-        self.inputs = [(i.name, DTYPES.get(i.type)) for i in self.session.get_inputs()]
+        self.inputs = [(i.name, DTYPES.get(i.type)) for i in session.get_inputs()]
         expected = [(i["name"], DTYPES.get(i["type"])) for i in spec["inputs"]]
         usable = (self.inputs == [IMAGE_INPUT] if self.kind == "image" else
                   all(n in ENCODING_FIELDS and t is not None for n, t in self.inputs))
         if self.inputs != expected or not usable:
             raise BundleError(f"{spec['model']}: inputs {self.inputs} do not match "
                               f"{SPEC} {expected}")
-        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        outputs = {o.name: o.shape for o in session.get_outputs()}
         for name in names:
             if name not in outputs:
                 raise BundleError(f"{SPEC}: output {name[:80]!r} is not one of the "
