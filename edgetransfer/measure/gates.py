@@ -70,16 +70,20 @@ class Judge:
             self._sessions[path] = latency.ort_session(path, self.settings.threads)
         return self._sessions[path]
 
-    def gate(self, path: Path, precision: str, session=None) -> dict:
+    def gate(self, path: Path, precision: str, session=None, batches: int | None = None
+             ) -> dict:
         """Run the ONNX model on the parity inputs and fail (exit 3) if it drifts
-        (`session`: the model in another provider's session, e.g. QNN's simulator)."""
+        (`session`: the model in another provider's session, e.g. QNN's simulator;
+        `batches`: the first that many parity batches only, for a slow one)."""
         s = self.settings
         session = session or self.session(path)
         names = list(self.task.outputs)  # (every one is compared: a graph keeps each head)
+        probes = self.probes[:batches]
         outputs = [parity.named_positions(self.task, dict(zip(names, session.run(
-            names, latency.feeds_for(session, b)))), b) for b in self.probes]
+            names, latency.feeds_for(session, b)))), b) for b in probes]
         min_agreement, source = agreement_bar(s.min_agreement, precision, s.eval_data)
-        report = parity.compare_named(self.ref_outputs, outputs, precision, self.task,
+        report = parity.compare_named(self.ref_outputs[:len(probes)], outputs, precision,
+                                      self.task,
                                       atol=s.atol, min_agreement=min_agreement,
                                       min_agreement_from=source)
         if not report.passed:

@@ -206,4 +206,5 @@ def test_qnn_compiles_every_node_for_htp(text_model, data_dir, tmp_path):
     assert cov["context_written"] and cov["context_bytes"] > 0
     assert record["quantization"]["activation_type"] == "QUInt16"
     assert record["parity"]["qnn_simulator"]["passed"]
-    assert "accuracy" in record["accelerator"]["simulator"]
+    simulated = record["accelerator"]["simulator"]
+    assert simulated["rows"] == 24 and "accuracy" in simulated and "fp32_onnx_accuracy" in simulated
