@@ -51,8 +51,9 @@ class TargetConfig(TargetOptions):
         None, description="The device's platform [default: the bundle's manifest target].")
     accelerator: Literal[tuple(accelerators.PROFILES)] | None = Field(
         None, description="Also check how much of the bundle's model this accelerator runs "
-        "(nnapi, coreml: onnxruntime's usability checker; qnn: compiled for HTP, needs "
-        "onnxruntime-qnn) and print the coverage table.")
+        "(nnapi: onnxruntime's usability checker on NNAPI's operator list; coreml: the same "
+        "on CoreML MLProgram's; qnn: compiled for HTP, needs onnxruntime-qnn) and print the "
+        "coverage table.")
     min_coverage: float | None = Field(None, ge=0, le=1, description="With --accelerator: "
                                        "exit 2 when the largest partition (QNN: the nodes on "
                                        "HTP) holds less than this share of the model's nodes, "
