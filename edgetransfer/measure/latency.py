@@ -129,6 +129,7 @@ def ort_session(path, threads: int = 1, provider: str = "CPUExecutionProvider"):
         if not beside.is_file():
             raise ModelError(f"{path}: takes looked-up embeddings, but no "
                              f"{fixed_shapes.FRONT} is beside it")
+        check(beside)
         front = ort.InferenceSession(str(beside), options, providers=["CPUExecutionProvider"])
     return fixed_shapes.wrap(session, front)
 
