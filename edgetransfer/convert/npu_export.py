@@ -34,12 +34,13 @@ def fixed_dims(exported: Path, probe: dict, length: int) -> dict[str, list[int]]
     return dims
 
 
-def graph(exported: Path, dst: Path, prof: Profile, probe: dict, length: int) -> dict:
+def graph(exported: Path, dst: Path, prof: Profile, probe: dict, length: int, opset: int
+          ) -> dict:
     """dst: the exported graph rewritten for `prof` (export gates it). Returns export.json's
     "accelerator" record so far."""
     dims = fixed_dims(exported, probe, length)
     done = npu_graph.rewrite(exported, dst, dims, prof.decompose)
-    record = {"name": prof.name, "provider": prof.provider, "opset": prof.opset,
+    record = {"name": prof.name, "provider": prof.provider, "opset": opset,
               "rewrites": done}
     if MASK_INPUT in dims or "input_ids" in dims:
         record["sequence_length"] = length

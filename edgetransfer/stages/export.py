@@ -453,7 +453,7 @@ def _fp32_graph(work: Path, tmp: Path, job: _Job) -> tuple[dict, Path]:
     if prof is not None:
         record["accelerator"] = npu_export.graph(
             tmp / "exported.onnx", tmp / "npu.onnx", prof, job.judge.probes[0],
-            cfg.sequence_length)
+            cfg.sequence_length, cfg.opset)
         record["parity"]["fixed_shapes"] = job.judge.gate(tmp / "npu.onnx", "fp32")
         return record, tmp / "npu.onnx"
     fused = one_variant.fused(tmp, job.hf_config,
