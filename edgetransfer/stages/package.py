@@ -415,8 +415,10 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
                   "runs": "model.ort" if cfg.ort_format else "model.onnx",
                   "quantization": _quantization(export_record),
                   "opset": export_record and export_record.opset, "source": str(model),
-                  # export --for an NPU: the profile, its rewrites and its coverage
+                  # export --for an NPU: the profile, its rewrites and its coverage, and the
+                  # providers the runtime tries in order (input_spec.json's, as it reads them)
                   "accelerator": accelerator,
+                  "providers": spec.get("providers", ["CPUExecutionProvider"]),
                   # the trained model's floor verdict, as its export carries it (a degenerate
                   # one is packaged only with --allow-degenerate: settings say so)
                   "floor": floor.recorded(model)},

@@ -144,6 +144,7 @@ def test_bundle_pads_to_the_bucket_and_windows_a_longer_input(npu_tagger_bundle)
     assert spec["providers"] == ["NnapiExecutionProvider", "CPUExecutionProvider"]
     manifest = json.loads((npu_tagger_bundle / "manifest.json").read_text())
     assert manifest["model"]["accelerator"]["coverage"]["partitions"] == 1
+    assert manifest["model"]["providers"] == spec["providers"]
     assert "fixed_shapes.py" in manifest["files"]
     from edgetransfer.bundle.runtime.predict import Predictor
 
