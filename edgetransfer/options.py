@@ -73,7 +73,7 @@ class DataOptions(ColumnOptions):
                                    "classification: the side "
                                    "in pixels images are resized to (square), saved in the "
                                    "checkpoint's image processor [default: the processor's; "
-                                   "efficientnet-lite0: 224].")
+                                   "efficientnet-lite0: 224, -lite1: 240, -lite2: 260].")
     label_all_subtokens: bool = Field(False, description="Token classification: train on every "
                                       "sub-token of a word (B-X's continuations as I-X), not "
                                       "only the first; evaluation still reads the first.")

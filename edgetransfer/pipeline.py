@@ -103,9 +103,9 @@ class Wiring:
         from .modeling.backbones import BUILTIN, builtin_path
 
         try:
-            # (efficientnet-lite0 is converted to a folder on first use: that needs torch)
+            # (an efficientnet-lite is converted to a folder on first use: that needs torch)
             folder = (builtin_path(self.model) if self.model in BUILTIN
-                      and self.model != "efficientnet-lite0" else Path(self.model))
+                      and not self.model.startswith("efficientnet-lite") else Path(self.model))
             file = folder / "config.json"
             config = read_json(file) if file.is_file() else None
         except (EdgeTransferError, OSError):

