@@ -209,3 +209,35 @@ def test_qnn_compiles_every_node_for_htp(text_model, data_dir, tmp_path):
     assert record["parity"]["qnn_simulator"]["passed"]
     simulated = record["accelerator"]["simulator"]
     assert simulated["rows"] == 24 and "accuracy" in simulated and "fp32_onnx_accuracy" in simulated
+
+
+def test_a_recipe_exports_verifies_and_packages_for_an_npu(cli, tiny_backbone, data_dir,
+                                                           tmp_path):
+    """An NPU variant is one more `export:` entry: verify measures it through its adapter
+    beside the teacher, and package bundles it with its fixed-shape runtime."""
+    import yaml
+
+    root = tmp_path / "models" / "npu"
+    doc = {"name": "npu", "model": str(tiny_backbone), "output": str(root),
+           "data": {"train": str(data_dir / "train.jsonl"), "max_length": 24,
+                    "validation": str(data_dir / "validation.jsonl"),
+                    "test": str(data_dir / "test.jsonl")},
+           "finetune": {"method": "full", "epochs": 3, "batch_size": 4, "lr": 2e-3,
+                        "patience": 0},  # (tests/test_pipeline.py's smoke settings)
+           "distill": {"student_layers": 1, "epochs": 2, "batch_size": 4, "lr": 2e-3,
+                       "patience": 0},
+           "export": [{"name": "nnapi", "accelerator": "nnapi", "quantize": "int8",
+                       "max_accuracy_drop": 100, "min_agreement": 0.5}],
+           "verify": {"max_accuracy_drop": 100, "min_agreement": 0.5, "iterations": 20,
+                      "rounds": 2, "latency_samples": 8, "batch_sizes": [1, 4]},
+           "package": {"variant": "nnapi", "measure": False, "target": "linux-x86_64"}}
+    recipe = tmp_path / "npu.yaml"
+    recipe.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    record = json.loads((root / "onnx-nnapi" / "export.json").read_text())
+    assert record["accelerator"]["sequence_length"] == 24
+    verify = json.loads((root / "verify" / "verify.json").read_text())
+    assert "onnx-nnapi" in json.dumps(verify)
+    spec = json.loads((root / "bundle" / "input_spec.json").read_text())
+    assert spec["fixed_shapes"] and spec["max_length"] == 24
