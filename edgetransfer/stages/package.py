@@ -375,19 +375,8 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
     from ..bundle.runtime.predict import FORMAT, BundleError, Predictor
 
     model = cfg.model
-    shutil.copyfile(model / "model.onnx", work / "model.onnx")
-    task.inputs.reader.copy(model, work)
     accelerator = export_record.accelerator if export_record else None
-    if accelerator:  # (an NPU export: its adapter, and its lookups' model where it has one)
-        shutil.copyfile(fixed_shapes.__file__, work / "fixed_shapes.py")
-        if (model / fixed_shapes.FRONT).is_file():
-            shutil.copyfile(model / fixed_shapes.FRONT, work / fixed_shapes.FRONT)
-    ort_files = []
-    if cfg.ort_format:
-        ort_files = ["model.ort"] + sorted(p.name for p in
-                                           model.glob("*.required_operators*.config"))
-        for name in ort_files:
-            shutil.copyfile(model / name, work / name)
+    ort_files = _copy_model(work, cfg, task, accelerator)
     write_json(work / "labels.json", labels)
     spec = _input_spec(work, model, cfg, task, config, len(labels), verification)
     if accelerator:
@@ -440,6 +429,25 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
     except BundleError as e:
         raise ModelError(f"--model {model}: the bundled runtime cannot use it: {e}") from None
     return manifest
+
+
+def _copy_model(work: Path, cfg: PackageConfig, task, accelerator: dict | None) -> list[str]:
+    """The model and what reads its inputs copied into the bundle; the .ort files' names
+    (with --ort-format)."""
+    model = cfg.model
+    shutil.copyfile(model / "model.onnx", work / "model.onnx")
+    task.inputs.reader.copy(model, work)
+    if accelerator:  # (an NPU export: its adapter, and its lookups' model where it has one)
+        shutil.copyfile(fixed_shapes.__file__, work / "fixed_shapes.py")
+        if (model / fixed_shapes.FRONT).is_file():
+            shutil.copyfile(model / fixed_shapes.FRONT, work / fixed_shapes.FRONT)
+    ort_files = []
+    if cfg.ort_format:
+        ort_files = ["model.ort"] + sorted(p.name for p in
+                                           model.glob("*.required_operators*.config"))
+        for name in ort_files:
+            shutil.copyfile(model / name, work / name)
+    return ort_files
 
 
 def accelerator_spec(accelerator: dict, work: Path, spec: dict) -> dict:
