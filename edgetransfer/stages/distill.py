@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 
 from .. import paths, tasks
 from ..artifacts import OutputFolder
-from ..data import splits
+from ..data import augment_text, splits
 from ..errors import ConfigError, ModelError
 from ..measure import floor
 from ..modeling import architectures, backbones, students
@@ -94,6 +94,13 @@ class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Outp
                                   "to learn from (soft targets only).")
     unlabeled_column: str | None = Field(None, description="Text column of --unlabeled "
                                          "[default: as for --text-column].")
+    augment: str | None = Field(None, description="New sentences made from the training rows "
+                                "for the teacher to label beside them (text and token "
+                                "classification): a preset of docs/distill.md, e.g. tinybert "
+                                "(20 copies a row, 40% of words replaced by the teacher's "
+                                "embedding neighbours); off by default; deterministic by "
+                                "--seed; cached with the teacher's outputs by "
+                                "--teacher-cache.")
     lr: float | None = Field(None, gt=0, description="Peak learning rate [default 1e-4; "
                              "image-classification 1e-3].")
     teacher_batch_size: int = Field(64, ge=1, le=MAX_BATCH, description="Batch size for "
@@ -125,6 +132,8 @@ def learning_rate_for(cfg: DistillConfig, task) -> float:
 
 
 def check_settings(cfg: DistillConfig) -> None:
+    if cfg.augment is not None:
+        augment_text.preset(cfg.augment)  # (a name that is no preset: refused before loading)
     """The settings alone, before anything is read or loaded (under `run`: before the
     recipe's first step)."""
     chosen = [x for x in ("student_layers", "keep_layers", "student") if getattr(cfg, x)]
@@ -167,6 +176,8 @@ def run(cfg: DistillConfig) -> Path:
     set_seed(cfg.seed)
     eager = cfg.attention_weight > 0  # attention maps come only from the eager kernels
     teacher = _teacher(cfg, teacher_bb, task, tokenizer, eager)
+    augmented = _augmented(cfg, task, tokenizer, data, teacher) if cfg.augment else None
+    unlabeled = _joined(unlabeled, augmented)
     student, keep, mapping = _build_student(cfg, teacher, student_bb, tokenizer, task, data,
                                             eager)
     n_s = architectures.layer_count(student)
@@ -178,6 +189,10 @@ def run(cfg: DistillConfig) -> Path:
     lr = learning_rate_for(cfg, task)
     settings = _settings(cfg, lr, keep, mapping, len(tokenized["train"]), unlabeled,
                          run_settings(task, data, placement))
+    if augmented is not None:
+        settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed, "rows": len(augmented),
+                               **augment_text.preset(cfg.augment).record()}
+        settings["transfer_rows"]["augmented"] = len(augmented)
     online = cfg.hidden_weight > 0 or cfg.attention_weight > 0
     fitted = training.fit(
         model=student, tokenizer=tokenizer, task=task, tokenized=tokenized,
@@ -227,6 +242,33 @@ def _unlabeled(cfg: DistillConfig, task, tokenizer, data):
         raise ConfigError(f"--unlabeled: the task {task.name} takes no unlabelled data")
     return task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tokenizer, cfg.max_length,
                                data)
+
+
+def _augmented(cfg: DistillConfig, task, tokenizer, data, teacher):
+    """--augment's rows (data/augment_text.py), read back through the task's unlabelled
+    reader, so they are checked and tokenized as --unlabeled's are."""
+    import tempfile
+
+    aug = augment_text.preset(cfg.augment)
+    embeddings = teacher.get_input_embeddings().weight.detach().float().cpu().numpy()
+    mask = tokenizer.mask_token or tokenizer.unk_token
+    with tempfile.TemporaryDirectory(prefix="edgetransfer-augment-") as scratch:
+        path = Path(scratch) / "augmented.jsonl"
+        n = augment_text.write_rows(task.name, data, embeddings, tokenizer.get_vocab(), mask,
+                                    aug, cfg.seed, path)
+        log.info("--augment %s: %d new rows from %d training rows, for the teacher to label",
+                 cfg.augment, n, len(data.splits["train"]))
+        return task.read_unlabeled(str(path), None, tokenizer, cfg.max_length, data)
+
+
+def _joined(*parts):
+    """Transfer rows without gold labels, from each source given (None: none)."""
+    from datasets import concatenate_datasets
+
+    given = [p for p in parts if p is not None]
+    return (None if not given else given[0] if len(given) == 1
+            else concatenate_datasets([given[0], *(p.cast(given[0].features)
+                                                   for p in given[1:])]))
 
 
 def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, unlabeled,

@@ -253,3 +253,47 @@ def test_two_ways_of_choosing_the_student_is_an_error(cli, tiny_teacher, data_di
     code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s", "--keep-layers",
                                   "0,7"))
     assert code == 2 and "--keep-layers 0,7: the teacher has layers 0..1" in err
+
+
+def test_augmented_rows_join_the_transfer_set_recorded_and_seeded(cli, tiny_teacher, data_dir,
+                                                                  tmp_path):
+    """--augment light: two new sentences per training row for the teacher to label, beside
+    the rows and --unlabeled's; the artifact records the preset and its parameters."""
+    write_jsonl(tmp_path / "u.jsonl", [{"text": r["text"]} for r in make_rows(20, seed=9)])
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        code, err = cli(*distill_args(tiny_teacher, data_dir, out, "--student-layers", "1",
+                                      "--epochs", "1", "--unlabeled", tmp_path / "u.jsonl",
+                                      "--augment", "light"))
+        assert code == 0, err
+        runs.append(json.loads((out / "settings.json").read_text()))
+    settings = runs[0]
+    assert settings["transfer_rows"] == {"labelled": 60, "unlabelled": 20 + 120,
+                                         "augmented": 120}
+    assert settings["augment"]["preset"] == "light" and settings["augment"]["copies"] == 2
+    assert settings["augment"]["replace"] == 0.15 and settings["augment"]["seed"] == 42
+    steps = json.loads((tmp_path / "a" / "metrics.json").read_text())["training"]["steps"]
+    assert steps == 25  # 200 transfer rows / batch 8, one epoch
+    assert runs[1]["augment"] == runs[0]["augment"]
+
+
+def test_an_unknown_augment_preset_is_refused_before_loading(cli, tiny_teacher, data_dir,
+                                                             tmp_path):
+    code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s", "--augment", "x"))
+    assert code == 2 and "--augment x: not a text preset; use one of tinybert" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_tagger_distils_with_augmented_sentences(cli, tiny_tagger, token_data, tmp_path):
+    """--augment ner: O words replaced and mentions swapped within their type; the teacher
+    tags the new sentences word by word."""
+    out = tmp_path / "student"
+    code, err = cli("-q", "distill", "--teacher", tiny_tagger, "--train",
+                    token_data / "train.txt", "--validation", token_data / "validation.txt",
+                    "--out", out, "--epochs", "1", "--batch-size", "8", "--patience", "0",
+                    "--student-layers", "1", "--augment", "ner")
+    assert code == 0, err
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["transfer_rows"]["augmented"] == 4 * 60
+    assert settings["augment"]["mention_swap"] == 0.5

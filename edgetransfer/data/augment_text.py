@@ -1,0 +1,214 @@
+"""Text augmentation for distillation: new sentences the teacher labels, made from the
+training rows (TinyBERT's data augmentation, and EDA's edits).
+
+Every edit works on whole words, deterministic by seed (each new sentence draws from its
+own generator, seeded by (seed, row, copy), so a row's copies do not depend on the others):
+
+- **replace**: a word becomes one of its nearest neighbours in the teacher's own input
+  embeddings (cosine, among the vocabulary's whole-word tokens): words the teacher already
+  places near each other, TinyBERT's stand-in for a masked language model's guesses;
+- **mask**: a word becomes the tokenizer's mask (or unknown) token;
+- **delete**, **swap**: a word is dropped, or two words trade places.
+
+For token classification only `O` words are replaced, masked or deleted and words are not
+swapped; an entity mention may instead be swapped for another of the same type from the
+training rows (its words and IOB2 tags together), so tags stay aligned. No library does
+this over a teacher's vocabulary (nlpaug and TextAttack need their own models or WordNet,
+which this offline project cannot fetch); it is written here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+# (IOB2 decoding, stated once: the runtime's, which bundles ship)
+from ..bundle.runtime.predict import entity_spans
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TextAugment:
+    """A preset: how many new sentences per training row, and each edit's share of words."""
+
+    copies: int
+    replace: float = 0.0
+    mask: float = 0.0
+    delete: float = 0.0
+    swap: float = 0.0
+    mention_swap: float = 0.0  # token classification: share of mentions swapped
+    neighbours: int = 10  # candidates per word for `replace`
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+# Named presets (the artifact records the preset's name and its parameters).
+PRESETS = {
+    # TinyBERT's recipe: about 20 new sentences a row, 40% of words replaced (SST-2 grew ~20x)
+    "tinybert": TextAugment(copies=20, replace=0.4),
+    # EDA's small edits (Wei & Zou 2019): 4 copies, a tenth of the words each way
+    "eda": TextAugment(copies=4, replace=0.1, delete=0.1, swap=0.1),
+    # a light mix for small budgets
+    "light": TextAugment(copies=2, replace=0.15, mask=0.1),
+    # named entities: O words replaced, mentions swapped for others of their type
+    "ner": TextAugment(copies=4, replace=0.3, mention_swap=0.5),
+}
+MAX_COPIES = 64  # a preset's copies are bounded: 64 x a training file is already large
+
+
+def preset(name: str) -> TextAugment:
+    if name not in PRESETS:
+        raise ConfigError(f"--augment {name}: not a text preset; use one of "
+                          f"{', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def is_word(token: str) -> bool:
+    """A vocabulary entry that is a whole alphabetic word (not a ##piece, [SPECIAL] or ▁)."""
+    return token.isalpha() and token.isascii() and len(token) > 1
+
+
+def neighbours(embeddings: np.ndarray, vocab: dict[str, int], words: set[str], k: int
+               ) -> dict[str, list[str]]:
+    """Each of `words` found in `vocab` -> its k nearest whole-word tokens by cosine in the
+    embedding table (itself excluded). Computed in blocks: a 30k x 384 table is fine."""
+    candidates = sorted((t for t in vocab if is_word(t)), key=vocab.__getitem__)
+    if not candidates:
+        return {}
+    ids = np.array([vocab[t] for t in candidates])
+    table = embeddings[ids].astype(np.float32)
+    table /= np.linalg.norm(table, axis=1, keepdims=True) + 1e-12
+    asked = sorted(w for w in words if w in vocab and is_word(w))
+    out = {}
+    for start in range(0, len(asked), 512):
+        block = asked[start:start + 512]
+        rows = embeddings[[vocab[w] for w in block]].astype(np.float32)
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True) + 1e-12
+        sims = rows @ table.T
+        top = np.argsort(-sims, axis=1)[:, :k + 1]
+        for word, row in zip(block, top):
+            out[word] = [candidates[j] for j in row if candidates[j] != word][:k]
+    return out
+
+
+def _rng(seed: int, row: int, copy: int) -> np.random.Generator:
+    return np.random.default_rng([seed, row, copy])
+
+
+def sentence(words: list[str], aug: TextAugment, near: dict[str, list[str]],
+             mask_token: str, rng: np.random.Generator) -> list[str]:
+    """One edited copy of a sentence (a word list); never empty."""
+    out = []
+    for word in words:
+        roll = rng.random()
+        if roll < aug.delete and len(words) > 1:
+            continue
+        roll -= aug.delete
+        options = near.get(word.lower())
+        if roll < aug.replace:  # (a word without neighbours stays as it is)
+            pick = options[int(rng.integers(len(options)))] if options else word
+            out.append(pick.capitalize() if options and word[:1].isupper() else pick)
+        elif roll < aug.replace + aug.mask:
+            out.append(mask_token)
+        else:
+            out.append(word)
+    if len(out) > 1 and aug.swap:
+        for _ in range(int(rng.binomial(len(out), aug.swap))):
+            i, j = rng.integers(len(out), size=2)
+            out[i], out[j] = out[j], out[i]
+    return out or list(words[:1])
+
+
+def mentions(rows: list[tuple[list[str], list[str]]]) -> dict[str, list[list[str]]]:
+    """Every entity mention of the training rows by type (IOB2): type -> [words], each
+    distinct mention once, in the order first seen."""
+    out: dict[str, list[list[str]]] = {}
+    for words, tags in rows:
+        for kind, first, last in entity_spans(tags):
+            mention = words[first:last + 1]
+            if mention not in out.setdefault(kind, []):
+                out[kind].append(mention)
+    return out
+
+
+def tagged(words: list[str], tags: list[str], aug: TextAugment, near: dict[str, list[str]],
+           pool: dict[str, list[list[str]]], mask_token: str, rng: np.random.Generator
+           ) -> tuple[list[str], list[str]]:
+    """One edited copy of a tagged sentence, its tags aligned: O words replaced, masked or
+    deleted; a mention swapped, whole, for another of its type (B- then I- tags)."""
+    starts = {first: (kind, last + 1) for kind, first, last in entity_spans(tags)}
+    out_words, out_tags, i = [], [], 0
+    while i < len(words):
+        if i in starts:
+            kind, end = starts[i]
+            mention = words[i:end]
+            others = [m for m in pool.get(kind, []) if m != mention]
+            if others and rng.random() < aug.mention_swap:
+                mention = others[int(rng.integers(len(others)))]
+            out_words += mention
+            out_tags += [f"B-{kind}"] + [f"I-{kind}"] * (len(mention) - 1)
+            i = end
+            continue
+        if tags[i] != "O":  # (an I- without its B-: kept as it is)
+            out_words.append(words[i])
+            out_tags.append(tags[i])
+        else:
+            edited = sentence([words[i]], TextAugment(1, aug.replace, aug.mask, 0.0, 0.0),
+                              near, mask_token, rng)
+            if not (aug.delete and rng.random() < aug.delete and len(words) > 1):
+                out_words += edited
+                out_tags.append("O")
+        i += 1
+    return out_words, out_tags
+
+
+def expand_texts(texts: list[str], aug: TextAugment, near: dict[str, list[str]],
+                 mask_token: str, seed: int) -> list[str]:
+    """`copies` new sentences per text, in row order (the rows themselves not included)."""
+    if not 1 <= aug.copies <= MAX_COPIES:
+        raise ConfigError(f"augmentation copies {aug.copies}: give 1..{MAX_COPIES}")
+    return [" ".join(sentence(text.split(), aug, near, mask_token, _rng(seed, r, c)))
+            for r, text in enumerate(texts) for c in range(aug.copies)]
+
+
+def expand_tagged(rows: list[tuple[list[str], list[str]]], aug: TextAugment,
+                  near: dict[str, list[str]], mask_token: str, seed: int
+                  ) -> list[tuple[list[str], list[str]]]:
+    """`copies` new tagged sentences per row, in row order."""
+    if not 1 <= aug.copies <= MAX_COPIES:
+        raise ConfigError(f"augmentation copies {aug.copies}: give 1..{MAX_COPIES}")
+    pool = mentions(rows)
+    return [tagged(words, tags, aug, near, pool, mask_token, _rng(seed, r, c))
+            for r, (words, tags) in enumerate(rows) for c in range(aug.copies)]
+
+
+def write_rows(task_name: str, data, embeddings: np.ndarray, vocab: dict[str, int],
+               mask_token: str, aug: TextAugment, seed: int, path: Path) -> int:
+    """The augmented rows of `data`'s train split written as JSONL at `path`, in the layout
+    the task's unlabelled reader takes (text rows, or a tagger's `tokens`): the teacher
+    labels them as it labels --unlabeled. Returns how many."""
+    import json
+
+    train = data.splits["train"]
+    if task_name == "token-classification":
+        rows = [(list(w), [data.label_names[i] for i in ids])
+                for w, ids in zip(train["tokens"], train["label"])]
+        words = {w.lower() for ws, _ in rows for w in ws}
+        made = [{"tokens": ws} for ws, _ in expand_tagged(
+            rows, aug, neighbours(embeddings, vocab, words, aug.neighbours), mask_token, seed)]
+    elif task_name == "text-classification" and "text_pair" not in train.column_names:
+        texts = list(train["text"])
+        words = {w.lower() for t in texts for w in t.split()}
+        made = [{"text": t} for t in expand_texts(
+            texts, aug, neighbours(embeddings, vocab, words, aug.neighbours), mask_token,
+            seed)]
+    else:
+        raise ConfigError(f"--augment: text augmentation is for single-text classification "
+                          f"and token classification, not {task_name}")
+    with path.open("w", encoding="utf-8") as f:
+        for row in made:
+            f.write(json.dumps(row) + "\n")
+    return len(made)
