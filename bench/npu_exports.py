@@ -178,14 +178,14 @@ def render(result: dict) -> str:
             drop = (r["fp32"] - r["value"]) * 100
             ok = r["agreement"] >= GOALS["agreement"] and drop <= GOALS["metric_points"]
             lines.append(f"| {case} | {r['profile']} | CPU QDQ vs fp32: agreement >= 99%, "
-                         f"metric within 1 pt | {r['agreement']:.3f}, {-drop:+.2f} pt | "
+                         f"metric within 1 pt | {r['agreement']:.3f}, {0 - drop:+.2f} pt | "
                          f"{'**yes**' if ok else 'no'} |")
         sim = r.get("simulator")
         if sim:
             drop = (sim["fp32_onnx_" + r["metric"]] - sim[r["metric"]]) * 100
             ok = sim["agreement"] >= GOALS["agreement"] and drop <= GOALS["metric_points"]
             lines.append(f"| {case} | {r['profile']} | HTP simulator vs fp32: agreement >= "
-                         f"99%, metric within 1 pt | {sim['agreement']:.3f}, {-drop:+.2f} pt "
+                         f"99%, metric within 1 pt | {sim['agreement']:.3f}, {0 - drop:+.2f} pt "
                          f"| {'**yes**' if ok else 'no'} |")
     lines += ["", "![CPU latency and coverage per profile](npu.png)", ""]
     return "\n".join(lines) + "\n"
@@ -237,7 +237,10 @@ def main() -> None:
                                      "latency": latencies(case, folder, args.out, rows)}
             saved.write_text(json.dumps(result, indent=1))
         env = result["environment"]
-        result["note"] = (f"{args.note} Machine: {env.get('cpu', '?')}; onnxruntime "
+        load = open("/proc/loadavg").read().split()[0]
+        result["note"] = (f"{args.note} Machine: {env['machine']['cpu']}, "
+                          f"{env['machine']['logical_cpus']} logical CPUs (load average "
+                          f"{load} at the end: above 2, other work shared them); onnxruntime "
                           f"{env.get('versions', {}).get('onnxruntime', '?')}, onnxruntime-qnn "
                           f"2.7 (QNN HTP compiled and simulated on x86: it proves the graph "
                           f"compiles and what HTP's arithmetic gives, not on-device speed). "
