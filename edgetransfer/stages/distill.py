@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 
 from .. import paths, tasks
 from ..artifacts import OutputFolder
-from ..data import augment_text, splits
+from ..data import augment_images, augment_text, splits
 from ..errors import ConfigError, ModelError
 from ..measure import floor
 from ..modeling import architectures, backbones, students
@@ -132,7 +132,7 @@ def learning_rate_for(cfg: DistillConfig, task) -> float:
 
 
 def check_settings(cfg: DistillConfig) -> None:
-    if cfg.augment is not None:
+    if cfg.augment is not None and cfg.augment not in augment_images.PRESETS:
         augment_text.preset(cfg.augment)  # (a name that is no preset: refused before loading)
     """The settings alone, before anything is read or loaded (under `run`: before the
     recipe's first step)."""
@@ -162,6 +162,7 @@ def run(cfg: DistillConfig) -> Path:
     check_settings(cfg)
     placement = devices.choose(cfg.device, cfg.precision)
     teacher_bb, student_bb, task, teacher_floor = _resolve(cfg)
+    _check_augment(cfg, task)
     splits.warn_shared({"train": cfg.train, "validation": cfg.validation, "test": cfg.test,
                         "unlabeled": cfg.unlabeled})
     data = task.read(cfg, teacher_bb.head_labels(task))
@@ -176,7 +177,10 @@ def run(cfg: DistillConfig) -> Path:
     set_seed(cfg.seed)
     eager = cfg.attention_weight > 0  # attention maps come only from the eager kernels
     teacher = _teacher(cfg, teacher_bb, task, tokenizer, eager)
-    augmented = _augmented(cfg, task, tokenizer, data, teacher) if cfg.augment else None
+    # (text: new rows the teacher labels once; images: each read augmented, taught online)
+    images = cfg.augment in augment_images.PRESETS
+    augmented = (_augmented(cfg, task, tokenizer, data, teacher) if cfg.augment and not images
+                 else None)
     unlabeled = _joined(unlabeled, augmented)
     student, keep, mapping = _build_student(cfg, teacher, student_bb, tokenizer, task, data,
                                             eager)
@@ -185,6 +189,9 @@ def run(cfg: DistillConfig) -> Path:
     device = _torch_device(placement)
     transfer, teacher_time, teacher_eval = _teacher_targets(cfg, teacher, tokenized, unlabeled,
                                                             task, tokenizer, data, device)
+    if images:  # (the cached outputs are of the plain images: the teacher runs beside)
+        transfer = augment_images.on_splits(cfg.augment, cfg.seed, task,
+                                            {"train": transfer})["train"]
 
     lr = learning_rate_for(cfg, task)
     settings = _settings(cfg, lr, keep, mapping, len(tokenized["train"]), unlabeled,
@@ -193,7 +200,10 @@ def run(cfg: DistillConfig) -> Path:
         settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed, "rows": len(augmented),
                                **augment_text.preset(cfg.augment).record()}
         settings["transfer_rows"]["augmented"] = len(augmented)
-    online = cfg.hidden_weight > 0 or cfg.attention_weight > 0
+    elif images:
+        settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed, "teacher": "online",
+                               **augment_images.preset(cfg.augment).record()}
+    online = cfg.hidden_weight > 0 or cfg.attention_weight > 0 or images
     fitted = training.fit(
         model=student, tokenizer=tokenizer, task=task, tokenized=tokenized,
         label_names=data.label_names, opts=cfg, lr=lr, out=out, settings=settings,
@@ -203,7 +213,8 @@ def run(cfg: DistillConfig) -> Path:
         trainer_kwargs={"task": task, "teacher": teacher if online else None,
                         "alpha": cfg.alpha, "temperature": cfg.temperature,
                         "hidden_weight": cfg.hidden_weight,
-                        "attention_weight": cfg.attention_weight, "mapping": mapping},
+                        "attention_weight": cfg.attention_weight, "mapping": mapping,
+                        "online_targets": images},
     )
     if not training.is_main_process():
         return out.final
@@ -242,6 +253,21 @@ def _unlabeled(cfg: DistillConfig, task, tokenizer, data):
         raise ConfigError(f"--unlabeled: the task {task.name} takes no unlabelled data")
     return task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tokenizer, cfg.max_length,
                                data)
+
+
+def _check_augment(cfg: DistillConfig, task) -> None:
+    """--augment's preset fits the task's inputs (an image preset for images, a text one
+    for text), said before anything is loaded."""
+    from ..bundle import inputs as bundle_inputs
+
+    if cfg.augment is None:
+        return
+    images = task.inputs.reader is bundle_inputs.IMAGE
+    if images != (cfg.augment in augment_images.PRESETS):
+        kind, presets = (("an image", augment_images.PRESETS) if images
+                         else ("a text", augment_text.PRESETS))
+        raise ConfigError(f"--augment {cfg.augment}: {task.name} takes {kind} preset: "
+                          f"{', '.join(presets)}")
 
 
 def _augmented(cfg: DistillConfig, task, tokenizer, data, teacher):
@@ -530,10 +556,14 @@ def distill_trainer_class():
 
     class DistillTrainer(Trainer):
         def __init__(self, *a, task=None, teacher=None, alpha=0.5, temperature=2.0,
-                     hidden_weight=0.0, attention_weight=0.0, mapping=(), **kw):
+                     hidden_weight=0.0, attention_weight=0.0, mapping=(), online_targets=False,
+                     **kw):
             super().__init__(*a, **kw)
             self.task, self.teacher, self.alpha = task, teacher, alpha
             self.temperature = temperature
+            # the soft targets from the teacher on this very batch (augmented images), not
+            # the cached ones
+            self.online_targets = online_targets
             self.hidden_weight, self.attention_weight = hidden_weight, attention_weight
             self.mapping = list(mapping)
 
@@ -554,17 +584,21 @@ def distill_trainer_class():
             wanted = ({"output_hidden_states": True} if want_h else {}) | (
                 {"output_attentions": True} if want_a else {})
             outputs = model(**inputs, **wanted)
+            t = None
+            if want_h or want_a or self.online_targets:
+                import torch
+
+                self.teacher.to(self.task.output(outputs, task.outputs[0]).device)
+                with torch.no_grad():
+                    t = self.teacher(**inputs, **wanted)
+            if self.online_targets:
+                cached = {n: task.output(t, n) for n in task.outputs}
             # every output the task names, student's and teacher's (one: as they are)
             loss, _ = task.distill_loss(
                 task.values({n: task.output(outputs, n).float() for n in task.outputs}),
                 task.values({n: t.float() for n, t in cached.items()}), labels,
                 alpha=self.alpha, temperature=self.temperature, **extra)
             if want_h or want_a:
-                import torch
-
-                self.teacher.to(self.task.output(outputs, task.outputs[0]).device)
-                with torch.no_grad():
-                    t = self.teacher(**inputs, **wanted)
                 mask = inputs.get("attention_mask")
                 core = model.module if hasattr(model, "module") else model
                 if want_h and mask is None:  # a CNN's feature maps

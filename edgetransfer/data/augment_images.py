@@ -1,0 +1,153 @@
+"""Image augmentation while training: random resized crop, flip, rotation, colour jitter,
+and TrivialAugmentWide, as named presets; on the training split only, never at evaluation.
+
+torchvision.transforms.v2 holds all of these, but PyPI's torchvision does not import beside
+the CPU torch this project installs (its `torchvision::nms` operator is missing), and the
+build that does is a 5.5 GB CUDA one. So they are written here on Pillow, following
+torchvision's definitions (RandomResizedCrop's area and ratio draw, TrivialAugmentWide's
+operations and magnitude bins), deterministic by seed: the n-th image the training loop
+reads draws from a generator seeded by (seed, n), and the Trainer's sampler is seeded too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ImageAugment:
+    crop_scale: tuple[float, float] | None = None  # RandomResizedCrop's area share
+    flip: bool = False  # horizontal, half the time
+    rotate: float = 0.0  # degrees, uniform in [-rotate, rotate]
+    jitter: float = 0.0  # brightness, contrast, saturation factors in [1 - j, 1 + j]
+    policy: str | None = None  # "trivial": TrivialAugmentWide, one operation per image
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+PRESETS = {
+    "flip-crop": ImageAugment(crop_scale=(0.5, 1.0), flip=True),
+    "standard": ImageAugment(crop_scale=(0.5, 1.0), flip=True, rotate=15.0, jitter=0.3),
+    "trivial": ImageAugment(crop_scale=(0.5, 1.0), flip=True, policy="trivial"),
+}
+RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's aspect ratios
+BINS = 31  # TrivialAugmentWide's magnitude bins
+
+
+def preset(name: str) -> ImageAugment:
+    if name not in PRESETS:
+        raise ConfigError(f"--augment {name}: not an image preset; use one of "
+                          f"{', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def _crop(image, scale, rng):
+    """RandomResizedCrop: a box of `scale` of the area at a ratio in RATIO (10 tries, then
+    the whole image), resized back to the image's size."""
+    from PIL import Image
+
+    w, h = image.size
+    for _ in range(10):
+        area = w * h * rng.uniform(*scale)
+        ratio = math.exp(rng.uniform(math.log(RATIO[0]), math.log(RATIO[1])))
+        cw, ch = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+        if 0 < cw <= w and 0 < ch <= h:
+            x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            return image.resize((w, h), Image.BILINEAR, box=(x, y, x + cw, y + ch))
+    return image
+
+
+def _trivial(image, rng):
+    """TrivialAugmentWide: one operation drawn uniformly, at a magnitude drawn from its
+    BINS bins, with a random sign where it has one."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    ops = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate",
+           "brightness", "color", "contrast", "sharpness", "posterize", "solarize",
+           "autocontrast", "equalize")
+    op = ops[int(rng.integers(len(ops)))]
+    level = int(rng.integers(BINS)) / (BINS - 1)
+    sign = -1 if rng.random() < 0.5 else 1
+    w, h = image.size
+    if op in ("shear_x", "shear_y"):
+        m = sign * 0.99 * level
+        coeffs = (1, m, 0, 0, 1, 0) if op == "shear_x" else (1, 0, 0, m, 1, 0)
+        return image.transform(image.size, Image.AFFINE, coeffs, Image.NEAREST)
+    if op in ("translate_x", "translate_y"):
+        d = sign * 32.0 * level
+        coeffs = (1, 0, d, 0, 1, 0) if op == "translate_x" else (1, 0, 0, 0, 1, d)
+        return image.transform(image.size, Image.AFFINE, coeffs, Image.NEAREST)
+    if op == "rotate":
+        return image.rotate(sign * 135.0 * level)
+    if op in ("brightness", "color", "contrast", "sharpness"):
+        enhance = {"brightness": ImageEnhance.Brightness, "color": ImageEnhance.Color,
+                   "contrast": ImageEnhance.Contrast, "sharpness": ImageEnhance.Sharpness}[op]
+        return enhance(image).enhance(1.0 + sign * 0.99 * level)
+    if op == "posterize":
+        return ImageOps.posterize(image, 8 - int(round(6 * level)))
+    if op == "solarize":
+        return ImageOps.solarize(image, int(round(255 * (1 - level))))
+    if op == "autocontrast":
+        return ImageOps.autocontrast(image)
+    if op == "equalize":
+        return ImageOps.equalize(image)
+    return image
+
+
+def apply(image, aug: ImageAugment, rng: np.random.Generator):
+    """One augmented copy of an RGB Pillow image, of the same size."""
+    from PIL import ImageEnhance, ImageOps
+
+    if aug.crop_scale:
+        image = _crop(image, aug.crop_scale, rng)
+    if aug.flip and rng.random() < 0.5:
+        image = ImageOps.mirror(image)
+    if aug.rotate:
+        image = image.rotate(float(rng.uniform(-aug.rotate, aug.rotate)))
+    if aug.jitter:
+        for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+            image = enhance(image).enhance(float(rng.uniform(1 - aug.jitter, 1 + aug.jitter)))
+    if aug.policy == "trivial":
+        image = _trivial(image, rng)
+    return image
+
+
+class Augmenter:
+    """A datasets transform (Dataset.with_transform) augmenting each image it reads."""
+
+    def __init__(self, aug: ImageAugment, seed: int):
+        self.aug, self.seed, self.read = aug, seed, 0
+
+    def __call__(self, batch: dict) -> dict:
+        from ..tasks.image_classification import rgb
+
+        images = []
+        for image in batch["image"]:
+            images.append(apply(rgb(image), self.aug,
+                                np.random.default_rng([self.seed, self.read])))
+            self.read += 1
+        return batch | {"image": images}
+
+
+def on_splits(name: str, seed: int, task, splits: dict) -> dict:
+    """The splits with the training images augmented as they are read (--augment; an image
+    task only; the evaluation splits are left as they are)."""
+    from ..bundle import inputs as bundle_inputs
+
+    if task.inputs.reader is not bundle_inputs.IMAGE:
+        raise ConfigError(f"--augment {name}: image augmentation, for an image task (not "
+                          f"{task.name}); text is augmented for distillation: distill "
+                          f"--augment {', '.join(_text_presets())}")
+    return splits | {"train": splits["train"].with_transform(Augmenter(preset(name), seed))}
+
+
+def _text_presets() -> list[str]:
+    from .augment_text import PRESETS as TEXT
+
+    return list(TEXT)

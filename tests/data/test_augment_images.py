@@ -1,0 +1,84 @@
+"""Image augmentation: deterministic by seed, the same size, training split only, and the
+stages that take it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import draw, image_args
+
+from edgetransfer.data import augment_images as ai
+from edgetransfer.errors import ConfigError
+
+
+def _image():
+    return draw("circle", 0, size=40, mode="RGB")
+
+
+@pytest.mark.parametrize("name", sorted(ai.PRESETS))
+def test_each_preset_is_seeded_and_keeps_the_size(name):
+    aug = ai.preset(name)
+    first = [np.asarray(ai.apply(_image(), aug, np.random.default_rng([7, i])))
+             for i in range(6)]
+    again = [np.asarray(ai.apply(_image(), aug, np.random.default_rng([7, i])))
+             for i in range(6)]
+    assert all(a.shape == (40, 40, 3) for a in first)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert any(not np.array_equal(first[0], a) for a in first[1:])  # (it does change them)
+
+
+def test_trivial_augment_draws_every_operation():
+    seen = set()
+    for i in range(200):
+        rng = np.random.default_rng([1, i])
+        seen.add(int(rng.integers(14)))
+    assert seen == set(range(14))  # (the draw _trivial makes covers its 14 operations)
+
+
+def test_only_the_training_split_is_augmented(image_data):
+    from datasets import Dataset, Image
+
+    from edgetransfer import tasks
+
+    paths = sorted(str(p) for p in (image_data / "train").rglob("*.png"))[:4]
+    ds = Dataset.from_dict({"image": paths}).cast_column("image", Image())
+    splits = {"train": ds, "validation": ds}
+    out = ai.on_splits("standard", 0, tasks.get("image-classification"), splits)
+    assert out["validation"] is ds
+    plain = [np.asarray(im.convert("RGB")) for im in ds["image"]]
+    seen = [np.asarray(im) for im in out["train"][:4]["image"]]
+    assert any(not np.array_equal(a, b) for a, b in zip(plain, seen))
+    with pytest.raises(ConfigError, match="for an image task"):
+        ai.on_splits("standard", 0, tasks.get("text-classification"), splits)
+
+
+def test_finetune_and_distill_take_an_image_preset(cli, tiny_effnet, image_data, tmp_path):
+    teacher = tmp_path / "teacher"
+    code, out = cli(*image_args(tiny_effnet, image_data, teacher, "--augment", "standard",
+                                "--epochs", "2"))
+    assert code == 0, out
+    settings = json.loads((teacher / "settings.json").read_text())
+    assert settings["augment"]["preset"] == "standard" and settings["augment"]["rotate"] == 15
+    student = tmp_path / "student"
+    code, out = cli("-q", "distill", "--teacher", teacher, "--train", image_data / "train",
+                    "--validation", image_data / "validation", "--out", student, "--epochs",
+                    "1", "--batch-size", "8", "--patience", "0", "--student-layers", "7",
+                    "--augment", "trivial")
+    assert code == 0, out
+    settings = json.loads((student / "settings.json").read_text())
+    assert settings["augment"]["teacher"] == "online"
+    code, out = cli("-q", "distill", "--teacher", teacher, "--train", image_data / "train",
+                    "--out", tmp_path / "s2", "--augment", "tinybert")
+    assert code == 2 and "takes an image preset: flip-crop, standard, trivial" in out
+
+
+def test_a_text_finetune_refuses_an_image_preset(cli, tiny_backbone, data_dir, tmp_path):
+    code, out = cli("-q", "finetune", "--model", tiny_backbone, "--train",
+                    data_dir / "train.jsonl", "--out", tmp_path / "o", "--augment", "trivial")
+    assert code == 2 and "image augmentation, for an image task" in out
+    assert not (tmp_path / "o").exists()
+    code, out = cli("-q", "finetune", "--model", tiny_backbone, "--train",
+                    data_dir / "train.jsonl", "--out", tmp_path / "o", "--augment", "nope")
+    assert code == 2 and "--augment nope: not an image preset" in out
