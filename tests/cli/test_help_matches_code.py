@@ -184,10 +184,12 @@ def test_default_columns_named_in_help_are_the_ones_the_readers_try():
 
 def test_defaults_of_the_image_size_and_the_device_python_are_the_codes():
     from edgetransfer.device import target_check
-    from edgetransfer.modeling.efficientnet_lite import RESOLUTION
+    from edgetransfer.modeling.efficientnet_lite import VARIANTS
     from edgetransfer.options import DataOptions, TargetOptions
 
-    assert f"efficientnet-lite0: {RESOLUTION}]" in _help(DataOptions.model_fields["image_size"])
+    sides = [f"{'efficientnet' if i == 0 else ''}-{name.split('-')[-1]}: {v.resolution}"
+             for i, (name, v) in enumerate(VARIANTS.items())]
+    assert f"{', '.join(sides)}]" in _help(DataOptions.model_fields["image_size"])
     text = _help(TargetOptions.model_fields["target_python"])
     for python, (release, _) in target_check.SYSTEMS.items():
         assert f"{python} {release}" in text
