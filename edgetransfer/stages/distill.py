@@ -555,6 +555,8 @@ def distill_trainer_class():
     from ..train import losses
 
     class DistillTrainer(Trainer):
+        online_targets = False  # (set by __init__; the class's default for a bare instance)
+
         def __init__(self, *a, task=None, teacher=None, alpha=0.5, temperature=2.0,
                      hidden_weight=0.0, attention_weight=0.0, mapping=(), online_targets=False,
                      **kw):
@@ -585,13 +587,14 @@ def distill_trainer_class():
                 {"output_attentions": True} if want_a else {})
             outputs = model(**inputs, **wanted)
             t = None
-            if want_h or want_a or self.online_targets:
+            online_targets = self.online_targets
+            if want_h or want_a or online_targets:
                 import torch
 
                 self.teacher.to(self.task.output(outputs, task.outputs[0]).device)
                 with torch.no_grad():
                     t = self.teacher(**inputs, **wanted)
-            if self.online_targets:
+            if online_targets:
                 cached = {n: task.output(t, n) for n in task.outputs}
             # every output the task names, student's and teacher's (one: as they are)
             loss, _ = task.distill_loss(

@@ -40,8 +40,15 @@ class _Input:
 
 
 def fixed(session) -> bool:
-    """Whether a session's model is a fixed-shape one (every input dimension a number)."""
-    return all(isinstance(d, int) for i in session.get_inputs() for d in (i.shape or [None]))
+    """Whether a session's model is an accelerator's fixed-shape export: every input
+    dimension a number, batch 1, and its inputs a tokenizer's (the mask as its bias), an
+    image's, or looked-up embeddings with the bias. (Any other fixed-shape model is left
+    as it is.)"""
+    inputs = session.get_inputs()
+    names = {i.name for i in inputs}
+    return (bool(inputs) and all(isinstance(d, int) for i in inputs for d in (i.shape or [None]))
+            and all(i.shape[0] == 1 for i in inputs)
+            and bool(names & {BIAS_INPUT, "input_ids", "pixel_values"}))
 
 
 def sequence_length(session) -> int | None:
