@@ -205,9 +205,9 @@ def _check_accelerator(cfg: ExportConfig) -> None:
                                             or cfg.activation_bits not in (8, 16)):
         raise ConfigError(f"--activation-bits {cfg.activation_bits}: give 16 or 8, with --for "
                           f"qnn (nnapi's activations are 8-bit)")
-    for flag, bad in (("--quantize auto", cfg.quantize == "auto"), ("--ort-format", cfg.ort_format),
-                      ("--int4-embeddings", cfg.int4_embeddings),
-                      ("--prune-vocab", cfg.prune_vocab and prof.name != "coreml")):
+    for flag, bad in (("--quantize auto", cfg.quantize == "auto"),
+                      ("--ort-format", cfg.ort_format),
+                      ("--int4-embeddings", cfg.int4_embeddings)):
         if bad:
             raise ConfigError(f"{flag} does not go with --for {prof.name}: the NPU profile "
                               f"fixes its own graph and quantization")
@@ -515,8 +515,7 @@ def _finish(work: Path, job: _Job, final: Path, settings: dict, singles, fp32_va
         record["ort_format"] = ort_format.convert(work / "model.onnx", work, cfg.target)
         record["parity"]["ort"] = job.judge.gate(work / "model.ort", precision)
     if cfg.accelerator != accelerators.CPU:
-        record["accelerator"] |= _accelerator_checks(work, job, precision, fp32_value,
-                                                     record["parity"])
+        record["accelerator"] |= _accelerator_checks(work, job, precision, record["parity"])
     shutil.rmtree(work / ".build")
     record["latency_batch1"], record["host"] = one_variant.timed_here(
         work / "model.onnx", singles, cfg.threads, cfg.target, job.evals is not None, precision)
@@ -538,8 +537,7 @@ def _finish(work: Path, job: _Job, final: Path, settings: dict, singles, fp32_va
     return report
 
 
-def _accelerator_checks(work: Path, job: _Job, precision: str, fp32_value: float | None,
-                        parity_record: dict) -> dict:
+def _accelerator_checks(work: Path, job: _Job, precision: str, parity_record: dict) -> dict:
     """export.json "accelerator": the coverage of the final model, and (QNN, where
     onnxruntime-qnn is installed) the HTP simulator's run of it through the same gates: its
     parity with PyTorch (parity "qnn_simulator"), and the task's metric as HTP's arithmetic

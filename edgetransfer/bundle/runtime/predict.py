@@ -421,6 +421,9 @@ def _pixels():
 
 CPU = "CPUExecutionProvider"
 QNN = "QNNExecutionProvider"
+# Options a provider runs an NPU bundle's model with: CoreML's MLProgram format (the one
+# export --for coreml checks coverage for; its NeuralNetwork format takes far fewer ops)
+PROVIDER_OPTIONS = {"CoreMLExecutionProvider": {"ModelFormat": "MLProgram"}}
 
 
 def choose_provider(ort, wanted: list, options) -> str:
@@ -775,21 +778,21 @@ class Predictor:
         import onnxruntime as ort
 
         spec = self.spec
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or spec["threads"]
-        options.inter_op_num_threads = 1
+        options = self._options(ort, threads)
         ort_model = spec.get("model_ort")
         # (a copy without its model.ort runs model.onnx)
         field = "model_ort" if ort_model and self.file("model_ort").is_file() else "model"
         self.model_file, path = spec[field], self.file(field)
         self.provider = choose_provider(ort, spec.get("providers", [CPU]), options)
+        providers = [(p, PROVIDER_OPTIONS.get(p, {})) for p in dict.fromkeys([self.provider,
+                                                                             CPU])]
         try:
             self.session = ort.InferenceSession(
-                str(path), options, providers=None if self.provider == QNN else
-                list(dict.fromkeys([self.provider, CPU])))
+                str(path), options, providers=None if self.provider == QNN else providers)
             # (an accelerator's fixed-shape model: its embedding lookups run first, on the CPU)
-            front = (ort.InferenceSession(str(self.file("embeddings")), options,
-                                          providers=[CPU]) if spec.get("embeddings") else None)
+            front = (ort.InferenceSession(str(self.file("embeddings")),
+                                          self._options(ort, threads), providers=[CPU])
+                     if spec.get("embeddings") else None)
         except Exception as e:  # noqa: BLE001  (onnxruntime's own words are the finding)
             raise BundleError(f"{self.model_file}: onnxruntime cannot load it ("
                               f"{' '.join(str(e).split())[:200]})") from None
@@ -819,6 +822,12 @@ class Predictor:
             if isinstance(width, int) and width != count:
                 raise BundleError(f"{spec['labels']}: {count} labels for the model's "
                                   f"{width} outputs of {name[:80]!r}")
+
+    def _options(self, ort, threads: int | None):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or self.spec["threads"]
+        options.inter_op_num_threads = 1
+        return options
 
     def file(self, field: str) -> Path:
         """The bundle file input_spec.json's `field` names (checked: inside, and listed in
