@@ -327,7 +327,8 @@ def render(r: dict) -> str:
     lines = [f"## SNIPS: one encoder, two heads (`bench/snips.py`, {r['date']})", "",
              f"`python bench/snips.py --data ../shared/data/snips --out {r['out']}"
              f"{' --pipeline ' + r['pipeline'] if r.get('pipeline') else ''}` took "
-             f"{r['wall_s'] / 60:.1f} min. {r['env_line']}", "",
+             f"{r['wall_s'] / 60:.1f} min. {r['env_line']}"
+             + (f" {r['note']}" if r.get("note") else ""), "",
              "### The recipe (recipes/snips.yaml), test.jsonl (700 utterances)", "",
              "| model | intent accuracy | slot F1 (entity) | exact match | p50 ms (batch 1) "
              "| MB |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -441,6 +442,8 @@ def main() -> None:
     ap.add_argument("--fractions", type=lambda v: v.split(","), default=["all", "10%"],
                     help="the comparison's train sizes: all, 10%% or both (all,10%%)")
     ap.add_argument("--render-only", action="store_true")
+    ap.add_argument("--note", help="a sentence on how the run went (the machine's load, "
+                    "say), kept in snips.json and printed under the heading")
     ap.add_argument("--results-md", type=Path, default=ROOT / "bench/RESULTS.md")
     args = ap.parse_args()
     out = args.out.resolve()
@@ -463,6 +466,9 @@ def main() -> None:
         r["plot"] = plot(r, ROOT / "bench/snips.png")
         (out / "snips.json").write_text(json.dumps(r, indent=2, default=str))
     r = json.loads((out / "snips.json").read_text())
+    if args.note:
+        r["note"] = args.note
+        (out / "snips.json").write_text(json.dumps(r, indent=2, default=str))
     write_section(args.results_md, render(r), "snips")
     print(render(r))
 
