@@ -289,3 +289,28 @@ def cache_root() -> Path:
     arm64 sysroot): $XDG_CACHE_HOME/edgetransfer, else ~/.cache/edgetransfer."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "edgetransfer"
+
+
+def built_once(name: str, done: str, build) -> Path:
+    """cache_root()/NAME, built by `build(folder)` the first time (into a scratch folder
+    beside it, renamed into place: a half-built folder is never found under the final name;
+    where another process got there first, its folder is kept). `done`: the file whose
+    presence says the folder is complete."""
+    import shutil
+    import tempfile
+
+    target = cache_root() / name
+    if (target / done).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        build(tmp / "built")
+        try:
+            (tmp / "built").rename(target)
+        except OSError:  # another process built it first
+            if not (target / done).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

