@@ -1,18 +1,18 @@
 """The steps `export --for nnapi|coreml|qnn` takes instead of fusing for the CPU: the
-fixed-shape graph (npu_graph.py), its quantization (npu_quantize.py), and its coverage
-(measure/coverage.py; measure/qnn.py). export.py calls them; the gates are export's own.
+fixed-shape graph (npu_graph.py) and its coverage (measure/coverage.py; measure/qnn.py);
+`target --accelerator` measures a bundle's coverage the same way. export.py calls them and
+quantizes (npu_quantize.py); the gates are export's own.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from ..bundle.runtime.fixed_shapes import MASK_INPUT
 from ..errors import ConfigError
 from ..measure import coverage, qnn
-from . import npu_graph, npu_quantize, quantize
+from . import npu_graph
 from .accelerators import Profile
 
 log = logging.getLogger(__name__)
@@ -49,18 +49,6 @@ def graph(exported: Path, dst: Path, prof: Profile, probe: dict, length: int, op
     return record
 
 
-def build(mode: str, fp32: Path, tmp: Path, prof: Profile, feeds: list[dict],
-          activation_bits: int, method: str) -> tuple[Path, dict]:
-    """(the model in `mode` for `prof`, the quantizer's settings)."""
-    dst = tmp / f"{prof.name}-{mode}.onnx"
-    if mode == "int8-static":
-        return dst, npu_quantize.qdq(fp32, dst, prof, feeds, activation_bits, method)
-    if mode == "fp16":
-        return dst, quantize.fp16(fp32, dst) | {"precision": "fp16"}
-    shutil.copyfile(fp32, dst)
-    return dst, {"mode": "none", "precision": "fp32", "fused": False}
-
-
 def check_mode(mode: str, prof: Profile) -> str:
     """The --quantize mode `prof` builds (int8: its own int8), or a one-line refusal."""
     if mode == "int8":
@@ -81,21 +69,16 @@ def _why(prof: Profile) -> str:
             else f"{prof.name} takes {', '.join(prof.quantize)}")
 
 
-def checked(final: Path, prof: Profile, scratch: Path, htp: tuple[int, int]) -> tuple:
-    """(the coverage record, a QNN simulator session or None). NNAPI and CoreML: onnxruntime's
-    usability checker. QNN: compiled for HTP with CPU fallback disabled where onnxruntime-
-    qnn is installed; otherwise said, not guessed."""
+def coverage_of(model: Path, prof: Profile, scratch: Path, htp: tuple[int, int]) -> tuple:
+    """(the coverage record, a QNN simulator session or None), measured on the model at
+    `model`. NNAPI and CoreML: onnxruntime's usability checker. QNN: compiled for HTP with
+    CPU fallback disabled (the context binary written under `scratch`) where onnxruntime-qnn
+    is installed; otherwise said, not guessed. A graph HTP refuses is a ModelError."""
     if prof.checker is not None:
-        record = coverage.mobile(final, prof.checker, prof.max_rank, prof.provider)
-        for line in coverage.lines(record):
-            log.info("coverage: %s", line)
-        return record, None
+        return coverage.mobile(model, prof.checker, prof.max_rank, prof.provider), None
     if not qnn.available():
         log.warning("QNN coverage not checked: onnxruntime-qnn is not installed (%s)",
                     qnn.INSTALL)
         return {"provider": prof.provider, "checked": False,
                 "why": f"onnxruntime-qnn not installed: {qnn.INSTALL}"}, None
-    record, session = qnn.compile_report(final, htp[0], htp[1], scratch)
-    for line in coverage.lines(record):
-        log.info("coverage: %s", line)
-    return record, session
+    return qnn.compile_report(model, htp[0], htp[1], scratch)

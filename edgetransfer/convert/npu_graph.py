@@ -105,7 +105,7 @@ def _embeddings_outside(model):
     outputs = [_value_info(model, n.output[0]) for n in lookups]
     front = helper.make_graph(
         lookups, "embeddings", [inputs[n] for n in dict.fromkeys(n.input[1] for n in lookups)],
-        outputs, [tables[n.input[0]] for n in lookups])
+        outputs, [tables[t] for t in dict.fromkeys(n.input[0] for n in lookups)])
     kept = [n for n in graph.node if n not in lookups]
     del graph.node[:]
     graph.node.extend(kept)
@@ -118,26 +118,26 @@ def _embeddings_outside(model):
     return made
 
 
-def _value_info(model, name: str):
-    for v in [*model.graph.value_info, *model.graph.output]:
+def _value_info(model, name: str, required: bool = True):
+    """The value's description (shape and type) in the inferred graph."""
+    for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]:
         if v.name == name:
             return v
-    raise ModelError(f"the exported graph has no shape for {name}; it cannot be cut there")
+    if required:
+        raise ModelError(f"the exported graph has no shape for {name}; it cannot be cut there")
+    return None
 
 
 def _fix_shapes(model, dims: dict[str, list[int]]) -> None:
-    from onnxruntime.tools.onnx_model_utils import fix_output_shapes
+    """Each input's shape fixed (and every value sharing its symbolic dimensions), the
+    outputs' inferred: onnxruntime's own tools."""
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
 
-    for value in model.graph.input:
-        if value.name not in dims:
-            continue
-        shape = value.type.tensor_type.shape.dim
-        if len(shape) != len(dims[value.name]):
-            raise ModelError(f"input {value.name}: {len(shape)} dimensions, but a fixed "
-                             f"shape of {len(dims[value.name])} was asked for")
-        for dim, size in zip(shape, dims[value.name]):
-            dim.Clear()
-            dim.dim_value = int(size)
+    for name, shape in dims.items():
+        try:
+            make_input_shape_fixed(model.graph, name, [int(d) for d in shape])
+        except ValueError as e:
+            raise ModelError(f"input {name}: cannot be fixed to {shape} ({e})") from None
     fix_output_shapes(model)
 
 
@@ -150,6 +150,7 @@ def _fold(src: Path, dst: Path) -> None:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.optimized_model_filepath = str(dst)
+    options.log_severity_level = 3  # (its notes on initializers it drops are no finding)
     # (MatMulAddFusion left to load time: onnxruntime 1.32 names the initializers it adds
     # the same way each time, and a model saved after it fails to load again, "Attempt to
     # replace the existing tensor")
@@ -166,11 +167,9 @@ def _consumers(graph) -> dict[str, list]:
 
 
 def _shape_of(model, name: str) -> list | None:
-    for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]:
-        if v.name == name:
-            return [d.dim_value if d.HasField("dim_value") else None
-                    for d in v.type.tensor_type.shape.dim]
-    return None
+    v = _value_info(model, name, required=False)
+    return None if v is None else [d.dim_value if d.HasField("dim_value") else None
+                                   for d in v.type.tensor_type.shape.dim]
 
 
 def _mask_to_bias(model) -> dict:
@@ -246,105 +245,110 @@ def _scalar(model, name: str):
     return None
 
 
-def _first_token_slice(model) -> int:
-    """Gather(hidden, k, axis=1) with a constant scalar k -> Slice [k, k+1) + Squeeze."""
-    import numpy as np
-    from onnx import helper, numpy_helper
-
-    graph, count, nodes = model.graph, 0, []
+def _replaced(graph, rewrite) -> int:
+    """Each node replaced by the nodes `rewrite(node)` gives (None: kept as it is), in
+    place; how many were replaced."""
+    nodes, count = [], 0
     for node in graph.node:
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-        k = _scalar(model, node.input[1]) if node.op_type == "Gather" and axis == 1 else None
-        if k is None:
-            nodes.append(node)
-            continue
-        count += 1
-        base = f"{node.name or node.output[0]}/first_token"
-        for suffix, value in (("starts", k), ("ends", k + 1), ("axes", 1)):
-            graph.initializer.append(numpy_helper.from_array(np.array([value], np.int64),
-                                                             f"{base}/{suffix}"))
-        nodes += [helper.make_node("Slice", [node.input[0], f"{base}/starts", f"{base}/ends",
-                                             f"{base}/axes"], [f"{base}/sliced"],
-                                   name=f"{base}/Slice"),
-                  helper.make_node("Squeeze", [f"{base}/sliced", f"{base}/axes"],
-                                   list(node.output), name=f"{base}/Squeeze")]
+        new = rewrite(node)
+        count += new is not None
+        nodes.extend([node] if new is None else new)
     del graph.node[:]
     graph.node.extend(nodes)
     return count
 
 
-def _const(graph, name: str, value: float):
+def _constant(graph, name: str, value, dtype) -> str:
+    """An initializer `name` holding `value`; its name."""
     import numpy as np
     from onnx import numpy_helper
 
-    graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), name))
+    graph.initializer.append(numpy_helper.from_array(np.array(value, dtype), name))
     return name
 
 
-def _erf_as_tanh(model) -> int:
+def _first_token_slice(model) -> int:
+    """Gather(hidden, k, axis=1) with a constant scalar k -> Slice [k, k+1) + Squeeze."""
+    import numpy as np
     from onnx import helper
 
-    graph, count, nodes = model.graph, 0, []
-    a = _const(graph, "erf_tanh/a", ERF_A)
-    b = _const(graph, "erf_tanh/b", ERF_B)
-    for node in graph.node:
+    graph = model.graph
+
+    def rewrite(node):
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        k = _scalar(model, node.input[1]) if node.op_type == "Gather" and axis == 1 else None
+        if k is None:
+            return None
+        p = f"{node.name or node.output[0]}/first_token"
+        starts, ends, axes = (_constant(graph, f"{p}/{name}", [v], np.int64)
+                              for name, v in (("starts", k), ("ends", k + 1), ("axes", 1)))
+        return [helper.make_node("Slice", [node.input[0], starts, ends, axes], [f"{p}/sliced"],
+                                 name=f"{p}/Slice"),
+                helper.make_node("Squeeze", [f"{p}/sliced", axes], list(node.output),
+                                 name=f"{p}/Squeeze")]
+
+    return _replaced(graph, rewrite)
+
+
+def _erf_as_tanh(model) -> int:
+    import numpy as np
+    from onnx import helper
+
+    graph = model.graph
+    a = _constant(graph, "erf_tanh/a", ERF_A, np.float32)
+    b = _constant(graph, "erf_tanh/b", ERF_B, np.float32)
+
+    def rewrite(node):
         if node.op_type != "Erf":
-            nodes.append(node)
-            continue
-        count += 1
+            return None
         z, p = node.input[0], f"{node.name or node.output[0]}/erf_tanh"
-        nodes += [helper.make_node("Mul", [z, z], [f"{p}/z2"], name=f"{p}/z2"),
-                  helper.make_node("Mul", [f"{p}/z2", b], [f"{p}/bz2"], name=f"{p}/bz2"),
-                  helper.make_node("Add", [f"{p}/bz2", a], [f"{p}/poly"], name=f"{p}/poly"),
-                  helper.make_node("Mul", [z, f"{p}/poly"], [f"{p}/arg"], name=f"{p}/arg"),
-                  helper.make_node("Tanh", [f"{p}/arg"], list(node.output), name=f"{p}/tanh")]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return count
+        return [helper.make_node("Mul", [z, z], [f"{p}/z2"], name=f"{p}/z2"),
+                helper.make_node("Mul", [f"{p}/z2", b], [f"{p}/bz2"], name=f"{p}/bz2"),
+                helper.make_node("Add", [f"{p}/bz2", a], [f"{p}/poly"], name=f"{p}/poly"),
+                helper.make_node("Mul", [z, f"{p}/poly"], [f"{p}/arg"], name=f"{p}/arg"),
+                helper.make_node("Tanh", [f"{p}/arg"], list(node.output), name=f"{p}/tanh")]
+
+    return _replaced(graph, rewrite)
 
 
 def _layer_norm_decomposed(model) -> int:
     import numpy as np
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
-    graph, count, nodes = model.graph, 0, []
+    graph = model.graph
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    for node in graph.node:
+
+    def mean(src: str, out: str):
+        if opset >= 18:  # (axes became an input in opset 18)
+            return helper.make_node("ReduceMean", [src, _constant(graph, f"{out}/axes", [-1],
+                                                                  np.int64)],
+                                    [out], name=out, keepdims=1)
+        return helper.make_node("ReduceMean", [src], [out], name=out, axes=[-1], keepdims=1)
+
+    def rewrite(node):
         axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
         rank = len(_shape_of(model, node.input[0]) or [])
         if node.op_type != "LayerNormalization" or axis not in (-1, rank - 1):
-            nodes.append(node)
-            continue
-        count += 1
+            return None
         eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
-        x, p = node.input[0], f"{node.name or node.output[0]}/decomposed"
-        graph.initializer.append(numpy_helper.from_array(np.array(eps, np.float32), f"{p}/eps"))
+        x, p, out = node.input[0], f"{node.name or node.output[0]}/decomposed", node.output[0]
+        scale = node.input[1] if len(node.input) > 1 else None
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        norm = f"{p}/norm" if scale else out
+        nodes = [mean(x, f"{p}/mean"),
+                 helper.make_node("Sub", [x, f"{p}/mean"], [f"{p}/d"], name=f"{p}/d"),
+                 helper.make_node("Mul", [f"{p}/d", f"{p}/d"], [f"{p}/d2"], name=f"{p}/d2"),
+                 mean(f"{p}/d2", f"{p}/var"),
+                 helper.make_node("Add", [f"{p}/var", _constant(graph, f"{p}/eps", eps,
+                                                                np.float32)],
+                                  [f"{p}/ve"], name=f"{p}/ve"),
+                 helper.make_node("Sqrt", [f"{p}/ve"], [f"{p}/sd"], name=f"{p}/sd"),
+                 helper.make_node("Div", [f"{p}/d", f"{p}/sd"], [norm], name=f"{p}/div")]
+        if scale:
+            scaled = f"{p}/scaled" if bias else out
+            nodes.append(helper.make_node("Mul", [norm, scale], [scaled], name=f"{p}/scale"))
+            if bias:
+                nodes.append(helper.make_node("Add", [scaled, bias], [out], name=f"{p}/bias"))
+        return nodes
 
-        def mean(src: str, out: str):
-            if opset >= 18:  # (axes became an input in opset 18)
-                graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64),
-                                                                 f"{out}/axes"))
-                return helper.make_node("ReduceMean", [src, f"{out}/axes"], [out], name=out,
-                                        keepdims=1)
-            return helper.make_node("ReduceMean", [src], [out], name=out, axes=[-1],
-                                    keepdims=1)
-
-        norm = f"{p}/norm" if len(node.input) > 1 else node.output[0]
-        nodes += [mean(x, f"{p}/mean"),
-                  helper.make_node("Sub", [x, f"{p}/mean"], [f"{p}/d"], name=f"{p}/d"),
-                  helper.make_node("Mul", [f"{p}/d", f"{p}/d"], [f"{p}/d2"], name=f"{p}/d2"),
-                  mean(f"{p}/d2", f"{p}/var"),
-                  helper.make_node("Add", [f"{p}/var", f"{p}/eps"], [f"{p}/ve"],
-                                   name=f"{p}/ve"),
-                  helper.make_node("Sqrt", [f"{p}/ve"], [f"{p}/sd"], name=f"{p}/sd"),
-                  helper.make_node("Div", [f"{p}/d", f"{p}/sd"], [norm], name=f"{p}/div")]
-        if len(node.input) > 1:
-            scaled = f"{p}/scaled" if len(node.input) > 2 and node.input[2] else node.output[0]
-            nodes.append(helper.make_node("Mul", [norm, node.input[1]], [scaled],
-                                          name=f"{p}/scale"))
-            if scaled != node.output[0]:
-                nodes.append(helper.make_node("Add", [scaled, node.input[2]],
-                                              [node.output[0]], name=f"{p}/bias"))
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return count
+    return _replaced(graph, rewrite)

@@ -209,14 +209,24 @@ def _quiet_root_logger():
 def static(src: Path, dst: Path, tgt: Target, feeds: list[dict], method: str = "minmax",
            per_channel: bool | None = None, exclude: list[str] | None = None) -> dict:
     """QDQ int8 calibrated on `feeds` (one dict of numpy inputs per calibration example)."""
-    import tempfile
-
-    from onnxruntime.quantization import CalibrationDataReader
-
-    if method not in CALIBRATION:
-        raise ConfigError(f"--calibration-method {method}: use one of {', '.join(CALIBRATION)}")
     if not feeds:
         raise ConfigError("--quantize int8-static needs --calibration-data with some texts")
+    settings = {"mode": "int8-static", "format": "QDQ", "target": tgt.name,
+                "calibration_method": method, "calibration_examples": len(feeds),
+                "per_channel": tgt.per_channel if per_channel is None else per_channel,
+                "reduce_range": tgt.reduce_range, "activation_type": tgt.activation_type,
+                "weight_type": "QInt8", "nodes_excluded": list(exclude or [])}
+    ops = static_ops(src)
+    settings["op_types"] = ops or "all onnxruntime quantizes"
+    qdq_static(src, dst, feeds, activation_type=tgt.activation_type, weight_type="QInt8",
+               per_channel=settings["per_channel"], reduce_range=tgt.reduce_range,
+               method=method, ops=ops, exclude=exclude)
+    return settings
+
+
+def calibration_reader(feeds: list[dict]):
+    """onnxruntime's CalibrationDataReader over `feeds` (one dict of numpy inputs each)."""
+    from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -225,52 +235,55 @@ def static(src: Path, dst: Path, tgt: Target, feeds: list[dict], method: str = "
         def get_next(self):
             return next(self.it, None)
 
-    settings = {"mode": "int8-static", "format": "QDQ", "target": tgt.name,
-                "calibration_method": method, "calibration_examples": len(feeds),
-                "per_channel": tgt.per_channel if per_channel is None else per_channel,
-                "reduce_range": tgt.reduce_range, "activation_type": tgt.activation_type,
-                "weight_type": "QInt8", "nodes_excluded": list(exclude or [])}
-    import os
+    return Reader()
 
-    src, dst = Path(src).resolve(), Path(dst).resolve()
+
+def calibrate_method(name: str):
+    """onnxruntime's CalibrationMethod for --calibration-method NAME."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    if name not in CALIBRATION:
+        raise ConfigError(f"--calibration-method {name}: use one of {', '.join(CALIBRATION)}")
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]
+
+
+@contextlib.contextmanager
+def in_scratch_dir():
+    """Run onnxruntime's static quantizers in a temporary working directory: they drop
+    scratch files (sym_shape_infer_temp.onnx, *.data) into the working directory and leave
+    them there when they fail (seen with symbolic shape inference on). Yields the folder."""
+    import os
+    import tempfile
+
     here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
-        # onnxruntime's static quantizer drops scratch files (sym_shape_infer_temp.onnx,
-        # *.data) into the working directory and leaves them there when it fails (seen with
-        # symbolic shape inference on): keep them in our temp folder
         os.chdir(tmp)
         try:
-            _static_in(src, dst, Path(tmp) / "prepared.onnx", Reader, settings, tgt, exclude,
-                       method)
+            yield Path(tmp)
         finally:
             os.chdir(here)
-    return settings
 
 
-def _static_in(src, dst, prepared, reader, settings, tgt, exclude, method) -> None:
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
+def qdq_static(src: Path, dst: Path, feeds: list[dict], *, activation_type: str,
+               weight_type: str, per_channel: bool, reduce_range: bool, method: str,
+               ops: list[str] | None, exclude: list[str] | None = None) -> None:
+    """src -> dst in QDQ through onnxruntime's quantize_static, calibrated on `feeds`
+    (ONNX shape inference only: the symbolic pass cannot resolve these dynamic axes)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
-    # ONNX shape inference only: the symbolic pass cannot resolve these dynamic axes
-    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-    ops = static_ops(prepared)
-    settings["op_types"] = ops or "all onnxruntime quantizes"
-    quantize_static(
-        str(prepared), str(dst), reader(), quant_format=QuantFormat.QDQ,
-        per_channel=settings["per_channel"], reduce_range=tgt.reduce_range,
-        activation_type=getattr(QuantType, tgt.activation_type),
-        weight_type=QuantType.QInt8, nodes_to_exclude=exclude or None,
-        calibrate_method={"minmax": CalibrationMethod.MinMax,
-                          "entropy": CalibrationMethod.Entropy,
-                          "percentile": CalibrationMethod.Percentile}[method],
-        op_types_to_quantize=ops,
-        extra_options={"ActivationSymmetric": tgt.activation_type == "QInt8"},
-    )
+    calibrate = calibrate_method(method)
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    with in_scratch_dir() as tmp:
+        prepared = tmp / "prepared.onnx"
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared), str(dst), calibration_reader(feeds), quant_format=QuantFormat.QDQ,
+            per_channel=per_channel, reduce_range=reduce_range,
+            activation_type=getattr(QuantType, activation_type),
+            weight_type=getattr(QuantType, weight_type), nodes_to_exclude=exclude or None,
+            calibrate_method=calibrate, op_types_to_quantize=ops,
+            extra_options={"ActivationSymmetric": activation_type == "QInt8"})
 
 
 def static_ops(path: Path) -> list[str] | None:

@@ -125,13 +125,11 @@ def sentence(words: list[str], aug: TextAugment, near: dict[str, list[str]],
 def mentions(rows: list[tuple[list[str], list[str]]]) -> dict[str, list[list[str]]]:
     """Every entity mention of the training rows by type (IOB2): type -> [words], each
     distinct mention once, in the order first seen."""
-    out: dict[str, list[list[str]]] = {}
+    seen: dict[str, dict[tuple, None]] = {}  # (dicts: ordered, and a set's lookup)
     for words, tags in rows:
         for kind, first, last in entity_spans(tags):
-            mention = words[first:last + 1]
-            if mention not in out.setdefault(kind, []):
-                out[kind].append(mention)
-    return out
+            seen.setdefault(kind, {})[tuple(words[first:last + 1])] = None
+    return {kind: [list(m) for m in mentions] for kind, mentions in seen.items()}
 
 
 def tagged(words: list[str], tags: list[str], aug: TextAugment, near: dict[str, list[str]],
@@ -140,14 +138,20 @@ def tagged(words: list[str], tags: list[str], aug: TextAugment, near: dict[str, 
     """One edited copy of a tagged sentence, its tags aligned: O words replaced, masked or
     deleted; a mention swapped, whole, for another of its type (B- then I- tags)."""
     starts = {first: (kind, last + 1) for kind, first, last in entity_spans(tags)}
+    word_edit = TextAugment(1, replace=aug.replace, mask=aug.mask)  # (an O word's own edits)
     out_words, out_tags, i = [], [], 0
     while i < len(words):
         if i in starts:
             kind, end = starts[i]
             mention = words[i:end]
-            others = [m for m in pool.get(kind, []) if m != mention]
-            if others and rng.random() < aug.mention_swap:
-                mention = others[int(rng.integers(len(others)))]
+            mentions_of = pool.get(kind, [])
+            if len(mentions_of) > 1 and rng.random() < aug.mention_swap:
+                # another mention of the type, drawn among all but this one (no list of
+                # the others is built: a CoNLL type holds thousands)
+                pick = int(rng.integers(len(mentions_of) - 1))
+                if mentions_of[pick] == mention:
+                    pick = len(mentions_of) - 1
+                mention = mentions_of[pick]
             out_words += mention
             out_tags += [f"B-{kind}"] + [f"I-{kind}"] * (len(mention) - 1)
             i = end
@@ -156,8 +160,7 @@ def tagged(words: list[str], tags: list[str], aug: TextAugment, near: dict[str, 
             out_words.append(words[i])
             out_tags.append(tags[i])
         else:
-            edited = sentence([words[i]], TextAugment(1, aug.replace, aug.mask, 0.0, 0.0),
-                              near, mask_token, rng)
+            edited = sentence([words[i]], word_edit, near, mask_token, rng)
             if not (aug.delete and rng.random() < aug.delete and len(words) > 1):
                 out_words += edited
                 out_tags.append("O")
@@ -165,11 +168,15 @@ def tagged(words: list[str], tags: list[str], aug: TextAugment, near: dict[str, 
     return out_words, out_tags
 
 
+def _check_copies(aug: TextAugment) -> None:
+    if not 1 <= aug.copies <= MAX_COPIES:
+        raise ConfigError(f"augmentation copies {aug.copies}: give 1..{MAX_COPIES}")
+
+
 def expand_texts(texts: list[str], aug: TextAugment, near: dict[str, list[str]],
                  mask_token: str, seed: int) -> list[str]:
     """`copies` new sentences per text, in row order (the rows themselves not included)."""
-    if not 1 <= aug.copies <= MAX_COPIES:
-        raise ConfigError(f"augmentation copies {aug.copies}: give 1..{MAX_COPIES}")
+    _check_copies(aug)
     return [" ".join(sentence(text.split(), aug, near, mask_token, _rng(seed, r, c)))
             for r, text in enumerate(texts) for c in range(aug.copies)]
 
@@ -178,8 +185,7 @@ def expand_tagged(rows: list[tuple[list[str], list[str]]], aug: TextAugment,
                   near: dict[str, list[str]], mask_token: str, seed: int
                   ) -> list[tuple[list[str], list[str]]]:
     """`copies` new tagged sentences per row, in row order."""
-    if not 1 <= aug.copies <= MAX_COPIES:
-        raise ConfigError(f"augmentation copies {aug.copies}: give 1..{MAX_COPIES}")
+    _check_copies(aug)
     pool = mentions(rows)
     return [tagged(words, tags, aug, near, pool, mask_token, _rng(seed, r, c))
             for r, (words, tags) in enumerate(rows) for c in range(aug.copies)]

@@ -59,6 +59,8 @@ def share(record: dict) -> float:
 
 def lines(record: dict) -> list[str]:
     """The coverage table's rows, for the terminal."""
+    if record.get("checked") is False:
+        return [f"{record['provider']}: not checked ({record['why']})"]
     if "htp_nodes" in record:
         return [f"{record['provider']}: {record['htp_nodes']}/{record['nodes']} nodes on HTP "
                 f"({record['htp_share']:.1%}), CPU fallback "

@@ -7,9 +7,8 @@ disabled: an unsupported node fails the session instead of quietly running on th
 the context binary's size, and the numbers HTP's arithmetic gives. What it cannot: the
 speed on a device.
 
-QNN is a plugin provider: it is registered with `register_execution_provider_library` and
-added with `SessionOptions.add_provider_for_devices` (the old providers=[("QNNExecution
-Provider", ...)] form gives a CPU-only session without a word).
+QNN is a plugin provider, registered as the bundle's runtime registers it
+(predict.qnn_devices) and added with `SessionOptions.add_provider_for_devices`.
 """
 
 from __future__ import annotations
@@ -17,11 +16,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..bundle.runtime.predict import QNN as PROVIDER
 from ..errors import EnvironmentProblem, ModelError
 
 log = logging.getLogger(__name__)
 
-PROVIDER = "QNNExecutionProvider"
 INSTALL = 'pip install "edgetransfer[qnn]" (onnxruntime-qnn)'
 
 
@@ -34,15 +33,15 @@ def available() -> bool:
 
 
 def _devices():
+    """(QNN's devices, the onnxruntime_qnn module), as the bundle's runtime registers them."""
     import onnxruntime as ort
 
-    try:
-        import onnxruntime_qnn
-    except ImportError:
-        raise EnvironmentProblem(f"QNN checks need onnxruntime-qnn: {INSTALL}") from None
-    if not any(d.ep_name == PROVIDER for d in ort.get_ep_devices()):
-        ort.register_execution_provider_library(PROVIDER, onnxruntime_qnn.get_library_path())
-    return [d for d in ort.get_ep_devices() if d.ep_name == PROVIDER], onnxruntime_qnn
+    from ..bundle.runtime.predict import qnn_devices
+
+    found = qnn_devices(ort)
+    if found is None:
+        raise EnvironmentProblem(f"QNN checks need onnxruntime-qnn: {INSTALL}")
+    return found
 
 
 def session(path: Path, htp_arch: int, soc_model: int, context: Path | None = None):
@@ -71,6 +70,7 @@ def session(path: Path, htp_arch: int, soc_model: int, context: Path | None = No
 def compile_report(path: Path, htp_arch: int, soc_model: int, scratch: Path) -> tuple:
     """(the record of compiling the model at `path` for HTP, the session to run it in the
     simulator). The context binary is written under `scratch` and measured."""
+    scratch.mkdir(parents=True, exist_ok=True)
     context = scratch / "qnn_ctx.onnx"
     s = session(path, htp_arch, soc_model, context)
     on = {g.ep_name: len(g.get_nodes()) for g in s.get_provider_graph_assignment_info()}

@@ -132,10 +132,10 @@ def learning_rate_for(cfg: DistillConfig, task) -> float:
 
 
 def check_settings(cfg: DistillConfig) -> None:
-    if cfg.augment is not None and cfg.augment not in augment_images.PRESETS:
-        augment_text.preset(cfg.augment)  # (a name that is no preset: refused before loading)
     """The settings alone, before anything is read or loaded (under `run`: before the
     recipe's first step)."""
+    if cfg.augment is not None:
+        _augments_images(cfg.augment)  # (a name that is no preset: refused before loading)
     chosen = [x for x in ("student_layers", "keep_layers", "student") if getattr(cfg, x)]
     if len(chosen) > 1:
         raise ConfigError(f"--{chosen[0].replace('_', '-')} and --{chosen[1].replace('_', '-')}"
@@ -162,7 +162,7 @@ def run(cfg: DistillConfig) -> Path:
     check_settings(cfg)
     placement = devices.choose(cfg.device, cfg.precision)
     teacher_bb, student_bb, task, teacher_floor = _resolve(cfg)
-    _check_augment(cfg, task)
+    images = bool(_check_augment(cfg, task))  # (augmented images: taught online)
     splits.warn_shared({"train": cfg.train, "validation": cfg.validation, "test": cfg.test,
                         "unlabeled": cfg.unlabeled})
     data = task.read(cfg, teacher_bb.head_labels(task))
@@ -177,24 +177,24 @@ def run(cfg: DistillConfig) -> Path:
     set_seed(cfg.seed)
     eager = cfg.attention_weight > 0  # attention maps come only from the eager kernels
     teacher = _teacher(cfg, teacher_bb, task, tokenizer, eager)
-    # (text: new rows the teacher labels once; images: each read augmented, taught online)
-    images = cfg.augment in augment_images.PRESETS
+    # (text: new rows the teacher labels once, beside --unlabeled's)
     augmented = (_augmented(cfg, task, tokenizer, data, teacher) if cfg.augment and not images
                  else None)
-    unlabeled = _joined(unlabeled, augmented)
+    extras = [d for d in (unlabeled, augmented) if d is not None]
     student, keep, mapping = _build_student(cfg, teacher, student_bb, tokenizer, task, data,
                                             eager)
     n_s = architectures.layer_count(student)
     _fit_for_transfer(cfg, student, teacher, eager)
     device = _torch_device(placement)
-    transfer, teacher_time, teacher_eval = _teacher_targets(cfg, teacher, tokenized, unlabeled,
-                                                            task, tokenizer, data, device)
-    if images:  # (the cached outputs are of the plain images: the teacher runs beside)
+    transfer, teacher_time, teacher_eval = _teacher_targets(cfg, teacher, tokenized, extras,
+                                                            task, tokenizer, data, device,
+                                                            cached=not images)
+    if images:  # (each image read augmented: the teacher runs on every batch beside)
         transfer = augment_images.on_splits(cfg.augment, cfg.seed, task,
                                             {"train": transfer})["train"]
 
     lr = learning_rate_for(cfg, task)
-    settings = _settings(cfg, lr, keep, mapping, len(tokenized["train"]), unlabeled,
+    settings = _settings(cfg, lr, keep, mapping, len(tokenized["train"]), extras,
                          run_settings(task, data, placement))
     if augmented is not None:
         settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed, "rows": len(augmented),
@@ -255,19 +255,30 @@ def _unlabeled(cfg: DistillConfig, task, tokenizer, data):
                                data)
 
 
-def _check_augment(cfg: DistillConfig, task) -> None:
-    """--augment's preset fits the task's inputs (an image preset for images, a text one
-    for text), said before anything is loaded."""
+def _augments_images(name: str) -> bool:
+    """Whether --augment NAME is an image preset (else a text one; a name of neither is
+    refused)."""
+    if name in augment_images.PRESETS:
+        return True
+    augment_text.preset(name)
+    return False
+
+
+def _check_augment(cfg: DistillConfig, task) -> bool | None:
+    """Whether --augment augments images (None: no --augment); its preset fits the task's
+    inputs (an image preset for images, a text one for text), said before anything is
+    loaded."""
     from ..bundle import inputs as bundle_inputs
 
     if cfg.augment is None:
-        return
+        return None
     images = task.inputs.reader is bundle_inputs.IMAGE
-    if images != (cfg.augment in augment_images.PRESETS):
+    if images != _augments_images(cfg.augment):
         kind, presets = (("an image", augment_images.PRESETS) if images
                          else ("a text", augment_text.PRESETS))
         raise ConfigError(f"--augment {cfg.augment}: {task.name} takes {kind} preset: "
                           f"{', '.join(presets)}")
+    return images
 
 
 def _augmented(cfg: DistillConfig, task, tokenizer, data, teacher):
@@ -287,17 +298,7 @@ def _augmented(cfg: DistillConfig, task, tokenizer, data, teacher):
         return task.read_unlabeled(str(path), None, tokenizer, cfg.max_length, data)
 
 
-def _joined(*parts):
-    """Transfer rows without gold labels, from each source given (None: none)."""
-    from datasets import concatenate_datasets
-
-    given = [p for p in parts if p is not None]
-    return (None if not given else given[0] if len(given) == 1
-            else concatenate_datasets([given[0], *(p.cast(given[0].features)
-                                                   for p in given[1:])]))
-
-
-def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, unlabeled,
+def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, extras: list,
               run: dict) -> dict:
     """settings.json: the config, and what the run decided (student, mapping, rows)."""
     return {
@@ -307,38 +308,48 @@ def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, unlab
         "student_kind": "model" if cfg.student else "teacher-layers",
         "keep_layers": keep,
         "layer_mapping": mapping,
-        "transfer_rows": {"labelled": labelled,
-                          "unlabelled": len(unlabeled) if unlabeled is not None else 0},
+        # (unlabelled: every row without a gold label, --unlabeled's and --augment's)
+        "transfer_rows": {"labelled": labelled, "unlabelled": sum(len(d) for d in extras)},
         **run,
     }
 
 
-def _teacher_targets(cfg: DistillConfig, teacher, tokenized, unlabeled, task, tokenizer,
-                     data, device):
-    """(the transfer rows with the teacher's logits, computed once or read from the cache;
-    the seconds that took; the teacher's own figures on validation and test)."""
+def _teacher_targets(cfg: DistillConfig, teacher, tokenized, extras: list, task, tokenizer,
+                     data, device, cached: bool = True):
+    """(the transfer rows: train and `extras`, rows without gold labels, with the teacher's
+    logits computed once or read from the cache; the seconds that took; the teacher's own
+    figures on validation and test). `cached` False: no logits (the teacher runs on each
+    batch while training)."""
     from datasets import concatenate_datasets
 
     collate = task.collator(tokenizer)
     transfer = tokenized["train"]
-    if unlabeled is not None:
-        transfer = concatenate_datasets([transfer, unlabeled.cast(transfer.features)])
+    if extras:
+        transfer = concatenate_datasets([transfer, *(d.cast(transfer.features)
+                                                     for d in extras)])
+    if not cached:
+        return transfer, 0.0, _teacher_evaluations(cfg, teacher, tokenized, collate, device,
+                                                   task, data)
     log.info("computing the teacher's outputs once over %d transfer examples", len(transfer))
     t0 = time.perf_counter()
-    cached = _cached_logits(cfg, teacher, transfer, collate, device, task.outputs,
-                            inputs=task.inputs)
-    for name, values in cached.items():  # (every output the task distils: its columns)
+    outputs = _cached_logits(cfg, teacher, transfer, collate, device, task.outputs,
+                             inputs=task.inputs)
+    for name, values in outputs.items():  # (every output the task distils: its columns)
         transfer = transfer.add_column(task.teacher_column(name),
                                        [row.tolist() for row in values])
     teacher_time = time.perf_counter() - t0
+    teacher_eval = _teacher_evaluations(cfg, teacher, tokenized, collate, device, task, data)
     if not (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
         teacher.to("cpu")  # only its cached logits are needed from here: free the GPU
-    teacher_eval = {
-        split: _evaluate_teacher(teacher, tokenized[split], collate, device,
-                                 cfg.teacher_batch_size, task, data.label_names)
-        for split in ("validation", "test") if split in tokenized
-    }
     return transfer, teacher_time, teacher_eval
+
+
+def _teacher_evaluations(cfg: DistillConfig, teacher, tokenized, collate, device, task,
+                         data) -> dict:
+    """The teacher's own figures on validation and test."""
+    return {split: _evaluate_teacher(teacher, tokenized[split], collate, device,
+                                     cfg.teacher_batch_size, task, data.label_names)
+            for split in ("validation", "test") if split in tokenized}
 
 
 def _torch_device(placement):
@@ -572,8 +583,11 @@ def distill_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             task = self.task
             cached = {n: inputs.pop(task.teacher_column(n), None) for n in task.outputs}
-            if cached[task.outputs[0]] is None:  # evaluation: the model's own loss on the
-                outputs = model(**inputs)        # gold labels
+            # evaluation (no cached targets, or, taught online, the model in eval mode): the
+            # model's own loss on the gold labels
+            if (not model.training if self.online_targets
+                    else cached[task.outputs[0]] is None):
+                outputs = model(**inputs)
                 return (outputs.loss, outputs) if return_outputs else outputs.loss
             # the gold labels: the model's label argument, or each of its several (by name;
             # a label argument is one whose name holds "label", transformers' find_labels)
@@ -586,15 +600,13 @@ def distill_trainer_class():
             wanted = ({"output_hidden_states": True} if want_h else {}) | (
                 {"output_attentions": True} if want_a else {})
             outputs = model(**inputs, **wanted)
-            t = None
-            online_targets = self.online_targets
-            if want_h or want_a or online_targets:
+            if want_h or want_a or self.online_targets:
                 import torch
 
                 self.teacher.to(self.task.output(outputs, task.outputs[0]).device)
                 with torch.no_grad():
                     t = self.teacher(**inputs, **wanted)
-            if online_targets:
+            if self.online_targets:
                 cached = {n: task.output(t, n) for n in task.outputs}
             # every output the task names, student's and teacher's (one: as they are)
             loss, _ = task.distill_loss(

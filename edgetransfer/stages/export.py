@@ -35,6 +35,7 @@ from ..convert import (
     accelerators,
     auto_choice,
     npu_export,
+    npu_quantize,
     onnx_export,
     ort_format,
     quantize,
@@ -48,7 +49,7 @@ from ..convert.quantize import CALIBRATION, DEFAULT_TARGET
 from ..convert.quantize import CHOICES as QUANTIZE_CHOICES
 from ..convert.quantize import TARGETS as CPU_TARGETS
 from ..errors import ConfigError, ModelError
-from ..measure import floor, gates, parity, scoring, shipped
+from ..measure import coverage, floor, gates, parity, scoring, shipped
 from ..modeling import backbones
 from ..options import MAX_THREADS, ColumnOptions, FloorOption, TaskOption
 from ..records import ExportReport
@@ -482,14 +483,14 @@ def _quantized(job: _Job, tmp: Path, fp32: Path, feeds, singles, fp32_value,
         record[metric] = chosen[metric]
         return chosen["path"], chosen["settings"]
     prof = accelerators.profile(cfg.accelerator)
-    if prof is None:
+    if prof is not None and cfg.quantize == "int8-static":  # (the accelerator's own QDQ)
+        adapter = judge.session(fp32)  # (the calibration feeds as the fixed graph takes them)
+        final = tmp / f"{prof.name}-int8-static.onnx"
+        settings = npu_quantize.qdq(fp32, final, prof, [adapter.model_feeds(f) for f in feeds],
+                                    cfg.activation_bits, cfg.calibration_method)
+    else:  # (an NPU profile's none and fp16 are the CPU's: the graph as it is, or halved)
         final, settings = one_variant.build(cfg.quantize, fp32, tmp, feeds,
                                             one_variant.BuildSettings.model_validate(cfg))
-    else:
-        adapter = judge.session(fp32)  # (the calibration feeds as the fixed graph takes them)
-        final, settings = npu_export.build(
-            cfg.quantize, fp32, tmp, prof, [adapter.model_feeds(f) for f in feeds],
-            cfg.activation_bits, cfg.calibration_method)
     precision = quantize.precision_of(cfg.quantize)
     record["parity"]["final"] = judge.gate(final, precision)
     if judge.eval_batches is not None:
@@ -544,11 +545,10 @@ def _accelerator_checks(work: Path, job: _Job, precision: str, parity_record: di
     gives it, held to --max-accuracy-drop against the fp32 ONNX model."""
     cfg, prof = job.cfg, accelerators.profile(job.cfg.accelerator)
     context = work / "qnn-context"  # (the compiled HTP context binary, kept with the model)
-    context.mkdir(exist_ok=True)
-    record, simulator = npu_export.checked(work / "model.onnx", prof, context,
-                                           (cfg.qnn_htp_arch, cfg.qnn_soc_model))
-    if not any(context.iterdir()):
-        context.rmdir()
+    record, simulator = npu_export.coverage_of(work / "model.onnx", prof, context,
+                                               (cfg.qnn_htp_arch, cfg.qnn_soc_model))
+    for line in coverage.lines(record):
+        log.info("coverage: %s", line)
     out = {"coverage": record}
     if simulator is not None:
         out["simulator"] = _simulated(job, fixed_shapes.wrap(simulator), work / "model.onnx",

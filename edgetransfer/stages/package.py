@@ -380,7 +380,7 @@ def _write_bundle(work: Path, cfg: PackageConfig, task, config, labels, export_r
     write_json(work / "labels.json", labels)
     spec = _input_spec(work, model, cfg, task, config, len(labels), verification)
     if accelerator:
-        spec |= accelerator_spec(accelerator, work, spec)
+        spec |= _accelerator_spec(accelerator, work, spec)
     write_json(work / "input_spec.json", spec)
     shutil.copyfile(SOURCE, work / "predict.py")
     os.chmod(work / "predict.py", 0o755)
@@ -450,7 +450,7 @@ def _copy_model(work: Path, cfg: PackageConfig, task, accelerator: dict | None) 
     return ort_files
 
 
-def accelerator_spec(accelerator: dict, work: Path, spec: dict) -> dict:
+def _accelerator_spec(accelerator: dict, work: Path, spec: dict) -> dict:
     """input_spec.json's fields for an NPU export: the fixed-shape adapter on, the providers
     to try in order (the accelerator's, then the CPU), the lookups' model, and a token limit
     within the bucket (the runtime truncates or windows to it)."""

@@ -18,9 +18,9 @@ import click
 from pydantic import ConfigDict, Field
 
 from .. import platforms
-from ..convert import accelerators
-from ..errors import ConfigError, ModelError
-from ..measure import coverage, qnn
+from ..convert import accelerators, npu_export
+from ..errors import ConfigError, EnvironmentProblem, ModelError
+from ..measure import coverage
 from ..options import TargetOptions
 
 # The command's --help (edgetransfer.cli makes the command from the registry).
@@ -61,6 +61,9 @@ class TargetConfig(TargetOptions):
 
 
 def run(cfg: TargetConfig, json: bool = False) -> dict:
+    if cfg.min_coverage is not None and cfg.accelerator is None:
+        raise ConfigError("--min-coverage holds an accelerator's coverage: name it with "
+                          "--accelerator nnapi, coreml or qnn")
     import json as json_module
 
     from ..bundle import requirements
@@ -89,8 +92,8 @@ def run(cfg: TargetConfig, json: bool = False) -> dict:
     if cfg.accelerator and not json:
         for line in coverage.lines(result["coverage"]):
             click.echo(f"  {cfg.accelerator}: {line}")
-    share = result.get("coverage") and coverage.share(result["coverage"])
-    if cfg.min_coverage is not None and share is not None and share < cfg.min_coverage:
+    share = coverage.share(result["coverage"]) if cfg.min_coverage is not None else None
+    if share is not None and share < cfg.min_coverage:
         raise ModelError(f"--bundle {cfg.bundle}: {cfg.accelerator} runs {share:.1%} of its "
                          f"model in one piece, under --min-coverage {cfg.min_coverage:g}; "
                          f"export the model with --for {cfg.accelerator} and package it again")
@@ -99,13 +102,14 @@ def run(cfg: TargetConfig, json: bool = False) -> dict:
 
 def _coverage(model: Path, accelerator: str, scratch: Path) -> dict:
     """The coverage of the bundle's model (measured here, not read from its manifest: a
-    bundle may come from anyone)."""
+    bundle may come from anyone), as export measures it."""
     prof = accelerators.profile(accelerator)
-    if prof.checker is not None:
-        return coverage.mobile(model, prof.checker, prof.max_rank, prof.provider)
     try:
-        return qnn.compile_report(model, accelerators.QNN_HTP_ARCH, accelerators.QNN_SOC_MODEL,
-                                  scratch)[0]
+        record = npu_export.coverage_of(model, prof, scratch, (accelerators.QNN_HTP_ARCH,
+                                                               accelerators.QNN_SOC_MODEL))[0]
     except ModelError as e:  # (a node HTP refuses: the table says none of it runs there)
         return {"provider": prof.provider, "htp_nodes": 0, "nodes": 0, "htp_share": 0.0,
                 "cpu_fallback": False, "refused": str(e)[:300]}
+    if record.get("checked") is False:  # (asked for, and not measurable here)
+        raise EnvironmentProblem(f"--accelerator {accelerator}: {record['why']}")
+    return record

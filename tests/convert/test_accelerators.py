@@ -176,6 +176,8 @@ def test_target_min_coverage_exits_2(npu_tagger_bundle, cli):
     code, out = cli("target", "--bundle", str(npu_tagger_bundle), "--accelerator", "nnapi",
                        "--min-coverage", "0.99")
     assert code == 0 and "1 partition(s); the largest holds 100.0%" in out
+    code, out = cli("target", "--bundle", str(npu_tagger_bundle), "--min-coverage", "0.99")
+    assert code == 2 and "--min-coverage holds an accelerator's coverage" in out
 
 
 @pytest.mark.parametrize("args, message", [

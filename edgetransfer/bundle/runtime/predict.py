@@ -445,20 +445,27 @@ def choose_provider(ort, wanted: list, options) -> str:
     return chosen
 
 
-def _qnn_plugin(ort, options) -> bool:
-    """QNN, a plugin provider (onnxruntime-qnn), registered and added to `options` on its
-    HTP backend; False where it is not installed."""
+def qnn_devices(ort):
+    """(QNN's devices, the onnxruntime_qnn module): QNN is a plugin provider, registered
+    here once (the old providers=["QNNExecutionProvider"] form gives a CPU-only session
+    without a word); None where onnxruntime-qnn is not installed."""
     try:
         import onnxruntime_qnn
     except ImportError:
-        return False
+        return None
     if not any(d.ep_name == QNN for d in ort.get_ep_devices()):
         ort.register_execution_provider_library(QNN, onnxruntime_qnn.get_library_path())
-    devices = [d for d in ort.get_ep_devices() if d.ep_name == QNN]
-    if devices:
-        options.add_provider_for_devices(devices,
-                                         {"backend_path": onnxruntime_qnn.get_qnn_htp_path()})
-    return bool(devices)
+    return [d for d in ort.get_ep_devices() if d.ep_name == QNN], onnxruntime_qnn
+
+
+def _qnn_plugin(ort, options) -> bool:
+    """QNN added to `options` on its HTP backend; False where it is not installed."""
+    found = qnn_devices(ort)
+    if not found or not found[0]:
+        return False
+    devices, lib = found
+    options.add_provider_for_devices(devices, {"backend_path": lib.get_qnn_htp_path()})
+    return True
 
 
 # The first bytes of the image files an image bundle reads (pixels.FORMATS; BMP is checked
