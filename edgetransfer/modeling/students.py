@@ -117,18 +117,19 @@ def layer_mapping(n_student: int, n_teacher: int, keep: list[int] | None = None)
     return [(0, 0)] + [(j, round(j * n_teacher / n_student)) for j in range(1, n_student + 1)]
 
 
-def check_compatible(teacher, student, teacher_tokenizer, student_tokenizer) -> None:
-    """The student must read the same token ids and predict the same classes."""
-    if teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
-        raise ModelError(
-            "--student: its tokenizer's vocabulary differs from the teacher's, so the "
-            "teacher's outputs for a text would not match the student's inputs; use a "
-            "student with the teacher's tokenizer"
-        )
-    if student.get_input_embeddings().num_embeddings < len(teacher_tokenizer):
+def same_tokens(teacher_tokenizer, student_tokenizer) -> bool:
+    """Whether the two read a text as the same token ids (else the teacher's outputs reach
+    the student per example, or per word: distill)."""
+    return teacher_tokenizer.get_vocab() == student_tokenizer.get_vocab()
+
+
+def check_compatible(teacher, student, student_tokenizer) -> None:
+    """The student must have a row for each of its tokenizer's tokens and predict the
+    teacher's classes."""
+    if student.get_input_embeddings().num_embeddings < len(student_tokenizer):
         raise ModelError(
             f"--student: its embedding table has {student.get_input_embeddings().num_embeddings}"
-            f" rows but the tokenizer {len(teacher_tokenizer)} tokens"
+            f" rows but its tokenizer {len(student_tokenizer)} tokens"
         )
     t_labels = teacher.config.id2label
     s_labels = student.config.id2label

@@ -71,7 +71,9 @@ class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Outp
                                           "0,5).")
     student: str | None = Field(None, description="Student = another model: an HF folder "
                                 "with weights, or one with only config.json (random init). "
-                                "Its tokenizer must match the teacher's.")
+                                "With a tokenizer of its own, each model reads the text its "
+                                "own way and the teacher's outputs reach the student per "
+                                "example (per word for a tagger).")
     # Defaults measured on SST-2 with minilm-l6, a 3-layer student, 5,000 labelled rows
     # (bench/distill_sst2.py --sweep; bench/RESULTS.md "distill defaults"); accuracy on
     # validation.tsv, one change at a time from T=2, alpha=0.5, no hidden loss (0.8349):
@@ -81,11 +83,14 @@ class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Outp
     alpha: float = Field(0.5, ge=0, le=1, description="Weight of the soft-target KL term; "
                          "1 - alpha weights cross-entropy on the gold labels. (alpha=0.9: "
                          "0.8349, the same as 0.5.)")
-    hidden_weight: float = Field(1.0, ge=0, description="Weight of the hidden-state MSE over "
-                                 "the layer mapping (a CNN: the feature maps at each stage's "
-                                 "end); 0 turns it off. (1.0: 0.8429 against "
-                                 "0.8349 without: the largest gain measured, for 2x the step "
-                                 "time since the teacher then runs beside the student.)")
+    hidden_weight: float | None = Field(None, ge=0, description="Weight of the hidden-state "
+                                        "MSE over the layer mapping (a CNN: the feature maps "
+                                        "at each stage's end); 0 turns it off [default: 1.0; "
+                                        "0 for a student with another tokenizer, whose "
+                                        "tokens do not line up with the teacher's]. (1.0: "
+                                        "0.8429 against 0.8349 without: the largest gain "
+                                        "measured, for 2x the step time since the teacher "
+                                        "then runs beside the student.)")
     attention_weight: float = Field(0.0, ge=0, description="Weight of the attention-"
                                     "distribution KL over the layer mapping (0: off; not "
                                     "measured on SST-2 yet, so off by default).")
@@ -120,6 +125,9 @@ class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Outp
         except ValueError:
             raise ValueError("give layer numbers, comma-separated, e.g. 0,5") from None
 
+
+# --hidden-weight's default where teacher and student tokenize alike (measured: its help)
+HIDDEN_WEIGHT = 1.0
 
 # The student's learning rate, measured on SST-2 with minilm-l6 (bench/distill_sst2.py); a
 # task whose models want another says so (Task.learning_rates["distill"]: images' CNN).
@@ -166,9 +174,14 @@ def run(cfg: DistillConfig) -> Path:
     splits.warn_shared({"train": cfg.train, "validation": cfg.validation, "test": cfg.test,
                         "unlabeled": cfg.unlabeled})
     data = task.read(cfg, teacher_bb.head_labels(task))
-    tokenizer = task.load_preprocessor(teacher_bb, cfg.trust_remote_code)
-    tokenized, truncation = task.prepare(data, tokenizer, cfg)
-    unlabeled = _unlabeled(cfg, task, tokenizer, data)
+    tokenizer = task.load_preprocessor(teacher_bb, cfg.trust_remote_code)  # the teacher's
+    student_tok = _student_tokenizer(cfg, student_bb, task, tokenizer)
+    cross = student_tok is not tokenizer  # (each model reads the text its own way)
+    cfg = _transfer_weights(cfg, cross)
+    tokenized, truncation = task.prepare(data, student_tok, cfg)
+    teacher_rows = task.prepare(data, tokenizer, cfg)[0] if cross else tokenized
+    tokenizers = (student_tok, tokenizer) if cross else (student_tok,)
+    unlabeled = _unlabeled(cfg, task, tokenizers, data)
     out = output_folder(cfg, data.sources, [teacher_bb] + ([student_bb] if student_bb else []),
                         extra_inputs=[cfg.unlabeled] if cfg.unlabeled else [])
 
@@ -178,34 +191,40 @@ def run(cfg: DistillConfig) -> Path:
     eager = cfg.attention_weight > 0  # attention maps come only from the eager kernels
     teacher = _teacher(cfg, teacher_bb, task, tokenizer, eager)
     # (text: new rows the teacher labels once, beside --unlabeled's)
-    augmented = (_augmented(cfg, task, tokenizer, data, teacher) if cfg.augment and not images
+    augmented = (_augmented(cfg, task, tokenizers, data, teacher) if cfg.augment and not images
                  else None)
-    extras = [d for d in (unlabeled, augmented) if d is not None]
-    student, keep, mapping = _build_student(cfg, teacher, student_bb, tokenizer, task, data,
+    # each extra as (the student's rows, the teacher's rows): the same rows but across
+    # tokenizers
+    extras = [(d[0], d[-1]) for d in (unlabeled, augmented) if d is not None]
+    student, keep, mapping = _build_student(cfg, teacher, student_bb, student_tok, task, data,
                                             eager)
     n_s = architectures.layer_count(student)
     _fit_for_transfer(cfg, student, teacher, eager)
     device = _torch_device(placement)
-    transfer, teacher_time, teacher_eval = _teacher_targets(cfg, teacher, tokenized, extras,
-                                                            task, tokenizer, data, device,
-                                                            cached=not images)
+    transfer, teacher_time, teacher_eval = _teacher_targets(
+        cfg, teacher, {"student": tokenized, "teacher": teacher_rows}, extras, task,
+        {"student": student_tok, "teacher": tokenizer}, data, device, cached=not images)
     if images:  # (each image read augmented: the teacher runs on every batch beside)
         transfer = augment_images.on_splits(cfg.augment, cfg.seed, task,
                                             {"train": transfer})["train"]
 
     lr = learning_rate_for(cfg, task)
-    settings = _settings(cfg, lr, keep, mapping, len(tokenized["train"]), extras,
-                         run_settings(task, data, placement))
+    settings = _settings(cfg, lr, keep, mapping, len(tokenized["train"]),
+                         [s for s, _ in extras], run_settings(task, data, placement))
+    settings["tokenizers"] = ("each its own: the teacher's outputs reach the student per "
+                              "example (a tagger's per word, at each word's first sub-token)"
+                              if cross else "the teacher's")
     if augmented is not None:
-        settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed, "rows": len(augmented),
+        settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed,
+                               "rows": len(augmented[0]),
                                **augment_text.preset(cfg.augment).record()}
-        settings["transfer_rows"]["augmented"] = len(augmented)
+        settings["transfer_rows"]["augmented"] = len(augmented[0])
     elif images:
         settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed, "teacher": "online",
                                **augment_images.preset(cfg.augment).record()}
     online = cfg.hidden_weight > 0 or cfg.attention_weight > 0 or images
     fitted = training.fit(
-        model=student, tokenizer=tokenizer, task=task, tokenized=tokenized,
+        model=student, tokenizer=student_tok, task=task, tokenized=tokenized,
         label_names=data.label_names, opts=cfg, lr=lr, out=out, settings=settings,
         placement=placement, started=started, train_dataset=transfer,
         teacher_floor=teacher_floor,
@@ -225,7 +244,7 @@ def run(cfg: DistillConfig) -> Path:
     comparison = _side_by_side(teacher, trained, teacher_eval, fitted.evaluations, task)
     result = {**fitted.evaluations, "teacher": teacher_eval, "comparison": comparison,
               "training": fitted.train_metrics, truncation.kind: truncation.counts}
-    return training.finish(out, fitted, model=trained, tokenizer=tokenizer, task=task,
+    return training.finish(out, fitted, model=trained, tokenizer=student_tok, task=task,
                            kind="distilled-model", settings=settings, metrics=result,
                            parents={"teacher": cfg.teacher, **data.sources,
                                     **({"unlabeled": cfg.unlabeled} if cfg.unlabeled else {})},
@@ -245,14 +264,49 @@ def _teacher(cfg: DistillConfig, teacher_bb, task, tokenizer, eager: bool):
     return teacher
 
 
-def _unlabeled(cfg: DistillConfig, task, tokenizer, data):
-    """--unlabeled's rows, read as the task reads them (None without it)."""
+def _student_tokenizer(cfg: DistillConfig, student_bb, task, tokenizer):
+    """The student's tokenizer: the teacher's (`tokenizer` itself) when the student has none
+    or one with the same tokens, else its own, for a task that can put the teacher's
+    outputs onto another tokenizer's rows (Task.to_rows)."""
+    if student_bb is None or not backbones.has_tokenizer(student_bb):
+        return tokenizer
+    own = task.load_preprocessor(student_bb, cfg.trust_remote_code)
+    if students.same_tokens(tokenizer, own):
+        return tokenizer
+    if task.to_rows is None:
+        raise ConfigError(f"--student {cfg.student}: its tokenizer differs from the "
+                          f"teacher's, and {task.name} distils only between models that "
+                          f"tokenize alike; give a student with the teacher's tokenizer")
+    log.info("--student %s tokenizes differently from the teacher: each reads the text its "
+             "own way; soft targets per example (per word for a tagger)", cfg.student)
+    return own
+
+
+def _transfer_weights(cfg: DistillConfig, cross: bool) -> DistillConfig:
+    """cfg with --hidden-weight decided: HIDDEN_WEIGHT by default; across tokenizers 0,
+    and a hidden or attention weight given is refused (the models' token positions do not
+    line up, so there is no state to hold the student's against)."""
+    if not cross:
+        weight = HIDDEN_WEIGHT if cfg.hidden_weight is None else cfg.hidden_weight
+        return cfg.model_copy(update={"hidden_weight": weight})
+    for flag, value in (("--hidden-weight", cfg.hidden_weight),
+                        ("--attention-weight", cfg.attention_weight)):
+        if value:
+            raise ConfigError(f"{flag} {value}: the student tokenizes differently from the "
+                              f"teacher, so their tokens' states do not line up; give {flag} "
+                              f"0 (the soft targets still pass, per example or per word)")
+    return cfg.model_copy(update={"hidden_weight": 0.0})
+
+
+def _unlabeled(cfg: DistillConfig, task, tokenizers: tuple, data):
+    """--unlabeled's rows, read as the task reads them, once per tokenizer (None without
+    it)."""
     if not cfg.unlabeled:
         return None
     if task.read_unlabeled is None:
         raise ConfigError(f"--unlabeled: the task {task.name} takes no unlabelled data")
-    return task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tokenizer, cfg.max_length,
-                               data)
+    return tuple(task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tok, cfg.max_length,
+                                     data) for tok in tokenizers)
 
 
 def _augments_images(name: str) -> bool:
@@ -281,12 +335,13 @@ def _check_augment(cfg: DistillConfig, task) -> bool | None:
     return images
 
 
-def _augmented(cfg: DistillConfig, task, tokenizer, data, teacher):
-    """--augment's rows (data/augment_text.py), read back through the task's unlabelled
-    reader, so they are checked and tokenized as --unlabeled's are."""
+def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher):
+    """--augment's rows (data/augment_text.py: words from the teacher's vocabulary and
+    embedding neighbourhood), read back through the task's unlabelled reader, so they are
+    checked and tokenized as --unlabeled's are, once per tokenizer (the teacher's last)."""
     import tempfile
 
-    aug = augment_text.preset(cfg.augment)
+    aug, tokenizer = augment_text.preset(cfg.augment), tokenizers[-1]
     embeddings = teacher.get_input_embeddings().weight.detach().float().cpu().numpy()
     mask = tokenizer.mask_token or tokenizer.unk_token
     with tempfile.TemporaryDirectory(prefix="edgetransfer-augment-") as scratch:
@@ -295,7 +350,8 @@ def _augmented(cfg: DistillConfig, task, tokenizer, data, teacher):
                                     aug, cfg.seed, path)
         log.info("--augment %s: %d new rows from %d training rows, for the teacher to label",
                  cfg.augment, n, len(data.splits["train"]))
-        return task.read_unlabeled(str(path), None, tokenizer, cfg.max_length, data)
+        return tuple(task.read_unlabeled(str(path), None, tok, cfg.max_length, data)
+                     for tok in tokenizers)
 
 
 def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, extras: list,
@@ -314,34 +370,61 @@ def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, extra
     }
 
 
-def _teacher_targets(cfg: DistillConfig, teacher, tokenized, extras: list, task, tokenizer,
-                     data, device, cached: bool = True):
-    """(the transfer rows: train and `extras`, rows without gold labels, with the teacher's
-    logits computed once or read from the cache; the seconds that took; the teacher's own
-    figures on validation and test). `cached` False: no logits (the teacher runs on each
-    batch while training)."""
-    from datasets import concatenate_datasets
-
-    collate = task.collator(tokenizer)
-    transfer = tokenized["train"]
-    if extras:
-        transfer = concatenate_datasets([transfer, *(d.cast(transfer.features)
-                                                     for d in extras)])
+def _teacher_targets(cfg: DistillConfig, teacher, rows: dict, extras: list, task,
+                     tokenizers: dict, data, device, cached: bool = True):
+    """(the student's transfer rows: train and `extras`, rows without gold labels, with the
+    teacher's logits computed once or read from the cache; the seconds that took; the
+    teacher's own figures on validation and test). `rows`, `tokenizers`: the student's and
+    the teacher's (one and the same unless they tokenize differently; `extras` pairs them
+    likewise). `cached` False: no logits (the teacher runs on each batch while training)."""
+    collate = task.collator(tokenizers["teacher"])
+    parts = {"student": [rows["student"]["train"], *(s for s, _ in extras)],
+             "teacher": [rows["teacher"]["train"], *(t for _, t in extras)]}
+    transfer = _joined(parts["student"])
     if not cached:
-        return transfer, 0.0, _teacher_evaluations(cfg, teacher, tokenized, collate, device,
-                                                   task, data)
+        return transfer, 0.0, _teacher_evaluations(cfg, teacher, rows["teacher"], collate,
+                                                   device, task, data)
     log.info("computing the teacher's outputs once over %d transfer examples", len(transfer))
     t0 = time.perf_counter()
-    outputs = _cached_logits(cfg, teacher, transfer, collate, device, task.outputs,
-                             inputs=task.inputs)
+    cross = rows["teacher"] is not rows["student"]
+    outputs = _cached_logits(cfg, teacher, _joined(parts["teacher"]) if cross else transfer,
+                             collate, device, task.outputs, inputs=task.inputs)
+    if cross:
+        outputs = _onto_student_rows(task, outputs, parts)
     for name, values in outputs.items():  # (every output the task distils: its columns)
         transfer = transfer.add_column(task.teacher_column(name),
                                        [row.tolist() for row in values])
     teacher_time = time.perf_counter() - t0
-    teacher_eval = _teacher_evaluations(cfg, teacher, tokenized, collate, device, task, data)
+    teacher_eval = _teacher_evaluations(cfg, teacher, rows["teacher"], collate, device, task,
+                                        data)
     if not (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
         teacher.to("cpu")  # only its cached logits are needed from here: free the GPU
     return transfer, teacher_time, teacher_eval
+
+
+def _joined(parts: list):
+    """The transfer rows: train's, then each extra's (cast to train's columns)."""
+    from datasets import concatenate_datasets
+
+    first = parts[0]
+    return concatenate_datasets([first, *(d.cast(first.features) for d in parts[1:])]) \
+        if len(parts) > 1 else first
+
+
+def _onto_student_rows(task, outputs: dict, parts: dict) -> dict:
+    """The teacher's outputs per row of its own tokenizer's transfer rows, taken to examples
+    (Task.per_example) and put onto the student's rows of the same examples (Task.to_rows),
+    part by part (train, then each extra: each numbers its examples from 0)."""
+    index = task.index_columns
+    out = {}
+    for name, values in outputs.items():
+        out[name], start = [], 0
+        for t, s in zip(parts["teacher"], parts["student"]):
+            per_example = task.per_example(values[start:start + len(t)],
+                                           {c: t[c] for c in index})
+            out[name] += task.to_rows(per_example, {c: s[c] for c in index})
+            start += len(t)
+    return out
 
 
 def _teacher_evaluations(cfg: DistillConfig, teacher, tokenized, collate, device, task,
@@ -460,7 +543,7 @@ def _write_cached(path: Path, logits: list) -> None:
     tmp.replace(path)
 
 
-def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
+def _build_student(cfg, teacher, student_bb, student_tok, task, data, eager):
     """(student model, kept teacher layers or None, (student, teacher) hidden-state pairs)."""
     cnn = architectures.is_cnn(teacher)
     if cnn and cfg.attention_weight > 0:
@@ -489,12 +572,10 @@ def _build_student(cfg, teacher, student_bb, tokenizer, task, data, eager):
         raise ModelError(f"--student {cfg.student}: its labels {student_labels} differ from "
                          f"the teacher's {data.label_names}; give a student without a head or "
                          f"with the same labels")
-    student_tok = (backbones.load_tokenizer(student_bb, cfg.trust_remote_code)
-                   if backbones.has_tokenizer(student_bb) else tokenizer)
     student, _ = backbones.load_model(
         student_bb, task, data.label_names, allow_pickle=cfg.allow_pickle,
         trust_remote_code=cfg.trust_remote_code, attn_implementation="eager" if eager else None)
-    students.check_compatible(teacher, student, tokenizer, student_tok)
+    students.check_compatible(teacher, student, student_tok)
     return student, None, students.layer_mapping(architectures.layer_count(student),
                                                  architectures.layer_count(teacher))
 

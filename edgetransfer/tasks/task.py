@@ -143,6 +143,11 @@ class Task:
     # (one output per example, read from the first token's state) or "word" (one per word,
     # from every position); None: it cannot be a head
     head: str | None = None
+    # `per_example`'s inverse: (one output per example, the index columns of rows another
+    # tokenizer made from the same examples) -> one output per row, of the row's length (a
+    # word's entry at its first sub-token, zeros elsewhere): a teacher's outputs put onto a
+    # student's rows when the two tokenize differently (distill); None: they must not
+    to_rows: Callable[[Any, dict], Any] | None = None
     # every output is a head the task scores (a joint model): `output`, `per_example`,
     # `predictions` and the metrics see all of them, a dict by name, not the first alone
     joint: bool = False

@@ -151,6 +151,7 @@ TASK = register(Task(
         spec, column, tok, max_length, data, class_labels.IGNORE),
     per_example=lambda values, index: values,  # one output row per example already
     index_columns=(),
+    to_rows=lambda values, index: values,  # (row i is example i whatever the tokenizer)
     predictions=predictions,
     metrics=metrics.report,
     render=None,

@@ -497,6 +497,7 @@ TASK = register(Task(
     encode=words.encode,
     per_example=words.per_example,
     index_columns=words.INDEX,
+    to_rows=words.to_rows,
     collator=words.Collator,
     read_unlabeled=read_unlabeled,
     predictions=predictions,

@@ -146,6 +146,32 @@ def per_example(values, index: dict) -> list[np.ndarray]:
     return out
 
 
+def to_rows(values, index: dict) -> list[np.ndarray]:
+    """`per_example`'s inverse: one array per sentence (an entry per word) as one per row of
+    `index` (rows another tokenizer made of the same sentences), each of the row's length,
+    each word's entry at the first sub-token of the word and zeros elsewhere (positions a
+    word-level loss does not read). The words are the data's in both (is_split_into_words),
+    so word k is word k whatever either tokenizer makes of it: a sentence the two split into
+    different word counts (raw unlabelled text split by two pre-tokenizers) is refused."""
+    counts: dict[int, int] = {}
+    for words, example in zip(index[WORD_INDEX], index[EXAMPLE]):
+        counts[int(example)] = max(counts.get(int(example), 0), max(words, default=-1) + 1)
+    for example, n in counts.items():
+        if n != len(values[example]):
+            raise DataError(f"sentence {example + 1} of the transfer set: the teacher's "
+                            f"tokenizer reads {len(values[example])} words in it, the "
+                            f"student's {n}; give unlabelled sentences as words (a tokens "
+                            f"column) so both read the same words")
+    out = []
+    for words, example in zip(index[WORD_INDEX], index[EXAMPLE]):
+        words, per_word = np.asarray(words), np.asarray(values[int(example)])
+        row = np.zeros((len(words),) + per_word.shape[1:], dtype=per_word.dtype)
+        at = np.flatnonzero(words >= 0)
+        row[at] = per_word[words[at]]
+        out.append(row)
+    return out
+
+
 def split_words(tokenizer, texts: list[str]) -> list[list[str]]:
     """Raw texts as words, split where the tokenizer's pre-tokenizer splits (spaces and
     punctuation): the words the bundled runtime tags, so training sees the same."""

@@ -1,4 +1,4 @@
-"""distill on tiny random models: student kinds, losses on and off, cached teacher outputs, errors."""
+"""distill on tiny random models: student kinds, losses, cached teacher outputs, errors."""
 
 from __future__ import annotations
 
@@ -221,20 +221,157 @@ def test_teacher_without_a_head_is_refused(cli, tiny_backbone, data_dir, tmp_pat
     assert code == 2 and "has no text-classification head" in err and "edgetransfer finetune" in err
 
 
-def test_student_with_another_vocabulary_is_refused(cli, tiny_teacher, data_dir, tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers
+def char_student(folder: Path, hidden: int = 24) -> Path:
+    """A random 1-layer BERT of another width whose tokenizer spells each word letter by
+    letter (WordPiece over single characters): another vocabulary, and other lengths, than
+    the teacher's MiniLM WordPiece."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, PreTrainedTokenizerFast
 
-    folder = tmp_path / "other-vocab"
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "good": 4, "bad": 5}
-    raw = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    chars = "abcdefghijklmnopqrstuvwxyz0123456789.,'-"
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {t: i for i, t in enumerate([*specials, *chars, *(f"##{c}" for c in chars)])}
+    raw = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    raw.normalizer = normalizers.BertNormalizer(lowercase=True)
+    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    raw.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]",
-                            cls_token="[CLS]", sep_token="[SEP]").save_pretrained(folder)
-    BertConfig(vocab_size=6, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-               intermediate_size=32).save_pretrained(folder)
-    code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s", "--student", folder))
-    assert code == 2 and "its tokenizer's vocabulary differs from the teacher's" in err
+                            cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+                            ).save_pretrained(folder)
+    BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=1,
+               num_attention_heads=2, intermediate_size=2 * hidden,
+               max_position_embeddings=256).save_pretrained(folder)
+    return folder
+
+
+def test_student_with_another_tokenizer_learns_from_the_teacher_per_example(
+        cli, tiny_teacher, data_dir, tmp_path):
+    """Another vocabulary, other lengths, another width: each model reads the text its own
+    way, the student is saved with its own tokenizer, hidden-state transfer is off by
+    default and refused when asked for (the tokens do not line up)."""
+    from transformers import AutoTokenizer
+
+    student = char_student(tmp_path / "chars")
+    out = tmp_path / "s"
+    code, err = cli(*distill_args(tiny_teacher, data_dir, out, "--student", student))
+    assert code == 0, err
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["tokenizers"].startswith("each its own")
+    assert settings["config"]["hidden_weight"] == 0.0
+    saved = AutoTokenizer.from_pretrained(out)
+    assert saved.get_vocab() == AutoTokenizer.from_pretrained(student).get_vocab()
+    assert saved.convert_ids_to_tokens(saved("good")["input_ids"]) == [
+        "[CLS]", "g", "##o", "##o", "##d", "[SEP]"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    own = json.loads((tiny_teacher / "metrics.json").read_text())["validation"]
+    assert metrics["teacher"]["validation"]["accuracy"] == own["accuracy"]  # (its own tokens)
+    assert "accuracy" in metrics["validation"]
+
+    code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s2", "--student",
+                                  student, "--hidden-weight", "1"))
+    assert code == 2 and "--hidden-weight 1.0: the student tokenizes differently" in err
+    assert not (tmp_path / "s2").exists()
+
+
+def test_soft_targets_across_tokenizers_are_the_teachers_on_its_own_tokens(
+        tiny_teacher, data_dir, tmp_path):
+    """Each transfer row of the student (its own token ids) carries the logits the teacher
+    gives the same text read by the teacher's tokenizer."""
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgetransfer.stages import distill
+    from edgetransfer.tasks.text import tokenize
+    from edgetransfer.tasks.text_classification import TASK
+    from edgetransfer.tasks.text_classification import load as load_task
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
+    toks = {"teacher": AutoTokenizer.from_pretrained(tiny_teacher),
+            "student": AutoTokenizer.from_pretrained(char_student(tmp_path / "chars"))}
+    data = load_task(str(data_dir / "train.jsonl"), str(data_dir / "validation.jsonl"))
+    rows = {who: tokenize(data.splits, data.sources, tok, 64)[0] for who, tok in toks.items()}
+    assert rows["student"]["train"][0]["input_ids"] != rows["teacher"]["train"][0]["input_ids"]
+    cfg = SimpleNamespace(teacher_cache=None, teacher_batch_size=16, hidden_weight=0,
+                          attention_weight=0)
+    transfer, _, evaluations = distill._teacher_targets(cfg, teacher, rows, [], TASK, toks,
+                                                        data, torch.device("cpu"))
+    assert transfer["input_ids"] == rows["student"]["train"]["input_ids"]
+    with torch.inference_mode():
+        for i in (0, 31, 59):
+            enc = toks["teacher"](data.splits["train"][i]["text"], return_tensors="pt")
+            assert np.allclose(transfer[i]["teacher_logits"], teacher(**enc).logits[0],
+                               atol=1e-5)
+    assert set(evaluations) == {"validation"}
+
+
+def _word_positions(rows) -> list:
+    """Per row, each position's word number where the row scores it, else -1."""
+    return [list(w) for w in rows["word_index"]]
+
+
+def test_a_taggers_outputs_reach_each_word_across_tokenizers(tiny_tagger, token_data,
+                                                             tmp_path):
+    """Per-word alignment: an output that names each word (the word's number, at the
+    teacher's first sub-token of it) lands on the student's first sub-token of the same
+    word, through windows that differ between the two tokenizers."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from edgetransfer.stages import distill
+    from edgetransfer.tasks import token_classification
+
+    task = token_classification.TASK
+    teacher_tok = AutoTokenizer.from_pretrained(tiny_tagger)
+    student_tok = AutoTokenizer.from_pretrained(char_student(tmp_path / "chars"))
+    data = token_classification.load(str(token_data / "train.txt"),
+                                     str(token_data / "validation.txt"))
+    opts = SimpleNamespace(max_length=24, label_all_subtokens=False, refuse_long=False)
+    parts = {}
+    for who, tok in (("teacher", teacher_tok), ("student", student_tok)):
+        rows, record = task.prepare(data, tok, opts)
+        parts[who] = [rows["train"]]
+        if who == "student":  # (letters: most sentences run in several windows)
+            assert record.counts["train"] > 30
+    t_rows = parts["teacher"][0]
+    named = [np.array([[float(w)] for w in words]) for words in _word_positions(t_rows)]
+    got = distill._onto_student_rows(task, {"logits": named}, parts)["logits"]
+    s_rows = parts["student"][0]
+    assert len(got) == len(s_rows) > len(t_rows)
+    for values, words, ids in zip(got, _word_positions(s_rows), s_rows["input_ids"]):
+        assert len(values) == len(ids)
+        for value, word in zip(values[:, 0], words):
+            assert value == (word if word >= 0 else 0.0)
+
+
+def test_different_word_counts_across_tokenizers_are_refused():
+    from edgetransfer.errors import DataError
+    from edgetransfer.tasks import words
+
+    per_word = [np.ones((3, 2)), np.ones((2, 2))]
+    rows = words.to_rows(per_word, {"word_index": [[-1, 0, 1, -1], [2, -1], [-1, 0, 1]],
+                                    "example": [0, 0, 1]})
+    assert [r.shape for r in rows] == [(4, 2), (2, 2), (3, 2)]
+    assert rows[1][0].tolist() == [1.0, 1.0] and rows[1][1].tolist() == [0.0, 0.0]
+    with pytest.raises(DataError, match="sentence 2 of the transfer set: the teacher's "
+                                        "tokenizer reads 2 words in it, the student's 3"):
+        words.to_rows(per_word, {"word_index": [[0, 1, 2], [0, 1, 2]], "example": [0, 1]})
+
+
+def test_a_tagger_distils_into_a_student_with_another_tokenizer(cli, tiny_tagger, token_data,
+                                                                tmp_path):
+    out = tmp_path / "student"
+    code, err = cli("-q", "distill", "--teacher", tiny_tagger, "--train",
+                    token_data / "train.txt", "--validation", token_data / "validation.txt",
+                    "--out", out, "--epochs", "1", "--batch-size", "8", "--patience", "0",
+                    "--student", char_student(tmp_path / "chars"), "--augment", "ner")
+    assert code == 0, err
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["tokenizers"].startswith("each its own")
+    assert settings["transfer_rows"]["augmented"] == 4 * 60
+    assert "entity_f1" in json.loads((out / "metrics.json").read_text())["validation"]
 
 
 def test_student_with_other_classes_is_refused(cli, tiny_teacher, tiny_classifier, data_dir,
