@@ -123,10 +123,31 @@ def same_tokens(teacher_tokenizer, student_tokenizer) -> bool:
     return teacher_tokenizer.get_vocab() == student_tokenizer.get_vocab()
 
 
+def stage_ends(student_config, teacher_config) -> list[tuple[int, int]]:
+    """(student, teacher) hidden-state pairs at each stage's end of two CNNs cut into the
+    same stages (a Lite0-shaped student of a Lite2): index i is block i - 1's output, as
+    from_teacher_blocks pairs them; the strides match stage by stage, so at one input size
+    each pair's maps have one spatial size (the widths may differ: distill projects)."""
+    from . import architectures
+
+    ours, theirs = architectures.stages(student_config), architectures.stages(teacher_config)
+    if ours is None or sorted(set(ours)) != sorted(set(theirs)):
+        raise ConfigError("--student: a CNN teacher's student is a CNN of the same stages (an "
+                          "EfficientNet-Lite), or one cut from the teacher (--student-layers)")
+
+    def end(stages: list[int], s: int) -> int:
+        return max(i for i, x in enumerate(stages) if x == s) + 1
+
+    return [(end(ours, s), end(theirs, s)) for s in sorted(set(theirs))]
+
+
 def check_compatible(teacher, student, student_tokenizer) -> None:
-    """The student must have a row for each of its tokenizer's tokens and predict the
-    teacher's classes."""
-    if student.get_input_embeddings().num_embeddings < len(student_tokenizer):
+    """The student must have a row for each of its tokenizer's tokens (a text model) and
+    predict the teacher's classes."""
+    from . import architectures
+
+    if (not architectures.is_cnn(student)
+            and student.get_input_embeddings().num_embeddings < len(student_tokenizer)):
         raise ModelError(
             f"--student: its embedding table has {student.get_input_embeddings().num_embeddings}"
             f" rows but its tokenizer {len(student_tokenizer)} tokens"

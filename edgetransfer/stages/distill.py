@@ -73,7 +73,9 @@ class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Outp
                                 "with weights, or one with only config.json (random init). "
                                 "With a tokenizer of its own, each model reads the text its "
                                 "own way and the teacher's outputs reach the student per "
-                                "example (per word for a tagger).")
+                                "example (per word for a tagger). Images: another "
+                                "EfficientNet-Lite (efficientnet-lite0 under a Lite2 "
+                                "teacher), both at --image-size.")
     # Defaults measured on SST-2 with minilm-l6, a 3-layer student, 5,000 labelled rows
     # (bench/distill_sst2.py --sweep; bench/RESULTS.md "distill defaults"); accuracy on
     # validation.tsv, one change at a time from T=2, alpha=0.5, no hidden loss (0.8349):
@@ -199,7 +201,7 @@ def run(cfg: DistillConfig) -> Path:
     student, keep, mapping = _build_student(cfg, teacher, student_bb, student_tok, task, data,
                                             eager)
     n_s = architectures.layer_count(student)
-    _fit_for_transfer(cfg, student, teacher, eager)
+    _fit_for_transfer(cfg, student, teacher, eager, mapping)
     device = _torch_device(placement)
     transfer, teacher_time, teacher_eval = _teacher_targets(
         cfg, teacher, {"student": tokenized, "teacher": teacher_rows}, extras, task,
@@ -467,11 +469,13 @@ def _resolve(cfg: DistillConfig):
     return teacher_bb, student_bb, task, teacher_floor
 
 
-def _fit_for_transfer(cfg: DistillConfig, student, teacher, eager: bool) -> None:
+def _fit_for_transfer(cfg: DistillConfig, student, teacher, eager: bool, mapping) -> None:
     """What hidden-state and attention transfer need of the student."""
     import torch
 
-    if (cfg.hidden_weight > 0 and getattr(student.config, "hidden_size", None)
+    if cfg.hidden_weight > 0 and architectures.is_cnn(teacher):
+        _fit_feature_maps(student, teacher, mapping)
+    elif (cfg.hidden_weight > 0 and getattr(student.config, "hidden_size", None)
             != getattr(teacher.config, "hidden_size", None)):
         # learned projection of the student's states into the teacher's width; attached to
         # the student so the Trainer optimises and checkpoints it, removed before saving
@@ -483,6 +487,25 @@ def _fit_for_transfer(cfg: DistillConfig, student, teacher, eager: bool) -> None
         for name, module in student.named_modules():
             if isinstance(module, torch.nn.Dropout) and name.endswith("attention.self.dropout"):
                 module.p = 0.0
+
+
+def _fit_feature_maps(student, teacher, mapping) -> None:
+    """A CNN student of other widths than its teacher's (not cut from it): a learned 1x1
+    convolution per mapped pair taking the student's map to the teacher's channels (FitNets'
+    regressor, Romero et al. 2015), attached and removed as the text projection is; the
+    widths read from one small forward of each."""
+    import torch
+
+    probe = torch.zeros(1, student.config.num_channels, 32, 32)
+    with torch.no_grad():
+        ours = student.eval()(pixel_values=probe, output_hidden_states=True).hidden_states
+        theirs = teacher.eval()(pixel_values=probe, output_hidden_states=True).hidden_states
+    student.train()
+    widths = [(ours[s].shape[1], theirs[t].shape[1]) for s, t in mapping]
+    if all(a == b for a, b in widths):
+        return
+    student.distill_projection = torch.nn.ModuleList(
+        torch.nn.Conv2d(a, b, kernel_size=1) for a, b in widths)
 
 
 def _cached_logits(cfg, teacher, transfer, collate, device, names: tuple[str, ...], *,
@@ -564,9 +587,6 @@ def _build_student(cfg, teacher, student_bb, student_tok, task, data, eager):
         student.requires_grad_(True)
         architectures.keep_fixed(student)
         return student, keep, mapping
-    if cnn:
-        raise ConfigError("--student: a CNN student is cut from the teacher (--student-layers "
-                          "or --keep-layers); a separate model is not supported for images yet")
     student_labels = student_bb.head_labels(task)
     if student_labels is not None and student_labels != data.label_names:
         raise ModelError(f"--student {cfg.student}: its labels {student_labels} differ from "
@@ -576,6 +596,9 @@ def _build_student(cfg, teacher, student_bb, student_tok, task, data, eager):
         student_bb, task, data.label_names, allow_pickle=cfg.allow_pickle,
         trust_remote_code=cfg.trust_remote_code, attn_implementation="eager" if eager else None)
     students.check_compatible(teacher, student, student_tok)
+    if cnn:  # (another CNN: a Lite0-shaped student of a Lite2, at the data's one image size)
+        architectures.keep_fixed(student)
+        return student, None, students.stage_ends(student.config, teacher.config)
     return student, None, students.layer_mapping(architectures.layer_count(student),
                                                  architectures.layer_count(teacher))
 
@@ -699,7 +722,8 @@ def distill_trainer_class():
                 core = model.module if hasattr(model, "module") else model
                 if want_h and mask is None:  # a CNN's feature maps
                     loss = loss + self.hidden_weight * losses.feature_map_loss(
-                        outputs.hidden_states, t.hidden_states, self.mapping)
+                        outputs.hidden_states, t.hidden_states, self.mapping,
+                        getattr(core, "distill_projection", None))
                 elif want_h:
                     loss = loss + self.hidden_weight * losses.hidden_state_loss(
                         outputs.hidden_states, t.hidden_states, self.mapping, mask,

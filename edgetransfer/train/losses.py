@@ -80,11 +80,13 @@ def combine(student_logits, labels, teacher_logits, *, alpha: float, temperature
     return loss, parts
 
 
-def feature_map_loss(student_maps, teacher_maps, mapping) -> torch.Tensor:
-    """Mean MSE between mapped feature maps of a CNN (same shapes: a block-cut student keeps
-    each stage's width and stride), the FitNets hint loss (Romero et al. 2015) without a
-    regressor."""
+def feature_map_loss(student_maps, teacher_maps, mapping, projections=None) -> torch.Tensor:
+    """Mean MSE between mapped feature maps of a CNN, the FitNets hint loss (Romero et al.
+    2015): a block-cut student keeps each stage's width and stride, so none needs its
+    regressor; a separate student of other widths gives one 1x1 convolution per pair
+    (`projections`, in `mapping`'s order)."""
     total = 0.0
-    for s, t in mapping:
-        total = total + F.mse_loss(student_maps[s], teacher_maps[t].to(student_maps[s].dtype))
+    for k, (s, t) in enumerate(mapping):
+        h = student_maps[s] if projections is None else projections[k](student_maps[s])
+        total = total + F.mse_loss(h, teacher_maps[t].to(h.dtype))
     return total / len(mapping)

@@ -103,6 +103,39 @@ def test_distill_cuts_blocks_and_transfers_feature_maps(cli, tmp_path, image_tea
     assert code == 2 and "a CNN has no attention maps" in err
 
 
+def test_a_separate_cnn_student_of_other_widths_learns_feature_maps_through_projections(
+        cli, tmp_path, image_teacher, image_data):
+    """A Lite-shaped student that is not cut from the teacher (twice its widths, one block a
+    stage: a Lite0 under a Lite2): paired at each stage's end, its maps projected to the
+    teacher's channels by 1x1 convolutions that train with it and are not saved."""
+    from transformers import EfficientNetConfig
+
+    from edgetransfer.modeling import efficientnet_lite
+
+    config = EfficientNetConfig(**{k: v for k, v in efficientnet_lite.CONFIG.items()
+                                   if k != "model_type"} | dict(
+        width_coefficient=0.5, hidden_dim=640, image_size=32,
+        num_block_repeats=[1, 1, 1, 1, 1, 1, 1]))
+    student = tmp_path / "lite-student"  # (config.json alone: He-initialised, trained anew)
+    config.save_pretrained(student)
+    efficientnet_lite.processor(32).save_pretrained(student)
+    out = tmp_path / "s"
+    code, err = cli("-q", "distill", "--teacher", image_teacher, "--train", image_data / "train",
+                    "--validation", image_data / "validation", "--student", student,
+                    "--hidden-weight", "0.5", "--epochs", "2", "--batch-size", "8", "--lr",
+                    "3e-3", "--out", out)
+    assert code == 0, err
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["layer_mapping"] == [[1, 1], [2, 3], [3, 4], [4, 6], [5, 7], [6, 8], [7, 9]]
+    saved = weights(out)
+    assert not any("distill_projection" in k for k in saved)
+    assert json.loads((out / "config.json").read_text())["width_coefficient"] == 0.5
+    history = json.loads((out / "history.json").read_text())
+    losses = [e["loss"] for e in history if "loss" in e]
+    assert losses[-1] < losses[0]
+    assert (out / "preprocessor_config.json").exists()
+
+
 def test_int8_static_is_the_default_and_passes_parity(image_int8):
     import onnx
 
