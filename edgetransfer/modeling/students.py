@@ -14,7 +14,7 @@ from ..errors import ConfigError, ModelError
 log = logging.getLogger(__name__)
 
 
-def spread_layers(n_teacher: int, k: int) -> list[int]:
+def spread_layers(n_teacher: int, k: int, whose: str = "the teacher") -> list[int]:
     """`k` of `n_teacher` layers spread evenly over the depth, first and last always kept.
 
     Layer i of the student is teacher layer round(i * (n - 1) / (k - 1)): 6 -> 3 keeps
@@ -24,17 +24,17 @@ def spread_layers(n_teacher: int, k: int) -> list[int]:
     """
     if not 1 <= k <= n_teacher:
         raise ConfigError(f"--student-layers {k}: choose between 1 and {n_teacher} "
-                          f"(the teacher's depth)")
+                          f"({whose}'s depth)")
     if k == 1:
         return [n_teacher - 1]
     return sorted({round(i * (n_teacher - 1) / (k - 1)) for i in range(k)})
 
 
 def check_choice(config: dict, student_layers: int | None = None,
-                 keep_layers: list[int] | None = None) -> None:
-    """Refuse, from the teacher's config.json alone (before data is read or a model
-    loaded), a --student-layers or --keep-layers the teacher cannot give; a config that does
-    not say its depth is left to the checks on the loaded model."""
+                 keep_layers: list[int] | None = None, whose: str = "the teacher") -> None:
+    """Refuse, from the config.json of the model cut (the teacher's, or --student's) alone
+    (before data is read or a model loaded), a --student-layers or --keep-layers it cannot
+    give; a config that does not say its depth is left to the checks on the loaded model."""
     from types import SimpleNamespace
 
     from . import architectures
@@ -45,21 +45,21 @@ def check_choice(config: dict, student_layers: int | None = None,
     if config.get("model_type") in architectures.CNNS:
         stages = architectures.stages(SimpleNamespace(**config))
         if student_layers:
-            spread_blocks(stages, student_layers)
+            spread_blocks(stages, student_layers, whose)
         if keep_layers:
             check_kept_blocks(keep_layers, stages)
         return
     if student_layers:
-        spread_layers(n, student_layers)
+        spread_layers(n, student_layers, whose)
     if keep_layers:
-        check_kept_layers(keep_layers, n)
+        check_kept_layers(keep_layers, n, whose)
 
 
-def check_kept_layers(keep: list[int], n: int) -> None:
+def check_kept_layers(keep: list[int], n: int, whose: str = "the teacher") -> None:
     """--keep-layers: distinct teacher layers 0..n-1, in increasing order."""
     bad = [i for i in keep if not 0 <= i < n]
     if bad or not keep:
-        raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: the teacher has layers "
+        raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: {whose} has layers "
                           f"0..{n - 1}")
     if sorted(set(keep)) != list(keep):
         raise ConfigError(f"--keep-layers {','.join(map(str, keep))}: give distinct layers "
@@ -92,17 +92,18 @@ def layer_list(model):
                      "give --student as a model folder instead")
 
 
-def from_teacher_layers(teacher, keep: list[int]):
-    """A copy of `teacher` with only the layers in `keep` (in order), weights included."""
+def from_teacher_layers(teacher, keep: list[int], whose: str = "the teacher"):
+    """A copy of `teacher` (or any model of transformer layers) with only the layers in
+    `keep` (in order), weights included."""
     n = teacher.config.num_hidden_layers
-    check_kept_layers(keep, n)
+    check_kept_layers(keep, n, whose)
     import torch
 
     student = copy.deepcopy(teacher)
     parent, attr, layers = layer_list(student)
     setattr(parent, attr, torch.nn.ModuleList([layers[i] for i in keep]))
     student.config.num_hidden_layers = len(keep)
-    log.info("student: teacher layers %s (%d of %d)", keep, len(keep), n)
+    log.info("student: %s's layers %s (%d of %d)", whose, keep, len(keep), n)
     return student
 
 
@@ -163,7 +164,7 @@ def check_compatible(teacher, student, student_tokenizer) -> None:
         )
 
 
-def spread_blocks(stages: list[int], k: int) -> list[int]:
+def spread_blocks(stages: list[int], k: int, whose: str = "the teacher") -> list[int]:
     """`k` of a CNN's blocks (stage of each block in `stages`) to keep.
 
     Every stage keeps its first block (it changes the width and the stride, so the stages
@@ -175,7 +176,7 @@ def spread_blocks(stages: list[int], k: int) -> list[int]:
     n_stages = len(set(stages))
     if not n_stages <= k <= len(stages):
         raise ConfigError(f"--student-layers {k}: choose between {n_stages} (one block per "
-                          f"stage) and {len(stages)} (the teacher's blocks)")
+                          f"stage) and {len(stages)} ({whose}'s blocks)")
     firsts = [stages.index(s) for s in sorted(set(stages))]
     kept = {s: 1 for s in sorted(set(stages))}
     total = {s: stages.count(s) for s in kept}

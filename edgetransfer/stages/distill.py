@@ -65,10 +65,11 @@ class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Outp
     student_layers: int | None = Field(None, ge=1, description="Student = the teacher cut to "
                                        "N layers spread over its depth (first and last kept; "
                                        "6 -> 3 keeps 0,2,5); a CNN to N blocks, each stage "
-                                       "keeping its first [default: half the teacher's].")
+                                       "keeping its first [default: half the teacher's]. "
+                                       "With --student: that model cut so.")
     keep_layers: list[int] | None = Field(None, description="Student = exactly these teacher "
                                           "layers (a CNN's blocks), comma-separated (e.g. "
-                                          "0,5).")
+                                          "0,5); with --student, that model's.")
     student: str | None = Field(None, description="Student = another model: an HF folder "
                                 "with weights, or one with only config.json (random init). "
                                 "With a tokenizer of its own, each model reads the text its "
@@ -146,10 +147,10 @@ def check_settings(cfg: DistillConfig) -> None:
     recipe's first step)."""
     if cfg.augment is not None:
         _augments_images(cfg.augment)  # (a name that is no preset: refused before loading)
-    chosen = [x for x in ("student_layers", "keep_layers", "student") if getattr(cfg, x)]
-    if len(chosen) > 1:
-        raise ConfigError(f"--{chosen[0].replace('_', '-')} and --{chosen[1].replace('_', '-')}"
-                          f" both choose the student; give one")
+    # (with --student, --student-layers or --keep-layers cut that model instead)
+    if cfg.student_layers and cfg.keep_layers:
+        raise ConfigError("--student-layers and --keep-layers both choose the student; give "
+                          "one")
     if cfg.student and paths.same(cfg.student, cfg.teacher):
         raise ConfigError(f"--student {cfg.student}: is the --teacher itself, so nothing gets "
                           f"smaller; give a smaller model, or --student-layers")
@@ -363,7 +364,8 @@ def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, extra
         "stage": "distill",
         "config": json.loads(cfg.model_dump_json()),
         "learning_rate": lr,
-        "student_kind": "model" if cfg.student else "teacher-layers",
+        "student_kind": ("teacher-layers" if not cfg.student else "model-layers" if keep
+                         else "model"),
         "keep_layers": keep,
         "layer_mapping": mapping,
         # (unlabelled: every row without a gold label, --unlabeled's and --augment's)
@@ -464,8 +466,10 @@ def _resolve(cfg: DistillConfig):
     backbones.check_max_length(teacher_bb, cfg.max_length)
     if student_bb is not None:
         backbones.check_max_length(student_bb, cfg.max_length)
-    else:  # (from config.json: before the data is read or the teacher loaded)
-        students.check_choice(teacher_bb.config, cfg.student_layers, cfg.keep_layers)
+    # (from config.json: before the data is read or a model loaded)
+    students.check_choice(*((student_bb.config, cfg.student_layers, cfg.keep_layers,
+                             f"--student {cfg.student}") if student_bb is not None else
+                            (teacher_bb.config, cfg.student_layers, cfg.keep_layers)))
     return teacher_bb, student_bb, task, teacher_floor
 
 
@@ -573,17 +577,7 @@ def _build_student(cfg, teacher, student_bb, student_tok, task, data, eager):
         raise ConfigError("--attention-weight: a CNN has no attention maps; use "
                           "--hidden-weight (feature maps) or neither")
     if student_bb is None:
-        n = architectures.layer_count(teacher)
-        if cnn:
-            stages = architectures.stages(teacher.config)
-            keep = cfg.keep_layers or students.spread_blocks(
-                stages, cfg.student_layers or max(len(set(stages)), n // 2))
-            student, mapping = students.from_teacher_blocks(teacher, keep)
-        else:
-            keep = cfg.keep_layers or students.spread_layers(
-                n, cfg.student_layers or max(1, n // 2))
-            student = students.from_teacher_layers(teacher, keep)
-            mapping = students.layer_mapping(len(keep), n, keep)
+        student, keep, mapping = _cut(cfg, teacher, "the teacher")
         student.requires_grad_(True)
         architectures.keep_fixed(student)
         return student, keep, mapping
@@ -596,11 +590,30 @@ def _build_student(cfg, teacher, student_bb, student_tok, task, data, eager):
         student_bb, task, data.label_names, allow_pickle=cfg.allow_pickle,
         trust_remote_code=cfg.trust_remote_code, attn_implementation="eager" if eager else None)
     students.check_compatible(teacher, student, student_tok)
+    keep = None
+    if cfg.student_layers or cfg.keep_layers:  # (--student cut: minilm-l6's 3 of 6 layers)
+        student, keep, _ = _cut(cfg, student, f"--student {cfg.student}")
     if cnn:  # (another CNN: a Lite0-shaped student of a Lite2, at the data's one image size)
         architectures.keep_fixed(student)
-        return student, None, students.stage_ends(student.config, teacher.config)
-    return student, None, students.layer_mapping(architectures.layer_count(student),
+        return student, keep, students.stage_ends(student.config, teacher.config)
+    return student, keep, students.layer_mapping(architectures.layer_count(student),
                                                  architectures.layer_count(teacher))
+
+
+def _cut(cfg: DistillConfig, model, whose: str):
+    """`model` cut to --student-layers or --keep-layers (by default half its depth): (the
+    cut copy, the layers or blocks kept, (cut, model) hidden-state pairs)."""
+    n = architectures.layer_count(model)
+    if architectures.is_cnn(model):
+        stages = architectures.stages(model.config)
+        keep = cfg.keep_layers or students.spread_blocks(
+            stages, cfg.student_layers or max(len(set(stages)), n // 2), whose)
+        cut, mapping = students.from_teacher_blocks(model, keep)
+        return cut, keep, mapping
+    keep = cfg.keep_layers or students.spread_layers(n, cfg.student_layers or max(1, n // 2),
+                                                     whose)
+    return (students.from_teacher_layers(model, keep, whose), keep,
+            students.layer_mapping(len(keep), n, keep))
 
 
 # what a row gives the model: token ids (texts), or the decoded image the image task's
@@ -744,7 +757,7 @@ def plan(section, w) -> list[dict]:
 
     out = w.root / "student"
     teacher = w.model_of(Teacher)
-    if section.student_layers or section.keep_layers:
+    if (section.student_layers or section.keep_layers) and not section.student:
         # checked now, not after the teacher's training: its depth is the recipe's model's
         config = w.model_config()
         if config is not None:

@@ -374,6 +374,28 @@ def test_a_tagger_distils_into_a_student_with_another_tokenizer(cli, tiny_tagger
     assert "entity_f1" in json.loads((out / "metrics.json").read_text())["validation"]
 
 
+def test_a_student_model_cut_to_some_of_its_layers(cli, tiny_teacher, tiny_backbone, data_dir,
+                                                  tmp_path):
+    """--student with --student-layers: that model (a pretrained encoder, not the fine-tuned
+    teacher) cut to N layers, its head new; a depth it does not have is refused up front."""
+    out = tmp_path / "s"
+    code, err = cli(*distill_args(tiny_teacher, data_dir, out, "--student", tiny_backbone,
+                                  "--student-layers", "1", "--epochs", "1"))
+    assert code == 0, err
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["student_kind"] == "model-layers" and settings["keep_layers"] == [1]
+    assert settings["layer_mapping"] == [[0, 0], [1, 2]]
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 1
+    saved, base = load_file(str(out / "model.safetensors")), load_file(
+        str(tiny_backbone / "model.safetensors"))
+    # (one epoch at a tiny rate has not moved the embeddings far from the encoder's own)
+    key = next(k for k in saved if k.endswith("word_embeddings.weight"))
+    assert torch.allclose(saved[key], base[key.removeprefix("bert.")], atol=0.05)
+    code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s2", "--student",
+                                  tiny_backbone, "--student-layers", "5"))
+    assert code == 2 and f"choose between 1 and 2 (--student {tiny_backbone}'s depth)" in err
+
+
 def test_student_with_other_classes_is_refused(cli, tiny_teacher, tiny_classifier, data_dir,
                                                tmp_path):
     code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s", "--student",
