@@ -1,0 +1,353 @@
+"""Teach better (issue 28): a small and a strong teacher, each into the same small student on
+four sets of transfer data, per task.
+
+    python bench/strong_teacher.py --task sst2 --data ../shared/data/sst2
+    python bench/strong_teacher.py --task conll2003 --data ../shared/data/conll2003
+    python bench/strong_teacher.py --task fashion-mnist --data models/data/fashion-mnist
+
+For each task (its settings in TASKS, stated once):
+
+1. **Data**: a seeded labelled sample of train (`--labelled`), and the train rows outside it
+   without their labels (`--unlabelled`: SST-2's sentences, CoNLL-2003's sentences as
+   words, Fashion-MNIST's pictures) written under OUT/TASK/data.
+2. **Teachers**: `edgetransfer finetune` of the small model (minilm-l6, efficientnet-lite0)
+   and of the strong one (mpnet-base, efficientnet-lite2) on the labelled sample, with the
+   task's settings; checkpoints every `eval_steps`, so an interrupted run resumes
+   (`--resume`).
+3. **Students** (`edgetransfer distill`), for each teacher and each arm: `labelled` (the
+   sample alone), `augmented` (+ `--augment`, the task's preset), `unlabelled` (+ the
+   unlabelled rows), `both`. Under the small teacher the student is the teacher cut to its
+   student depth; under the strong one, the small model cut the same way (`--student
+   minilm-l6 --student-layers 3`: across tokenizers for text; a Lite0 under a Lite2).
+   The teacher's outputs are cached per teacher (`--teacher-cache`).
+4. **int8** (`edgetransfer export --quantize int8`: the task's int8), then `edgetransfer
+   verify --reference TEACHER --candidate int8` on the test split: the int8 student's
+   metric, the share of its teacher's kept, and the batch-1 latency of both (one thread,
+   interleaved), whose ratio is the speed-up.
+
+Writes OUT/TASK/strong.json, strong_teacher.png beside --results-md and a section of it
+(bench/RESULTS.md) per task (--render-only: again from the JSON files). Resumable: every
+step whose folder is complete is reused (--force re-runs). Each step's wall time is
+recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_all import (  # noqa: E402
+    _json,
+    environment,
+    models_from_verify,
+    speedup,
+    verify_report,
+    write_section,
+)
+
+SEED = 42
+ARMS = ("labelled", "augmented", "unlabelled", "both")
+# Per task: files, sizes, the two teachers' models and finetune settings, the students' and
+# the goals of the issue (each stated once; the tables read them).
+TASKS = {
+    "sst2": {
+        "files": {"train": "train.tsv", "validation": "dev.tsv", "test": "validation.tsv"},
+        "kind": "text", "labelled": 8000, "unlabelled": 16000, "augment": "eda",
+        "teachers": {
+            "small": ["--model", "minilm-l6", "--method", "full", "--lr", "1e-4",
+                      "--epochs", "3", "--eval-steps", "250"],
+            "strong": ["--model", "mpnet-base", "--method", "full", "--lr", "2e-5",
+                       "--epochs", "2", "--eval-steps", "250"]},
+        "students": {"small": ["--student-layers", "3"],
+                     "strong": ["--student", "minilm-l6", "--student-layers", "3"]},
+        "distill": ["--epochs", "3"],
+        "metric": "accuracy",
+        "goals": {"strong_teacher": 0.92, "student": 0.900, "kept": 0.97, "speedup": 60.0},
+    },
+    "conll2003": {
+        "files": {"train": "train.txt", "validation": "dev.txt", "test": "test.txt"},
+        "kind": "words", "labelled": 7000, "unlabelled": 7041, "augment": "ner",
+        "teachers": {
+            "small": ["--model", "minilm-l6", "--method", "full", "--lr", "1e-4",
+                      "--epochs", "5", "--eval-steps", "500"],
+            "strong": ["--model", "mpnet-base", "--method", "full", "--lr", "3e-5",
+                       "--epochs", "3", "--eval-steps", "500"]},
+        "students": {"small": ["--student-layers", "3"],
+                     "strong": ["--student", "minilm-l6", "--student-layers", "3"]},
+        "distill": ["--epochs", "4"],
+        "metric": "entity_f1",
+        "goals": {"strong_teacher": 0.90, "student": 0.872},
+    },
+    "fashion-mnist": {
+        "files": {"train": "train", "test": "test"},
+        "kind": "images", "labelled": 20000, "unlabelled": 20000, "augment": "flip-crop",
+        "teachers": {
+            "small": ["--model", "efficientnet-lite0", "--method", "full", "--lr", "1e-3",
+                      "--epochs", "3", "--batch-size", "64", "--image-size", "64",
+                      "--validation-fraction", "0.05", "--eval-steps", "300"],
+            "strong": ["--model", "efficientnet-lite2", "--method", "full", "--lr", "1e-3",
+                       "--epochs", "3", "--batch-size", "64", "--image-size", "64",
+                       "--validation-fraction", "0.05", "--eval-steps", "300",
+                       "--augment", "flip-crop"]},
+        "students": {"small": ["--student-layers", "8"],
+                     "strong": ["--student", "efficientnet-lite0"]},
+        "distill": ["--epochs", "2", "--batch-size", "64", "--lr", "1e-3",
+                    "--validation-fraction", "0.05", "--hidden-weight", "0"],
+        "metric": "accuracy",
+        "goals": {"strong_teacher": 0.955, "student": 0.950},
+    },
+}
+
+
+def _edgetransfer(log: Path, *args) -> float:
+    """One `edgetransfer` command, its output in `log`; its wall seconds."""
+    cmd = [sys.executable, "-m", "edgetransfer", *map(str, args)]
+    print("$", " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        tail = [line for line in log.read_text().splitlines() if line.strip()][-1:]
+        raise SystemExit(f"failed ({rc}): {' '.join(cmd)}\n  {tail[0] if tail else ''}")
+    return round(time.perf_counter() - t0, 1)
+
+
+def _done(folder: Path) -> bool:
+    return (folder / "artifact.json").is_file()
+
+
+def _split_rows(spec: dict, data: Path, labelled: int, unlabelled: int, out: Path) -> dict:
+    """OUT/data: train.* (the labelled sample), unlabelled.* (train rows outside it, no
+    labels), written once; the paths the stages read."""
+    folder = out / "data"
+    kind, train = spec["kind"], data / spec["files"]["train"]
+    paths = {"train": folder / {"text": "train.tsv", "words": "train.txt",
+                                "images": "train"}[kind],
+             "unlabelled": folder / {"text": "unlabelled.jsonl", "words": "unlabelled.jsonl",
+                                     "images": "unlabelled"}[kind]}
+    if not (folder / "done").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        rng = random.Random(SEED)
+        if kind == "text":
+            header, *rows = train.read_text(encoding="utf-8").splitlines()
+            rng.shuffle(rows)
+            paths["train"].write_text("\n".join([header, *rows[:labelled]]) + "\n")
+            texts = [r.split("\t")[0] for r in rows[labelled:labelled + unlabelled]]
+            paths["unlabelled"].write_text("".join(json.dumps({"text": t}) + "\n"
+                                                   for t in texts))
+        elif kind == "words":
+            blocks = [b for b in train.read_text(encoding="utf-8").split("\n\n")
+                      if b.strip() and not b.startswith("-DOCSTART-")]
+            rng.shuffle(blocks)
+            paths["train"].write_text("\n\n".join(blocks[:labelled]) + "\n")
+            words = [[line.split()[0] for line in b.splitlines() if line.strip()]
+                     for b in blocks[labelled:labelled + unlabelled]]
+            paths["unlabelled"].write_text("".join(json.dumps({"tokens": w}) + "\n"
+                                                   for w in words))
+        else:
+            files = sorted(p for p in train.rglob("*") if p.is_file())
+            rng.shuffle(files)
+            for p in files[:labelled]:  # (class folders kept: the labels)
+                dst = paths["train"] / p.relative_to(train)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(p, dst)
+            paths["unlabelled"].mkdir()
+            for i, p in enumerate(files[labelled:labelled + unlabelled]):
+                shutil.copyfile(p, paths["unlabelled"] / f"{i:06d}{p.suffix}")
+        (folder / "done").write_text("")
+    return paths
+
+
+def teacher(task: str, who: str, paths: dict, data: Path, out: Path, force: bool) -> dict:
+    spec = TASKS[task]
+    folder = out / "teachers" / who
+    wall = None
+    if force or not _done(folder):
+        resume = ["--resume"] if (folder.parent / f".{folder.name}.partial").exists() and \
+            not force else ["--overwrite"]
+        wall = _edgetransfer(out / "logs" / f"teacher-{who}.log", "finetune",
+                             *spec["teachers"][who], *_splits(spec, paths, data), "--out",
+                             folder, *resume)
+    metrics = _json(folder / "metrics.json") or {}
+    return {"who": who, "folder": str(folder), "flags": spec["teachers"][who],
+            "wall_s": wall or (metrics.get("training") or {}).get("wall_time_s"),
+            "validation": (metrics.get("validation") or {}).get(spec["metric"]),
+            "test": (metrics.get("test") or {}).get(spec["metric"])}
+
+
+def _splits(spec: dict, paths: dict, data: Path) -> list:
+    """The stages' data flags: the labelled sample, validation (where the task has one
+    beside train) and test."""
+    flags = ["--train", paths["train"], "--test", data / spec["files"]["test"]]
+    if "validation" in spec["files"]:
+        flags += ["--validation", data / spec["files"]["validation"]]
+    return flags
+
+
+def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
+            force: bool) -> dict:
+    """One student: distilled, int8, verified against its teacher on test."""
+    spec, t = TASKS[task], out / "teachers" / who
+    base = out / "students" / f"{who}-{arm}"
+    model, int8, report = base / "student", base / "int8", base / "verify.json"
+    log, walls = out / "logs" / f"{who}-{arm}.log", {}
+    extra = (["--augment", spec["augment"]] if arm in ("augmented", "both") else []) + (
+        ["--unlabeled", paths["unlabelled"]] if arm in ("unlabelled", "both") else [])
+    if force or not _done(model):
+        walls["distill_s"] = _edgetransfer(
+            log, "distill", "--teacher", t, *spec["students"][who], *spec["distill"], *extra,
+            *_splits(spec, paths, data), "--teacher-cache", out / "teacher-cache" / who,
+            "--out", model, "--overwrite")
+    if force or not _done(int8):
+        walls["export_s"] = _edgetransfer(
+            log, "export", "--model", model, "--out", int8, "--quantize", "int8",
+            "--calibration-data", paths["train"], "--max-accuracy-drop", "100", "--overwrite")
+    if force or not report.is_file():
+        walls["verify_s"] = _edgetransfer(
+            log, "verify", "--reference", t, "--candidate", f"int8={int8}", "--data",
+            data / spec["files"]["test"], "--threads", "1", "--batch-sizes", "1",
+            "--max-accuracy-drop", "100", "--out", report)
+    settings = _json(model / "settings.json") or {}
+    models = models_from_verify(verify_report(report))
+    return {"teacher": who, "arm": arm, "flags": [*spec["students"][who], *extra],
+            "transfer_rows": settings.get("transfer_rows"),
+            "hidden_weight": (settings.get("config") or {}).get("hidden_weight"),
+            "tokenizers": settings.get("tokenizers"), "walls": walls,
+            "models": models, "speedup": speedup(models, models[0]["name"], "int8")}
+
+
+def run(args) -> dict:
+    spec = TASKS[args.task]
+    out = args.out / args.task
+    paths = _split_rows(spec, args.data, args.labelled or spec["labelled"],
+                        args.unlabelled or spec["unlabelled"], out)
+    result_path = out / "strong.json"
+    result = _json(result_path) or {}
+    result |= {"task": args.task, "date": date.today().isoformat(), "data": str(args.data),
+               "labelled": args.labelled or spec["labelled"],
+               "unlabelled": args.unlabelled or spec["unlabelled"],
+               "augment": spec["augment"], "goals": spec["goals"], "metric": spec["metric"],
+               "environment": environment()}
+    result.setdefault("teachers", {})
+    result.setdefault("students", {})
+    for who in args.teachers:
+        result["teachers"][who] = teacher(args.task, who, paths, args.data, out, args.force)
+        _write(result_path, result)
+        for arm in args.arms:
+            result["students"][f"{who}-{arm}"] = student(args.task, who, arm, paths,
+                                                         args.data, out, args.force)
+            _write(result_path, result)
+    return result
+
+
+def _write(path: Path, result: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+
+
+def _f(x, digits: int = 4) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def render(r: dict) -> str:
+    metric, goals = r["metric"], r["goals"]
+    lines = [f"## Teach better, {r['task']} (`bench/strong_teacher.py`, issue 28), {r['date']}",
+             "", f"Labelled: a seeded sample of {r['labelled']:,} train rows; unlabelled: "
+             f"{r['unlabelled']:,} other train rows without labels; augmentation preset "
+             f"`{r['augment']}`. Test {metric} of the int8 student (`verify` on the test "
+             f"split), kept = its share of its teacher's; speed-up = the teacher's batch-1 "
+             f"p50 (PyTorch, 1 thread) over the int8 student's, interleaved.", "",
+             f"| teacher | test {metric} | batch-1 p50 ms | train wall min |",
+             "| --- | --- | --- | --- |"]
+    for who, t in r["teachers"].items():
+        p50 = next((s["speedup"]["p50"]["teacher_ms"] for s in r["students"].values()
+                    if s["teacher"] == who and s.get("speedup")), None)
+        lines.append(f"| {who}: {' '.join(t['flags'][:2])} | {_f(t['test'])} | {_f(p50, 2)} "
+                     f"| {_f(t['wall_s'] and t['wall_s'] / 60, 1)} |")
+    lines += ["", f"| teacher | student data | transfer rows | hidden | int8 student {metric} "
+              f"| kept | speed-up p50 [bounds] |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for s in r["students"].values():
+        sp = s.get("speedup") or {}
+        rows = s.get("transfer_rows") or {}
+        lines.append(
+            f"| {s['teacher']} | {s['arm']} | {sum(v for v in rows.values() if v):,} | "
+            f"{s.get('hidden_weight')} | {_f(sp.get('int8_accuracy'))} | "
+            f"{_f(sp.get('kept') and 100 * sp['kept'], 1)}% | "
+            f"{_f(sp.get('p50', {}).get('ratio'), 1)}x {sp.get('p50', {}).get('bounds', '')} |")
+    lines += ["", "| goal | target | measured | met |", "| --- | --- | --- | --- |"]
+    strong = r["teachers"].get("strong", {}).get("test")
+    best = max((s for s in r["students"].values() if s["teacher"] == "strong"
+                and s.get("speedup")), key=lambda s: s["speedup"]["int8_accuracy"],
+               default=None)
+    checks = [("strong teacher, test " + metric, goals["strong_teacher"], strong)]
+    if best:
+        sp = best["speedup"]
+        checks.append((f"int8 student ({best['arm']}), test {metric}", goals["student"],
+                       sp["int8_accuracy"]))
+        if "kept" in goals:
+            checks.append(("kept of its teacher", goals["kept"], sp["kept"]))
+        if "speedup" in goals:
+            checks.append(("speed-up over the teacher, p50", goals["speedup"],
+                           sp["p50"]["ratio"]))
+    for what, target, got in checks:
+        met = got is not None and got >= target
+        lines.append(f"| {what} | >= {target} | {_f(got)} | {'**yes**' if met else 'no'} |")
+    return "\n".join(lines) + "\n\n"
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        for k, who in enumerate(("small", "strong")):
+            got = [(r["students"].get(f"{who}-{a}") or {}).get("speedup") for a in ARMS]
+            ax.bar([i + 0.4 * k for i in range(len(ARMS))],
+                   [g["int8_accuracy"] if g else 0 for g in got], width=0.4,
+                   label=f"{who} teacher")
+        ax.set_xticks([i + 0.2 for i in range(len(ARMS))], ARMS)
+        ax.axhline(r["goals"]["student"], color="k", lw=0.8, ls="--")
+        ax.set_ylim(bottom=min(0.8, r["goals"]["student"] - 0.05))
+        ax.set_title(f"{r['task']}: int8 student, test {r['metric']}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", choices=list(TASKS), required=True)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/strong")
+    ap.add_argument("--labelled", type=int, help="labelled train rows [default: the task's]")
+    ap.add_argument("--unlabelled", type=int, help="unlabelled rows [default: the task's]")
+    ap.add_argument("--teachers", type=lambda v: v.split(","), default=["small", "strong"])
+    ap.add_argument("--arms", type=lambda v: v.split(","), default=list(ARMS))
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--render-only", action="store_true")
+    ap.add_argument("--results-md", type=Path, default=ROOT / "bench/RESULTS.md")
+    args = ap.parse_args()
+    result = (_json(args.out / args.task / "strong.json") if args.render_only else run(args))
+    write_section(args.results_md, render(result), f"strong-{args.task}")
+    done = [r for r in (_json(args.out / t / "strong.json") for t in TASKS) if r]
+    plot(done, args.results_md.parent / "strong_teacher.png")
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()

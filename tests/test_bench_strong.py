@@ -1,0 +1,66 @@
+"""bench/strong_teacher.py: the labelled/unlabelled split it writes, and the goal verdicts
+read from the arms' records."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from conftest import make_sentences, write_conll
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import strong_teacher  # noqa: E402
+
+
+def test_text_rows_split_into_a_labelled_sample_and_unlabelled_others(tmp_path):
+    data = tmp_path / "sst2"
+    data.mkdir()
+    rows = [f"sentence {i}\t{i % 2}" for i in range(50)]
+    (data / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    paths = strong_teacher._split_rows(strong_teacher.TASKS["sst2"], data, 20, 10,
+                                       tmp_path / "out")
+    header, *train = paths["train"].read_text().splitlines()
+    unlabelled = [json.loads(line)["text"] for line in paths["unlabelled"].open()]
+    assert header == "sentence\tlabel" and len(train) == 20 and len(unlabelled) == 10
+    assert not {r.split("\t")[0] for r in train} & set(unlabelled)  # (disjoint)
+    again = strong_teacher._split_rows(strong_teacher.TASKS["sst2"], data, 20, 10,
+                                       tmp_path / "out")
+    assert again["train"].read_text().splitlines()[1:] == train  # (written once, seeded)
+
+
+def test_sentences_split_as_words_without_tags(tmp_path):
+    data = tmp_path / "conll"
+    write_conll(data / "train.txt", make_sentences(30, seed=4))
+    paths = strong_teacher._split_rows(strong_teacher.TASKS["conll2003"], data, 12, 18,
+                                       tmp_path / "out")
+    blocks = [b for b in paths["train"].read_text().split("\n\n") if b.strip()]
+    words = [json.loads(line)["tokens"] for line in paths["unlabelled"].open()]
+    assert len(blocks) == 12 and len(words) == 18 and all(len(w) == 6 for w in words)
+    assert all(len(line.split()) == 3 for b in blocks for line in b.splitlines())
+
+
+def _arm(teacher: str, arm: str, accuracy: float, teacher_accuracy: float, ratio: float):
+    return {"teacher": teacher, "arm": arm, "transfer_rows": {"labelled": 100,
+                                                              "unlabelled": 50},
+            "hidden_weight": 0.0, "speedup": {
+                "int8_accuracy": accuracy, "teacher_accuracy": teacher_accuracy,
+                "kept": accuracy / teacher_accuracy,
+                "p50": {"ratio": ratio, "bounds": [ratio - 5, ratio + 5],
+                        "teacher_ms": 40.0, "int8_ms": 40.0 / ratio}}}
+
+
+def test_goals_are_judged_from_the_best_strong_teacher_student():
+    result = {"task": "sst2", "date": "2026-12-02", "labelled": 8000, "unlabelled": 16000,
+              "augment": "eda", "metric": "accuracy",
+              "goals": strong_teacher.TASKS["sst2"]["goals"],
+              "teachers": {"strong": {"flags": ["--model", "mpnet-base"], "test": 0.925,
+                                      "wall_s": 3600}},
+              "students": {"strong-labelled": _arm("strong", "labelled", 0.89, 0.925, 70),
+                           "strong-both": _arm("strong", "both", 0.905, 0.925, 55)}}
+    text = strong_teacher.render(result)
+    assert "| strong: --model mpnet-base | 0.9250 | 40.00 | 60.0 |" in text
+    assert "| strong teacher, test accuracy | >= 0.92 | 0.9250 | **yes** |" in text
+    assert "| int8 student (both), test accuracy | >= 0.9 | 0.9050 | **yes** |" in text
+    assert "| speed-up over the teacher, p50 | >= 60.0 | 55.0000 | no |" in text
+    assert "| strong | labelled | 150 | 0.0 | 0.8900 | 96.2% | 70.0x [65, 75] |" in text
