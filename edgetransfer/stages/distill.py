@@ -180,7 +180,7 @@ def run(cfg: DistillConfig) -> Path:
     tokenizer = task.load_preprocessor(teacher_bb, cfg.trust_remote_code)  # the teacher's
     student_tok = _student_tokenizer(cfg, student_bb, task, tokenizer)
     cross = student_tok is not tokenizer  # (each model reads the text its own way)
-    cfg = _transfer_weights(cfg, cross)
+    cfg = _transfer_weights(cfg, cross, task)
     tokenized, truncation = task.prepare(data, student_tok, cfg)
     teacher_rows = task.prepare(data, tokenizer, cfg)[0] if cross else tokenized
     tokenizers = (student_tok, tokenizer) if cross else (student_tok,)
@@ -216,6 +216,8 @@ def run(cfg: DistillConfig) -> Path:
                          [s for s, _ in extras], run_settings(task, data, placement))
     settings["tokenizers"] = ("each its own: the teacher's outputs reach the student per "
                               "example (a tagger's per word, at each word's first sub-token)"
+                              + ("; hidden states as each row's first-token and mean states"
+                                 if cfg.hidden_weight > 0 else "")
                               if cross else "the teacher's")
     if augmented is not None:
         settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed,
@@ -236,7 +238,9 @@ def run(cfg: DistillConfig) -> Path:
                         "alpha": cfg.alpha, "temperature": cfg.temperature,
                         "hidden_weight": cfg.hidden_weight,
                         "attention_weight": cfg.attention_weight, "mapping": mapping,
-                        "online_targets": images},
+                        "online_targets": images,
+                        "teacher_pad_id": (tokenizer.pad_token_id or 0)
+                        if cross and cfg.hidden_weight > 0 else None},
     )
     if not training.is_main_process():
         return out.final
@@ -285,20 +289,22 @@ def _student_tokenizer(cfg: DistillConfig, student_bb, task, tokenizer):
     return own
 
 
-def _transfer_weights(cfg: DistillConfig, cross: bool) -> DistillConfig:
-    """cfg with --hidden-weight decided: HIDDEN_WEIGHT by default; across tokenizers 0,
-    and a hidden or attention weight given is refused (the models' token positions do not
-    line up, so there is no state to hold the student's against)."""
+def _transfer_weights(cfg: DistillConfig, cross: bool, task) -> DistillConfig:
+    """cfg with --hidden-weight decided: HIDDEN_WEIGHT by default. Across tokenizers the
+    models' token positions do not line up: the default is 0; a weight given transfers
+    each row's first-token and mean states (losses.pooled_state_loss), for a task whose
+    rows are its examples (not a tagger's windows); attention maps are refused."""
     if not cross:
         weight = HIDDEN_WEIGHT if cfg.hidden_weight is None else cfg.hidden_weight
         return cfg.model_copy(update={"hidden_weight": weight})
-    for flag, value in (("--hidden-weight", cfg.hidden_weight),
-                        ("--attention-weight", cfg.attention_weight)):
+    refused = [("--attention-weight", cfg.attention_weight)] + (
+        [("--hidden-weight", cfg.hidden_weight)] if task.index_columns else [])
+    for flag, value in refused:
         if value:
             raise ConfigError(f"{flag} {value}: the student tokenizes differently from the "
                               f"teacher, so their tokens' states do not line up; give {flag} "
                               f"0 (the soft targets still pass, per example or per word)")
-    return cfg.model_copy(update={"hidden_weight": 0.0})
+    return cfg.model_copy(update={"hidden_weight": cfg.hidden_weight or 0.0})
 
 
 def _unlabeled(cfg: DistillConfig, task, tokenizers: tuple, data):
@@ -395,6 +401,11 @@ def _teacher_targets(cfg: DistillConfig, teacher, rows: dict, extras: list, task
                              collate, device, task.outputs, inputs=task.inputs)
     if cross:
         outputs = _onto_student_rows(task, outputs, parts)
+        if cfg.hidden_weight > 0:  # (the teacher runs beside on its own token ids: a row
+            #                         is its example, _transfer_weights)
+            theirs = _joined(parts["teacher"])
+            for column in TEACHER_INPUTS:
+                transfer = transfer.add_column(f"teacher_{column}", theirs[column])
     for name, values in outputs.items():  # (every output the task distils: its columns)
         transfer = transfer.add_column(task.teacher_column(name),
                                        [row.tolist() for row in values])
@@ -616,6 +627,10 @@ def _cut(cfg: DistillConfig, model, whose: str):
             students.layer_mapping(len(keep), n, keep))
 
 
+# the teacher's own inputs, where it reads the text with another tokenizer than the student's
+# (rows carry them as teacher_<name>; token_type_ids are left to the model's default zeros)
+TEACHER_INPUTS = ("input_ids", "attention_mask")
+
 # what a row gives the model: token ids (texts), or the decoded image the image task's
 # collator turns into pixel_values
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "image")
@@ -687,8 +702,10 @@ def distill_trainer_class():
 
         def __init__(self, *a, task=None, teacher=None, alpha=0.5, temperature=2.0,
                      hidden_weight=0.0, attention_weight=0.0, mapping=(), online_targets=False,
-                     **kw):
+                     teacher_pad_id=None, **kw):
             super().__init__(*a, **kw)
+            if teacher_pad_id is not None:  # (the teacher's own token ids ride along)
+                self.data_collator = TeacherInputs(self.data_collator, teacher_pad_id)
             self.task, self.teacher, self.alpha = task, teacher, alpha
             self.temperature = temperature
             # the soft targets from the teacher on this very batch (augmented images), not
@@ -710,7 +727,10 @@ def distill_trainer_class():
             # a label argument is one whose name holds "label", transformers' find_labels)
             gold = {k: inputs.pop(k) for k in [k for k in inputs if "label" in k]}
             labels = next(iter(gold.values())) if len(gold) == 1 else gold
-            # what else the collator sent for the loss (a token task's teacher_mask)
+            # the teacher's own token ids (another tokenizer's), then what else the collator
+            # sent for the loss (a token task's teacher_mask)
+            own = {k: inputs.pop(f"teacher_{k}") for k in TEACHER_INPUTS
+                   if f"teacher_{k}" in inputs}
             extra = {k: inputs.pop(k) for k in [k for k in inputs if k.startswith("teacher_")]}
             want_h, want_a = self.hidden_weight > 0, self.attention_weight > 0
             # (asked only when wanted: a CNN's forward takes no output_attentions)
@@ -722,7 +742,7 @@ def distill_trainer_class():
 
                 self.teacher.to(self.task.output(outputs, task.outputs[0]).device)
                 with torch.no_grad():
-                    t = self.teacher(**inputs, **wanted)
+                    t = self.teacher(**(own or inputs), **wanted)
             if self.online_targets:
                 cached = {n: task.output(t, n) for n in task.outputs}
             # every output the task names, student's and teacher's (one: as they are)
@@ -737,6 +757,10 @@ def distill_trainer_class():
                     loss = loss + self.hidden_weight * losses.feature_map_loss(
                         outputs.hidden_states, t.hidden_states, self.mapping,
                         getattr(core, "distill_projection", None))
+                elif want_h and own:
+                    loss = loss + self.hidden_weight * losses.pooled_state_loss(
+                        outputs.hidden_states, t.hidden_states, self.mapping, mask,
+                        own["attention_mask"], getattr(core, "distill_projection", None))
                 elif want_h:
                     loss = loss + self.hidden_weight * losses.hidden_state_loss(
                         outputs.hidden_states, t.hidden_states, self.mapping, mask,
@@ -748,6 +772,29 @@ def distill_trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return DistillTrainer
+
+
+class TeacherInputs:
+    """The task's collator, with the teacher's own token ids and mask (its tokenizer's, not
+    the student's) padded beside as teacher_input_ids / teacher_attention_mask."""
+
+    def __init__(self, inner, pad_id: int):
+        self.inner, self.pad_id = inner, pad_id
+
+    def __call__(self, features):
+        import torch
+
+        theirs = {k: [f.pop(f"teacher_{k}", None) for f in features] for k in TEACHER_INPUTS}
+        batch = self.inner(features)
+        if theirs["input_ids"][0] is None:  # (evaluation rows: the student's alone)
+            return batch
+        width = max(len(ids) for ids in theirs["input_ids"])
+        for k, fill in (("input_ids", self.pad_id), ("attention_mask", 0)):
+            out = torch.full((len(features), width), fill, dtype=torch.long)
+            for r, row in enumerate(theirs[k]):
+                out[r, :len(row)] = torch.as_tensor(row)
+            batch[f"teacher_{k}"] = out
+        return batch
 
 
 def plan(section, w) -> list[dict]:

@@ -5,7 +5,8 @@
 - hard labels: cross-entropy on the gold labels, mixed in with weight 1 - alpha; rows
   without a gold label (teacher-labelled unlabelled text, label -100) only take the soft loss;
 - hidden states: MSE between mapped layers' hidden states, through a learned projection
-  when the widths differ (TinyBERT, Jiao et al. 2020);
+  when the widths differ (TinyBERT, Jiao et al. 2020); across tokenizers, whose positions
+  do not line up, of each row's first-token and mean states;
 - attention: KL between the teacher's and the student's attention distributions of
   mapped layers, averaged over heads (MiniLM uses the last layer's, Wang et al. 2020).
 """
@@ -50,6 +51,27 @@ def hidden_state_loss(student_hidden, teacher_hidden, mapping, attention_mask, p
         diff = (h - teacher_hidden[t].to(h.dtype)) ** 2 * mask
         total = total + diff.sum() / (tokens * h.shape[-1])
     return total / len(mapping)
+
+
+def pooled_state_loss(student_hidden, teacher_hidden, mapping, student_mask, teacher_mask,
+                      projection=None) -> torch.Tensor:
+    """Hidden-state transfer between models that tokenize differently, whose token positions
+    do not line up: per mapped layer pair, MSE of the first token's state ([CLS], <s>: what
+    a classifier head reads) plus MSE of the mean over each row's real tokens (what a
+    sentence-embedding teacher such as all-mpnet-base-v2 was trained to make), each model's
+    states over its own tokens."""
+    total = 0.0
+    for s, t in mapping:
+        h = student_hidden[s] if projection is None else projection(student_hidden[s])
+        g = teacher_hidden[t].to(h.dtype)
+        total = total + F.mse_loss(h[:, 0], g[:, 0]) + F.mse_loss(
+            _mean_over(h, student_mask), _mean_over(g, teacher_mask))
+    return total / len(mapping)
+
+
+def _mean_over(states, mask) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(states.dtype)
+    return (states * m).sum(1) / m.sum(1).clamp(min=1)
 
 
 def attention_loss(student_attn, teacher_attn, mapping, attention_mask) -> torch.Tensor:

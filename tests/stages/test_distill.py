@@ -269,9 +269,51 @@ def test_student_with_another_tokenizer_learns_from_the_teacher_per_example(
     assert "accuracy" in metrics["validation"]
 
     code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s2", "--student",
-                                  student, "--hidden-weight", "1"))
-    assert code == 2 and "--hidden-weight 1.0: the student tokenizes differently" in err
+                                  student, "--attention-weight", "1"))
+    assert code == 2 and "--attention-weight 1.0: the student tokenizes differently" in err
     assert not (tmp_path / "s2").exists()
+
+
+def test_hidden_states_across_tokenizers_pass_as_each_rows_first_and_mean_states(
+        cli, tiny_teacher, data_dir, tmp_path):
+    """--hidden-weight across tokenizers: the teacher runs beside the student on its own
+    token ids, and the student's projected first-token and mean states learn its."""
+    out = tmp_path / "s"
+    code, err = cli(*distill_args(tiny_teacher, data_dir, out, "--student",
+                                  char_student(tmp_path / "chars"), "--hidden-weight", "1",
+                                  "--alpha", "0", "--epochs", "3"))
+    assert code == 0, err
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["config"]["hidden_weight"] == 1.0
+    assert settings["tokenizers"].endswith("hidden states as each row's first-token and mean "
+                                           "states")
+    assert not any("distill_projection" in k for k in load_file(str(out / "model.safetensors")))
+    losses = [e["loss"] for e in json.loads((out / "history.json").read_text()) if "loss" in e]
+    assert losses[-1] < losses[0]
+
+
+def test_pooled_state_loss_reads_each_models_own_real_tokens():
+    from edgetransfer.train.losses import pooled_state_loss
+
+    s = (torch.zeros(2, 5, 4),)
+    t = (torch.zeros(2, 3, 4),)
+    s[0][:, 4] = 9.0  # (the student's padding)
+    t[0][:, 2] = 7.0  # (the teacher's padding)
+    s_mask, t_mask = torch.tensor([[1, 1, 1, 1, 0]] * 2), torch.tensor([[1, 1, 0]] * 2)
+    assert pooled_state_loss(s, t, [(0, 0)], s_mask, t_mask).item() == 0.0
+    t[0][:, 0] = 1.0  # the first token differs, and so does the mean (1/2 against 0)
+    got = pooled_state_loss(s, t, [(0, 0)], s_mask, t_mask).item()
+    assert got == pytest.approx(1.0 + 0.25)
+    projection = torch.nn.Linear(4, 4)
+    assert pooled_state_loss(s, t, [(0, 0)], s_mask, t_mask, projection).requires_grad
+
+
+def test_a_taggers_hidden_states_are_refused_across_tokenizers(cli, tiny_tagger, token_data,
+                                                               tmp_path):
+    code, err = cli("-q", "distill", "--teacher", tiny_tagger, "--train",
+                    token_data / "train.txt", "--out", tmp_path / "s", "--student",
+                    char_student(tmp_path / "chars"), "--hidden-weight", "0.5")
+    assert code == 2 and "--hidden-weight 0.5: the student tokenizes differently" in err
 
 
 def test_soft_targets_across_tokenizers_are_the_teachers_on_its_own_tokens(
