@@ -174,16 +174,8 @@ def run(cfg: DistillConfig) -> Path:
     placement = devices.choose(cfg.device, cfg.precision)
     teacher_bb, student_bb, task, teacher_floor = _resolve(cfg)
     images = bool(_check_augment(cfg, task))  # (augmented images: taught online)
-    splits.warn_shared({"train": cfg.train, "validation": cfg.validation, "test": cfg.test,
-                        "unlabeled": cfg.unlabeled})
-    data = task.read(cfg, teacher_bb.head_labels(task))
-    tokenizer = task.load_preprocessor(teacher_bb, cfg.trust_remote_code)  # the teacher's
-    student_tok = _student_tokenizer(cfg, student_bb, task, tokenizer)
-    cross = student_tok is not tokenizer  # (each model reads the text its own way)
-    cfg = _transfer_weights(cfg, cross, task)
-    tokenized, truncation = task.prepare(data, student_tok, cfg)
-    teacher_rows = task.prepare(data, tokenizer, cfg)[0] if cross else tokenized
-    tokenizers = (student_tok, tokenizer) if cross else (student_tok,)
+    cfg, data, toks, rows, truncation = _read_rows(cfg, task, teacher_bb, student_bb)
+    tokenizers = tuple({id(t): t for t in (toks["student"], toks["teacher"])}.values())
     unlabeled = _unlabeled(cfg, task, tokenizers, data)
     out = output_folder(cfg, data.sources, [teacher_bb] + ([student_bb] if student_bb else []),
                         extra_inputs=[cfg.unlabeled] if cfg.unlabeled else [])
@@ -192,56 +184,34 @@ def run(cfg: DistillConfig) -> Path:
 
     set_seed(cfg.seed)
     eager = cfg.attention_weight > 0  # attention maps come only from the eager kernels
-    teacher = _teacher(cfg, teacher_bb, task, tokenizer, eager)
+    teacher = _teacher(cfg, teacher_bb, task, toks["teacher"], eager)
     # (text: new rows the teacher labels once, beside --unlabeled's)
     augmented = (_augmented(cfg, task, tokenizers, data, teacher) if cfg.augment and not images
                  else None)
     # each extra as (the student's rows, the teacher's rows): the same rows but across
     # tokenizers
     extras = [(d[0], d[-1]) for d in (unlabeled, augmented) if d is not None]
-    student, keep, mapping = _build_student(cfg, teacher, student_bb, student_tok, task, data,
-                                            eager)
+    student, keep, mapping = _build_student(cfg, teacher, student_bb, toks["student"], task,
+                                            data, eager)
     n_s = architectures.layer_count(student)
     _fit_for_transfer(cfg, student, teacher, eager, mapping)
     device = _torch_device(placement)
     transfer, teacher_time, teacher_eval = _teacher_targets(
-        cfg, teacher, {"student": tokenized, "teacher": teacher_rows}, extras, task,
-        {"student": student_tok, "teacher": tokenizer}, data, device, cached=not images)
+        cfg, teacher, rows, extras, task, toks, data, device, cached=not images)
     if images:  # (each image read augmented: the teacher runs on every batch beside)
         transfer = augment_images.on_splits(cfg.augment, cfg.seed, task,
                                             {"train": transfer})["train"]
 
     lr = learning_rate_for(cfg, task)
-    settings = _settings(cfg, lr, keep, mapping, len(tokenized["train"]),
-                         [s for s, _ in extras], run_settings(task, data, placement))
-    settings["tokenizers"] = ("each its own: the teacher's outputs reach the student per "
-                              "example (a tagger's per word, at each word's first sub-token)"
-                              + ("; hidden states as each row's first-token and mean states"
-                                 if cfg.hidden_weight > 0 else "")
-                              if cross else "the teacher's")
-    if augmented is not None:
-        settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed,
-                               "rows": len(augmented[0]),
-                               **augment_text.preset(cfg.augment).record()}
-        settings["transfer_rows"]["augmented"] = len(augmented[0])
-    elif images:
-        settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed, "teacher": "online",
-                               **augment_images.preset(cfg.augment).record()}
-    online = cfg.hidden_weight > 0 or cfg.attention_weight > 0 or images
+    settings = _settings(cfg, lr, keep, mapping, len(rows["student"]["train"]), extras,
+                         run_settings(task, data, placement), augmented=augmented,
+                         images=images, cross=len(tokenizers) > 1)
     fitted = training.fit(
-        model=student, tokenizer=student_tok, task=task, tokenized=tokenized,
+        model=student, tokenizer=toks["student"], task=task, tokenized=rows["student"],
         label_names=data.label_names, opts=cfg, lr=lr, out=out, settings=settings,
         placement=placement, started=started, train_dataset=transfer,
-        teacher_floor=teacher_floor,
-        trainer_class=distill_trainer_class(),
-        trainer_kwargs={"task": task, "teacher": teacher if online else None,
-                        "alpha": cfg.alpha, "temperature": cfg.temperature,
-                        "hidden_weight": cfg.hidden_weight,
-                        "attention_weight": cfg.attention_weight, "mapping": mapping,
-                        "online_targets": images,
-                        "teacher_pad_id": (tokenizer.pad_token_id or 0)
-                        if cross and cfg.hidden_weight > 0 else None},
-    )
+        teacher_floor=teacher_floor, trainer_class=distill_trainer_class(),
+        trainer_kwargs=_trainer_kwargs(cfg, task, teacher, mapping, images, toks))
     if not training.is_main_process():
         return out.final
     trained = fitted.trainer.model
@@ -251,12 +221,43 @@ def run(cfg: DistillConfig) -> Path:
     comparison = _side_by_side(teacher, trained, teacher_eval, fitted.evaluations, task)
     result = {**fitted.evaluations, "teacher": teacher_eval, "comparison": comparison,
               "training": fitted.train_metrics, truncation.kind: truncation.counts}
-    return training.finish(out, fitted, model=trained, tokenizer=student_tok, task=task,
+    return training.finish(out, fitted, model=trained, tokenizer=toks["student"], task=task,
                            kind="distilled-model", settings=settings, metrics=result,
                            parents={"teacher": cfg.teacher, **data.sources,
                                     **({"unlabeled": cfg.unlabeled} if cfg.unlabeled else {})},
                            title=f"distill: {n_s}-layer student of {Path(cfg.teacher).name}",
                            keep_checkpoints=cfg.keep_checkpoints)
+
+
+def _read_rows(cfg: DistillConfig, task, teacher_bb, student_bb):
+    """(cfg with --hidden-weight decided, the labelled splits, the tokenizers and the model
+    rows each makes of them: {"student": ..., "teacher": ...}, one and the same unless the
+    student tokenizes differently; the student's truncation record)."""
+    splits.warn_shared({"train": cfg.train, "validation": cfg.validation, "test": cfg.test,
+                        "unlabeled": cfg.unlabeled})
+    data = task.read(cfg, teacher_bb.head_labels(task))
+    tokenizer = task.load_preprocessor(teacher_bb, cfg.trust_remote_code)
+    student_tok = _student_tokenizer(cfg, student_bb, task, tokenizer)
+    cross = student_tok is not tokenizer  # (each model reads the text its own way)
+    cfg = _transfer_weights(cfg, cross, task)
+    tokenized, truncation = task.prepare(data, student_tok, cfg)
+    theirs = task.prepare(data, tokenizer, cfg)[0] if cross else tokenized
+    return (cfg, data, {"student": student_tok, "teacher": tokenizer},
+            {"student": tokenized, "teacher": theirs}, truncation)
+
+
+def _trainer_kwargs(cfg: DistillConfig, task, teacher, mapping, images: bool,
+                    toks: dict) -> dict:
+    """What DistillTrainer takes beyond the Trainer's: the loss's settings, and the teacher
+    where it runs beside the student (hidden states, attention maps, augmented images)."""
+    online = cfg.hidden_weight > 0 or cfg.attention_weight > 0 or images
+    beside = toks["student"] is not toks["teacher"] and cfg.hidden_weight > 0
+    return {"task": task, "teacher": teacher if online else None, "alpha": cfg.alpha,
+            "temperature": cfg.temperature, "hidden_weight": cfg.hidden_weight,
+            "attention_weight": cfg.attention_weight, "mapping": mapping,
+            "online_targets": images,
+            # (the teacher on its own token ids, padded with its own pad id)
+            "teacher_pad_id": (toks["teacher"].pad_token_id or 0) if beside else None}
 
 
 def _teacher(cfg: DistillConfig, teacher_bb, task, tokenizer, eager: bool):
@@ -364,9 +365,10 @@ def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher):
 
 
 def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, extras: list,
-              run: dict) -> dict:
-    """settings.json: the config, and what the run decided (student, mapping, rows)."""
-    return {
+              run: dict, *, augmented, images: bool, cross: bool) -> dict:
+    """settings.json: the config, and what the run decided (student, mapping, rows,
+    tokenizers, augmentation). `extras`: (student's, teacher's) rows without gold labels."""
+    settings = {
         "stage": "distill",
         "config": json.loads(cfg.model_dump_json()),
         "learning_rate": lr,
@@ -375,9 +377,22 @@ def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, extra
         "keep_layers": keep,
         "layer_mapping": mapping,
         # (unlabelled: every row without a gold label, --unlabeled's and --augment's)
-        "transfer_rows": {"labelled": labelled, "unlabelled": sum(len(d) for d in extras)},
+        "transfer_rows": {"labelled": labelled, "unlabelled": sum(len(d) for d, _ in extras)},
+        "tokenizers": ("each its own: the teacher's outputs reach the student per example (a "
+                       "tagger's per word, at each word's first sub-token)"
+                       + ("; hidden states as each row's first-token and mean states"
+                          if cfg.hidden_weight > 0 else "") if cross else "the teacher's"),
         **run,
     }
+    if augmented is not None:
+        settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed,
+                               "rows": len(augmented[0]),
+                               **augment_text.preset(cfg.augment).record()}
+        settings["transfer_rows"]["augmented"] = len(augmented[0])
+    elif images:
+        settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed, "teacher": "online",
+                               **augment_images.preset(cfg.augment).record()}
+    return settings
 
 
 def _teacher_targets(cfg: DistillConfig, teacher, rows: dict, extras: list, task,
