@@ -8,6 +8,9 @@ computes (npu_quantize.py), with its coverage checked (measure/coverage.py):
   what its NNAPI provider takes, nnapi_supported_ops.md), so both are decomposed; its
   quantized operators are asymmetric uint8 with one scale per tensor (NNAPI's
   TENSOR_QUANT8_ASYMM; per-channel scales are for convolutions only), hence u8/u8 QDQ.
+  int8 only: NNAPI's NPUs and DSPs run quantized models, and its float graph holds GELU in
+  tanh form, ~1e-2 from the PyTorch logits of a 3-layer student, which verify's fp32
+  tolerance (1e-4) would refuse downstream.
 - **coreml** (iOS, macOS; the MLProgram format): it takes Erf and LayerNormalization whole,
   but neither of onnxruntime's CoreML lists holds QuantizeLinear or DequantizeLinear, so a
   QDQ graph would be cut at every quantized tensor: the graph stays float (CoreML runs it in
@@ -41,6 +44,18 @@ class Profile:
     decompose: tuple[str, ...]  # npu_graph's rewrites of what the provider refuses
     quantize: tuple[str, ...]  # the --quantize modes it takes; the first is its default
     activation_bits: int = 8  # QDQ activations (qnn: 16 or 8)
+    # the tolerance (measure/parity.py's TOLERANCES) the rewritten float graph is held to
+    # against PyTorch before quantization: fp32, unless a rewrite approximates (NNAPI's
+    # tanh-form GELU moves a 3-layer student's logits by ~1e-2: fp16's error, which NNAPI
+    # itself takes when it runs a float model with relaxed fp16 computation)
+    graph_precision: str = "fp32"
+    # the arithmetic the accelerator runs a float graph in (QNN's HTP: fp16, its default
+    # enable_htp_fp16_precision), so the tolerance its simulator's run of one is held to
+    float_runs_as: str = "fp32"
+
+    def held_to(self, precision: str) -> str:
+        """The tolerance the accelerator's own run of a model of `precision` is held to."""
+        return self.float_runs_as if precision == "fp32" else precision
     weight_type: str = "QUInt8"
     per_channel: bool = False
 
@@ -48,12 +63,12 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "nnapi": Profile("nnapi", "NnapiExecutionProvider", "Android phones and boards (NNAPI)",
                      17, "nnapi_supported_ops.md", 999, ("erf_tanh", "layer_norm_decomposed"),
-                     ("int8-static", "none")),
+                     ("int8-static",), graph_precision="fp16"),
     "coreml": Profile("coreml", "CoreMLExecutionProvider", "iPhone, iPad, Mac (CoreML "
                       "MLProgram, Neural Engine)", 17, "coreml_supported_mlprogram_ops.md", 5,
                       ("embeddings_outside",), ("none", "fp16")),
     "qnn": Profile("qnn", "QNNExecutionProvider", "Snapdragon SoCs (QNN HTP)", 17, None, 999,
-                   (), ("int8-static", "none"), activation_bits=16),
+                   (), ("int8-static", "none"), activation_bits=16, float_runs_as="fp16"),
 }
 CHOICES = (CPU, *PROFILES)
 

@@ -58,15 +58,25 @@ def check_mode(mode: str, prof: Profile) -> str:
         return "int8-static"
     if mode not in prof.quantize:
         raise ConfigError(f"--for {prof.name} --quantize {mode}: not for this accelerator; "
-                          f"use {' or '.join(prof.quantize)}" + (
-                              f" ({_why(prof)})" if prof.name == "coreml" else ""))
+                          f"use {' or '.join(_said(m) for m in prof.quantize)}" + (
+                              f" ({_why(prof)})" if prof.name in WHY else ""))
     return mode
 
 
+# why a profile takes only some modes (accelerators.py says it at length)
+WHY = {"coreml": "onnxruntime's CoreML provider takes no QuantizeLinear/DequantizeLinear: a "
+                 "QDQ graph would be cut at every quantized tensor",
+       "nnapi": "NNAPI's accelerators run quantized models, and its float graph holds GELU "
+                "in tanh form, ~1e-2 from PyTorch's logits, which verify's fp32 tolerance "
+                "refuses"}
+
+
+def _said(mode: str) -> str:
+    return "int8" if mode == "int8-static" else mode
+
+
 def _why(prof: Profile) -> str:
-    return ("onnxruntime's CoreML provider takes no QuantizeLinear/DequantizeLinear: a QDQ "
-            "graph would be cut at every quantized tensor" if prof.name == "coreml"
-            else f"{prof.name} takes {', '.join(prof.quantize)}")
+    return WHY.get(prof.name, f"{prof.name} takes {', '.join(prof.quantize)}")
 
 
 def coverage_of(model: Path, prof: Profile, scratch: Path, htp: tuple[int, int]) -> tuple:

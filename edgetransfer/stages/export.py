@@ -455,7 +455,8 @@ def _fp32_graph(work: Path, tmp: Path, job: _Job) -> tuple[dict, Path]:
         record["accelerator"] = npu_export.graph(
             tmp / "exported.onnx", tmp / "npu.onnx", prof, job.judge.probes[0],
             cfg.sequence_length, cfg.opset)
-        record["parity"]["fixed_shapes"] = job.judge.gate(tmp / "npu.onnx", "fp32")
+        record["parity"]["fixed_shapes"] = job.judge.gate(tmp / "npu.onnx",
+                                                          prof.graph_precision)
         return record, tmp / "npu.onnx"
     fused = one_variant.fused(tmp, job.hf_config,
                               one_variant.FuseSettings.model_validate(cfg),
@@ -566,7 +567,8 @@ def _simulated(job: _Job, session, final: Path, precision: str, parity_record: d
     shaped = len(judge.probes) - len(judge.eval_batches or [])
     batches = shaped + -(-rows // scoring.SCORE_BATCH)
     log.info("running the QNN HTP simulator on the parity probes and %d eval rows", rows)
-    parity_record["qnn_simulator"] = judge.gate(final, precision, session, batches)
+    held = accelerators.profile(job.cfg.accelerator).held_to(precision)
+    parity_record["qnn_simulator"] = judge.gate(final, held, session, batches)
     out = {"rows": rows}
     if judge.scorer is not None:
         scorer = dataclasses.replace(judge.scorer, rows=judge.scorer.rows.select(

@@ -82,13 +82,13 @@ def test_token_task_outputs_come_back_at_the_callers_length(tiny_tagger, token_d
     """Per-token outputs of the fixed-length graph are cut back to each batch's length, so
     the parity gates compare word by word (a pass here is that comparison)."""
     out = tmp_path / "tagger"
-    export.run(export.ExportConfig(model=str(tiny_tagger), out=out, accelerator="nnapi",
+    export.run(export.ExportConfig(model=str(tiny_tagger), out=out, accelerator="coreml",
                                    quantize="none", eval_data=str(token_data / "test.txt"),
                                    max_length=48))
     record = json.loads((out / "export.json").read_text())
     assert record["parity"]["fixed_shapes"]["passed"]
     assert record["parity"]["fixed_shapes"]["outputs"]["logits"]["max_abs_diff"] < 1e-3
-    assert _shapes(out / "model.onnx")["input_ids"] == [1, 48]
+    assert _shapes(out / "embeddings.onnx")["input_ids"] == [1, 48]  # (coreml: looked up first)
 
 
 def test_image_profile_fixes_batch_and_size(image_teacher, image_data, tmp_path):
@@ -126,8 +126,9 @@ def test_coverage_names_the_refused_operator(tmp_path):
 def npu_tagger_bundle(tiny_tagger, token_data, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("npu-bundle")
     export.run(export.ExportConfig(model=str(tiny_tagger), out=root / "onnx", accelerator="nnapi",
-                                   quantize="none", eval_data=str(token_data / "test.txt"),
-                                   max_length=16))
+                                   quantize="int8", eval_data=str(token_data / "test.txt"),
+                                   calibration_data=str(token_data / "train.txt"),
+                                   max_accuracy_drop=100, max_length=16))
     return package.run(package.PackageConfig(model=root / "onnx", unverified=True,
                                              out=root / "bundle", cold_starts=1,
                                              latency_requests=5))
@@ -186,6 +187,8 @@ def test_target_min_coverage_exits_2(npu_tagger_bundle, cli):
     (["--for", "nnapi", "--activation-bits", "16"], "--activation-bits 16: give 16 or 8, "
      "with --for qnn"),
     (["--for", "nnapi", "--quantize", "int8"], "needs --calibration-data"),
+    (["--for", "nnapi", "--quantize", "none"], "--for nnapi --quantize none: not for this "
+     "accelerator; use int8 (NNAPI's accelerators run quantized models"),
     (["--for", "qnn", "--ort-format"], "--ort-format does not go with --for qnn"),
 ])
 def test_bad_profile_settings(tiny_classifier, tmp_path, cli, args, message):
