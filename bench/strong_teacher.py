@@ -220,7 +220,7 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
             "--max-accuracy-drop", "100", "--out", report)
     settings = _json(model / "settings.json") or {}
     models = models_from_verify(verify_report(report))
-    return {"teacher": who, "arm": arm, "flags": [*spec["students"][who], *extra],
+    return {"teacher": who, "arm": arm, "flags": [*spec["students"][who], *map(str, extra)],
             "transfer_rows": settings.get("transfer_rows"),
             "hidden_weight": (settings.get("config") or {}).get("hidden_weight"),
             "tokenizers": settings.get("tokenizers"), "walls": walls,

@@ -229,6 +229,30 @@ PLACES = ["Berlin", "Paris", "Lagos", "Kyoto", "Lima", "Oslo", "Cairo"]
 FILLER = ["visited", "met", "the", "press", "in", "on", "Monday", "said", "today", "and"]
 
 
+def char_student(folder: Path, hidden: int = 24) -> Path:
+    """A random 1-layer BERT of another width whose tokenizer spells each word letter by
+    letter (WordPiece over single characters): another vocabulary, and other lengths, than
+    the teacher's MiniLM WordPiece."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, PreTrainedTokenizerFast
+
+    chars = "abcdefghijklmnopqrstuvwxyz0123456789.,'-"
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {t: i for i, t in enumerate([*specials, *chars, *(f"##{c}" for c in chars)])}
+    raw = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    raw.normalizer = normalizers.BertNormalizer(lowercase=True)
+    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    raw.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]",
+                            cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+                            ).save_pretrained(folder)
+    BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=1,
+               num_attention_heads=2, intermediate_size=2 * hidden,
+               max_position_embeddings=256).save_pretrained(folder)
+    return folder
+
+
 def make_sentences(n: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
     """(words, IOB2 tags): a person (B-PER I-PER) and a place (B-LOC) among filler words."""
     rng = random.Random(seed)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BLOCK_TORCH, predictions, write_jsonl
+from conftest import BLOCK_TORCH, char_student, predictions, write_jsonl
 from joint_data import rows
 
 HEADS = ("--task", "multi-task", "--head", "intent=text-classification",
@@ -369,3 +369,12 @@ def test_a_static_int8_export_gates_each_head(trained, data, cli, tmp_path):
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)
     gates = json.loads((tmp_path / "s" / "export.json").read_text())["gates"]
     assert {g["output"] for g in gates if g["gate"] == "parity final"} == {"intent", "slots"}
+
+
+def test_a_joint_student_with_another_tokenizer_is_refused(trained, data, cli, tmp_path):
+    teacher, _ = trained
+    code, err = cli("-q", "distill", "--teacher", teacher, "--student",
+                    char_student(tmp_path / "chars"), *_splits(data), "--out", tmp_path / "s")
+    assert code == 2 and "its tokenizer differs from the teacher's, and multi-task distils " \
+        "only between models that tokenize alike" in err
+    assert not (tmp_path / "s").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_rows, tiny_args, write_jsonl
+from conftest import char_student, make_rows, tiny_args, write_jsonl
 from safetensors.torch import load_file
 
 FILES = {"artifact.json", "config.json", "metrics.json", "settings.json", "history.json",
@@ -219,30 +219,6 @@ def test_unlabeled_text_joins_the_transfer_set(cli, tiny_teacher, data_dir, tmp_
 def test_teacher_without_a_head_is_refused(cli, tiny_backbone, data_dir, tmp_path):
     code, err = cli(*distill_args(tiny_backbone, data_dir, tmp_path / "s"))
     assert code == 2 and "has no text-classification head" in err and "edgetransfer finetune" in err
-
-
-def char_student(folder: Path, hidden: int = 24) -> Path:
-    """A random 1-layer BERT of another width whose tokenizer spells each word letter by
-    letter (WordPiece over single characters): another vocabulary, and other lengths, than
-    the teacher's MiniLM WordPiece."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, PreTrainedTokenizerFast
-
-    chars = "abcdefghijklmnopqrstuvwxyz0123456789.,'-"
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {t: i for i, t in enumerate([*specials, *chars, *(f"##{c}" for c in chars)])}
-    raw = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    raw.normalizer = normalizers.BertNormalizer(lowercase=True)
-    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    raw.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]",
-                            cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
-                            ).save_pretrained(folder)
-    BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=1,
-               num_attention_heads=2, intermediate_size=2 * hidden,
-               max_position_embeddings=256).save_pretrained(folder)
-    return folder
 
 
 def test_student_with_another_tokenizer_learns_from_the_teacher_per_example(
