@@ -278,7 +278,9 @@ def _student_tokenizer(cfg: DistillConfig, student_bb, task, tokenizer):
     outputs onto another tokenizer's rows (Task.to_rows)."""
     if student_bb is None or not backbones.has_tokenizer(student_bb):
         return tokenizer
-    own = task.load_preprocessor(student_bb, cfg.trust_remote_code)
+    # (its tokenizer alone: a task's preprocessor may want the head config a bare student
+    # lacks, a joint model's)
+    own = backbones.load_tokenizer(student_bb, cfg.trust_remote_code)
     if students.same_tokens(tokenizer, own):
         return tokenizer
     if task.to_rows is None:

@@ -94,6 +94,7 @@ def compose(heads: list[Head], select: str | None = None, where: str = "--head")
         collator=lambda tok: joint_data.Collator(tok, heads, teacher_columns()),
         read_unlabeled=None,
         per_example=scores.per_example,
+        to_rows=None,  # (a sentence head's outputs are no words': one tokenizer for both)
         predictions=scores.predictions,
         metrics=scores.metrics,
         render=scores.render,
