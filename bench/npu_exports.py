@@ -50,7 +50,10 @@ def _recipe(folder: Path) -> dict:
 
 
 def _data(recipe: dict, split: str) -> str:
-    return str(Path(recipe["data"]["dir"]) / recipe["data"][split])
+    base = Path(recipe["data"]["dir"])
+    if not base.is_absolute() and not base.exists():  # (as written in recipes/NAME.yaml:
+        base = ROOT / "recipes" / base                 #  relative to that folder)
+    return str(base / recipe["data"][split])
 
 
 def export_one(case: str, folder: Path, profile: str, out: Path, simulator_rows: int) -> dict:
