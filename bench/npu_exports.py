@@ -140,7 +140,8 @@ def render(result: dict) -> str:
         lat = c.get("latency", {})
         for name, p50 in lat.items():
             if name.startswith("cpu"):
-                lines.append(f"| {name} | dynamic | (fused contrib ops: see the checker's "
+                kind = "dynamic" if "dynamic" in name else "static"
+                lines.append(f"| {name} | {kind} | (fused contrib ops: see the checker's "
                              f"51%) | | | | | | | {p50['p50_ms']:.2f} |")
         for r in c["rows"]:
             if "failed" in r:
