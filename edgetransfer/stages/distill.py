@@ -414,13 +414,13 @@ def _teacher_targets(cfg: DistillConfig, teacher, rows: dict, extras: list, task
     log.info("computing the teacher's outputs once over %d transfer examples", len(transfer))
     t0 = time.perf_counter()
     cross = rows["teacher"] is not rows["student"]
-    outputs = _cached_logits(cfg, teacher, _joined(parts["teacher"]) if cross else transfer,
-                             collate, device, task.outputs, inputs=task.inputs)
+    theirs = _joined(parts["teacher"]) if cross else transfer  # (joined once)
+    outputs = _cached_logits(cfg, teacher, theirs, collate, device, task.outputs,
+                             inputs=task.inputs)
     if cross:
         outputs = _onto_student_rows(task, outputs, parts)
         if cfg.hidden_weight > 0:  # (the teacher runs beside on its own token ids: a row
             #                         is its example, _transfer_weights)
-            theirs = _joined(parts["teacher"])
             for column in TEACHER_INPUTS:
                 transfer = transfer.add_column(f"teacher_{column}", theirs[column])
     for name, values in outputs.items():  # (every output the task distils: its columns)
@@ -712,7 +712,6 @@ def distill_trainer_class():
     """transformers' Trainer with the distillation loss (defined lazily: torch is heavy)."""
     from transformers import Trainer
 
-    from ..train import losses
 
     class DistillTrainer(Trainer):
         online_targets = False  # (set by __init__; the class's default for a bare instance)
@@ -768,27 +767,36 @@ def distill_trainer_class():
                 task.values({n: t.float() for n, t in cached.items()}), labels,
                 alpha=self.alpha, temperature=self.temperature, **extra)
             if want_h or want_a:
-                mask = inputs.get("attention_mask")
-                core = model.module if hasattr(model, "module") else model
-                if want_h and mask is None:  # a CNN's feature maps
-                    loss = loss + self.hidden_weight * losses.feature_map_loss(
-                        outputs.hidden_states, t.hidden_states, self.mapping,
-                        getattr(core, "distill_projection", None))
-                elif want_h and own:
-                    loss = loss + self.hidden_weight * losses.pooled_state_loss(
-                        outputs.hidden_states, t.hidden_states, self.mapping, mask,
-                        own["attention_mask"], getattr(core, "distill_projection", None))
-                elif want_h:
-                    loss = loss + self.hidden_weight * losses.hidden_state_loss(
-                        outputs.hidden_states, t.hidden_states, self.mapping, mask,
-                        getattr(core, "distill_projection", None))
-                if want_a:
-                    pairs = [(s - 1, tt - 1) for s, tt in self.mapping if s > 0]
-                    loss = loss + self.attention_weight * losses.attention_loss(
-                        outputs.attentions, t.attentions, pairs, mask)
+                loss = loss + _state_losses(self, model, outputs, t,
+                                            inputs.get("attention_mask"), own)
             return (loss, outputs) if return_outputs else loss
 
     return DistillTrainer
+
+
+def _state_losses(trainer, model, outputs, t, mask, own: dict):
+    """Hidden-state (a CNN's feature maps; across tokenizers each row's pooled states) and
+    attention transfer over `trainer`'s layer mapping, weighted (DistillTrainer's)."""
+    from ..train import losses
+
+    core = model.module if hasattr(model, "module") else model
+    projection, loss = getattr(core, "distill_projection", None), 0.0
+    hidden, mapping = trainer.hidden_weight, trainer.mapping
+    if hidden > 0 and mask is None:  # a CNN's feature maps
+        loss = hidden * losses.feature_map_loss(outputs.hidden_states, t.hidden_states,
+                                                mapping, projection)
+    elif hidden > 0 and own:
+        loss = hidden * losses.pooled_state_loss(outputs.hidden_states, t.hidden_states,
+                                                 mapping, mask, own["attention_mask"],
+                                                 projection)
+    elif hidden > 0:
+        loss = hidden * losses.hidden_state_loss(outputs.hidden_states, t.hidden_states,
+                                                 mapping, mask, projection)
+    if trainer.attention_weight > 0:
+        pairs = [(s - 1, tt - 1) for s, tt in mapping if s > 0]
+        loss = loss + trainer.attention_weight * losses.attention_loss(
+            outputs.attentions, t.attentions, pairs, mask)
+    return loss
 
 
 class TeacherInputs:
