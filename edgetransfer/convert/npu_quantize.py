@@ -2,7 +2,9 @@
 onnxruntime.quantization: its generic QDQ quantizer (NNAPI: u8 activations and weights,
 per tensor; quantize.qdq_static, as the CPU's int8-static), or its QNN recipe
 (qnn_preprocess_model, get_qnn_qdq_config: 16-bit or 8-bit activations, 8-bit weights).
-Only the settings are ours.
+Convolution weights per channel, s8 symmetric, for both (accelerators.Profile.
+conv_per_channel), through the quantizer's own tensor-level overrides. Only the settings
+are ours.
 
 Calibration feeds are what the fixed-shape model takes (fixed_shapes.FixedShapes.
 model_feeds: padded to the bucket, the mask as its additive bias).
@@ -28,23 +30,43 @@ def qdq(src: Path, dst: Path, prof: Profile, feeds: list[dict], activation_bits:
     # NNAPI: a transformer's MatMuls only (the rest in float inside the same partition, as
     # quantize.static_ops says why); QNN's HTP runs quantized tensors only: every op
     ops = None if prof.name == "qnn" else quantize.static_ops(src)
+    overrides = conv_overrides(src) if prof.conv_per_channel else {}
     settings = {"mode": "int8-static", "precision": "int8", "format": "QDQ",
                 "accelerator": prof.name, "activation_type": activation,
-                "weight_type": prof.weight_type, "per_channel": prof.per_channel,
-                "calibration_method": method, "calibration_examples": len(feeds),
-                "op_types": ops or "all onnxruntime quantizes"}
+                "weight_type": prof.weight_type,
+                "per_channel": f"Conv weights only: {CONV_WEIGHTS}, symmetric, axis 0"
+                if overrides else False, "calibration_method": method,
+                "calibration_examples": len(feeds), "op_types": ops or "all onnxruntime quantizes"}
     if prof.name == "qnn":
-        _qnn(Path(src).resolve(), Path(dst).resolve(), feeds, activation, prof, method)
+        _qnn(Path(src).resolve(), Path(dst).resolve(), feeds, activation, prof, method,
+             overrides)
     else:
         quantize.qdq_static(src, dst, feeds, activation_type=activation,
-                            weight_type=prof.weight_type, per_channel=prof.per_channel,
-                            reduce_range=False, method=method, ops=ops)
+                            weight_type=prof.weight_type, per_channel=False,
+                            reduce_range=False, method=method, ops=ops, overrides=overrides)
     settings["opset"] = next(o.version for o in onnx.load(str(dst), load_external_data=False)
                              .opset_import if o.domain in ("", "ai.onnx"))
     return settings
 
 
-def _qnn(src: Path, dst: Path, feeds, activation: str, prof: Profile, method: str) -> None:
+CONV_WEIGHTS = "QInt8"
+
+
+def conv_overrides(src: Path) -> dict:
+    """onnxruntime's TensorQuantOverrides giving each Conv's weight one s8 symmetric scale
+    per output channel (axis 0 of [out, in/groups, kH, kW]); {} for a graph with none."""
+    import onnx
+    from onnxruntime.quantization import QuantType
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    weights = {t.name for t in graph.initializer}
+    return {n.input[1]: [{"axis": 0, "quant_type": getattr(QuantType, CONV_WEIGHTS),
+                          "symmetric": True}]
+            for n in graph.node if n.op_type == "Conv" and n.input[1] in weights}
+
+
+def _qnn(src: Path, dst: Path, feeds, activation: str, prof: Profile, method: str,
+         overrides: dict) -> None:
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize as quantize_with
     from onnxruntime.quantization.execution_providers.qnn import (
@@ -59,5 +81,5 @@ def _qnn(src: Path, dst: Path, feeds, activation: str, prof: Profile, method: st
                                     calibrate_method=quantize.calibrate_method(method),
                                     activation_type=getattr(QuantType, activation),
                                     weight_type=getattr(QuantType, prof.weight_type),
-                                    per_channel=prof.per_channel)
+                                    init_overrides=overrides or None)
         quantize_with(str(source), str(dst), config)

@@ -267,9 +267,11 @@ def in_scratch_dir():
 
 def qdq_static(src: Path, dst: Path, feeds: list[dict], *, activation_type: str,
                weight_type: str, per_channel: bool, reduce_range: bool, method: str,
-               ops: list[str] | None, exclude: list[str] | None = None) -> None:
+               ops: list[str] | None, exclude: list[str] | None = None,
+               overrides: dict | None = None) -> None:
     """src -> dst in QDQ through onnxruntime's quantize_static, calibrated on `feeds`
-    (ONNX shape inference only: the symbolic pass cannot resolve these dynamic axes)."""
+    (ONNX shape inference only: the symbolic pass cannot resolve these dynamic axes);
+    `overrides`: its TensorQuantOverrides (a tensor's own type, axis, symmetry)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     calibrate = calibrate_method(method)
@@ -283,7 +285,8 @@ def qdq_static(src: Path, dst: Path, feeds: list[dict], *, activation_type: str,
             activation_type=getattr(QuantType, activation_type),
             weight_type=getattr(QuantType, weight_type), nodes_to_exclude=exclude or None,
             calibrate_method=calibrate, op_types_to_quantize=ops,
-            extra_options={"ActivationSymmetric": activation_type == "QInt8"})
+            extra_options={"ActivationSymmetric": activation_type == "QInt8",
+                           "TensorQuantOverrides": overrides or {}})
 
 
 def static_ops(path: Path) -> list[str] | None:

@@ -103,6 +103,90 @@ def test_image_profile_fixes_batch_and_size(image_teacher, image_data, tmp_path)
     assert cov["partitions"] >= 1 and cov["nodes"] > 0
 
 
+def test_image_profile_quantizes_each_convolution_per_channel(image_teacher, image_data,
+                                                              tmp_path):
+    """NNAPI's int8 CNN: every Conv weight s8, one scale per output channel (symmetric: zero
+    points 0); the classifier's MatMul/Gemm weights stay u8 per tensor."""
+    from onnx import numpy_helper
+
+    out = tmp_path / "image"
+    export.run(export.ExportConfig(model=str(image_teacher), out=out, accelerator="nnapi",
+                                   calibration_data=str(image_data / "train"),
+                                   eval_data=str(image_data / "test"), max_accuracy_drop=50,
+                                   min_agreement=0.8))
+    model = onnx.load(str(out / "model.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    made = {n.output[0]: n for n in model.graph.node}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs
+    for conv in convs:
+        dq = made[conv.input[1]]
+        assert dq.op_type == "DequantizeLinear"
+        weight, scale, zero = (inits[name] for name in dq.input)
+        assert weight.dtype == np.int8 and not zero.any()
+        assert scale.shape == (weight.shape[0],)
+    heads = [made[n.input[1]] for n in model.graph.node if n.op_type in ("MatMul", "Gemm")
+             and n.input[1] in made]
+    assert all(inits[dq.input[0]].dtype == np.uint8 and inits[dq.input[1]].size == 1
+               for dq in heads)
+    assert "Pad" not in _ops(out / "model.onnx")  # (folded into the strided convolutions)
+    record = json.loads((out / "export.json").read_text())
+    assert record["quantization"]["per_channel"].startswith("Conv weights only")
+    assert record["accelerator"]["rewrites"]["pad_into_conv"] == 5
+
+
+def test_coreml_takes_a_cnn_whole(image_teacher, image_data, tmp_path):
+    """EfficientNet-Lite's TF-SAME Pads folded into its convolutions: one CoreML partition
+    over every node (each Pad refused had cut the graph)."""
+    out = tmp_path / "coreml"
+    export.run(export.ExportConfig(model=str(image_teacher), out=out, accelerator="coreml",
+                                   quantize="none", eval_data=str(image_data / "test")))
+    cov = json.loads((out / "export.json").read_text())["accelerator"]["coverage"]
+    assert (cov["partitions"], cov["largest_partition_share"], cov["refused_ops"]) == (1, 1.0, [])
+
+
+def test_zero_padding_folds_into_the_convolution(tmp_path):
+    """A TF-SAME zero Pad before a strided Conv (CoreML refuses Pad) becomes the Conv's own
+    pads: same outputs, no Pad; a reflect Pad is left as it is."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgetransfer.convert import npu_graph
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array([0, 0, 0, 1, 0, 0, 1, 2], np.int64), "pads")]
+
+    def model(mode: str, **conv):
+        graph = helper.make_graph(
+            [helper.make_node("Pad", ["x", "pads"], ["p"], mode=mode),
+             helper.make_node("Conv", ["p", "w"], ["y"], strides=[2, 2], **conv)],
+            "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 9, 9])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+        src = tmp_path / f"{mode}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+        dst = tmp_path / f"{mode}-npu.onnx"
+        done = npu_graph.rewrite(src, dst, {"x": [1, 3, 9, 9]}, ())
+        return src, dst, done
+
+    x = rng.standard_normal((1, 3, 9, 9)).astype(np.float32)
+
+    def run(path):
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+            None, {"x": x})[0]
+
+    for conv, folded in (({"pads": [1, 0, 1, 0]}, [1, 1, 2, 2]),
+                         ({"auto_pad": "VALID"}, [0, 1, 1, 2])):  # (torch's padding="valid")
+        src, dst, done = model("constant", **conv)  # (the first, onnxruntime's fold fuses)
+        assert "Pad" not in _ops(dst)
+        node = next(n for n in onnx.load(str(dst)).graph.node if n.op_type == "Conv")
+        assert {a.name: list(a.ints) for a in node.attribute}["pads"] == folded
+        np.testing.assert_allclose(run(dst), run(src), atol=1e-5)
+    assert done["pad_into_conv"] == 1
+    src, dst, done = model("reflect", pads=[1, 0, 1, 0])
+    assert done["pad_into_conv"] == 0 and _ops(dst)["Pad"] == 1
+
+
 def test_coverage_names_the_refused_operator(tmp_path):
     """A graph built with Erf (which NNAPI refuses) between two MatMuls: two partitions,
     Erf named."""
@@ -214,6 +298,20 @@ def test_qnn_compiles_every_node_for_htp(text_model, data_dir, tmp_path):
     assert record["parity"]["qnn_simulator"]["passed"]
     simulated = record["accelerator"]["simulator"]
     assert simulated["rows"] == 24 and "accuracy" in simulated and "fp32_onnx_accuracy" in simulated
+
+
+@pytest.mark.skipif(not qnn.available(), reason="onnxruntime-qnn is not installed (the qnn "
+                    "extra)")
+def test_qnn_compiles_a_cnn_with_per_channel_convolutions(image_teacher, image_data, tmp_path):
+    out = tmp_path / "qnn-image"
+    export.run(export.ExportConfig(model=str(image_teacher), out=out, accelerator="qnn",
+                                   quantize="int8", calibration_data=str(image_data / "train"),
+                                   eval_data=str(image_data / "test"), max_accuracy_drop=50,
+                                   min_agreement=0.8))
+    record = json.loads((out / "export.json").read_text())
+    cov = record["accelerator"]["coverage"]
+    assert cov["htp_share"] == 1.0 and cov["cpu_nodes"] == 0 and cov["context_written"]
+    assert record["quantization"]["per_channel"].startswith("Conv weights only")
 
 
 def test_a_recipe_exports_verifies_and_packages_for_an_npu(cli, tiny_backbone, data_dir,
