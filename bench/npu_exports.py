@@ -45,6 +45,15 @@ GOALS = {"one_partition": 0.99, "agreement": 0.99, "metric_points": 1.0}
 LATENCY_ROWS = 100
 
 
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def _recipe(folder: Path) -> dict:
     return yaml.safe_load((folder / "recipe.resolved.yaml").read_text(encoding="utf-8"))
 
@@ -195,6 +204,52 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_table(result: dict) -> str:
+    """README's measured table: per student and profile, the coverage, the int8 model's
+    agreement and metric against the fp32 graph (CPU provider; QNN's simulator too), and
+    the CPU cost beside the fused CPU export."""
+    lines = [f"Measured {result['date']} by `bench/npu_exports.py` on the recipes' students "
+             "(details, the goals and the plot: bench/RESULTS.md, \"Exports an NPU "
+             "takes\"). Agreement: top-1 with the PyTorch student; metric: the int8 model's "
+             "against the fp32 graph's, in points; CPU: batch-1 p50 on the CPU provider "
+             "against the fused CPU export's.", "",
+             "| student | `--for` | one partition / on HTP | agreement | metric | "
+             "QNN simulator: agreement, metric | CPU p50 |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for case, c in result["cases"].items():
+        lat = c.get("latency", {})
+        cpu = next((v["p50_ms"] for k, v in lat.items() if k.startswith("cpu")), None)
+        for r in c["rows"]:
+            if "failed" in r:
+                lines.append(f"| {case} | {r['profile']} | failed | | | | |")
+                continue
+            cov = r["coverage"]
+            share = (f"{cov['htp_nodes']}/{cov['nodes']}" if "htp_nodes" in cov else
+                     f"{cov['largest_partition_share']:.1%}")
+            quantized = r["quantization"] != "float"
+            delta = f"{(r['value'] - r['fp32']) * 100:+.2f} pt" if quantized else "float"
+            sim = r.get("simulator")
+            if sim:
+                moved = (sim[r["metric"]] - sim["fp32_onnx_" + r["metric"]]) * 100
+            simtext = f"{sim['agreement']:.3f}, {moved:+.2f} pt" if sim else ""
+            p50 = lat.get(r["profile"], {}).get("p50_ms")
+            cost = f"{p50:.2f} ms ({cpu:.2f})" if p50 and cpu else ""
+            lines.append(f"| {case} | {r['profile']} | {share} | "
+                         f"{r['agreement']:.3f} | {delta} | {simtext} | {cost} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_between(path: Path, text: str, tag: str) -> None:
+    """The text between `<!-- tag -->` and `<!-- /tag -->` in `path` replaced (the markers
+    must be there: where the table goes is the page's choice)."""
+    start, end = f"<!-- {tag} -->", f"<!-- /{tag} -->"
+    old = path.read_text(encoding="utf-8")
+    if start not in old or end not in old:
+        raise SystemExit(f"{path}: no {start} ... {end} markers to write the table between")
+    head, rest = old.split(start, 1)
+    path.write_text(f"{head}{start}\n{text}{end}{rest.split(end, 1)[1]}", encoding="utf-8")
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -224,6 +279,8 @@ def main() -> None:
     ap.add_argument("--note", default="")
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument("--results-md", type=Path, default=ROOT / "bench/RESULTS.md")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md",
+                    help="the page whose npu_exports markers take the summary table")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     saved = args.out / "npu.json"
@@ -246,7 +303,8 @@ def main() -> None:
                           f"{env['machine']['logical_cpus']} logical CPUs (load average "
                           f"{load} at the end: above 2, other work shared them); onnxruntime "
                           f"{env.get('versions', {}).get('onnxruntime', '?')}, onnxruntime-qnn "
-                          f"2.7 (QNN HTP compiled and simulated on x86: it proves the graph "
+                          f"{_version('onnxruntime-qnn')} (QNN HTP compiled and simulated on "
+                          f"x86: it proves the graph "
                           f"compiles and what HTP's arithmetic gives, not on-device speed). "
                           f"Agreement: top-1 with the PyTorch student on the export's parity "
                           f"rows (probes and test rows); metric on the recipe's test split, "
@@ -257,6 +315,8 @@ def main() -> None:
     plot(result, args.out / "npu.png")
     (ROOT / "bench/npu.png").write_bytes((args.out / "npu.png").read_bytes())
     write_section(args.results_md, render(result), "npu")
+    if args.readme:
+        replace_between(args.readme, readme_table(result), "npu_exports")
     print(render(result))
 
 

@@ -77,6 +77,17 @@ def _qnn(src: Path, dst: Path, feeds, activation: str, prof: Profile, method: st
     with quantize.in_scratch_dir() as tmp:
         prepared = tmp / "prepared.onnx"
         source = prepared if qnn_preprocess_model(str(src), str(prepared)) else src
+        import os
+        if os.environ.get("ET_EXPERIMENT_LN16"):
+            import onnx
+            g = onnx.load(str(source), load_external_data=False).graph
+            inits = {t.name for t in g.initializer}
+            for n in g.node:
+                if n.op_type == "LayerNormalization":
+                    for name in n.input[1:]:
+                        if name in inits:
+                            overrides = {**overrides, name: [{"quant_type": getattr(QuantType, activation)}]}
+            print("EXPERIMENT LN16", len(overrides))
         config = get_qnn_qdq_config(str(source), quantize.calibration_reader(feeds),
                                     calibrate_method=quantize.calibrate_method(method),
                                     activation_type=getattr(QuantType, activation),
