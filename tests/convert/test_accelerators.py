@@ -91,29 +91,30 @@ def test_token_task_outputs_come_back_at_the_callers_length(tiny_tagger, token_d
     assert _shapes(out / "embeddings.onnx")["input_ids"] == [1, 48]  # (coreml: looked up first)
 
 
-def test_image_profile_fixes_batch_and_size(image_teacher, image_data, tmp_path):
-    out = tmp_path / "image"
+@pytest.fixture(scope="module")
+def nnapi_image(image_teacher, image_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("nnapi-image") / "image"
     export.run(export.ExportConfig(model=str(image_teacher), out=out, accelerator="nnapi",
                                    calibration_data=str(image_data / "train"),
                                    eval_data=str(image_data / "test"), max_accuracy_drop=50,
                                    min_agreement=0.8))
+    return out
+
+
+def test_image_profile_fixes_batch_and_size(nnapi_image):
+    out = nnapi_image
     assert _shapes(out / "model.onnx") == {"pixel_values": [1, 3, 32, 32]}
     assert _ops(out / "model.onnx")["QuantizeLinear"]
     cov = json.loads((out / "export.json").read_text())["accelerator"]["coverage"]
     assert cov["partitions"] >= 1 and cov["nodes"] > 0
 
 
-def test_image_profile_quantizes_each_convolution_per_channel(image_teacher, image_data,
-                                                              tmp_path):
+def test_image_profile_quantizes_each_convolution_per_channel(nnapi_image):
     """NNAPI's int8 CNN: every Conv weight s8, one scale per output channel (symmetric: zero
     points 0); the classifier's MatMul/Gemm weights stay u8 per tensor."""
     from onnx import numpy_helper
 
-    out = tmp_path / "image"
-    export.run(export.ExportConfig(model=str(image_teacher), out=out, accelerator="nnapi",
-                                   calibration_data=str(image_data / "train"),
-                                   eval_data=str(image_data / "test"), max_accuracy_drop=50,
-                                   min_agreement=0.8))
+    out = nnapi_image
     model = onnx.load(str(out / "model.onnx"))
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     made = {n.output[0]: n for n in model.graph.node}
@@ -131,7 +132,7 @@ def test_image_profile_quantizes_each_convolution_per_channel(image_teacher, ima
                for dq in heads)
     assert "Pad" not in _ops(out / "model.onnx")  # (folded into the strided convolutions)
     record = json.loads((out / "export.json").read_text())
-    assert record["quantization"]["per_channel"].startswith("Conv weights only")
+    assert record["quantization"]["per_channel"].startswith("QInt8 weights of Conv")
     assert record["accelerator"]["rewrites"]["pad_into_conv"] == 5
 
 
@@ -295,6 +296,13 @@ def test_qnn_compiles_every_node_for_htp(text_model, data_dir, tmp_path):
     assert cov["htp_share"] == 1.0 and cov["cpu_nodes"] == 0 and not cov["cpu_fallback"]
     assert cov["context_written"] and cov["context_bytes"] > 0
     assert record["quantization"]["activation_type"] == "QUInt16"
+    # (HTP's FullyConnected takes one scale per output channel; 16-bit weights it refuses)
+    assert record["quantization"]["per_channel"].startswith("QInt8 weights of Conv, Gemm")
+    model = onnx.load(str(out / "model.onnx"))
+    made = {n.output[0]: n for n in model.graph.node}
+    gemms = [made[n.input[1]] for n in model.graph.node if n.op_type == "Gemm"]
+    assert gemms and all(next(a.i for a in dq.attribute if a.name == "axis") in (0, 1)
+                         for dq in gemms)
     assert record["parity"]["qnn_simulator"]["passed"]
     simulated = record["accelerator"]["simulator"]
     assert simulated["rows"] == 24 and "accuracy" in simulated and "fp32_onnx_accuracy" in simulated
@@ -311,7 +319,7 @@ def test_qnn_compiles_a_cnn_with_per_channel_convolutions(image_teacher, image_d
     record = json.loads((out / "export.json").read_text())
     cov = record["accelerator"]["coverage"]
     assert cov["htp_share"] == 1.0 and cov["cpu_nodes"] == 0 and cov["context_written"]
-    assert record["quantization"]["per_channel"].startswith("Conv weights only")
+    assert record["quantization"]["per_channel"].startswith("QInt8 weights of Conv")
 
 
 def test_a_recipe_exports_verifies_and_packages_for_an_npu(cli, tiny_backbone, data_dir,
