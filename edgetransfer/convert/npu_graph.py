@@ -273,7 +273,8 @@ def _constant(graph, name: str, value, dtype) -> str:
 
 def _pad_into_conv(model) -> int:
     """Pad (constant mode, zero value, constant non-negative pads on H and W only) whose one
-    reader is a Conv with explicit pads -> those pads added to the Conv's; the Pad dropped."""
+    reader is a Conv (explicit pads, or auto_pad VALID) -> those pads added to the Conv's;
+    the Pad dropped. Exact: the Conv pads with zeros as the Pad did."""
     import numpy as np
     from onnx import helper, numpy_helper
 
