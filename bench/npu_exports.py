@@ -45,15 +45,6 @@ GOALS = {"one_partition": 0.99, "agreement": 0.99, "metric_points": 1.0}
 LATENCY_ROWS = 100
 
 
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def _recipe(folder: Path) -> dict:
     return yaml.safe_load((folder / "recipe.resolved.yaml").read_text(encoding="utf-8"))
 
@@ -136,6 +127,11 @@ def latencies(case: str, folder: Path, out: Path, rows: list[dict]) -> dict:
     return {name: latency.summarize(t) for name, t in times.items()}
 
 
+def _moved(value: float, fp32: float) -> float:
+    """The metric's move from the fp32 graph's, in points."""
+    return (value - fp32) * 100
+
+
 def render(result: dict) -> str:
     lines = [f"## Exports an NPU takes (`bench/npu_exports.py`, issue 30), {result['date']}",
              "", result["note"], ""]
@@ -188,17 +184,17 @@ def render(result: dict) -> str:
             lines.append(f"| {case} | {r['profile']} | every node on HTP, context written | "
                          f"{cov['htp_nodes']}/{cov['nodes']} | {'**yes**' if ok else 'no'} |")
         if r["quantization"] != "float":
-            drop = (r["fp32"] - r["value"]) * 100
-            ok = r["agreement"] >= GOALS["agreement"] and drop <= GOALS["metric_points"]
+            moved = _moved(r["value"], r["fp32"])
+            ok = r["agreement"] >= GOALS["agreement"] and -moved <= GOALS["metric_points"]
             lines.append(f"| {case} | {r['profile']} | CPU QDQ vs fp32: agreement >= 99%, "
-                         f"metric within 1 pt | {r['agreement']:.3f}, {0 - drop:+.2f} pt | "
+                         f"metric within 1 pt | {r['agreement']:.3f}, {moved:+.2f} pt | "
                          f"{'**yes**' if ok else 'no'} |")
         sim = r.get("simulator")
         if sim:
-            drop = (sim["fp32_onnx_" + r["metric"]] - sim[r["metric"]]) * 100
-            ok = sim["agreement"] >= GOALS["agreement"] and drop <= GOALS["metric_points"]
+            moved = _moved(sim[r["metric"]], sim["fp32_onnx_" + r["metric"]])
+            ok = sim["agreement"] >= GOALS["agreement"] and -moved <= GOALS["metric_points"]
             lines.append(f"| {case} | {r['profile']} | HTP simulator vs fp32: agreement >= "
-                         f"99%, metric within 1 pt | {sim['agreement']:.3f}, {0 - drop:+.2f} pt "
+                         f"99%, metric within 1 pt | {sim['agreement']:.3f}, {moved:+.2f} pt "
                          f"| {'**yes**' if ok else 'no'} |")
     lines += ["", "![CPU latency and coverage per profile](npu.png)", ""]
     return "\n".join(lines) + "\n"
@@ -227,11 +223,11 @@ def readme_table(result: dict) -> str:
             share = (f"{cov['htp_nodes']}/{cov['nodes']}" if "htp_nodes" in cov else
                      f"{cov['largest_partition_share']:.1%}")
             quantized = r["quantization"] != "float"
-            delta = f"{(r['value'] - r['fp32']) * 100:+.2f} pt" if quantized else "float"
+            delta = f"{_moved(r['value'], r['fp32']):+.2f} pt" if quantized else "float"
             sim = r.get("simulator")
-            if sim:
-                moved = (sim[r["metric"]] - sim["fp32_onnx_" + r["metric"]]) * 100
-            simtext = f"{sim['agreement']:.3f}, {moved:+.2f} pt" if sim else ""
+            simtext = (f"{sim['agreement']:.3f}, "
+                       f"{_moved(sim[r['metric']], sim['fp32_onnx_' + r['metric']]):+.2f} pt"
+                       if sim else "")
             p50 = lat.get(r["profile"], {}).get("p50_ms")
             cost = f"{p50:.2f} ms ({cpu:.2f})" if p50 and cpu else ""
             lines.append(f"| {case} | {r['profile']} | {share} | "
@@ -303,9 +299,9 @@ def main() -> None:
                           f"{env['machine']['logical_cpus']} logical CPUs (load average "
                           f"{load} at the end: above 2, other work shared them); onnxruntime "
                           f"{env.get('versions', {}).get('onnxruntime', '?')}, onnxruntime-qnn "
-                          f"{_version('onnxruntime-qnn')} (QNN HTP compiled and simulated on "
-                          f"x86: it proves the graph "
-                          f"compiles and what HTP's arithmetic gives, not on-device speed). "
+                          f"{env.get('versions', {}).get('onnxruntime-qnn', '?')} (QNN HTP "
+                          f"compiled and simulated on x86: it proves the graph compiles and "
+                          f"what HTP's arithmetic gives, not on-device speed). "
                           f"Agreement: top-1 with the PyTorch student on the export's parity "
                           f"rows (probes and test rows); metric on the recipe's test split, "
                           f"the fp32 ONNX graph's in brackets; QNN's simulator on the first "

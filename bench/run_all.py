@@ -92,8 +92,8 @@ def environment() -> dict:
     except OSError:
         pass
     vers = {}
-    for pkg in ("torch", "transformers", "onnxruntime", "optimum-onnx", "optimum", "onnx",
-                "peft", "numpy", "edgetransfer"):
+    for pkg in ("torch", "transformers", "onnxruntime", "onnxruntime-qnn", "optimum-onnx",
+                "optimum", "onnx", "peft", "numpy", "edgetransfer"):
         try:
             vers[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

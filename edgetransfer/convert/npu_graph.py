@@ -10,9 +10,10 @@ what a provider refuses. Each rewrite is exact but one (GELU's erf, an approxima
   Cast, Sub, Where, Expand: what NNAPI and CoreML refuse) are cut off and the additive bias
   they end in becomes the input `attention_bias` ([1, 1, 1, L]), which the runtime computes
   (fixed_shapes.py);
-- **zero padding into the convolution**: a constant zero `Pad` of the spatial axes feeding
-  one `Conv` (TensorFlow's SAME padding, which EfficientNet-Lite's odd strided convolutions
-  take as an explicit pad: CoreML refuses `Pad`) becomes that Conv's own `pads`;
+- **zero padding into the convolution**: a constant zero `Pad` feeding one `Conv`
+  (TensorFlow's SAME padding, which EfficientNet-Lite's strided convolutions take as an
+  explicit pad: CoreML refuses `Pad`) becomes that Conv's own `pads`. onnxruntime's fold
+  does it (PadFusion) once a Conv's auto_pad VALID is written as no padding, which it is;
 - **the first token by Slice**: a classifier's `hidden[:, 0]` (a Gather with a constant
   scalar index, which CoreML refuses) becomes Slice + Squeeze;
 - **erf** (GELU; NNAPI refuses it): tanh(z * (a + b z^2)), the tanh form of GELU;
@@ -37,8 +38,8 @@ log = logging.getLogger(__name__)
 # x = sqrt(2) z: a = 2/sqrt(pi), b = a * 0.044715 * 2. Largest error 3.6e-4 on erf.
 ERF_A = 2.0 / math.sqrt(math.pi)
 ERF_B = ERF_A * 0.044715 * 2.0
-REWRITES = ("mask_bias", "pad_into_conv", "first_token_slice", "erf_tanh", "layer_norm_decomposed",
-            "embeddings_outside")
+REWRITES = ("mask_bias", "pad_into_conv", "first_token_slice", "erf_tanh",
+            "layer_norm_decomposed", "embeddings_outside")
 
 
 def rewrite(src: Path, dst: Path, dims: dict[str, list[int]], decompose: tuple[str, ...]
@@ -51,14 +52,16 @@ def rewrite(src: Path, dst: Path, dims: dict[str, list[int]], decompose: tuple[s
     folded = dst.with_suffix(".folded.onnx")
     model = onnx.load(str(src))
     _fix_shapes(model, dims)
+    _valid_as_no_padding(model)
+    pads = sum(n.op_type == "Pad" for n in model.graph.node)
     onnx.save(model, str(folded))
     _fold(folded, folded)
     model = onnx.shape_inference.infer_shapes(onnx.load(str(folded)))
     folded.unlink()
-    done = {"shapes": {k: list(v) for k, v in dims.items()}}
+    done = {"shapes": {k: list(v) for k, v in dims.items()},
+            "pad_into_conv": pads - sum(n.op_type == "Pad" for n in model.graph.node)}
     if any(i.name == MASK_INPUT for i in model.graph.input):
         done["mask_bias"] = _mask_to_bias(model)
-    done["pad_into_conv"] = _pad_into_conv(model)
     done["first_token_slice"] = _first_token_slice(model)
     if "erf_tanh" in decompose:
         done["erf_tanh"] = _erf_as_tanh(model)
@@ -271,45 +274,16 @@ def _constant(graph, name: str, value, dtype) -> str:
     return name
 
 
-def _pad_into_conv(model) -> int:
-    """Pad (constant mode, zero value, constant non-negative pads on H and W only) whose one
-    reader is a Conv (explicit pads, or auto_pad VALID) -> those pads added to the Conv's;
-    the Pad dropped. Exact: the Conv pads with zeros as the Pad did."""
-    import numpy as np
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    consumers = _consumers(graph)
-    outputs = {o.name for o in graph.output}
-    dropped = set()
-    for pad in [n for n in graph.node if n.op_type == "Pad"]:
-        readers = consumers.get(pad.output[0], [])
-        mode = next((a.s.decode() for a in pad.attribute if a.name == "mode"), "constant")
-        pads = consts.get(pad.input[1]) if len(pad.input) > 1 else None
-        value = consts.get(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else 0.0
-        conv = readers[0] if len(readers) == 1 else None
-        if (conv is None or conv.op_type != "Conv" or conv.input[0] != pad.output[0]
-                or pad.output[0] in outputs or mode != "constant" or pads is None
-                or len(pad.input) > 3 or value is None or np.any(np.asarray(value) != 0)
-                or pads.size != 8 or np.any(pads[[0, 1, 4, 5]] != 0) or np.any(pads < 0)
-                or next((a.s.decode() for a in conv.attribute if a.name == "auto_pad"),
-                        "NOTSET") not in ("NOTSET", "VALID")):
-            continue
-        # Pad: [N, C, H, W begins, N, C, H, W ends]; Conv: [H, W begins, H, W ends]. (torch
-        # exports padding="valid" as auto_pad VALID: no padding of its own, and a reason
-        # onnxruntime's own PadFusion passes these by)
-        old = next((list(a.ints) for a in conv.attribute if a.name == "pads"), [0, 0, 0, 0])
-        new = [int(o + p) for o, p in zip(old, pads[[2, 3, 6, 7]])]
-        kept = [a for a in conv.attribute if a.name not in ("pads", "auto_pad")]
-        del conv.attribute[:]
-        conv.attribute.extend([*kept, helper.make_attribute("pads", new)])
-        conv.input[0] = pad.input[0]
-        dropped.add(id(pad))
-    nodes = [n for n in graph.node if id(n) not in dropped]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return len(dropped)
+def _valid_as_no_padding(model) -> None:
+    """Conv auto_pad VALID -> NOTSET with no pads (the same convolution: VALID pads nothing).
+    torch exports padding="valid" so, and onnxruntime's PadFusion, which folds a zero Pad
+    into the Conv it feeds, passes such a Conv by."""
+    for node in model.graph.node:
+        if node.op_type == "Conv" and any(a.name == "auto_pad" and a.s == b"VALID"
+                                          for a in node.attribute):
+            kept = [a for a in node.attribute if a.name != "auto_pad"]
+            del node.attribute[:]
+            node.attribute.extend(kept)
 
 
 def _first_token_slice(model) -> int:
