@@ -71,7 +71,8 @@ TASKS = {
                      "strong": ["--student", "minilm-l6", "--student-layers", "3"]},
         "distill": ["--epochs", "3"],
         "metric": "accuracy",
-        "goals": {"strong_teacher": 0.92, "student": 0.900, "kept": 0.97, "speedup": 60.0},
+        "goals": {"strong_teacher": 0.92, "student": 0.900, "kept": 0.97, "speedup": 60.0,
+                  "shallow": [2, 0.885]},  # (a 2-layer student, run with --layers 2)
     },
     "conll2003": {
         "files": {"train": "train.txt", "validation": "dev.txt", "test": "test.txt"},
@@ -195,18 +196,36 @@ def _splits(spec: dict, paths: dict, data: Path) -> list:
     return flags
 
 
+def _student_flags(spec: dict, who: str, layers: int | None) -> list[str]:
+    """The task's student flags under teacher `who`, cut to `layers` when given."""
+    flags = list(spec["students"][who])
+    if layers is not None:
+        if "--student-layers" not in flags:
+            raise SystemExit(f"--layers: the {who} student of this task has no depth to set")
+        flags[flags.index("--student-layers") + 1] = str(layers)
+    return flags
+
+
+def _key(spec: dict, who: str, arm: str, layers: int | None) -> str:
+    """A student's name: teacher-arm, and -LN when cut to other than the task's depth."""
+    other = _student_flags(spec, who, layers) != spec["students"][who]
+    return f"{who}-{arm}" + (f"-L{layers}" if other else "")
+
+
 def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
-            force: bool) -> dict:
+            force: bool, layers: int | None = None) -> dict:
     """One student: distilled, int8, verified against its teacher on test."""
     spec, t = TASKS[task], out / "teachers" / who
-    base = out / "students" / f"{who}-{arm}"
+    flags = _student_flags(spec, who, layers)
+    name = _key(spec, who, arm, layers)
+    base = out / "students" / name
     model, int8, report = base / "student", base / "int8", base / "verify.json"
-    log, walls = out / "logs" / f"{who}-{arm}.log", {}
+    log, walls = out / "logs" / f"{name}.log", {}
     extra = (["--augment", spec["augment"]] if arm in ("augmented", "both") else []) + (
         ["--unlabeled", paths["unlabelled"]] if arm in ("unlabelled", "both") else [])
     if force or not _done(model):
         walls["distill_s"] = _edgetransfer(
-            log, "distill", "--teacher", t, *spec["students"][who], *spec["distill"], *extra,
+            log, "distill", "--teacher", t, *flags, *spec["distill"], *extra,
             *_splits(spec, paths, data), "--teacher-cache", out / "teacher-cache" / who,
             "--out", model, "--overwrite")
     if force or not _done(int8):
@@ -220,7 +239,9 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
             "--max-accuracy-drop", "100", "--out", report)
     settings = _json(model / "settings.json") or {}
     models = models_from_verify(verify_report(report))
-    return {"teacher": who, "arm": arm, "flags": [*spec["students"][who], *map(str, extra)],
+    return {"teacher": who, "arm": arm, "flags": [*flags, *map(str, extra)],
+            "layers": int(flags[flags.index("--student-layers") + 1])
+            if "--student-layers" in flags else None,
             "transfer_rows": settings.get("transfer_rows"),
             "hidden_weight": (settings.get("config") or {}).get("hidden_weight"),
             "tokenizers": settings.get("tokenizers"), "walls": walls,
@@ -245,8 +266,8 @@ def run(args) -> dict:
         result["teachers"][who] = teacher(args.task, who, paths, args.data, out, args.force)
         _write(result_path, result)
         for arm in args.arms:
-            result["students"][f"{who}-{arm}"] = student(args.task, who, arm, paths,
-                                                         args.data, out, args.force)
+            result["students"][_key(spec, who, arm, args.layers)] = student(
+                args.task, who, arm, paths, args.data, out, args.force, args.layers)
             _write(result_path, result)
     return result
 
@@ -276,31 +297,41 @@ def render(r: dict) -> str:
                     if s["teacher"] == who and s.get("speedup")), None)
         lines.append(f"| {who}: {' '.join(t['flags'][:2])} | {_f(t['test'])} | {_f(p50, 2)} "
                      f"| {_f(t['wall_s'] and t['wall_s'] / 60, 1)} |")
-    lines += ["", f"| teacher | student data | transfer rows | hidden | int8 student {metric} "
-              f"| kept | speed-up p50 [bounds] |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", f"| teacher | student data | layers | transfer rows | hidden | int8 student "
+              f"{metric} | kept | speed-up p50 [bounds] |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in r["students"].values():
         sp = s.get("speedup") or {}
         rows = s.get("transfer_rows") or {}
         lines.append(
-            f"| {s['teacher']} | {s['arm']} | {sum(v for v in rows.values() if v):,} | "
+            f"| {s['teacher']} | {s['arm']} | {s.get('layers') or ''} | "
+            f"{sum(v for v in rows.values() if v):,} | "
             f"{s.get('hidden_weight')} | {_f(sp.get('int8_accuracy'))} | "
             f"{_f(sp.get('kept') and 100 * sp['kept'], 1)}% | "
             f"{_f(sp.get('p50', {}).get('ratio'), 1)}x {sp.get('p50', {}).get('bounds', '')} |")
     lines += ["", "| goal | target | measured | met |", "| --- | --- | --- | --- |"]
     strong = r["teachers"].get("strong", {}).get("test")
-    best = max((s for s in r["students"].values() if s["teacher"] == "strong"
-                and s.get("speedup")), key=lambda s: s["speedup"]["int8_accuracy"],
-               default=None)
+    def best(keep):
+        return max((s for k, s in r["students"].items() if keep(k, s) and s.get("speedup")),
+                   key=lambda s: s["speedup"]["int8_accuracy"], default=None)
+
+    # (the task's own depth: names without -LN; the shallow goal: any teacher's)
+    deep = best(lambda k, s: s["teacher"] == "strong" and "-L" not in k)
+    shallow = goals.get("shallow") and best(lambda k, s: s.get("layers") == goals["shallow"][0])
     checks = [("strong teacher, test " + metric, goals["strong_teacher"], strong)]
-    if best:
-        sp = best["speedup"]
-        checks.append((f"int8 student ({best['arm']}), test {metric}", goals["student"],
+    if deep:
+        sp = deep["speedup"]
+        checks.append((f"int8 student ({deep['arm']}), test {metric}", goals["student"],
                        sp["int8_accuracy"]))
         if "kept" in goals:
             checks.append(("kept of its teacher", goals["kept"], sp["kept"]))
         if "speedup" in goals:
             checks.append(("speed-up over the teacher, p50", goals["speedup"],
                            sp["p50"]["ratio"]))
+    if shallow:
+        checks.append((f"int8 {goals['shallow'][0]}-layer student ({shallow['teacher']}, "
+                       f"{shallow['arm']}), test {metric}", goals["shallow"][1],
+                       shallow["speedup"]["int8_accuracy"]))
     for what, target, got in checks:
         met = got is not None and got >= target
         lines.append(f"| {what} | >= {target} | {_f(got)} | {'**yes**' if met else 'no'} |")
@@ -338,6 +369,7 @@ def main() -> None:
     ap.add_argument("--unlabelled", type=int, help="unlabelled rows [default: the task's]")
     ap.add_argument("--teachers", type=lambda v: v.split(","), default=["small", "strong"])
     ap.add_argument("--arms", type=lambda v: v.split(","), default=list(ARMS))
+    ap.add_argument("--layers", type=int, help="the students' depth [default: the task's]")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument("--results-md", type=Path, default=ROOT / "bench/RESULTS.md")

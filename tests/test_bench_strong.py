@@ -40,8 +40,10 @@ def test_sentences_split_as_words_without_tags(tmp_path):
     assert all(len(line.split()) == 3 for b in blocks for line in b.splitlines())
 
 
-def _arm(teacher: str, arm: str, accuracy: float, teacher_accuracy: float, ratio: float):
-    return {"teacher": teacher, "arm": arm, "transfer_rows": {"labelled": 100,
+def _arm(teacher: str, arm: str, accuracy: float, teacher_accuracy: float, ratio: float,
+         layers: int = 3):
+    return {"teacher": teacher, "arm": arm, "layers": layers,
+            "transfer_rows": {"labelled": 100,
                                                               "unlabelled": 50},
             "hidden_weight": 0.0, "speedup": {
                 "int8_accuracy": accuracy, "teacher_accuracy": teacher_accuracy,
@@ -57,10 +59,23 @@ def test_goals_are_judged_from_the_best_strong_teacher_student():
               "teachers": {"strong": {"flags": ["--model", "mpnet-base"], "test": 0.925,
                                       "wall_s": 3600}},
               "students": {"strong-labelled": _arm("strong", "labelled", 0.89, 0.925, 70),
-                           "strong-both": _arm("strong", "both", 0.905, 0.925, 55)}}
+                           "strong-both": _arm("strong", "both", 0.905, 0.925, 55),
+                           # (shallower: judged only by the 2-layer goal)
+                           "strong-both-L2": _arm("strong", "both", 0.95, 0.925, 90, 2),
+                           "small-both-L2": _arm("small", "both", 0.88, 0.89, 30, 2)}}
     text = strong_teacher.render(result)
     assert "| strong: --model mpnet-base | 0.9250 | 40.00 | 60.0 |" in text
     assert "| strong teacher, test accuracy | >= 0.92 | 0.9250 | **yes** |" in text
     assert "| int8 student (both), test accuracy | >= 0.9 | 0.9050 | **yes** |" in text
     assert "| speed-up over the teacher, p50 | >= 60.0 | 55.0000 | no |" in text
-    assert "| strong | labelled | 150 | 0.0 | 0.8900 | 96.2% | 70.0x [65, 75] |" in text
+    assert "| strong | labelled | 3 | 150 | 0.0 | 0.8900 | 96.2% | 70.0x [65, 75] |" in text
+    assert ("| int8 2-layer student (strong, both), test accuracy | >= 0.885 | 0.9500 | "
+            "**yes** |") in text
+
+
+def test_a_student_of_another_depth_is_named_apart():
+    spec = strong_teacher.TASKS["sst2"]
+    assert strong_teacher._key(spec, "strong", "both", None) == "strong-both"
+    assert strong_teacher._key(spec, "strong", "both", 3) == "strong-both"  # (the task's)
+    assert strong_teacher._key(spec, "strong", "both", 2) == "strong-both-L2"
+    assert strong_teacher._student_flags(spec, "strong", 2)[-2:] == ["--student-layers", "2"]
