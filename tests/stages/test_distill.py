@@ -112,28 +112,28 @@ def test_student_of_another_width_trains_with_a_projection(cli, tiny_teacher, da
     assert losses[0] > plain_losses[0]
 
 
-def test_cached_teacher_outputs_equal_recomputed_ones(tiny_teacher, data_dir):
+def test_cached_teacher_outputs_equal_recomputed_ones(tiny_teacher):
+    from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from edgetransfer.stages.distill import teacher_outputs
-    from edgetransfer.tasks.text import collator, tokenize
-    from edgetransfer.tasks.text_classification import load as load_task
+    from edgetransfer.tasks.text import collator
 
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
     tok = AutoTokenizer.from_pretrained(tiny_teacher)
-    task = load_task(str(data_dir / "train.jsonl"), str(data_dir / "validation.jsonl"))
-    tokenized, _ = tokenize(task.splits, task.sources, tok, 64)
-    rows = teacher_outputs(teacher, tokenized["train"], collator(tok), torch.device("cpu"),
-                           ("logits",), batch_size=7)["logits"]
-    assert len(rows) == 60 and all(r.shape == (3,) for r in rows)
-    cached = np.stack(rows)
+    # rows of mixed lengths, long and short interleaved: the pass batches them in length
+    # order and must put each output back at its own row
+    texts = [" ".join(r["text"].split()[: 1 + (i * 7) % 11]) for i, r in
+             enumerate(make_rows(30))]
+    rows = Dataset.from_dict(dict(tok(texts)))
+    assert len({len(ids) for ids in rows["input_ids"]}) > 3
+    got = teacher_outputs(teacher, rows, collator(tok), torch.device("cpu"), ("logits",),
+                          batch_size=7)["logits"]
+    assert len(got) == 30 and all(r.shape == (3,) for r in got)
     with torch.inference_mode():
-        for i in (0, 13, 59):  # one at a time, unpadded
-            row = tokenized["train"][i]
-            inputs = {k: torch.tensor([row[k]]) for k in ("input_ids", "attention_mask",
-                                                          "token_type_ids")}
-            assert torch.allclose(teacher(**inputs).logits[0], torch.from_numpy(cached[i]),
-                                  atol=1e-5)
+        for i, text in enumerate(texts):  # one at a time, unpadded
+            alone = teacher(**tok(text, return_tensors="pt")).logits[0]
+            assert torch.allclose(alone, torch.from_numpy(got[i]), atol=1e-5)
 
 
 def _batch(tok):
