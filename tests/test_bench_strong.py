@@ -18,22 +18,29 @@ def test_text_rows_split_into_a_labelled_sample_and_unlabelled_others(tmp_path):
     data.mkdir()
     rows = [f"sentence {i}\t{i % 2}" for i in range(50)]
     (data / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
-    paths = strong_teacher._split_rows(strong_teacher.TASKS["sst2"], data, 20, 10,
-                                       tmp_path / "out")
+    paths, counts = strong_teacher._split_rows(strong_teacher.TASKS["sst2"], data, 20, 10,
+                                               tmp_path / "out")
     header, *train = paths["train"].read_text().splitlines()
     unlabelled = [json.loads(line)["text"] for line in paths["unlabelled"].open()]
     assert header == "sentence\tlabel" and len(train) == 20 and len(unlabelled) == 10
     assert not {r.split("\t")[0] for r in train} & set(unlabelled)  # (disjoint)
-    again = strong_teacher._split_rows(strong_teacher.TASKS["sst2"], data, 20, 10,
-                                       tmp_path / "out")
+    assert counts == {"labelled": 20, "unlabelled": 10}
+    again, _ = strong_teacher._split_rows(strong_teacher.TASKS["sst2"], data, 20, 10,
+                                          tmp_path / "out")
     assert again["train"].read_text().splitlines()[1:] == train  # (written once, seeded)
+    # None: every row outside the sample, in a fresh folder; the same seeded sample
+    rest, counts = strong_teacher._split_rows(strong_teacher.TASKS["sst2"], data, 20, None,
+                                              tmp_path / "rest")
+    assert counts == {"labelled": 20, "unlabelled": 30}
+    assert rest["train"].read_text().splitlines()[1:] == train
 
 
 def test_sentences_split_as_words_without_tags(tmp_path):
     data = tmp_path / "conll"
     write_conll(data / "train.txt", make_sentences(30, seed=4))
-    paths = strong_teacher._split_rows(strong_teacher.TASKS["conll2003"], data, 12, 18,
-                                       tmp_path / "out")
+    paths, counts = strong_teacher._split_rows(strong_teacher.TASKS["conll2003"], data, 12,
+                                               18, tmp_path / "out")
+    assert counts == {"labelled": 12, "unlabelled": 18}
     blocks = [b for b in paths["train"].read_text().split("\n\n") if b.strip()]
     words = [json.loads(line)["tokens"] for line in paths["unlabelled"].open()]
     assert len(blocks) == 12 and len(words) == 18 and all(len(w) == 6 for w in words)
