@@ -39,6 +39,7 @@ from ..options import (
 )
 from ..train import devices, training
 from ..train.outputs import output_folder, run_settings
+from ..train.progress import pass_progress
 
 log = logging.getLogger(__name__)
 
@@ -671,6 +672,7 @@ def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
                dataset.column_names else [0] * len(dataset))
     order = sorted(range(len(dataset)), key=lengths.__getitem__)
     out: dict[str, list] = {name: [None] * len(dataset) for name in names}
+    seen = pass_progress(len(dataset), "teacher outputs")
     with torch.inference_mode():
         for start in range(0, len(dataset), batch_size):
             at = order[start:start + batch_size]
@@ -686,6 +688,7 @@ def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
                     values = [row.numpy() for row in logits]
                 for i, v in zip(at, values):
                     out[name][i] = v
+            seen(start + len(at))
     return out
 
 

@@ -54,6 +54,22 @@ def progress_callback(metric: str = "accuracy"):
     return ProgressLog()
 
 
+def pass_progress(total: int, what: str, every_s: float = 30.0):
+    """A callable(done) for a long pass over rows outside the Trainer (which logs its own):
+    a line `what: done/total rows, eta` at most every `every_s` seconds, and at the end."""
+    started = last = time.perf_counter()
+
+    def seen(done: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= every_s or done >= total:
+            last = now
+            left = (now - started) / max(done, 1) * (total - done)
+            log.info("%s: %d/%d rows, eta %s", what, done, total, _duration(left))
+
+    return seen
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
@@ -61,7 +77,8 @@ def _duration(seconds: float) -> str:
 
 def show_bars() -> bool:
     """tqdm bars for a person at a terminal; plain log lines for CI logs and files."""
-    return sys.stderr.isatty() and logging.getLogger("edgetransfer").getEffectiveLevel() <= logging.INFO
+    return (sys.stderr.isatty()
+            and logging.getLogger("edgetransfer").getEffectiveLevel() <= logging.INFO)
 
 
 def plot_history(history: list[dict], path: Path, title: str, metric: str = "accuracy",
