@@ -416,8 +416,12 @@ def _teacher_targets(cfg: DistillConfig, teacher, rows: dict, extras: list, task
     t0 = time.perf_counter()
     cross = rows["teacher"] is not rows["student"]
     theirs = _joined(parts["teacher"]) if cross else transfer  # (joined once)
-    outputs = _cached_logits(cfg, teacher, theirs, collate, device, task.outputs,
-                             inputs=task.inputs)
+    # part by part (train, --unlabeled, --augment), each cached under its own key: a later
+    # student on another mix of the same parts reuses the ones it shares (labelled rows
+    # with and without unlabelled text), rather than the teacher reading them all again
+    pieces = [_cached_logits(cfg, teacher, part, collate, device, task.outputs,
+                             inputs=task.inputs) for part in parts["teacher"]]
+    outputs = {name: [v for piece in pieces for v in piece[name]] for name in task.outputs}
     if cross:
         outputs = _onto_student_rows(task, outputs, parts)
         if cfg.hidden_weight > 0:  # (the teacher runs beside on its own token ids: a row

@@ -324,6 +324,45 @@ def test_soft_targets_across_tokenizers_are_the_teachers_on_its_own_tokens(
     assert set(evaluations) == {"validation"}
 
 
+def test_the_teacher_cache_is_kept_per_part_and_shared_parts_are_reused(
+        tiny_teacher, data_dir, tmp_path, monkeypatch):
+    """Train alone, then train + extra rows: the second run reads train's outputs from the
+    first's cache and computes only the extra's; the outputs are the same either way."""
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgetransfer.stages import distill
+    from edgetransfer.tasks.text import tokenize
+    from edgetransfer.tasks.text_classification import TASK
+    from edgetransfer.tasks.text_classification import load as load_task
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    data = load_task(str(data_dir / "train.jsonl"), str(data_dir / "validation.jsonl"))
+    tokenized = tokenize(data.splits, data.sources, tok, 64)[0]
+    rows = {"student": tokenized, "teacher": tokenized}
+    computed = []
+    real = distill.teacher_outputs
+    monkeypatch.setattr(distill, "teacher_outputs", lambda model, dataset, *a, **k: (
+        computed.append(len(dataset)) or real(model, dataset, *a, **k)))
+    cfg = SimpleNamespace(teacher_cache=str(tmp_path / "cache"), teacher_batch_size=16,
+                          hidden_weight=0, attention_weight=0, teacher=tiny_teacher)
+    alone, _, _ = distill._teacher_targets(cfg, teacher, rows, [], TASK,
+                                           {"teacher": tok, "student": tok}, data,
+                                           torch.device("cpu"))
+    extra = tokenized["validation"]
+    both, _, _ = distill._teacher_targets(cfg, teacher, rows, [(extra, extra)], TASK,
+                                          {"teacher": tok, "student": tok}, data,
+                                          torch.device("cpu"))
+    # first run: train's outputs, then the teacher's own evaluation on validation; second:
+    # only the extra rows' (train's read back), then the evaluation again
+    assert computed == [60, len(extra), len(extra), len(extra)]
+    assert len(list((tmp_path / "cache").glob("teacher-logits-*.npz"))) == 2
+    assert len(both) == 60 + len(extra)
+    assert both["teacher_logits"][:60] == alone["teacher_logits"]
+
+
 def _word_positions(rows) -> list:
     """Per row, each position's word number where the row scores it, else -1."""
     return [list(w) for w in rows["word_index"]]
