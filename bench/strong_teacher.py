@@ -179,19 +179,23 @@ def _split_rows(spec: dict, data: Path, labelled: int, unlabelled: int | None,
     return paths, json.loads(done.read_text())
 
 
-def teacher(task: str, who: str, paths: dict, data: Path, out: Path, force: bool) -> dict:
+def teacher(task: str, who: str, paths: dict, data: Path, out: Path, force: bool,
+            before: dict) -> dict:
+    """The teacher `who`, trained unless done; `before`: its record of an earlier run."""
     spec = TASKS[task]
     folder = out / "teachers" / who
-    wall = None
+    wall, resumed = None, before.get("resumed", False)
     if force or not _done(folder):
-        resume = ["--resume"] if (folder.parent / f".{folder.name}.partial").exists() and \
-            not force else ["--overwrite"]
+        resumed = (folder.parent / f".{folder.name}.partial").exists() and not force
+        resume = ["--resume"] if resumed else ["--overwrite"]
         wall = _edgetransfer(out / "logs" / f"teacher-{who}.log", "finetune",
                              *spec["teachers"][who], *_splits(spec, paths, data), "--out",
                              folder, *resume)
     metrics = _json(folder / "metrics.json") or {}
+    # (resumed: the wall time is the last run's alone; the interrupted ones' is not kept)
     return {"who": who, "folder": str(folder), "flags": spec["teachers"][who],
-            "wall_s": wall or (metrics.get("training") or {}).get("wall_time_s"),
+            "wall_s": wall or before.get("wall_s")
+            or (metrics.get("training") or {}).get("wall_time_s"), "resumed": resumed,
             "validation": (metrics.get("validation") or {}).get(spec["metric"]),
             "test": (metrics.get("test") or {}).get(spec["metric"])}
 
@@ -222,14 +226,15 @@ def _key(spec: dict, who: str, arm: str, layers: int | None) -> str:
 
 
 def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
-            force: bool, layers: int | None = None) -> dict:
-    """One student: distilled, int8, verified against its teacher on test."""
+            force: bool, layers: int | None = None, before: dict | None = None) -> dict:
+    """One student: distilled, int8, verified against its teacher on test; `before`: its
+    record of an earlier run (the wall times of the steps reused)."""
     spec, t = TASKS[task], out / "teachers" / who
     flags = _student_flags(spec, who, layers)
     name = _key(spec, who, arm, layers)
     base = out / "students" / name
     model, int8, report = base / "student", base / "int8", base / "verify.json"
-    log, walls = out / "logs" / f"{name}.log", {}
+    log, walls = out / "logs" / f"{name}.log", dict((before or {}).get("walls") or {})
     extra = (["--augment", spec["augment"]] if arm in ("augmented", "both") else []) + (
         ["--unlabeled", paths["unlabelled"]] if arm in ("unlabelled", "both") else [])
     if force or not _done(model):
@@ -271,11 +276,14 @@ def run(args) -> dict:
     result.setdefault("teachers", {})
     result.setdefault("students", {})
     for who in args.teachers:
-        result["teachers"][who] = teacher(args.task, who, paths, args.data, out, args.force)
+        result["teachers"][who] = teacher(args.task, who, paths, args.data, out, args.force,
+                                          result["teachers"].get(who) or {})
         _write(result_path, result)
         for arm in args.arms:
-            result["students"][_key(spec, who, arm, args.layers)] = student(
-                args.task, who, arm, paths, args.data, out, args.force, args.layers)
+            key = _key(spec, who, arm, args.layers)
+            result["students"][key] = student(args.task, who, arm, paths, args.data, out,
+                                              args.force, args.layers,
+                                              result["students"].get(key))
             _write(result_path, result)
     return result
 
@@ -304,7 +312,8 @@ def render(r: dict) -> str:
         p50 = next((s["speedup"]["p50"]["teacher_ms"] for s in r["students"].values()
                     if s["teacher"] == who and s.get("speedup")), None)
         lines.append(f"| {who}: {' '.join(t['flags'][:2])} | {_f(t['test'])} | {_f(p50, 2)} "
-                     f"| {_f(t['wall_s'] and t['wall_s'] / 60, 1)} |")
+                     f"| {_f(t['wall_s'] and t['wall_s'] / 60, 1)}"
+                     f"{' (resumed: its last part)' if t.get('resumed') else ''} |")
     lines += ["", f"| teacher | student data | layers | transfer rows | hidden | int8 student "
               f"{metric} | kept | speed-up p50 [bounds] |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
