@@ -670,8 +670,8 @@ def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
 
     model = model.to(device)
     # rows in order of length, so that a batch pads to its own longest and not to the
-    # longest of any 64 neighbours (SST-2's phrases run 2 to 60 tokens: the teacher's pass
-    # took 3x as long in row order); each output is put back at its row's place
+    # longest of any 64 neighbours (SST-2's train rows run from 1 to 52 words); each output
+    # is put back at its row's place
     lengths = ([len(ids) for ids in dataset["input_ids"]] if "input_ids" in
                dataset.column_names else [0] * len(dataset))
     order = sorted(range(len(dataset)), key=lengths.__getitem__)
