@@ -467,8 +467,8 @@ def _onto_student_rows(task, outputs: dict, parts: dict) -> dict:
 def _teacher_evaluations(cfg: DistillConfig, teacher, tokenized, collate, device, task,
                          data) -> dict:
     """The teacher's own figures on validation and test."""
-    return {split: _evaluate_teacher(teacher, tokenized[split], collate, device,
-                                     cfg.teacher_batch_size, task, data.label_names)
+    return {split: _evaluate_teacher(cfg, teacher, tokenized[split], collate, device, task,
+                                     data.label_names)
             for split in ("validation", "test") if split in tokenized}
 
 
@@ -696,9 +696,11 @@ def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
     return out
 
 
-def _evaluate_teacher(teacher, dataset, collate, device, batch_size, task, names):
-    logits = task.scored(teacher_outputs(teacher, dataset, collate, device,
-                                         task.scored_outputs, batch_size))
+def _evaluate_teacher(cfg, teacher, dataset, collate, device, task, names):
+    # (through --teacher-cache as the transfer rows are: every student of one teacher is
+    # scored beside it on the same splits, minutes each for a 12-layer teacher)
+    logits = task.scored(_cached_logits(cfg, teacher, dataset, collate, device,
+                                        task.scored_outputs, inputs=task.inputs))
     return training.scored(task, logits, dataset["label"], training.index_of(task, dataset),
                            names)
 

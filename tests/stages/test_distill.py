@@ -326,8 +326,9 @@ def test_soft_targets_across_tokenizers_are_the_teachers_on_its_own_tokens(
 
 def test_the_teacher_cache_is_kept_per_part_and_shared_parts_are_reused(
         tiny_teacher, data_dir, tmp_path, monkeypatch):
-    """Train alone, then train + extra rows: the second run reads train's outputs from the
-    first's cache and computes only the extra's; the outputs are the same either way."""
+    """Train alone, then train + extra rows: the second run reads train's outputs and the
+    teacher's evaluation outputs from the first's cache and computes only the extra's; the
+    outputs and the teacher's figures are the same either way."""
     from types import SimpleNamespace
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -348,19 +349,20 @@ def test_the_teacher_cache_is_kept_per_part_and_shared_parts_are_reused(
         computed.append(len(dataset)) or real(model, dataset, *a, **k)))
     cfg = SimpleNamespace(teacher_cache=str(tmp_path / "cache"), teacher_batch_size=16,
                           hidden_weight=0, attention_weight=0, teacher=tiny_teacher)
-    alone, _, _ = distill._teacher_targets(cfg, teacher, rows, [], TASK,
-                                           {"teacher": tok, "student": tok}, data,
-                                           torch.device("cpu"))
-    extra = tokenized["validation"]
-    both, _, _ = distill._teacher_targets(cfg, teacher, rows, [(extra, extra)], TASK,
-                                          {"teacher": tok, "student": tok}, data,
-                                          torch.device("cpu"))
-    # first run: train's outputs, then the teacher's own evaluation on validation; second:
-    # only the extra rows' (train's read back), then the evaluation again
-    assert computed == [60, len(extra), len(extra), len(extra)]
-    assert len(list((tmp_path / "cache").glob("teacher-logits-*.npz"))) == 2
-    assert len(both) == 60 + len(extra)
+    alone, _, first = distill._teacher_targets(cfg, teacher, rows, [], TASK,
+                                            {"teacher": tok, "student": tok}, data,
+                                            torch.device("cpu"))
+    extra = tokenized["train"].select(range(10))
+    both, _, again = distill._teacher_targets(cfg, teacher, rows, [(extra, extra)], TASK,
+                                              {"teacher": tok, "student": tok}, data,
+                                              torch.device("cpu"))
+    # first run: train's outputs, then the teacher's own on validation (its evaluation);
+    # second: only the extra rows' (train's and validation's read back)
+    assert computed == [60, len(tokenized["validation"]), 10]
+    assert len(list((tmp_path / "cache").glob("teacher-logits-*.npz"))) == 3
+    assert len(both) == 70
     assert both["teacher_logits"][:60] == alone["teacher_logits"]
+    assert again == first
 
 
 def _word_positions(rows) -> list:
