@@ -18,7 +18,9 @@ For each task (its settings in TASKS, stated once):
    sample alone), `augmented` (+ `--augment`, the task's preset), `unlabelled` (+ the
    unlabelled rows), `both`. Under the small teacher the student is the teacher cut to its
    student depth; under the strong one, the small model cut the same way (`--student
-   minilm-l6 --student-layers 3`: across tokenizers for text; a Lite0 under a Lite2).
+   minilm-l6 --student-layers 3`: across tokenizers for text; a Lite0 under a Lite2), or
+   with `--student-from small` the small teacher cut the same way (named -from-small): the
+   strong teacher's outputs on a student that starts from the task already learnt.
    The teacher's outputs are cached per teacher (`--teacher-cache`).
 4. **int8** (`edgetransfer export --quantize int8`: the task's int8), then `edgetransfer
    verify --reference TEACHER --candidate int8` on the test split: the int8 student's
@@ -209,29 +211,43 @@ def _splits(spec: dict, paths: dict, data: Path) -> list:
     return flags
 
 
-def _student_flags(spec: dict, who: str, layers: int | None) -> list[str]:
-    """The task's student flags under teacher `who`, cut to `layers` when given."""
+def _student_flags(spec: dict, who: str, layers: int | None,
+                   init: Path | None = None) -> list[str]:
+    """The task's student flags under teacher `who`, cut to `layers` when given, and from
+    the checkpoint `init` (another teacher of the run) in place of the task's student."""
     flags = list(spec["students"][who])
     if layers is not None:
         if "--student-layers" not in flags:
             raise SystemExit(f"--layers: the {who} student of this task has no depth to set")
         flags[flags.index("--student-layers") + 1] = str(layers)
+    if init is not None:
+        if "--student" not in flags:
+            raise SystemExit(f"--student-from: the {who} teacher's student is cut from "
+                             f"itself; give it to another teacher")
+        flags[flags.index("--student") + 1] = str(init)
     return flags
 
 
-def _key(spec: dict, who: str, arm: str, layers: int | None) -> str:
-    """A student's name: teacher-arm, and -LN when cut to other than the task's depth."""
+def _key(spec: dict, who: str, arm: str, layers: int | None, init: str | None = None) -> str:
+    """A student's name: teacher-arm, -LN when cut to other than the task's depth, and
+    -from-WHO when cut from another teacher of the run."""
     other = _student_flags(spec, who, layers) != spec["students"][who]
-    return f"{who}-{arm}" + (f"-L{layers}" if other else "")
+    return f"{who}-{arm}" + (f"-L{layers}" if other else "") + (f"-from-{init}" if init
+                                                                  else "")
 
 
 def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
-            force: bool, layers: int | None = None, before: dict | None = None) -> dict:
+            force: bool, layers: int | None = None, before: dict | None = None,
+            init: str | None = None) -> dict:
     """One student: distilled, int8, verified against its teacher on test; `before`: its
-    record of an earlier run (the wall times of the steps reused)."""
+    record of an earlier run (the wall times of the steps reused); `init`: another teacher
+    of the run that the student is cut from (a fine-tuned small model under a strong one)."""
     spec, t = TASKS[task], out / "teachers" / who
-    flags = _student_flags(spec, who, layers)
-    name = _key(spec, who, arm, layers)
+    if init is not None and not _done(out / "teachers" / init):
+        raise SystemExit(f"--student-from {init}: its teacher is not trained yet; run "
+                         f"--teachers {init} first")
+    flags = _student_flags(spec, who, layers, init and out / "teachers" / init)
+    name = _key(spec, who, arm, layers, init)
     base = out / "students" / name
     model, int8, report = base / "student", base / "int8", base / "verify.json"
     log, walls = out / "logs" / f"{name}.log", dict((before or {}).get("walls") or {})
@@ -253,7 +269,8 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
             "--max-accuracy-drop", "100", "--out", report)
     settings = _json(model / "settings.json") or {}
     models = models_from_verify(verify_report(report))
-    return {"teacher": who, "arm": arm, "flags": [*flags, *map(str, extra)],
+    return {"teacher": who, "arm": arm, "student_from": init,
+            "flags": [*flags, *map(str, extra)],
             "layers": int(flags[flags.index("--student-layers") + 1])
             if "--student-layers" in flags else None,
             "transfer_rows": settings.get("transfer_rows"),
@@ -280,10 +297,10 @@ def run(args) -> dict:
                                           result["teachers"].get(who) or {})
         _write(result_path, result)
         for arm in args.arms:
-            key = _key(spec, who, arm, args.layers)
+            key = _key(spec, who, arm, args.layers, args.student_from)
             result["students"][key] = student(args.task, who, arm, paths, args.data, out,
                                               args.force, args.layers,
-                                              result["students"].get(key))
+                                              result["students"].get(key), args.student_from)
             _write(result_path, result)
     return result
 
@@ -296,6 +313,15 @@ def _write(path: Path, result: dict) -> None:
 
 def _f(x, digits: int = 4) -> str:
     return "" if x is None else f"{x:.{digits}f}"
+
+
+def _cut_from(r: dict, s: dict) -> str:
+    """What a student was cut from: its teacher itself, another teacher of the run
+    (fine-tuned), or the raw model its flags name."""
+    if s.get("student_from"):
+        return f"the {s['student_from']} teacher"
+    flags = s.get("flags") or []
+    return f"raw {flags[flags.index('--student') + 1]}" if "--student" in flags else "itself"
 
 
 def render(r: dict) -> str:
@@ -314,14 +340,14 @@ def render(r: dict) -> str:
         lines.append(f"| {who}: {' '.join(t['flags'][:2])} | {_f(t['test'])} | {_f(p50, 2)} "
                      f"| {_f(t['wall_s'] and t['wall_s'] / 60, 1)}"
                      f"{' (resumed: its last part)' if t.get('resumed') else ''} |")
-    lines += ["", f"| teacher | student data | layers | transfer rows | hidden | int8 student "
-              f"{metric} | kept | speed-up p50 [bounds] |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", f"| teacher | student data | student cut from | layers | transfer rows | "
+              f"hidden | int8 student {metric} | kept | speed-up p50 [bounds] |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in r["students"].values():
         sp = s.get("speedup") or {}
         rows = s.get("transfer_rows") or {}
         lines.append(
-            f"| {s['teacher']} | {s['arm']} | {s.get('layers') or ''} | "
+            f"| {s['teacher']} | {s['arm']} | {_cut_from(r, s)} | {s.get('layers') or ''} | "
             f"{sum(v for v in rows.values() if v):,} | "
             f"{s.get('hidden_weight')} | {_f(sp.get('int8_accuracy'))} | "
             f"{_f(sp.get('kept') and 100 * sp['kept'], 1)}% | "
@@ -332,8 +358,10 @@ def render(r: dict) -> str:
         return max((s for k, s in r["students"].items() if keep(k, s) and s.get("speedup")),
                    key=lambda s: s["speedup"]["int8_accuracy"], default=None)
 
-    # (the task's own depth: names without -LN; the shallow goal: any teacher's)
-    deep = best(lambda k, s: s["teacher"] == "strong" and "-L" not in k)
+    # (the task's own depth; the shallow goal: any teacher's)
+    own = TASKS[r["task"]]["students"]["strong"]
+    depth = int(own[own.index("--student-layers") + 1]) if "--student-layers" in own else None
+    deep = best(lambda k, s: s["teacher"] == "strong" and s.get("layers") == depth)
     shallow = goals.get("shallow") and best(lambda k, s: s.get("layers") == goals["shallow"][0])
     checks = [("strong teacher, test " + metric, goals["strong_teacher"], strong)]
     if deep:
@@ -387,6 +415,9 @@ def main() -> None:
     ap.add_argument("--teachers", type=lambda v: v.split(","), default=["small", "strong"])
     ap.add_argument("--arms", type=lambda v: v.split(","), default=list(ARMS))
     ap.add_argument("--layers", type=int, help="the students' depth [default: the task's]")
+    ap.add_argument("--student-from", choices=["small"],
+                    help="cut the strong teacher's students from the small teacher (fine-tuned) "
+                         "rather than the raw small model")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument("--results-md", type=Path, default=ROOT / "bench/RESULTS.md")

@@ -48,8 +48,10 @@ def test_sentences_split_as_words_without_tags(tmp_path):
 
 
 def _arm(teacher: str, arm: str, accuracy: float, teacher_accuracy: float, ratio: float,
-         layers: int = 3):
-    return {"teacher": teacher, "arm": arm, "layers": layers,
+         layers: int = 3, student_from: str | None = None):
+    return {"teacher": teacher, "arm": arm, "layers": layers, "student_from": student_from,
+            "flags": strong_teacher._student_flags(strong_teacher.TASKS["sst2"], teacher,
+                                                   layers),
             "transfer_rows": {"labelled": 100,
                                                               "unlabelled": 50},
             "hidden_weight": 0.0, "speedup": {
@@ -66,7 +68,11 @@ def test_goals_are_judged_from_the_best_strong_teacher_student():
               "teachers": {"strong": {"flags": ["--model", "mpnet-base"], "test": 0.925,
                                       "wall_s": 3600}},
               "students": {"strong-labelled": _arm("strong", "labelled", 0.89, 0.925, 70),
-                           "strong-both": _arm("strong", "both", 0.905, 0.925, 55),
+                           "strong-both": _arm("strong", "both", 0.895, 0.925, 65),
+                           # (cut from the fine-tuned small teacher: a student at the
+                           # task's depth, so it counts for the goals)
+                           "strong-both-from-small": _arm("strong", "both", 0.905, 0.925, 55,
+                                                          student_from="small"),
                            # (shallower: judged only by the 2-layer goal)
                            "strong-both-L2": _arm("strong", "both", 0.95, 0.925, 90, 2),
                            "small-both-L2": _arm("small", "both", 0.88, 0.89, 30, 2)}}
@@ -75,7 +81,10 @@ def test_goals_are_judged_from_the_best_strong_teacher_student():
     assert "| strong teacher, test accuracy | >= 0.92 | 0.9250 | **yes** |" in text
     assert "| int8 student (both), test accuracy | >= 0.9 | 0.9050 | **yes** |" in text
     assert "| speed-up over the teacher, p50 | >= 60.0 | 55.0000 | no |" in text
-    assert "| strong | labelled | 3 | 150 | 0.0 | 0.8900 | 96.2% | 70.0x [65, 75] |" in text
+    assert ("| strong | labelled | raw minilm-l6 | 3 | 150 | 0.0 | 0.8900 | 96.2% | "
+            "70.0x [65, 75] |") in text
+    assert "| strong | both | the small teacher | 3 | 150 |" in text
+    assert "| small | both | itself | 2 | 150 |" in text
     assert ("| int8 2-layer student (strong, both), test accuracy | >= 0.885 | 0.9500 | "
             "**yes** |") in text
 
@@ -86,3 +95,19 @@ def test_a_student_of_another_depth_is_named_apart():
     assert strong_teacher._key(spec, "strong", "both", 3) == "strong-both"  # (the task's)
     assert strong_teacher._key(spec, "strong", "both", 2) == "strong-both-L2"
     assert strong_teacher._student_flags(spec, "strong", 2)[-2:] == ["--student-layers", "2"]
+
+
+def test_a_student_cut_from_the_small_teacher_is_named_and_flagged_apart(tmp_path):
+    import pytest
+
+    spec = strong_teacher.TASKS["sst2"]
+    small = tmp_path / "teachers" / "small"
+    assert strong_teacher._student_flags(spec, "strong", None, small) == [
+        "--student", str(small), "--student-layers", "3"]
+    assert strong_teacher._key(spec, "strong", "both", None, "small") == "strong-both-from-small"
+    assert strong_teacher._key(spec, "strong", "both", 2, "small") == "strong-both-L2-from-small"
+    with pytest.raises(SystemExit, match="cut from itself"):  # (the small one has no --student)
+        strong_teacher._student_flags(spec, "small", None, small)
+    with pytest.raises(SystemExit, match="not trained yet"):
+        strong_teacher.student("sst2", "strong", "both", {}, tmp_path, tmp_path, False,
+                               init="small")
