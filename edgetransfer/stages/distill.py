@@ -38,6 +38,7 @@ from ..options import (
     comma_list,
 )
 from ..train import devices, training
+from ..train.length_order import length_order
 from ..train.outputs import output_folder, run_settings
 from ..train.progress import pass_progress
 
@@ -669,12 +670,8 @@ def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
     import torch
 
     model = model.to(device)
-    # rows in order of length, so that a batch pads to its own longest and not to the
-    # longest of any 64 neighbours (SST-2's train rows run from 1 to 52 words); each output
-    # is put back at its row's place
-    lengths = ([len(ids) for ids in dataset["input_ids"]] if "input_ids" in
-               dataset.column_names else [0] * len(dataset))
-    order = sorted(range(len(dataset)), key=lengths.__getitem__)
+    # rows in order of length (train/length_order.py); each output put back at its row
+    order = length_order(dataset) or list(range(len(dataset)))
     out: dict[str, list] = {name: [None] * len(dataset) for name in names}
     seen = pass_progress(len(dataset), "teacher outputs")
     with torch.inference_mode():

@@ -25,6 +25,7 @@ from .checkpoints import (
 )
 from .devices import Placement
 from .guards import check_finite, nan_guard
+from .length_order import OrderSampler, in_row_order, length_order
 from .progress import plot_history, progress_callback, show_bars, use_our_progress
 
 log = logging.getLogger(__name__)
@@ -199,13 +200,35 @@ def scored(task, logits, labels, index, label_names: list[str]) -> dict:
     return task.metrics(*per_example(task, logits, labels, index), label_names)
 
 
+def eval_order(task, dataset) -> list[int] | None:
+    """The order the Trainer's evaluation takes `dataset`'s rows in: by length where rows
+    differ in length (train/length_order.py), in one process; None: the set's order (a
+    distributed evaluation shards and gathers batches in the set's order)."""
+    if not task.variable_length or world_size() > 1:
+        return None
+    return length_order(dataset)
+
+
+def evaluate_in_eval_order(trainer, task) -> None:
+    """The Trainer's evaluation and predict() take each set's rows in eval_order."""
+    # predictions are read against the eval set's rows by position (task.per_example maps a
+    # tagger's windows back to sentences): compute_metrics and predicted() undo the order
+    # (the Trainer's group_by_length would shuffle eval batches, which nothing could undo)
+    from torch.utils.data import SequentialSampler
+
+    trainer._get_eval_sampler = lambda dataset: (
+        SequentialSampler(dataset) if (order := eval_order(task, dataset)) is None
+        else OrderSampler(order))
+
+
 def compute_metrics(task, label_names: list[str], dataset):
-    """The Trainer's `compute_metrics` over `dataset` (its eval set, scored in order): the
-    task's predictions and summary figures."""
-    index = index_of(task, dataset)
+    """The Trainer's `compute_metrics` over `dataset` (its eval set, taken in
+    eval_order): the task's predictions and summary figures."""
+    index, order = index_of(task, dataset), eval_order(task, dataset)
 
     def compute(eval_pred) -> dict[str, float]:
-        logits, labels = eval_pred
+        logits, labels = (in_row_order(v, order)
+                          for v in (eval_pred.predictions, eval_pred.label_ids))
         report = scored(task, logits, labels, index, label_names)
         return {k: v for k, v in report.items() if isinstance(v, (int, float)) and k != "n"}
 
@@ -221,7 +244,9 @@ def predicted(trainer, task, dataset, split: str) -> tuple:
         pred = trainer.predict(dataset, metric_key_prefix=split)
     finally:
         trainer.compute_metrics = bound
-    return per_example(task, pred.predictions, pred.label_ids, index_of(task, dataset))
+    order = eval_order(task, dataset)
+    return per_example(task, in_row_order(pred.predictions, order),
+                       in_row_order(pred.label_ids, order), index_of(task, dataset))
 
 
 def evaluate(task, labels, predictions, split: str, label_names: list[str]) -> dict:
@@ -305,12 +330,7 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
         callbacks=[EarlyStoppingCallback(opts.patience)] if opts.patience else [],
         **(trainer_kwargs or {}),
     )
-    # predictions are read against the eval set's rows by position (task.per_example maps a
-    # tagger's windows back to sentences), so evaluation keeps the set's order:
-    # group_by_length would sort eval batches too
-    from torch.utils.data import SequentialSampler
-
-    trainer._get_eval_sampler = SequentialSampler
+    evaluate_in_eval_order(trainer, task)
     if drop_lone:
         _train_drop_last(trainer)
     use_our_progress(trainer, progress)
