@@ -345,10 +345,10 @@ def render(r: dict) -> str:
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in r["students"].values():
         sp = s.get("speedup") or {}
-        rows = s.get("transfer_rows") or {}
+        rows = s.get("transfer_rows") or {}  # (unlabelled: --augment's rows among them)
         lines.append(
             f"| {s['teacher']} | {s['arm']} | {_cut_from(r, s)} | {s.get('layers') or ''} | "
-            f"{sum(v for v in rows.values() if v):,} | "
+            f"{(rows.get('labelled') or 0) + (rows.get('unlabelled') or 0):,} | "
             f"{s.get('hidden_weight')} | {_f(sp.get('int8_accuracy'))} | "
             f"{_f(sp.get('kept') and 100 * sp['kept'], 1)}% | "
             f"{_f(sp.get('p50', {}).get('ratio'), 1)}x {sp.get('p50', {}).get('bounds', '')} |")

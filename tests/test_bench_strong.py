@@ -68,7 +68,9 @@ def test_goals_are_judged_from_the_best_strong_teacher_student():
               "teachers": {"strong": {"flags": ["--model", "mpnet-base"], "test": 0.925,
                                       "wall_s": 3600}},
               "students": {"strong-labelled": _arm("strong", "labelled", 0.89, 0.925, 70),
-                           "strong-both": _arm("strong", "both", 0.895, 0.925, 65),
+                           "strong-both": _arm("strong", "both", 0.895, 0.925, 65)
+                           | {"transfer_rows": {"labelled": 100, "unlabelled": 450,
+                                                "augmented": 400}},  # (augmented among them)
                            # (cut from the fine-tuned small teacher: a student at the
                            # task's depth, so it counts for the goals)
                            "strong-both-from-small": _arm("strong", "both", 0.905, 0.925, 55,
@@ -84,6 +86,7 @@ def test_goals_are_judged_from_the_best_strong_teacher_student():
     assert ("| strong | labelled | raw minilm-l6 | 3 | 150 | 0.0 | 0.8900 | 96.2% | "
             "70.0x [65, 75] |") in text
     assert "| strong | both | the small teacher | 3 | 150 |" in text
+    assert "| strong | both | raw minilm-l6 | 3 | 550 |" in text
     assert "| small | both | itself | 2 | 150 |" in text
     assert ("| int8 2-layer student (strong, both), test accuracy | >= 0.885 | 0.9500 | "
             "**yes** |") in text

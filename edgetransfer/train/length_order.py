@@ -22,9 +22,12 @@ def length_order(dataset) -> list[int] | None:
 
 def in_row_order(values, order: list[int] | None):
     """`values` computed over rows taken in `order` (an array per output, rows first; a
-    tuple of them for several outputs or labels), put back in the set's order."""
+    tuple of them for several outputs or labels, a dict by head for a joint model's), put
+    back in the set's order."""
     if order is None or values is None:
         return values
+    if isinstance(values, dict):
+        return {k: in_row_order(v, order) for k, v in values.items()}
     if isinstance(values, (tuple, list)):
         return type(values)(in_row_order(v, order) for v in values)
     import numpy as np

@@ -20,6 +20,9 @@ def test_an_order_and_its_undoing_round_trip():
     assert in_row_order(taken, order).tolist() == values.tolist()
     both = in_row_order((taken, taken * 2), order)
     assert isinstance(both, tuple) and both[1].tolist() == (values * 2).tolist()
+    heads = in_row_order({"intent": taken, "slots": taken[:, None]}, order)  # (a joint's)
+    assert heads["intent"].tolist() == values.tolist()
+    assert heads["slots"][:, 0].tolist() == values.tolist()
     assert length_order(Dataset.from_dict({"pixel_values": [[0.0]] * 3})) is None
     assert in_row_order(taken, None) is taken
 
