@@ -341,8 +341,8 @@ def render(r: dict) -> str:
                      f"| {_f(t['wall_s'] and t['wall_s'] / 60, 1)}"
                      f"{' (resumed: its last part)' if t.get('resumed') else ''} |")
     lines += ["", f"| teacher | student data | student cut from | layers | transfer rows | "
-              f"hidden | int8 student {metric} | kept | speed-up p50 [bounds] |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              f"hidden | int8 student {metric} | kept | speed-up p50 [bounds] | distill min |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in r["students"].values():
         sp = s.get("speedup") or {}
         rows = s.get("transfer_rows") or {}  # (unlabelled: --augment's rows among them)
@@ -351,7 +351,8 @@ def render(r: dict) -> str:
             f"{(rows.get('labelled') or 0) + (rows.get('unlabelled') or 0):,} | "
             f"{s.get('hidden_weight')} | {_f(sp.get('int8_accuracy'))} | "
             f"{_f(sp.get('kept') and 100 * sp['kept'], 1)}% | "
-            f"{_f(sp.get('p50', {}).get('ratio'), 1)}x {sp.get('p50', {}).get('bounds', '')} |")
+            f"{_f(sp.get('p50', {}).get('ratio'), 1)}x {sp.get('p50', {}).get('bounds', '')} | "
+            f"{_f((s.get('walls') or {}).get('distill_s') and s['walls']['distill_s'] / 60, 1)} |")
     lines += ["", "| goal | target | measured | met |", "| --- | --- | --- | --- |"]
     strong = r["teachers"].get("strong", {}).get("test")
     def best(keep):
@@ -366,7 +367,8 @@ def render(r: dict) -> str:
     checks = [("strong teacher, test " + metric, goals["strong_teacher"], strong)]
     if deep:
         sp = deep["speedup"]
-        checks.append((f"int8 student ({deep['arm']}), test {metric}", goals["student"],
+        cut = f", cut from {_cut_from(r, deep)}" if deep.get("student_from") else ""
+        checks.append((f"int8 student ({deep['arm']}{cut}), test {metric}", goals["student"],
                        sp["int8_accuracy"]))
         if "kept" in goals:
             checks.append(("kept of its teacher", goals["kept"], sp["kept"]))

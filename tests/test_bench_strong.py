@@ -50,6 +50,7 @@ def test_sentences_split_as_words_without_tags(tmp_path):
 def _arm(teacher: str, arm: str, accuracy: float, teacher_accuracy: float, ratio: float,
          layers: int = 3, student_from: str | None = None):
     return {"teacher": teacher, "arm": arm, "layers": layers, "student_from": student_from,
+            "walls": {"distill_s": 600.0},
             "flags": strong_teacher._student_flags(strong_teacher.TASKS["sst2"], teacher,
                                                    layers),
             "transfer_rows": {"labelled": 100,
@@ -81,10 +82,11 @@ def test_goals_are_judged_from_the_best_strong_teacher_student():
     text = strong_teacher.render(result)
     assert "| strong: --model mpnet-base | 0.9250 | 40.00 | 60.0 |" in text
     assert "| strong teacher, test accuracy | >= 0.92 | 0.9250 | **yes** |" in text
-    assert "| int8 student (both), test accuracy | >= 0.9 | 0.9050 | **yes** |" in text
+    assert ("| int8 student (both, cut from the small teacher), test accuracy | >= 0.9 | "
+            "0.9050 | **yes** |") in text
     assert "| speed-up over the teacher, p50 | >= 60.0 | 55.0000 | no |" in text
     assert ("| strong | labelled | raw minilm-l6 | 3 | 150 | 0.0 | 0.8900 | 96.2% | "
-            "70.0x [65, 75] |") in text
+            "70.0x [65, 75] | 10.0 |") in text
     assert "| strong | both | the small teacher | 3 | 150 |" in text
     assert "| strong | both | raw minilm-l6 | 3 | 550 |" in text
     assert "| small | both | itself | 2 | 150 |" in text
