@@ -393,12 +393,13 @@ def plot(results: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
     for ax, r in zip(axes[0], results):
-        for k, who in enumerate(("small", "strong")):
-            got = [(r["students"].get(f"{who}-{a}") or {}).get("speedup") for a in ARMS]
-            ax.bar([i + 0.4 * k for i in range(len(ARMS))],
-                   [g["int8_accuracy"] if g else 0 for g in got], width=0.4,
-                   label=f"{who} teacher")
-        ax.set_xticks([i + 0.2 for i in range(len(ARMS))], ARMS)
+        series = (("small", "", "small teacher"), ("strong", "", "strong teacher"),
+                  ("strong", "-from-small", "strong, student cut from the small teacher"))
+        for k, (who, suffix, label) in enumerate(series):
+            got = [(r["students"].get(f"{who}-{a}{suffix}") or {}).get("speedup") for a in ARMS]
+            ax.bar([i + 0.27 * k for i in range(len(ARMS))],
+                   [g["int8_accuracy"] if g else 0 for g in got], width=0.27, label=label)
+        ax.set_xticks([i + 0.27 for i in range(len(ARMS))], ARMS)
         ax.axhline(r["goals"]["student"], color="k", lw=0.8, ls="--")
         ax.set_ylim(bottom=min(0.8, r["goals"]["student"] - 0.05))
         ax.set_title(f"{r['task']}: int8 student, test {r['metric']}")
