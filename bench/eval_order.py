@@ -54,7 +54,7 @@ def measure(model_dir: Path, texts: list[str], labels: list[int], rounds: int,
     trainer = Trainer(model=model, args=TrainingArguments(
         work, per_device_eval_batch_size=64, report_to=[], use_cpu=True,
         disable_tqdm=True), data_collator=task.collator(tok))
-    order = training.eval_order(task, ds)
+    order = training.eval_order(ds)
     times: dict[str, list[float]] = {"set": [], "length": []}
     predictions = {}
     for _ in range(rounds):
@@ -62,7 +62,7 @@ def measure(model_dir: Path, texts: list[str], labels: list[int], rounds: int,
             if how == "set":
                 trainer._get_eval_sampler = SequentialSampler
             else:
-                training.evaluate_in_eval_order(trainer, task)
+                training.evaluate_in_eval_order(trainer)
             t0 = time.perf_counter()
             raw = trainer.predict(ds).predictions
             times[how].append(time.perf_counter() - t0)

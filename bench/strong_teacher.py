@@ -228,6 +228,12 @@ def _student_flags(spec: dict, who: str, layers: int | None,
     return flags
 
 
+def _layers(flags: list[str]) -> int | None:
+    """The depth a student's flags cut it to; None: the model's own."""
+    return int(flags[flags.index("--student-layers") + 1]) if "--student-layers" in flags \
+        else None
+
+
 def _key(spec: dict, who: str, arm: str, layers: int | None, init: str | None = None) -> str:
     """A student's name: teacher-arm, -LN when cut to other than the task's depth, and
     -from-WHO when cut from another teacher of the run."""
@@ -271,8 +277,7 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
     models = models_from_verify(verify_report(report))
     return {"teacher": who, "arm": arm, "student_from": init,
             "flags": [*flags, *map(str, extra)],
-            "layers": int(flags[flags.index("--student-layers") + 1])
-            if "--student-layers" in flags else None,
+            "layers": _layers(flags),
             "transfer_rows": settings.get("transfer_rows"),
             "hidden_weight": (settings.get("config") or {}).get("hidden_weight"),
             "tokenizers": settings.get("tokenizers"), "walls": walls,
@@ -315,7 +320,7 @@ def _f(x, digits: int = 4) -> str:
     return "" if x is None else f"{x:.{digits}f}"
 
 
-def _cut_from(r: dict, s: dict) -> str:
+def _cut_from(s: dict) -> str:
     """What a student was cut from: its teacher itself, another teacher of the run
     (fine-tuned), or the raw model its flags name."""
     if s.get("student_from"):
@@ -347,7 +352,7 @@ def render(r: dict) -> str:
         sp = s.get("speedup") or {}
         rows = s.get("transfer_rows") or {}  # (unlabelled: --augment's rows among them)
         lines.append(
-            f"| {s['teacher']} | {s['arm']} | {_cut_from(r, s)} | {s.get('layers') or ''} | "
+            f"| {s['teacher']} | {s['arm']} | {_cut_from(s)} | {s.get('layers') or ''} | "
             f"{(rows.get('labelled') or 0) + (rows.get('unlabelled') or 0):,} | "
             f"{s.get('hidden_weight')} | {_f(sp.get('int8_accuracy'))} | "
             f"{_f(sp.get('kept') and 100 * sp['kept'], 1)}% | "
@@ -360,14 +365,13 @@ def render(r: dict) -> str:
                    key=lambda s: s["speedup"]["int8_accuracy"], default=None)
 
     # (the task's own depth; the shallow goal: any teacher's)
-    own = TASKS[r["task"]]["students"]["strong"]
-    depth = int(own[own.index("--student-layers") + 1]) if "--student-layers" in own else None
+    depth = _layers(TASKS[r["task"]]["students"]["strong"])
     deep = best(lambda k, s: s["teacher"] == "strong" and s.get("layers") == depth)
     shallow = goals.get("shallow") and best(lambda k, s: s.get("layers") == goals["shallow"][0])
     checks = [("strong teacher, test " + metric, goals["strong_teacher"], strong)]
     if deep:
         sp = deep["speedup"]
-        cut = f", cut from {_cut_from(r, deep)}" if deep.get("student_from") else ""
+        cut = f", cut from {_cut_from(deep)}" if deep.get("student_from") else ""
         checks.append((f"int8 student ({deep['arm']}{cut}), test {metric}", goals["student"],
                        sp["int8_accuracy"]))
         if "kept" in goals:
@@ -393,10 +397,12 @@ def plot(results: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
     for ax, r in zip(axes[0], results):
-        series = (("small", "", "small teacher"), ("strong", "", "strong teacher"),
-                  ("strong", "-from-small", "strong, student cut from the small teacher"))
-        for k, (who, suffix, label) in enumerate(series):
-            got = [(r["students"].get(f"{who}-{a}{suffix}") or {}).get("speedup") for a in ARMS]
+        spec = TASKS[r["task"]]
+        series = (("small", None, "small teacher"), ("strong", None, "strong teacher"),
+                  ("strong", "small", "strong, student cut from the small teacher"))
+        for k, (who, init, label) in enumerate(series):
+            got = [(r["students"].get(_key(spec, who, a, None, init)) or {}).get("speedup")
+                   for a in ARMS]
             ax.bar([i + 0.27 * k for i in range(len(ARMS))],
                    [g["int8_accuracy"] if g else 0 for g in got], width=0.27, label=label)
         ax.set_xticks([i + 0.27 for i in range(len(ARMS))], ARMS)

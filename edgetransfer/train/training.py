@@ -200,16 +200,14 @@ def scored(task, logits, labels, index, label_names: list[str]) -> dict:
     return task.metrics(*per_example(task, logits, labels, index), label_names)
 
 
-def eval_order(task, dataset) -> list[int] | None:
+def eval_order(dataset) -> list[int] | None:
     """The order the Trainer's evaluation takes `dataset`'s rows in: by length where rows
-    differ in length (train/length_order.py), in one process; None: the set's order (a
-    distributed evaluation shards and gathers batches in the set's order)."""
-    if not task.variable_length or world_size() > 1:
-        return None
-    return length_order(dataset)
+    carry token ids (train/length_order.py), in one process; None: the set's order (images;
+    a distributed evaluation shards and gathers batches in the set's order)."""
+    return None if world_size() > 1 else length_order(dataset)
 
 
-def evaluate_in_eval_order(trainer, task) -> None:
+def evaluate_in_eval_order(trainer) -> None:
     """The Trainer's evaluation and predict() take each set's rows in eval_order."""
     # predictions are read against the eval set's rows by position (task.per_example maps a
     # tagger's windows back to sentences): compute_metrics and predicted() undo the order
@@ -217,14 +215,14 @@ def evaluate_in_eval_order(trainer, task) -> None:
     from torch.utils.data import SequentialSampler
 
     trainer._get_eval_sampler = lambda dataset: (
-        SequentialSampler(dataset) if (order := eval_order(task, dataset)) is None
+        SequentialSampler(dataset) if (order := eval_order(dataset)) is None
         else OrderSampler(order))
 
 
 def compute_metrics(task, label_names: list[str], dataset):
     """The Trainer's `compute_metrics` over `dataset` (its eval set, taken in
     eval_order): the task's predictions and summary figures."""
-    index, order = index_of(task, dataset), eval_order(task, dataset)
+    index, order = index_of(task, dataset), eval_order(dataset)
 
     def compute(eval_pred) -> dict[str, float]:
         logits, labels = (in_row_order(v, order)
@@ -244,7 +242,7 @@ def predicted(trainer, task, dataset, split: str) -> tuple:
         pred = trainer.predict(dataset, metric_key_prefix=split)
     finally:
         trainer.compute_metrics = bound
-    order = eval_order(task, dataset)
+    order = eval_order(dataset)
     return per_example(task, in_row_order(pred.predictions, order),
                        in_row_order(pred.label_ids, order), index_of(task, dataset))
 
@@ -330,7 +328,7 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
         callbacks=[EarlyStoppingCallback(opts.patience)] if opts.patience else [],
         **(trainer_kwargs or {}),
     )
-    evaluate_in_eval_order(trainer, task)
+    evaluate_in_eval_order(trainer)
     if drop_lone:
         _train_drop_last(trainer)
     use_our_progress(trainer, progress)

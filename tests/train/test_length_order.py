@@ -56,7 +56,7 @@ def test_evaluation_by_length_reads_predictions_and_labels_back_in_row_order(
         tmp_path, per_device_eval_batch_size=5, report_to=[], use_cpu=True),
         data_collator=task.collator(tok),
         compute_metrics=training.compute_metrics(task, names, ds))
-    training.evaluate_in_eval_order(trainer, task)
+    training.evaluate_in_eval_order(trainer)
     taken = list(trainer._get_eval_sampler(ds))
     assert taken != list(range(24)) and sorted(taken) == list(range(24))
     lengths = [len(ds[i]["input_ids"]) for i in taken]
@@ -67,7 +67,7 @@ def test_evaluation_by_length_reads_predictions_and_labels_back_in_row_order(
                           for t in texts])
     raw = trainer.predict(ds).predictions  # (as the rows were taken)
     assert not np.allclose(raw, alone, atol=1e-5)
-    back = in_row_order(raw, training.eval_order(task, ds))
+    back = in_row_order(raw, training.eval_order(ds))
     assert np.allclose(back, alone, atol=1e-5)
     got_labels, got = training.predicted(trainer, task, ds, "test")
     assert np.asarray(got_labels).tolist() == labels
