@@ -8,9 +8,13 @@ loss on the outputs (soft targets and gold labels for classification); hidden-st
 attention transfer are task-free.
 
 The teacher's logits over the transfer set are computed once, before training, and ride
-along in the dataset; hidden-state and attention transfer need per-token teacher states,
-which would cost tokens x width x layers floats to cache, so those run the teacher in
-inference mode beside the student instead.
+along in the dataset. Hidden-state and attention transfer between models that tokenize
+alike need per-token teacher states, which would cost tokens x width x layers floats to
+cache, so those run the teacher in inference mode beside the student instead; across
+tokenizers the hidden states pass pooled (each row's first-token and mean state per mapped
+layer: 2 x width floats), computed once with the logits and cached beside them, so the
+teacher (a 12-layer mpnet-base: most of a step's time) does not run while the student
+trains.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import Field, field_validator
 
@@ -92,7 +97,9 @@ class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Outp
                                         "MSE over the layer mapping (a CNN: the feature maps "
                                         "at each stage's end); 0 turns it off [default: 1.0; "
                                         "0 for a student with another tokenizer, whose "
-                                        "tokens do not line up with the teacher's]. (1.0: "
+                                        "tokens do not line up with the teacher's: given, "
+                                        "each row's first-token and mean states pass, the "
+                                        "teacher's computed once]. (1.0: "
                                         "0.8429 against 0.8349 without: the largest gain "
                                         "measured, for 2x the step time since the teacher "
                                         "then runs beside the student.)")
@@ -198,8 +205,9 @@ def run(cfg: DistillConfig) -> Path:
     n_s = architectures.layer_count(student)
     _fit_for_transfer(cfg, student, teacher, eager, mapping)
     device = _torch_device(placement)
-    transfer, teacher_time, teacher_eval = _teacher_targets(
-        cfg, teacher, rows, extras, task, toks, data, device, cached=not images)
+    targets = _teacher_targets(cfg, teacher, rows, extras, task, toks, data, device,
+                               cached=not images, mapping=mapping)
+    transfer = targets.transfer
     if images:  # (each image read augmented: the teacher runs on every batch beside)
         transfer = augment_images.on_splits(cfg.augment, cfg.seed, task,
                                             {"train": transfer})["train"]
@@ -213,15 +221,15 @@ def run(cfg: DistillConfig) -> Path:
         label_names=data.label_names, opts=cfg, lr=lr, out=out, settings=settings,
         placement=placement, started=started, train_dataset=transfer,
         teacher_floor=teacher_floor, trainer_class=distill_trainer_class(),
-        trainer_kwargs=_trainer_kwargs(cfg, task, teacher, mapping, images, toks))
+        trainer_kwargs=_trainer_kwargs(cfg, task, teacher, mapping, images, targets.pooled))
     if not training.is_main_process():
         return out.final
     trained = fitted.trainer.model
     if hasattr(trained, "distill_projection"):
         del trained.distill_projection
-    fitted.train_metrics["teacher_outputs_s"] = round(teacher_time, 1)
-    comparison = _side_by_side(teacher, trained, teacher_eval, fitted.evaluations, task)
-    result = {**fitted.evaluations, "teacher": teacher_eval, "comparison": comparison,
+    fitted.train_metrics["teacher_outputs_s"] = round(targets.seconds, 1)
+    comparison = _side_by_side(teacher, trained, targets.evaluations, fitted.evaluations, task)
+    result = {**fitted.evaluations, "teacher": targets.evaluations, "comparison": comparison,
               "training": fitted.train_metrics, truncation.kind: truncation.counts}
     return training.finish(out, fitted, model=trained, tokenizer=toks["student"], task=task,
                            kind="distilled-model", settings=settings, metrics=result,
@@ -249,17 +257,16 @@ def _read_rows(cfg: DistillConfig, task, teacher_bb, student_bb):
 
 
 def _trainer_kwargs(cfg: DistillConfig, task, teacher, mapping, images: bool,
-                    toks: dict) -> dict:
-    """What DistillTrainer takes beyond the Trainer's: the loss's settings, and the teacher
-    where it runs beside the student (hidden states, attention maps, augmented images)."""
-    online = cfg.hidden_weight > 0 or cfg.attention_weight > 0 or images
-    beside = toks["student"] is not toks["teacher"] and cfg.hidden_weight > 0
+                    pooled) -> dict:
+    """What DistillTrainer takes beyond the Trainer's: the loss's settings, the teacher
+    where it runs beside the student (hidden states between models that tokenize alike,
+    attention maps, augmented images), and its pooled states where they were computed once
+    (across tokenizers)."""
+    online = (cfg.hidden_weight > 0 and pooled is None) or cfg.attention_weight > 0 or images
     return {"task": task, "teacher": teacher if online else None, "alpha": cfg.alpha,
             "temperature": cfg.temperature, "hidden_weight": cfg.hidden_weight,
             "attention_weight": cfg.attention_weight, "mapping": mapping,
-            "online_targets": images,
-            # (the teacher on its own token ids, padded with its own pad id)
-            "teacher_pad_id": (toks["teacher"].pad_token_id or 0) if beside else None}
+            "online_targets": images, "teacher_pooled": pooled}
 
 
 def _teacher(cfg: DistillConfig, teacher_bb, task, tokenizer, eager: bool):
@@ -399,45 +406,61 @@ def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, extra
     return settings
 
 
+class Targets(NamedTuple):
+    transfer: object  # the student's transfer rows (a datasets.Dataset), targets beside
+    seconds: float  # what the teacher's pass over them took (0: read from the cache)
+    evaluations: dict  # the teacher's own figures on validation and test
+    pooled: object = None  # (rows, pairs, 2 x width) torch tensor: across tokenizers
+
+
 def _teacher_targets(cfg: DistillConfig, teacher, rows: dict, extras: list, task,
-                     tokenizers: dict, data, device, cached: bool = True):
-    """(the student's transfer rows: train and `extras`, rows without gold labels, with the
-    teacher's logits computed once or read from the cache; the seconds that took; the
-    teacher's own figures on validation and test). `rows`, `tokenizers`: the student's and
-    the teacher's (one and the same unless they tokenize differently; `extras` pairs them
-    likewise). `cached` False: no logits (the teacher runs on each batch while training)."""
+                     tokenizers: dict, data, device, cached: bool = True,
+                     mapping=()) -> Targets:
+    """The student's transfer rows (train and `extras`, rows without gold labels) with the
+    teacher's logits computed once or read from the cache; across tokenizers with
+    --hidden-weight, its pooled states at `mapping`'s layers too (each transfer row's
+    `teacher_row` indexes them). `rows`, `tokenizers`: the student's and the teacher's (one
+    and the same unless they tokenize differently; `extras` pairs them likewise). `cached`
+    False: no logits (the teacher runs on each batch while training)."""
     collate = task.collator(tokenizers["teacher"])
     parts = {"student": [rows["student"]["train"], *(s for s, _ in extras)],
              "teacher": [rows["teacher"]["train"], *(t for _, t in extras)]}
     transfer = _joined(parts["student"])
     if not cached:
-        return transfer, 0.0, _teacher_evaluations(cfg, teacher, rows["teacher"], collate,
-                                                   device, task, data)
+        return Targets(transfer, 0.0, _teacher_evaluations(cfg, teacher, rows["teacher"],
+                                                           collate, device, task, data))
     log.info("computing the teacher's outputs once over %d transfer examples", len(transfer))
     t0 = time.perf_counter()
     cross = rows["teacher"] is not rows["student"]
-    theirs = _joined(parts["teacher"]) if cross else transfer  # (joined once)
+    # (across tokenizers a row is its example, _transfer_weights: row k of the teacher's
+    # rows is row k of the student's, and its pooled states are the row's)
+    layers = tuple(t for _, t in mapping) if cross and cfg.hidden_weight > 0 else ()
+    names = (*task.outputs, POOLED) if layers else task.outputs
     # part by part (train, --unlabeled, --augment), each cached under its own key: a later
     # student on another mix of the same parts reuses the ones it shares (labelled rows
     # with and without unlabelled text), rather than the teacher reading them all again
-    pieces = [_cached_logits(cfg, teacher, part, collate, device, task.outputs,
-                             inputs=task.inputs) for part in parts["teacher"]]
-    outputs = {name: [v for piece in pieces for v in piece[name]] for name in task.outputs}
+    pieces = [_cached_logits(cfg, teacher, part, collate, device, names, inputs=task.inputs,
+                             pooled_layers=layers) for part in parts["teacher"]]
+    outputs = {name: [v for piece in pieces for v in piece[name]] for name in names}
+    pooled = None
+    if layers:
+        import numpy as np
+        import torch
+
+        pooled = torch.from_numpy(np.stack(outputs.pop(POOLED))).view(len(transfer),
+                                                                      len(layers), -1)
+        transfer = transfer.add_column(TEACHER_ROW, list(range(len(transfer))))
     if cross:
         outputs = _onto_student_rows(task, outputs, parts)
-        if cfg.hidden_weight > 0:  # (the teacher runs beside on its own token ids: a row
-            #                         is its example, _transfer_weights)
-            for column in TEACHER_INPUTS:
-                transfer = transfer.add_column(f"teacher_{column}", theirs[column])
     for name, values in outputs.items():  # (every output the task distils: its columns)
         transfer = transfer.add_column(task.teacher_column(name),
                                        [row.tolist() for row in values])
     teacher_time = time.perf_counter() - t0
     teacher_eval = _teacher_evaluations(cfg, teacher, rows["teacher"], collate, device, task,
                                         data)
-    if not (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
-        teacher.to("cpu")  # only its cached logits are needed from here: free the GPU
-    return transfer, teacher_time, teacher_eval
+    if not ((cfg.hidden_weight > 0 and not layers) or cfg.attention_weight > 0):
+        teacher.to("cpu")  # only its cached outputs are needed from here: free the GPU
+    return Targets(transfer, teacher_time, teacher_eval, pooled)
 
 
 def _joined(parts: list):
@@ -547,17 +570,18 @@ def _fit_feature_maps(student, teacher, mapping) -> None:
 
 
 def _cached_logits(cfg, teacher, transfer, collate, device, names: tuple[str, ...], *,
-                   inputs) -> dict[str, list]:
-    """The teacher's outputs `names` (the task's) per transfer row, read from
-    --teacher-cache when a run over the same teacher and rows left them there (a .npz per
-    output, no pickle), else computed in one pass (and left there). `inputs`: the task's
-    input kind, which says whether its rows can key a cache."""
+                   inputs, pooled_layers: tuple[int, ...] = ()) -> dict[str, list]:
+    """The teacher's outputs `names` (the task's; POOLED: its pooled states at
+    `pooled_layers`) per transfer row, read from --teacher-cache when a run over the same
+    teacher and rows left them there (a .npz per output, no pickle), else computed in one
+    pass over the rows (those missing alone) and left there. `inputs`: the task's input
+    kind, which says whether its rows can key a cache."""
     if not cfg.teacher_cache or not inputs.teacher_cache:
         if cfg.teacher_cache:  # (the key hashes token ids; images would need their bytes)
             log.warning("--teacher-cache: not for %s inputs yet; the teacher's outputs are "
                         "computed afresh", inputs.name)
         return teacher_outputs(teacher, transfer, collate, device, names,
-                               cfg.teacher_batch_size)
+                               cfg.teacher_batch_size, pooled_layers)
     import hashlib
 
     import numpy as np
@@ -569,18 +593,25 @@ def _cached_logits(cfg, teacher, transfer, collate, device, names: tuple[str, ..
         for row in transfer[column]:
             h.update(np.asarray(row, dtype=np.int64).tobytes() + b";")
     folder = Path(cfg.teacher_cache)
-    # (the first output's file keeps its name: caches left by earlier runs still serve)
-    paths = {name: folder / f"teacher-{'logits' if i == 0 else name}-{h.hexdigest()[:24]}.npz"
-             for i, name in enumerate(names)}
-    if all(p.exists() for p in paths.values()):
-        log.info("teacher outputs: reusing %s", ", ".join(map(str, paths.values())))
-        return {name: _read_cached(p) for name, p in paths.items()}
-    outputs = teacher_outputs(teacher, transfer, collate, device, names,
-                              cfg.teacher_batch_size)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, path in paths.items():
-        _write_cached(path, outputs[name])
-    return outputs
+    # (the first output's file keeps its name: caches left by earlier runs still serve;
+    # the pooled states' names their layers)
+    stems = {name: "logits" if i == 0 else f"pooled-L{'.'.join(map(str, pooled_layers))}"
+             if name == POOLED else name for i, name in enumerate(names)}
+    paths = {name: folder / f"teacher-{stems[name]}-{h.hexdigest()[:24]}.npz"
+             for name in names}
+    missing = tuple(name for name, p in paths.items() if not p.exists())
+    if len(missing) < len(names):
+        log.info("teacher outputs: reusing %s", ", ".join(
+            str(p) for name, p in paths.items() if name not in missing))
+    outputs = {name: _read_cached(p) for name, p in paths.items() if name not in missing}
+    if missing:
+        computed = teacher_outputs(teacher, transfer, collate, device, missing,
+                                   cfg.teacher_batch_size, pooled_layers)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in missing:
+            _write_cached(paths[name], computed[name])
+        outputs |= computed
+    return {name: outputs[name] for name in names}
 
 
 def _read_cached(path: Path) -> list:
@@ -650,9 +681,10 @@ def _cut(cfg: DistillConfig, model, whose: str):
             students.layer_mapping(len(keep), n, keep))
 
 
-# the teacher's own inputs, where it reads the text with another tokenizer than the student's
-# (rows carry them as teacher_<name>; token_type_ids are left to the model's default zeros)
-TEACHER_INPUTS = ("input_ids", "attention_mask")
+# the teacher's pooled states, an output teacher_outputs makes beside the task's (across
+# tokenizers), and the column by which each transfer row finds its own
+POOLED = "pooled_states"
+TEACHER_ROW = "teacher_row"
 
 # what a row gives the model: token ids (texts), or the decoded image the image task's
 # collator turns into pixel_values
@@ -660,14 +692,19 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "image")
 
 
 def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
-                    batch_size: int = 64) -> dict[str, list]:
+                    batch_size: int = 64, pooled_layers: tuple[int, ...] = ()
+                    ) -> dict[str, list]:
     """The model's outputs `names` for every row, in order, one float32 numpy array per row
-    and output (one pass).
+    and output (one pass); POOLED among them: its pooled states at `pooled_layers` (indices
+    into its hidden states) flattened, float16 (2 x width x layers a row: 12 KB for
+    mpnet-base at 4 layers).
 
     Per row, not one array: a per-token head's rows differ in length (each is cut to its
     row's real tokens, from the attention mask).
     """
     import torch
+
+    from ..train.losses import pooled_states
 
     model = model.to(device)
     # rows in order of length (train/length_order.py); each output put back at its row
@@ -679,9 +716,15 @@ def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
             at = order[start:start + batch_size]
             rows = dataset.select(at)
             batch = collate([{k: r[k] for k in MODEL_INPUTS if k in r} for r in rows])
-            result = model(**{k: v.to(device) for k, v in batch.items()})
+            result = model(**{k: v.to(device) for k, v in batch.items()},
+                           **({"output_hidden_states": True} if POOLED in names else {}))
+            got = {name: result[name].float() for name in names if name != POOLED}
+            if POOLED in names:
+                mask = batch["attention_mask"].to(device)
+                got[POOLED] = torch.stack([pooled_states(result.hidden_states[t], mask)
+                                           for t in pooled_layers], 1).flatten(1).half()
             for name in names:
-                logits = result[name].float().cpu()
+                logits = got[name].cpu()
                 if logits.dim() == 3:  # a row's real tokens, on either padding side
                     values = [row[m.bool()].numpy() for row, m in zip(
                         logits, batch["attention_mask"])]
@@ -733,10 +776,8 @@ def distill_trainer_class():
 
         def __init__(self, *a, task=None, teacher=None, alpha=0.5, temperature=2.0,
                      hidden_weight=0.0, attention_weight=0.0, mapping=(), online_targets=False,
-                     teacher_pad_id=None, **kw):
+                     teacher_pooled=None, **kw):
             super().__init__(*a, **kw)
-            if teacher_pad_id is not None:  # (the teacher's own token ids ride along)
-                self.data_collator = TeacherInputs(self.data_collator, teacher_pad_id)
             self.task, self.teacher, self.alpha = task, teacher, alpha
             self.temperature = temperature
             # the soft targets from the teacher on this very batch (augmented images), not
@@ -744,10 +785,14 @@ def distill_trainer_class():
             self.online_targets = online_targets
             self.hidden_weight, self.attention_weight = hidden_weight, attention_weight
             self.mapping = list(mapping)
+            # (across tokenizers: the teacher's pooled states per transfer row, computed
+            # once; a batch's rows find theirs by TEACHER_ROW)
+            self.teacher_pooled = teacher_pooled
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             task = self.task
             cached = {n: inputs.pop(task.teacher_column(n), None) for n in task.outputs}
+            row = inputs.pop(TEACHER_ROW, None)
             # evaluation (no cached targets, or, taught online, the model in eval mode): the
             # model's own loss on the gold labels
             if (not model.training if self.online_targets
@@ -758,22 +803,20 @@ def distill_trainer_class():
             # a label argument is one whose name holds "label", transformers' find_labels)
             gold = {k: inputs.pop(k) for k in [k for k in inputs if "label" in k]}
             labels = next(iter(gold.values())) if len(gold) == 1 else gold
-            # the teacher's own token ids (another tokenizer's), then what else the collator
-            # sent for the loss (a token task's teacher_mask)
-            own = {k: inputs.pop(f"teacher_{k}") for k in TEACHER_INPUTS
-                   if f"teacher_{k}" in inputs}
+            # what else the collator sent for the loss (a token task's teacher_mask)
             extra = {k: inputs.pop(k) for k in [k for k in inputs if k.startswith("teacher_")]}
             want_h, want_a = self.hidden_weight > 0, self.attention_weight > 0
             # (asked only when wanted: a CNN's forward takes no output_attentions)
             wanted = ({"output_hidden_states": True} if want_h else {}) | (
                 {"output_attentions": True} if want_a else {})
             outputs = model(**inputs, **wanted)
-            if want_h or want_a or self.online_targets:
+            t = None
+            if (want_h and row is None) or want_a or self.online_targets:
                 import torch
 
                 self.teacher.to(self.task.output(outputs, task.outputs[0]).device)
                 with torch.no_grad():
-                    t = self.teacher(**(own or inputs), **wanted)
+                    t = self.teacher(**inputs, **wanted)
             if self.online_targets:
                 cached = {n: task.output(t, n) for n in task.outputs}
             # every output the task names, student's and teacher's (one: as they are)
@@ -782,16 +825,18 @@ def distill_trainer_class():
                 task.values({n: t.float() for n, t in cached.items()}), labels,
                 alpha=self.alpha, temperature=self.temperature, **extra)
             if want_h or want_a:
+                pooled = None if row is None else self.teacher_pooled[row.cpu()]
                 loss = loss + _state_losses(self, model, outputs, t,
-                                            inputs.get("attention_mask"), own)
+                                            inputs.get("attention_mask"), pooled)
             return (loss, outputs) if return_outputs else loss
 
     return DistillTrainer
 
 
-def _state_losses(trainer, model, outputs, t, mask, own: dict):
-    """Hidden-state (a CNN's feature maps; across tokenizers each row's pooled states) and
-    attention transfer over `trainer`'s layer mapping, weighted (DistillTrainer's)."""
+def _state_losses(trainer, model, outputs, t, mask, pooled):
+    """Hidden-state (a CNN's feature maps; across tokenizers each row's pooled states, the
+    teacher's `pooled` computed once) and attention transfer over `trainer`'s layer
+    mapping, weighted (DistillTrainer's); `t`: the teacher's outputs on this batch."""
     from ..train import losses
 
     core = model.module if hasattr(model, "module") else model
@@ -800,9 +845,9 @@ def _state_losses(trainer, model, outputs, t, mask, own: dict):
     if hidden > 0 and mask is None:  # a CNN's feature maps
         loss = hidden * losses.feature_map_loss(outputs.hidden_states, t.hidden_states,
                                                 mapping, projection)
-    elif hidden > 0 and own:
-        loss = hidden * losses.pooled_state_loss(outputs.hidden_states, t.hidden_states,
-                                                 mapping, mask, own["attention_mask"],
+    elif hidden > 0 and pooled is not None:
+        loss = hidden * losses.pooled_state_loss(outputs.hidden_states,
+                                                 pooled.to(mask.device), mapping, mask,
                                                  projection)
     elif hidden > 0:
         loss = hidden * losses.hidden_state_loss(outputs.hidden_states, t.hidden_states,
@@ -812,29 +857,6 @@ def _state_losses(trainer, model, outputs, t, mask, own: dict):
         loss = loss + trainer.attention_weight * losses.attention_loss(
             outputs.attentions, t.attentions, pairs, mask)
     return loss
-
-
-class TeacherInputs:
-    """The task's collator, with the teacher's own token ids and mask (its tokenizer's, not
-    the student's) padded beside as teacher_input_ids / teacher_attention_mask."""
-
-    def __init__(self, inner, pad_id: int):
-        self.inner, self.pad_id = inner, pad_id
-
-    def __call__(self, features):
-        import torch
-
-        theirs = {k: [f.pop(f"teacher_{k}", None) for f in features] for k in TEACHER_INPUTS}
-        batch = self.inner(features)
-        if theirs["input_ids"][0] is None:  # (evaluation rows: the student's alone)
-            return batch
-        width = max(len(ids) for ids in theirs["input_ids"])
-        for k, fill in (("input_ids", self.pad_id), ("attention_mask", 0)):
-            out = torch.full((len(features), width), fill, dtype=torch.long)
-            for r, row in enumerate(theirs[k]):
-                out[r, :len(row)] = torch.as_tensor(row)
-            batch[f"teacher_{k}"] = out
-        return batch
 
 
 def plan(section, w) -> list[dict]:

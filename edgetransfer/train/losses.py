@@ -53,19 +53,26 @@ def hidden_state_loss(student_hidden, teacher_hidden, mapping, attention_mask, p
     return total / len(mapping)
 
 
-def pooled_state_loss(student_hidden, teacher_hidden, mapping, student_mask, teacher_mask,
+def pooled_states(states, mask) -> torch.Tensor:
+    """Each row's first-token state ([CLS], <s>: what a classifier head reads) and its mean
+    state over the row's real tokens (what a sentence-embedding teacher such as
+    all-mpnet-base-v2 was trained to make), side by side: (batch, 2 x width)."""
+    return torch.cat([states[:, 0], _mean_over(states, mask)], dim=-1)
+
+
+def pooled_state_loss(student_hidden, teacher_pooled, mapping, student_mask,
                       projection=None) -> torch.Tensor:
     """Hidden-state transfer between models that tokenize differently, whose token positions
-    do not line up: per mapped layer pair, MSE of the first token's state ([CLS], <s>: what
-    a classifier head reads) plus MSE of the mean over each row's real tokens (what a
-    sentence-embedding teacher such as all-mpnet-base-v2 was trained to make), each model's
-    states over its own tokens."""
+    do not line up: per mapped layer pair, MSE of the first token's state plus MSE of the
+    mean state (`pooled_states`), the student's over its own tokens. `teacher_pooled`: the
+    teacher's pooled states at the mapped layers, (batch, pairs, 2 x width), computed once
+    over its own tokens (distill caches them with its logits)."""
     total = 0.0
-    for s, t in mapping:
+    for k, (s, _) in enumerate(mapping):
         h = student_hidden[s] if projection is None else projection(student_hidden[s])
-        g = teacher_hidden[t].to(h.dtype)
-        total = total + F.mse_loss(h[:, 0], g[:, 0]) + F.mse_loss(
-            _mean_over(h, student_mask), _mean_over(g, teacher_mask))
+        g = teacher_pooled[:, k].to(h.dtype)
+        # (x 2: the sum of the two halves' MSEs, each over batch x width)
+        total = total + 2 * F.mse_loss(pooled_states(h, student_mask), g)
     return total / len(mapping)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -251,14 +252,30 @@ def test_student_with_another_tokenizer_learns_from_the_teacher_per_example(
 
 
 def test_hidden_states_across_tokenizers_pass_as_each_rows_first_and_mean_states(
-        cli, tiny_teacher, data_dir, tmp_path):
-    """--hidden-weight across tokenizers: the teacher runs beside the student on its own
-    token ids, and the student's projected first-token and mean states learn its."""
-    out = tmp_path / "s"
+        cli, tiny_teacher, data_dir, tmp_path, monkeypatch):
+    """--hidden-weight across tokenizers: the teacher's pooled states are computed once
+    (cached beside its logits; it does not run while the student trains), and the
+    student's projected first-token and mean states learn them."""
+    from transformers import BertForSequenceClassification
+
+    forward, calls = BertForSequenceClassification.forward, []
+
+    @functools.wraps(forward)  # (the Trainer reads the label arguments off its signature)
+    def counted(model, *a, **k):
+        calls.append((model.training, model.config.hidden_size))
+        return forward(model, *a, **k)
+
+    monkeypatch.setattr(BertForSequenceClassification, "forward", counted)
+    out, cache = tmp_path / "s", tmp_path / "cache"
     code, err = cli(*distill_args(tiny_teacher, data_dir, out, "--student",
                                   char_student(tmp_path / "chars"), "--hidden-weight", "1",
-                                  "--alpha", "0", "--epochs", "3"))
+                                  "--alpha", "0", "--epochs", "3", "--teacher-cache", cache))
     assert code == 0, err
+    width = json.loads((tiny_teacher / "config.json").read_text())["hidden_size"]
+    # the teacher: one batch over the 60 transfer rows, one over validation's 24 (its own
+    # figures), none beside the student's 3 x 8 training steps
+    assert [c for c in calls if c[1] == width] == [(False, width)] * 2
+    assert len(list(cache.glob("teacher-pooled-L*.npz"))) == 1
     settings = json.loads((out / "settings.json").read_text())
     assert settings["config"]["hidden_weight"] == 1.0
     assert settings["tokenizers"].endswith("hidden states as each row's first-token and mean "
@@ -269,19 +286,23 @@ def test_hidden_states_across_tokenizers_pass_as_each_rows_first_and_mean_states
 
 
 def test_pooled_state_loss_reads_each_models_own_real_tokens():
-    from edgetransfer.train.losses import pooled_state_loss
+    from edgetransfer.train.losses import pooled_state_loss, pooled_states
 
     s = (torch.zeros(2, 5, 4),)
-    t = (torch.zeros(2, 3, 4),)
+    t = torch.zeros(2, 3, 4)
     s[0][:, 4] = 9.0  # (the student's padding)
-    t[0][:, 2] = 7.0  # (the teacher's padding)
+    t[:, 2] = 7.0  # (the teacher's padding)
     s_mask, t_mask = torch.tensor([[1, 1, 1, 1, 0]] * 2), torch.tensor([[1, 1, 0]] * 2)
-    assert pooled_state_loss(s, t, [(0, 0)], s_mask, t_mask).item() == 0.0
-    t[0][:, 0] = 1.0  # the first token differs, and so does the mean (1/2 against 0)
-    got = pooled_state_loss(s, t, [(0, 0)], s_mask, t_mask).item()
+
+    def teacher_pooled():  # (batch, one mapped pair, 2 x width)
+        return pooled_states(t, t_mask).unsqueeze(1)
+
+    assert pooled_state_loss(s, teacher_pooled(), [(0, 0)], s_mask).item() == 0.0
+    t[:, 0] = 1.0  # the first token differs, and so does the mean (1/2 against 0)
+    got = pooled_state_loss(s, teacher_pooled(), [(0, 0)], s_mask).item()
     assert got == pytest.approx(1.0 + 0.25)
     projection = torch.nn.Linear(4, 4)
-    assert pooled_state_loss(s, t, [(0, 0)], s_mask, t_mask, projection).requires_grad
+    assert pooled_state_loss(s, teacher_pooled(), [(0, 0)], s_mask, projection).requires_grad
 
 
 def test_a_taggers_hidden_states_are_refused_across_tokenizers(cli, tiny_tagger, token_data,
@@ -313,8 +334,8 @@ def test_soft_targets_across_tokenizers_are_the_teachers_on_its_own_tokens(
     assert rows["student"]["train"][0]["input_ids"] != rows["teacher"]["train"][0]["input_ids"]
     cfg = SimpleNamespace(teacher_cache=None, teacher_batch_size=16, hidden_weight=0,
                           attention_weight=0)
-    transfer, _, evaluations = distill._teacher_targets(cfg, teacher, rows, [], TASK, toks,
-                                                        data, torch.device("cpu"))
+    transfer, _, evaluations, _ = distill._teacher_targets(cfg, teacher, rows, [], TASK, toks,
+                                                           data, torch.device("cpu"))
     assert transfer["input_ids"] == rows["student"]["train"]["input_ids"]
     with torch.inference_mode():
         for i in (0, 31, 59):
@@ -322,6 +343,54 @@ def test_soft_targets_across_tokenizers_are_the_teachers_on_its_own_tokens(
             assert np.allclose(transfer[i]["teacher_logits"], teacher(**enc).logits[0],
                                atol=1e-5)
     assert set(evaluations) == {"validation"}
+
+
+def test_pooled_states_across_tokenizers_are_the_teachers_on_its_own_tokens(
+        tiny_teacher, data_dir, tmp_path, monkeypatch):
+    """Across tokenizers with --hidden-weight, each transfer row's teacher_row finds the
+    teacher's first-token and mean states at the mapped layers, over the teacher's own
+    tokens; a second run reads them (and the logits) from the cache without a teacher pass,
+    and one with the logits alone cached computes the pooled states alone."""
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgetransfer.stages import distill
+    from edgetransfer.tasks.text import tokenize
+    from edgetransfer.tasks.text_classification import TASK
+    from edgetransfer.tasks.text_classification import load as load_task
+    from edgetransfer.train.losses import pooled_states
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
+    toks = {"teacher": AutoTokenizer.from_pretrained(tiny_teacher),
+            "student": AutoTokenizer.from_pretrained(char_student(tmp_path / "chars"))}
+    data = load_task(str(data_dir / "train.jsonl"), str(data_dir / "validation.jsonl"))
+    rows = {who: tokenize(data.splits, data.sources, tok, 64)[0] for who, tok in toks.items()}
+    computed = []
+    real = distill.teacher_outputs
+    monkeypatch.setattr(distill, "teacher_outputs", lambda model, dataset, dev, c, names, *a:
+                        computed.append(names) or real(model, dataset, dev, c, names, *a))
+    cfg = SimpleNamespace(teacher_cache=str(tmp_path / "cache"), teacher_batch_size=16,
+                          hidden_weight=0, attention_weight=0, teacher=tiny_teacher)
+    distill._teacher_targets(cfg, teacher, rows, [], TASK, toks, data, torch.device("cpu"),
+                             mapping=[(0, 0), (1, 2)])  # (no hidden weight: logits alone)
+    cfg.hidden_weight = 1.0
+    targets = distill._teacher_targets(cfg, teacher, rows, [], TASK, toks, data,
+                                       torch.device("cpu"), mapping=[(0, 0), (1, 2)])
+    again = distill._teacher_targets(cfg, teacher, rows, [], TASK, toks, data,
+                                     torch.device("cpu"), mapping=[(0, 0), (1, 2)])
+    # logits over train, then validation's; then the pooled states alone; then nothing
+    assert computed == [("logits",), ("logits",), (distill.POOLED,)]
+    assert targets.transfer["teacher_row"] == list(range(60))
+    assert targets.pooled.shape == (60, 2, 2 * teacher.config.hidden_size)
+    assert torch.equal(again.pooled, targets.pooled)
+    with torch.inference_mode():
+        for i in (0, 31, 59):
+            enc = toks["teacher"](data.splits["train"][i]["text"], return_tensors="pt")
+            states = teacher(**enc, output_hidden_states=True).hidden_states
+            want = torch.stack([pooled_states(states[t], enc["attention_mask"])[0]
+                                for t in (0, 2)])
+            assert torch.allclose(targets.pooled[i].float(), want, atol=2e-3)
 
 
 def test_the_teacher_cache_is_kept_per_part_and_shared_parts_are_reused(
@@ -349,11 +418,11 @@ def test_the_teacher_cache_is_kept_per_part_and_shared_parts_are_reused(
         computed.append(len(dataset)) or real(model, dataset, *a, **k)))
     cfg = SimpleNamespace(teacher_cache=str(tmp_path / "cache"), teacher_batch_size=16,
                           hidden_weight=0, attention_weight=0, teacher=tiny_teacher)
-    alone, _, first = distill._teacher_targets(cfg, teacher, rows, [], TASK,
+    alone, _, first, _ = distill._teacher_targets(cfg, teacher, rows, [], TASK,
                                             {"teacher": tok, "student": tok}, data,
                                             torch.device("cpu"))
     extra = tokenized["train"].select(range(10))
-    both, _, again = distill._teacher_targets(cfg, teacher, rows, [(extra, extra)], TASK,
+    both, _, again, _ = distill._teacher_targets(cfg, teacher, rows, [(extra, extra)], TASK,
                                               {"teacher": tok, "student": tok}, data,
                                               torch.device("cpu"))
     # first run: train's outputs, then the teacher's own on validation (its evaluation);
