@@ -212,10 +212,12 @@ def _splits(spec: dict, paths: dict, data: Path) -> list:
 
 
 def _student_flags(spec: dict, who: str, layers: int | None,
-                   init: Path | None = None) -> list[str]:
-    """The task's student flags under teacher `who`, cut to `layers` when given, and from
-    the checkpoint `init` (another teacher of the run) in place of the task's student."""
-    flags = list(spec["students"][who])
+                   init: Path | None = None, hidden: float | None = None) -> list[str]:
+    """The task's student flags under teacher `who`, cut to `layers` when given, from the
+    checkpoint `init` (another teacher of the run) in place of the task's student, and with
+    --hidden-weight `hidden` when given (else distill's default)."""
+    flags = list(spec["students"][who]) + (
+        ["--hidden-weight", f"{hidden:g}"] if hidden is not None else [])
     if layers is not None:
         if "--student-layers" not in flags:
             raise SystemExit(f"--layers: the {who} student of this task has no depth to set")
@@ -234,17 +236,19 @@ def _layers(flags: list[str]) -> int | None:
         else None
 
 
-def _key(spec: dict, who: str, arm: str, layers: int | None, init: str | None = None) -> str:
-    """A student's name: teacher-arm, -LN when cut to other than the task's depth, and
-    -from-WHO when cut from another teacher of the run."""
+def _key(spec: dict, who: str, arm: str, layers: int | None, init: str | None = None,
+         hidden: float | None = None) -> str:
+    """A student's name: teacher-arm, -LN when cut to other than the task's depth, -hW with
+    --hidden-weight W given, and -from-WHO when cut from another teacher of the run."""
     other = _student_flags(spec, who, layers) != spec["students"][who]
-    return f"{who}-{arm}" + (f"-L{layers}" if other else "") + (f"-from-{init}" if init
-                                                                  else "")
+    return (f"{who}-{arm}" + (f"-L{layers}" if other else "")
+            + (f"-h{hidden:g}" if hidden is not None else "")
+            + (f"-from-{init}" if init else ""))
 
 
 def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
             force: bool, layers: int | None = None, before: dict | None = None,
-            init: str | None = None) -> dict:
+            init: str | None = None, hidden: float | None = None) -> dict:
     """One student: distilled, int8, verified against its teacher on test; `before`: its
     record of an earlier run (the wall times of the steps reused); `init`: another teacher
     of the run that the student is cut from (a fine-tuned small model under a strong one)."""
@@ -252,8 +256,8 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
     if init is not None and not _done(out / "teachers" / init):
         raise SystemExit(f"--student-from {init}: its teacher is not trained yet; run "
                          f"--teachers {init} first")
-    flags = _student_flags(spec, who, layers, init and out / "teachers" / init)
-    name = _key(spec, who, arm, layers, init)
+    flags = _student_flags(spec, who, layers, init and out / "teachers" / init, hidden)
+    name = _key(spec, who, arm, layers, init, hidden)
     base = out / "students" / name
     model, int8, report = base / "student", base / "int8", base / "verify.json"
     log, walls = out / "logs" / f"{name}.log", dict((before or {}).get("walls") or {})
@@ -302,10 +306,11 @@ def run(args) -> dict:
                                           result["teachers"].get(who) or {})
         _write(result_path, result)
         for arm in args.arms:
-            key = _key(spec, who, arm, args.layers, args.student_from)
+            key = _key(spec, who, arm, args.layers, args.student_from, args.hidden_weight)
             result["students"][key] = student(args.task, who, arm, paths, args.data, out,
                                               args.force, args.layers,
-                                              result["students"].get(key), args.student_from)
+                                              result["students"].get(key), args.student_from,
+                                              args.hidden_weight)
             _write(result_path, result)
     return result
 
@@ -427,6 +432,9 @@ def main() -> None:
     ap.add_argument("--student-from", choices=["small"],
                     help="cut the strong teacher's students from the small teacher (fine-tuned) "
                          "rather than the raw small model")
+    ap.add_argument("--hidden-weight", type=float,
+                    help="the students' --hidden-weight (across tokenizers: each row's pooled "
+                         "states) [default: distill's]")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument("--results-md", type=Path, default=ROOT / "bench/RESULTS.md")

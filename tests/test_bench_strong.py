@@ -102,6 +102,16 @@ def test_a_student_of_another_depth_is_named_apart():
     assert strong_teacher._student_flags(spec, "strong", 2)[-2:] == ["--student-layers", "2"]
 
 
+def test_a_student_with_a_hidden_weight_is_named_and_flagged_apart():
+    spec = strong_teacher.TASKS["sst2"]
+    assert strong_teacher._key(spec, "strong", "both", None, "small", 1.0) == \
+        "strong-both-h1-from-small"
+    assert strong_teacher._key(spec, "strong", "both", None, None, 0.5) == "strong-both-h0.5"
+    assert strong_teacher._student_flags(spec, "strong", None, None, 1.0)[-2:] == [
+        "--hidden-weight", "1"]
+    assert strong_teacher._student_flags(spec, "strong", None) == spec["students"]["strong"]
+
+
 def test_a_student_cut_from_the_small_teacher_is_named_and_flagged_apart(tmp_path):
     import pytest
 
