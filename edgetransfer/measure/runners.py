@@ -8,6 +8,7 @@ feeds are. PyTorch runs in inference mode with the same thread count as onnxrunt
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -189,6 +190,24 @@ def _pytorch(folder: Path, name: str, threads: int, allow_pickle: bool,
         provider="torch-cpu", info={"extra_files": [str(w) for w in weights[1:]],
                                     "describe": {"threads": threads}},
     )
+
+
+@contextlib.contextmanager
+def threads_restored():
+    """torch's thread count put back as it was on leaving: a PyTorch runner pins it for a
+    fair comparison (`set_num_threads` is process-wide), and whatever runs after in the same
+    process (a recipe's next step, search's distillations, an API caller's training) needs
+    its own back rather than verify's --threads."""
+    try:
+        import torch
+    except ImportError:  # (nothing to restore where torch is absent)
+        yield
+        return
+    every = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(every)
 
 
 def same_model_folder(a: str | Path, b: str | Path) -> bool:

@@ -262,14 +262,11 @@ def _teacher_figures(teacher: str, w, cfg, out: Path) -> dict:
             saved = {}
         if saved.get("key") == key and saved.get("threads") == cfg.threads:
             return saved
-    import torch
+    from ..measure import runners
 
-    every = torch.get_num_threads()
-    try:
+    # (the timing runs on --threads; the distillations after it need every core back)
+    with runners.threads_restored():
         return _time_teacher(teacher, w, cfg, cache, key)
-    finally:
-        # the timing runs on --threads; the distillations after it need every core back
-        torch.set_num_threads(every)
 
 
 def _time_teacher(teacher, w, cfg, cache: Path, key: str) -> dict:

@@ -186,7 +186,13 @@ def check_settings(cfg: VerifyConfig) -> None:
 
 
 def run(cfg: VerifyConfig) -> VerifyReport:
-    """Measure everything and write cfg.out; the gates are judged by `check(report)`."""
+    """Measure everything and write cfg.out; the gates are judged by `check(report)`. The
+    process's torch thread count is as it was afterwards (runners.threads_restored)."""
+    with runners.threads_restored():
+        return _run(cfg)
+
+
+def _run(cfg: VerifyConfig) -> VerifyReport:
     started = time.perf_counter()
     threshold, base = _preflight(cfg)
     reference, candidates, load = _load_models(cfg)

@@ -80,6 +80,23 @@ def test_all_gates_pass_and_every_figure_is_recorded(cli, models, tmp_path):
     assert "all gates passed" in text and "drop pts" in text  # the terminal table
 
 
+def test_the_processs_torch_threads_are_as_they_were_after_verify(cli, models, tmp_path):
+    """verify times the PyTorch reference on --threads (1); whatever runs next in the same
+    process (a recipe's next step, an API caller's training) gets its own count back."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        code, text, report = _verify(cli, models, tmp_path, "--candidate", models["onnx"],
+                                     "--threads", "1", *FAST)
+        assert code == 0, text
+        assert report["env"]["threads"] == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_accuracy_gate_fails_with_exit_5(cli, models, tmp_path):
     code, text, report = _verify(cli, models, tmp_path, "--candidate", models["other"],
                                  "--no-latency", "--max-accuracy-drop", "5")
