@@ -33,6 +33,10 @@ def test_text_rows_split_into_a_labelled_sample_and_unlabelled_others(tmp_path):
                                               tmp_path / "rest")
     assert counts == {"labelled": 20, "unlabelled": 30}
     assert rest["train"].read_text().splitlines()[1:] == train
+    import pytest
+
+    with pytest.raises(SystemExit, match="split as 20 labelled and 10 unlabelled rows, not 25"):
+        strong_teacher._split_rows(strong_teacher.TASKS["sst2"], data, 25, 10, tmp_path / "out")
 
 
 def test_sentences_split_as_words_without_tags(tmp_path):
