@@ -44,6 +44,9 @@ class Planned:
     inputs: dict[str, str] = field(default_factory=dict)  # role -> path
     key: str = ""
     folder: Path | None = None  # where the step's artifact lands [default: config.out]
+    # where its settings are written in the recipe, for a step another stage's plan() adds
+    # (distill.student_finetune) [default: the stage's own section]
+    section: str | None = None
 
 
 @dataclass
@@ -80,6 +83,12 @@ class Wiring:
     def path(self, value: str) -> Path:
         """A path written in the recipe: relative to the recipe file's folder."""
         return recipes.resolve_path(self.recipe_file, value)
+
+    def model_path(self, value: str) -> str:
+        """A model named in the recipe: a path relative to it where one is there, else a
+        built-in name or hub id as written."""
+        local = self.path(value)
+        return str(local) if local.exists() else value
 
     def columns(self) -> dict:
         return {k: getattr(self.recipe.data, k) for k in COLUMNS}
@@ -149,7 +158,9 @@ def wiring(recipe, recipe_file: Path, root: Path) -> Wiring:
     files = {k: recipes.data_path(recipe, recipe_file, getattr(d, k))
              for k in ("train", "validation", "test", "eval", "unlabeled")}
     files["eval"] = files["eval"] or files["test"] or files["validation"]
-    return Wiring(recipe, Path(recipe_file), root, files, _model_spec(recipe, recipe_file))
+    w = Wiring(recipe, Path(recipe_file), root, files, recipe.model)
+    w.model = w.model_path(recipe.model)
+    return w
 
 
 def plan(recipe, recipe_file: Path, root: Path, w: Wiring | None = None) -> list[Planned]:
@@ -181,25 +192,28 @@ def planned(step: str, section, w: Wiring) -> list[Planned]:
 
     stage = registry.get(step)
     _check_needs(stage, w)
-    config = stage.config_class()
-    module = stage.load()
     out = []
     with _recipe_names(stage, w.recipe_file):
         w.planning = stage
         try:
-            items = list(module.plan(section, w))
+            items = list(stage.load().plan(section, w))
         finally:
             w.planning = None
-        for item in items:
+    for item in items:
+        # (an item may be a step of another stage, planned on its behalf: distill's
+        # student_finetune is a finetune step; its settings' key says where they are written)
+        own = registry.get(item.get("step", stage.name))
+        with _recipe_names(own, w.recipe_file, item.get("section")):
             try:
-                cfg = config(**item["config"])
+                cfg = own.config_class()(**item["config"])
             except ValidationError as e:
                 raise invalid_setting(e, item["config"]) from None
-            if hasattr(module, "check_settings"):
-                module.check_settings(cfg)
-            out.append(Planned(stage.name, item["label"], cfg, _existing(item["inputs"]),
-                               folder=Path(item.get("folder") or cfg.out)))
-            w.made += _declared(stage, item.get("makes", ()))
+            if hasattr(own.load(), "check_settings"):
+                own.load().check_settings(cfg)
+        out.append(Planned(own.name, item["label"], cfg, _existing(item["inputs"]),
+                           folder=Path(item.get("folder") or cfg.out),
+                           section=item.get("section")))
+        w.made += _declared(own, item.get("makes", ()))
     return out
 
 
@@ -275,12 +289,6 @@ def handed(stage: registry.Stage) -> dict:
     `steps_of`, this module's Steps (recipe file, overrides -> its steps), to one that runs
     other stages' steps (search), since no module under stages/ imports the pipeline."""
     return {"steps_of": Steps} if stage.runs_steps else {}
-
-
-def _model_spec(recipe, recipe_file: Path) -> str:
-    """A path written in the recipe, relative to it; otherwise a built-in name or hub id."""
-    local = recipes.resolve_path(recipe_file, recipe.model)
-    return str(local) if local.exists() else recipe.model
 
 
 def _existing(inputs: dict) -> dict:
@@ -380,35 +388,37 @@ def _run_step(p: Planned, recipe_file: Path) -> None:
     else its `run`. An error about a setting names it as the recipe spells it."""
     stage = registry.get(p.step)
     module = stage.load()
-    with _recipe_names(stage, recipe_file):
+    with _recipe_names(stage, recipe_file, p.section):
         getattr(module, "run_step", module.run)(p.config)
 
 
 @contextlib.contextmanager
-def _recipe_names(stage, recipe_file: Path):
-    """An error about one of the stage's settings names it as the recipe spells it."""
+def _recipe_names(stage, recipe_file: Path, section: str | None = None):
+    """An error about one of the stage's settings names it as the recipe spells it (under
+    `section` where the step's settings are written there)."""
     try:
         yield
     except EdgeTransferError as e:
-        key = recipe_key(stage, e.setting) if e.setting else None
+        key = recipe_key(stage, e.setting, section) if e.setting else None
         if key and e.named_as is None:
             e.name_setting(f"{recipe_file}: {key}")
-        remedy = recipe_key(stage, e.remedy) if e.remedy else None
+        remedy = recipe_key(stage, e.remedy, section) if e.remedy else None
         if remedy:
             e.name_remedy(f"set {remedy}: true in {recipe_file}")
         raise
 
 
-def recipe_key(stage, setting: str) -> str | None:
-    """Where a stage's setting is written in a recipe: its section, the data section or the
-    top level; None for one the pipeline sets from an earlier step (a folder)."""
+def recipe_key(stage, setting: str, section: str | None = None) -> str | None:
+    """Where a stage's setting is written in a recipe: its section (`section`, else the
+    stage's own), the data section or the top level; None for one the pipeline sets from an
+    earlier step (a folder)."""
     if setting not in stage.config_class().model_fields:
         return None  # (a loader's word for a folder this step was handed, e.g. --model)
     if setting not in stage.wired:
-        return f"{stage.name}.{setting}"
+        return f"{section or stage.name}.{setting}"
     if setting in recipes.DataSection.model_fields:
         return f"data.{setting}"
-    if setting == "task" or (setting == "model" and stage.name == "finetune"):
+    if setting == "task" or (setting == "model" and stage.name == "finetune" and not section):
         return setting  # top-level keys (only finetune reads the recipe's model as such)
     return None
 

@@ -32,11 +32,16 @@ MAX_NAME = 100
 
 def section(stage) -> type[BaseModel]:
     """The recipe section of a step: its stage's fields minus the wired ones, plus what the
-    stage's module adds for recipes (RECIPE_FIELDS), plus a name for a list of variants."""
+    stage's module adds for recipes (RECIPE_FIELDS; RECIPE_SECTIONS: a field holding another
+    stage's section, for a step its plan() adds, e.g. distill's student_finetune), plus a
+    name for a list of variants."""
     config = stage.config_class()
     fields = {name: (info.annotation, info) for name, info in config.model_fields.items()
               if name not in stage.wired}
     fields |= getattr(stage.load(), "RECIPE_FIELDS", {})
+    for name, (other, description) in getattr(stage.load(), "RECIPE_SECTIONS", {}).items():
+        fields[name] = (section(registry.get(other)) | None, Field(None,
+                                                                   description=description))
     if stage.variants:
         fields["name"] = (str | None, Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                                             max_length=MAX_NAME,

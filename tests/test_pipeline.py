@@ -252,3 +252,40 @@ def test_a_recipe_names_its_task(tmp_path, tiny_backbone, data_dir, cli):
     bad = _recipe(tmp_path, tiny_backbone, data_dir, task="text-clasification")
     code, out = cli("validate", bad)
     assert code == 2 and "task: text-clasification: no such task; the tasks are" in out
+
+
+def test_a_student_finetuned_first_is_its_own_step_and_the_student_starts_from_it(
+        cli, tiny_backbone, data_dir, tmp_path):
+    """distill.student_finetune: the student's model fine-tuned on the labelled rows as a
+    finetune step of its own (student-init/), then cut and distilled into; each step reused
+    on a re-run; refused without a student, and a typo in it named with its whole key."""
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir, export=None, verify=None,
+                     package=None,
+                     distill={"student": str(tiny_backbone), "student_layers": 1, "epochs": 1,
+                              "batch_size": 4, "patience": 0,
+                              "student_finetune": {"epochs": 1, "batch_size": 4, "lr": 2e-3,
+                                                   "patience": 0}})
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    root = tmp_path / "models" / "smoke"
+    state = json.loads((root / "pipeline.json").read_text())["steps"]
+    assert list(state) == ["teacher", "student-init", "student"]
+    assert state["student-init"]["step"] == "finetune"
+    init = json.loads((root / "student-init" / "settings.json").read_text())
+    assert init["config"]["model"] == str(tiny_backbone) and init["config"]["epochs"] == 1
+    student = json.loads((root / "student" / "settings.json").read_text())
+    assert student["config"]["student"] == str(root / "student-init")
+    assert student["config"]["teacher"] == str(root / "teacher")
+    assert student["keep_layers"] == [1]  # (the fine-tuned 2-layer model, cut to 1)
+    code, out = cli("run", recipe)
+    assert code == 0 and out.count("unchanged, reusing") == 3, out
+
+    doc = yaml.safe_load(recipe.read_text())
+    doc["distill"]["student_finetune"]["lrr"] = 1e-3
+    recipe.write_text(yaml.safe_dump(doc))
+    code, out = cli("validate", recipe)
+    assert code == 2 and "distill.student_finetune.lrr" in out and "lr" in out
+    del doc["distill"]["student_finetune"]["lrr"], doc["distill"]["student"]
+    recipe.write_text(yaml.safe_dump(doc))
+    code, out = cli("validate", recipe)
+    assert code == 2 and "distill.student_finetune: fine-tunes distill.student" in out

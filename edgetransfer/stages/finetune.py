@@ -244,9 +244,17 @@ def plan(section, w) -> list[dict]:
     output is the teacher the later steps read."""
     from ..records.references import Teacher
 
-    out = w.root / "teacher"
-    config = section.model_dump() | w.training_data() | dict(model=w.model, out=out)
+    step = planned_step(section, w, model=w.model, label="teacher")
+    return [step | {"makes": [Teacher(folder=step["config"]["out"])]}]
+
+
+def planned_step(section, w, *, model: str, label: str) -> dict:
+    """A finetune step of `section`'s settings on `model` and the recipe's data, into
+    w.root/label: the teacher's, and distill's student_finetune (the student's model
+    fine-tuned before it is cut)."""
+    out = w.root / label
+    config = section.model_dump() | w.training_data() | dict(model=model, out=out)
     if heads := w.heads():
         config["head"] = heads
-    return [{"label": "teacher", "config": config, "makes": [Teacher(folder=out)],
-             "inputs": {"model": w.model} | w.splits() | w.head_files()}]
+    return {"step": "finetune", "label": label, "config": config,
+            "inputs": {"model": model} | w.splits() | w.head_files()}
