@@ -135,6 +135,19 @@ def test_a_separate_cnn_student_of_other_widths_learns_feature_maps_through_proj
     assert losses[-1] < losses[0]
     assert (out / "preprocessor_config.json").exists()
 
+    # another of 9 blocks cut to 8, as the strong-teacher bench cuts Lite0 (16) to 8 under
+    # Lite2: each stage keeps its first block
+    config.num_block_repeats = [1, 2, 1, 2, 1, 1, 1]
+    config.save_pretrained(student)
+    code, err = cli("-q", "distill", "--teacher", image_teacher, "--train", image_data / "train",
+                    "--student", student, "--student-layers", "8", "--hidden-weight", "0",
+                    "--epochs", "1", "--batch-size", "8", "--out", tmp_path / "cut")
+    assert code == 0, err
+    settings = json.loads((tmp_path / "cut" / "settings.json").read_text())
+    assert settings["student_kind"] == "model-layers" and len(settings["keep_layers"]) == 8
+    assert json.loads((tmp_path / "cut" / "config.json").read_text())["num_block_repeats"] \
+        in ([1, 1, 1, 2, 1, 1, 1], [1, 2, 1, 1, 1, 1, 1])
+
 
 def test_int8_static_is_the_default_and_passes_parity(image_int8):
     import onnx
