@@ -268,7 +268,8 @@ class Steps:
         stage = registry.get(step)
         section = recipes.section(stage)(**settings)
         w = dataclasses.replace(self.wiring, made=[*self.wiring.made, *given])
-        p = planned(step, [section] if stage.variants else section, w)[0]
+        # (its own step: the last; a plan may put another stage's before it)
+        p = planned(step, [section] if stage.variants else section, w)[-1]
         p.label, p.folder = label, Path(folder)
         p.config = p.config.model_copy(update={"out": p.folder})
         return p

@@ -371,10 +371,11 @@ def _distill(depth, steps, out) -> tuple[str, float]:
     when done."""
     recipe = steps.recipe
     base = recipe.distill.model_dump() if recipe.distill is not None else {}
+    # (cut from the teacher: no other student, nor its own fine-tune)
     p = steps.from_section("distill", base | {
         "student_layers": depth, "keep_layers": None, "student": None,
-        "teacher_cache": str(out / "cache")}, label=f"search-student-{depth}L",
-        folder=out / "students" / f"{depth}L")
+        "student_finetune": None, "teacher_cache": str(out / "cache")},
+        label=f"search-student-{depth}L", folder=out / "students" / f"{depth}L")
     began = time.perf_counter()
     steps.execute(p, counter=f"student {depth}L")
     return str(p.folder), round(time.perf_counter() - began, 1)
