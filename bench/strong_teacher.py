@@ -275,7 +275,8 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
         ["--unlabeled", paths["unlabelled"]] if arm in ("unlabelled", "both") else [])
     if force or not _done(model):
         walls["distill_s"] = _edgetransfer(
-            log, "distill", "--teacher", t, *flags, *spec["distill"], *extra,
+            # (the student's flags after the task's: a --hidden-weight given wins)
+            log, "distill", "--teacher", t, *spec["distill"], *flags, *extra,
             *_splits(spec, paths, data), "--teacher-cache", out / "teacher-cache" / who,
             "--out", model, "--overwrite")
     if force or not _done(int8):

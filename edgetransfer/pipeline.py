@@ -45,8 +45,10 @@ class Planned:
     key: str = ""
     folder: Path | None = None  # where the step's artifact lands [default: config.out]
     # where its settings are written in the recipe, for a step another stage's plan() adds
-    # (distill.student_finetune) [default: the stage's own section]
+    # (distill.student_finetune) [default: the stage's own section], and where the ones the
+    # pipeline wires are ({"model": "distill.student"})
     section: str | None = None
+    wired_keys: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -203,7 +205,8 @@ def planned(step: str, section, w: Wiring) -> list[Planned]:
         # (an item may be a step of another stage, planned on its behalf: distill's
         # student_finetune is a finetune step; its settings' key says where they are written)
         own = registry.get(item.get("step", stage.name))
-        with _recipe_names(own, w.recipe_file, item.get("section")):
+        keys = (item.get("section"), item.get("wired_keys") or {})
+        with _recipe_names(own, w.recipe_file, *keys):
             try:
                 cfg = own.config_class()(**item["config"])
             except ValidationError as e:
@@ -212,7 +215,7 @@ def planned(step: str, section, w: Wiring) -> list[Planned]:
                 own.load().check_settings(cfg)
         out.append(Planned(own.name, item["label"], cfg, _existing(item["inputs"]),
                            folder=Path(item.get("folder") or cfg.out),
-                           section=item.get("section")))
+                           section=keys[0], wired_keys=keys[1]))
         w.made += _declared(own, item.get("makes", ()))
     return out
 
@@ -252,11 +255,13 @@ class Steps:
 
     def of_recipe(self, step: str) -> list[Planned]:
         """The recipe's own steps of stage `step` (none without its section), planned with
-        the whole recipe: what they make is in `wiring` for the steps planned after."""
+        the whole recipe: what they make is in `wiring` for the steps planned after; a step
+        of that stage another stage plans (distill's student_finetune) is not among them."""
         if getattr(self.recipe, step, None) is None:
             return []
         everything = plan(self.recipe, self.recipe_file, self.root, self.wiring)
-        return [p for p in everything if p.step == step]
+        # (of its own section: not one another stage plans, distill's student_finetune)
+        return [p for p in everything if p.step == step and p.section is None]
 
     def from_section(self, step: str, settings: dict, *, label: str, folder: Path,
                      given: tuple[Reference, ...] = ()) -> Planned:
@@ -389,32 +394,37 @@ def _run_step(p: Planned, recipe_file: Path) -> None:
     else its `run`. An error about a setting names it as the recipe spells it."""
     stage = registry.get(p.step)
     module = stage.load()
-    with _recipe_names(stage, recipe_file, p.section):
+    with _recipe_names(stage, recipe_file, p.section, p.wired_keys):
         getattr(module, "run_step", module.run)(p.config)
 
 
 @contextlib.contextmanager
-def _recipe_names(stage, recipe_file: Path, section: str | None = None):
+def _recipe_names(stage, recipe_file: Path, section: str | None = None,
+                  wired_keys: dict | None = None):
     """An error about one of the stage's settings names it as the recipe spells it (under
-    `section` where the step's settings are written there)."""
+    `section` where the step's settings are written there; `wired_keys`: where the wired
+    ones are, for a step another stage planned)."""
     try:
         yield
     except EdgeTransferError as e:
-        key = recipe_key(stage, e.setting, section) if e.setting else None
+        key = recipe_key(stage, e.setting, section, wired_keys) if e.setting else None
         if key and e.named_as is None:
             e.name_setting(f"{recipe_file}: {key}")
-        remedy = recipe_key(stage, e.remedy, section) if e.remedy else None
+        remedy = recipe_key(stage, e.remedy, section, wired_keys) if e.remedy else None
         if remedy:
             e.name_remedy(f"set {remedy}: true in {recipe_file}")
         raise
 
 
-def recipe_key(stage, setting: str, section: str | None = None) -> str | None:
+def recipe_key(stage, setting: str, section: str | None = None,
+               wired_keys: dict | None = None) -> str | None:
     """Where a stage's setting is written in a recipe: its section (`section`, else the
-    stage's own), the data section or the top level; None for one the pipeline sets from an
-    earlier step (a folder)."""
+    stage's own), `wired_keys`' key for it, the data section or the top level; None for one
+    the pipeline sets from an earlier step (a folder)."""
     if setting not in stage.config_class().model_fields:
         return None  # (a loader's word for a folder this step was handed, e.g. --model)
+    if setting in (wired_keys or {}):
+        return wired_keys[setting]
     if setting not in stage.wired:
         return f"{section or stage.name}.{setting}"
     if setting in recipes.DataSection.model_fields:

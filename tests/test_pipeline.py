@@ -279,6 +279,20 @@ def test_a_student_finetuned_first_is_its_own_step_and_the_student_starts_from_i
     assert student["keep_layers"] == [1]  # (the fine-tuned 2-layer model, cut to 1)
     code, out = cli("run", recipe)
     assert code == 0 and out.count("unchanged, reusing") == 3, out
+    # search runs the recipe's own finetune step alone (the teacher), and an error about
+    # the student-init step's settings names them where the recipe writes them
+    from edgetransfer import pipeline, registry
+
+    steps = pipeline.Steps(recipe)
+    assert [p.label for p in steps.of_recipe("finetune")] == ["teacher"]
+    init = next(p for p in pipeline.plan(steps.recipe, recipe, steps.root)
+                if p.label == "student-init")
+    keys = (init.section, init.wired_keys)
+    assert keys == ("distill.student_finetune", {"model": "distill.student"})
+    finetune = registry.get("finetune")
+    assert pipeline.recipe_key(finetune, "model", *keys) == "distill.student"
+    assert pipeline.recipe_key(finetune, "lr", *keys) == "distill.student_finetune.lr"
+    assert pipeline.recipe_key(finetune, "model") == "model"
 
     doc = yaml.safe_load(recipe.read_text())
     doc["distill"]["student_finetune"]["lrr"] = 1e-3

@@ -894,7 +894,8 @@ def plan(section, w) -> list[dict]:
                               f"(e.g. student: minilm-l6)")
         init = planned_step(section.student_finetune, w, model=settings["student"],
                             label="student-init")
-        steps.append(init | {"section": "distill.student_finetune"})
+        steps.append(init | {"section": "distill.student_finetune",
+                             "wired_keys": {"model": "distill.student"}})
         settings["student"] = str(init["config"]["out"])
     config = settings | w.training_data() | dict(teacher=teacher, unlabeled=w.files["unlabeled"],
                                                  out=out)

@@ -56,8 +56,10 @@ def hidden_state_loss(student_hidden, teacher_hidden, mapping, attention_mask, p
 def pooled_states(states, mask) -> torch.Tensor:
     """Each row's first-token state ([CLS], <s>: what a classifier head reads) and its mean
     state over the row's real tokens (what a sentence-embedding teacher such as
-    all-mpnet-base-v2 was trained to make), side by side: (batch, 2 x width)."""
-    return torch.cat([states[:, 0], _mean_over(states, mask)], dim=-1)
+    all-mpnet-base-v2 was trained to make), side by side: (batch, 2 x width). The first
+    real token, on either padding side (a left-padding tokenizer's rows start with pads)."""
+    first = states[torch.arange(states.shape[0], device=states.device), mask.argmax(1)]
+    return torch.cat([first, _mean_over(states, mask)], dim=-1)
 
 
 def pooled_state_loss(student_hidden, teacher_pooled, mapping, student_mask,

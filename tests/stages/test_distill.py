@@ -303,6 +303,9 @@ def test_pooled_state_loss_reads_each_models_own_real_tokens():
     assert got == pytest.approx(1.0 + 0.25)
     projection = torch.nn.Linear(4, 4)
     assert pooled_state_loss(s, teacher_pooled(), [(0, 0)], s_mask, projection).requires_grad
+    # a left-padded row's first token is its first real one
+    left = torch.tensor([[[9.0, 9.0], [1.0, 2.0], [3.0, 4.0]]])
+    assert pooled_states(left, torch.tensor([[0, 1, 1]])).tolist() == [[1.0, 2.0, 2.0, 3.0]]
 
 
 def test_a_taggers_hidden_states_are_refused_across_tokenizers(cli, tiny_tagger, token_data,
