@@ -353,14 +353,23 @@ def render(r: dict) -> str:
              f"`{r['augment']}`. Test {metric} of the int8 student (`verify` on the test "
              f"split), kept = its share of its teacher's; speed-up = the teacher's batch-1 "
              f"p50 (PyTorch, 1 thread) over the int8 student's, interleaved.", "",
-             f"| teacher | test {metric} | batch-1 p50 ms | train wall min |",
-             "| --- | --- | --- | --- |"]
+             f"| teacher | test {metric} | as its bundle answers | batch-1 p50 ms | "
+             f"train wall min |", "| --- | --- | --- | --- | --- |"]
     for who, t in r["teachers"].items():
-        p50 = next((s["speedup"]["p50"]["teacher_ms"] for s in r["students"].values()
-                    if s["teacher"] == who and s.get("speedup")), None)
-        lines.append(f"| {who}: {' '.join(t['flags'][:2])} | {_f(t['test'])} | {_f(p50, 2)} "
+        # (verify's figures of the teacher: the same for each of its students)
+        sp = next((s["speedup"] for s in r["students"].values()
+                   if s["teacher"] == who and s.get("speedup")), {})
+        lines.append(f"| {who}: {' '.join(t['flags'][:2])} | {_f(t['test'])} | "
+                     f"{_f(sp.get('teacher_accuracy'))} | "
+                     f"{_f(sp.get('p50', {}).get('teacher_ms'), 2)} "
                      f"| {_f(t['wall_s'] and t['wall_s'] / 60, 1)}"
                      f"{' (resumed: its last part)' if t.get('resumed') else ''} |")
+    if TASKS[r["task"]]["kind"] == "words":
+        lines += ["", "A tagger's figures as its bundle answers (verify's, and the students' "
+                  "below) are read from the spans it prints for each test sentence's words "
+                  "joined by spaces (tasks/spans.py): a gold word the runtime splits (AL-AIN "
+                  "as AL - AIN) counts against it, so they sit below the gold-word figure "
+                  "finetune reports; kept is taken between the two bundle figures."]
     lines += ["", f"| teacher | student data | student cut from | layers | transfer rows | "
               f"hidden | int8 student {metric} | kept | speed-up p50 [bounds] | distill min |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
