@@ -29,8 +29,8 @@ For each task (its settings in TASKS, stated once):
 
 Writes OUT/TASK/strong.json, strong_teacher.png beside --results-md and a section of it
 (bench/RESULTS.md) per task (--render-only: again from the JSON files). Resumable: every
-step whose folder is complete is reused (--force re-runs). Each step's wall time is
-recorded.
+step whose folder is complete is reused (--force re-runs), and an interrupted teacher or
+distillation resumes from its newest checkpoint. Each step's wall time is recorded.
 """
 
 from __future__ import annotations
@@ -274,11 +274,15 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
     extra = (["--augment", spec["augment"]] if arm in ("augmented", "both") else []) + (
         ["--unlabeled", paths["unlabelled"]] if arm in ("unlabelled", "both") else [])
     if force or not _done(model):
+        # (an interrupted distillation continues from its newest epoch's checkpoint: an arm
+        # is up to an hour, longer than what is often left of a session)
+        resumed = (model.parent / f".{model.name}.partial").exists() and not force
+        walls["distill_resumed"] = resumed
         walls["distill_s"] = _edgetransfer(
             # (the student's flags after the task's: a --hidden-weight given wins)
             log, "distill", "--teacher", t, *spec["distill"], *flags, *extra,
             *_splits(spec, paths, data), "--teacher-cache", out / "teacher-cache" / who,
-            "--out", model, "--overwrite")
+            "--out", model, "--resume" if resumed else "--overwrite")
     if force or not _done(int8):
         walls["export_s"] = _edgetransfer(
             log, "export", "--model", model, "--out", int8, "--quantize", "int8",
@@ -376,13 +380,15 @@ def render(r: dict) -> str:
     for s in r["students"].values():
         sp = s.get("speedup") or {}
         rows = s.get("transfer_rows") or {}  # (unlabelled: --augment's rows among them)
+        walls = s.get("walls") or {}
         lines.append(
             f"| {s['teacher']} | {s['arm']} | {_cut_from(s)} | {s.get('layers') or ''} | "
             f"{(rows.get('labelled') or 0) + (rows.get('unlabelled') or 0):,} | "
             f"{s.get('hidden_weight')} | {_f(sp.get('int8_accuracy'))} | "
             f"{_f(sp.get('kept') and 100 * sp['kept'], 1)}% | "
             f"{_f(sp.get('p50', {}).get('ratio'), 1)}x {sp.get('p50', {}).get('bounds', '')} | "
-            f"{_f((s.get('walls') or {}).get('distill_s') and s['walls']['distill_s'] / 60, 1)} |")
+            f"{_f(walls.get('distill_s') and walls['distill_s'] / 60, 1)}"
+            f"{' (resumed: its last part)' if walls.get('distill_resumed') else ''} |")
     lines += ["", "| goal | target | measured | met |", "| --- | --- | --- | --- |"]
     strong = r["teachers"].get("strong", {}).get("test")
     def best(keep):
