@@ -86,6 +86,12 @@ class Wiring:
         """A path written in the recipe: relative to the recipe file's folder."""
         return recipes.resolve_path(self.recipe_file, value)
 
+    def step_of(self, step: str, section, **where) -> dict:
+        """A step of stage `step` (its module's `planned_step(section, wiring, **where)`)
+        that another stage plans before its own: distill's student_finetune is a finetune
+        step. Through the registry, since no stage imports another."""
+        return registry.get(step).load().planned_step(section, self, **where)
+
     def model_path(self, value: str) -> str:
         """A model named in the recipe: a path relative to it where one is there, else a
         built-in name or hub id as written."""

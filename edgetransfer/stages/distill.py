@@ -874,7 +874,6 @@ def plan(section, w) -> list[dict]:
     output, else the recipe's model); with student_finetune, the finetune step of the
     student's model before it."""
     from ..records.references import Student, Teacher
-    from .finetune import planned_step
 
     out = w.root / "student"
     teacher = w.model_of(Teacher)
@@ -892,8 +891,8 @@ def plan(section, w) -> list[dict]:
             raise ConfigError(f"{w.recipe_file}: distill.student_finetune: fine-tunes "
                               f"distill.student before it is cut; name the student's model "
                               f"(e.g. student: minilm-l6)")
-        init = planned_step(section.student_finetune, w, model=settings["student"],
-                            label="student-init")
+        init = w.step_of("finetune", section.student_finetune, model=settings["student"],
+                         label="student-init")
         steps.append(init | {"section": "distill.student_finetune",
                              "wired_keys": {"model": "distill.student"}})
         settings["student"] = str(init["config"]["out"])
