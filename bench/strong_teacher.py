@@ -134,6 +134,17 @@ def _done(folder: Path) -> bool:
     return (folder / "artifact.json").is_file()
 
 
+def _interrupted(folder: Path, force: bool) -> bool:
+    """Whether a training run into `folder` was cut off and is to be resumed (--resume
+    rather than --overwrite): its partial folder is there and --force was not given."""
+    return (folder.parent / f".{folder.name}.partial").exists() and not force
+
+
+def _resumed_mark(resumed: bool) -> str:
+    """A wall time's note in the tables: a resumed run's time is its last part alone."""
+    return " (resumed: its last part)" if resumed else ""
+
+
 def _split_rows(spec: dict, data: Path, labelled: int, unlabelled: int | None,
                 out: Path) -> tuple[dict, dict]:
     """OUT/data: train.* (the labelled sample), unlabelled.* (`unlabelled` train rows outside
@@ -198,11 +209,10 @@ def teacher(task: str, who: str, paths: dict, data: Path, out: Path, force: bool
     folder = out / "teachers" / who
     wall, resumed = None, before.get("resumed", False)
     if force or not _done(folder):
-        resumed = (folder.parent / f".{folder.name}.partial").exists() and not force
-        resume = ["--resume"] if resumed else ["--overwrite"]
+        resumed = _interrupted(folder, force)
         wall = _edgetransfer(out / "logs" / f"teacher-{who}.log", "finetune",
                              *spec["teachers"][who], *_splits(spec, paths, data), "--out",
-                             folder, *resume)
+                             folder, "--resume" if resumed else "--overwrite")
     metrics = _json(folder / "metrics.json") or {}
     # (resumed: the wall time is the last run's alone; the interrupted ones' is not kept)
     return {"who": who, "folder": str(folder), "flags": spec["teachers"][who],
@@ -276,8 +286,7 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
     if force or not _done(model):
         # (an interrupted distillation continues from its newest epoch's checkpoint: an arm
         # is up to an hour, longer than what is often left of a session)
-        resumed = (model.parent / f".{model.name}.partial").exists() and not force
-        walls["distill_resumed"] = resumed
+        resumed = walls["distill_resumed"] = _interrupted(model, force)
         walls["distill_s"] = _edgetransfer(
             # (the student's flags after the task's: a --hidden-weight given wins)
             log, "distill", "--teacher", t, *spec["distill"], *flags, *extra,
@@ -367,7 +376,7 @@ def render(r: dict) -> str:
                      f"{_f(sp.get('teacher_accuracy'))} | "
                      f"{_f(sp.get('p50', {}).get('teacher_ms'), 2)} "
                      f"| {_f(t['wall_s'] and t['wall_s'] / 60, 1)}"
-                     f"{' (resumed: its last part)' if t.get('resumed') else ''} |")
+                     f"{_resumed_mark(t.get('resumed'))} |")
     if TASKS[r["task"]]["kind"] == "words":
         lines += ["", "A tagger's figures as its bundle answers (verify's, and the students' "
                   "below) are read from the spans it prints for each test sentence's words "
@@ -388,7 +397,7 @@ def render(r: dict) -> str:
             f"{_f(sp.get('kept') and 100 * sp['kept'], 1)}% | "
             f"{_f(sp.get('p50', {}).get('ratio'), 1)}x {sp.get('p50', {}).get('bounds', '')} | "
             f"{_f(walls.get('distill_s') and walls['distill_s'] / 60, 1)}"
-            f"{' (resumed: its last part)' if walls.get('distill_resumed') else ''} |")
+            f"{_resumed_mark(walls.get('distill_resumed'))} |")
     lines += ["", "| goal | target | measured | met |", "| --- | --- | --- | --- |"]
     strong = r["teachers"].get("strong", {}).get("test")
     def best(keep):
