@@ -92,7 +92,7 @@ def test_goals_are_judged_from_the_best_strong_teacher_student():
             "0.9050 | **yes** |") in text
     assert "| speed-up over the teacher, p50 | >= 60.0 | 55.0000 | no |" in text
     assert ("| strong | labelled | raw minilm-l6 | 3 | 150 | 0.0 | 0.8900 | 96.2% | "
-            "70.0x [65, 75] | 10.0 |") in text
+            "70.0x [65, 75] |  | 10.0 |") in text  # (no bundle size recorded)
     assert "| strong | both | the small teacher | 3 | 150 |" in text
     assert "| strong | both | raw minilm-l6 | 3 | 550 |" in text
     assert "| small | both | itself | 2 | 150 |" in text
@@ -132,3 +132,23 @@ def test_a_student_cut_from_the_small_teacher_is_named_and_flagged_apart(tmp_pat
     with pytest.raises(SystemExit, match="not trained yet"):
         strong_teacher.student("sst2", "strong", "both", {}, tmp_path, tmp_path, False,
                                init="small")
+
+
+def test_the_bundle_goal_is_met_from_below():
+    spec = strong_teacher.TASKS["fashion-mnist"]
+    result = {"task": "fashion-mnist", "date": "2026-12-03", "labelled": 50000,
+              "unlabelled": 10000, "augment": "flip-crop", "metric": "accuracy",
+              "goals": spec["goals"],
+              "teachers": {"strong": {"flags": ["--model", "efficientnet-lite2"],
+                                      "test": 0.956, "wall_s": 3600}},
+              "students": {"strong-labelled": _arm("strong", "labelled", 0.951, 0.956, 4)
+                           | {"bundle_mb": 1.77, "layers": 8},
+                           "strong-both": _arm("strong", "both", 0.949, 0.956, 4)
+                           | {"bundle_mb": 2.31, "layers": 8}}}
+    text = strong_teacher.render(result)
+    # (judged on the best student at the task's depth: the labelled arm's 0.951)
+    assert "| 1.77 |" in text and "| 2.31 |" in text
+    assert "| the int8 student's bundle archive, MB | <= 2.0 | 1.7700 | **yes** |" in text
+    result["students"]["strong-labelled"]["bundle_mb"] = 2.5
+    assert ("| the int8 student's bundle archive, MB | <= 2.0 | 2.5000 | no |"
+            in strong_teacher.render(result))
