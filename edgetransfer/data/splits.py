@@ -23,11 +23,11 @@ def is_local(spec: str) -> bool:
 
 
 # Data a run keeps apart, and what giving one file for both costs (a warning, not a refusal:
-# a smoke test may mean it)
+# a smoke test may mean it). Not --unlabeled and --train: distill leaves out the unlabelled
+# rows train holds (so a train file is both, beside a --train-sample of it)
 APART = {
     ("train", "validation"): "the best checkpoint is chosen on rows it trains on",
     ("train", "test"): "the test figures are of rows the model trained on",
-    ("unlabeled", "train"): "its rows join the transfer set twice",
     ("unlabeled", "validation"): "the student learns the teacher's answers on the rows it "
                                  "is chosen on",
     ("unlabeled", "test"): "the student learns the teacher's answers on the rows it is "

@@ -30,7 +30,7 @@ from pydantic import Field, field_validator
 from .. import paths, tasks
 from ..artifacts import OutputFolder
 from ..data import augment_images, augment_text, splits
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, DataError, ModelError
 from ..measure import floor
 from ..modeling import architectures, backbones, students
 from ..options import (
@@ -108,7 +108,8 @@ class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Outp
                                     "measured on SST-2 yet, so off by default).")
     unlabeled: str | None = Field(None, description="Unlabelled in-domain texts (CSV/TSV/"
                                   "JSONL/Parquet) for the teacher to label and the student "
-                                  "to learn from (soft targets only).")
+                                  "to learn from (soft targets only); its rows that train "
+                                  "holds already are left out.")
     unlabeled_column: str | None = Field(None, description="Text column of --unlabeled "
                                          "[default: as for --text-column].")
     augment: str | None = Field(None, description="New sentences made from the training rows "
@@ -185,7 +186,7 @@ def run(cfg: DistillConfig) -> Path:
     images = bool(_check_augment(cfg, task))  # (augmented images: taught online)
     cfg, data, toks, rows, truncation = _read_rows(cfg, task, teacher_bb, student_bb)
     tokenizers = tuple({id(t): t for t in (toks["student"], toks["teacher"])}.values())
-    unlabeled = _unlabeled(cfg, task, tokenizers, data)
+    unlabeled, seen = _unlabeled(cfg, task, tokenizers, data, rows["student"]["train"])
     out = output_folder(cfg, data.sources, [teacher_bb] + ([student_bb] if student_bb else []),
                         extra_inputs=[cfg.unlabeled] if cfg.unlabeled else [])
 
@@ -216,6 +217,8 @@ def run(cfg: DistillConfig) -> Path:
     settings = _settings(cfg, lr, keep, mapping, len(rows["student"]["train"]), extras,
                          run_settings(task, data, placement), augmented=augmented,
                          images=images, cross=len(tokenizers) > 1)
+    if seen:
+        settings["transfer_rows"]["unlabelled_already_in_train"] = seen
     fitted = training.fit(
         model=student, tokenizer=toks["student"], task=task, tokenized=rows["student"],
         label_names=data.label_names, opts=cfg, lr=lr, out=out, settings=settings,
@@ -319,15 +322,45 @@ def _transfer_weights(cfg: DistillConfig, cross: bool, task) -> DistillConfig:
     return cfg.model_copy(update={"hidden_weight": cfg.hidden_weight or 0.0})
 
 
-def _unlabeled(cfg: DistillConfig, task, tokenizers: tuple, data):
-    """--unlabeled's rows, read as the task reads them, once per tokenizer (None without
-    it)."""
+def _unlabeled(cfg: DistillConfig, task, tokenizers: tuple, data, train) -> tuple:
+    """(--unlabeled's rows, read as the task reads them, once per tokenizer (None without
+    it), less those `train` already holds; how many of those were left out)."""
     if not cfg.unlabeled:
-        return None
+        return None, 0
     if task.read_unlabeled is None:
         raise ConfigError(f"--unlabeled: the task {task.name} takes no unlabelled data")
-    return tuple(task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tok, cfg.max_length,
+    read = tuple(task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tok, cfg.max_length,
                                      data) for tok in tokenizers)
+    return _outside(read, train, cfg.unlabeled)
+
+
+def _outside(read: tuple, train, spec: str) -> tuple:
+    """`read` (per tokenizer, the student's first, as `train` is tokenized) less the rows
+    `train` holds already, which are taught with their gold labels: so the train file itself
+    can be --unlabeled beside a --train-sample of it (the recipes with a strong teacher), the
+    sample labelled, the rest unlabelled, none twice."""
+    known = set(_row_keys(train))
+    keep = [i for i, key in enumerate(_row_keys(read[0])) if key not in known]
+    if not keep:
+        raise DataError(f"--unlabeled {spec}: every row is one that train holds already; give "
+                        f"rows train does not")
+    left = len(read[0]) - len(keep)
+    if left:
+        log.info("unlabelled: %d of %d rows left out, train holds them already", left,
+                 len(read[0]))
+    return (tuple(d.select(keep) for d in read) if left else read), left
+
+
+def _row_keys(ds) -> list:
+    """What makes two rows one: text and words, their token ids (one tokenizer, one
+    truncation); images, the file (or the bytes) each is read from, not decoded."""
+    if "input_ids" in ds.column_names:
+        return [tuple(ids) for ids in ds["input_ids"]]
+    from datasets import Image
+
+    files = ds.cast_column("image", Image(decode=False))["image"]
+    return [str(Path(f["path"]).resolve()) if f.get("path") else f.get("bytes")
+            for f in files]
 
 
 def _augments_images(name: str) -> bool:
