@@ -24,7 +24,7 @@ def is_local(spec: str) -> bool:
 
 # Data a run keeps apart, and what giving one file for both costs (a warning, not a refusal:
 # a smoke test may mean it). Not --unlabeled and --train: distill leaves out the unlabelled
-# rows train holds (so a train file is both, beside a --train-sample of it)
+# rows train or validation holds (so a train file is both, beside a --train-sample of it)
 APART = {
     ("train", "validation"): "the best checkpoint is chosen on rows it trains on",
     ("train", "test"): "the test figures are of rows the model trained on",

@@ -109,7 +109,7 @@ class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Outp
     unlabeled: str | None = Field(None, description="Unlabelled in-domain texts (CSV/TSV/"
                                   "JSONL/Parquet) for the teacher to label and the student "
                                   "to learn from (soft targets only); its rows that train "
-                                  "holds already are left out.")
+                                  "or validation holds are left out.")
     unlabeled_column: str | None = Field(None, description="Text column of --unlabeled "
                                          "[default: as for --text-column].")
     augment: str | None = Field(None, description="New sentences made from the training rows "
@@ -186,7 +186,7 @@ def run(cfg: DistillConfig) -> Path:
     images = bool(_check_augment(cfg, task))  # (augmented images: taught online)
     cfg, data, toks, rows, truncation = _read_rows(cfg, task, teacher_bb, student_bb)
     tokenizers = tuple({id(t): t for t in (toks["student"], toks["teacher"])}.values())
-    unlabeled, seen = _unlabeled(cfg, task, tokenizers, data, rows["student"]["train"])
+    unlabeled, known = _unlabeled(cfg, task, tokenizers, data, rows["student"])
     out = output_folder(cfg, data.sources, [teacher_bb] + ([student_bb] if student_bb else []),
                         extra_inputs=[cfg.unlabeled] if cfg.unlabeled else [])
 
@@ -217,8 +217,8 @@ def run(cfg: DistillConfig) -> Path:
     settings = _settings(cfg, lr, keep, mapping, len(rows["student"]["train"]), extras,
                          run_settings(task, data, placement), augmented=augmented,
                          images=images, cross=len(tokenizers) > 1)
-    if seen:
-        settings["transfer_rows"]["unlabelled_already_in_train"] = seen
+    if known:
+        settings["transfer_rows"]["unlabelled_left_out_as_labelled"] = known
     fitted = training.fit(
         model=student, tokenizer=toks["student"], task=task, tokenized=rows["student"],
         label_names=data.label_names, opts=cfg, lr=lr, out=out, settings=settings,
@@ -322,32 +322,35 @@ def _transfer_weights(cfg: DistillConfig, cross: bool, task) -> DistillConfig:
     return cfg.model_copy(update={"hidden_weight": cfg.hidden_weight or 0.0})
 
 
-def _unlabeled(cfg: DistillConfig, task, tokenizers: tuple, data, train) -> tuple:
+def _unlabeled(cfg: DistillConfig, task, tokenizers: tuple, data, labelled: dict) -> tuple:
     """(--unlabeled's rows, read as the task reads them, once per tokenizer (None without
-    it), less those `train` already holds; how many of those were left out)."""
+    it), less those train or validation hold (`labelled`: the student's rows of each
+    split); how many of those were left out)."""
     if not cfg.unlabeled:
         return None, 0
     if task.read_unlabeled is None:
         raise ConfigError(f"--unlabeled: the task {task.name} takes no unlabelled data")
     read = tuple(task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tok, cfg.max_length,
                                      data) for tok in tokenizers)
-    return _outside(read, train, cfg.unlabeled)
+    return _outside(read, [labelled[k] for k in ("train", "validation") if k in labelled],
+                    cfg.unlabeled)
 
 
-def _outside(read: tuple, train, spec: str) -> tuple:
-    """`read` (per tokenizer, the student's first, as `train` is tokenized) less the rows
-    `train` holds already, which are taught with their gold labels: so the train file itself
-    can be --unlabeled beside a --train-sample of it (the recipes with a strong teacher), the
-    sample labelled, the rest unlabelled, none twice."""
-    known = set(_row_keys(train))
+def _outside(read: tuple, labelled: list, spec: str) -> tuple:
+    """`read` (per tokenizer, the student's first, as `labelled` is tokenized) less the rows
+    a labelled split holds already: train's are taught with their gold labels, and
+    validation's choose the checkpoint. So the train file itself can be --unlabeled beside a
+    --train-sample of it (the recipes with a strong teacher): the sample labelled (and
+    validation carved from it), the rest unlabelled, none twice."""
+    known = {key for split in labelled for key in _row_keys(split)}
     keep = [i for i, key in enumerate(_row_keys(read[0])) if key not in known]
     if not keep:
-        raise DataError(f"--unlabeled {spec}: every row is one that train holds already; give "
-                        f"rows train does not")
+        raise DataError(f"--unlabeled {spec}: every row is one that train or validation "
+                        f"holds already; give rows they do not")
     left = len(read[0]) - len(keep)
     if left:
-        log.info("unlabelled: %d of %d rows left out, train holds them already", left,
-                 len(read[0]))
+        log.info("unlabelled: %d of %d rows left out, train or validation holds them",
+                 left, len(read[0]))
     return (tuple(d.select(keep) for d in read) if left else read), left
 
 

@@ -217,22 +217,24 @@ def test_unlabeled_text_joins_the_transfer_set(cli, tiny_teacher, data_dir, tmp_
     assert steps == 2 * 10  # 80 transfer rows / batch 8, two epochs
 
 
-def test_unlabeled_rows_that_train_holds_are_left_out(cli, tiny_teacher, data_dir,
-                                                      tmp_path):
-    """The train file as --unlabeled beside a --train-sample of it: the sample labelled, the
-    rest unlabelled, none taught twice; rows train holds are all left out, and an unlabelled
-    file of nothing else is refused."""
+def test_unlabeled_rows_that_train_or_validation_hold_are_left_out(cli, tiny_teacher,
+                                                                    data_dir, tmp_path):
+    """Rows train or validation holds are left out of --unlabeled's; so the train file can
+    be --unlabeled beside a --train-sample of it: the sample labelled, the rest unlabelled,
+    none taught twice. An unlabelled file of nothing else is refused."""
     train = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()]
     texts = {r["text"] for r in train}
     new = [{"text": r["text"]} for r in make_rows(30, seed=9) if r["text"] not in texts][:12]
     assert len(texts) == 60 and len(new) == 12
-    write_jsonl(tmp_path / "u.jsonl", new + [{"text": r["text"]} for r in train[:10]])
+    validation = (data_dir / "validation.jsonl").read_text().splitlines()[:3]
+    write_jsonl(tmp_path / "u.jsonl", new + [{"text": r["text"]} for r in train[:10]]
+                + [{"text": json.loads(line)["text"]} for line in validation])
     out = tmp_path / "student"
     code, err = cli(*distill_args(tiny_teacher, data_dir, out, "--student-layers", "1",
                                   "--unlabeled", tmp_path / "u.jsonl", "--epochs", "1"))
     assert code == 0, err
     rows = json.loads((out / "settings.json").read_text())["transfer_rows"]
-    assert rows == {"labelled": 60, "unlabelled": len(new), "unlabelled_already_in_train": 10}
+    assert rows == {"labelled": 60, "unlabelled": len(new), "unlabelled_left_out_as_labelled": 13}
 
     code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s2", "--student-layers",
                                   "1", "--unlabeled", data_dir / "train.jsonl", "--epochs",
@@ -240,15 +242,15 @@ def test_unlabeled_rows_that_train_holds_are_left_out(cli, tiny_teacher, data_di
     assert code == 0, err
     rows = json.loads((tmp_path / "s2" / "settings.json").read_text())["transfer_rows"]
     # (the 60 train texts are distinct: the 40 sampled, labelled; the other 20, not)
-    assert rows == {"labelled": 40, "unlabelled": 20, "unlabelled_already_in_train": 40}
+    assert rows == {"labelled": 40, "unlabelled": 20, "unlabelled_left_out_as_labelled": 40}
 
     code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s3", "--unlabeled",
                                   data_dir / "train.jsonl"))
-    assert code == 2 and "every row is one that train holds already" in err
+    assert code == 2 and "every row is one that train or validation holds" in err
     assert not (tmp_path / "s3").exists()
 
 
-def test_unlabeled_images_that_train_holds_are_compared_by_file(tmp_path):
+def test_unlabeled_images_that_train_or_validation_hold_are_compared_by_file(tmp_path):
     from datasets import Dataset, Image
     from PIL import Image as PILImage
 
@@ -262,7 +264,7 @@ def test_unlabeled_images_that_train_holds_are_compared_by_file(tmp_path):
     def images(paths):
         return Dataset.from_dict({"image": [str(p) for p in paths]}).cast_column("image",
                                                                                   Image())
-    kept, left = _outside((images(files),), images(files[:3]), "u")
+    kept, left = _outside((images(files),), [images(files[:2]), images(files[2:3])], "u")
     assert left == 3 and [Path(r["path"]).name for r in
                           kept[0].cast_column("image", Image(decode=False))["image"]] == ["3.png"]
 
