@@ -319,7 +319,7 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
                 "--no-measure", "--force")
         except SystemExit as e:  # (the size is one figure of the table; not worth an arm)
             print(e, flush=True)
-    archive = bundle.with_suffix(".tar.gz")
+    packaged = _json(bundle.with_suffix(".json")) or {}  # (package's record of the bundle)
     settings = _json(model / "settings.json") or {}
     models = models_from_verify(verify_report(report))
     return {"teacher": who, "arm": arm, "student_from": init,
@@ -328,7 +328,8 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
             "transfer_rows": settings.get("transfer_rows"),
             "hidden_weight": (settings.get("config") or {}).get("hidden_weight"),
             "tokenizers": settings.get("tokenizers"), "walls": walls,
-            "bundle_mb": round(archive.stat().st_size / 2**20, 2) if archive.is_file() else None,
+            "bundle_mb": packaged.get("archive_bytes") and round(
+                packaged["archive_bytes"] / 2**20, 2),
             "models": models, "speedup": speedup(models, models[0]["name"], "int8")}
 
 
@@ -359,8 +360,12 @@ def run(args) -> dict:
     return result
 
 
+# Where a task's record and plot go (named once: main writes them, each section names them)
+RECORD, PLOT = "bench/records/strong-{task}.json", "bench/strong_teacher-{task}.png"
+
+
 def record_path(records: Path, task: str) -> Path:
-    return records / f"strong-{task}.json"
+    return records / Path(RECORD.format(task=task)).name
 
 
 def _write(path: Path, result: dict) -> None:
@@ -391,8 +396,7 @@ def render(r: dict) -> str:
              f"`{r['augment']}`. Test {metric} of the int8 student (`verify` on the test "
              f"split), kept = its share of its teacher's; speed-up = the teacher's batch-1 "
              f"p50 (PyTorch, 1 thread) over the int8 student's, interleaved. Record: "
-             f"bench/records/strong-{r['task']}.json; plot: "
-             f"bench/strong_teacher-{r['task']}.png.", "",
+             f"{RECORD.format(task=r['task'])}; plot: {PLOT.format(task=r['task'])}.", "",
              f"| teacher | test {metric} | as its bundle answers | batch-1 p50 ms | "
              f"train wall min |", "| --- | --- | --- | --- | --- |"]
     for who, t in r["teachers"].items():
@@ -452,11 +456,11 @@ def render(r: dict) -> str:
         checks.append((f"int8 {goals['shallow'][0]}-layer student ({shallow['teacher']}, "
                        f"{shallow['arm']}), test {metric}", goals["shallow"][1],
                        shallow["speedup"]["int8_accuracy"]))
-    rows = [(what, ">=", target, got) for what, target, got in checks]
+    verdicts = [(what, ">=", target, got) for what, target, got in checks]
     if deep and "bundle_mb" in goals:  # (the one goal met from below)
-        rows.append(("the int8 student's bundle archive, MB", "<=", goals["bundle_mb"],
-                     deep.get("bundle_mb")))
-    for what, bound, target, got in rows:
+        verdicts.append(("the int8 student's bundle archive, MB", "<=", goals["bundle_mb"],
+                         deep.get("bundle_mb")))
+    for what, bound, target, got in verdicts:
         met = got is not None and (got >= target if bound == ">=" else got <= target)
         lines.append(f"| {what} | {bound} {target} | {_f(got)} | "
                      f"{'**yes**' if met else 'no'} |")
@@ -515,7 +519,7 @@ def main() -> None:
         raise SystemExit(f"{record_path(args.records, args.task)}: no record of {args.task} "
                          f"yet; run it without --render-only")
     write_section(args.results_md, render(result), f"strong-{args.task}")
-    plot(result, args.results_md.parent / f"strong_teacher-{args.task}.png")
+    plot(result, args.results_md.parent / Path(PLOT.format(task=args.task)).name)
     print(render(result))
 
 
