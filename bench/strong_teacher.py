@@ -101,7 +101,8 @@ TASKS = {
         "files": {"train": "train", "test": "test"},
         # (57,000 labelled images taught Lite0 0.9437, bench/RESULTS.md "Fashion-MNIST":
         # the teacher goal, 0.955, wants no fewer; 20,000 of 60,000 left little to gain)
-        "kind": "images", "labelled": 50000, "unlabelled": 10000, "augment": "flip-crop",
+        # (augment pad-crop, not flip-crop: see the strong teacher below)
+        "kind": "images", "labelled": 50000, "unlabelled": 10000, "augment": "pad-crop",
         "teachers": {
             "small": ["--model", "efficientnet-lite0", "--method", "full", "--lr", "1e-3",
                       "--epochs", "3", "--batch-size", "64", "--image-size", "64",
@@ -112,7 +113,13 @@ TASKS = {
             # make up for it)
             "strong": ["--model", "efficientnet-lite2", "--method", "full", "--lr", "1e-3",
                        "--epochs", "5", "--batch-size", "64", "--image-size", "64",
-                       "--validation-fraction", "0.05", "--eval-steps", "500"]},
+                       "--validation-fraction", "0.05", "--eval-steps", "500"],
+            # (5 epochs plain taught 0.9470, validation still rising; the garment moved by
+            # up to 1/8 of its side and flipped, for longer)
+            "strong-pad-crop": ["--model", "efficientnet-lite2", "--method", "full",
+                                "--lr", "1e-3", "--epochs", "6", "--batch-size", "64",
+                                "--image-size", "64", "--validation-fraction", "0.05",
+                                "--eval-steps", "500", "--augment", "pad-crop"]},
         # (8 blocks: the goal's bundle of <= 2 MB; the 8-block int8 student's is 1.77 MB)
         "students": {"small": ["--student-layers", "8"],
                      "strong": ["--student", "efficientnet-lite0", "--student-layers", "8"]},
@@ -239,12 +246,18 @@ def _splits(spec: dict, paths: dict, data: Path) -> list:
     return flags
 
 
+def _role(who: str) -> str:
+    """A teacher's role, small or strong: its name up to the first '-' (strong-pad-crop is
+    the strong model trained another way; its students are the strong one's)."""
+    return who.split("-")[0]
+
+
 def _student_flags(spec: dict, who: str, layers: int | None,
                    init: Path | None = None, hidden: float | None = None) -> list[str]:
     """The task's student flags under teacher `who`, cut to `layers` when given, from the
     checkpoint `init` (another teacher of the run) in place of the task's student, and with
     --hidden-weight `hidden` when given (else distill's default)."""
-    flags = list(spec["students"][who]) + (
+    flags = list(spec["students"][_role(who)]) + (
         ["--hidden-weight", f"{hidden:g}"] if hidden is not None else [])
     if layers is not None:
         if "--student-layers" not in flags:
@@ -268,7 +281,7 @@ def _key(spec: dict, who: str, arm: str, layers: int | None, init: str | None = 
          hidden: float | None = None) -> str:
     """A student's name: teacher-arm, -LN when cut to other than the task's depth, -hW with
     --hidden-weight W given, and -from-WHO when cut from another teacher of the run."""
-    other = _student_flags(spec, who, layers) != spec["students"][who]
+    other = _student_flags(spec, who, layers) != spec["students"][_role(who)]
     return (f"{who}-{arm}" + (f"-L{layers}" if other else "")
             + (f"-h{hidden:g}" if hidden is not None else "")
             + (f"-from-{init}" if init else ""))
@@ -432,20 +445,24 @@ def render(r: dict) -> str:
             f"{_f(walls.get('distill_s') and walls['distill_s'] / 60, 1)}"
             f"{_resumed_mark(walls.get('distill_resumed'))} |")
     lines += ["", "| goal | target | measured | met |", "| --- | --- | --- | --- |"]
-    strong = r["teachers"].get("strong", {}).get("test")
+    # (the goals: the best strong teacher, and the best of its students)
+    strong = max((w for w in r["teachers"] if _role(w) == "strong"),
+                 key=lambda w: r["teachers"][w].get("test") or 0, default=None)
     def best(keep):
         return max((s for k, s in r["students"].items() if keep(k, s) and s.get("speedup")),
                    key=lambda s: s["speedup"]["int8_accuracy"], default=None)
 
     # (the task's own depth; the shallow goal: any teacher's)
     depth = _layers(TASKS[r["task"]]["students"]["strong"])
-    deep = best(lambda k, s: s["teacher"] == "strong" and s.get("layers") == depth)
+    deep = best(lambda k, s: _role(s["teacher"]) == "strong" and s.get("layers") == depth)
     shallow = goals.get("shallow") and best(lambda k, s: s.get("layers") == goals["shallow"][0])
-    checks = [("strong teacher, test " + metric, goals["strong_teacher"], strong)]
+    checks = [(f"strong teacher ({strong}), test {metric}", goals["strong_teacher"],
+               strong and r["teachers"][strong].get("test"))]
     if deep:
         sp = deep["speedup"]
         cut = f", cut from {_cut_from(deep)}" if deep.get("student_from") else ""
-        checks.append((f"int8 student ({deep['arm']}{cut}), test {metric}", goals["student"],
+        checks.append((f"int8 student ({deep['teacher']}, {deep['arm']}{cut}), test {metric}",
+                       goals["student"],
                        sp["int8_accuracy"]))
         if "kept" in goals:
             checks.append(("kept of its teacher", goals["kept"], sp["kept"]))
@@ -476,14 +493,16 @@ def plot(r: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     spec = TASKS[r["task"]]
-    series = (("small", None, "small teacher"), ("strong", None, "strong teacher"),
-              ("strong", "small", "strong, student cut from the small teacher"))
-    for k, (who, init, label) in enumerate(series):
-        got = [(r["students"].get(_key(spec, who, a, None, init)) or {}).get("speedup")
-               for a in ARMS]
-        ax.bar([i + 0.27 * k for i in range(len(ARMS))],
-               [g["int8_accuracy"] if g else 0 for g in got], width=0.27, label=label)
-    ax.set_xticks([i + 0.27 for i in range(len(ARMS))], ARMS)
+    series = [(who, None, f"{who} teacher") for who in r["teachers"]] + [
+        ("strong", "small", "strong, student cut from the small teacher")]
+    got = {label: [(r["students"].get(_key(spec, who, a, None, init)) or {}).get("speedup")
+                   for a in ARMS] for who, init, label in series}
+    got = {label: g for label, g in got.items() if any(g)}  # (a bar group per teacher run)
+    width = 0.8 / max(len(got), 1)
+    for k, (label, g) in enumerate(got.items()):
+        ax.bar([i + width * k for i in range(len(ARMS))],
+               [x["int8_accuracy"] if x else 0 for x in g], width=width, label=label)
+    ax.set_xticks([i + width * (len(got) - 1) / 2 for i in range(len(ARMS))], ARMS)
     ax.axhline(r["goals"]["student"], color="k", lw=0.8, ls="--")
     ax.set_ylim(bottom=min(0.8, r["goals"]["student"] - 0.05))
     ax.set_title(f"{r['task']}: int8 student, test {r['metric']}")

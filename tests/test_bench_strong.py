@@ -57,8 +57,7 @@ def _arm(teacher: str, arm: str, accuracy: float, teacher_accuracy: float, ratio
             "walls": {"distill_s": 600.0},
             "flags": strong_teacher._student_flags(strong_teacher.TASKS["sst2"], teacher,
                                                    layers),
-            "transfer_rows": {"labelled": 100,
-                                                              "unlabelled": 50},
+            "transfer_rows": {"labelled": 100, "unlabelled": 50},
             "hidden_weight": 0.0, "speedup": {
                 "int8_accuracy": accuracy, "teacher_accuracy": teacher_accuracy,
                 "kept": accuracy / teacher_accuracy,
@@ -87,8 +86,9 @@ def test_goals_are_judged_from_the_best_strong_teacher_student():
     # (its test figure as finetune reports it, then as verify's bundle scoring gives it)
     assert "| strong: --model mpnet-base | 0.9250 | 0.9250 | 40.00 | 60.0 |" in text
     assert "gold word the runtime splits" not in text  # (a tagger's note)
-    assert "| strong teacher, test accuracy | >= 0.92 | 0.9250 | **yes** |" in text
-    assert ("| int8 student (both, cut from the small teacher), test accuracy | >= 0.9 | "
+    assert "| strong teacher (strong), test accuracy | >= 0.92 | 0.9250 | **yes** |" in text
+    assert ("| int8 student (strong, both, cut from the small teacher), test accuracy | "
+            ">= 0.9 | "
             "0.9050 | **yes** |") in text
     assert "| speed-up over the teacher, p50 | >= 60.0 | 55.0000 | no |" in text
     assert ("| strong | labelled | raw minilm-l6 | 3 | 150 | 0.0 | 0.8900 | 96.2% | "
@@ -98,6 +98,34 @@ def test_goals_are_judged_from_the_best_strong_teacher_student():
     assert "| small | both | itself | 2 | 150 |" in text
     assert ("| int8 2-layer student (strong, both), test accuracy | >= 0.885 | 0.9500 | "
             "**yes** |") in text
+
+
+def test_a_strong_teacher_trained_otherwise_is_judged_beside_the_first(tmp_path):
+    spec = strong_teacher.TASKS["fashion-mnist"]
+    # (its students are the strong teacher's: the same flags, named by the teacher)
+    assert (strong_teacher._student_flags(spec, "strong-pad-crop", None)
+            == spec["students"]["strong"])
+    assert strong_teacher._key(spec, "strong-pad-crop", "labelled", None) \
+        == "strong-pad-crop-labelled"
+    result = {"task": "fashion-mnist", "date": "2026-12-03", "labelled": 500,
+              "unlabelled": 100, "augment": "pad-crop", "metric": "accuracy",
+              "goals": spec["goals"],
+              "teachers": {"strong": {"flags": ["--model", "efficientnet-lite2"],
+                                      "test": 0.947, "wall_s": 60},
+                           "strong-pad-crop": {"flags": ["--model", "efficientnet-lite2"],
+                                               "test": 0.956, "wall_s": 60}},
+              "students": {"strong-labelled": _arm("strong", "labelled", 0.937, 0.947, 25),
+                           "strong-pad-crop-labelled": _arm("strong-pad-crop", "labelled",
+                                                            0.951, 0.956, 25, 8)
+                           | {"bundle_mb": 1.78}}}
+    text = strong_teacher.render(result)
+    assert ("| strong teacher (strong-pad-crop), test accuracy | >= 0.955 | 0.9560 | **yes** |"
+            in text)
+    assert ("| int8 student (strong-pad-crop, labelled), test accuracy | >= 0.95 | 0.9510 | "
+            "**yes** |") in text
+    assert "| the int8 student's bundle archive, MB | <= 2.0 | 1.7800 | **yes** |" in text
+    strong_teacher.plot(result, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 0
 
 
 def test_a_student_of_another_depth_is_named_apart():

@@ -73,9 +73,11 @@ class FinetuneConfig(TaskOption, HeadsOption, DataOptions, HeadDataOptions, Trai
                        "(ImageNet weights, offline; images), a local HF folder, or a hub id "
                        "when online.")
     augment: str | None = Field(None, description="Images: augment the training images as "
-                                "they are read, never at evaluation: flip-crop, standard (crop, "
-                                "flip, rotation, colour jitter) or trivial (crop, flip and "
-                                "TrivialAugmentWide); off by default; deterministic by --seed.")
+                                "they are read, never at evaluation: pad-crop (moved by up to "
+                                "1/8 of a side, flip), flip-crop (half-area crops, flip), "
+                                "standard (crop, flip, rotation, colour jitter) or trivial "
+                                "(crop, flip and TrivialAugmentWide); off by default; "
+                                "deterministic by --seed.")
     new_head: bool = Field(False, description="Replace an existing head whose classes (or "
                            "task) differ from the data's.")
     method: Literal["full", "lora", "head"] = Field("full", description="What is trained: all "

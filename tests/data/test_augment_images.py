@@ -29,6 +29,24 @@ def test_each_preset_is_seeded_and_keeps_the_size(name):
     assert any(not np.array_equal(first[0], a) for a in first[1:])  # (it does change them)
 
 
+def test_pad_crop_moves_the_picture_by_whole_pixels_within_its_share():
+    from PIL import Image
+
+    image = Image.new("RGB", (32, 32), (200, 200, 200))
+    aug = ai.ImageAugment(shift=0.125)  # (4 px of 32 each way, no flip)
+    moved = set()
+    for i in range(60):
+        a = np.asarray(ai.apply(image, aug, np.random.default_rng([3, i])))[..., 0]
+        assert set(np.unique(a)) <= {0, 200}  # (moved, not resampled; the border black)
+        lit = np.argwhere(a == 200)
+        (top, left), (bottom, right) = lit.min(0), lit.max(0)
+        h, w = bottom - top + 1, right - left + 1
+        assert len(lit) == h * w and 28 <= h <= 32 and 28 <= w <= 32
+        assert (top == 0 or bottom == 31) and (left == 0 or right == 31)
+        moved.add((int(top) - (31 - int(bottom)), int(left) - (31 - int(right))))
+    assert len(moved) > 20  # (offsets drawn over the whole range)
+
+
 def test_trivial_augment_draws_every_operation():
     seen = set()
     for i in range(200):
@@ -71,7 +89,8 @@ def test_finetune_and_distill_take_an_image_preset(cli, tiny_effnet, image_data,
     assert settings["augment"]["teacher"] == "online"
     code, out = cli("-q", "distill", "--teacher", teacher, "--train", image_data / "train",
                     "--out", tmp_path / "s2", "--augment", "tinybert")
-    assert code == 2 and "takes an image preset: flip-crop, standard, trivial" in out
+    assert code == 2 and ("takes an image preset: pad-crop, flip-crop, standard, trivial"
+                          in out)
 
 
 def test_a_text_finetune_refuses_an_image_preset(cli, tiny_backbone, data_dir, tmp_path):
