@@ -401,6 +401,13 @@ def _cut_from(s: dict) -> str:
     return f"raw {flags[flags.index('--student') + 1]}" if "--student" in flags else "itself"
 
 
+def _trained(flags: list[str]) -> str:
+    """A teacher's model, epochs and augmentation, from its finetune flags."""
+    said = dict(zip(flags[::2], flags[1::2]))
+    return ", ".join([said.get("--model", "?"), f"{said.get('--epochs', '?')} epochs"]
+                     + ([f"--augment {said['--augment']}"] if "--augment" in said else []))
+
+
 def render(r: dict) -> str:
     metric, goals = r["metric"], r["goals"]
     lines = [f"## Teach better, {r['task']} (`bench/strong_teacher.py`, issue 28), {r['date']}",
@@ -416,7 +423,7 @@ def render(r: dict) -> str:
         # (verify's figures of the teacher: the same for each of its students)
         sp = next((s["speedup"] for s in r["students"].values()
                    if s["teacher"] == who and s.get("speedup")), {})
-        lines.append(f"| {who}: {' '.join(t['flags'][:2])} | {_f(t['test'])} | "
+        lines.append(f"| {who}: {_trained(t['flags'])} | {_f(t['test'])} | "
                      f"{_f(sp.get('teacher_accuracy'))} | "
                      f"{_f(sp.get('p50', {}).get('teacher_ms'), 2)} "
                      f"| {_f(t['wall_s'] and t['wall_s'] / 60, 1)}"

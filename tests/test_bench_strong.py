@@ -69,7 +69,8 @@ def test_goals_are_judged_from_the_best_strong_teacher_student():
     result = {"task": "sst2", "date": "2026-12-02", "labelled": 8000, "unlabelled": 16000,
               "augment": "eda", "metric": "accuracy",
               "goals": strong_teacher.TASKS["sst2"]["goals"],
-              "teachers": {"strong": {"flags": ["--model", "mpnet-base"], "test": 0.925,
+              "teachers": {"strong": {"flags": ["--model", "mpnet-base", "--epochs", "2"],
+                                      "test": 0.925,
                                       "wall_s": 3600}},
               "students": {"strong-labelled": _arm("strong", "labelled", 0.89, 0.925, 70),
                            "strong-both": _arm("strong", "both", 0.895, 0.925, 65)
@@ -84,7 +85,7 @@ def test_goals_are_judged_from_the_best_strong_teacher_student():
                            "small-both-L2": _arm("small", "both", 0.88, 0.89, 30, 2)}}
     text = strong_teacher.render(result)
     # (its test figure as finetune reports it, then as verify's bundle scoring gives it)
-    assert "| strong: --model mpnet-base | 0.9250 | 0.9250 | 40.00 | 60.0 |" in text
+    assert "| strong: mpnet-base, 2 epochs | 0.9250 | 0.9250 | 40.00 | 60.0 |" in text
     assert "gold word the runtime splits" not in text  # (a tagger's note)
     assert "| strong teacher (strong), test accuracy | >= 0.92 | 0.9250 | **yes** |" in text
     assert ("| int8 student (strong, both, cut from the small teacher), test accuracy | "
@@ -112,13 +113,15 @@ def test_a_strong_teacher_trained_otherwise_is_judged_beside_the_first(tmp_path)
               "goals": spec["goals"],
               "teachers": {"strong": {"flags": ["--model", "efficientnet-lite2"],
                                       "test": 0.947, "wall_s": 60},
-                           "strong-pad-crop": {"flags": ["--model", "efficientnet-lite2"],
+                           "strong-pad-crop": {"flags": spec["teachers"]["strong-pad-crop"],
                                                "test": 0.956, "wall_s": 60}},
               "students": {"strong-labelled": _arm("strong", "labelled", 0.937, 0.947, 25),
                            "strong-pad-crop-labelled": _arm("strong-pad-crop", "labelled",
                                                             0.951, 0.956, 25, 8)
                            | {"bundle_mb": 1.78}}}
     text = strong_teacher.render(result)
+    assert ("| strong-pad-crop: efficientnet-lite2, 6 epochs, --augment pad-crop | 0.9560 |"
+            in text)
     assert ("| strong teacher (strong-pad-crop), test accuracy | >= 0.955 | 0.9560 | **yes** |"
             in text)
     assert ("| int8 student (strong-pad-crop, labelled), test accuracy | >= 0.95 | 0.9510 | "
