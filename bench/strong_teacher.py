@@ -13,7 +13,9 @@ For each task (its settings in TASKS, stated once):
 2. **Teachers**: `edgetransfer finetune` of the small model (minilm-l6, efficientnet-lite0)
    and of the strong one (mpnet-base, efficientnet-lite2) on the labelled sample, with the
    task's settings; checkpoints every `eval_steps`, so an interrupted run resumes
-   (`--resume`).
+   (`--resume`). A task may name more teachers (`--teachers strong-pad-crop`: the strong
+   model trained another way); the part of a name before its first '-' is its role, which
+   gives its students, and the goals are judged from the best teacher of the strong role.
 3. **Students** (`edgetransfer distill`), for each teacher and each arm: `labelled` (the
    sample alone), `augmented` (+ `--augment`, the task's preset), `unlabelled` (+ the
    unlabelled rows), `both`. Under the small teacher the student is the teacher cut to its
