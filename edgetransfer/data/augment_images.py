@@ -35,9 +35,8 @@ class ImageAugment:
 
 
 PRESETS = {
-    # (the mildest: the whole garment stays in the picture. CIFAR's and Fashion-MNIST's
-    # usual 4 px of 32 each way, and a flip; half-area crops cut off what tells a shirt from
-    # a T-shirt: Lite2 learnt 0.9208 with them, bench/strong_teacher.py's TASKS)
+    # (the mildest: the whole object stays in the picture; CIFAR's usual 4 px of 32 each
+    # way, and a flip. What each preset taught Lite2 on Fashion-MNIST: docs/tasks.md)
     "pad-crop": ImageAugment(shift=0.125, flip=True),
     "flip-crop": ImageAugment(crop_scale=(0.5, 1.0), flip=True),
     "standard": ImageAugment(crop_scale=(0.5, 1.0), flip=True, rotate=15.0, jitter=0.3),
