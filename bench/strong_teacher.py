@@ -109,16 +109,12 @@ TASKS = {
             "small": ["--model", "efficientnet-lite0", "--method", "full", "--lr", "1e-3",
                       "--epochs", "3", "--batch-size", "64", "--image-size", "64",
                       "--validation-fraction", "0.05", "--eval-steps", "300"],
-            # (not --augment flip-crop: with it, 3 epochs taught Lite2 test 0.9208 on the
-            # 50,000, in 38 min, under Lite0's 0.9437 without it; half-area crops of a 28 px
-            # garment lose what tells a shirt from a T-shirt, and 3 epochs are too few to
-            # make up for it)
+            # (no augmentation: neither flip-crop, 3 epochs, nor pad-crop, 6, taught Lite2
+            # as much; docs/tasks.md, Augmentation)
             "strong": ["--model", "efficientnet-lite2", "--method", "full", "--lr", "1e-3",
                        "--epochs", "5", "--batch-size", "64", "--image-size", "64",
                        "--validation-fraction", "0.05", "--eval-steps", "500"],
-            # (5 epochs plain taught 0.9470, validation still rising; the garment moved by
-            # up to 1/8 of its side and flipped, for longer: 0.9399, validation 0.942 and
-            # still rising at the end; 6 epochs are too few for it)
+            # (the same with pad-crop, for longer: what it taught, docs/tasks.md)
             "strong-pad-crop": ["--model", "efficientnet-lite2", "--method", "full",
                                 "--lr", "1e-3", "--epochs", "6", "--batch-size", "64",
                                 "--image-size", "64", "--validation-fraction", "0.05",
@@ -150,6 +146,12 @@ def _edgetransfer(log: Path, *args) -> float:
 
 def _done(folder: Path) -> bool:
     return (folder / "artifact.json").is_file()
+
+
+def _own_wall(metrics: dict) -> float | None:
+    """The wall seconds a finetune or distill wrote in its metrics.json: a step's time where
+    the run that made it was not recorded (an arm that stopped at a later step)."""
+    return (metrics.get("training") or {}).get("wall_time_s")
 
 
 def _interrupted(folder: Path, force: bool) -> bool:
@@ -234,8 +236,7 @@ def teacher(task: str, who: str, paths: dict, data: Path, out: Path, force: bool
     metrics = _json(folder / "metrics.json") or {}
     # (resumed: the wall time is the last run's alone; the interrupted ones' is not kept)
     return {"who": who, "folder": str(folder), "flags": spec["teachers"][who],
-            "wall_s": wall or before.get("wall_s")
-            or (metrics.get("training") or {}).get("wall_time_s"), "resumed": resumed,
+            "wall_s": wall or before.get("wall_s") or _own_wall(metrics), "resumed": resumed,
             "validation": (metrics.get("validation") or {}).get(spec["metric"]),
             "test": (metrics.get("test") or {}).get(spec["metric"])}
 
@@ -340,6 +341,8 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
             print(e, flush=True)
     packaged = _json(bundle.with_suffix(".json")) or {}  # (package's record of the bundle)
     settings = _json(model / "settings.json") or {}
+    if "distill_s" not in walls:  # (distilled by a run that stopped before its record)
+        walls["distill_s"] = _own_wall(_json(model / "metrics.json") or {})
     models = models_from_verify(verify_report(report))
     return {"teacher": who, "arm": arm, "student_from": init,
             "flags": [*flags, *map(str, extra)],
