@@ -319,8 +319,8 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
             "--out", model, "--resume" if resumed else "--overwrite")
     if force or not _done(int8):
         walls["export_s"] = _edgetransfer(
-            # (--eval-data: parity on real rows; the 8 probe pictures without it are noise
-            # that one Fashion-MNIST student's int8 agreed on 4 of, failing the gate)
+            # (--eval-data: parity on the test rows for text too, whose dynamic int8 reads
+            # no calibration sample; and export.json's int8 score beside its fp32's)
             log, "export", "--model", model, "--out", int8, "--quantize", "int8",
             "--calibration-data", paths["train"], "--eval-data", data / spec["files"]["test"],
             "--max-accuracy-drop", "100", "--overwrite")

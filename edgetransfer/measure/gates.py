@@ -19,11 +19,14 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import CheckFailed
 from . import latency, parity
 
-# With only the 8 probe rows, one near-tie flipping is 12.5% disagreement: without eval
-# data an int8 model is held to this coarse bar (a broken quantization gives near-random
-# predictions), and export.json says the agreement was judged on probes only.
+# With only the 8 probe rows, one near-tie flipping is 12.5% disagreement: without real
+# rows (--eval-data, or the calibration sample) an int8 model is held to this coarse bar (a
+# broken quantization gives near-random predictions), and export.json says the agreement
+# was judged on probes only.
 PROBE_ONLY_INT8_AGREEMENT = 0.75
 PROBE_ONLY = "probe rows without --eval-data"  # where that bar comes from, as gates say it
+# the real rows the parity inputs may hold beside the probes, as gates name their source
+REAL_ROWS = {"eval": "--eval-data", "calibration": "calibration"}
 
 
 class GateSettings(BaseModel):
@@ -39,12 +42,13 @@ class GateSettings(BaseModel):
     max_accuracy_drop: float
 
 
-def agreement_bar(given: float | None, precision: str, eval_data: str | None
+def agreement_bar(given: float | None, precision: str, real_rows: int
                   ) -> tuple[float | None, str]:
     """(the least agreement a gate holds a model to, where it comes from): the user's
-    --min-agreement, else the probe-only bar for int8 without eval data, else None (the
-    precision's default, which parity.compare names itself)."""
-    if given is None and precision == "int8" and not eval_data:
+    --min-agreement, else the probe-only bar for int8 without real rows (`real_rows`: the
+    eval or calibration examples compared), else None (the precision's default, which
+    parity.compare names itself)."""
+    if given is None and precision == "int8" and not real_rows:
         return PROBE_ONLY_INT8_AGREEMENT, PROBE_ONLY
     return given, "--min-agreement"
 
@@ -59,7 +63,7 @@ class Judge:
     probes: list[dict]  # the parity inputs: shape-varied probes, then the eval batches
     ref_outputs: list  # the reference's outputs on them, by name (parity.named_positions)
     eval_batches: list | None  # (feeds, labels) of --eval-data; None without it
-    rows: dict[str, int]  # examples the probes hold: {"probe": n, "eval": n}
+    rows: dict[str, int]  # examples the probes hold: {"probe": n, "eval": n, "calibration": n}
     scorer: Any = None  # shipped.Scorer over --eval-data: the metric as the bundle answers
     _sessions: dict = field(default_factory=dict, repr=False)  # (path -> its session)
     reports: dict = field(default_factory=dict, repr=False)  # (path -> its scored report)
@@ -81,7 +85,8 @@ class Judge:
         probes = self.probes[:batches]
         outputs = [parity.named_positions(self.task, dict(zip(names, session.run(
             names, latency.feeds_for(session, b)))), b) for b in probes]
-        min_agreement, source = agreement_bar(s.min_agreement, precision, s.eval_data)
+        min_agreement, source = agreement_bar(s.min_agreement, precision,
+                                              self.rows["eval"] + self.rows["calibration"])
         report = parity.compare_named(self.ref_outputs[:len(probes)], outputs, precision,
                                       self.task,
                                       atol=s.atol, min_agreement=min_agreement,
@@ -146,8 +151,9 @@ def gate_summary(judge: Judge, parity_reports: dict, value: float | None,
         for output, stats in report["outputs"].items():
             gates.append({
                 "gate": f"parity {step}", "precision": report["precision"], "output": output,
-                "rows": rows["probe"] + rows["eval"], "probe_rows": rows["probe"],
-                "eval_rows": rows["eval"], "outputs_compared": stats.get("examples"),
+                "rows": sum(rows.values()), "probe_rows": rows["probe"],
+                "eval_rows": rows["eval"], "calibration_rows": rows["calibration"],
+                "outputs_compared": stats.get("examples"),
                 "max_abs_diff": stats.get("max_abs_diff"), "atol": stats.get("atol"),
                 "atol_from": stats.get("atol_from"), "agreement": stats.get("top1_agreement"),
                 "min_agreement": stats.get("min_agreement"),
@@ -196,9 +202,8 @@ def gate_lines(gates: list[dict]) -> list[str]:
 
 
 def _parity_line(g: dict, verdict: str) -> str:
-    seen = [f"{g[k + '_rows']} {what}" for k, what in (("probe", "probe"),
-                                                         ("eval", "--eval-data"))
-            if g[k + "_rows"]]
+    seen = [f"{g[k + '_rows']} {what}" for k, what in {"probe": "probe", **REAL_ROWS}.items()
+            if g.get(k + "_rows")]
     compared = (f"; {g['outputs_compared']} outputs compared"
                 if g["outputs_compared"] != g["rows"] else "")
     figures = []

@@ -122,7 +122,8 @@ class ExportConfig(TaskOption, ColumnOptions, FloorOption):
                                "logits (fp32 1e-4, fp16 5e-2).")
     min_agreement: float | None = Field(None, gt=0, le=1, description="Override the least "
                                         "top-1 agreement with PyTorch (fp32 1, fp16 0.99, int8 "
-                                        "0.95 with --eval-data, 0.75 on the probe rows alone).")
+                                        "0.95 on --eval-data's rows, else on the calibration "
+                                        "sample's, 0.75 on the probe rows alone).")
     ort_format: bool = Field(False, description="Also write model.ort and "
                              "required_operators.config for onnxruntime's minimal/mobile "
                              "builds.")
@@ -371,24 +372,32 @@ def _prepare(cfg, task, bb, labels, evals, calib, pruning, started) -> _Job:
 
 
 def _judge(job: _Job, labels) -> gates.Judge:
-    """The parity inputs (shape-varied probes, plus the eval data where given: int8
-    agreement is only meaningful over many examples), the reference's outputs on them, and
-    the eval batches the metric is scored on."""
+    """The parity inputs (shape-varied probes, plus real rows: int8 agreement is only
+    meaningful over many examples), the reference's outputs on them, and the eval batches
+    the metric is scored on.
+
+    The real rows are --eval-data's; without it, the calibration sample's where one was read
+    (int8-static, auto): agreement needs no labels, and without real rows 8 probes decide,
+    whose pictures (or sentences) may be unlike the data. The sample is the one calibrated
+    on, so its agreement is in-sample for the activation ranges; it judges quantization
+    noise, not generalisation, which --eval-data's metric gate is for."""
     cfg, task, evals = job.cfg, job.task, job.evals
-    probe_rows = [evals[i] for i in range(min(8, len(evals)))] if evals is not None else None
+    real, kind = (evals, "eval") if evals is not None else (job.calib, "calibration")
+    probe_rows = [real[i] for i in range(min(8, len(real)))] if real is not None else None
     probes = parity.probe_batches(task, job.preprocessor, probe_rows, cfg.max_length)
-    eval_batches = (scoring.batches(task, job.preprocessor, evals, cfg.max_length)
-                    if evals is not None else None)
+    real_batches = (scoring.batches(task, job.preprocessor, real, cfg.max_length)
+                    if real is not None else [])
     shaped = len(probes)
-    probes = probes + ([f for f, _ in eval_batches] if eval_batches else [])
+    probes = probes + [f for f, _ in real_batches]
     torch_run = shipped.torch_run(job.reference, task)
     raw = [torch_run(b) for b in probes]
     # what the parity gates compare, in examples (a sentence, an image), for their summary
     examples = [len(task.per_example(r[task.outputs[0]], b)) for r, b in zip(raw, probes)]
+    rows = {"probe": sum(examples[:shaped]), "eval": 0, "calibration": 0}
+    rows[kind] = sum(examples[shaped:])
     return gates.Judge(task, labels, gates.GateSettings.model_validate(cfg), probes,
                        [parity.named_positions(task, r, b) for r, b in zip(raw, probes)],
-                       eval_batches,
-                       {"probe": sum(examples[:shaped]), "eval": sum(examples[shaped:])},
+                       real_batches if evals is not None else None, rows,
                        shipped.Scorer(task, evals, labels, cfg.max_length, Path(job.bb.source),
                                       job.preprocessor, cfg.max_image_pixels)
                        if evals is not None else None)

@@ -55,7 +55,8 @@ def test_with_eval_data_the_default_bars_and_the_metric_gate(cli, model, eval_fi
     assert code == 0, text
     gates = _gates(out)
     final = gates["parity final"]
-    assert (final["rows"], final["probe_rows"], final["eval_rows"]) == (38, 8, 30)
+    assert (final["rows"], final["probe_rows"], final["eval_rows"],
+            final["calibration_rows"]) == (38, 8, 30, 0)
     assert final["min_agreement"] == 0.95
     assert final["min_agreement_from"] == "the int8 default 0.95"
     accuracy = gates["accuracy"]
@@ -69,6 +70,23 @@ def test_with_eval_data_the_default_bars_and_the_metric_gate(cli, model, eval_fi
     assert "(the int8 default 0.95): passed" in text
     assert f"accuracy: 30 rows of {eval_file}" in text
     assert "(--max-accuracy-drop): passed" in text
+    assert "judged on 8 probe rows only" not in text
+
+
+def test_without_eval_data_the_calibration_sample_holds_int8_to_its_default_bar(
+        cli, model, eval_file, tmp_path):
+    out = tmp_path / "onnx"
+    code, text = cli("export", "--model", model, "--out", out, "--quantize", "int8-static",
+                     "--calibration-data", eval_file, "--calibration-samples", "20")
+    assert code == 0, text
+    gates = _gates(out)
+    final = gates["parity final"]
+    assert (final["rows"], final["probe_rows"], final["eval_rows"],
+            final["calibration_rows"]) == (28, 8, 0, 20)
+    assert final["min_agreement"] == 0.95
+    assert final["min_agreement_from"] == "the int8 default 0.95"
+    assert "accuracy" not in gates  # no labels read: no metric gate
+    assert "parity final (int8): 28 rows (8 probe, 20 calibration)" in text
     assert "judged on 8 probe rows only" not in text
 
 
