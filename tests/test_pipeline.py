@@ -189,7 +189,8 @@ def test_every_recipe_validates(recipe):
     ("name: x\ndata: {train: a.jsonl}\n", "no steps"),
     ("- just\n- a list\n", "a recipe is a mapping"),
     ("name: x\ndata: {train: a.jsonl}\nfinetune: {}\n  bad: indent\n", "not valid YAML"),
-    ("name: x\ndata: {train: a.jsonl}\nexport: [{quantize: fp16}]\npackage: {variant: int8, target: linux-x86_64}\n",
+    ("name: x\ndata: {train: a.jsonl}\nexport: [{quantize: fp16}]\n"
+     "package: {variant: int8, target: linux-x86_64}\n",
      "package.variant 'int8' is not an export variant"),
     ("name: x\ndata: {train: a.jsonl}\nfinetune: {}\npackage: {target: linux-x86_64}\n",
      "package: no step before it makes the OnnxModel it takes; add the section `export:`"),
@@ -303,3 +304,26 @@ def test_a_student_finetuned_first_is_its_own_step_and_the_student_starts_from_i
     recipe.write_text(yaml.safe_dump(doc))
     code, out = cli("validate", recipe)
     assert code == 2 and "distill.student_finetune: fine-tunes distill.student" in out
+
+
+def test_a_recipe_may_give_the_image_student_its_own_side(tmp_path):
+    """distill.image_size: the student's side; the teacher's steps keep data.image_size."""
+    from edgetransfer import pipeline
+    from edgetransfer import recipe as recipes
+
+    path = tmp_path / "pics.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "pics", "task": "image-classification", "model": "efficientnet-lite2",
+        "data": {"train": "train", "test": "test", "image_size": 96},
+        "finetune": {"epochs": 1}, "distill": {"student": "efficientnet-lite0",
+                                                "image_size": 64}}))
+    loaded, _ = recipes.load(path)
+    steps = {p.label: p for p in pipeline.plan(loaded, path, tmp_path / "out")}
+    assert steps["teacher"].config.image_size == 96
+    assert steps["student"].config.image_size == 64
+    loaded.distill.image_size = None
+    steps = {p.label: p for p in pipeline.plan(loaded, path, tmp_path / "out")}
+    assert steps["student"].config.image_size == 96
+    path.write_text(path.read_text().replace("image_size: 64", "image_size: 4"))
+    with pytest.raises(Exception, match="distill.image_size"):
+        recipes.load(path)

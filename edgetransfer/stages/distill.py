@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pydantic import Field, field_validator
+from pydantic.fields import FieldInfo
 
 from .. import paths, tasks
 from ..artifacts import OutputFolder
@@ -184,7 +185,7 @@ def run(cfg: DistillConfig) -> Path:
     placement = devices.choose(cfg.device, cfg.precision)
     teacher_bb, student_bb, task, teacher_floor = _resolve(cfg)
     images = bool(_check_augment(cfg, task))  # (augmented images: taught online)
-    cfg, data, toks, rows, truncation = _read_rows(cfg, task, teacher_bb, student_bb)
+    cfg, data, toks, rows, truncation, differs = _read_rows(cfg, task, teacher_bb, student_bb)
     tokenizers = tuple({id(t): t for t in (toks["student"], toks["teacher"])}.values())
     unlabeled, known = _unlabeled(cfg, task, tokenizers, data, rows["student"])
     out = output_folder(cfg, data.sources, [teacher_bb] + ([student_bb] if student_bb else []),
@@ -215,14 +216,16 @@ def run(cfg: DistillConfig) -> Path:
 
     lr = learning_rate_for(cfg, task)
     settings = _settings(cfg, lr, keep, mapping, len(rows["student"]["train"]), extras,
-                         run_settings(task, data, placement), augmented=augmented,
-                         images=images, cross=len(tokenizers) > 1)
+                         run_settings(task, data, placement) | differs,
+                         augmented=augmented, images=images,
+                         cross=rows["teacher"] is not rows["student"])
     if known:
         settings["transfer_rows"]["unlabelled_left_out_as_labelled"] = known
     fitted = training.fit(
         model=student, tokenizer=toks["student"], task=task, tokenized=rows["student"],
         label_names=data.label_names, opts=cfg, lr=lr, out=out, settings=settings,
         placement=placement, started=started, train_dataset=transfer,
+        collator=_collator(task, toks),
         teacher_floor=teacher_floor, trainer_class=distill_trainer_class(),
         trainer_kwargs=_trainer_kwargs(cfg, task, teacher, mapping, images, targets.pooled))
     if not training.is_main_process():
@@ -243,20 +246,46 @@ def run(cfg: DistillConfig) -> Path:
 
 
 def _read_rows(cfg: DistillConfig, task, teacher_bb, student_bb):
-    """(cfg with --hidden-weight decided, the labelled splits, the tokenizers and the model
-    rows each makes of them: {"student": ..., "teacher": ...}, one and the same unless the
-    student tokenizes differently; the student's truncation record)."""
+    """(cfg with --hidden-weight decided, the labelled splits, the preprocessors and the
+    model rows each makes of them: {"student": ..., "teacher": ...}, one and the same unless
+    the student tokenizes differently; the student's truncation record; what the student's
+    preprocessor does otherwise than the teacher's (Task.student_preprocessor: an image's
+    side), {} where nothing)."""
     splits.warn_shared({"train": cfg.train, "validation": cfg.validation, "test": cfg.test,
                         "unlabeled": cfg.unlabeled})
     data = task.read(cfg, teacher_bb.head_labels(task))
     tokenizer = task.load_preprocessor(teacher_bb, cfg.trust_remote_code)
     student_tok = _student_tokenizer(cfg, student_bb, task, tokenizer)
     cross = student_tok is not tokenizer  # (each model reads the text its own way)
+    # (the same rows, each model preprocessing them its own way: a picture at each side)
+    own = (task.student_preprocessor(tokenizer, cfg)
+           if not cross and task.student_preprocessor else None)
+    student_tok, differs = own or (student_tok, {})
     cfg = _transfer_weights(cfg, cross, task)
     tokenized, truncation = task.prepare(data, student_tok, cfg)
     theirs = task.prepare(data, tokenizer, cfg)[0] if cross else tokenized
     return (cfg, data, {"student": student_tok, "teacher": tokenizer},
-            {"student": tokenized, "teacher": theirs}, truncation)
+            {"student": tokenized, "teacher": theirs}, truncation, differs)
+
+
+def _collator(task, toks: dict):
+    """The Trainer's collator: the student's; where the teacher preprocesses the same rows
+    otherwise (Task.student_preprocessor: a picture at its own side), each batch also holds
+    the teacher's own inputs, TEACHER_INPUT + their names, which DistillTrainer feeds it
+    when it runs beside the student (augmented pictures, feature maps): both read the one
+    augmented picture."""
+    ours = task.collator(toks["student"])
+    if toks["teacher"] is toks["student"] or task.student_preprocessor is None:
+        return ours
+    theirs = task.collator(toks["teacher"])
+
+    def collate(rows: list[dict]) -> dict:
+        batch = ours(rows)
+        # (the model's inputs alone: not the labels, nor the cached teacher outputs)
+        return batch | {TEACHER_INPUT + k: v for k, v in theirs(rows).items()
+                        if "label" not in k and not k.startswith("teacher_")}
+
+    return collate
 
 
 def _trainer_kwargs(cfg: DistillConfig, task, teacher, mapping, images: bool,
@@ -721,6 +750,9 @@ def _cut(cfg: DistillConfig, model, whose: str):
 # tokenizers), and the column by which each transfer row finds its own
 POOLED = "pooled_states"
 TEACHER_ROW = "teacher_row"
+# the prefix of a batch's inputs for the teacher alone, where it preprocesses the rows
+# otherwise than the student (_collator)
+TEACHER_INPUT = "teacher_input_"
 
 # what a row gives the model: token ids (texts), or the decoded image the image task's
 # collator turns into pixel_values
@@ -827,6 +859,9 @@ def distill_trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             task = self.task
+            # (first: the other teacher_ keys below are the loss's)
+            own = {k[len(TEACHER_INPUT):]: inputs.pop(k)
+                   for k in [k for k in inputs if k.startswith(TEACHER_INPUT)]}
             cached = {n: inputs.pop(task.teacher_column(n), None) for n in task.outputs}
             row = inputs.pop(TEACHER_ROW, None)
             # evaluation (no cached targets, or, taught online, the model in eval mode): the
@@ -852,7 +887,7 @@ def distill_trainer_class():
 
                 self.teacher.to(self.task.output(outputs, task.outputs[0]).device)
                 with torch.no_grad():
-                    t = self.teacher(**inputs, **wanted)
+                    t = self.teacher(**(own or inputs), **wanted)
             if self.online_targets:
                 cached = {n: task.output(t, n) for n in task.outputs}
             # every output the task names, student's and teacher's (one: as they are)
@@ -904,6 +939,13 @@ RECIPE_SECTIONS = {"student_finetune": (
     "these settings, into student-init/), then cut that and distil into it [default: the "
     "student as given].")}
 
+# The recipe's `distill:` may give the student another side than the teacher's (data's
+# image_size is wired into every step, so the section could not say it otherwise).
+RECIPE_FIELDS = {"image_size": (int | None, FieldInfo.merge_field_infos(
+    DataOptions.model_fields["image_size"], description="Images: the side in pixels the "
+    "student reads at, the teacher still at its own (data.image_size) [default: "
+    "data.image_size]."))}
+
 
 def plan(section, w) -> list[dict]:
     """The pipeline step (a recipe's `distill:`): the student of the teacher (finetune's
@@ -918,7 +960,7 @@ def plan(section, w) -> list[dict]:
         config = w.model_config()
         if config is not None:
             students.check_choice(config, section.student_layers, section.keep_layers)
-    settings = section.model_dump(exclude=set(RECIPE_SECTIONS))
+    settings = section.model_dump(exclude=set(RECIPE_SECTIONS) | set(RECIPE_FIELDS))
     if section.student:  # (a path written in the recipe is relative to it)
         settings["student"] = w.model_path(section.student)
     steps = []
@@ -934,6 +976,8 @@ def plan(section, w) -> list[dict]:
         settings["student"] = str(init["config"]["out"])
     config = settings | w.training_data() | dict(teacher=teacher, unlabeled=w.files["unlabeled"],
                                                  out=out)
+    if section.image_size:
+        config["image_size"] = section.image_size
     inputs = {"teacher": teacher, "unlabeled": w.files["unlabeled"]} | (
         {"student": settings["student"]} if section.student else {})
     return [*steps, {"label": "student", "config": config, "makes": [Student(folder=out)],

@@ -140,6 +140,22 @@ def prepare(td: TaskData, processor, opts):
     return td.splits, _Resized({"height": h, "width": w})
 
 
+def student_preprocessor(processor, opts):
+    """distill: the student's processor where --image-size is not the side the teacher was
+    fine-tuned at (its checkpoint's): each model reads a picture at its own side, the
+    teacher at the one it is accurate at, the student at the one it will be deployed at;
+    None where they are one."""
+    import copy
+
+    side = getattr(opts, "image_size", None)
+    theirs = size_of(processor)
+    if not side or theirs == (side, side):
+        return None
+    own = copy.deepcopy(processor)
+    own.size = {"height": side, "width": side}
+    return own, {"image_size": {"teacher": list(theirs), "student": [side, side]}}
+
+
 class _Resized:
     """What prepare did to the inputs, in text.Truncation's shape: images are resized, never
     cut, so metrics.json records the input size under "image_size"."""
@@ -273,5 +289,6 @@ TASK = register(Task(
     # 5 epochs, 1.000 against 0.283 at 1e-4 ("Small data")
     learning_rates={"full": 1e-3, "distill": 1e-3},
     quantize_modes=("int8-static", "fp16"),
+    student_preprocessor=student_preprocessor,
     variable_length=False,
 ))

@@ -148,6 +148,11 @@ class Task:
     # word's entry at its first sub-token, zeros elsewhere): a teacher's outputs put onto a
     # student's rows when the two tokenize differently (distill); None: they must not
     to_rows: Callable[[Any, dict], Any] | None = None
+    # distill: (the teacher's preprocessor, as its checkpoint carries it; DataOptions) ->
+    # (the student's, {what differs: {"teacher": ..., "student": ...}} for settings.json)
+    # where a student reads its inputs otherwise than its teacher (an image at the data's
+    # --image-size, the teacher at the side it was fine-tuned at); None: as the teacher does
+    student_preprocessor: Callable[[Any, Any], tuple | None] | None = None
     # every output is a head the task scores (a joint model): `output`, `per_example`,
     # `predictions` and the metrics see all of them, a dict by name, not the first alone
     joint: bool = False

@@ -115,9 +115,14 @@ def feature_map_loss(student_maps, teacher_maps, mapping, projections=None) -> t
     """Mean MSE between mapped feature maps of a CNN, the FitNets hint loss (Romero et al.
     2015): a block-cut student keeps each stage's width and stride, so none needs its
     regressor; a separate student of other widths gives one 1x1 convolution per pair
-    (`projections`, in `mapping`'s order)."""
+    (`projections`, in `mapping`'s order). A teacher reading pictures at another side than
+    the student's has maps of other sides: its map is average-pooled to the student's (area
+    interpolation, which also widens a smaller one)."""
     total = 0.0
     for k, (s, t) in enumerate(mapping):
         h = student_maps[s] if projections is None else projections[k](student_maps[s])
-        total = total + F.mse_loss(h, teacher_maps[t].to(h.dtype))
+        theirs = teacher_maps[t].to(h.dtype)
+        if theirs.shape[-2:] != h.shape[-2:]:
+            theirs = F.interpolate(theirs, size=h.shape[-2:], mode="area")
+        total = total + F.mse_loss(h, theirs)
     return total / len(mapping)

@@ -278,8 +278,9 @@ def judge_floor(trainer, task, labels, predictions, label_names: list[str], opts
 def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts, lr: float,
         out, settings: dict, placement: Placement, trainer_class=None, trainer_kwargs=None,
         train_dataset=None, started: float | None = None,
-        teacher_floor: dict | None = None) -> Fitted:
-    """Prepare the output folder, train with early stopping, evaluate validation (and test).
+        teacher_floor: dict | None = None, collator=None) -> Fitted:
+    """Prepare the output folder, train with early stopping, evaluate validation (and test)
+    (`collator`: the Trainer's, else the task's for `tokenizer`).
 
     Every process of a distributed run calls this; evaluation gathers predictions from all
     of them, and only the first process writes files.
@@ -323,7 +324,7 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
     trainer = (trainer_class or Trainer)(
         model=model, args=args, train_dataset=train_dataset or tokenized["train"],
         eval_dataset=tokenized["validation"], processing_class=tokenizer,
-        data_collator=task.collator(tokenizer),
+        data_collator=collator or task.collator(tokenizer),
         compute_metrics=compute_metrics(task, label_names, tokenized["validation"]),
         callbacks=[EarlyStoppingCallback(opts.patience)] if opts.patience else [],
         **(trainer_kwargs or {}),

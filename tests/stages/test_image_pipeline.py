@@ -151,6 +151,69 @@ def test_a_separate_cnn_student_of_other_widths_learns_feature_maps_through_proj
         in ([1, 1, 1, 2, 1, 1, 1], [1, 2, 1, 1, 1, 1, 1])
 
 
+def test_each_model_reads_a_picture_at_its_own_side(cli, tmp_path, image_teacher,
+                                                     image_data):
+    """A teacher fine-tuned at 32 px teaching a student at 40 px (the tiny network takes no
+    less than 32): the teacher reads every picture at 32 (its checkpoint's side), the
+    student at --image-size, the teacher running beside it on the same augmented picture,
+    with feature maps of other sides."""
+    out = tmp_path / "other"
+    code, err = cli("-q", "distill", "--teacher", image_teacher, "--train", image_data / "train",
+                    "--validation", image_data / "validation", "--student-layers", "7",
+                    "--image-size", "40", "--augment", "pad-crop", "--hidden-weight", "0.5",
+                    "--epochs", "1", "--batch-size", "8", "--lr", "3e-3", "--out", out)
+    assert code == 0, err
+    processor = json.loads((out / "preprocessor_config.json").read_text())
+    assert processor["size"] == {"height": 40, "width": 40}
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["image_size"] == {"teacher": [32, 32], "student": [40, 40]}
+    # the teacher judged as it was fine-tuned: at 32, its own validation figures again
+    own = json.loads((image_teacher / "metrics.json").read_text())["validation"]
+    seen = json.loads((out / "metrics.json").read_text())["teacher"]["validation"]
+    assert (seen["accuracy"], seen["macro_f1"]) == (own["accuracy"], own["macro_f1"])
+    losses = [e["loss"] for e in json.loads((out / "history.json").read_text()) if "loss" in e]
+    assert losses and all(np.isfinite(losses))
+    # at the teacher's own side nothing differs, and settings.json says nothing of it
+    code, err = cli("-q", "distill", "--teacher", image_teacher, "--train", image_data / "train",
+                    "--student-layers", "7", "--image-size", "32", "--epochs", "1",
+                    "--batch-size", "8", "--out", tmp_path / "same")
+    assert code == 0, err
+    assert "image_size" not in json.loads((tmp_path / "same" / "settings.json").read_text())
+
+
+def test_the_batch_holds_the_teachers_own_pixels_where_its_side_differs(image_data):
+    from PIL import Image
+
+    from edgetransfer.modeling import efficientnet_lite
+    from edgetransfer.stages.distill import TEACHER_INPUT, _collator
+    from edgetransfer.tasks import get
+
+    task = get("image-classification")
+    teacher = efficientnet_lite.processor(32)
+    student, differs = task.student_preprocessor(teacher, type("O", (), {"image_size": 24}))
+    assert differs == {"image_size": {"teacher": [32, 32], "student": [24, 24]}}
+    assert task.student_preprocessor(teacher, type("O", (), {"image_size": 32})) is None
+    rows = [{"image": Image.open(f), "label": 0}
+            for f in sorted((image_data / "train" / "circle").glob("*.png"))[:3]]
+    batch = _collator(task, {"student": student, "teacher": teacher})(rows)
+    assert set(batch) == {"pixel_values", "labels", TEACHER_INPUT + "pixel_values"}
+    assert tuple(batch["pixel_values"].shape) == (3, 3, 24, 24)
+    assert tuple(batch[TEACHER_INPUT + "pixel_values"].shape) == (3, 3, 32, 32)
+    one = _collator(task, {"student": teacher, "teacher": teacher})(rows)
+    assert set(one) == {"pixel_values", "labels"}
+
+
+def test_feature_maps_of_other_sides_are_pooled_to_the_students():
+    import torch
+
+    from edgetransfer.train.losses import feature_map_loss
+
+    teacher = torch.arange(16.0).reshape(1, 1, 4, 4)
+    student = torch.nn.functional.avg_pool2d(teacher, 2)  # the teacher's, pooled to 2x2
+    assert feature_map_loss([student], [teacher], [(0, 0)]).item() == 0.0
+    assert feature_map_loss([student + 1], [teacher], [(0, 0)]).item() == 1.0
+
+
 def test_int8_static_is_the_default_and_passes_parity(image_int8):
     import onnx
 
