@@ -60,7 +60,7 @@ class Judge:
     task: Any
     labels: list[str]
     settings: GateSettings
-    probes: list[dict]  # the parity inputs: shape-varied probes, then the eval batches
+    probes: list[dict]  # the parity inputs: shape-varied probes, then the real rows' batches
     ref_outputs: list  # the reference's outputs on them, by name (parity.named_positions)
     eval_batches: list | None  # (feeds, labels) of --eval-data; None without it
     rows: dict[str, int]  # examples the probes hold: {"probe": n, "eval": n, "calibration": n}
