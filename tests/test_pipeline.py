@@ -325,5 +325,7 @@ def test_a_recipe_may_give_the_image_student_its_own_side(tmp_path):
     steps = {p.label: p for p in pipeline.plan(loaded, path, tmp_path / "out")}
     assert steps["student"].config.image_size == 96
     path.write_text(path.read_text().replace("image_size: 64", "image_size: 4"))
-    with pytest.raises(Exception, match="distill.image_size"):
+    from edgetransfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="distill.image_size"):
         recipes.load(path)

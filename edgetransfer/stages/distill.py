@@ -186,7 +186,10 @@ def run(cfg: DistillConfig) -> Path:
     teacher_bb, student_bb, task, teacher_floor = _resolve(cfg)
     images = bool(_check_augment(cfg, task))  # (augmented images: taught online)
     cfg, data, toks, rows, truncation, differs = _read_rows(cfg, task, teacher_bb, student_bb)
-    tokenizers = tuple({id(t): t for t in (toks["student"], toks["teacher"])}.values())
+    cross = rows["teacher"] is not rows["student"]  # (each model tokenizes for itself)
+    # the preprocessors that make rows of their own: not an image's two sides, which read
+    # one set of rows (an --unlabeled folder is listed and checked once)
+    tokenizers = (toks["student"], toks["teacher"]) if cross else (toks["student"],)
     unlabeled, known = _unlabeled(cfg, task, tokenizers, data, rows["student"])
     out = output_folder(cfg, data.sources, [teacher_bb] + ([student_bb] if student_bb else []),
                         extra_inputs=[cfg.unlabeled] if cfg.unlabeled else [])
@@ -217,15 +220,14 @@ def run(cfg: DistillConfig) -> Path:
     lr = learning_rate_for(cfg, task)
     settings = _settings(cfg, lr, keep, mapping, len(rows["student"]["train"]), extras,
                          run_settings(task, data, placement) | differs,
-                         augmented=augmented, images=images,
-                         cross=rows["teacher"] is not rows["student"])
+                         augmented=augmented, images=images, cross=cross)
     if known:
         settings["transfer_rows"]["unlabelled_left_out_as_labelled"] = known
     fitted = training.fit(
         model=student, tokenizer=toks["student"], task=task, tokenized=rows["student"],
         label_names=data.label_names, opts=cfg, lr=lr, out=out, settings=settings,
         placement=placement, started=started, train_dataset=transfer,
-        collator=_collator(task, toks),
+        collator=_collator(task, toks, differs),
         teacher_floor=teacher_floor, trainer_class=distill_trainer_class(),
         trainer_kwargs=_trainer_kwargs(cfg, task, teacher, mapping, images, targets.pooled))
     if not training.is_main_process():
@@ -268,14 +270,14 @@ def _read_rows(cfg: DistillConfig, task, teacher_bb, student_bb):
             {"student": tokenized, "teacher": theirs}, truncation, differs)
 
 
-def _collator(task, toks: dict):
+def _collator(task, toks: dict, differs: dict):
     """The Trainer's collator: the student's; where the teacher preprocesses the same rows
-    otherwise (Task.student_preprocessor: a picture at its own side), each batch also holds
+    otherwise (`differs`, _read_rows': a picture at its own side), each batch also holds
     the teacher's own inputs, TEACHER_INPUT + their names, which DistillTrainer feeds it
     when it runs beside the student (augmented pictures, feature maps): both read the one
     augmented picture."""
     ours = task.collator(toks["student"])
-    if toks["teacher"] is toks["student"] or task.student_preprocessor is None:
+    if not differs:
         return ours
     theirs = task.collator(toks["teacher"])
 

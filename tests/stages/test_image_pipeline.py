@@ -195,11 +195,11 @@ def test_the_batch_holds_the_teachers_own_pixels_where_its_side_differs(image_da
     assert task.student_preprocessor(teacher, type("O", (), {"image_size": 32})) is None
     rows = [{"image": Image.open(f), "label": 0}
             for f in sorted((image_data / "train" / "circle").glob("*.png"))[:3]]
-    batch = _collator(task, {"student": student, "teacher": teacher})(rows)
+    batch = _collator(task, {"student": student, "teacher": teacher}, differs)(rows)
     assert set(batch) == {"pixel_values", "labels", TEACHER_INPUT + "pixel_values"}
     assert tuple(batch["pixel_values"].shape) == (3, 3, 24, 24)
     assert tuple(batch[TEACHER_INPUT + "pixel_values"].shape) == (3, 3, 32, 32)
-    one = _collator(task, {"student": teacher, "teacher": teacher})(rows)
+    one = _collator(task, {"student": teacher, "teacher": teacher}, {})(rows)
     assert set(one) == {"pixel_values", "labels"}
 
 
