@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..artifacts import is_lfs_pointer
 from ..data import labels
-from ..errors import EnvironmentProblem, ModelError
+from ..errors import ConfigError, EnvironmentProblem, ModelError
 from ..untrusted import MAX_SAFETENSORS_HEADER, clip, read_json, shorten
 from . import heads
 
@@ -426,6 +426,15 @@ def check_vocab(model, tokenizer, name: str, flag: str = "--model") -> None:
             f"{flag} {name}: the tokenizer has {len(tokenizer)} tokens but the model's "
             f"embedding table only {table}; the tokenizer belongs to another model"
         )
+
+
+def check_reads(task, model, preprocessor, opts) -> None:
+    """Inputs the model cannot read (Task.reads: an image side too small for a CNN's
+    convolutions) crash deep inside torch once training starts; refuse them before, in one
+    line naming the setting and its fix."""
+    problem = task.reads(model, preprocessor, opts) if task.reads else None
+    if problem:
+        raise ConfigError(problem)
 
 
 def check_loaded(backbone: Backbone, model, info: dict, new_head: bool) -> None:

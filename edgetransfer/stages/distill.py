@@ -207,6 +207,7 @@ def run(cfg: DistillConfig) -> Path:
     extras = [(d[0], d[-1]) for d in (unlabeled, augmented) if d is not None]
     student, keep, mapping = _build_student(cfg, teacher, student_bb, toks["student"], task,
                                             data, eager)
+    backbones.check_reads(task, student, toks["student"], cfg)
     n_s = architectures.layer_count(student)
     _fit_for_transfer(cfg, student, teacher, eager, mapping)
     device = _torch_device(placement)

@@ -175,6 +175,7 @@ def run(cfg: FinetuneConfig) -> Path:
         trust_remote_code=cfg.trust_remote_code,
     )
     backbones.check_vocab(model, preprocessor, cfg.model)
+    backbones.check_reads(task, model, preprocessor, cfg)
     model = methods.apply(
         model, cfg.method, new_modules, peft_task_type=task.peft_task_type,
         freeze_layers=cfg.freeze_layers, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,

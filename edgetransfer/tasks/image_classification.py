@@ -156,6 +156,57 @@ def student_preprocessor(processor, opts):
     return own, {"image_size": {"teacher": list(theirs), "student": [side, side]}}
 
 
+def reads(model, processor, opts) -> str | None:
+    """Why `model` cannot read the pictures `processor` makes, or None. A CNN's strided
+    convolutions shrink a picture 32-fold (EfficientNet) and a kernel wider than what is
+    left fails deep inside torch (EfficientNet below 32 px), so one blank picture goes
+    through before training, and where it fails the smallest side that passes is named."""
+    h, w = size_of(processor)
+    why = _fails(model, h, w)
+    if why is None:
+        return None
+    flag = (f"--image-size {opts.image_size}" if getattr(opts, "image_size", None)
+            else f"the model's preprocessor_config.json (size {h}x{w})")
+    fits = _smallest_side(model, max(h, w))
+    fix = (f"use --image-size {fits} or more" if fits else
+           "give --image-size the side the model was trained at")
+    return f"{flag}: the model cannot read {h}x{w} px pictures ({why}); {fix}"
+
+
+def _fails(model, h: int, w: int) -> str | None:
+    """What a blank h x w picture through `model` raises (the layer's own words), or None."""
+    import torch
+
+    first = next(model.parameters())
+    was = model.training
+    model.eval()  # (BatchNorm's running statistics stay as they are)
+    try:
+        with torch.no_grad():
+            model(pixel_values=torch.zeros(1, 3, h, w, dtype=first.dtype, device=first.device))
+        return None
+    except (RuntimeError, ValueError) as e:
+        return " ".join(str(e).split())[:120]
+    finally:
+        model.train(was)
+
+
+def _smallest_side(model, side: int) -> int | None:
+    """The smallest square side above `side` the model reads, found by doubling then
+    halving the gap (a CNN reads every side from its least on); None where no side up to
+    MAX_IMAGE_SIZE passes (a model bound to one side)."""
+    from ..options import MAX_IMAGE_SIZE
+
+    low, high = side, side * 2
+    while _fails(model, high, high) is not None:
+        if high >= MAX_IMAGE_SIZE:
+            return None
+        low, high = high, min(high * 2, MAX_IMAGE_SIZE)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if _fails(model, mid, mid) is None else (mid, high)
+    return high
+
+
 class _Resized:
     """What prepare did to the inputs, in text.Truncation's shape: images are resized, never
     cut, so metrics.json records the input size under "image_size"."""
@@ -290,5 +341,6 @@ TASK = register(Task(
     learning_rates={"full": 1e-3, "distill": 1e-3},
     quantize_modes=("int8-static", "fp16"),
     student_preprocessor=student_preprocessor,
+    reads=reads,
     variable_length=False,
 ))

@@ -153,6 +153,11 @@ class Task:
     # where a student reads its inputs otherwise than its teacher (an image at the data's
     # --image-size, the teacher at the side it was fine-tuned at); None: as the teacher does
     student_preprocessor: Callable[[Any, Any], tuple | None] | None = None
+    # (a loaded model, the preprocessor that feeds it, the stage's options) -> why the model
+    # cannot read what the preprocessor makes (an image side too small for a CNN's strided
+    # convolutions), in one line naming the setting and its fix, or None; finetune and
+    # distill ask before training. None: nothing to check
+    reads: Callable[[Any, Any, Any], str | None] | None = None
     # every output is a head the task scores (a joint model): `output`, `per_example`,
     # `predictions` and the metrics see all of them, a dict by name, not the first alone
     joint: bool = False

@@ -181,6 +181,23 @@ def test_each_model_reads_a_picture_at_its_own_side(cli, tmp_path, image_teacher
     assert "image_size" not in json.loads((tmp_path / "same" / "settings.json").read_text())
 
 
+def test_a_side_too_small_for_the_network_is_refused_before_training(cli, tmp_path,
+                                                                     tiny_effnet,
+                                                                     image_teacher, image_data):
+    """EfficientNet's strided convolutions leave a 5x5 kernel a 4x4 map below 32 px: one line
+    naming the setting and the least side that passes, not torch's error, and no output."""
+    out = tmp_path / "small"
+    code, err = cli(*image_args(tiny_effnet, image_data, out, "--image-size", "24"))
+    assert code != 0 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert "--image-size 24: the model cannot read 24x24 px pictures" in line
+    assert line.endswith("use --image-size 32 or more") and not out.exists()
+    code, err = cli("-q", "distill", "--teacher", image_teacher, "--train", image_data / "train",
+                    "--student-layers", "7", "--image-size", "16", "--out", out)
+    assert code != 0 and err.strip().endswith("use --image-size 32 or more") \
+        and not out.exists()
+
+
 def test_the_batch_holds_the_teachers_own_pixels_where_its_side_differs(image_data):
     from PIL import Image
 
