@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -126,7 +127,7 @@ for _stage in registry.stages():
 
 
 @cli.command(name="run", short_help=PIPELINES["run"])
-@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=__import__("pathlib").Path))
+@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--from", "from_step", metavar="STEP", help="Re-run from this step on "
               f"({', '.join(s.name for s in registry.steps())}), even if unchanged.")
@@ -150,11 +151,10 @@ def run_command(recipe_file, overrides, from_step, force) -> None:
 
 
 @cli.command(short_help=PIPELINES["validate"])
-@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=__import__("pathlib").Path))
+@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 def validate(recipe_file, overrides) -> None:
     """Check a recipe (schema, overrides, data files) without loading torch or running."""
-    from pathlib import Path
 
     from .. import pipeline
     from .. import recipe as recipes
@@ -176,7 +176,7 @@ def validate(recipe_file, overrides) -> None:
 
 @cli.command(short_help=PIPELINES["report"])
 @click.argument("folder", type=click.Path(exists=True, file_okay=False,
-                                          path_type=__import__("pathlib").Path))
+                                          path_type=Path))
 def report(folder) -> None:
     """Re-render report.md, report.json and report.png of a pipeline's folder."""
     from .. import report as reports
@@ -233,3 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"internal error: {type(e).__name__}: {clip(first, 300)} (rerun with --debug "
                    f"for the traceback, and please report it)", err=True)
         sys.exit(EXIT_INTERNAL)
+    else:
+        from ..train.training import leave_process_group
+
+        leave_process_group()

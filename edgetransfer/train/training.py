@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,19 @@ def world_size() -> int:
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def leave_process_group() -> None:
+    """Leave the process group torchrun/accelerate joined, once a command has succeeded.
+
+    Without it gloo's worker threads outlive the interpreter's teardown, and a process whose
+    work is done can still abort at exit ("terminate called without an active exception",
+    SIGABRT; pytorch/pytorch#190489), failing the whole torchrun. Only on success: a process
+    that failed mid-collective is left to torchrun, which stops the others.
+    """
+    dist = sys.modules.get("torch.distributed")  # (a command that never imported torch)
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def training_arguments(

@@ -222,3 +222,19 @@ def test_lora_bf16_on_cuda(cli, tiny_backbone, data_dir, tmp_path):
     training = json.loads((out / "metrics.json").read_text())["training"]
     assert training["device"].startswith("cuda") and training["device"].endswith("bf16")
     assert training["peak_gpu_memory_mb"] > 0
+
+
+def test_a_command_that_succeeds_leaves_its_process_group(tmp_path):
+    # (gloo's threads left at exit can abort a process whose work is done, failing torchrun)
+    import torch.distributed as dist
+
+    from edgetransfer.cli.main import main
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        main(["validate", str(Path(__file__).parents[2] / "recipes" / "quickstart.yaml")])
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
