@@ -100,8 +100,8 @@ class TrainOptions(BaseModel):
     patience: int = Field(2, ge=0, description="Stop after this many evaluations without a "
                           "better validation score in the task's primary metric (accuracy; "
                           "entity F1 for token classification); 0 turns early stopping off.")
-    eval_steps: int = Field(0, ge=0, description="Evaluate and checkpoint every N steps; 0 means "
-                            "once per epoch.")
+    eval_steps: int = Field(0, ge=0, description="Evaluate and checkpoint every N steps and at "
+                            "the last; 0 means once per epoch.")
     seed: int = Field(42, ge=0, le=MAX_SEED, description="Seed for the split, initialisation "
                       "and batch order.")
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda[:N] "

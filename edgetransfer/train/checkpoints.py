@@ -2,7 +2,8 @@
 
 A checkpoint cut off mid-save (kill -9, a full disk, a lost machine) has no COMPLETE marker
 and is never resumed from; older checkpoints are removed only once a newer one is complete.
-transformers writes the checkpoints; this module only guards them.
+The last step is evaluated, so that it can be the best. transformers writes the
+checkpoints; this module only guards them.
 """
 
 from __future__ import annotations
@@ -137,3 +138,26 @@ def guard_checkpoints(trainer, lr: float, precision: str | None = None) -> None:
         return result
 
     trainer._save_checkpoint = save
+
+
+def evaluate_the_last_step():
+    """A callback: with an evaluation every N steps, the last step is evaluated too.
+
+    transformers saves the last step but evaluates it only where N divides the run's steps;
+    unevaluated, it can never be the best checkpoint, and with the best one loaded at the
+    end every step after the last evaluation is thrown away (a quarter of the 12-layer
+    CoNLL-2003 teacher's 1,314 steps at N = 500). Evaluation by epoch already ends on the
+    last step.
+    """
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import IntervalStrategy
+
+    class LastStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if (args.eval_strategy == IntervalStrategy.STEPS
+                    and state.global_step >= state.max_steps
+                    and state.global_step % state.eval_steps):
+                control.should_evaluate = True
+            return control
+
+    return LastStep()

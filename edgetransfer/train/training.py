@@ -21,6 +21,7 @@ from .checkpoints import (
     CHECKPOINTS,
     MARKED_RUN,
     discard_incomplete,
+    evaluate_the_last_step,
     guard_checkpoints,
     newest_complete_checkpoint,
 )
@@ -348,6 +349,7 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
         _train_drop_last(trainer)
     use_our_progress(trainer, progress)
     trainer.add_callback(nan_guard(lr, placement.precision))
+    trainer.add_callback(evaluate_the_last_step())
     guard_checkpoints(trainer, lr, placement.precision)
     if checkpoint:
         log.info("resuming from %s", checkpoint)

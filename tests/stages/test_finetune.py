@@ -188,6 +188,17 @@ def test_resume_skips_an_incomplete_checkpoint(tmp_path):
     assert newest_complete_checkpoint(tmp_path).endswith("checkpoint-4")
 
 
+def test_the_last_step_is_evaluated_where_the_interval_does_not_divide_the_run(
+        cli, tiny_backbone, data_dir, tmp_path):
+    # 60 rows / batch 4 = 15 steps, evaluated every 4: 4, 8, 12 and the last, 15
+    out = tmp_path / "out"
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--epochs", "1",
+                               "--eval-steps", "4", "--device", "cpu"))
+    assert code == 0, err
+    history = json.loads((out / "history.json").read_text())
+    assert [h["step"] for h in history if "eval_loss" in h] == [4, 8, 12, 15]
+
+
 def test_two_processes_with_torchrun(tiny_backbone, data_dir, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
