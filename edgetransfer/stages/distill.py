@@ -43,6 +43,7 @@ from ..options import (
     TrainOptions,
     comma_list,
 )
+from ..tasks.task import EXAMPLE
 from ..train import devices, training
 from ..train.length_order import length_order
 from ..train.outputs import output_folder, run_settings
@@ -369,21 +370,48 @@ def _unlabeled(cfg: DistillConfig, task, tokenizers: tuple, data, labelled: dict
 
 
 def _outside(read: tuple, labelled: list, spec: str) -> tuple:
-    """`read` (per tokenizer, the student's first, as `labelled` is tokenized) less the rows
-    a labelled split holds already: train's are taught with their gold labels, and
+    """`read` (per tokenizer, the student's first, as `labelled` is tokenized) less the
+    examples a labelled split holds already: train's are taught with their gold labels, and
     validation's choose the checkpoint. So the train file itself can be --unlabeled beside a
     --train-sample of it (the recipes with a strong teacher): the sample labelled (and
-    validation carved from it), the rest unlabelled, none twice."""
-    known = {key for split in labelled for key in _row_keys(split)}
-    keep = [i for i, key in enumerate(_row_keys(read[0])) if key not in known]
+    validation carved from it), the rest unlabelled, none twice.
+
+    By example, not by row: a tagger's long sentence is several rows (windows), as many as
+    each tokenizer needs, so the same examples are kept in every tokenizer's rows and
+    numbered again from 0, as the teacher's outputs are matched to the student's rows
+    (Task.per_example, Task.to_rows)."""
+    known = {key for split in labelled for key in _example_keys(split).values()}
+    keys = _example_keys(read[0])
+    keep = [example for example, key in keys.items() if key not in known]
     if not keep:
         raise DataError(f"--unlabeled {spec}: every row is one that train or validation "
                         f"holds already; give rows they do not")
-    left = len(read[0]) - len(keep)
+    left = len(keys) - len(keep)
     if left:
-        log.info("unlabelled: %d of %d rows left out, train or validation holds them",
-                 left, len(read[0]))
-    return (tuple(d.select(keep) for d in read) if left else read), left
+        log.info("unlabelled: %d of %d examples left out, train or validation holds them",
+                 left, len(keys))
+    return (tuple(_examples(d, keep) for d in read) if left else read), left
+
+
+def _example_keys(ds) -> dict:
+    """Each example's key (its rows' keys, _row_keys), by example number: a row's own
+    number where rows carry none (one row, one example)."""
+    rows = _row_keys(ds)
+    if EXAMPLE not in ds.column_names:
+        return dict(enumerate(rows))
+    keys: dict = {}
+    for example, key in zip(ds[EXAMPLE], rows):
+        keys[example] = keys.get(example, ()) + (key,)
+    return keys
+
+
+def _examples(ds, keep: list):
+    """The rows of the examples `keep`, in order, numbered again from 0."""
+    if EXAMPLE not in ds.column_names:
+        return ds.select(keep)
+    number = {example: i for i, example in enumerate(keep)}
+    rows = [i for i, example in enumerate(ds[EXAMPLE]) if example in number]
+    return ds.select(rows).map(lambda row: {EXAMPLE: number[row[EXAMPLE]]})
 
 
 def _row_keys(ds) -> list:

@@ -557,6 +557,25 @@ def test_a_tagger_distils_into_a_student_with_another_tokenizer(cli, tiny_tagger
     assert "entity_f1" in json.loads((out / "metrics.json").read_text())["validation"]
 
 
+
+def test_a_tagger_across_tokenizers_takes_the_rest_of_its_train_file_as_unlabelled(
+        cli, tiny_tagger, token_data, tmp_path):
+    """recipes/conll2003-strong.yaml's way: --unlabeled the train file beside a
+    --train-sample of it, a student with another tokenizer. The sampled sentences are left
+    out by sentence, whatever windows each tokenizer cuts them into (letters: most run in
+    several at 24), and the teacher's tags reach the student's rows of the same sentences."""
+    out = tmp_path / "student"
+    code, err = cli("-q", "distill", "--teacher", tiny_tagger, "--train",
+                    token_data / "train.txt", "--validation", token_data / "validation.txt",
+                    "--train-sample", "40", "--unlabeled", token_data / "train.txt",
+                    "--max-length", "24", "--out", out, "--epochs", "1", "--batch-size", "8",
+                    "--patience", "0", "--student", char_student(tmp_path / "chars"))
+    assert code == 0, err
+    rows = json.loads((out / "settings.json").read_text())["transfer_rows"]
+    # (rows are the student's windows: 40 sentences made 64 of them, the other 20 made 35)
+    assert rows == {"labelled": 64, "unlabelled": 35, "unlabelled_left_out_as_labelled": 40}
+
+
 def test_a_student_model_cut_to_some_of_its_layers(cli, tiny_teacher, tiny_backbone, data_dir,
                                                   tmp_path):
     """--student with --student-layers: that model (a pretrained encoder, not the fine-tuned
