@@ -377,9 +377,8 @@ def _outside(read: tuple, labelled: list, spec: str) -> tuple:
     validation carved from it), the rest unlabelled, none twice.
 
     By example, not by row: a tagger's long sentence is several rows (windows), as many as
-    each tokenizer needs, so the same examples are kept in every tokenizer's rows and
-    numbered again from 0, as the teacher's outputs are matched to the student's rows
-    (Task.per_example, Task.to_rows)."""
+    each tokenizer needs, so row numbers would name other sentences in the teacher's rows
+    than in the student's; the same examples are kept in every tokenizer's rows."""
     known = {key for split in labelled for key in _example_keys(split).values()}
     keys = _example_keys(read[0])
     keep = [example for example, key in keys.items() if key not in known]
@@ -406,12 +405,12 @@ def _example_keys(ds) -> dict:
 
 
 def _examples(ds, keep: list):
-    """The rows of the examples `keep`, in order, numbered again from 0."""
+    """The rows of the examples `keep` (their numbers kept: Task.to_rows matches the
+    teacher's examples to the student's in order of them)."""
     if EXAMPLE not in ds.column_names:
         return ds.select(keep)
-    number = {example: i for i, example in enumerate(keep)}
-    rows = [i for i, example in enumerate(ds[EXAMPLE]) if example in number]
-    return ds.select(rows).map(lambda row: {EXAMPLE: number[row[EXAMPLE]]})
+    kept = set(keep)
+    return ds.select([i for i, example in enumerate(ds[EXAMPLE]) if example in kept])
 
 
 def _row_keys(ds) -> list:

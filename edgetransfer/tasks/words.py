@@ -152,19 +152,22 @@ def to_rows(values, index: dict) -> list[np.ndarray]:
     each word's entry at the first sub-token of the word and zeros elsewhere (positions a
     word-level loss does not read). The words are the data's in both (is_split_into_words),
     so word k is word k whatever either tokenizer makes of it: a sentence the two split into
-    different word counts (raw unlabelled text split by two pre-tokenizers) is refused."""
+    different word counts (raw unlabelled text split by two pre-tokenizers) is refused.
+    Sentences are matched in order of their numbers, as `per_example` lists them, so any
+    numbering the two share will do (unlabelled sentences with some left out)."""
     counts: dict[int, int] = {}
     for words, example in zip(index[WORD_INDEX], index[EXAMPLE]):
         counts[int(example)] = max(counts.get(int(example), 0), max(words, default=-1) + 1)
+    entry = {example: i for i, example in enumerate(sorted(counts))}
     for example, n in counts.items():
-        if n != len(values[example]):
+        if n != len(values[entry[example]]):
             raise DataError(f"sentence {example + 1} of the transfer set: the teacher's "
-                            f"tokenizer reads {len(values[example])} words in it, the "
+                            f"tokenizer reads {len(values[entry[example]])} words in it, the "
                             f"student's {n}; give unlabelled sentences as words (a tokens "
                             f"column) so both read the same words")
     out = []
     for words, example in zip(index[WORD_INDEX], index[EXAMPLE]):
-        words, per_word = np.asarray(words), np.asarray(values[int(example)])
+        words, per_word = np.asarray(words), np.asarray(values[entry[int(example)]])
         row = np.zeros((len(words),) + per_word.shape[1:], dtype=per_word.dtype)
         at = np.flatnonzero(words >= 0)
         row[at] = per_word[words[at]]

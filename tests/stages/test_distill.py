@@ -543,6 +543,16 @@ def test_different_word_counts_across_tokenizers_are_refused():
         words.to_rows(per_word, {"word_index": [[0, 1, 2], [0, 1, 2]], "example": [0, 1]})
 
 
+def test_sentences_are_matched_in_order_of_their_numbers_whatever_the_numbering():
+    # (unlabelled sentences with some left out keep their numbers: 3 and 7 here)
+    from edgetransfer.tasks import words
+
+    per_word = [np.full((2, 1), 1.0), np.full((1, 1), 2.0)]
+    rows = words.to_rows(per_word, {"word_index": [[-1, 0], [1, -1], [0]],
+                                    "example": [3, 3, 7]})
+    assert [r[:, 0].tolist() for r in rows] == [[0.0, 1.0], [1.0, 0.0], [2.0]]
+
+
 def test_a_tagger_distils_into_a_student_with_another_tokenizer(cli, tiny_tagger, token_data,
                                                                 tmp_path):
     out = tmp_path / "student"
@@ -555,7 +565,6 @@ def test_a_tagger_distils_into_a_student_with_another_tokenizer(cli, tiny_tagger
     assert settings["tokenizers"].startswith("each its own")
     assert settings["transfer_rows"]["augmented"] == 4 * 60
     assert "entity_f1" in json.loads((out / "metrics.json").read_text())["validation"]
-
 
 
 def test_a_tagger_across_tokenizers_takes_the_rest_of_its_train_file_as_unlabelled(
