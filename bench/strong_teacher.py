@@ -415,9 +415,10 @@ def _cut_from(s: dict) -> str:
 
 
 def _trained(flags: list[str]) -> str:
-    """A teacher's model, epochs and augmentation, from its finetune flags."""
+    """A teacher's model, epochs, picture size and augmentation, from its finetune flags."""
     said = dict(zip(flags[::2], flags[1::2]))
     return ", ".join([said.get("--model", "?"), f"{said.get('--epochs', '?')} epochs"]
+                     + ([f"{said['--image-size']} px"] if "--image-size" in said else [])
                      + ([f"--augment {said['--augment']}"] if "--augment" in said else []))
 
 

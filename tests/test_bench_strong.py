@@ -120,7 +120,7 @@ def test_a_strong_teacher_trained_otherwise_is_judged_beside_the_first(tmp_path)
                                                             0.951, 0.956, 25, 8)
                            | {"bundle_mb": 1.78}}}
     text = strong_teacher.render(result)
-    assert ("| strong-pad-crop: efficientnet-lite2, 6 epochs, --augment pad-crop | 0.9560 |"
+    assert ("| strong-pad-crop: efficientnet-lite2, 6 epochs, 64 px, --augment pad-crop | 0.9560 |"
             in text)
     assert ("| strong teacher (strong-pad-crop), test accuracy | >= 0.955 | 0.9560 | **yes** |"
             in text)
