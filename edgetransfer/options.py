@@ -183,8 +183,9 @@ class FloorOption(BaseModel):
 
 # Settings that change how or where a run is carried out, not what it computes: a resumed
 # run may differ in them, a pipeline step and a bundle are the same without them. The one
-# list every stage and the pipeline read.
-RUN_CONTROL = frozenset({"out", "overwrite", "resume", "keep_checkpoints"})
+# list every stage and the pipeline read. (teacher_cache: where distill keeps the teacher's
+# outputs, which are the same read from it or computed.)
+RUN_CONTROL = frozenset({"out", "overwrite", "resume", "keep_checkpoints", "teacher_cache"})
 
 
 def result_settings(cfg: BaseModel) -> dict:

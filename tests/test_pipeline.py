@@ -329,3 +329,27 @@ def test_a_recipe_may_give_the_image_student_its_own_side(tmp_path):
 
     with pytest.raises(ConfigError, match="distill.image_size"):
         recipes.load(path)
+
+
+def test_a_rerun_with_another_student_reads_the_teachers_outputs_from_the_runs_cache(
+        cli, tiny_backbone, data_dir, tmp_path):
+    """distill keeps the teacher's outputs in teacher-cache/ under the recipe's folder: a
+    changed student setting re-runs the distillation on them without the teacher's pass;
+    where the cache is is no part of the step's key."""
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir, export=None, verify=None,
+                     package=None)
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    root = tmp_path / "models" / "smoke"
+    cached = sorted(p.name for p in (root / "teacher-cache").iterdir())
+    assert cached and all(n.startswith("teacher-logits-") and n.endswith(".npz")
+                          for n in cached)
+    assert "teacher outputs: reusing" not in out
+    code, out = cli("run", recipe, "distill.epochs=1")
+    assert code == 0, out
+    assert "teacher: unchanged" in out and "student: unchanged" not in out
+    assert "teacher outputs: reusing" in out
+    assert sorted(p.name for p in (root / "teacher-cache").iterdir()) == cached
+    code, out = cli("run", recipe, "distill.epochs=1",
+                    f"distill.teacher_cache={tmp_path / 'elsewhere'}")
+    assert code == 0 and "student: unchanged" in out, out

@@ -971,6 +971,7 @@ RECIPE_SECTIONS = {"student_finetune": (
 
 # The recipe's `distill:` may give the student another side than the teacher's (data's
 # image_size is wired into every step, so the section could not say it otherwise).
+TEACHER_CACHE = "teacher-cache"  # a recipe's distill step's --teacher-cache, under its root
 RECIPE_FIELDS = {"image_size": (int | None, FieldInfo.merge_field_infos(
     DataOptions.model_fields["image_size"], description="Images: the side in pixels the "
     "student reads at, the teacher still at its own (data.image_size) [default: "
@@ -993,6 +994,12 @@ def plan(section, w) -> list[dict]:
     settings = section.model_dump(exclude=set(RECIPE_SECTIONS) | set(RECIPE_FIELDS))
     if section.student:  # (a path written in the recipe is relative to it)
         settings["student"] = w.model_path(section.student)
+    # the teacher's outputs kept under the run's folder unless the recipe names a place: a
+    # rerun with another student (depth, epochs, rate) reads them instead of running the
+    # teacher over the transfer set again (recipes/sst2-strong.yaml: mpnet-base over 60,484
+    # rows); where they are is no part of the step's key (options.RUN_CONTROL)
+    settings["teacher_cache"] = str(w.path(section.teacher_cache) if section.teacher_cache
+                                    else w.root / TEACHER_CACHE)
     steps = []
     if section.student_finetune is not None:
         if not section.student:
