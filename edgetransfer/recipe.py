@@ -161,9 +161,11 @@ _OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|
                        re.S)
 
 
-# keys holding paths: an override's relative path means one relative to the shell's cwd
-PATH_KEYS = {("model",), ("output",), ("data", "dir"), ("data", "train"),
-             ("data", "validation"), ("data", "test"), ("data", "eval"), ("data", "unlabeled")}
+# keys holding paths: an override's relative path means one relative to the shell's cwd;
+# of those, the folders a run writes (taken from the cwd whether or not they exist yet)
+WRITTEN_KEYS = {("output",), ("distill", "teacher_cache")}
+PATH_KEYS = {("model",), ("data", "dir"), ("data", "train"), ("data", "validation"),
+             ("data", "test"), ("data", "eval"), ("data", "unlabeled")} | WRITTEN_KEYS
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -190,7 +192,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             value = text
         if tuple(keys) in PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute():
             local = Path.cwd() / value
-            if keys == ["data", "dir"] or local.exists() or keys == ["output"]:
+            if keys == ["data", "dir"] or local.exists() or tuple(keys) in WRITTEN_KEYS:
                 value = str(local.resolve()) if local.exists() else str(local)
         node: Any = raw
         for i, key in enumerate(keys[:-1]):

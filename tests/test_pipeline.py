@@ -353,3 +353,29 @@ def test_a_rerun_with_another_student_reads_the_teachers_outputs_from_the_runs_c
     code, out = cli("run", recipe, "distill.epochs=1",
                     f"distill.teacher_cache={tmp_path / 'elsewhere'}")
     assert code == 0 and "student: unchanged" in out, out
+
+
+def test_the_teacher_cache_is_under_the_run_unless_the_recipe_or_an_override_names_one(
+        tmp_path, monkeypatch):
+    """distill.teacher_cache: written in the recipe, relative to it; as an override,
+    relative to where the command runs (as output); unset, teacher-cache/ under the run."""
+    from edgetransfer import pipeline
+    from edgetransfer import recipe as recipes
+
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    path = folder / "r.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "r", "task": "text-classification", "model": "minilm-l6",
+        "data": {"train": "train.jsonl"}, "finetune": {"epochs": 1},
+        "distill": {"student_layers": 2, "teacher_cache": "cache"}}))
+
+    def cache(*overrides):
+        loaded, _ = recipes.load(path, list(overrides))
+        steps = {p.label: p for p in pipeline.plan(loaded, path, tmp_path / "out")}
+        return Path(steps["student"].config.teacher_cache)
+
+    assert cache() == folder / "cache"
+    monkeypatch.chdir(tmp_path)
+    assert cache("distill.teacher_cache=here") == tmp_path / "here"
+    assert cache("distill.teacher_cache=") == tmp_path / "out" / "teacher-cache"
