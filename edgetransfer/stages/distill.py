@@ -969,9 +969,10 @@ RECIPE_SECTIONS = {"student_finetune": (
     "these settings, into student-init/), then cut that and distil into it [default: the "
     "student as given].")}
 
+TEACHER_CACHE = "teacher-cache"  # a recipe's distill step's --teacher-cache, under its root
+
 # The recipe's `distill:` may give the student another side than the teacher's (data's
 # image_size is wired into every step, so the section could not say it otherwise).
-TEACHER_CACHE = "teacher-cache"  # a recipe's distill step's --teacher-cache, under its root
 RECIPE_FIELDS = {"image_size": (int | None, FieldInfo.merge_field_infos(
     DataOptions.model_fields["image_size"], description="Images: the side in pixels the "
     "student reads at, the teacher still at its own (data.image_size) [default: "
