@@ -129,7 +129,8 @@ class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Outp
     teacher_cache: str | None = Field(None, description="A folder to keep the teacher's "
                                       "outputs over the transfer set in, keyed by the "
                                       "teacher and the transfer rows, so later runs (other "
-                                      "students of the same teacher) reuse them.")
+                                      "students of the same teacher) reuse them [default: "
+                                      "none; a recipe's: teacher-cache/ under its folder].")
 
     @field_validator("keep_layers", mode="before")
     @classmethod
