@@ -321,6 +321,7 @@ def test_a_recipe_may_give_the_image_student_its_own_side(tmp_path):
     steps = {p.label: p for p in pipeline.plan(loaded, path, tmp_path / "out")}
     assert steps["teacher"].config.image_size == 96
     assert steps["student"].config.image_size == 64
+    assert steps["student"].config.teacher_cache is None  # (images cannot key the cache)
     loaded.distill.image_size = None
     steps = {p.label: p for p in pipeline.plan(loaded, path, tmp_path / "out")}
     assert steps["student"].config.image_size == 96

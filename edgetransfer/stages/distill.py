@@ -1000,8 +1000,13 @@ def plan(section, w) -> list[dict]:
     # rerun with another student (depth, epochs, rate) reads them instead of running the
     # teacher over the transfer set again (recipes/sst2-strong.yaml: mpnet-base over 60,484
     # rows); where they are is no part of the step's key (options.RUN_CONTROL)
-    settings["teacher_cache"] = str(w.path(section.teacher_cache) if section.teacher_cache
-                                    else w.root / TEACHER_CACHE)
+    # (not for inputs whose rows cannot key it, images: _cached_logits would warn of a
+    # cache nobody asked for)
+    task = tasks.get(w.recipe.task) if w.recipe.task not in (None, tasks.JOINT) else None
+    if section.teacher_cache:
+        settings["teacher_cache"] = str(w.path(section.teacher_cache))
+    elif task is None or task.inputs.teacher_cache:
+        settings["teacher_cache"] = str(w.root / TEACHER_CACHE)
     steps = []
     if section.student_finetune is not None:
         if not section.student:
