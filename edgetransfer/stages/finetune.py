@@ -205,6 +205,11 @@ def _merged(cfg: FinetuneConfig, fitted, task, preprocessor, tokenized, out):
     trained = fitted.trainer.model
     if cfg.method != "lora":
         return trained, None
+    # accelerate wraps a mixed-precision model's forward in autocast and leaves it wrapped
+    # after training; merge_and_unload returns the base model, whose forward is not: the
+    # check would set a bf16 adapter model against an fp32 merged one (3.3e-02 apart on a
+    # GPU). Both are compared in fp32.
+    trained = fitted.trainer.accelerator.unwrap_model(trained, keep_fp32_wrapper=False)
     trained.save_pretrained(out.work / "adapter")  # safetensors by default
     batch = probe_batch(tokenized["validation"], task.collator(preprocessor), trained.device)
     trained, diff = methods.merge_checked(trained, batch, cfg.merge_tolerance, task.outputs)

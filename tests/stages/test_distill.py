@@ -667,3 +667,24 @@ def test_a_tagger_distils_with_augmented_sentences(cli, tiny_tagger, token_data,
     settings = json.loads((out / "settings.json").read_text())
     assert settings["transfer_rows"]["augmented"] == 4 * 60
     assert settings["augment"]["mention_swap"] == 0.5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_tagger_distils_across_tokenizers_on_cuda_in_bf16(cli, tiny_tagger, token_data,
+                                                             tmp_path):
+    """The teacher's per-word outputs computed on the GPU, the student trained there in
+    mixed precision, and both back on the CPU in the files written."""
+    out = tmp_path / "student"
+    code, err = cli("-q", "distill", "--teacher", tiny_tagger, "--train",
+                    token_data / "train.txt", "--validation", token_data / "validation.txt",
+                    "--out", out, "--epochs", "1", "--batch-size", "8", "--patience", "0",
+                    "--student", char_student(tmp_path / "chars"), "--device", "cuda",
+                    "--precision", "bf16")
+    assert code == 0, err
+    training = json.loads((out / "metrics.json").read_text())["training"]
+    assert training["device"].startswith("cuda") and training["device"].endswith("bf16")
+    assert training["peak_gpu_memory_mb"] > 0
+    weights = load_file(out / "model.safetensors")
+    assert {t.device.type for t in weights.values()} == {"cpu"}
+    assert {t.dtype for t in weights.values()} == {torch.float32}  # (bf16 only in autocast)
