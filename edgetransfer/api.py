@@ -181,13 +181,14 @@ def _signature(stage: registry.Stage, config_class: type[BaseModel]) -> inspect.
 
 
 def pipeline(recipe: str | os.PathLike, *overrides: str, from_step: str | None = None,
-             force: bool = False) -> Artifact:
+             force: bool = False, reuse_from: str | os.PathLike | None = None) -> Artifact:
     """`edgetransfer run RECIPE [KEY=VALUE]...`: the recipe's steps, each skipped when
-    unchanged; returns models/NAME (its records: report.json, pipeline.json)."""
+    unchanged (or copied from `reuse_from`, another run's folder, where it made them the
+    same); returns models/NAME (its records: report.json, pipeline.json)."""
     from . import pipeline as pipelines
 
     return Artifact(pipelines.run(Path(recipe), list(overrides), from_step=from_step,
-                                  force=force))
+                                  force=force, reuse_from=reuse_from))
 
 
 def __getattr__(name: str):

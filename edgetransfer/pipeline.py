@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,9 @@ class Planned:
     # pipeline wires are ({"model": "distill.student"})
     section: str | None = None
     wired_keys: dict[str, str] = field(default_factory=dict)
+    # folders the step reads and adds to across runs, not its artifact (distill's teacher
+    # cache): what `--reuse-from` copies the missing files of before the step runs
+    shared: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -221,7 +225,8 @@ def planned(step: str, section, w: Wiring) -> list[Planned]:
                 own.load().check_settings(cfg)
         out.append(Planned(own.name, item["label"], cfg, _existing(item["inputs"]),
                            folder=Path(item.get("folder") or cfg.out),
-                           section=keys[0], wired_keys=keys[1]))
+                           section=keys[0], wired_keys=keys[1],
+                           shared=tuple(Path(f) for f in item.get("shared", ()))))
         w.made += _declared(own, item.get("makes", ()))
     return out
 
@@ -307,6 +312,76 @@ def _existing(inputs: dict) -> dict:
     return {k: str(v) for k, v in inputs.items() if v}
 
 
+@dataclass(frozen=True)
+class Earlier:
+    """`run --reuse-from DIR`: another run of a recipe (a variant's: another student, more
+    epochs), whose finished steps this run copies where its own would come out the same,
+    i.e. where DIR's pipeline.json records the step done with this run's key (its settings
+    and its inputs' fingerprints: the copies of earlier steps fingerprint as the originals
+    do). Copies, not links: each run may re-run its own steps; DIR is only read."""
+
+    root: Path
+    state: dict
+
+    @classmethod
+    def of(cls, folder: Path, root: Path) -> Earlier:
+        if not (folder / STATE).is_file():
+            raise ConfigError(f"--reuse-from {folder}: no {STATE} there; give the output "
+                              f"folder of an earlier `edgetransfer run`")
+        if folder.resolve() == root.resolve():
+            raise ConfigError(f"--reuse-from {folder}: is this run's own folder (a re-run "
+                              f"reuses its steps already); give another run's output= folder")
+        return cls(folder, _load_state(folder))
+
+    def _source(self, path: Path, root: Path) -> Path | None:
+        """`path` of this run as the earlier run has it (None: not under this run)."""
+        try:
+            return self.root / path.resolve().relative_to(root.resolve())
+        except ValueError:
+            return None
+
+    def adopt(self, p: Planned, root: Path) -> bool:
+        """Copy p's folder from the earlier run where it finished p with p's key."""
+        done = self.state["steps"].get(p.label, {})
+        src = self._source(p.folder, root)
+        if (src is None or done.get("key") != p.key or done.get("status") != "done"
+                or not (src / MANIFEST).is_file()):
+            return False
+        links = [f for f in src.rglob("*") if f.is_symlink()]
+        if links:  # (a step writes none: a link would copy what it points at, anywhere)
+            raise ConfigError(f"--reuse-from {self.root}: {links[0]} is a symbolic link; a "
+                              f"step's folder holds none")
+        tmp = p.folder.parent / f".{p.folder.name}.copying"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        if p.folder.exists():  # (this run's own result of other settings: replaced, as a
+            shutil.rmtree(p.folder)  # re-run of the step would replace it)
+        tmp.rename(p.folder)
+        state = _load_state(root)
+        state["steps"][p.label] = {"step": p.step, "key": p.key, "status": "done",
+                                   "wall_time_s": done.get("wall_time_s"), "out": str(p.folder),
+                                   "copied_from": str(src)}
+        write_json(root / STATE, state)
+        return True
+
+    def share(self, p: Planned, root: Path) -> None:
+        """Before p runs: the files of its shared folders (distill's teacher cache) that the
+        earlier run has and this one lacks, copied (each whole or not at all)."""
+        for folder in p.shared:
+            src = self._source(folder, root)
+            if src is None or not src.is_dir():
+                continue  # (a folder outside the run is shared by both already)
+            new = [f for f in sorted(src.iterdir()) if f.is_file() and not f.is_symlink()
+                   and not f.name.startswith(".") and not (folder / f.name).exists()]
+            folder.mkdir(parents=True, exist_ok=True)
+            for f in new:
+                tmp = folder / f".{f.name}.copying"
+                shutil.copyfile(f, tmp)
+                tmp.replace(folder / f.name)
+            if new:
+                log.info("%s: %d file(s) of %s copied into %s", p.label, len(new), src, folder)
+
+
 def step_key(p: Planned) -> str:
     doc = {"step": p.step, "settings": result_settings(p.config),
            "inputs": {role: fingerprint(path) for role, path in sorted(p.inputs.items())}}
@@ -329,14 +404,16 @@ def _load_state(root: Path) -> dict:
 
 
 def run(recipe_file: Path, overrides: list[str] = (), *, from_step: str | None = None,
-        force: bool = False) -> Path:
-    """Run the recipe; returns the artifact root (models/NAME)."""
+        force: bool = False, reuse_from: Path | None = None) -> Path:
+    """Run the recipe; returns the artifact root (models/NAME). `reuse_from`: another run's
+    folder, whose finished steps are copied where this run's would come out the same."""
     recipe, _ = recipes.load(recipe_file, overrides)
     root = recipes.output_root(recipe, recipe_file)
     steps = plan(recipe, recipe_file, root)
     if from_step and from_step not in {p.step for p in steps}:
         raise ConfigError(f"--from {from_step}: the recipe has no such step (steps: "
                           f"{', '.join(dict.fromkeys(p.step for p in steps))})")
+    earlier = Earlier.of(Path(reuse_from), root) if reuse_from is not None else None
     root.mkdir(parents=True, exist_ok=True)
     _save_resolved(recipe, recipe_file, overrides, root)
     failure = None
@@ -344,7 +421,8 @@ def run(recipe_file: Path, overrides: list[str] = (), *, from_step: str | None =
     for i, p in enumerate(steps, 1):
         forced = forced or p.step == from_step
         try:
-            execute(p, root, recipe_file, forced=forced, counter=f"{i}/{len(steps)}")
+            execute(p, root, recipe_file, forced=forced, counter=f"{i}/{len(steps)}",
+                    earlier=earlier)
         except CheckFailed as e:  # a gate: keep the evidence, report, then stop
             failure = e
             break
@@ -357,9 +435,10 @@ def run(recipe_file: Path, overrides: list[str] = (), *, from_step: str | None =
 
 
 def execute(p: Planned, root: Path, recipe_file: Path, *, forced: bool = False,
-            counter: str = "") -> bool:
+            counter: str = "", earlier: Earlier | None = None) -> bool:
     """Run one planned step unless root/pipeline.json records it done with the same key
-    (then False: reused). A failed gate is recorded, then raised."""
+    (then False: reused), or `earlier` does (then False: copied from there). A failed gate
+    is recorded, then raised."""
     state = _load_state(root)
     out = p.folder
     p.key = step_key(p)
@@ -368,6 +447,11 @@ def execute(p: Planned, root: Path, recipe_file: Path, *, forced: bool = False,
             and (out / MANIFEST).exists()):
         log.info("[%s] %s: unchanged, reusing %s", counter, p.label, out)
         return False
+    if earlier is not None and not forced:
+        if earlier.adopt(p, root):
+            log.info("[%s] %s: unchanged in %s, copied", counter, p.label, earlier.root)
+            return False
+        earlier.share(p, root)
     partial = out.parent / f".{out.name}.partial"
     if hasattr(p.config, "resume"):
         # an interrupted step resumes from its newest complete checkpoint

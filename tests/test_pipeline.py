@@ -356,6 +356,54 @@ def test_a_rerun_with_another_student_reads_the_teachers_outputs_from_the_runs_c
     assert code == 0 and "student: unchanged" in out, out
 
 
+def test_a_variant_into_another_folder_copies_the_steps_it_shares_with_an_earlier_run(
+        cli, tiny_backbone, data_dir, tmp_path):
+    """run --reuse-from: the teacher (same key) is copied from the earlier run, the teacher
+    cache's files with it (the changed student reads them), the earlier run is only read,
+    and the variant's folder then stands on its own."""
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir, export=None, verify=None,
+                     package=None)
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    first = tmp_path / "models" / "smoke"
+
+    def files(root):
+        return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    before = files(first)
+    second = tmp_path / "variant"
+    code, out = cli("run", recipe, f"output={second}", "distill.epochs=1",
+                    "--reuse-from", first)
+    assert code == 0, out
+    assert f"teacher: unchanged in {first}, copied" in out
+    assert "teacher outputs: reusing" in out and "student: unchanged" not in out
+    state = json.loads((second / "pipeline.json").read_text())
+    assert state["steps"]["teacher"]["copied_from"] == str(first / "teacher")
+    assert state["steps"]["student"]["status"] == "done"
+    assert "copied_from" not in state["steps"]["student"]
+    assert files(second / "teacher") == files(first / "teacher")
+    assert files(first) == before  # (read, never written)
+    code, out = cli("run", recipe, f"output={second}", "distill.epochs=1")
+    assert code == 0, out
+    assert "teacher: unchanged, reusing" in out and "student: unchanged, reusing" in out
+
+
+def test_reuse_from_a_folder_that_is_no_run_is_refused_before_anything_is_made(
+        cli, tiny_backbone, data_dir, tmp_path):
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir, export=None, verify=None,
+                     package=None)
+    (tmp_path / "empty").mkdir()
+    code, out = cli("run", recipe, "--reuse-from", tmp_path / "empty")
+    assert code == 2
+    assert f"--reuse-from {tmp_path / 'empty'}: no pipeline.json there" in out
+    assert "Traceback" not in out and not (tmp_path / "models").exists()
+    root = tmp_path / "models" / "smoke"
+    root.mkdir(parents=True)
+    (root / "pipeline.json").write_text('{"steps": {}}')
+    code, out = cli("run", recipe, "--reuse-from", root)
+    assert code == 2 and "is this run's own folder" in out
+
+
 def test_the_teacher_cache_is_under_the_run_unless_the_recipe_or_an_override_names_one(
         tmp_path, monkeypatch):
     """distill.teacher_cache: written in the recipe, relative to it; as an override,

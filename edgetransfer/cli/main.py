@@ -132,21 +132,30 @@ for _stage in registry.stages():
 @click.option("--from", "from_step", metavar="STEP", help="Re-run from this step on "
               f"({', '.join(s.name for s in registry.steps())}), even if unchanged.")
 @click.option("--force", is_flag=True, help="Re-run every step.")
-def run_command(recipe_file, overrides, from_step, force) -> None:
+@click.option("--reuse-from", type=click.Path(path_type=Path), metavar="DIR",
+              help="Another run's output folder (a variant's, e.g. another student of the "
+                   "same teacher): its finished steps that this run would make the same are "
+                   "copied from there instead of run, and distill's teacher cache with them. "
+                   "DIR is only read.")
+def run_command(recipe_file, overrides, from_step, force, reuse_from) -> None:
     """Run a recipe: finetune -> distill -> export -> verify -> package, and a report.
 
     \b
     Examples:
       edgetransfer run recipes/quickstart.yaml
       edgetransfer run recipes/sst2.yaml data.dir=../shared/data/sst2 finetune.epochs=2
+      edgetransfer run recipes/sst2.yaml data.dir=../shared/data/sst2 \\
+          output=models/sst2-L2 distill.student_layers=2 --reuse-from models/sst2
 
     Artifacts go to models/NAME/ (one folder per step, each with artifact.json). A re-run
     reuses every step whose inputs and settings are unchanged; an interrupted run resumes
-    where it stopped.
+    where it stopped. A variant into another folder (the last example) copies the steps it
+    shares with an earlier run (the teacher), keeping both runs' students.
     """
     from .. import pipeline
 
-    root = pipeline.run(recipe_file, list(overrides), from_step=from_step, force=force)
+    root = pipeline.run(recipe_file, list(overrides), from_step=from_step, force=force,
+                        reuse_from=reuse_from)
     click.echo(f"report: {root / 'report.md'}")
 
 

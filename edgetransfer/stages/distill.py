@@ -1025,5 +1025,7 @@ def plan(section, w) -> list[dict]:
     inputs = {"teacher": teacher, "unlabeled": w.files["unlabeled"]} | (
         {"student": settings["student"]} if section.student else {})
     return [*steps, {"label": "student", "config": config, "makes": [Student(folder=out)],
-                     "inputs": inputs | w.splits() | w.head_files()}]
+                     "inputs": inputs | w.splits() | w.head_files(),
+                     "shared": [settings["teacher_cache"]] if settings.get("teacher_cache")
+                     else []}]
 

@@ -134,7 +134,10 @@ def test_a_separate_cnn_student_of_other_widths_learns_feature_maps_through_proj
     assert json.loads((out / "config.json").read_text())["width_coefficient"] == 0.5
     history = json.loads((out / "history.json").read_text())
     losses = [e["loss"] for e in history if "loss" in e]
-    assert losses[-1] < losses[0]
+    # (batch 8 at 3e-3 from He-initialised weights: single logged losses swing 4-12, so the
+    # first and last thirds are set against each other, not one step against another)
+    third = len(losses) // 3
+    assert third and np.median(losses[-third:]) < np.median(losses[:third]), losses
     assert (out / "preprocessor_config.json").exists()
 
     # another of 9 blocks cut to 8, as the strong-teacher bench cuts Lite0 (16) to 8 under
