@@ -340,12 +340,33 @@ class Earlier:
         except ValueError:
             return None
 
+    def key_there(self, p: Planned, done: dict) -> str | None:
+        """p's key as the earlier run's folder has it: its settings name the earlier steps'
+        folders (distill's teacher, export's model) under that run, which the key hashes as
+        written; the inputs' fingerprints are of content, the same for the copies. The
+        earlier run's folder as its steps wrote it: where its pipeline.json says p's went."""
+        rel, out = p.label, done.get("out")
+        if not isinstance(out, str) or Path(out).name != rel or p.folder.name != rel:
+            return None
+        here, there = str(p.folder.parent), str(Path(out).parent)
+
+        def swap(v):
+            if isinstance(v, str) and (v == here or v.startswith(here + "/")):
+                return there + v[len(here):]
+            if isinstance(v, list):
+                return [swap(x) for x in v]
+            if isinstance(v, dict):
+                return {k: swap(x) for k, x in v.items()}
+            return v
+
+        return step_key(p, swap(result_settings(p.config)))
+
     def adopt(self, p: Planned, root: Path) -> bool:
         """Copy p's folder from the earlier run where it finished p with p's key."""
         done = self.state["steps"].get(p.label, {})
         src = self._source(p.folder, root)
-        if (src is None or done.get("key") != p.key or done.get("status") != "done"
-                or not (src / MANIFEST).is_file()):
+        if (src is None or done.get("status") != "done" or not (src / MANIFEST).is_file()
+                or done.get("key") not in (p.key, self.key_there(p, done))):
             return False
         links = [f for f in src.rglob("*") if f.is_symlink()]
         if links:  # (a step writes none: a link would copy what it points at, anywhere)
@@ -382,8 +403,10 @@ class Earlier:
                 log.info("%s: %d file(s) of %s copied into %s", p.label, len(new), src, folder)
 
 
-def step_key(p: Planned) -> str:
-    doc = {"step": p.step, "settings": result_settings(p.config),
+def step_key(p: Planned, settings: dict | None = None) -> str:
+    """`settings`: p's as another run's folder has them [default: p's own]."""
+    doc = {"step": p.step, "settings": result_settings(p.config) if settings is None
+           else settings,
            "inputs": {role: fingerprint(path) for role, path in sorted(p.inputs.items())}}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -371,6 +371,14 @@ def test_a_variant_into_another_folder_copies_the_steps_it_shares_with_an_earlie
         return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
     before = files(first)
+    # the same settings: every step copied, the student's too (its settings name the
+    # teacher's folder under each run, read as the earlier run's)
+    same = tmp_path / "same"
+    code, out = cli("run", recipe, f"output={same}", "--reuse-from", first)
+    assert code == 0, out
+    assert f"teacher: unchanged in {first}, copied" in out
+    assert f"student: unchanged in {first}, copied" in out
+    # another student: the teacher copied, the student distilled on the teacher's outputs
     second = tmp_path / "variant"
     code, out = cli("run", recipe, f"output={second}", "distill.epochs=1",
                     "--reuse-from", first)
