@@ -54,6 +54,11 @@ def leave_process_group() -> None:
         dist.destroy_process_group()
 
 
+# --precision -> accelerate's mixed_precision, and the variable that carries it
+MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+PRECISION_VARIABLE = "ACCELERATE_MIXED_PRECISION"
+
+
 def training_arguments(
     work: Path,
     placement: Placement,
@@ -73,6 +78,10 @@ def training_arguments(
 ):
     from transformers import TrainingArguments
 
+    # TrainingArguments passes bf16/fp16 on to accelerate through this variable and reads it
+    # back as the default when neither is set: after a bf16 step in the same process
+    # (`edgetransfer run`, the API) an fp32 one ran in bf16 autocast. Each run states its own.
+    os.environ[PRECISION_VARIABLE] = MIXED_PRECISION[placement.precision]
     strategy = "steps" if eval_steps else "epoch"
     return TrainingArguments(
         output_dir=str(work / CHECKPOINTS),
@@ -290,10 +299,24 @@ def judge_floor(trainer, task, labels, predictions, label_names: list[str], opts
     return record
 
 
-def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts, lr: float,
-        out, settings: dict, placement: Placement, trainer_class=None, trainer_kwargs=None,
-        train_dataset=None, started: float | None = None,
-        teacher_floor: dict | None = None, collator=None) -> Fitted:
+def fit(**kwargs) -> Fitted:
+    """_fit's training, the process's environment left as it found it: the precision
+    variable training_arguments sets would otherwise hold for whatever the process runs
+    next (a caller's own Trainer after an API call)."""
+    prior = os.environ.get(PRECISION_VARIABLE)
+    try:
+        return _fit(**kwargs)
+    finally:
+        if prior is None:
+            os.environ.pop(PRECISION_VARIABLE, None)
+        else:
+            os.environ[PRECISION_VARIABLE] = prior
+
+
+def _fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts, lr: float,
+         out, settings: dict, placement: Placement, trainer_class=None, trainer_kwargs=None,
+         train_dataset=None, started: float | None = None,
+         teacher_floor: dict | None = None, collator=None) -> Fitted:
     """Prepare the output folder, train with early stopping, evaluate validation (and test)
     (`collator`: the Trainer's, else the task's for `tokenizer`).
 

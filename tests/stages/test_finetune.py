@@ -228,13 +228,19 @@ def test_lora_in_mixed_precision_merges_within_tolerance(cli, tiny_backbone, dat
     """The merge check sets the adapter model against the merged one both in fp32: after a
     bf16 run the adapter model's forward is still wrapped in autocast (accelerate's), and
     was compared in bf16 (2.3e-04 apart here, 3.3e-02 on a GPU: the check failed)."""
+    import os
+
     out = tmp_path / "out"
+    before = os.environ.get("ACCELERATE_MIXED_PRECISION")
     code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--device", "cpu",
                                "--precision", "bf16", "--method", "lora"))
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["training"]["device"] == "cpu, bf16"
     assert metrics["merge_check"]["max_abs_logit_diff"] <= 1e-4
+    # (transformers carries bf16 to accelerate in the environment: not left for what runs
+    # next in this process)
+    assert os.environ.get("ACCELERATE_MIXED_PRECISION") == before
 
 
 @pytest.mark.gpu
