@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CUDA paths, run on a GPU machine and measured (bench/RESULTS.md "GPU paths"):
+# The CUDA paths, run on a GPU machine and measured (bench/RESULTS.md "The CUDA paths on a
+# lent GPU"):
 #
 #   bash bench/gpu_paths.sh DATA OUT
 #
@@ -7,7 +8,7 @@
 # model.fp16.safetensors.xz (stored fp16 and compressed to fit the 64 MiB a lent GPU machine
 # takes; loaded into an fp32 model), mpnet/ (all-mpnet-base-v2's config and tokenizer only:
 # its 438 MB do not travel, so its run starts from random weights and measures throughput,
-# not accuracy), sst2/ (train.tsv: 8,000 train.tsv rows, random.Random(42); dev.tsv: the
+# not accuracy), sst2/ (train.tsv: 8,000 rows of SST-2's train.tsv, random.Random(42); dev.tsv: the
 # first 872 rows of dev.tsv; validation.tsv). Each step runs the CLI as a user would; OUT
 # gets gpu_paths.json (every figure) and gpu_paths.log (each step's last lines).
 set -u

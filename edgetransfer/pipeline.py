@@ -53,6 +53,8 @@ class Planned:
     # folders the step reads and adds to across runs, not its artifact (distill's teacher
     # cache): what `--reuse-from` copies the missing files of before the step runs
     shared: tuple[Path, ...] = ()
+    # files the step writes next to its folder (package's archive and record)
+    beside: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -226,7 +228,8 @@ def planned(step: str, section, w: Wiring) -> list[Planned]:
         out.append(Planned(own.name, item["label"], cfg, _existing(item["inputs"]),
                            folder=Path(item.get("folder") or cfg.out),
                            section=keys[0], wired_keys=keys[1],
-                           shared=tuple(Path(f) for f in item.get("shared", ()))))
+                           shared=tuple(Path(f) for f in item.get("shared", ())),
+                           beside=tuple(Path(f) for f in item.get("beside", ()))))
         w.made += _declared(own, item.get("makes", ()))
     return out
 
@@ -318,19 +321,21 @@ class Earlier:
     epochs), whose finished steps this run copies where its own would come out the same,
     i.e. where DIR's pipeline.json records the step done with this run's key (its settings
     and its inputs' fingerprints: the copies of earlier steps fingerprint as the originals
-    do). Copies, not links: each run may re-run its own steps; DIR is only read."""
+    do). Copies, not links: each run may re-run its own steps; DIR is only read, and a
+    symbolic link in what would be copied is refused."""
 
     root: Path
     state: dict
 
     @classmethod
     def of(cls, folder: Path, root: Path) -> Earlier:
+        folder, root = folder.resolve(), root.resolve()
         if not (folder / STATE).is_file():
             raise ConfigError(f"--reuse-from {folder}: no {STATE} there; give the output "
                               f"folder of an earlier `edgetransfer run`")
-        if folder.resolve() == root.resolve():
-            raise ConfigError(f"--reuse-from {folder}: is this run's own folder (a re-run "
-                              f"reuses its steps already); give another run's output= folder")
+        if folder == root or folder in root.parents or root in folder.parents:
+            raise ConfigError(f"--reuse-from {folder}: is this run's own folder or holds it "
+                              f"(or lies in it); give another run's output= folder")
         return cls(folder, _load_state(folder))
 
     def _source(self, path: Path, root: Path) -> Path | None:
@@ -340,19 +345,35 @@ class Earlier:
         except ValueError:
             return None
 
-    def key_there(self, p: Planned, done: dict) -> str | None:
+    def _unlinked(self, path: Path) -> Path:
+        """`path` (in the earlier run), refused where it or a folder above it in the run is
+        a symbolic link: what is copied stays inside DIR."""
+        for p in (path, *path.parents):
+            if p == self.root:
+                return path
+            if p.is_symlink():
+                raise ConfigError(f"--reuse-from {self.root}: {p} is a symbolic link; a run's "
+                                  f"folder holds none")
+        return path
+
+    def key_there(self, p: Planned, root: Path, done: dict) -> str | None:
         """p's key as the earlier run's folder has it: its settings name the earlier steps'
         folders (distill's teacher, export's model) under that run, which the key hashes as
         written; the inputs' fingerprints are of content, the same for the copies. The
-        earlier run's folder as its steps wrote it: where its pipeline.json says p's went."""
-        rel, out = p.label, done.get("out")
-        if not isinstance(out, str) or Path(out).name != rel or p.folder.name != rel:
+        earlier run's folder as its steps wrote it: where its pipeline.json says p's went,
+        less p's place in the run."""
+        out = done.get("out")
+        try:
+            rel = p.folder.relative_to(root)
+        except ValueError:
             return None
-        here, there = str(p.folder.parent), str(Path(out).parent)
+        if not isinstance(out, str) or not Path(out).as_posix().endswith("/" + rel.as_posix()):
+            return None
+        here, there = str(root), out[:-len(rel.as_posix()) - 1]
 
-        def swap(v):
-            if isinstance(v, str) and (v == here or v.startswith(here + "/")):
-                return there + v[len(here):]
+        def swap(v):  # (within a string too: verify's candidates are NAME=FOLDER)
+            if isinstance(v, str):
+                return there if v == here else v.replace(here + "/", there + "/")
             if isinstance(v, list):
                 return [swap(x) for x in v]
             if isinstance(v, dict):
@@ -362,26 +383,38 @@ class Earlier:
         return step_key(p, swap(result_settings(p.config)))
 
     def adopt(self, p: Planned, root: Path) -> bool:
-        """Copy p's folder from the earlier run where it finished p with p's key."""
+        """Copy p's folder (and the files it writes beside it) from the earlier run where it
+        finished p with p's key."""
         done = self.state["steps"].get(p.label, {})
         src = self._source(p.folder, root)
-        if (src is None or done.get("status") != "done" or not (src / MANIFEST).is_file()
-                or done.get("key") not in (p.key, self.key_there(p, done))):
+        besides = [(self._source(f, root), f) for f in p.beside]
+        if (src is None or done.get("status") != "done" or not isinstance(done.get("key"), str)
+                or not (src / MANIFEST).is_file()
+                or not all(s is not None and s.is_file() for s, _ in besides)
+                or done["key"] not in (p.key, self.key_there(p, root, done))):
             return False
+        self._unlinked(src)
         links = [f for f in src.rglob("*") if f.is_symlink()]
-        if links:  # (a step writes none: a link would copy what it points at, anywhere)
-            raise ConfigError(f"--reuse-from {self.root}: {links[0]} is a symbolic link; a "
-                              f"step's folder holds none")
+        if links:  # (a step writes none)
+            self._unlinked(links[0])
+        started = time.perf_counter()
         tmp = p.folder.parent / f".{p.folder.name}.copying"
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp)
+        try:
+            shutil.copytree(src, tmp, symlinks=True)
+            for s, f in besides:
+                _copy_file(self._unlinked(s), f)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ConfigError(f"--reuse-from {self.root}: copying {src}: {e}") from None
         if p.folder.exists():  # (this run's own result of other settings: replaced, as a
             shutil.rmtree(p.folder)  # re-run of the step would replace it)
         tmp.rename(p.folder)
         state = _load_state(root)
-        state["steps"][p.label] = {"step": p.step, "key": p.key, "status": "done",
-                                   "wall_time_s": done.get("wall_time_s"), "out": str(p.folder),
-                                   "copied_from": str(src)}
+        state["steps"][p.label] = {
+            "step": p.step, "key": p.key, "status": "done", "out": str(p.folder),
+            "wall_time_s": round(time.perf_counter() - started, 1), "copied_from": str(src),
+            "copied_wall_time_s": done.get("wall_time_s")}  # (what it took to make there)
         write_json(root / STATE, state)
         return True
 
@@ -392,15 +425,24 @@ class Earlier:
             src = self._source(folder, root)
             if src is None or not src.is_dir():
                 continue  # (a folder outside the run is shared by both already)
+            self._unlinked(src)
             new = [f for f in sorted(src.iterdir()) if f.is_file() and not f.is_symlink()
                    and not f.name.startswith(".") and not (folder / f.name).exists()]
             folder.mkdir(parents=True, exist_ok=True)
             for f in new:
-                tmp = folder / f".{f.name}.copying"
-                shutil.copyfile(f, tmp)
-                tmp.replace(folder / f.name)
+                _copy_file(f, folder / f.name)
             if new:
                 log.info("%s: %d file(s) of %s copied into %s", p.label, len(new), src, folder)
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    """src -> dst whole or not at all (a scratch name beside dst, then renamed)."""
+    tmp = dst.parent / f".{dst.name}.copying"
+    try:
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def step_key(p: Planned, settings: dict | None = None) -> str:
@@ -470,11 +512,11 @@ def execute(p: Planned, root: Path, recipe_file: Path, *, forced: bool = False,
             and (out / MANIFEST).exists()):
         log.info("[%s] %s: unchanged, reusing %s", counter, p.label, out)
         return False
-    if earlier is not None and not forced:
-        if earlier.adopt(p, root):
+    if earlier is not None:
+        if not forced and earlier.adopt(p, root):
             log.info("[%s] %s: unchanged in %s, copied", counter, p.label, earlier.root)
             return False
-        earlier.share(p, root)
+        earlier.share(p, root)  # (keyed by content: right for a forced step too)
     partial = out.parent / f".{out.name}.partial"
     if hasattr(p.config, "resume"):
         # an interrupted step resumes from its newest complete checkpoint

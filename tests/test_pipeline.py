@@ -394,6 +394,32 @@ def test_a_variant_into_another_folder_copies_the_steps_it_shares_with_an_earlie
     code, out = cli("run", recipe, f"output={second}", "distill.epochs=1")
     assert code == 0, out
     assert "teacher: unchanged, reusing" in out and "student: unchanged, reusing" in out
+    # a link in what would be copied is refused: what is copied stays inside the earlier run
+    cache, moved = first / "teacher-cache", tmp_path / "cache-elsewhere"
+    cache.rename(moved)
+    cache.symlink_to(moved)
+    code, out = cli("run", recipe, f"output={tmp_path / 'third'}", "distill.temperature=3",
+                    "--reuse-from", first)
+    assert code == 2 and f"{cache} is a symbolic link" in out, out
+    assert "Traceback" not in out
+
+
+def test_a_whole_run_reused_copies_every_step_and_the_files_beside_the_bundle(
+        cli, tiny_backbone, data_dir, tmp_path):
+    """Every step copied, package's archive and record (next to its folder) with it; the
+    report counts the copying, not the hours the earlier run spent."""
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir)
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    first, again = tmp_path / "models" / "smoke", tmp_path / "again"
+    code, out = cli("run", recipe, f"output={again}", "--reuse-from", first)
+    assert code == 0, out
+    state = json.loads((again / "pipeline.json").read_text())["steps"]
+    assert all("copied_from" in state[label] for label in STEP_FOLDERS), state
+    for name in ("bundle.tar.gz", "bundle.json"):
+        assert (again / name).read_bytes() == (first / name).read_bytes()
+    earlier = json.loads((first / "pipeline.json").read_text())["steps"]
+    assert state["teacher"]["copied_wall_time_s"] == earlier["teacher"]["wall_time_s"]
 
 
 def test_reuse_from_a_folder_that_is_no_run_is_refused_before_anything_is_made(

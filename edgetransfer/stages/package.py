@@ -145,8 +145,7 @@ def run(cfg: PackageConfig) -> Path:
     pins, notes, target_check = _pins_and_target(cfg, verification, kind.reader,
                                                  export_record)
 
-    archive = cfg.out.parent / f"{cfg.out.name}.tar.gz"
-    record = cfg.out.parent / f"{cfg.out.name}.json"
+    archive, record = beside(cfg.out)
     inputs = (model,) + tuple(p for p in (cfg.verify_report, cfg.latency_data) if p)
     out = OutputFolder(cfg.out, overwrite=cfg.overwrite, inputs=inputs)
     out.check()
@@ -587,6 +586,11 @@ RECIPE_FIELDS = {"variant": (str | None, Field(None, description="Export variant
                                                 "[default: the first]."))}
 
 
+
+def beside(out: Path) -> tuple[Path, Path]:
+    """The files package writes next to its folder: the archive and its record."""
+    return out.parent / f"{out.name}.tar.gz", out.parent / f"{out.name}.json"
+
 def plan(section, w) -> list[dict]:
     """The pipeline step (a recipe's `package:`): the chosen export variant, with the
     verify report when the recipe verifies."""
@@ -604,5 +608,6 @@ def plan(section, w) -> list[dict]:
         latency_data=w.files["eval"], max_length=w.recipe.data.max_length,
         max_image_pixels=w.recipe.data.max_image_pixels, overwrite=True)
     return [{"label": "bundle", "config": config, "makes": [Bundle(folder=w.root / "bundle")],
+             "beside": list(beside(w.root / "bundle")),
              "inputs": {"model": str(exported[variant]), "latency_data": w.files["eval"],
                         "verify": str(verified.folder) if verified else None}}]

@@ -11,7 +11,9 @@ def test_an_fp32_step_after_a_bf16_one_trains_in_fp32(tmp_path, monkeypatch):
     from edgetransfer.train import training
     from edgetransfer.train.devices import Placement
 
-    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)  # (restored after)
+    # (set, then removed: monkeypatch restores what was there, unset included)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
 
     def trainer(precision: str) -> Trainer:
         args = training.training_arguments(
