@@ -88,12 +88,26 @@ def fsync_file(path: Path) -> None:
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write a file under a temporary name in the same folder, flush it, rename it."""
-    path = Path(path)
+    _write_whole(Path(path), lambda f: f.write(data))
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    """Copy `src` to `dst` as write_bytes writes: `dst` appears whole or not at all."""
+    def fill(f):
+        with open(src, "rb") as source:
+            shutil.copyfileobj(source, f, 1 << 20)
+
+    _write_whole(Path(dst), fill)
+
+
+def _write_whole(path: Path, fill) -> None:
+    """`fill(f)` writes the file's bytes to `f`, a temporary file beside `path`; it is
+    flushed and renamed to `path` (removed instead if anything fails)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with uninterrupted(f"writing {path.name}"):
         try:
             with open(tmp, "wb") as f:
-                f.write(data)
+                fill(f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from . import recipe as recipes
 from . import registry
-from .artifacts import MANIFEST, fingerprint, write_json
+from .artifacts import MANIFEST, copy_file, fingerprint, write_json
 from .errors import CheckFailed, ConfigError, EdgeTransferError, invalid_setting
 from .options import COLUMNS, result_settings
 from .records.references import Checkpoint, Reference
@@ -356,12 +356,12 @@ class Earlier:
                                   f"folder holds none")
         return path
 
-    def key_there(self, p: Planned, root: Path, done: dict) -> str | None:
+    def key_there(self, p: Planned, root: Path, done: dict, prints: dict) -> str | None:
         """p's key as the earlier run's folder has it: its settings name the earlier steps'
         folders (distill's teacher, export's model) under that run, which the key hashes as
         written; the inputs' fingerprints are of content, the same for the copies. The
         earlier run's folder as its steps wrote it: where its pipeline.json says p's went,
-        less p's place in the run."""
+        less p's place in the run. `prints`: p's inputs' fingerprints (execute's)."""
         out = done.get("out")
         try:
             rel = p.folder.relative_to(root)
@@ -380,30 +380,29 @@ class Earlier:
                 return {k: swap(x) for k, x in v.items()}
             return v
 
-        return step_key(p, swap(result_settings(p.config)))
+        return _key(p.step, swap(result_settings(p.config)), prints)
 
-    def adopt(self, p: Planned, root: Path) -> bool:
+    def adopt(self, p: Planned, root: Path, prints: dict) -> bool:
         """Copy p's folder (and the files it writes beside it) from the earlier run where it
-        finished p with p's key."""
+        finished p with p's key. `prints`: p's inputs' fingerprints (execute's)."""
         done = self.state["steps"].get(p.label, {})
         src = self._source(p.folder, root)
         besides = [(self._source(f, root), f) for f in p.beside]
         if (src is None or done.get("status") != "done" or not isinstance(done.get("key"), str)
                 or not (src / MANIFEST).is_file()
                 or not all(s is not None and s.is_file() for s, _ in besides)
-                or done["key"] not in (p.key, self.key_there(p, root, done))):
+                or (done["key"] != p.key and done["key"] != self.key_there(p, root, done,
+                                                                          prints))):
             return False
-        self._unlinked(src)
-        links = [f for f in src.rglob("*") if f.is_symlink()]
-        if links:  # (a step writes none)
-            self._unlinked(links[0])
+        for path in (src, *src.rglob("*"), *(s for s, _ in besides)):
+            self._unlinked(path)
         started = time.perf_counter()
         tmp = p.folder.parent / f".{p.folder.name}.copying"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            shutil.copytree(src, tmp, symlinks=True)
+            shutil.copytree(src, tmp, symlinks=True)  # (links refused above: none followed)
             for s, f in besides:
-                _copy_file(self._unlinked(s), f)
+                copy_file(s, f)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise ConfigError(f"--reuse-from {self.root}: copying {src}: {e}") from None
@@ -430,26 +429,24 @@ class Earlier:
                    and not f.name.startswith(".") and not (folder / f.name).exists()]
             folder.mkdir(parents=True, exist_ok=True)
             for f in new:
-                _copy_file(f, folder / f.name)
+                copy_file(f, folder / f.name)
             if new:
                 log.info("%s: %d file(s) of %s copied into %s", p.label, len(new), src, folder)
 
 
-def _copy_file(src: Path, dst: Path) -> None:
-    """src -> dst whole or not at all (a scratch name beside dst, then renamed)."""
-    tmp = dst.parent / f".{dst.name}.copying"
-    try:
-        shutil.copyfile(src, tmp)
-        tmp.replace(dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+def fingerprints(p: Planned) -> dict[str, str]:
+    """p's inputs by role -> their content identity (artifacts.fingerprint)."""
+    return {role: fingerprint(path) for role, path in sorted(p.inputs.items())}
 
 
-def step_key(p: Planned, settings: dict | None = None) -> str:
-    """`settings`: p's as another run's folder has them [default: p's own]."""
-    doc = {"step": p.step, "settings": result_settings(p.config) if settings is None
-           else settings,
-           "inputs": {role: fingerprint(path) for role, path in sorted(p.inputs.items())}}
+def step_key(p: Planned, prints: dict[str, str] | None = None) -> str:
+    """The sha256 of p's settings and its inputs' fingerprints (`prints`: computed already)."""
+    return _key(p.step, result_settings(p.config), fingerprints(p) if prints is None
+                else prints)
+
+
+def _key(step: str, settings: dict, prints: dict[str, str]) -> str:
+    doc = {"step": step, "settings": settings, "inputs": prints}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -506,14 +503,15 @@ def execute(p: Planned, root: Path, recipe_file: Path, *, forced: bool = False,
     is recorded, then raised."""
     state = _load_state(root)
     out = p.folder
-    p.key = step_key(p)
+    prints = fingerprints(p)  # (hashes the data files: once, for both keys adopt compares)
+    p.key = step_key(p, prints)
     done = state["steps"].get(p.label, {})
     if (not forced and done.get("key") == p.key and done.get("status") == "done"
             and (out / MANIFEST).exists()):
         log.info("[%s] %s: unchanged, reusing %s", counter, p.label, out)
         return False
     if earlier is not None:
-        if not forced and earlier.adopt(p, root):
+        if not forced and earlier.adopt(p, root, prints):
             log.info("[%s] %s: unchanged in %s, copied", counter, p.label, earlier.root)
             return False
         earlier.share(p, root)  # (keyed by content: right for a forced step too)

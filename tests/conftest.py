@@ -408,15 +408,16 @@ def image_int8(image_teacher, image_data, tmp_path_factory) -> Path:
     """image_teacher exported to int8 (static, the default for images), with eval data,
     for this machine's CPU: tuned for VNNI (the default target) on an AVX2 CPU without it,
     u8 x s8 products saturate and top-1 agreement fell to 0.786 on this toy model."""
+    from edgetransfer.convert.quantize import DEFAULT_TARGET, host_mismatch
     from edgetransfer.measure.latency import machine
     from edgetransfer.stages import export
 
     out = tmp_path_factory.mktemp("image-export") / "onnx"
-    vnni = {"avx512_vnni", "avx_vnni"} & set(machine()["isa"])
+    fits = host_mismatch(DEFAULT_TARGET, machine()) is None
     export.run(export.ExportConfig(model=str(image_teacher), out=out,
                                    calibration_data=str(image_data / "train"),
                                    eval_data=str(image_data / "test"), max_accuracy_drop=50,
-                                   target="x86-avx512-vnni" if vnni else "x86-avx2",
+                                   target=DEFAULT_TARGET if fits else "x86-avx2",
                                    per_channel=True,  # (the VNNI target's; AVX2's is off)
                                    min_agreement=0.8))  # (a weak toy model: many near-ties)
     return out

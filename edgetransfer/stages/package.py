@@ -586,10 +586,10 @@ RECIPE_FIELDS = {"variant": (str | None, Field(None, description="Export variant
                                                 "[default: the first]."))}
 
 
-
 def beside(out: Path) -> tuple[Path, Path]:
     """The files package writes next to its folder: the archive and its record."""
     return out.parent / f"{out.name}.tar.gz", out.parent / f"{out.name}.json"
+
 
 def plan(section, w) -> list[dict]:
     """The pipeline step (a recipe's `package:`): the chosen export variant, with the

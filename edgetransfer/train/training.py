@@ -8,6 +8,7 @@ best checkpoint), picks the checkpoint to resume from, and saves the result.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -299,24 +300,29 @@ def judge_floor(trainer, task, labels, predictions, label_names: list[str], opts
     return record
 
 
-def fit(**kwargs) -> Fitted:
-    """_fit's training, the process's environment left as it found it: the precision
+def _leaves_precision_variable(train):
+    """`train` (fit), the process's environment left as it found it: the precision
     variable training_arguments sets would otherwise hold for whatever the process runs
     next (a caller's own Trainer after an API call)."""
-    prior = os.environ.get(PRECISION_VARIABLE)
-    try:
-        return _fit(**kwargs)
-    finally:
-        if prior is None:
-            os.environ.pop(PRECISION_VARIABLE, None)
-        else:
-            os.environ[PRECISION_VARIABLE] = prior
+    @functools.wraps(train)
+    def fit(**kwargs) -> Fitted:
+        prior = os.environ.get(PRECISION_VARIABLE)
+        try:
+            return train(**kwargs)
+        finally:
+            if prior is None:
+                os.environ.pop(PRECISION_VARIABLE, None)
+            else:
+                os.environ[PRECISION_VARIABLE] = prior
+
+    return fit
 
 
-def _fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts, lr: float,
-         out, settings: dict, placement: Placement, trainer_class=None, trainer_kwargs=None,
-         train_dataset=None, started: float | None = None,
-         teacher_floor: dict | None = None, collator=None) -> Fitted:
+@_leaves_precision_variable
+def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts, lr: float,
+        out, settings: dict, placement: Placement, trainer_class=None, trainer_kwargs=None,
+        train_dataset=None, started: float | None = None,
+        teacher_floor: dict | None = None, collator=None) -> Fitted:
     """Prepare the output folder, train with early stopping, evaluate validation (and test)
     (`collator`: the Trainer's, else the task's for `tokenizer`).
 
