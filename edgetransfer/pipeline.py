@@ -4,8 +4,11 @@ Each step is one stage's `run()` on a config built from the recipe section plus 
 (the previous steps' output folders, the data files). A step's key is the sha256 of its
 settings and of its inputs' fingerprints (data files by content, artifact folders by their
 artifact.json, which lists every file's sha256); models/NAME/pipeline.json records each
-finished step's key, so a re-run skips what would come out the same. An interrupted step
-left its `.NAME.partial` folder: the next run resumes it (finetune, distill) or rebuilds it.
+finished step's key, so a re-run skips what would come out the same. The key holds no place:
+the settings' paths into the run and to its inputs are hashed as @run/... and @ROLE, so a run
+moved to another folder (a CI cache restored elsewhere), or read with its data somewhere else,
+is still the run it was. An interrupted step left its `.NAME.partial` folder: the next run
+resumes it (finetune, distill) or rebuilds it.
 """
 
 from __future__ import annotations
@@ -357,11 +360,10 @@ class Earlier:
         return path
 
     def key_there(self, p: Planned, root: Path, done: dict, prints: dict) -> str | None:
-        """p's key as the earlier run's folder has it: its settings name the earlier steps'
-        folders (distill's teacher, export's model) under that run, which the key hashes as
-        written; the inputs' fingerprints are of content, the same for the copies. The
-        earlier run's folder as its steps wrote it: where its pipeline.json says p's went,
-        less p's place in the run. `prints`: p's inputs' fingerprints (execute's)."""
+        """p's key as a run made before keys held no place (2026-12-04) recorded it in the
+        earlier folder: the settings' paths as written there, the earlier steps' folders
+        (distill's teacher, export's model) under that run. That folder as its steps wrote
+        it: where its pipeline.json says p's went, less p's place in the run."""
         out = done.get("out")
         try:
             rel = p.folder.relative_to(root)
@@ -369,18 +371,7 @@ class Earlier:
             return None
         if not isinstance(out, str) or not Path(out).as_posix().endswith("/" + rel.as_posix()):
             return None
-        here, there = str(root), out[:-len(rel.as_posix()) - 1]
-
-        def swap(v):  # (within a string too: verify's candidates are NAME=FOLDER)
-            if isinstance(v, str):
-                return there if v == here else v.replace(here + "/", there + "/")
-            if isinstance(v, list):
-                return [swap(x) for x in v]
-            if isinstance(v, dict):
-                return {k: swap(x) for k, x in v.items()}
-            return v
-
-        return _key(p.step, swap(result_settings(p.config)), prints)
+        return legacy_key(p, prints, root, Path(out[:-len(rel.as_posix()) - 1]))
 
     def adopt(self, p: Planned, root: Path, prints: dict) -> bool:
         """Copy p's folder (and the files it writes beside it) from the earlier run where it
@@ -439,10 +430,53 @@ def fingerprints(p: Planned) -> dict[str, str]:
     return {role: fingerprint(path) for role, path in sorted(p.inputs.items())}
 
 
-def step_key(p: Planned, prints: dict[str, str] | None = None) -> str:
-    """The sha256 of p's settings and its inputs' fingerprints (`prints`: computed already)."""
-    return _key(p.step, result_settings(p.config), fingerprints(p) if prints is None
-                else prints)
+def step_key(p: Planned, root: Path, prints: dict[str, str] | None = None) -> str:
+    """The sha256 of p's settings, their places taken out (placeless), and of its inputs'
+    fingerprints (`prints`: computed already)."""
+    return _key(p.step, placeless(result_settings(p.config), root, p.inputs),
+                fingerprints(p) if prints is None else prints)
+
+
+def placeless(settings: dict, root: Path, inputs: dict[str, str]) -> dict:
+    """`settings` with where things lie taken out: a path under the run's folder becomes
+    @run/REL, an input's path outside it @ROLE (within a string too: verify's candidates are
+    NAME=FOLDER). What an input holds is in the key already, by its fingerprint."""
+    here = str(root)
+    roles: dict[str, str] = {}
+    for role, path in sorted(inputs.items()):  # (one file in two roles: the first names it)
+        roles.setdefault(str(path), "@" + role)
+
+    def place(path: str) -> str:
+        if path == here or path.startswith(here + "/"):
+            return "@run" + path[len(here):]
+        return roles.get(path, path)
+
+    def swap(v: str) -> str:
+        name, eq, path = v.rpartition("=")  # ("", "", v) where there is no "="
+        return name + eq + place(path)
+
+    return _each_string(settings, swap)
+
+
+def legacy_key(p: Planned, prints: dict[str, str], root: Path, there: Path | None = None
+               ) -> str:
+    """p's key as runs made before 2026-12-04 recorded it: the settings' paths as written
+    (`there`: the folder that run had where this one has `root`). Such a run's steps are still
+    reused, and their entries take the new key."""
+    here, old = str(root), str(there or root)
+    return _key(p.step, _each_string(result_settings(p.config), lambda v: old if v == here
+                                     else v.replace(here + "/", old + "/")), prints)
+
+
+def _each_string(v, change):
+    """`v` (JSON: dicts, lists, scalars) with `change` applied to every string in it."""
+    if isinstance(v, str):
+        return change(v)
+    if isinstance(v, list):
+        return [_each_string(x, change) for x in v]
+    if isinstance(v, dict):
+        return {k: _each_string(x, change) for k, x in v.items()}
+    return v
 
 
 def _key(step: str, settings: dict, prints: dict[str, str]) -> str:
@@ -503,11 +537,14 @@ def execute(p: Planned, root: Path, recipe_file: Path, *, forced: bool = False,
     is recorded, then raised."""
     state = _load_state(root)
     out = p.folder
-    prints = fingerprints(p)  # (hashes the data files: once, for both keys adopt compares)
-    p.key = step_key(p, prints)
+    prints = fingerprints(p)  # (hashes the data files: once, for every key compared)
+    p.key = step_key(p, root, prints)
     done = state["steps"].get(p.label, {})
-    if (not forced and done.get("key") == p.key and done.get("status") == "done"
-            and (out / MANIFEST).exists()):
+    if (not forced and done.get("status") == "done" and (out / MANIFEST).exists()
+            and done.get("key") in (p.key, legacy_key(p, prints, root))):
+        if done["key"] != p.key:  # (an older run's entry: recorded as keys are now)
+            done["key"] = p.key
+            write_json(root / STATE, state)
         log.info("[%s] %s: unchanged, reusing %s", counter, p.label, out)
         return False
     if earlier is not None:

@@ -422,6 +422,82 @@ def test_a_whole_run_reused_copies_every_step_and_the_files_beside_the_bundle(
     assert state["teacher"]["copied_wall_time_s"] == earlier["teacher"]["wall_time_s"]
 
 
+def test_a_run_moved_with_its_data_to_other_folders_is_the_run_it_was(
+        cli, tiny_backbone, data_dir, tmp_path):
+    """A step's key holds no place: the run's folder moved (a CI cache restored elsewhere) and
+    its data files read from another folder, every step is reused where it lies now; data
+    of other content is still a new key."""
+    import shutil
+
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir, package=None,
+                     export=[{"name": "fp32", "quantize": "none"}])
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    first = tmp_path / "models" / "smoke"
+    keys = {k: v["key"] for k, v in json.loads((first / "pipeline.json").read_text())
+            ["steps"].items()}
+    moved, data = tmp_path / "restored" / "smoke", tmp_path / "data-elsewhere"
+    moved.parent.mkdir()
+    first.rename(moved)
+    shutil.copytree(data_dir, data)
+    recipe = _recipe(tmp_path, tiny_backbone, data, package=None,
+                     export=[{"name": "fp32", "quantize": "none"}], output=str(moved))
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    assert out.count("unchanged, reusing") == 4, out  # teacher, student, onnx-fp32, verify
+    assert "onnx-fp32: unchanged, reusing" in out and "verify: unchanged, reusing" in out
+    state = json.loads((moved / "pipeline.json").read_text())["steps"]
+    assert {k: v["key"] for k, v in state.items()} == keys
+    # the data's content is what counts: another test file re-runs what reads it
+    write_jsonl(data / "test.jsonl", make_rows(24, seed=4))
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    assert "teacher: unchanged" not in out
+
+
+def test_a_run_recorded_with_the_older_keys_is_reused_and_takes_the_new_ones(
+        cli, tiny_backbone, data_dir, tmp_path):
+    """Runs made before keys held no place recorded the settings' paths as written: their
+    steps are still reused (copied too, by --reuse-from), not retrained, and a re-run records
+    them under the new key."""
+    import hashlib
+
+    from edgetransfer import pipeline
+    from edgetransfer import recipe as recipes
+    from edgetransfer.options import result_settings
+
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir, export=None, verify=None,
+                     package=None)
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    first = tmp_path / "models" / "smoke"
+    state_file = first / "pipeline.json"
+    state = json.loads(state_file.read_text())
+    new_keys = {k: v["key"] for k, v in state["steps"].items()}
+    loaded, _ = recipes.load(recipe, [])
+    for p in pipeline.plan(loaded, recipe, first):  # (the key as it was: paths as written)
+        doc = {"step": p.step, "settings": result_settings(p.config),
+               "inputs": pipeline.fingerprints(p)}
+        state["steps"][p.label]["key"] = hashlib.sha256(
+            json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+    assert all(state["steps"][k]["key"] != v for k, v in new_keys.items())
+    state_file.write_text(json.dumps(state))
+    older = state_file.read_bytes()
+
+    variant = tmp_path / "variant"
+    code, out = cli("run", recipe, f"output={variant}", "--reuse-from", first)
+    assert code == 0, out
+    assert f"teacher: unchanged in {first}, copied" in out
+    assert f"student: unchanged in {first}, copied" in out
+    assert state_file.read_bytes() == older  # (read, never written)
+
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    assert out.count("unchanged, reusing") == 2, out
+    assert {k: v["key"] for k, v in json.loads(state_file.read_text())["steps"].items()} \
+        == new_keys
+
+
 def test_reuse_from_a_folder_that_is_no_run_is_refused_before_anything_is_made(
         cli, tiny_backbone, data_dir, tmp_path):
     recipe = _recipe(tmp_path, tiny_backbone, data_dir, export=None, verify=None,
