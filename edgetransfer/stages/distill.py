@@ -465,8 +465,13 @@ def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher):
         path = Path(scratch) / "augmented.jsonl"
         n = augment_text.write_rows(task.name, data, embeddings, tokenizer.get_vocab(), mask,
                                     aug, cfg.seed, path)
-        log.info("--augment %s: %d new rows from %d training rows, for the teacher to label",
-                 cfg.augment, n, len(data.splits["train"]))
+        floor = f" of {aug.min_words} words or more" if aug.min_words else ""
+        if not n:
+            raise DataError(f"--augment {cfg.augment}: no training row{floor} to copy; "
+                            f"choose another preset")
+        log.info("--augment %s: %d new rows from %d of the %d training rows%s, for the "
+                 "teacher to label", cfg.augment, n, n // aug.copies,
+                 len(data.splits["train"]), floor)
         return tuple(task.read_unlabeled(str(path), None, tok, cfg.max_length, data)
                      for tok in tokenizers)
 

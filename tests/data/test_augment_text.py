@@ -75,3 +75,21 @@ def test_a_preset_is_named_and_bounded():
         at.preset("nope")
     with pytest.raises(ConfigError, match="copies 0"):
         at.expand_texts(["x"], at.TextAugment(copies=0), {}, "[MASK]", 0)
+
+
+def test_a_preset_with_a_floor_copies_only_the_rows_that_long():
+    """min_words: the copies go to rows of sentence length; each kept row's copies are the
+    ones it gets without the floor (its generator is seeded by its own row)."""
+    near = at.neighbours(_embeddings(), VOCAB, {"good", "movie", "bad"}, 2)
+    texts = ["good", "the good movie", "a bad film", "bad"]
+    floor = at.TextAugment(copies=3, replace=0.5, min_words=3)
+    out = at.expand_texts(texts, floor, near, "[MASK]", seed=1)
+    every = at.expand_texts(texts, at.TextAugment(copies=3, replace=0.5), near, "[MASK]", 1)
+    assert out == every[3:9] and len(out) == 6
+    rows = [(["Bob", "left"], ["B-PER", "O"]),
+            (["Alice", "visited", "New", "York"], ["B-PER", "O", "B-LOC", "I-LOC"])]
+    tagged = at.expand_tagged(rows, at.TextAugment(copies=2, mention_swap=1.0, min_words=3),
+                              {}, "[MASK]", seed=0)
+    assert len(tagged) == 2 and all(len(w) == len(t) for w, t in tagged)
+    assert {w[0] for w, _ in tagged} == {"Bob"}  # (a short row's mention swapped in)
+    assert at.preset("long").min_words == 15 and at.preset("eda").min_words == 0

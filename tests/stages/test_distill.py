@@ -655,6 +655,16 @@ def test_an_unknown_augment_preset_is_refused_before_loading(cli, tiny_teacher, 
     assert not (tmp_path / "s").exists()
 
 
+def test_a_preset_that_finds_no_row_long_enough_says_so(cli, tiny_teacher, data_dir,
+                                                        tmp_path):
+    """--augment long copies rows of 15 words or more; data_dir's have 5: one line, exit 2,
+    nothing written."""
+    code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s", "--augment", "long"))
+    assert code == 2, err
+    assert "--augment long: no training row of 15 words or more to copy" in err
+    assert "Traceback" not in err and not (tmp_path / "s").exists()
+
+
 def test_a_tagger_distils_with_augmented_sentences(cli, tiny_tagger, token_data, tmp_path):
     """--augment ner: O words replaced and mentions swapped within their type; the teacher
     tags the new sentences word by word."""
