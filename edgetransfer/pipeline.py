@@ -359,20 +359,6 @@ class Earlier:
                                   f"folder holds none")
         return path
 
-    def key_there(self, p: Planned, root: Path, done: dict, prints: dict) -> str | None:
-        """p's key as a run made before keys held no place (2026-12-04) recorded it in the
-        earlier folder: the settings' paths as written there, the earlier steps' folders
-        (distill's teacher, export's model) under that run. That folder as its steps wrote
-        it: where its pipeline.json says p's went, less p's place in the run."""
-        out = done.get("out")
-        try:
-            rel = p.folder.relative_to(root)
-        except ValueError:
-            return None
-        if not isinstance(out, str) or not Path(out).as_posix().endswith("/" + rel.as_posix()):
-            return None
-        return legacy_key(p, prints, root, Path(out[:-len(rel.as_posix()) - 1]))
-
     def adopt(self, p: Planned, root: Path, prints: dict) -> bool:
         """Copy p's folder (and the files it writes beside it) from the earlier run where it
         finished p with p's key. `prints`: p's inputs' fingerprints (execute's)."""
@@ -382,8 +368,7 @@ class Earlier:
         if (src is None or done.get("status") != "done" or not isinstance(done.get("key"), str)
                 or not (src / MANIFEST).is_file()
                 or not all(s is not None and s.is_file() for s, _ in besides)
-                or (done["key"] != p.key and done["key"] != self.key_there(p, root, done,
-                                                                          prints))):
+                or done["key"] not in (p.key, older_key(p, prints, root, done))):
             return False
         for path in (src, *src.rglob("*"), *(s for s, _ in besides)):
             self._unlinked(path)
@@ -439,33 +424,60 @@ def step_key(p: Planned, root: Path, prints: dict[str, str] | None = None) -> st
 
 def placeless(settings: dict, root: Path, inputs: dict[str, str]) -> dict:
     """`settings` with where things lie taken out: a path under the run's folder becomes
-    @run/REL, an input's path outside it @ROLE (within a string too: verify's candidates are
-    NAME=FOLDER). What an input holds is in the key already, by its fingerprint."""
+    @run/REL, an input's path outside it @ROLE, its content being in the key by its
+    fingerprint; within a string too (verify's candidates are NAME=FOLDER, export's
+    vocabulary corpus A,B). A data file that may list images beside it keeps its place: its
+    fingerprint is the table's alone, not the images'."""
+    from .data.images import may_name_files
+
     here = str(root)
     roles: dict[str, str] = {}
     for role, path in sorted(inputs.items()):  # (one file in two roles: the first names it)
-        roles.setdefault(str(path), "@" + role)
+        p = Path(path)
+        if not (p.is_file() and may_name_files(p, settings.get("image_column"))):
+            roles.setdefault(str(p), "@" + role)
 
     def place(path: str) -> str:
-        if path == here or path.startswith(here + "/"):
-            return "@run" + path[len(here):]
-        return roles.get(path, path)
+        if not path:
+            return path
+        norm = str(Path(path))  # (a folder given as DIR/ is DIR)
+        if norm == here or norm.startswith(here + "/"):
+            return "@run" + norm[len(here):]
+        return roles.get(norm, path)
 
     def swap(v: str) -> str:
-        name, eq, path = v.rpartition("=")  # ("", "", v) where there is no "="
-        return name + eq + place(path)
+        whole = place(v)
+        if whole != v:
+            return whole
+        name, eq, rest = v.partition("=")  # (a name holds no "="; a folder may)
+        if eq and place(rest) != rest:
+            return name + eq + place(rest)
+        return ",".join(place(x) for x in v.split(","))
 
     return _each_string(settings, swap)
 
 
-def legacy_key(p: Planned, prints: dict[str, str], root: Path, there: Path | None = None
-               ) -> str:
-    """p's key as runs made before 2026-12-04 recorded it: the settings' paths as written
-    (`there`: the folder that run had where this one has `root`). Such a run's steps are still
-    reused, and their entries take the new key."""
-    here, old = str(root), str(there or root)
-    return _key(p.step, _each_string(result_settings(p.config), lambda v: old if v == here
-                                     else v.replace(here + "/", old + "/")), prints)
+def older_key(p: Planned, prints: dict[str, str], root: Path, done: dict) -> str:
+    """p's key as runs made before keys held no place (2026-12-04) recorded it: the settings'
+    paths as written, under the folder that run had (`done`: its entry for p, whose `out` is
+    where p's folder was: the run itself, moved since, or an earlier run --reuse-from reads).
+    Such a run's steps are still reused, and their entries take the new key."""
+    here, there = str(root), _root_then(p, root, done)
+    return _key(p.step, _each_string(result_settings(p.config), lambda v: there if v == here
+                                     else v.replace(here + "/", there + "/")), prints)
+
+
+def _root_then(p: Planned, root: Path, done: dict) -> str:
+    """The run's folder when it made `done`: its `out` less p's place in the run (the root
+    itself where that cannot be told)."""
+    out = done.get("out")
+    try:
+        rel = p.folder.relative_to(root).as_posix()
+    except ValueError:
+        return str(root)
+    if not isinstance(out, str) or not Path(out).as_posix().endswith("/" + rel):
+        return str(root)
+    return out[:-len(rel) - 1]
 
 
 def _each_string(v, change):
@@ -541,7 +553,7 @@ def execute(p: Planned, root: Path, recipe_file: Path, *, forced: bool = False,
     p.key = step_key(p, root, prints)
     done = state["steps"].get(p.label, {})
     if (not forced and done.get("status") == "done" and (out / MANIFEST).exists()
-            and done.get("key") in (p.key, legacy_key(p, prints, root))):
+            and done.get("key") in (p.key, older_key(p, prints, root, done))):
         if done["key"] != p.key:  # (an older run's entry: recorded as keys are now)
             done["key"] = p.key
             write_json(root / STATE, state)

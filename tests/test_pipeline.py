@@ -458,8 +458,8 @@ def test_a_run_moved_with_its_data_to_other_folders_is_the_run_it_was(
 def test_a_run_recorded_with_the_older_keys_is_reused_and_takes_the_new_ones(
         cli, tiny_backbone, data_dir, tmp_path):
     """Runs made before keys held no place recorded the settings' paths as written: their
-    steps are still reused (copied too, by --reuse-from), not retrained, and a re-run records
-    them under the new key."""
+    steps are still reused (copied too, by --reuse-from; and where the run has moved since),
+    not retrained, and a re-run records them under the new key."""
     import hashlib
 
     from edgetransfer import pipeline
@@ -491,11 +491,47 @@ def test_a_run_recorded_with_the_older_keys_is_reused_and_takes_the_new_ones(
     assert f"student: unchanged in {first}, copied" in out
     assert state_file.read_bytes() == older  # (read, never written)
 
-    code, out = cli("run", recipe)
+    # moved since (a CI cache restored elsewhere), then run where it lies now
+    moved = tmp_path / "restored" / "smoke"
+    moved.parent.mkdir()
+    first.rename(moved)
+    code, out = cli("run", recipe, f"output={moved}")
     assert code == 0, out
     assert out.count("unchanged, reusing") == 2, out
-    assert {k: v["key"] for k, v in json.loads(state_file.read_text())["steps"].items()} \
-        == new_keys
+    state = json.loads((moved / "pipeline.json").read_text())["steps"]
+    assert {k: v["key"] for k, v in state.items()} == new_keys
+
+
+def test_a_key_takes_out_the_places_of_the_run_and_of_inputs_whose_content_it_holds(
+        tmp_path):
+    """placeless: the run's folder as @run (not a folder whose name starts with it), an
+    input's path as its role (a folder given with a trailing slash too, each item of a comma
+    list, NAME=PATH with "=" in the run's name); an image table keeps its place (its
+    fingerprint does not hold the images it lists)."""
+    from edgetransfer.pipeline import placeless
+
+    root = tmp_path / "runs" / "layers=2"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.tsv").write_text("sentence\tlabel\ngood\t1\n")
+    (data / "images.csv").write_text("image,label\na.png,cat\n")
+    (data / "pictures").mkdir()
+    inputs = {"train": str(data / "train.tsv"), "unlabeled": str(data / "train.tsv"),
+              "test": str(data / "images.csv"), "latency_data": str(data / "pictures"),
+              "teacher": str(root / "teacher")}
+    settings = {
+        "train": str(data / "train.tsv"), "unlabeled": str(data / "train.tsv"),
+        "teacher": str(root / "teacher"), "other": f"{root}2/teacher",
+        "candidate": [f"student={root}/student", f"x={data / 'train.tsv'}"],
+        "prune_vocab": f"{data / 'train.tsv'},{data / 'train.tsv'}",
+        "latency_data": f"{data / 'pictures'}/", "test": str(data / "images.csv"),
+        "lr": 0.1, "name": "a=b"}
+    assert placeless(settings, root, inputs) == {
+        "train": "@train", "unlabeled": "@train", "teacher": "@run/teacher",
+        "other": f"{root}2/teacher",
+        "candidate": ["student=@run/student", "x=@train"],
+        "prune_vocab": "@train,@train", "latency_data": "@latency_data",
+        "test": str(data / "images.csv"), "lr": 0.1, "name": "a=b"}
 
 
 def test_reuse_from_a_folder_that_is_no_run_is_refused_before_anything_is_made(

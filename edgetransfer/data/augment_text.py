@@ -173,6 +173,13 @@ def tagged(words: list[str], tags: list[str], aug: TextAugment, near: dict[str, 
     return out_words, out_tags
 
 
+def long_enough(train, aug: TextAugment) -> int:
+    """How many rows of `train` (a split: texts, or a tagger's words) the preset copies."""
+    column = "tokens" if "tokens" in train.column_names else "text"
+    return sum(len(x if column == "tokens" else x.split()) >= aug.min_words
+               for x in train[column])
+
+
 def _check_copies(aug: TextAugment) -> None:
     if not 1 <= aug.copies <= MAX_COPIES:
         raise ConfigError(f"augmentation copies {aug.copies}: give 1..{MAX_COPIES}")
@@ -211,12 +218,13 @@ def write_rows(task_name: str, data, embeddings: np.ndarray, vocab: dict[str, in
     if task_name == "token-classification":
         rows = [(list(w), [data.label_names[i] for i in ids])
                 for w, ids in zip(train["tokens"], train["label"])]
-        words = {w.lower() for ws, _ in rows for w in ws}
+        words = {w.lower() for ws, _ in rows if len(ws) >= aug.min_words for w in ws}
         made = [{"tokens": ws} for ws, _ in expand_tagged(
             rows, aug, neighbours(embeddings, vocab, words, aug.neighbours), mask_token, seed)]
     elif task_name == "text-classification" and "text_pair" not in train.column_names:
         texts = list(train["text"])
-        words = {w.lower() for t in texts for w in t.split()}
+        words = {w.lower() for t in texts if len(t.split()) >= aug.min_words
+                 for w in t.split()}  # (the neighbours of the words copied)
         made = [{"text": t} for t in expand_texts(
             texts, aug, neighbours(embeddings, vocab, words, aug.neighbours), mask_token,
             seed)]

@@ -48,6 +48,16 @@ def has_images(columns: list[str]) -> bool:
     return any(c in columns for c in CLAIMING_COLUMNS)
 
 
+def may_name_files(path: Path, image_column: str | None = None) -> bool:
+    """Whether a data file may list images beside it, files whose content its own does not
+    hold: an image column among its columns (any that reading tries), or columns that its
+    header does not tell."""
+    from .files import column_names
+
+    columns = column_names(path)
+    return columns is None or any(c in IMAGE_COLUMNS or c == image_column for c in columns)
+
+
 def _classes(folder: Path) -> list[Path]:
     subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     loose = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]

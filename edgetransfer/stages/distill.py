@@ -188,6 +188,8 @@ def run(cfg: DistillConfig) -> Path:
     teacher_bb, student_bb, task, teacher_floor = _resolve(cfg)
     images = bool(_check_augment(cfg, task))  # (augmented images: taught online)
     cfg, data, toks, rows, truncation, differs = _read_rows(cfg, task, teacher_bb, student_bb)
+    if cfg.augment and not images:  # (before the teacher loads)
+        _check_long_enough(cfg, data)
     cross = rows["teacher"] is not rows["student"]  # (each model tokenizes for itself)
     # the preprocessors that make rows of their own: not an image's two sides, which read
     # one set of rows (an --unlabeled folder is listed and checked once)
@@ -452,6 +454,15 @@ def _check_augment(cfg: DistillConfig, task) -> bool | None:
     return images
 
 
+def _check_long_enough(cfg: DistillConfig, data) -> None:
+    """A preset with a floor of words (long) finds rows that reach it, or says so."""
+    aug = augment_text.preset(cfg.augment)
+    if aug.min_words and not augment_text.long_enough(data.splits["train"], aug):
+        raise DataError(f"--augment {cfg.augment}: no row of {cfg.train} has {aug.min_words} "
+                        f"words or more to copy; choose another preset "
+                        f"({', '.join(augment_text.PRESETS)})")
+
+
 def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher):
     """--augment's rows (data/augment_text.py: words from the teacher's vocabulary and
     embedding neighbourhood), read back through the task's unlabelled reader, so they are
@@ -466,9 +477,6 @@ def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher):
         n = augment_text.write_rows(task.name, data, embeddings, tokenizer.get_vocab(), mask,
                                     aug, cfg.seed, path)
         floor = f" of {aug.min_words} words or more" if aug.min_words else ""
-        if not n:
-            raise DataError(f"--augment {cfg.augment}: no training row{floor} to copy; "
-                            f"choose another preset")
         log.info("--augment %s: %d new rows from %d of the %d training rows%s, for the "
                  "teacher to label", cfg.augment, n, n // aug.copies,
                  len(data.splits["train"]), floor)

@@ -661,7 +661,8 @@ def test_a_preset_that_finds_no_row_long_enough_says_so(cli, tiny_teacher, data_
     nothing written."""
     code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s", "--augment", "long"))
     assert code == 2, err
-    assert "--augment long: no training row of 15 words or more to copy" in err
+    assert (f"--augment long: no row of {data_dir / 'train.jsonl'} has 15 words or more to "
+            f"copy; choose another preset (tinybert, eda" in err)
     assert "Traceback" not in err and not (tmp_path / "s").exists()
 
 
