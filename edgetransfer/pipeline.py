@@ -365,10 +365,9 @@ class Earlier:
         done = self.state["steps"].get(p.label, {})
         src = self._source(p.folder, root)
         besides = [(self._source(f, root), f) for f in p.beside]
-        if (src is None or done.get("status") != "done" or not isinstance(done.get("key"), str)
-                or not (src / MANIFEST).is_file()
+        if (src is None or done.get("status") != "done" or not (src / MANIFEST).is_file()
                 or not all(s is not None and s.is_file() for s, _ in besides)
-                or done["key"] not in (p.key, older_key(p, prints, root, done))):
+                or not recorded_as(p, prints, root, done)):
             return False
         for path in (src, *src.rglob("*"), *(s for s, _ in besides)):
             self._unlinked(path)
@@ -412,7 +411,8 @@ class Earlier:
 
 def fingerprints(p: Planned) -> dict[str, str]:
     """p's inputs by role -> their content identity (artifacts.fingerprint)."""
-    return {role: fingerprint(path) for role, path in sorted(p.inputs.items())}
+    column = getattr(p.config, "image_column", None)
+    return {role: fingerprint(path, column) for role, path in sorted(p.inputs.items())}
 
 
 def step_key(p: Planned, root: Path, prints: dict[str, str] | None = None) -> str:
@@ -425,17 +425,12 @@ def step_key(p: Planned, root: Path, prints: dict[str, str] | None = None) -> st
 def placeless(settings: dict, root: Path, inputs: dict[str, str]) -> dict:
     """`settings` with where things lie taken out: a path under the run's folder becomes
     @run/REL, an input's path outside it @ROLE, its content being in the key by its
-    fingerprint; within a string too (verify's candidates are NAME=FOLDER, export's
-    vocabulary corpus A,B). A data file that may list images beside it keeps its place: its
-    fingerprint is the table's alone, not the images'."""
-    from .data.images import may_name_files
-
+    fingerprint (an image table's with the pictures it lists); within a string too (verify's
+    candidates are NAME=FOLDER, export's vocabulary corpus A,B)."""
     here = str(root)
     roles: dict[str, str] = {}
     for role, path in sorted(inputs.items()):  # (one file in two roles: the first names it)
-        p = Path(path)
-        if not (p.is_file() and may_name_files(p, settings.get("image_column"))):
-            roles.setdefault(str(p), "@" + role)
+        roles.setdefault(str(Path(path)), "@" + role)
 
     def place(path: str) -> str:
         if not path:
@@ -455,6 +450,13 @@ def placeless(settings: dict, root: Path, inputs: dict[str, str]) -> dict:
         return ",".join(place(x) for x in v.split(","))
 
     return _each_string(settings, swap)
+
+
+def recorded_as(p: Planned, prints: dict[str, str], root: Path, done: dict) -> bool:
+    """Whether `done` (a run's entry for p) records p's key: as keys are now, or as an older
+    run wrote it (older_key)."""
+    key = done.get("key")
+    return isinstance(key, str) and (key == p.key or key == older_key(p, prints, root, done))
 
 
 def older_key(p: Planned, prints: dict[str, str], root: Path, done: dict) -> str:
@@ -553,7 +555,7 @@ def execute(p: Planned, root: Path, recipe_file: Path, *, forced: bool = False,
     p.key = step_key(p, root, prints)
     done = state["steps"].get(p.label, {})
     if (not forced and done.get("status") == "done" and (out / MANIFEST).exists()
-            and done.get("key") in (p.key, older_key(p, prints, root, done))):
+            and recorded_as(p, prints, root, done)):
         if done["key"] != p.key:  # (an older run's entry: recorded as keys are now)
             done["key"] = p.key
             write_json(root / STATE, state)

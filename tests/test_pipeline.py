@@ -506,8 +506,11 @@ def test_a_key_takes_out_the_places_of_the_run_and_of_inputs_whose_content_it_ho
         tmp_path):
     """placeless: the run's folder as @run (not a folder whose name starts with it), an
     input's path as its role (a folder given with a trailing slash too, each item of a comma
-    list, NAME=PATH with "=" in the run's name); an image table keeps its place (its
-    fingerprint does not hold the images it lists)."""
+    list, NAME=PATH with "=" in the run's name); an image table too, whose fingerprint holds
+    the pictures it lists: other pictures are another key, the same ones elsewhere are not."""
+    import shutil
+
+    from edgetransfer.artifacts import fingerprint
     from edgetransfer.pipeline import placeless
 
     root = tmp_path / "runs" / "layers=2"
@@ -531,7 +534,16 @@ def test_a_key_takes_out_the_places_of_the_run_and_of_inputs_whose_content_it_ho
         "other": f"{root}2/teacher",
         "candidate": ["student=@run/student", "x=@train"],
         "prune_vocab": "@train,@train", "latency_data": "@latency_data",
-        "test": str(data / "images.csv"), "lr": 0.1, "name": "a=b"}
+        "test": "@test", "lr": 0.1, "name": "a=b"}
+    (data / "a.png").write_bytes(b"one picture")
+    table = fingerprint(str(data / "images.csv"))
+    shutil.copytree(data, tmp_path / "elsewhere")
+    assert fingerprint(str(tmp_path / "elsewhere" / "images.csv")) == table
+    (data / "a.png").write_bytes(b"another picture")
+    assert fingerprint(str(data / "images.csv")) != table
+    text = fingerprint(str(data / "train.tsv"))  # (a text table: its own bytes alone)
+    (data / "a.png").write_bytes(b"a third")
+    assert fingerprint(str(data / "train.tsv")) == text
 
 
 def test_reuse_from_a_folder_that_is_no_run_is_refused_before_anything_is_made(

@@ -45,6 +45,10 @@ class TextAugment:
     def record(self) -> dict:
         return asdict(self)
 
+    def takes(self, words: list[str]) -> bool:
+        """Whether a row (its words) is copied: it reaches the floor of words."""
+        return len(words) >= self.min_words
+
 
 # Named presets (the artifact records the preset's name and its parameters).
 PRESETS = {
@@ -176,8 +180,7 @@ def tagged(words: list[str], tags: list[str], aug: TextAugment, near: dict[str, 
 def long_enough(train, aug: TextAugment) -> int:
     """How many rows of `train` (a split: texts, or a tagger's words) the preset copies."""
     column = "tokens" if "tokens" in train.column_names else "text"
-    return sum(len(x if column == "tokens" else x.split()) >= aug.min_words
-               for x in train[column])
+    return sum(aug.takes(x if column == "tokens" else x.split()) for x in train[column])
 
 
 def _check_copies(aug: TextAugment) -> None:
@@ -192,7 +195,7 @@ def expand_texts(texts: list[str], aug: TextAugment, near: dict[str, list[str]],
     _check_copies(aug)
     return [" ".join(sentence(words, aug, near, mask_token, _rng(seed, r, c)))
             for r, words in enumerate(t.split() for t in texts)
-            if len(words) >= aug.min_words for c in range(aug.copies)]
+            if aug.takes(words) for c in range(aug.copies)]
 
 
 def expand_tagged(rows: list[tuple[list[str], list[str]]], aug: TextAugment,
@@ -203,7 +206,7 @@ def expand_tagged(rows: list[tuple[list[str], list[str]]], aug: TextAugment,
     _check_copies(aug)
     pool = mentions(rows)
     return [tagged(words, tags, aug, near, pool, mask_token, _rng(seed, r, c))
-            for r, (words, tags) in enumerate(rows) if len(words) >= aug.min_words
+            for r, (words, tags) in enumerate(rows) if aug.takes(words)
             for c in range(aug.copies)]
 
 
@@ -218,13 +221,13 @@ def write_rows(task_name: str, data, embeddings: np.ndarray, vocab: dict[str, in
     if task_name == "token-classification":
         rows = [(list(w), [data.label_names[i] for i in ids])
                 for w, ids in zip(train["tokens"], train["label"])]
-        words = {w.lower() for ws, _ in rows if len(ws) >= aug.min_words for w in ws}
+        words = {w.lower() for ws, _ in rows if aug.takes(ws) for w in ws}
         made = [{"tokens": ws} for ws, _ in expand_tagged(
             rows, aug, neighbours(embeddings, vocab, words, aug.neighbours), mask_token, seed)]
     elif task_name == "text-classification" and "text_pair" not in train.column_names:
         texts = list(train["text"])
-        words = {w.lower() for t in texts if len(t.split()) >= aug.min_words
-                 for w in t.split()}  # (the neighbours of the words copied)
+        # (the neighbours of the copied rows' words alone)
+        words = {w.lower() for ws in map(str.split, texts) if aug.takes(ws) for w in ws}
         made = [{"text": t} for t in expand_texts(
             texts, aug, neighbours(embeddings, vocab, words, aug.neighbours), mask_token,
             seed)]

@@ -49,13 +49,12 @@ def has_images(columns: list[str]) -> bool:
 
 
 def may_name_files(path: Path, image_column: str | None = None) -> bool:
-    """Whether a data file may list images beside it, files whose content its own does not
-    hold: an image column among its columns (any that reading tries), or columns that its
-    header does not tell."""
+    """Whether a data file lists images beside it, files whose content its own does not hold:
+    an image column (any that reading tries, or `image_column`) among the columns its header
+    tells (a file whose header tells none, a report or a model file, is taken as it is)."""
     from .files import column_names
 
-    columns = column_names(path)
-    return columns is None or any(c in IMAGE_COLUMNS or c == image_column for c in columns)
+    return any(c in IMAGE_COLUMNS or c == image_column for c in column_names(path) or ())
 
 
 def _classes(folder: Path) -> list[Path]:
