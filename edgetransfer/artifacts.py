@@ -280,16 +280,18 @@ class OutputFolder:
 
 
 def fingerprint(path: str, image_column: str | None = None) -> str:
-    """Content identity of an input: a file's sha256 (a data file that may list images
-    beside it: with its folder's files, the pictures it names, `image_column` its own name for
-    them), an artifact's manifest sha256, a folder's files' hashes, or (a built-in name or hub
-    id) the name with the installed package versions. Never where it lies."""
+    """Content identity of an input: a file's sha256 (a data file that lists images beside
+    it: with the pictures it names, `image_column` its own name for them, and nothing else of
+    their folder, which may hold a run's output as it is written), an artifact's manifest
+    sha256, a folder's files' hashes, or (a built-in name or hub id) the name with the
+    installed package versions. Never where it lies."""
     p = Path(path)
     if p.is_file():
-        from .data.images import may_name_files
+        from .data.images import named_files
 
-        if may_name_files(p, image_column):
-            return _files_digest(p.resolve().parent, sha256(p))
+        pictures = named_files(p, image_column)
+        if pictures is not None:
+            return _files_digest(p.resolve().parent, sha256(p), pictures)
         return sha256(p)
     if p.is_dir() and (p / MANIFEST).exists():
         return sha256(p / MANIFEST)
@@ -301,11 +303,15 @@ def fingerprint(path: str, image_column: str | None = None) -> str:
     return f"{path}@{json.dumps(versions(package), sort_keys=True)}"
 
 
-def _files_digest(folder: Path, seed: str = "") -> str:
-    """The sha256 of every file under `folder`, by its path there and its content."""
+def _files_digest(folder: Path, seed: str = "", files: list[Path] | None = None) -> str:
+    """The sha256 of `files` under `folder` (every file there when None), each by its path
+    there and its content; one missing is hashed as missing (reading it says so, in words)."""
     h = hashlib.sha256(seed.encode())
-    for f in sorted(x for x in folder.rglob("*") if x.is_file()):
-        h.update(f.relative_to(folder).as_posix().encode() + sha256(f).encode())
+    if files is None:
+        files = sorted(x for x in folder.rglob("*") if x.is_file())
+    for f in files:
+        h.update(f.relative_to(folder).as_posix().encode()
+                 + (sha256(f) if f.is_file() else "missing").encode())
     return h.hexdigest()
 
 

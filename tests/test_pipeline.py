@@ -544,6 +544,13 @@ def test_a_key_takes_out_the_places_of_the_run_and_of_inputs_whose_content_it_ho
     text = fingerprint(str(data / "train.tsv"))  # (a text table: its own bytes alone)
     (data / "a.png").write_bytes(b"a third")
     assert fingerprint(str(data / "train.tsv")) == text
+    table = fingerprint(str(data / "images.csv"))  # (the pictures it names, nothing else there:
+    (data / "run" / "teacher").mkdir(parents=True)  # a run written beside them is none)
+    (data / "run" / "teacher" / "model.safetensors").write_bytes(b"weights")
+    (data / "b.png").write_bytes(b"a picture no row names")
+    assert fingerprint(str(data / "images.csv")) == table
+    (data / "images.csv").write_text("image,label\na.png,cat\nb.png,dog\n")
+    assert fingerprint(str(data / "images.csv")) != table
 
 
 def test_reuse_from_a_folder_that_is_no_run_is_refused_before_anything_is_made(

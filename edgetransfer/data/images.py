@@ -57,6 +57,17 @@ def may_name_files(path: Path, image_column: str | None = None) -> bool:
     return any(c in IMAGE_COLUMNS or c == image_column for c in column_names(path) or ())
 
 
+def named_files(path: Path, image_column: str | None = None) -> list[Path] | None:
+    """The picture files a data file names (each once, in the order first named), or None
+    when it lists no images (may_name_files). Pictures held in the table as bytes are not
+    among them: the table's own bytes hold those. A row naming a path that leaves the table's
+    folder is the DataError that reading the table gives."""
+    if not may_name_files(path, image_column):
+        return None
+    sources = read_table_images(str(path), image_column, None, (), want_labels=False)[0]
+    return [Path(s) for s in dict.fromkeys(s for s in sources if isinstance(s, str))]
+
+
 def _classes(folder: Path) -> list[Path]:
     subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     loose = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
