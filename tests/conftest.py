@@ -13,6 +13,20 @@ import pytest
 
 from edgetransfer.modeling.backbones import builtin_path
 
+
+def pytest_configure(config):
+    """Where the tests run in parallel processes (pytest-xdist, pyproject's addopts), each
+    takes its share of the cores for torch's threads: left at one thread a core, two
+    processes' threads would contend for every core, and tiny models gain nothing from
+    more than one thread anyway."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
 WORDS = {
     "pos": ["great", "lovely", "superb", "fine", "excellent", "wonderful", "good", "nice"],
     "neg": ["awful", "bad", "terrible", "poor", "boring", "dull", "horrible", "weak"],
