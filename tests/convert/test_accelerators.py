@@ -95,11 +95,14 @@ def test_token_task_outputs_come_back_at_the_callers_length(tiny_tagger, token_d
 def nnapi_image(image_teacher, image_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("nnapi-image") / "image"
     # (a weak toy model, many near-ties; the parity check runs the NPU's int8 on this CPU,
-    # whose u8 x s8 products saturate on AVX2 without VNNI: 22 of 28 agreed there, 0.786)
+    # whose u8 x s8 products saturate on AVX2 without VNNI: of 28, 22 agreed there (0.786)
+    # with the teacher trained on two threads, 18 (0.643) with it trained on one, as each of
+    # pytest-xdist's processes on two cores does. The profile's graph is what these tests
+    # check; the int8 parity gate has tests of its own)
     export.run(export.ExportConfig(model=str(image_teacher), out=out, accelerator="nnapi",
                                    calibration_data=str(image_data / "train"),
                                    eval_data=str(image_data / "test"), max_accuracy_drop=50,
-                                   min_agreement=0.7))
+                                   min_agreement=0.5))
     return out
 
 
