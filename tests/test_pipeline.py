@@ -510,7 +510,7 @@ def test_a_key_takes_out_the_places_of_the_run_and_of_inputs_whose_content_it_ho
     the pictures it lists: other pictures are another key, the same ones elsewhere are not."""
     import shutil
 
-    from edgetransfer.artifacts import fingerprint
+    from edgetransfer.artifacts import fingerprint, sha256
     from edgetransfer.pipeline import placeless
 
     root = tmp_path / "runs" / "layers=2"
@@ -551,6 +551,10 @@ def test_a_key_takes_out_the_places_of_the_run_and_of_inputs_whose_content_it_ho
     assert fingerprint(str(data / "images.csv")) == table
     (data / "images.csv").write_text("image,label\na.png,cat\nb.png,dog\n")
     assert fingerprint(str(data / "images.csv")) != table
+    # a text table with a path column that names no picture: its own bytes, refused by no one
+    (data / "notes.jsonl").write_text('{"text": "good", "label": 1, "path": ""}\n'
+                                      '{"text": "bad", "label": 0, "path": "../elsewhere"}\n')
+    assert fingerprint(str(data / "notes.jsonl")) == sha256(data / "notes.jsonl")
 
 
 def test_reuse_from_a_folder_that_is_no_run_is_refused_before_anything_is_made(

@@ -59,12 +59,16 @@ def may_name_files(path: Path, image_column: str | None = None) -> bool:
 
 def named_files(path: Path, image_column: str | None = None) -> list[Path] | None:
     """The picture files a data file names (each once, in the order first named), or None
-    when it lists no images (may_name_files). Pictures held in the table as bytes are not
-    among them: the table's own bytes hold those. A row naming a path that leaves the table's
-    folder is the DataError that reading the table gives."""
+    when it lists no images (may_name_files) or reading it as images fails: a text table
+    whose `path` column holds something else, or an image table with a bad row, which the
+    step reading it refuses, naming the row (a fingerprint refuses nothing). Pictures held in
+    the table as bytes are not among them: the table's own bytes hold those."""
     if not may_name_files(path, image_column):
         return None
-    sources = read_table_images(str(path), image_column, None, (), want_labels=False)[0]
+    try:
+        sources = read_table_images(str(path), image_column, None, (), want_labels=False)[0]
+    except DataError:
+        return None
     return [Path(s) for s in dict.fromkeys(s for s in sources if isinstance(s, str))]
 
 
