@@ -269,6 +269,7 @@ class Steps:
         self.recipe, _ = recipes.load(self.recipe_file, list(overrides))
         self.root = recipes.output_root(self.recipe, self.recipe_file)
         self.wiring = wiring(self.recipe, self.recipe_file, self.root)
+        self.known: dict[tuple[str, str | None], str] = {}  # (fingerprints: execute's)
 
     def of_recipe(self, step: str) -> list[Planned]:
         """The recipe's own steps of stage `step` (none without its section), planned with
@@ -297,7 +298,7 @@ class Steps:
         return p
 
     def execute(self, p: Planned, counter: str = "") -> bool:
-        return execute(p, self.root, self.recipe_file, counter=counter)
+        return execute(p, self.root, self.recipe_file, counter=counter, known=self.known)
 
     @staticmethod
     def call(step: str, **settings):
@@ -409,17 +410,35 @@ class Earlier:
                 log.info("%s: %d file(s) of %s copied into %s", p.label, len(new), src, folder)
 
 
-def fingerprints(p: Planned) -> dict[str, str]:
-    """p's inputs by role -> their content identity (artifacts.fingerprint)."""
+def fingerprints(p: Planned, root: Path, known: dict | None = None) -> dict[str, str]:
+    """p's inputs by role -> their content identity (artifacts.fingerprint). `known`: the
+    fingerprints of inputs outside the run computed for earlier steps of this invocation,
+    taken as they are (no step writes outside its run, and several steps read the same data:
+    an image table is hashed with every picture it names, seconds for 60,000 of them)."""
     column = getattr(p.config, "image_column", None)
-    return {role: fingerprint(path, column) for role, path in sorted(p.inputs.items())}
+    known = {} if known is None else known
+    prints = {}
+    for role, path in sorted(p.inputs.items()):
+        if in_run(path, root):  # (an earlier step's artifact: written during this run)
+            prints[role] = fingerprint(path, column)
+            continue
+        if (str(path), column) not in known:
+            known[str(path), column] = fingerprint(path, column)
+        prints[role] = known[str(path), column]
+    return prints
+
+
+def in_run(path: str, root: Path) -> bool:
+    """Whether `path` lies in the run's folder `root` (or is it), lexically: as written."""
+    here, norm = str(root), str(Path(path))  # (a folder given as DIR/ is DIR)
+    return norm == here or norm.startswith(here + "/")
 
 
 def step_key(p: Planned, root: Path, prints: dict[str, str] | None = None) -> str:
     """The sha256 of p's settings, their places taken out (placeless), and of its inputs'
     fingerprints (`prints`: computed already)."""
     return _key(p.step, placeless(result_settings(p.config), root, p.inputs),
-                fingerprints(p) if prints is None else prints)
+                fingerprints(p, root) if prints is None else prints)
 
 
 def placeless(settings: dict, root: Path, inputs: dict[str, str]) -> dict:
@@ -436,7 +455,7 @@ def placeless(settings: dict, root: Path, inputs: dict[str, str]) -> dict:
         if not path:
             return path
         norm = str(Path(path))  # (a folder given as DIR/ is DIR)
-        if norm == here or norm.startswith(here + "/"):
+        if in_run(norm, root):
             return "@run" + norm[len(here):]
         return roles.get(norm, path)
 
@@ -528,11 +547,12 @@ def run(recipe_file: Path, overrides: list[str] = (), *, from_step: str | None =
     _save_resolved(recipe, recipe_file, overrides, root)
     failure = None
     forced = force
+    known: dict[tuple[str, str | None], str] = {}  # (fingerprints of the data: execute's)
     for i, p in enumerate(steps, 1):
         forced = forced or p.step == from_step
         try:
             execute(p, root, recipe_file, forced=forced, counter=f"{i}/{len(steps)}",
-                    earlier=earlier)
+                    earlier=earlier, known=known)
         except CheckFailed as e:  # a gate: keep the evidence, report, then stop
             failure = e
             break
@@ -545,13 +565,15 @@ def run(recipe_file: Path, overrides: list[str] = (), *, from_step: str | None =
 
 
 def execute(p: Planned, root: Path, recipe_file: Path, *, forced: bool = False,
-            counter: str = "", earlier: Earlier | None = None) -> bool:
+            counter: str = "", earlier: Earlier | None = None,
+            known: dict | None = None) -> bool:
     """Run one planned step unless root/pipeline.json records it done with the same key
     (then False: reused), or `earlier` does (then False: copied from there). A failed gate
-    is recorded, then raised."""
+    is recorded, then raised. `known`: fingerprints of the data, shared by one invocation's
+    steps (fingerprints)."""
     state = _load_state(root)
     out = p.folder
-    prints = fingerprints(p)  # (hashes the data files: once, for every key compared)
+    prints = fingerprints(p, root, known)  # (once, for every key compared)
     p.key = step_key(p, root, prints)
     done = state["steps"].get(p.label, {})
     if (not forced and done.get("status") == "done" and (out / MANIFEST).exists()

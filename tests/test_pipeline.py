@@ -46,7 +46,7 @@ STEP_FOLDERS = ["teacher", "student", "onnx-int8", "onnx-fp32", "verify", "bundl
 
 
 def test_smoke_pipeline_end_to_end_then_skips_unchanged_steps(cli, tiny_backbone, data_dir,
-                                                               tmp_path):
+                                                               tmp_path, monkeypatch):
     recipe = _recipe(tmp_path, tiny_backbone, data_dir)
     code, out = cli("run", recipe)
     assert code == 0, out
@@ -70,10 +70,18 @@ def test_smoke_pipeline_end_to_end_then_skips_unchanged_steps(cli, tiny_backbone
     assert all(s["status"] == "done" for s in state["steps"].values())
 
     before = {f: (root / f / "artifact.json").read_bytes() for f in STEP_FOLDERS}
+    from edgetransfer import pipeline
+
+    hashed = []  # (each data file is fingerprinted once for all the steps that read it)
+    monkeypatch.setattr(pipeline, "fingerprint",
+                        lambda path, *a, f=pipeline.fingerprint: hashed.append(str(path))
+                        or f(path, *a))
     code, out = cli("run", recipe)
     assert code == 0, out
     assert out.count("unchanged, reusing") == len(STEP_FOLDERS)
     assert {f: (root / f / "artifact.json").read_bytes() for f in STEP_FOLDERS} == before
+    data = [h for h in hashed if h.startswith(str(data_dir))]
+    assert sorted(set(data)) == sorted(data) and str(data_dir / "train.jsonl") in data
 
     # a changed setting re-runs that step and what depends on it, nothing before it
     code, out = cli("run", recipe, "export.1.opset=17")
@@ -477,7 +485,7 @@ def test_a_run_recorded_with_the_older_keys_is_reused_and_takes_the_new_ones(
     loaded, _ = recipes.load(recipe, [])
     for p in pipeline.plan(loaded, recipe, first):  # (the key as it was: paths as written)
         doc = {"step": p.step, "settings": result_settings(p.config),
-               "inputs": pipeline.fingerprints(p)}
+               "inputs": pipeline.fingerprints(p, first)}
         state["steps"][p.label]["key"] = hashlib.sha256(
             json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
     assert all(state["steps"][k]["key"] != v for k, v in new_keys.items())

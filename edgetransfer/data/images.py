@@ -114,8 +114,10 @@ def read_table_images(spec: str, image_column: str | None, label_column: str | N
     if isinstance(table.features[column], Image):  # a Parquet that datasets wrote
         table = table.cast_column(column, Image(decode=False))
     base = Path(spec).resolve().parent
+    # (the columns whole from Arrow: a Dataset's column is formatted a row at a time)
+    arrow = table.with_format("arrow")
     sources = []
-    for i, value in enumerate(table[column]):
+    for i, value in enumerate(arrow[column].to_pylist()):
         if isinstance(value, dict):  # datasets' Image feature exported: {"bytes", "path"}
             value = value.get("bytes") or value.get("path")
         if isinstance(value, (bytes, bytearray)):
@@ -137,7 +139,7 @@ def read_table_images(spec: str, image_column: str | None, label_column: str | N
         if label == column:
             raise DataError(f"{spec}: the column {label!r} would be both image and label; "
                             f"pass --image-column and --label-column naming two columns")
-        labels = list(table[label])
+        labels = arrow[label].to_pylist()
     return sources, labels, column
 
 
