@@ -205,13 +205,21 @@ def _run(cfg: VerifyConfig) -> VerifyReport:
     models = [reference] + candidates
     # int8 models one row at a time, as deployed (scoring.one_by_one says why)
     scored_at = {m.name: scoring.scoring_batch_size(m.precision) for m in models}
-    outputs = {m.name: _outputs(m, ds, cfg.max_length, scored_at[m.name]) for m in models}
-    probes = {m.name: _probes(m, cfg.max_length) for m in models}
+    # each model's raw outputs and probes are computed when a figure first needs them: the
+    # metrics read the shipped predictions below, so the outputs serve output parity, which
+    # a PyTorch model takes part in only as an ONNX model's source (a 12-layer reference's
+    # pass over the data is minutes on a small CPU, spent for nothing before)
+    by_name = {m.name: m for m in models}
+    outputs = _OnDemand(lambda name: _timed(
+        f"{name}: outputs over {len(labels)} examples", _outputs, by_name[name], ds,
+        cfg.max_length, scored_at[name]))
+    probes = _OnDemand(lambda name: _probes(by_name[name], cfg.max_length))
     # every model's figure is what its bundle would answer, read as the bundle reads inputs
     # (raw text, image files), the PyTorch reference too (measure/shipped.py); a task the
     # runtime has no reader for is scored on the outputs above (its own encoding)
-    preds = {m.name: shipped.predictions(task, shipped.of_runner(m), ds, m.label_names,
-                                         cfg.max_length, m.precision, cfg.max_image_pixels)
+    preds = {m.name: _timed(f"{m.name}: scored {len(labels)} examples",
+                            shipped.predictions, task, shipped.of_runner(m), ds,
+                            m.label_names, cfg.max_length, m.precision, cfg.max_image_pixels)
              if task.shipped is not None
              else task.predictions(task.scored(outputs[m.name]))
              for m in models}
@@ -419,6 +427,26 @@ def _check_names(models) -> None:
         seen[m.name] = m.path
 
 
+class _OnDemand(dict):
+    """name -> a value computed on the first look-up (`compute(name)`), then kept."""
+
+    def __init__(self, compute):
+        super().__init__()
+        self._compute = compute
+
+    def __missing__(self, name):
+        self[name] = value = self._compute(name)
+        return value
+
+
+def _timed(what: str, fn, *args):
+    """fn(*args), its wall time logged: verify's passes over the data are its long part."""
+    started = time.perf_counter()
+    result = fn(*args)
+    log.info("  %s in %.1f s", what, time.perf_counter() - started)
+    return result
+
+
 def _outputs(model, ds, max_length, batch_size: int = scoring.SCORE_BATCH) -> dict:
     """Every output of `model` over the whole data, per output name: one array per example
     (task.per_example), in order."""
@@ -531,9 +559,9 @@ def _latency(models, ds, cfg):
         jobs[WORKLOAD] = workload
         log.info("timing %d models at batch %d: %d calls each in %d interleaved rounds",
                  len(models), b, iterations, cfg.rounds)
-        times = latency.interleaved(
+        times = _timed(f"batch {b} timed", lambda: latency.interleaved(
             jobs, iterations=iterations, rounds=cfg.rounds, warmup=max(5, iterations // 10),
-            progress=lambda r, n: log.info("  round %d/%d", r, n))
+            progress=lambda r, n: log.info("  round %d/%d", r, n)))
         workload_figures[key] = latency.summarize(times.pop(WORKLOAD), 1, ci=True,
                                                   seed=cfg.seed)
         for m in models:

@@ -352,3 +352,38 @@ def test_an_export_json_pointing_its_source_elsewhere_is_not_followed(cli, model
         (cand,) = report["candidates"]
         assert cand["parity"]["against"] == "reference"  # not the folder export.json named
         assert "not the ones exported" in text and "not loaded" in text
+
+
+def test_a_models_outputs_are_computed_only_for_the_parity_that_reads_them(
+        cli, models, tmp_path, monkeypatch):
+    """The metrics come from the shipped predictions; a model's raw outputs over the data
+    serve output parity alone. A reference no ONNX model was exported from is not run over
+    the data a second time (a 12-layer teacher's pass is minutes on a small CPU); one that
+    is an export's source is, once."""
+    from edgetransfer.stages import verify
+
+    seen = []
+    real = verify._outputs
+
+    def counted(model, *args):
+        seen.append(model.name)
+        return real(model, *args)
+
+    monkeypatch.setattr(verify, "_outputs", counted)
+    onnx_other = tmp_path / "onnx-other"
+    code, err = cli("-q", "export", "--model", models["other"], "--quantize", "none",
+                    "--out", onnx_other)
+    assert code == 0, err
+    code, text, report = _verify(cli, models, tmp_path, "--candidate", models["other"],
+                                 "--candidate", onnx_other, "--max-accuracy-drop", "100",
+                                 *FAST)
+    assert code == 0, text
+    assert report["candidates"][1]["parity"]["against"] == "other"
+    assert report["candidates"][1]["parity"]["passed"]
+    assert sorted(seen) == ["onnx-other", "other"]  # not the reference's
+
+    seen.clear()
+    code, text, report = _verify(cli, models, tmp_path, "--candidate", models["onnx"], *FAST)
+    assert code == 0, text
+    assert report["candidates"][0]["parity"]["against"] == "reference"
+    assert sorted(seen) == ["onnx", "reference"]
