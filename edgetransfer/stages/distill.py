@@ -189,7 +189,7 @@ def run(cfg: DistillConfig) -> Path:
     images = bool(_check_augment(cfg, task))  # (augmented images: taught online)
     cfg, data, toks, rows, truncation, differs = _read_rows(cfg, task, teacher_bb, student_bb)
     if cfg.augment and not images:  # (before the teacher loads)
-        _check_long_enough(cfg, data)
+        _check_text_augment(cfg, task, data)
     cross = rows["teacher"] is not rows["student"]  # (each model tokenizes for itself)
     # the preprocessors that make rows of their own: not an image's two sides, which read
     # one set of rows (an --unlabeled folder is listed and checked once)
@@ -204,8 +204,8 @@ def run(cfg: DistillConfig) -> Path:
     eager = cfg.attention_weight > 0  # attention maps come only from the eager kernels
     teacher = _teacher(cfg, teacher_bb, task, toks["teacher"], eager)
     # (text: new rows the teacher labels once, beside --unlabeled's)
-    augmented = (_augmented(cfg, task, tokenizers, data, teacher) if cfg.augment and not images
-                 else None)
+    augmented = (_augmented(cfg, task, tokenizers, data, teacher, rows["student"])
+                 if cfg.augment and not images else None)
     # each extra as (the student's rows, the teacher's rows): the same rows but across
     # tokenizers
     extras = [(d[0], d[-1]) for d in (unlabeled, augmented) if d is not None]
@@ -368,16 +368,21 @@ def _unlabeled(cfg: DistillConfig, task, tokenizers: tuple, data, labelled: dict
         raise ConfigError(f"--unlabeled: the task {task.name} takes no unlabelled data")
     read = tuple(task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tok, cfg.max_length,
                                      data) for tok in tokenizers)
-    return _outside(read, [labelled[k] for k in ("train", "validation") if k in labelled],
-                    cfg.unlabeled)
+    return _outside(read, _labelled(labelled), "--unlabeled", cfg.unlabeled)
 
 
-def _outside(read: tuple, labelled: list, spec: str) -> tuple:
+def _labelled(rows: dict) -> list:
+    """The splits whose examples no row without a gold label repeats: train's are taught
+    with their gold labels, validation's choose the checkpoint, and test's are the figure
+    reported (its texts taught with the teacher's answers would be a leak)."""
+    return [rows[k] for k in ("train", "validation", "test") if k in rows]
+
+
+def _outside(read: tuple, labelled: list, flag: str, spec: str) -> tuple:
     """`read` (per tokenizer, the student's first, as `labelled` is tokenized) less the
-    examples a labelled split holds already: train's are taught with their gold labels, and
-    validation's choose the checkpoint. So the train file itself can be --unlabeled beside a
-    --train-sample of it (the recipes with a strong teacher): the sample labelled (and
-    validation carved from it), the rest unlabelled, none twice.
+    examples a labelled split holds already (_labelled says why). So the train file itself
+    can be --unlabeled beside a --train-sample of it (the recipes with a strong teacher):
+    the sample labelled (and validation carved from it), the rest unlabelled, none twice.
 
     By example, not by row: a tagger's long sentence is several rows (windows), as many as
     each tokenizer needs, so row numbers would name other sentences in the teacher's rows
@@ -386,12 +391,12 @@ def _outside(read: tuple, labelled: list, spec: str) -> tuple:
     keys = _example_keys(read[0])
     keep = [example for example, key in keys.items() if key not in known]
     if not keep:
-        raise DataError(f"--unlabeled {spec}: every row is one that train or validation "
+        raise DataError(f"{flag} {spec}: every row is one that train, validation or test "
                         f"holds already; give rows they do not")
     left = len(keys) - len(keep)
     if left:
-        log.info("unlabelled: %d of %d examples left out, train or validation holds them",
-                 left, len(keys))
+        log.info("%s: %d of %d examples left out, train, validation or test holds them",
+                 flag, left, len(keys))
     return (tuple(_examples(d, keep) for d in read) if left else read), left
 
 
@@ -454,34 +459,44 @@ def _check_augment(cfg: DistillConfig, task) -> bool | None:
     return images
 
 
-def _check_long_enough(cfg: DistillConfig, data) -> None:
-    """A preset with a floor of words (long) finds rows that reach it, or says so."""
+def _check_text_augment(cfg: DistillConfig, task, data) -> None:
+    """A text preset fits the task's rows, and one with a floor of words (long) finds rows
+    that reach it, or says so."""
     aug = augment_text.preset(cfg.augment)
+    augment_text.check_task(task.name, data.splits["train"], cfg.augment)
     if aug.min_words and not augment_text.long_enough(data.splits["train"], aug):
         raise DataError(f"--augment {cfg.augment}: no row of {cfg.train} has {aug.min_words} "
                         f"words or more to copy; choose another preset "
                         f"({', '.join(augment_text.PRESETS)})")
 
 
-def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher):
+def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher, labelled: dict):
     """--augment's rows (data/augment_text.py: words from the teacher's vocabulary and
     embedding neighbourhood), read back through the task's unlabelled reader, so they are
-    checked and tokenized as --unlabeled's are, once per tokenizer (the teacher's last)."""
+    checked and tokenized as --unlabeled's are, once per tokenizer (the teacher's last),
+    each with its own mask token; less those a labelled split holds (`labelled`, as
+    _unlabeled)."""
     import tempfile
 
     aug, tokenizer = augment_text.preset(cfg.augment), tokenizers[-1]
     embeddings = teacher.get_input_embeddings().weight.detach().float().cpu().numpy()
-    mask = tokenizer.mask_token or tokenizer.unk_token
+    made = augment_text.make_rows(task.name, data, embeddings, tokenizer.get_vocab(), aug,
+                                  cfg.seed)
+    floor = f" of {aug.min_words} words or more" if aug.min_words else ""
+    log.info("--augment %s: %d new rows from the %d training rows%s (%d copies each, those "
+             "alike or equal to a training row once), for the teacher to label", cfg.augment,
+             len(made), len(data.splits["train"]), floor, aug.copies)
+    if not made:
+        raise DataError(f"--augment {cfg.augment}: every copy of {cfg.train}'s rows came out "
+                        f"as a training row; choose another preset "
+                        f"({', '.join(augment_text.PRESETS)})")
+    read = []
     with tempfile.TemporaryDirectory(prefix="edgetransfer-augment-") as scratch:
-        path = Path(scratch) / "augmented.jsonl"
-        n = augment_text.write_rows(task.name, data, embeddings, tokenizer.get_vocab(), mask,
-                                    aug, cfg.seed, path)
-        floor = f" of {aug.min_words} words or more" if aug.min_words else ""
-        log.info("--augment %s: %d new rows from %d of the %d training rows%s, for the "
-                 "teacher to label", cfg.augment, n, n // aug.copies,
-                 len(data.splits["train"]), floor)
-        return tuple(task.read_unlabeled(str(path), None, tok, cfg.max_length, data)
-                     for tok in tokenizers)
+        for i, tok in enumerate(tokenizers):
+            path = Path(scratch) / f"augmented-{i}.jsonl"
+            augment_text.write_rows(task.name, made, tok.mask_token or tok.unk_token, path)
+            read.append(task.read_unlabeled(str(path), None, tok, cfg.max_length, data))
+    return _outside(tuple(read), _labelled(labelled), "--augment", cfg.augment)[0]
 
 
 def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, extras: list,

@@ -93,3 +93,91 @@ def test_a_preset_with_a_floor_copies_only_the_rows_that_long():
     assert len(tagged) == 2 and all(len(w) == len(t) for w, t in tagged)
     assert {w[0] for w, _ in tagged} == {"Bob"}  # (a short row's mention swapped in)
     assert at.preset("long").min_words == 15 and at.preset("eda").min_words == 0
+
+
+def test_a_one_word_sentence_keeps_its_word_when_the_delete_roll_hits():
+    """The delete roll on a sentence of one word keeps the word as it is; it does not fall
+    through to a replacement (which it did, half the time at delete 0.5)."""
+    aug = at.TextAugment(1, delete=0.5)
+    near = {"good": ["great"]}
+    outs = [at.sentence(["good"], aug, near, "[MASK]", np.random.default_rng(s))
+            for s in range(200)]
+    assert outs == [["good"]] * 200
+
+
+def test_a_tagged_copy_is_never_empty():
+    """Every word of an all-O sentence deleted: the first stays (the tagger's reader refuses
+    a sentence of no words, so `eda` on CoNLL's two-word rows stopped the run)."""
+    aug = at.TextAugment(copies=64, delete=0.99)
+    rows = [(["yes", "no"], ["O", "O"])] * 4
+    out = at.expand_tagged(rows, aug, {}, "[MASK]", seed=0)
+    assert all(words and len(words) == len(tags) for words, tags in out)
+    assert (["yes"], ["O"]) in out
+
+
+class _Split(dict):
+    """A split as make_rows reads it: columns by name."""
+
+    @property
+    def column_names(self):
+        return list(self)
+
+
+class _Data:
+    def __init__(self, train: dict, label_names=None):
+        self.splits = {"train": _Split(train)}
+        self.label_names = label_names
+
+
+def test_made_rows_repeat_neither_a_training_row_nor_each_other():
+    """A copy that edited nothing is its training row; two copies may come out alike: each
+    such sentence would be taught twice, so make_rows keeps the first of each."""
+    data = _Data({"text": ["the good movie", "the great movie", "good"]})
+    aug = at.TextAugment(copies=6, replace=0.5)
+    near = at.neighbours(_embeddings(), VOCAB, {"the", "good", "great", "movie"},
+                         aug.neighbours)
+    rows = at.make_rows("text-classification", data, _embeddings(), VOCAB, aug, seed=3)
+    texts = [" ".join(ws) for ws in rows]
+    every = at.expand_texts(data.splits["train"]["text"], aug, near, at.MASK, 3)
+    assert len(every) == 18 and 0 < len(texts) < 18
+    assert len(set(texts)) == len(texts)
+    assert not set(texts) & set(data.splits["train"]["text"])
+    assert texts == list(dict.fromkeys(t for t in every if t not in data.splits["train"]["text"]))
+    # nothing edited at all: nothing new
+    assert at.make_rows("text-classification", data, _embeddings(), VOCAB,
+                        at.TextAugment(copies=3), seed=3) == []
+    tagger = _Data({"tokens": [["Bob", "left"], ["Ann", "left"]], "label": [[1, 0], [1, 0]]},
+                   ["O", "B-PER"])
+    made = at.make_rows("token-classification", tagger, _embeddings(), VOCAB,
+                        at.TextAugment(copies=4, mention_swap=1.0), seed=0)
+    assert made == []  # (each copy, its mention swapped for the other, is the other row)
+
+
+def test_each_model_reads_a_masked_word_as_its_own_mask_token(tmp_path):
+    """One set of rows, written once per tokenizer: "[MASK]" for a WordPiece student,
+    "<mask>" for an mpnet teacher; one's mask is ordinary text to the other's reader."""
+    import json
+
+    data = _Data({"text": ["the good movie", "a good film"]})
+    rows = at.make_rows("text-classification", data, _embeddings(), VOCAB,
+                        at.TextAugment(copies=4, mask=0.6), seed=0)
+    assert any(at.MASK in ws for ws in rows)
+    for token in ("[MASK]", "<mask>"):
+        path = tmp_path / f"{token}.jsonl"
+        assert at.write_rows("text-classification", rows, token, path) == len(rows)
+        texts = [json.loads(line)["text"] for line in path.read_text().splitlines()]
+        assert texts == [" ".join(token if w == at.MASK else w for w in ws) for ws in rows]
+        assert at.MASK not in "".join(texts)
+    at.write_rows("token-classification", [["Bob", at.MASK]], "[MASK]", tmp_path / "t.jsonl")
+    assert json.loads((tmp_path / "t.jsonl").read_text()) == {"tokens": ["Bob", "[MASK]"]}
+
+
+def test_a_task_text_augmentation_does_not_edit_is_refused():
+    at.check_task("text-classification", _Split({"text": []}), "eda")
+    at.check_task("token-classification", _Split({"tokens": []}), "ner")
+    with pytest.raises(ConfigError, match="--augment eda: text augmentation is for single-text "
+                                          "classification and token classification, not "
+                                          "text-classification with a text pair"):
+        at.check_task("text-classification", _Split({"text": [], "text_pair": []}), "eda")
+    with pytest.raises(ConfigError, match="not image-classification"):
+        at.check_task("image-classification", _Split({"image": []}), "eda")
