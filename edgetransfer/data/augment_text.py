@@ -81,17 +81,34 @@ def is_word(token: str) -> bool:
     return token.isalpha() and token.isascii() and len(token) > 1
 
 
+# The marks that begin a word in SentencePiece (▁) and byte-level BPE (Ġ) vocabularies;
+# there the unmarked entries are the pieces inside words, as WordPiece's ##-marked ones are.
+WORD_STARTS = ("\u2581", "\u0120")
+
+
+def whole_words(vocab: dict[str, int]) -> dict[str, int]:
+    """Each whole word of a vocabulary -> its id: WordPiece's plain entries, or a
+    SentencePiece or byte-level BPE vocabulary's word-initial entries, their mark dropped
+    (told apart by which marks a quarter of the entries carry)."""
+    marked = [t for t in vocab if t[:1] in WORD_STARTS]
+    if len(marked) * 4 > len(vocab):
+        return {t[1:]: vocab[t] for t in marked if is_word(t[1:])}
+    return {t: i for t, i in vocab.items() if is_word(t)}
+
+
 def neighbours(embeddings: np.ndarray, vocab: dict[str, int], words: set[str], k: int
                ) -> dict[str, list[str]]:
-    """Each of `words` found in `vocab` -> its k nearest whole-word tokens by cosine in the
-    embedding table (itself excluded). Computed in blocks: a 30k x 384 table is fine."""
-    candidates = sorted((t for t in vocab if is_word(t)), key=vocab.__getitem__)
+    """Each of `words` that is a whole word of `vocab` -> its k nearest whole words by
+    cosine in the embedding table (itself excluded). Computed in blocks: a 30k x 384 table
+    is fine."""
+    vocab = whole_words(vocab)
+    candidates = sorted(vocab, key=vocab.__getitem__)
     if not candidates:
         return {}
     ids = np.array([vocab[t] for t in candidates])
     table = embeddings[ids].astype(np.float32)
     table /= np.linalg.norm(table, axis=1, keepdims=True) + 1e-12
-    asked = sorted(w for w in words if w in vocab and is_word(w))
+    asked = sorted(w for w in words if w in vocab)
     out = {}
     for start in range(0, len(asked), 512):
         block = asked[start:start + 512]

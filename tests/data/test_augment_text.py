@@ -181,3 +181,16 @@ def test_a_task_text_augmentation_does_not_edit_is_refused():
         at.check_task("text-classification", _Split({"text": [], "text_pair": []}), "eda")
     with pytest.raises(ConfigError, match="not image-classification"):
         at.check_task("image-classification", _Split({"image": []}), "eda")
+
+
+def test_a_sentencepiece_or_bpe_teachers_words_are_its_marked_entries():
+    """In a SentencePiece (▁) or byte-level BPE (Ġ) vocabulary the word-initial entries are
+    the whole words and the unmarked ones are pieces: neighbours are words, written bare."""
+    for mark in ("\u2581", "\u0120"):
+        vocab = {(mark + w if w in ("good", "great", "fine", "bad", "movie", "film", "the")
+                  else w): i for w, i in VOCAB.items()}
+        vocab["ing"] = len(vocab)  # (a piece: unmarked)
+        table = np.vstack([_embeddings(), [[1, 0.1, 0.01]]]).astype(np.float32)
+        near = at.neighbours(table, vocab, {"good", "movie", "ing"}, 2)
+        assert near["good"] == ["great", "fine"] and near["movie"][0] == "film"
+        assert "ing" not in near and "ing" not in near["good"]
