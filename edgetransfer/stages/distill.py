@@ -488,7 +488,7 @@ def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher, label
              len(made), len(data.splits["train"]), floor, aug.copies)
     if not made:
         raise DataError(f"--augment {cfg.augment}: every copy of {cfg.train}'s rows came out "
-                        f"as a training row; choose another preset "
+                        f"as a training row or another copy; choose another preset "
                         f"({', '.join(augment_text.PRESETS)})")
     read = []
     with tempfile.TemporaryDirectory(prefix="edgetransfer-augment-") as scratch:
