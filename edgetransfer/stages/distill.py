@@ -483,9 +483,10 @@ def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher, label
     made = augment_text.make_rows(task.name, data, embeddings, tokenizer.get_vocab(), aug,
                                   cfg.seed)
     floor = f" of {aug.min_words} words or more" if aug.min_words else ""
-    log.info("--augment %s: %d new rows from the %d training rows%s (%d copies each, those "
-             "alike or equal to a training row once), for the teacher to label", cfg.augment,
-             len(made), len(data.splits["train"]), floor, aug.copies)
+    log.info("--augment %s: %d new rows from %d of the %d training rows%s (%d copies each, "
+             "less those alike or equal to a training row), for the teacher to label",
+             cfg.augment, len(made), augment_text.long_enough(data.splits["train"], aug),
+             len(data.splits["train"]), floor, aug.copies)
     if not made:
         raise DataError(f"--augment {cfg.augment}: every copy of {cfg.train}'s rows came out "
                         f"as a training row or another copy; choose another preset "
