@@ -251,8 +251,9 @@ def test_a_file_given_as_two_kinds_of_data_is_warned_about(data_dir, tmp_path, c
                                "unlabeled": str(data_dir / "test.jsonl")})
     assert said == [f"--train {data_dir / 'train.jsonl'} is also --validation: the best "
                     f"checkpoint is chosen on rows it trains on",
-                    f"--unlabeled {data_dir / 'test.jsonl'} is also --test: the student "
-                    f"learns the teacher's answers on the rows it is tested on"]
+                    f"--unlabeled {data_dir / 'test.jsonl'} is also --test: its rows are "
+                    f"left out, the student is not taught the teacher's answers on the rows "
+                    f"it is tested on"]
     # a hub id names a dataset, not a split: never compared
     assert splits.warn_shared({"train": "glue:sst2", "validation": "glue:sst2"}) == []
 

@@ -28,10 +28,11 @@ def is_local(spec: str) -> bool:
 APART = {
     ("train", "validation"): "the best checkpoint is chosen on rows it trains on",
     ("train", "test"): "the test figures are of rows the model trained on",
-    ("unlabeled", "validation"): "the student learns the teacher's answers on the rows it "
-                                 "is chosen on",
-    ("unlabeled", "test"): "the student learns the teacher's answers on the rows it is "
-                           "tested on",
+    # (distill leaves such rows out of --unlabeled's: the same file gives none)
+    ("unlabeled", "validation"): "its rows are left out, the student is not taught the "
+                                 "teacher's answers on the rows it is chosen on",
+    ("unlabeled", "test"): "its rows are left out, the student is not taught the teacher's "
+                           "answers on the rows it is tested on",
 }
 
 
