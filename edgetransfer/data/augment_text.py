@@ -265,13 +265,14 @@ def make_rows(task_name: str, data, embeddings: np.ndarray, vocab: dict[str, int
             rows, aug, neighbours(embeddings, vocab, words, aug.neighbours), MASK, seed)]
         seen = {tuple(ws) for ws, _ in rows}
     else:
-        texts = [t.split() for t in train["text"]]
+        texts = list(train["text"])
+        split = [t.split() for t in texts]
         # (the neighbours of the copied rows' words alone)
-        words = {w.lower() for ws in texts if aug.takes(ws) for w in ws}
+        words = {w.lower() for ws in split if aug.takes(ws) for w in ws}
         near = neighbours(embeddings, vocab, words, aug.neighbours)
-        made = [s.split(" ") for s in expand_texts(
-            [" ".join(ws) for ws in texts], aug, near, MASK, seed)]
-        seen = {tuple(ws) for ws in texts}
+        # (expand_texts joins a new sentence's words with single spaces)
+        made = [s.split(" ") for s in expand_texts(texts, aug, near, MASK, seed)]
+        seen = set(map(tuple, split))
     kept = []
     for ws in made:
         if tuple(ws) not in seen:

@@ -210,9 +210,8 @@ def _run(cfg: VerifyConfig) -> VerifyReport:
     # a PyTorch model takes part in only as an ONNX model's source (a 12-layer reference's
     # pass over the data is minutes on a small CPU, spent for nothing before)
     by_name = {m.name: m for m in models}
-    outputs = _OnDemand(lambda name: _timed(
-        f"{name}: outputs over {len(labels)} examples", _outputs, by_name[name], ds,
-        cfg.max_length, scored_at[name]))
+    outputs = _OnDemand(lambda name: _outputs(by_name[name], ds, cfg.max_length,
+                                              scored_at[name]))
     probes = _OnDemand(lambda name: _probes(by_name[name], cfg.max_length))
     # every model's figure is what its bundle would answer, read as the bundle reads inputs
     # (raw text, image files), the PyTorch reference too (measure/shipped.py); a task the
@@ -449,7 +448,8 @@ def _timed(what: str, fn, *args):
 
 def _outputs(model, ds, max_length, batch_size: int = scoring.SCORE_BATCH) -> dict:
     """Every output of `model` over the whole data, per output name: one array per example
-    (task.per_example), in order."""
+    (task.per_example), in order; its wall time logged."""
+    started = time.perf_counter()
     parts: dict[str, list] = {}
     pairs = scoring.batches(model.task, model.preprocessor, ds, max_length,
                             scoring.SCORE_BATCH)
@@ -458,6 +458,8 @@ def _outputs(model, ds, max_length, batch_size: int = scoring.SCORE_BATCH) -> di
     for feeds, _ in pairs:
         for k, v in model.run(feeds).items():
             parts.setdefault(k, []).extend(model.task.per_example(v, feeds))
+    log.info("  %s: outputs over %d examples in %.1f s", model.name, len(ds),
+             time.perf_counter() - started)
     return parts
 
 
