@@ -121,6 +121,12 @@ class OutputOptions(BaseModel):
                          "complete checkpoint.")
     keep_checkpoints: bool = Field(False, description="Keep the intermediate Trainer "
                                    "checkpoints under checkpoints/.")
+    checkpoint_minutes: float = Field(30.0, ge=0, description="Also save a checkpoint to "
+                                      "resume from after this many minutes of training "
+                                      "since the last save, between the evaluations' "
+                                      "(which alone can be the best); an interruption then "
+                                      "loses at most this much; 0 saves at evaluations "
+                                      "only [default: 30].")
 
 
 class TaskOption(BaseModel):
@@ -185,7 +191,8 @@ class FloorOption(BaseModel):
 # run may differ in them, a pipeline step and a bundle are the same without them. The one
 # list every stage and the pipeline read. (teacher_cache: where distill keeps the teacher's
 # outputs, which are the same read from it or computed.)
-RUN_CONTROL = frozenset({"out", "overwrite", "resume", "keep_checkpoints", "teacher_cache"})
+RUN_CONTROL = frozenset({"out", "overwrite", "resume", "keep_checkpoints", "checkpoint_minutes",
+                         "teacher_cache"})
 
 
 def result_settings(cfg: BaseModel) -> dict:

@@ -730,13 +730,58 @@ def _cached_logits(cfg, teacher, transfer, collate, device, names: tuple[str, ..
             str(p) for name, p in paths.items() if name not in missing))
     outputs = {name: _read_cached(p) for name, p in paths.items() if name not in missing}
     if missing:
-        computed = teacher_outputs(teacher, transfer, collate, device, missing,
-                                   cfg.teacher_batch_size, pooled_layers)
         folder.mkdir(parents=True, exist_ok=True)
+        computed = _in_pieces(cfg, teacher, transfer, collate, device, missing, pooled_layers,
+                              {name: paths[name] for name in missing})
         for name in missing:
             _write_cached(paths[name], computed[name])
+            for piece in folder.glob(f".{paths[name].stem}.rows-*.npz"):
+                piece.unlink(missing_ok=True)
         outputs |= computed
     return {name: outputs[name] for name in names}
+
+
+# A pass of the teacher over a part of more rows than this is saved piece by piece beside
+# the part's files, so an interrupted pass resumes from its last piece: a 12-layer teacher
+# reads about 9 sentences a second on 2 cores, a piece is minutes, the whole part may be
+# hours (100,000 augmented sentences).
+PIECE_ROWS = 4096
+
+
+def _in_pieces(cfg, teacher, transfer, collate, device, names: tuple[str, ...],
+               pooled_layers: tuple[int, ...], paths: dict) -> dict[str, list]:
+    """teacher_outputs over `transfer`, PIECE_ROWS rows at a time, each piece written as a
+    hidden file beside its output's `paths` entry and read back, not computed, by a pass
+    that finds it (the part's key in its name: the same teacher and rows)."""
+    if len(transfer) <= PIECE_ROWS:
+        return teacher_outputs(teacher, transfer, collate, device, names,
+                               cfg.teacher_batch_size, pooled_layers)
+    pieces = {}
+    for at in range(0, len(transfer), PIECE_ROWS):
+        end = min(at + PIECE_ROWS, len(transfer))
+        pieces[at, end] = {name: p.parent / f".{p.stem}.rows-{at}-{end}.npz"
+                           for name, p in paths.items()}
+    left = [piece for piece, files in pieces.items()
+            if not all(f.exists() for f in files.values())]
+    if len(left) < len(pieces):
+        log.info("teacher outputs: %d of %d rows read from an interrupted pass",
+                 len(transfer) - sum(end - at for at, end in left), len(transfer))
+    seen = pass_progress(sum(end - at for at, end in left), "teacher outputs")
+    out: dict[str, list] = {name: [] for name in names}
+    computed = 0
+    for (at, end), files in pieces.items():
+        if (at, end) in left:
+            got = teacher_outputs(teacher, transfer.select(range(at, end)), collate, device,
+                                  names, cfg.teacher_batch_size, pooled_layers,
+                                  progress=lambda done, before=computed: seen(before + done))
+            for name, f in files.items():
+                _write_cached(f, got[name])
+            computed += end - at
+        else:
+            got = {name: _read_cached(f) for name, f in files.items()}
+        for name in names:
+            out[name] += got[name]
+    return out
 
 
 def _read_cached(path: Path) -> list:
@@ -820,12 +865,13 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "image")
 
 
 def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
-                    batch_size: int = 64, pooled_layers: tuple[int, ...] = ()
+                    batch_size: int = 64, pooled_layers: tuple[int, ...] = (), progress=None
                     ) -> dict[str, list]:
     """The model's outputs `names` for every row, in order, one float32 numpy array per row
     and output (one pass); POOLED among them: its pooled states at `pooled_layers` (indices
     into its hidden states) flattened, float16 (2 x width x layers a row: 12 KB for
-    mpnet-base at 4 layers).
+    mpnet-base at 4 layers). `progress`: called with the rows done [default: a log line
+    every 30 s].
 
     Per row, not one array: a per-token head's rows differ in length (each is cut to its
     row's real tokens, from the attention mask).
@@ -838,7 +884,7 @@ def teacher_outputs(model, dataset, collate, device, names: tuple[str, ...],
     # rows in order of length (train/length_order.py); each output put back at its row
     order = length_order(dataset) or list(range(len(dataset)))
     out: dict[str, list] = {name: [None] * len(dataset) for name in names}
-    seen = pass_progress(len(dataset), "teacher outputs")
+    seen = progress or pass_progress(len(dataset), "teacher outputs")
     with torch.inference_mode():
         for start in range(0, len(dataset), batch_size):
             at = order[start:start + batch_size]

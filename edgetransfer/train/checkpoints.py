@@ -161,3 +161,54 @@ def evaluate_the_last_step():
             return control
 
     return LastStep()
+
+
+def save_every(minutes: float):
+    """A callback: a checkpoint to resume from once `minutes` of training have passed since
+    the last save, whatever the evaluation interval.
+
+    Evaluation by epoch saves only at each epoch's end: an hour or more of a 12-layer
+    teacher, or of a student over an augmented transfer set, on a 2-core machine, all lost
+    when the machine goes. A checkpoint saved here is not evaluated, so it is never the
+    best; the guard's rotation (guard_checkpoints: the newest and the best kept) removes it
+    once a later one is complete. Every process saves at the same step (the Trainer's save
+    waits for all of them): the first process's clock decides, passed to the others.
+    """
+    import time
+
+    from transformers import TrainerCallback
+
+    seconds = minutes * 60
+
+    class SaveEvery(TrainerCallback):
+        def __init__(self):
+            self.since = time.monotonic()
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.since = time.monotonic()  # (a resumed run counts from its own start)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            due = _agreed(time.monotonic() - self.since >= seconds, args.device)
+            if due and not control.should_save:
+                log.info("step %d: %s minutes since the last save, a checkpoint to resume from",
+                         state.global_step, f"{minutes:g}")
+                control.should_save = True
+            return control
+
+        def on_save(self, args, state, control, **kwargs):
+            self.since = time.monotonic()
+
+    return SaveEvery()
+
+
+def _agreed(flag: bool, device) -> bool:
+    """`flag` as the first process has it, in every process (itself where there is one)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    import torch
+
+    value = torch.tensor([int(flag)], device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())

@@ -25,6 +25,7 @@ from .checkpoints import (
     evaluate_the_last_step,
     guard_checkpoints,
     newest_complete_checkpoint,
+    save_every,
 )
 from .devices import Placement
 from .guards import check_finite, nan_guard
@@ -379,6 +380,8 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
     use_our_progress(trainer, progress)
     trainer.add_callback(nan_guard(lr, placement.precision))
     trainer.add_callback(evaluate_the_last_step())
+    if opts.checkpoint_minutes:
+        trainer.add_callback(save_every(opts.checkpoint_minutes))
     guard_checkpoints(trainer, lr, placement.precision)
     if checkpoint:
         log.info("resuming from %s", checkpoint)

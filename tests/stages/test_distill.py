@@ -459,6 +459,60 @@ def test_pooled_states_across_tokenizers_are_the_teachers_on_its_own_tokens(
             assert torch.allclose(targets.pooled[i].float(), want, atol=2e-3)
 
 
+def test_an_interrupted_teacher_pass_resumes_from_its_last_piece(
+        tiny_teacher, data_dir, tmp_path, monkeypatch):
+    """A part of more than PIECE_ROWS rows is computed piece by piece, each piece kept: a
+    pass stopped after two of train's four pieces computes only the other two when run
+    again, the part's file then holds every row as one pass gives it, the pieces gone."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgetransfer.stages import distill
+    from edgetransfer.tasks.text import tokenize
+    from edgetransfer.tasks.text_classification import TASK
+    from edgetransfer.tasks.text_classification import load as load_task
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    data = load_task(str(data_dir / "train.jsonl"), str(data_dir / "validation.jsonl"))
+    tokenized = tokenize(data.splits, data.sources, tok, 64)[0]
+    train = tokenized["train"]  # 60 rows: pieces of 16, 16, 16 and 12
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(distill, "PIECE_ROWS", 16)
+    computed = []
+    real = distill.teacher_outputs
+
+    def stopped_after_two(model, dataset, *a, **k):
+        if len(computed) == 2:
+            raise KeyboardInterrupt  # (Ctrl-C, or the machine gone, mid-pass)
+        computed.append(len(dataset))
+        return real(model, dataset, *a, **k)
+
+    cfg = SimpleNamespace(teacher_cache=str(cache), teacher_batch_size=8, teacher=tiny_teacher)
+    collate = TASK.collator(tok)
+    args = (cfg, teacher, train, collate, torch.device("cpu"), ("logits",))
+    monkeypatch.setattr(distill, "teacher_outputs", stopped_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        distill._cached_logits(*args, inputs=TASK.inputs)
+    pieces = sorted(p.name.split(".rows-")[1] for p in cache.glob(".teacher-logits-*.npz"))
+    assert pieces == ["0-16.npz", "16-32.npz"] and not list(cache.glob("teacher-logits-*"))
+
+    computed.clear()
+    monkeypatch.setattr(distill, "teacher_outputs", lambda model, dataset, *a, **k: (
+        computed.append(len(dataset)) or real(model, dataset, *a, **k)))
+    resumed = distill._cached_logits(*args, inputs=TASK.inputs)
+    assert computed == [16, 12]
+    assert len(list(cache.glob("teacher-logits-*.npz"))) == 1 and not list(cache.glob(".*"))
+    whole = real(teacher, train, collate, torch.device("cpu"), ("logits",), 8)["logits"]
+    assert len(resumed["logits"]) == 60
+    np.testing.assert_allclose(np.stack(resumed["logits"]), np.stack(whole), atol=1e-5)
+    again = distill._cached_logits(*args, inputs=TASK.inputs)["logits"]
+    assert np.array_equal(np.stack(again), np.stack(resumed["logits"]))
+    assert computed == [16, 12]  # (the part's file read back: nothing computed)
+
+
 def test_the_teacher_cache_is_kept_per_part_and_shared_parts_are_reused(
         tiny_teacher, data_dir, tmp_path, monkeypatch):
     """Train alone, then train + extra rows: the second run reads train's outputs and the

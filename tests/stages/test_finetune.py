@@ -176,6 +176,55 @@ def test_resume_after_an_interrupted_run(cli, tiny_backbone, data_dir, tmp_path,
     assert not partial.exists()
 
 
+def test_a_checkpoint_by_the_clock_between_epochs_resumes_and_is_never_the_best(
+        cli, tiny_backbone, data_dir, tmp_path, monkeypatch):
+    """Evaluated by epoch (15 steps each), a run saves a checkpoint to resume from once
+    --checkpoint-minutes have passed (here at once: step 1); resumed from it, the run ends
+    as it would have, the best checkpoint an evaluated one and the clock's rotated away."""
+    from edgetransfer.train import training
+
+    out, partial = tmp_path / "out", tmp_path / ".out.partial"
+    monkeypatch.setattr(training, "progress_callback",
+                        _stop_after_first_save(training.progress_callback))
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--checkpoint-minutes", "1e-9"))
+    assert code == 130 and "--resume" in err
+    assert sorted(p.name for p in (partial / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-1"]
+    monkeypatch.undo()
+
+    # (how often to save is no setting of the result: another value resumes the run)
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--resume", "--keep-checkpoints",
+                               "--checkpoint-minutes", "0"))
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())["training"]
+    assert metrics["resumed_from"] == "checkpoint-1" and metrics["steps"] == 60
+    history = json.loads((out / "history.json").read_text())
+    assert [h["step"] for h in history if "eval_loss" in h] == [15, 30, 45, 60]
+    kept = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("checkpoint-*"))
+    assert 1 not in kept and 60 in kept and set(kept) <= {15, 30, 45, 60}
+
+
+def test_the_clock_of_the_first_process_decides_for_every_process(tmp_path):
+    """Two processes, one due to save and one not, both save: the Trainer's save waits for
+    every process, so a save in one alone would hang the run."""
+    script = tmp_path / "agree.py"
+    script.write_text(
+        "import torch.distributed as dist\n"
+        "from edgetransfer.train.checkpoints import _agreed\n"
+        "dist.init_process_group('gloo')\n"
+        "rank = dist.get_rank()\n"
+        "print(f'rank {rank}: {_agreed(rank == 0, \"cpu\")} {_agreed(rank == 1, \"cpu\")}')\n"
+        "dist.destroy_process_group()\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": str(Path(__file__).parents[2])}  # (this checkout's package)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+                           "2", "--master_port", "29519", str(script)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(line for line in proc.stdout.splitlines() if line.startswith("rank")) == [
+        "rank 0: True False", "rank 1: True False"]
+
+
 def test_resume_skips_an_incomplete_checkpoint(tmp_path):
     from edgetransfer.train.checkpoints import newest_complete_checkpoint
 
