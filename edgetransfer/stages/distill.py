@@ -423,14 +423,17 @@ def _examples(ds, keep: list):
 
 def _row_keys(ds) -> list:
     """What makes two rows one: text and words, their token ids (one tokenizer, one
-    truncation); images, the file (or the bytes) each is read from, not decoded."""
+    truncation); images, the sha256 of the bytes each is read from, not decoded (by
+    content, not by file name: a copy of test's pictures in another folder is test's)."""
     if "input_ids" in ds.column_names:
         return [tuple(ids) for ids in ds["input_ids"]]
+    import hashlib
+
     from datasets import Image
 
     files = ds.cast_column("image", Image(decode=False))["image"]
-    return [str(Path(f["path"]).resolve()) if f.get("path") else f.get("bytes")
-            for f in files]
+    return [hashlib.sha256(f["bytes"] if f.get("bytes") is not None
+                           else Path(f["path"]).read_bytes()).hexdigest() for f in files]
 
 
 def _augments_images(name: str) -> bool:

@@ -260,24 +260,31 @@ def test_unlabeled_rows_that_a_labelled_split_holds_are_left_out(cli, tiny_teach
     assert not (tmp_path / "s3").exists()
 
 
-def test_unlabeled_images_that_train_or_validation_hold_are_compared_by_file(tmp_path):
+def test_unlabeled_images_that_a_labelled_split_holds_are_compared_by_content(tmp_path):
+    """A picture of train's or test's is left out of --unlabeled's, under its own name or
+    copied into another folder (test's pictures taught with the teacher's answers would leak
+    the figure reported); a picture of its own is kept."""
+    import shutil
+
     from datasets import Dataset, Image
     from PIL import Image as PILImage
 
     from edgetransfer.stages.distill import _outside
 
     files = []
-    for i in range(4):
+    for i in range(5):
         files.append(tmp_path / f"{i}.png")
         PILImage.new("RGB", (4, 4), (i, 0, 0)).save(files[-1])
+    (tmp_path / "elsewhere").mkdir()
+    copy = Path(shutil.copy(files[2], tmp_path / "elsewhere" / "copy-of-2.png"))
 
     def images(paths):
         return Dataset.from_dict({"image": [str(p) for p in paths]}).cast_column("image",
                                                                                   Image())
-    kept, left = _outside((images(files),), [images(files[:2]), images(files[2:3])],
-                          "--unlabeled", "u")
-    assert left == 3 and [Path(r["path"]).name for r in
-                          kept[0].cast_column("image", Image(decode=False))["image"]] == ["3.png"]
+    kept, left = _outside((images([*files[:2], copy, *files[3:]]),),
+                          [images(files[:2]), images(files[2:4])], "--unlabeled", "u")
+    assert left == 4 and [Path(r["path"]).name for r in
+                          kept[0].cast_column("image", Image(decode=False))["image"]] == ["4.png"]
 
 
 def test_teacher_without_a_head_is_refused(cli, tiny_backbone, data_dir, tmp_path):

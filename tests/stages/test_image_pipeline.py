@@ -5,14 +5,13 @@ its parity gate, verify, and a bundle that runs with torch and transformers unim
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import block_torch, image_args
+from conftest import IMAGE_CLASSES, block_torch, draw, image_args
 from safetensors.torch import load_file
 
 BUNDLE_FILES = {"README.md", "input_spec.json", "labels.json", "manifest.json", "model.onnx",
@@ -82,8 +81,13 @@ def test_lora_on_pointwise_convolutions(cli, tmp_path, tiny_effnet, image_data):
 def test_distill_cuts_blocks_and_transfers_feature_maps(cli, tmp_path, image_teacher,
                                                         image_data):
     out = tmp_path / "student"
-    # unlabelled pictures: files of no split (test's own would be left out, as a leak)
-    shutil.copytree(image_data / "test", tmp_path / "unlabeled")
+    # unlabelled pictures of their own (test's, even copied elsewhere, would be left out
+    # as a leak), drawn as the splits' are
+    for k, shape in enumerate(IMAGE_CLASSES):
+        (tmp_path / "unlabeled" / shape).mkdir(parents=True)
+        for i in range(10):
+            draw(shape, 5000 + 100 * k + i, 40, "RGB").save(
+                tmp_path / "unlabeled" / shape / f"{i}.png")
     code, err = cli("-q", "distill", "--teacher", image_teacher, "--train", image_data / "train",
                     "--validation", image_data / "validation", "--test", image_data / "test",
                     "--student-layers", "7", "--hidden-weight", "0.5", "--epochs", "2",
