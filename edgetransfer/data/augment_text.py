@@ -200,10 +200,17 @@ def tagged(words: list[str], tags: list[str], aug: TextAugment, near: dict[str, 
     return out_words, out_tags
 
 
-def long_enough(train, aug: TextAugment) -> int:
-    """How many rows of `train` (a split: texts, or a tagger's words) the preset copies."""
+def long_enough(train, aug: TextAugment, more: list[str] = ()) -> int:
+    """How many rows of `train` (a split: texts, or a tagger's words), and of `more` texts,
+    the preset copies."""
     column = "tokens" if "tokens" in train.column_names else "text"
-    return sum(aug.takes(x if column == "tokens" else x.split()) for x in train[column])
+    return (sum(aug.takes(x if column == "tokens" else x.split()) for x in train[column])
+            + copied(more, aug))
+
+
+def copied(texts: list[str], aug: TextAugment) -> int:
+    """How many of `texts` the preset copies."""
+    return sum(aug.takes(t.split()) for t in texts)
 
 
 def _check_copies(aug: TextAugment) -> None:
@@ -239,9 +246,13 @@ def expand_tagged(rows: list[tuple[list[str], list[str]]], aug: TextAugment,
 MASK = "\x00mask\x00"
 
 
-def check_task(task_name: str, train, spec: str) -> None:
-    """The task's training rows are ones text augmentation edits (said before a model
-    loads)."""
+def check_task(task_name: str, train, spec: str, unlabeled: bool = False) -> None:
+    """The task's training rows are ones text augmentation edits, and with `unlabeled`
+    (--augment-unlabeled) its unlabelled rows too (said before a model loads)."""
+    if unlabeled and task_name == "token-classification":
+        raise ConfigError("--augment-unlabeled: an unlabelled sentence has no tags to keep "
+                          "its mentions whole (--augment copies a tagger's training rows "
+                          "only); leave it out")
     if task_name == "token-classification" or (task_name == "text-classification"
                                                and "text_pair" not in train.column_names):
         return
@@ -251,11 +262,13 @@ def check_task(task_name: str, train, spec: str) -> None:
 
 
 def make_rows(task_name: str, data, embeddings: np.ndarray, vocab: dict[str, int],
-              aug: TextAugment, seed: int) -> list[list[str]]:
+              aug: TextAugment, seed: int, more: list[str] = ()) -> list[list[str]]:
     """The new sentences (word lists, a masked word as MASK) made from `data`'s train
-    split (a task check_task takes), less those a training row or an earlier new sentence
-    already is: a copy that edited nothing, or two copies alike, would teach one sentence
-    twice."""
+    split (a task check_task takes) and `more` texts after its rows (--unlabeled's kept,
+    single texts), less those a row given or an earlier new sentence already is: a copy
+    that edited nothing, or two copies alike, would teach one sentence twice. Train's rows
+    draw the same copies with `more` or without (each copy's generator is seeded by its
+    row's number)."""
     train = data.splits["train"]
     if task_name == "token-classification":
         rows = [(list(w), [data.label_names[i] for i in ids])
@@ -265,7 +278,7 @@ def make_rows(task_name: str, data, embeddings: np.ndarray, vocab: dict[str, int
             rows, aug, neighbours(embeddings, vocab, words, aug.neighbours), MASK, seed)]
         seen = {tuple(ws) for ws, _ in rows}
     else:
-        texts = list(train["text"])
+        texts = [*train["text"], *more]
         split = [t.split() for t in texts]
         # (the neighbours of the copied rows' words alone)
         words = {w.lower() for ws in split if aug.takes(ws) for w in ws}
@@ -279,6 +292,16 @@ def make_rows(task_name: str, data, embeddings: np.ndarray, vocab: dict[str, int
             seen.add(tuple(ws))
             kept.append(ws)
     return kept
+
+
+def texts_of(spec: str, column: str | None, keep: list[int]) -> list[str]:
+    """The texts of an unlabelled file (--unlabeled's, as the text tasks read it: the same
+    checks, the same column), its rows `keep` in their order."""
+    from ..tasks.text import read_texts
+
+    rows, _ = read_texts(spec, column, None, text_flag="--unlabeled-column")
+    texts = rows["text"]
+    return [texts[i] for i in keep]
 
 
 def write_rows(task_name: str, rows: list[list[str]], mask_token: str, path: Path) -> int:

@@ -121,6 +121,11 @@ class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Outp
                                 "embedding neighbours); off by default; deterministic by "
                                 "--seed; cached with the teacher's outputs by "
                                 "--teacher-cache.")
+    augment_unlabeled: bool = Field(False, description="--augment copies --unlabeled's rows "
+                                    "too (those it keeps: none that train, validation or "
+                                    "test holds), not only the training rows (TinyBERT "
+                                    "copied all of SST-2's train); single-text "
+                                    "classification.")
     lr: float | None = Field(None, gt=0, description="Peak learning rate [default 1e-4; "
                              "image-classification 1e-3].")
     teacher_batch_size: int = Field(64, ge=1, le=MAX_BATCH, description="Batch size for "
@@ -160,6 +165,9 @@ def check_settings(cfg: DistillConfig) -> None:
     recipe's first step)."""
     if cfg.augment is not None:
         _augments_images(cfg.augment)  # (a name that is no preset: refused before loading)
+    if cfg.augment_unlabeled and not (cfg.augment and cfg.unlabeled):
+        raise ConfigError("--augment-unlabeled: copies --unlabeled's rows with --augment's "
+                          "preset; give both, or leave it out")
     # (with --student, --student-layers or --keep-layers cut that model instead)
     if cfg.student_layers and cfg.keep_layers:
         raise ConfigError("--student-layers and --keep-layers both choose the student; give "
@@ -189,12 +197,17 @@ def run(cfg: DistillConfig) -> Path:
     images = bool(_check_augment(cfg, task))  # (augmented images: taught online)
     cfg, data, toks, rows, truncation, differs = _read_rows(cfg, task, teacher_bb, student_bb)
     if cfg.augment and not images:  # (before the teacher loads)
-        _check_text_augment(cfg, task, data)
+        _check_text_task(cfg, task, data)
     cross = rows["teacher"] is not rows["student"]  # (each model tokenizes for itself)
     # the preprocessors that make rows of their own: not an image's two sides, which read
     # one set of rows (an --unlabeled folder is listed and checked once)
     tokenizers = (toks["student"], toks["teacher"]) if cross else (toks["student"],)
-    unlabeled, known = _unlabeled(cfg, task, tokenizers, data, rows["student"])
+    unlabeled, known, keep = _unlabeled(cfg, task, tokenizers, data, rows["student"])
+    # (the texts --augment copies beside train's: --unlabeled's that it keeps)
+    more = augment_text.texts_of(cfg.unlabeled, cfg.unlabeled_column, keep) \
+        if cfg.augment_unlabeled else []
+    if cfg.augment and not images:
+        _check_text_rows(cfg, data, more)
     out = output_folder(cfg, data.sources, [teacher_bb] + ([student_bb] if student_bb else []),
                         extra_inputs=[cfg.unlabeled] if cfg.unlabeled else [])
 
@@ -204,7 +217,7 @@ def run(cfg: DistillConfig) -> Path:
     eager = cfg.attention_weight > 0  # attention maps come only from the eager kernels
     teacher = _teacher(cfg, teacher_bb, task, toks["teacher"], eager)
     # (text: new rows the teacher labels once, beside --unlabeled's)
-    augmented = (_augmented(cfg, task, tokenizers, data, teacher, rows["student"])
+    augmented = (_augmented(cfg, task, tokenizers, data, teacher, rows["student"], more)
                  if cfg.augment and not images else None)
     # each extra as (the student's rows, the teacher's rows): the same rows but across
     # tokenizers
@@ -360,10 +373,10 @@ def _transfer_weights(cfg: DistillConfig, cross: bool, task) -> DistillConfig:
 
 def _unlabeled(cfg: DistillConfig, task, tokenizers: tuple, data, labelled: dict) -> tuple:
     """(--unlabeled's rows, read as the task reads them, once per tokenizer (None without
-    it), less those train or validation hold (`labelled`: the student's rows of each
-    split); how many of those were left out)."""
+    it), less those train, validation or test hold (`labelled`: the student's rows of each
+    split); how many of those were left out; the numbers of the examples kept)."""
     if not cfg.unlabeled:
-        return None, 0
+        return None, 0, []
     if task.read_unlabeled is None:
         raise ConfigError(f"--unlabeled: the task {task.name} takes no unlabelled data")
     read = tuple(task.read_unlabeled(cfg.unlabeled, cfg.unlabeled_column, tok, cfg.max_length,
@@ -379,8 +392,9 @@ def _labelled(rows: dict) -> list:
 
 
 def _outside(read: tuple, labelled: list, flag: str, spec: str) -> tuple:
-    """`read` (per tokenizer, the student's first, as `labelled` is tokenized) less the
-    examples a labelled split holds already (_labelled says why). So the train file itself
+    """(`read` (per tokenizer, the student's first, as `labelled` is tokenized) less the
+    examples a labelled split holds already (_labelled says why); how many were left out;
+    the numbers of the examples kept). So the train file itself
     can be --unlabeled beside a --train-sample of it (the recipes with a strong teacher):
     the sample labelled (and validation carved from it), the rest unlabelled, none twice.
 
@@ -397,7 +411,7 @@ def _outside(read: tuple, labelled: list, flag: str, spec: str) -> tuple:
     if left:
         log.info("%s: %d of %d examples left out, train, validation or test holds them",
                  flag, left, len(keys))
-    return (tuple(_examples(d, keep) for d in read) if left else read), left
+    return (tuple(_examples(d, keep) for d in read) if left else read), left, keep
 
 
 def _example_keys(ds) -> dict:
@@ -462,20 +476,29 @@ def _check_augment(cfg: DistillConfig, task) -> bool | None:
     return images
 
 
-def _check_text_augment(cfg: DistillConfig, task, data) -> None:
-    """A text preset fits the task's rows, and one with a floor of words (long) finds rows
-    that reach it, or says so."""
+def _check_text_task(cfg: DistillConfig, task, data) -> None:
+    """A text preset fits the task's rows (and --augment-unlabeled the task), said before
+    any data beyond the splits is read."""
+    augment_text.check_task(task.name, data.splits["train"], cfg.augment,
+                            unlabeled=cfg.augment_unlabeled)
+
+
+def _check_text_rows(cfg: DistillConfig, data, more: list[str]) -> None:
+    """A preset with a floor of words (long) finds rows that reach it, or says so (before
+    the teacher loads)."""
     aug = augment_text.preset(cfg.augment)
-    augment_text.check_task(task.name, data.splits["train"], cfg.augment)
-    if aug.min_words and not augment_text.long_enough(data.splits["train"], aug):
-        raise DataError(f"--augment {cfg.augment}: no row of {cfg.train} has {aug.min_words} "
+    if aug.min_words and not augment_text.long_enough(data.splits["train"], aug, more):
+        where = f"{cfg.train} or {cfg.unlabeled}" if cfg.augment_unlabeled else cfg.train
+        raise DataError(f"--augment {cfg.augment}: no row of {where} has {aug.min_words} "
                         f"words or more to copy; choose another preset "
                         f"({', '.join(augment_text.PRESETS)})")
 
 
-def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher, labelled: dict):
+def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher, labelled: dict,
+               more: list[str]):
     """--augment's rows (data/augment_text.py: words from the teacher's vocabulary and
-    embedding neighbourhood), read back through the task's unlabelled reader, so they are
+    embedding neighbourhood), made from train's rows and `more` (--unlabeled's texts, with
+    --augment-unlabeled), read back through the task's unlabelled reader, so they are
     checked and tokenized as --unlabeled's are, once per tokenizer (the teacher's last),
     each with its own mask token; less those a labelled split holds (`labelled`, as
     _unlabeled)."""
@@ -484,12 +507,15 @@ def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher, label
     aug, tokenizer = augment_text.preset(cfg.augment), tokenizers[-1]
     embeddings = teacher.get_input_embeddings().weight.detach().float().cpu().numpy()
     made = augment_text.make_rows(task.name, data, embeddings, tokenizer.get_vocab(), aug,
-                                  cfg.seed)
+                                  cfg.seed, more)
     floor = f" of {aug.min_words} words or more" if aug.min_words else ""
-    log.info("--augment %s: %d new rows from %d of the %d training rows%s (%d copies each, "
-             "less those alike or equal to a training row), for the teacher to label",
-             cfg.augment, len(made), augment_text.long_enough(data.splits["train"], aug),
-             len(data.splits["train"]), floor, aug.copies)
+    train = data.splits["train"]
+    also = (f" and {augment_text.copied(more, aug)} of the {len(more)} unlabelled rows"
+            if cfg.augment_unlabeled else "")
+    log.info("--augment %s: %d new rows from %d of the %d training rows%s%s (%d copies each, "
+             "less those alike or equal to a row given), for the teacher to label",
+             cfg.augment, len(made), augment_text.long_enough(train, aug), len(train), also,
+             floor, aug.copies)
     if not made:
         raise DataError(f"--augment {cfg.augment}: every copy of {cfg.train}'s rows came out "
                         f"as a training row or another copy; choose another preset "
@@ -525,7 +551,7 @@ def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, extra
     }
     if augmented is not None:
         settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed,
-                               "rows": len(augmented[0]),
+                               "rows": len(augmented[0]), "unlabeled": cfg.augment_unlabeled,
                                **augment_text.preset(cfg.augment).record()}
         settings["transfer_rows"]["augmented"] = len(augmented[0])
     elif images:

@@ -153,6 +153,27 @@ def test_made_rows_repeat_neither_a_training_row_nor_each_other():
     assert made == []  # (each copy, its mention swapped for the other, is the other row)
 
 
+def test_unlabelled_texts_are_copied_after_trains_rows_which_keep_their_copies():
+    """make_rows(more=...): train's rows draw the same copies as without `more` (each
+    copy's generator is seeded by its row's number), the unlabelled texts' copies follow,
+    and none repeats a row given (train's or the unlabelled ones)."""
+    data = _Data({"text": ["the good movie", "the great movie"]})
+    aug = at.TextAugment(copies=6, replace=0.5)
+    alone = at.make_rows("text-classification", data, _embeddings(), VOCAB, aug, seed=3)
+    more = ["a bad film", "the poor film", "the good movie"]
+    both = at.make_rows("text-classification", data, _embeddings(), VOCAB, aug, seed=3,
+                        more=more)
+    texts = [" ".join(ws) for ws in both]
+    assert both[:len(alone)] == alone and len(both) > len(alone)
+    assert any(t.endswith("film") for t in texts)  # (only the unlabelled texts have films)
+    assert len(set(texts)) == len(texts) and not set(texts) & {*more, "the great movie"}
+    assert at.long_enough(data.splits["train"], at.TextAugment(copies=1, min_words=3),
+                          more + ["two words"]) == 5
+    with pytest.raises(ConfigError, match="--augment-unlabeled: an unlabelled sentence has "
+                                          "no tags to keep its mentions whole"):
+        at.check_task("token-classification", _Split({"tokens": []}), "ner", unlabeled=True)
+
+
 def test_each_model_reads_a_masked_word_as_its_own_mask_token(tmp_path):
     """One set of rows, written once per tokenizer: "[MASK]" for a WordPiece student,
     "<mask>" for an mpnet teacher; one's mask is ordinary text to the other's reader."""

@@ -281,7 +281,7 @@ def test_unlabeled_images_that_a_labelled_split_holds_are_compared_by_content(tm
     def images(paths):
         return Dataset.from_dict({"image": [str(p) for p in paths]}).cast_column("image",
                                                                                   Image())
-    kept, left = _outside((images([*files[:2], copy, *files[3:]]),),
+    kept, left, _ = _outside((images([*files[:2], copy, *files[3:]]),),
                           [images(files[:2]), images(files[2:4])], "--unlabeled", "u")
     assert left == 4 and [Path(r["path"]).name for r in
                           kept[0].cast_column("image", Image(decode=False))["image"]] == ["4.png"]
@@ -724,6 +724,42 @@ def test_augmented_rows_join_the_transfer_set_recorded_and_seeded(cli, tiny_teac
     steps = json.loads((tmp_path / "a" / "metrics.json").read_text())["training"]["steps"]
     assert steps == -(-(80 + made) // 8)  # the transfer rows / batch 8, one epoch
     assert runs[1]["augment"] == runs[0]["augment"]
+
+
+def test_augment_unlabeled_copies_the_unlabelled_rows_it_keeps(cli, tiny_teacher, data_dir,
+                                                              tmp_path, monkeypatch):
+    """--augment long --augment-unlabeled: train's 5-word rows are too short to copy, the
+    unlabelled sentences of 15 words are copied; those validation holds are left out
+    before any is copied (a copy of a held-out sentence would leak it)."""
+    from edgetransfer.data import augment_text
+
+    held = [json.loads(line)["text"] for line in
+            (data_dir / "validation.jsonl").read_text().splitlines()][:5]
+    rows = [r["text"] for r in make_rows(60, seed=9)]
+    new = [" ".join(rows[i:i + 3]) for i in range(0, 60, 3)]  # 20 sentences of 15 words
+    write_jsonl(tmp_path / "u.jsonl", [{"text": t} for t in held + new])
+    seen = []
+    real = augment_text.make_rows
+    monkeypatch.setattr(augment_text, "make_rows", lambda *a, **k: (
+        seen.append(list(a[-1])) or real(*a, **k)))
+    out = tmp_path / "s"
+    code, err = cli(*distill_args(tiny_teacher, data_dir, out, "--student-layers", "1",
+                                  "--epochs", "1", "--unlabeled", tmp_path / "u.jsonl",
+                                  "--augment", "long", "--augment-unlabeled"))
+    assert code == 0, err
+    assert seen == [new]
+    settings = json.loads((out / "settings.json").read_text())
+    made = settings["transfer_rows"]["augmented"]
+    assert 0 < made <= 8 * 20 and settings["augment"]["unlabeled"] is True
+    assert settings["transfer_rows"] == {"labelled": 60, "unlabelled": 20 + made,
+                                         "augmented": made,
+                                         "unlabelled_left_out_as_labelled": 5}
+
+    code, err = cli(*distill_args(tiny_teacher, data_dir, tmp_path / "s2", "--augment",
+                                  "light", "--augment-unlabeled"))
+    assert code == 2 and "--augment-unlabeled: copies --unlabeled's rows with --augment's " \
+        "preset; give both" in err
+    assert not (tmp_path / "s2").exists()
 
 
 def test_an_unknown_augment_preset_is_refused_before_loading(cli, tiny_teacher, data_dir,
