@@ -473,6 +473,9 @@ def _check_augment(cfg: DistillConfig, task) -> bool | None:
                          else ("a text", augment_text.PRESETS))
         raise ConfigError(f"--augment {cfg.augment}: {task.name} takes {kind} preset: "
                           f"{', '.join(presets)}")
+    if images and cfg.augment_unlabeled:
+        raise ConfigError("--augment-unlabeled: pictures are augmented as they are read, "
+                          "--unlabeled's with train's already; leave it out")
     return images
 
 

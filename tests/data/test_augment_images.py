@@ -91,6 +91,12 @@ def test_finetune_and_distill_take_an_image_preset(cli, tiny_effnet, image_data,
                     "--out", tmp_path / "s2", "--augment", "tinybert")
     assert code == 2 and ("takes an image preset: pad-crop, flip-crop, standard, trivial"
                           in out)
+    # (every transfer picture, --unlabeled's too, is augmented as it is read already)
+    code, out = cli("-q", "distill", "--teacher", teacher, "--train", image_data / "train",
+                    "--out", tmp_path / "s3", "--augment", "trivial", "--unlabeled",
+                    image_data / "test", "--augment-unlabeled")
+    assert code == 2 and "--augment-unlabeled: pictures are augmented as they are read" in out
+    assert not (tmp_path / "s3").exists()
 
 
 def test_a_text_finetune_refuses_an_image_preset(cli, tiny_backbone, data_dir, tmp_path):
