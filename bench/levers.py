@@ -46,7 +46,10 @@ def collect(folder: Path) -> dict:
     models = report["models"]
     teacher = next(m for m in models if m["name"] == "teacher")
     student = next((m for m in models if m["name"] == "student"), {})
-    int8 = next(m for m in models if m["kind"] == "onnx" and m["precision"] == "int8")
+    int8 = next((m for m in models if m["kind"] == "onnx" and m["precision"] == "int8"), None)
+    if int8 is None:
+        raise SystemExit(f"{folder}: verify scored no int8 ONNX model; a lever's row is its "
+                         f"int8 student (the recipe's export.variants)")
     settings = _json(folder / "student" / "settings.json") or {}
     metrics = _json(folder / "student" / "metrics.json") or {}
     metric = report["metric"]
@@ -80,7 +83,10 @@ def record_path(records: Path, name: str) -> Path:
 
 
 def merged(old: dict | None, name: str, task: str, rows: list[dict]) -> dict:
-    """The record with `rows` added, a row of the same run folder replaced."""
+    """The record with `rows` added, a row of the same run folder (by its name) replaced."""
+    if old and old.get("task") != task:
+        raise SystemExit(f"levers-{name}: its record is of {old.get('task')}, not {task}; "
+                         f"give another --name")
     keep = {r["run"]: r for r in (old or {}).get("rows", [])}
     keep |= {r["run"]: r for r in rows}
     return {"name": name, "task": task, "date": date.today().isoformat(),

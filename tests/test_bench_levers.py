@@ -65,7 +65,10 @@ def test_a_row_per_run_read_from_its_files_and_kept_across_calls(tmp_path):
     assert (tmp_path / "levers.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_run_without_its_report_is_refused_with_the_fix(tmp_path):
+def test_a_run_without_its_report_or_another_tasks_record_is_refused_with_the_fix(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(SystemExit, match="half: no report.json; finish the run"):
         levers.collect(tmp_path / "half")
+    record = levers.merged(None, "t", "sst2", [])
+    with pytest.raises(SystemExit, match="levers-t: its record is of sst2, not conll2003"):
+        levers.merged(record, "t", "conll2003", [])

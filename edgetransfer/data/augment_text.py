@@ -203,9 +203,9 @@ def tagged(words: list[str], tags: list[str], aug: TextAugment, near: dict[str, 
 def long_enough(train, aug: TextAugment, more: list[str] = ()) -> int:
     """How many rows of `train` (a split: texts, or a tagger's words), and of `more` texts,
     the preset copies."""
-    column = "tokens" if "tokens" in train.column_names else "text"
-    return (sum(aug.takes(x if column == "tokens" else x.split()) for x in train[column])
-            + copied(more, aug))
+    own = (sum(aug.takes(words) for words in train["tokens"])
+           if "tokens" in train.column_names else copied(train["text"], aug))
+    return own + copied(more, aug)
 
 
 def copied(texts: list[str], aug: TextAugment) -> int:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -520,8 +522,10 @@ def _augmented(cfg: DistillConfig, task, tokenizers: tuple, data, teacher, label
              cfg.augment, len(made), augment_text.long_enough(train, aug), len(train), also,
              floor, aug.copies)
     if not made:
-        raise DataError(f"--augment {cfg.augment}: every copy of {cfg.train}'s rows came out "
-                        f"as a training row or another copy; choose another preset "
+        sources = f"{cfg.train}'s and {cfg.unlabeled}'s" if cfg.augment_unlabeled \
+            else f"{cfg.train}'s"
+        raise DataError(f"--augment {cfg.augment}: every copy of {sources} rows came out "
+                        f"as a row given or another copy; choose another preset "
                         f"({', '.join(augment_text.PRESETS)})")
     read = []
     with tempfile.TemporaryDirectory(prefix="edgetransfer-augment-") as scratch:
@@ -793,8 +797,8 @@ def _in_pieces(cfg, teacher, transfer, collate, device, names: tuple[str, ...],
         end = min(at + PIECE_ROWS, len(transfer))
         pieces[at, end] = {name: p.parent / f".{p.stem}.rows-{at}-{end}.npz"
                            for name, p in paths.items()}
-    left = [piece for piece, files in pieces.items()
-            if not all(f.exists() for f in files.values())]
+    done = {piece: _read_piece(files) for piece, files in pieces.items()}
+    left = [piece for piece, got in done.items() if got is None]
     if len(left) < len(pieces):
         log.info("teacher outputs: %d of %d rows read from an interrupted pass",
                  len(transfer) - sum(end - at for at, end in left), len(transfer))
@@ -802,18 +806,32 @@ def _in_pieces(cfg, teacher, transfer, collate, device, names: tuple[str, ...],
     out: dict[str, list] = {name: [] for name in names}
     computed = 0
     for (at, end), files in pieces.items():
-        if (at, end) in left:
+        got = done.pop((at, end))
+        if got is None:
             got = teacher_outputs(teacher, transfer.select(range(at, end)), collate, device,
                                   names, cfg.teacher_batch_size, pooled_layers,
                                   progress=lambda done, before=computed: seen(before + done))
             for name, f in files.items():
                 _write_cached(f, got[name])
             computed += end - at
-        else:
-            got = {name: _read_cached(f) for name, f in files.items()}
         for name in names:
             out[name] += got[name]
     return out
+
+
+def _read_piece(files: dict) -> dict | None:
+    """A piece's outputs, or None where a file is missing or unreadable (cut short by a
+    lost machine: removed, to be computed again)."""
+    if not all(f.exists() for f in files.values()):
+        return None
+    try:
+        return {name: _read_cached(f) for name, f in files.items()}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        log.warning("teacher outputs: %s unreadable (%s); computing it again",
+                    next(iter(files.values())).name, type(e).__name__)
+        for f in files.values():
+            f.unlink(missing_ok=True)
+        return None
 
 
 def _read_cached(path: Path) -> list:
@@ -834,6 +852,8 @@ def _write_cached(path: Path, logits: list) -> None:
         np.savez(f, values=np.concatenate([np.reshape(x, (-1, x.shape[-1])) for x in logits]),
                  rows=np.array([1 if x.ndim == 1 else x.shape[0] for x in logits]),
                  ndim=np.array(logits[0].ndim if logits else 1))
+        f.flush()
+        os.fsync(f.fileno())  # (on disk before its name says it is whole)
     tmp.replace(path)
 
 

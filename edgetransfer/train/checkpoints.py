@@ -125,6 +125,10 @@ def guard_checkpoints(trainer, lr: float, precision: str | None = None) -> None:
         check_finite(trainer.model, f"at step {trainer.state.global_step}, before a checkpoint "
                      f"save", lr, precision)
         with uninterrupted("saving a checkpoint"):
+            # (a step saved twice, by the clock and then by its evaluation, must not keep
+            # the first save's marker while the second is written)
+            (run_dir / f"checkpoint-{trainer.state.global_step}" / COMPLETE).unlink(
+                missing_ok=True)
             result = real(model, trial, *args, **kwargs)
             if trainer.args.should_save:
                 ckpt = run_dir / f"checkpoint-{trainer.state.global_step}"
@@ -189,7 +193,11 @@ def save_every(minutes: float):
 
         def on_step_end(self, args, state, control, **kwargs):
             due = _agreed(time.monotonic() - self.since >= seconds, args.device)
-            if due and not control.should_save:
+            # (not where the Trainer saves after this step anyway: an epoch's end under
+            # evaluation by epoch, the last step)
+            ends = (state.global_step >= state.max_steps
+                    or (args.save_strategy == "epoch" and float(state.epoch).is_integer()))
+            if due and not control.should_save and not ends:
                 log.info("step %d: %s minutes since the last save, a checkpoint to resume from",
                          state.global_step, f"{minutes:g}")
                 control.should_save = True
@@ -212,3 +220,29 @@ def _agreed(flag: bool, device) -> bool:
     value = torch.tensor([int(flag)], device=device)
     dist.broadcast(value, src=0)
     return bool(value.item())
+
+
+def resume_in_order(trainer, seed: int) -> None:
+    """Text tasks' training batches (grouped by length: LengthGroupedSampler) shuffled
+    from (seed, epoch), not from torch's global generator, so a run resumed in mid-epoch
+    skips the batches of the very order it was cut off in.
+
+    transformers (4.57) draws a resumed epoch's order before it restores the checkpoint's
+    random state, so with the global generator the resumed epoch was another order: some
+    rows taught twice in it and others not at all, the more so with a checkpoint every
+    --checkpoint-minutes. (Images' RandomSampler is made seedable by accelerate already.)
+    """
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    make = trainer._get_train_sampler
+
+    def sampler(*args, **kwargs):
+        got = make(*args, **kwargs)
+        if type(got) is LengthGroupedSampler:
+            got.generator = torch.Generator().manual_seed(seed)
+            # (accelerate's loader calls it at each epoch's start, before any batch)
+            got.set_epoch = lambda epoch: got.generator.manual_seed(seed + epoch)
+        return got
+
+    trainer._get_train_sampler = sampler

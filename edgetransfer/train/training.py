@@ -25,6 +25,7 @@ from .checkpoints import (
     evaluate_the_last_step,
     guard_checkpoints,
     newest_complete_checkpoint,
+    resume_in_order,
     save_every,
 )
 from .devices import Placement
@@ -383,6 +384,7 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
     if opts.checkpoint_minutes:
         trainer.add_callback(save_every(opts.checkpoint_minutes))
     guard_checkpoints(trainer, lr, placement.precision)
+    resume_in_order(trainer, opts.seed)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     log.info("training on %s, %d process(es)", placement.describe(), world_size())

@@ -470,7 +470,8 @@ def test_an_interrupted_teacher_pass_resumes_from_its_last_piece(
         tiny_teacher, data_dir, tmp_path, monkeypatch):
     """A part of more than PIECE_ROWS rows is computed piece by piece, each piece kept: a
     pass stopped after two of train's four pieces computes only the other two when run
-    again, the part's file then holds every row as one pass gives it, the pieces gone."""
+    again (and one found cut short), the part's file then holds every row as one pass gives
+    it, the pieces gone."""
     from types import SimpleNamespace
 
     import numpy as np
@@ -506,18 +507,22 @@ def test_an_interrupted_teacher_pass_resumes_from_its_last_piece(
     pieces = sorted(p.name.split(".rows-")[1] for p in cache.glob(".teacher-logits-*.npz"))
     assert pieces == ["0-16.npz", "16-32.npz"] and not list(cache.glob("teacher-logits-*"))
 
+    # a piece cut short on disk (a lost machine, before the data reached it) is computed
+    # again, not read
+    cut = next(cache.glob(".teacher-logits-*.rows-16-32.npz"))
+    cut.write_bytes(cut.read_bytes()[:100])
     computed.clear()
     monkeypatch.setattr(distill, "teacher_outputs", lambda model, dataset, *a, **k: (
         computed.append(len(dataset)) or real(model, dataset, *a, **k)))
     resumed = distill._cached_logits(*args, inputs=TASK.inputs)
-    assert computed == [16, 12]
+    assert computed == [16, 16, 12]
     assert len(list(cache.glob("teacher-logits-*.npz"))) == 1 and not list(cache.glob(".*"))
     whole = real(teacher, train, collate, torch.device("cpu"), ("logits",), 8)["logits"]
     assert len(resumed["logits"]) == 60
     np.testing.assert_allclose(np.stack(resumed["logits"]), np.stack(whole), atol=1e-5)
     again = distill._cached_logits(*args, inputs=TASK.inputs)["logits"]
     assert np.array_equal(np.stack(again), np.stack(resumed["logits"]))
-    assert computed == [16, 12]  # (the part's file read back: nothing computed)
+    assert computed == [16, 16, 12]  # (the part's file read back: nothing computed)
 
 
 def test_the_teacher_cache_is_kept_per_part_and_shared_parts_are_reused(
