@@ -1,0 +1,101 @@
+"""Accuracy by sentence length: each run's bundle (its int8 student, as shipped) on a
+labelled file, by the words in each row.
+
+    python bench/by_length.py --data ../shared/data/sst2/validation.tsv RUN_DIR [RUN_DIR ...]
+
+Where a student follows its teacher on short rows and falls behind on long ones (SST-2:
+train's phrases against validation.tsv's sentences), a lever aimed at the long rows (`distill
+--augment long`) should move the long buckets, not the short: this says which moved. The
+bundles answer through `edgetransfer predict`'s own path (the runtime shipped, one text a
+call), so each figure is what the device would answer; a bucket's figure comes with its
+count. Writes its table to stdout and, with --results-md, a section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_all import write_section  # noqa: E402
+
+# word-count buckets (lower bounds); 15 is `--augment long`'s floor (data/augment_text.py)
+BUCKETS = (1, 10, 15, 25)
+
+
+def bucket(words: int) -> str:
+    low = max(b for b in BUCKETS if b <= max(words, 1))
+    nxt = next((b for b in BUCKETS if b > low), None)
+    return f"{low}-{nxt - 1}" if nxt else f"{low}+"
+
+
+def read_rows(path: Path, text_column: str, label_column: str) -> list[tuple[str, str]]:
+    delimiter = "\t" if path.suffix == ".tsv" else ","
+    with path.open(encoding="utf-8", newline="") as f:
+        return [(r[text_column], str(r[label_column]))
+                for r in csv.DictReader(f, delimiter=delimiter)]
+
+
+def answers(bundle: Path, texts: list[str]) -> list[str]:
+    """The bundle's label for each text (edgetransfer predict's path)."""
+    from edgetransfer.stages.predict import PredictConfig, predictions
+
+    return [row["label"] for row in predictions(PredictConfig(bundle=bundle), texts)]
+
+
+def table(rows: list[tuple[str, str]], runs: dict[str, list[str]]) -> dict:
+    """{run: {bucket: (right, n)}} and "all"."""
+    out = {}
+    for name, labels in runs.items():
+        got: dict[str, list[int]] = {}
+        for (text, gold), label in zip(rows, labels):
+            for key in (bucket(len(text.split())), "all"):
+                right, n = got.get(key, [0, 0])
+                got[key] = [right + (label == gold), n + 1]
+        out[name] = got
+    return out
+
+
+def render(result: dict, data: Path) -> str:
+    keys = [bucket(b) for b in BUCKETS] + ["all"]
+    first = next(iter(result.values()), {})
+    lines = [f"## Accuracy by sentence length (`bench/by_length.py`), {data.name}", "",
+             f"Each run's bundle (its int8 student, as shipped) on {data.name}, by the words "
+             f"in each row; the count of rows under each bucket.", "",
+             "| run | " + " | ".join(f"{k} words ({first.get(k, [0, 0])[1]})"
+                                     if k != "all" else f"all ({first.get(k, [0, 0])[1]})"
+                                     for k in keys) + " |",
+             "| --- |" + " --- |" * len(keys)]
+    for name, got in result.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{got[k][0] / got[k][1]:.4f}" if got.get(k, [0, 0])[1] else "" for k in keys)
+            + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="finished `edgetransfer run` folders")
+    ap.add_argument("--data", type=Path, required=True, help="a labelled .tsv or .csv")
+    ap.add_argument("--text-column", default="sentence")
+    ap.add_argument("--label-column", default="label")
+    ap.add_argument("--results-md", type=Path, help="write the table as a section there")
+    args = ap.parse_args()
+    rows = read_rows(args.data, args.text_column, args.label_column)
+    runs = {}
+    for folder in args.runs:
+        bundle = folder / "bundle.tar.gz"
+        if not bundle.is_file():
+            raise SystemExit(f"{folder}: no bundle.tar.gz; finish the run (its package step)")
+        runs[folder.name] = answers(bundle, [t for t, _ in rows])
+    text = render(table(rows, runs), args.data)
+    if args.results_md:
+        write_section(args.results_md, text, f"by-length-{args.data.stem}")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""bench/by_length.py: rows bucketed by their words, each run's accuracy per bucket."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import by_length  # noqa: E402
+
+
+def test_rows_bucketed_by_words_and_scored_per_run(tmp_path):
+    assert [by_length.bucket(n) for n in (0, 1, 9, 10, 14, 15, 24, 25, 80)] == [
+        "1-9", "1-9", "1-9", "10-14", "10-14", "15-24", "15-24", "25+", "25+"]
+    data = tmp_path / "v.tsv"
+    data.write_text("sentence\tlabel\n" + "\n".join(
+        f"{' '.join(['w'] * n)}\t{n % 2}" for n in (3, 4, 12, 16, 30)) + "\n")
+    rows = by_length.read_rows(data, "sentence", "label")
+    assert [g for _, g in rows] == ["1", "0", "0", "0", "0"]
+    result = by_length.table(rows, {"a": ["1", "0", "1", "0", "0"],
+                                    "b": ["0", "0", "0", "1", "0"]})
+    assert result["a"] == {"1-9": [2, 2], "10-14": [0, 1], "15-24": [1, 1], "25+": [1, 1],
+                           "all": [4, 5]}
+    text = by_length.render(result, data)
+    assert "| run | 1-9 words (2) | 10-14 words (1) | 15-24 words (1) | 25+ words (1) | all (5) |" \
+        in text
+    assert "| b | 0.5000 | 1.0000 | 0.0000 | 1.0000 | 0.6000 |" in text
