@@ -232,21 +232,24 @@ def test_the_clock_of_the_first_process_decides_for_every_process(tmp_path):
     """Two processes, one due to save and one not, both save: the Trainer's save waits for
     every process, so a save in one alone would hang the run."""
     script = tmp_path / "agree.py"
+    # (each process writes its own file: two processes' prints may share a line)
     script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
         "import torch.distributed as dist\n"
         "from edgetransfer.train.checkpoints import _agreed\n"
         "dist.init_process_group('gloo')\n"
         "rank = dist.get_rank()\n"
-        "print(f'rank {rank}: {_agreed(rank == 0, \"cpu\")} {_agreed(rank == 1, \"cpu\")}')\n"
+        "said = f'{_agreed(rank == 0, \"cpu\")} {_agreed(rank == 1, \"cpu\")}'\n"
+        "Path(sys.argv[1], f'rank-{rank}.txt').write_text(said)\n"
         "dist.destroy_process_group()\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
            "PYTHONPATH": str(Path(__file__).parents[2])}  # (this checkout's package)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
-                           "2", "--master_port", "29519", str(script)], env=env,
-                          capture_output=True, text=True, timeout=120)
+                           "2", "--master_port", "29519", str(script), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(line for line in proc.stdout.splitlines() if line.startswith("rank")) == [
-        "rank 0: True False", "rank 1: True False"]
+    assert [(tmp_path / f"rank-{r}.txt").read_text() for r in (0, 1)] == ["True False"] * 2
 
 
 def test_resume_skips_an_incomplete_checkpoint(tmp_path):
