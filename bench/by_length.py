@@ -14,7 +14,6 @@ count. Writes its table to stdout and, with --results-md, a section of bench/RES
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -33,10 +32,11 @@ def bucket(words: int) -> str:
 
 
 def read_rows(path: Path, text_column: str, label_column: str) -> list[tuple[str, str]]:
-    delimiter = "\t" if path.suffix == ".tsv" else ","
-    with path.open(encoding="utf-8", newline="") as f:
-        return [(r[text_column], str(r[label_column]))
-                for r in csv.DictReader(f, delimiter=delimiter)]
+    """(text, label) per row, read as edgetransfer reads a data file (data/splits.py)."""
+    from edgetransfer.data.splits import read_split
+
+    ds = read_split(str(path), "test")
+    return [(t, str(y)) for t, y in zip(ds[text_column], ds[label_column])]
 
 
 def answers(bundle: Path, texts: list[str]) -> list[str]:

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_all import _json, write_section  # noqa: E402
-from strong_teacher import TASKS  # noqa: E402
+from strong_teacher import TASKS, _f  # noqa: E402
 
 # overrides that say where, not what: the same in every row's meaning
 PLACES = ("data.dir=", "output=")
@@ -91,10 +91,6 @@ def merged(old: dict | None, name: str, task: str, rows: list[dict]) -> dict:
     keep |= {r["run"]: r for r in rows}
     return {"name": name, "task": task, "date": date.today().isoformat(),
             "rows": list(keep.values())}
-
-
-def _f(x, digits: int = 4) -> str:
-    return "" if x is None else f"{x:.{digits}f}"
 
 
 def _rows(t: dict | None) -> str:

@@ -88,7 +88,7 @@ def fsync_file(path: Path) -> None:
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write a file under a temporary name in the same folder, flush it, rename it."""
-    _write_whole(Path(path), lambda f: f.write(data))
+    write_whole(Path(path), lambda f: f.write(data))
 
 
 def copy_file(src: Path, dst: Path) -> None:
@@ -97,10 +97,10 @@ def copy_file(src: Path, dst: Path) -> None:
         with open(src, "rb") as source:
             shutil.copyfileobj(source, f, 1 << 20)
 
-    _write_whole(Path(dst), fill)
+    write_whole(Path(dst), fill)
 
 
-def _write_whole(path: Path, fill) -> None:
+def write_whole(path: Path, fill) -> None:
     """`fill(f)` writes the file's bytes to `f`, a temporary file beside `path`; it is
     flushed and renamed to `path` (removed instead if anything fails)."""
     tmp = path.with_name(f".{path.name}.tmp")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import zipfile
 from pathlib import Path
@@ -199,7 +198,8 @@ def run(cfg: DistillConfig) -> Path:
     images = bool(_check_augment(cfg, task))  # (augmented images: taught online)
     cfg, data, toks, rows, truncation, differs = _read_rows(cfg, task, teacher_bb, student_bb)
     if cfg.augment and not images:  # (before the teacher loads)
-        _check_text_task(cfg, task, data)
+        augment_text.check_task(task.name, data.splits["train"], cfg.augment,
+                                unlabeled=cfg.augment_unlabeled)
     cross = rows["teacher"] is not rows["student"]  # (each model tokenizes for itself)
     # the preprocessors that make rows of their own: not an image's two sides, which read
     # one set of rows (an --unlabeled folder is listed and checked once)
@@ -479,13 +479,6 @@ def _check_augment(cfg: DistillConfig, task) -> bool | None:
         raise ConfigError("--augment-unlabeled: pictures are augmented as they are read, "
                           "--unlabeled's with train's already; leave it out")
     return images
-
-
-def _check_text_task(cfg: DistillConfig, task, data) -> None:
-    """A text preset fits the task's rows (and --augment-unlabeled the task), said before
-    any data beyond the splits is read."""
-    augment_text.check_task(task.name, data.splits["train"], cfg.augment,
-                            unlabeled=cfg.augment_unlabeled)
 
 
 def _check_text_rows(cfg: DistillConfig, data, more: list[str]) -> None:
@@ -798,11 +791,11 @@ def _in_pieces(cfg, teacher, transfer, collate, device, names: tuple[str, ...],
         pieces[at, end] = {name: p.parent / f".{p.stem}.rows-{at}-{end}.npz"
                            for name, p in paths.items()}
     done = {piece: _read_piece(files) for piece, files in pieces.items()}
-    left = [piece for piece, got in done.items() if got is None]
-    if len(left) < len(pieces):
+    todo = sum(end - at for (at, end), got in done.items() if got is None)
+    if todo < len(transfer):
         log.info("teacher outputs: %d of %d rows read from an interrupted pass",
-                 len(transfer) - sum(end - at for at, end in left), len(transfer))
-    seen = pass_progress(sum(end - at for at, end in left), "teacher outputs")
+                 len(transfer) - todo, len(transfer))
+    seen = pass_progress(todo, "teacher outputs")
     out: dict[str, list] = {name: [] for name in names}
     computed = 0
     for (at, end), files in pieces.items():
@@ -846,15 +839,14 @@ def _read_cached(path: Path) -> list:
 def _write_cached(path: Path, logits: list) -> None:
     import numpy as np
 
-    tmp = path.parent / f".{path.name}.tmp"
-    # rows of one length (a class per text) or of each row's tokens: stored flat + counts
-    with open(tmp, "wb") as f:
-        np.savez(f, values=np.concatenate([np.reshape(x, (-1, x.shape[-1])) for x in logits]),
-                 rows=np.array([1 if x.ndim == 1 else x.shape[0] for x in logits]),
-                 ndim=np.array(logits[0].ndim if logits else 1))
-        f.flush()
-        os.fsync(f.fileno())  # (on disk before its name says it is whole)
-    tmp.replace(path)
+    from ..artifacts import write_whole
+
+    # rows of one length (a class per text) or of each row's tokens: stored flat + counts;
+    # written whole (flushed to disk, then renamed) or not at all
+    write_whole(path, lambda f: np.savez(
+        f, values=np.concatenate([np.reshape(x, (-1, x.shape[-1])) for x in logits]),
+        rows=np.array([1 if x.ndim == 1 else x.shape[0] for x in logits]),
+        ndim=np.array(logits[0].ndim if logits else 1)))
 
 
 def _build_student(cfg, teacher, student_bb, student_tok, task, data, eager):

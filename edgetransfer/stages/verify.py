@@ -449,7 +449,11 @@ def _timed(what: str, fn, *args):
 def _outputs(model, ds, max_length, batch_size: int = scoring.SCORE_BATCH) -> dict:
     """Every output of `model` over the whole data, per output name: one array per example
     (task.per_example), in order; its wall time logged."""
-    started = time.perf_counter()
+    return _timed(f"{model.name}: outputs over {len(ds)} examples", _passed, model, ds,
+                  max_length, batch_size)
+
+
+def _passed(model, ds, max_length, batch_size: int) -> dict:
     parts: dict[str, list] = {}
     pairs = scoring.batches(model.task, model.preprocessor, ds, max_length,
                             scoring.SCORE_BATCH)
@@ -458,8 +462,6 @@ def _outputs(model, ds, max_length, batch_size: int = scoring.SCORE_BATCH) -> di
     for feeds, _ in pairs:
         for k, v in model.run(feeds).items():
             parts.setdefault(k, []).extend(model.task.per_example(v, feeds))
-    log.info("  %s: outputs over %d examples in %.1f s", model.name, len(ds),
-             time.perf_counter() - started)
     return parts
 
 

@@ -125,10 +125,6 @@ def guard_checkpoints(trainer, lr: float, precision: str | None = None) -> None:
         check_finite(trainer.model, f"at step {trainer.state.global_step}, before a checkpoint "
                      f"save", lr, precision)
         with uninterrupted("saving a checkpoint"):
-            # (a step saved twice, by the clock and then by its evaluation, must not keep
-            # the first save's marker while the second is written)
-            (run_dir / f"checkpoint-{trainer.state.global_step}" / COMPLETE).unlink(
-                missing_ok=True)
             result = real(model, trial, *args, **kwargs)
             if trainer.args.should_save:
                 ckpt = run_dir / f"checkpoint-{trainer.state.global_step}"
