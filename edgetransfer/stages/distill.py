@@ -238,7 +238,7 @@ def run(cfg: DistillConfig) -> Path:
                                             {"train": transfer})["train"]
 
     lr = learning_rate_for(cfg, task)
-    settings = _settings(cfg, lr, keep, mapping, len(rows["student"]["train"]), extras,
+    settings = _settings(cfg, lr, keep, mapping, _count(rows["student"]["train"]), extras,
                          run_settings(task, data, placement) | differs,
                          augmented=augmented, images=images, cross=cross)
     if known:
@@ -428,6 +428,11 @@ def _example_keys(ds) -> dict:
     return keys
 
 
+def _count(ds) -> int:
+    """Examples, not model rows: a long sentence's overlapping windows are one sentence."""
+    return len(set(ds[EXAMPLE])) if EXAMPLE in ds.column_names else len(ds)
+
+
 def _examples(ds, keep: list):
     """The rows of the examples `keep` (their numbers kept: Task.to_rows matches the
     teacher's examples to the student's in order of them)."""
@@ -542,7 +547,8 @@ def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, extra
         "keep_layers": keep,
         "layer_mapping": mapping,
         # (unlabelled: every row without a gold label, --unlabeled's and --augment's)
-        "transfer_rows": {"labelled": labelled, "unlabelled": sum(len(d) for d, _ in extras)},
+        "transfer_rows": {"labelled": labelled,
+                          "unlabelled": sum(_count(d) for d, _ in extras)},
         "tokenizers": ("each its own: the teacher's outputs reach the student per example (a "
                        "tagger's per word, at each word's first sub-token)"
                        + ("; hidden states as each row's first-token and mean states"
@@ -551,9 +557,9 @@ def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, extra
     }
     if augmented is not None:
         settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed,
-                               "rows": len(augmented[0]), "unlabeled": cfg.augment_unlabeled,
+                               "rows": _count(augmented[0]), "unlabeled": cfg.augment_unlabeled,
                                **augment_text.preset(cfg.augment).record()}
-        settings["transfer_rows"]["augmented"] = len(augmented[0])
+        settings["transfer_rows"]["augmented"] = _count(augmented[0])
     elif images:
         settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed, "teacher": "online",
                                **augment_images.preset(cfg.augment).record()}
