@@ -2,13 +2,17 @@
 labelled file, by the words in each row.
 
     python bench/by_length.py --data ../shared/data/sst2/validation.tsv RUN_DIR [RUN_DIR ...]
+        [--model teacher=RUN_DIR/teacher]
 
 Where a student follows its teacher on short rows and falls behind on long ones (SST-2:
 train's phrases against validation.tsv's sentences), a lever aimed at the long rows (`distill
 --augment long`) should move the long buckets, not the short: this says which moved. The
 bundles answer through `edgetransfer predict`'s own path (the runtime shipped, one text a
 call), so each figure is what the device would answer; a bucket's figure comes with its
-count. Writes its table to stdout and, with --results-md, a section of bench/RESULTS.md.
+count. `--model NAME=PATH` adds a model that has no bundle (a run's teacher checkpoint, an
+ONNX export), scored as verify scores it (measure/shipped.py: the bundle's reading of the
+text, over the model's own runtime), so the teacher's row says which buckets the student
+loses. Writes its table to stdout and, with --results-md, a section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -46,6 +50,17 @@ def answers(bundle: Path, texts: list[str]) -> list[str]:
     return [row["label"] for row in predictions(PredictConfig(bundle=bundle), texts)]
 
 
+def model_answers(spec: str, data: Path, max_length: int) -> list[str]:
+    """A checkpoint's or ONNX model's label for each row of `data`, as verify scores it."""
+    from edgetransfer.measure import runners, shipped
+
+    model = runners.load(spec, threads=2, provider="CPUExecutionProvider")
+    ds = model.task.read_eval(str(data), model.label_names)
+    ids = shipped.predictions(model.task, shipped.of_runner(model), ds, model.label_names,
+                              max_length, model.precision)
+    return [model.label_names[i] for i in ids]
+
+
 def table(rows: list[tuple[str, str]], runs: dict[str, list[str]]) -> dict:
     """{run: {bucket: (right, n)}} and "all"."""
     out = {}
@@ -59,12 +74,15 @@ def table(rows: list[tuple[str, str]], runs: dict[str, list[str]]) -> dict:
     return out
 
 
-def render(result: dict, data: Path) -> str:
+def render(result: dict, data: Path, models: tuple = ()) -> str:
+    """The table; `models`: the rows that are --model's (no bundle), said so above it."""
     keys = [bucket(b) for b in BUCKETS] + ["all"]
     first = next(iter(result.values()), {})
+    also = (f"; {', '.join(models)}: a model without a bundle, scored as verify scores it "
+            f"(the bundle's reading of the text over the model's own runtime)" if models else "")
     lines = [f"## Accuracy by sentence length (`bench/by_length.py`), {data.name}", "",
              f"Each run's bundle (its int8 student, as shipped) on {data.name}, by the words "
-             f"in each row; the count of rows under each bucket.", "",
+             f"in each row; the count of rows under each bucket{also}.", "",
              "| run | " + " | ".join(f"{k} words ({first.get(k, [0, 0])[1]})"
                                      if k != "all" else f"all ({first.get(k, [0, 0])[1]})"
                                      for k in keys) + " |",
@@ -78,7 +96,12 @@ def render(result: dict, data: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="finished `edgetransfer run` folders")
+    ap.add_argument("runs", nargs="*", type=Path, help="finished `edgetransfer run` folders")
+    ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                    help="a model without a bundle (a checkpoint folder, an ONNX model), "
+                         "scored as verify scores it; repeatable")
+    ap.add_argument("--max-length", type=int, default=128,
+                    help="--model's token budget (the recipes' 128)")
     ap.add_argument("--data", type=Path, required=True, help="a labelled .tsv or .csv")
     ap.add_argument("--text-column", default="sentence")
     ap.add_argument("--label-column", default="label")
@@ -91,7 +114,16 @@ def main() -> None:
         if not bundle.is_file():
             raise SystemExit(f"{folder}: no bundle.tar.gz; finish the run (its package step)")
         runs[folder.name] = answers(bundle, [t for t, _ in rows])
-    text = render(table(rows, runs), args.data)
+    for spec in args.model:
+        name, _, path = spec.rpartition("=")
+        if not name or not Path(path).exists():
+            raise SystemExit(f"--model {spec}: give NAME=PATH, PATH a checkpoint folder or "
+                             f"an ONNX model")
+        runs[name] = model_answers(path, args.data, args.max_length)
+    if not runs:
+        raise SystemExit("nothing to score: give run folders or --model NAME=PATH")
+    text = render(table(rows, runs), args.data,
+                  tuple(spec.rpartition("=")[0] for spec in args.model))
     if args.results_md:
         write_section(args.results_md, text, f"by-length-{args.data.stem}")
     print(text)

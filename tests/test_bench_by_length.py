@@ -25,3 +25,16 @@ def test_rows_bucketed_by_words_and_scored_per_run(tmp_path):
     assert "| run | 1-9 words (2) | 10-14 words (1) | 15-24 words (1) | 25+ words (1) | all (5) |" \
         in text
     assert "| b | 0.5000 | 1.0000 | 0.0000 | 1.0000 | 0.6000 |" in text
+    assert "scored as verify scores it" not in text
+    assert "; b: a model without a bundle" in by_length.render(result, data, ("b",))
+
+
+def test_a_model_without_a_bundle_answers_as_verify_scores_it(tiny_classifier, tmp_path):
+    from conftest import torch_scores
+
+    texts = ["good fine great", "awful bad sad movie it was", "a plain one", "so so"]
+    data = tmp_path / "v.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{t}\tpositive\n" for t in texts))
+    got = by_length.model_answers(str(tiny_classifier), data, 128)
+    names = ["negative", "positive"]
+    assert got == [names[i] for i in torch_scores(tiny_classifier, texts).argmax(-1)]
