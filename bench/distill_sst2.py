@@ -79,8 +79,8 @@ def main() -> None:
     for layers, use_unl, loss in variants:
         name = f"distill-sst2-{layers}l" + ("-unl" if use_unl else "") + "".join(
             f"-{k[0]}{v}" for k, v in loss.items()) if not args.sweep else \
-            f"sweep-sst2-{layers}l-T{loss['temperature']}-a{loss['alpha']}-h{loss['hidden_weight']}" \
-            f"-lr{loss['lr']}"
+            f"sweep-sst2-{layers}l-T{loss['temperature']}-a{loss['alpha']}" \
+            f"-h{loss['hidden_weight']}-lr{loss['lr']}"
         out = args.out / name
         cmd = py + ["distill", "--teacher", str(teacher), "--student-layers", str(layers),
                     "--out", str(out), "--epochs", args.epochs] + common

@@ -158,6 +158,6 @@ def storage_error(e: BaseException) -> StorageError | None:
         return None
     name = getattr(e, "filename", None) if isinstance(e, OSError) else None
     return StorageError(
-        f"{name or 'a write failed'}: {_STORAGE[code]}, then run the command again (finetune and distill: with "
-        f"--resume, to continue from the last complete checkpoint); results already under "
-        f"--out are untouched")
+        f"{name or 'a write failed'}: {_STORAGE[code]}, then run the command again (finetune "
+        f"and distill: with --resume, to continue from the last complete checkpoint); results "
+        f"already under --out are untouched")

@@ -120,7 +120,8 @@ def test_export_refuses_a_max_length_beyond_the_models_positions(cli, teacher, d
 
 def _recipe(tmp_path, backbone, data):
     doc = {"name": "s", "model": str(backbone), "output": str(tmp_path / "models" / "s"),
-           "data": {"train": str(data / "train.jsonl"), "validation": str(data / "validation.jsonl"),
+           "data": {"train": str(data / "train.jsonl"),
+                    "validation": str(data / "validation.jsonl"),
                     "test": str(data / "test.jsonl")},
            "finetune": {"epochs": 1, "batch_size": 8}, "distill": {"epochs": 1}}
     path = tmp_path / "s.yaml"

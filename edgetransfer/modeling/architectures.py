@@ -9,9 +9,8 @@ and the form it is exported in. A new architecture is one module and one entry i
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import importlib
+from pathlib import Path
 
 # config.model_type -> the module of this package that knows that architecture
 CNNS = {"efficientnet": "efficientnet_lite"}

@@ -1,4 +1,5 @@
-"""Bad input: one line naming the file/field/row and the fix, exit 2, no traceback, nothing written."""
+"""Bad input: one line naming the file/field/row and the fix, exit 2, no traceback, nothing
+written."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def _case_unseen_string_label(d):
 
 def _case_not_utf8(d):
     raw = (d / "train.jsonl").read_bytes().splitlines(keepends=True)
-    raw[2] = raw[2].replace(b"the", b"th\xe9", 1) if b"the" in raw[2] else b'{"text": "caf\xe9", "label": "pos"}\n'
+    raw[2] = (raw[2].replace(b"the", b"th\xe9", 1) if b"the" in raw[2]
+              else b'{"text": "caf\xe9", "label": "pos"}\n')
     (d / "train.jsonl").write_bytes(b"".join(raw))
     return "train.jsonl: line 3, byte offset"
 

@@ -237,7 +237,8 @@ def test_a_help_names_no_metric_that_a_task_it_serves_lacks():
 
     def check(stage, param, field, config):
         text = re.sub(r"--[a-z0-9-]+", "", _help(field))  # (flags: --max-accuracy-drop)
-        named = {key for key, words in METRIC_WORDS.items() if re.search(words, text, re.IGNORECASE)}
+        named = {key for key, words in METRIC_WORDS.items()
+                 if re.search(words, text, re.IGNORECASE)}
         if not named:
             return None
         scope = next((task for prefix, task in SCOPES.items() if text.startswith(prefix)),

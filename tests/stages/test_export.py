@@ -1,4 +1,5 @@
-"""export on a tiny random BERT: each quantization mode, the parity gate, auto, ORT format, errors."""
+"""export on a tiny random BERT: each quantization mode, the parity gate, auto, ORT format,
+errors."""
 
 from __future__ import annotations
 
