@@ -660,8 +660,9 @@ def test_a_tagger_across_tokenizers_takes_the_rest_of_its_train_file_as_unlabell
                     "--patience", "0", "--student", char_student(tmp_path / "chars"))
     assert code == 0, err
     rows = json.loads((out / "settings.json").read_text())["transfer_rows"]
-    # (rows are the student's windows: 40 sentences made 64 of them, the other 20 made 35)
-    assert rows == {"labelled": 64, "unlabelled": 35, "unlabelled_left_out_as_labelled": 40}
+    # (sentences, not the student's windows: the 40 sampled run in 64 of them, the other 20
+    # in 35)
+    assert rows == {"labelled": 40, "unlabelled": 20, "unlabelled_left_out_as_labelled": 40}
 
 
 def test_a_student_model_cut_to_some_of_its_layers(cli, tiny_teacher, tiny_backbone, data_dir,

@@ -223,25 +223,6 @@ def test_distill_with_unlabelled_raw_sentences(cli, tiny_tagger, token_data, tmp
     assert "entity_f1" in metrics["teacher"]["validation"]
 
 
-def test_a_taggers_transfer_rows_count_sentences_not_windows(cli, tiny_tagger, token_data,
-                                                            tmp_path):
-    # (at --max-length 8 long sentences run in several overlapping windows: the record
-    # counts what the user gave, sentences)
-    sentences = [ws for ws, _ in make_sentences(15, seed=9)]
-    raw = write_jsonl(tmp_path / "raw.jsonl", [{"text": " ".join(ws)} for ws in sentences])
-    labelled = {tuple(ws) for seed, n in ((1, 60), (2, 20)) for ws, _ in make_sentences(n, seed)}
-    known = sum(tuple(ws) in labelled for ws in sentences)
-    out = tmp_path / "student"
-    code, err = cli("distill", "--teacher", tiny_tagger, "--student-layers", "1",
-                    "--train", token_data / "train.txt", "--validation",
-                    token_data / "validation.txt", "--unlabeled", raw, "--max-length", "8",
-                    "--epochs", "1", "--batch-size", "8", "--out", out)
-    assert code == 0, err
-    assert "train: " in err and "run in overlapping windows" in err
-    rows = json.loads((out / "settings.json").read_text())["transfer_rows"]
-    assert (rows["labelled"], rows["unlabelled"]) == (60, 15 - known)
-
-
 @pytest.fixture(scope="module")
 def tagger_onnx(tiny_tagger, token_data, tmp_path_factory):
     from edgetransfer.stages import export
