@@ -50,12 +50,13 @@ def answers(bundle: Path, texts: list[str]) -> list[str]:
     return [row["label"] for row in predictions(PredictConfig(bundle=bundle), texts)]
 
 
-def model_answers(spec: str, data: Path, max_length: int) -> list[str]:
-    """A checkpoint's or ONNX model's label for each row of `data`, as verify scores it."""
+def model_answers(spec: str, data: Path, max_length: int, columns=None) -> list[str]:
+    """A checkpoint's or ONNX model's label for each row of `data`, as verify scores it;
+    `columns`: anything with text_column / label_column (absent: found as verify finds them)."""
     from edgetransfer.measure import runners, shipped
 
     model = runners.load(spec, threads=2, provider="CPUExecutionProvider")
-    ds = model.task.read_eval(str(data), model.label_names)
+    ds = model.task.read_eval(str(data), model.label_names, columns)
     ids = shipped.predictions(model.task, shipped.of_runner(model), ds, model.label_names,
                               max_length, model.precision)
     return [model.label_names[i] for i in ids]
@@ -115,15 +116,18 @@ def main() -> None:
             raise SystemExit(f"{folder}: no bundle.tar.gz; finish the run (its package step)")
         runs[folder.name] = answers(bundle, [t for t, _ in rows])
     for spec in args.model:
-        name, _, path = spec.rpartition("=")
-        if not name or not Path(path).exists():
+        name, _, path = spec.partition("=")
+        if not name or not path or not Path(path).exists():
             raise SystemExit(f"--model {spec}: give NAME=PATH, PATH a checkpoint folder or "
                              f"an ONNX model")
-        runs[name] = model_answers(path, args.data, args.max_length)
+        runs[name] = model_answers(path, args.data, args.max_length, args)
+        if len(runs[name]) != len(rows):
+            raise SystemExit(f"--model {spec}: {len(runs[name])} answers for {len(rows)} rows "
+                             f"of {args.data}; a file both readers read alike is needed")
     if not runs:
         raise SystemExit("nothing to score: give run folders or --model NAME=PATH")
     text = render(table(rows, runs), args.data,
-                  tuple(spec.rpartition("=")[0] for spec in args.model))
+                  tuple(spec.partition("=")[0] for spec in args.model))
     if args.results_md:
         write_section(args.results_md, text, f"by-length-{args.data.stem}")
     print(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import by_length  # noqa: E402
@@ -29,12 +30,34 @@ def test_rows_bucketed_by_words_and_scored_per_run(tmp_path):
     assert "; b: a model without a bundle" in by_length.render(result, data, ("b",))
 
 
-def test_a_model_without_a_bundle_answers_as_verify_scores_it(tiny_classifier, tmp_path):
-    from conftest import torch_scores
+def test_a_model_without_a_bundle_answers_as_verify_scores_it(tiny_backbone, tmp_path):
+    import torch
+    from conftest import make_classifier, torch_scores
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    texts = ["good fine great", "awful bad sad movie it was", "a plain one", "so so"]
+    texts = ["good fine great", "awful bad sad movie it was", "a plain one", "so so",
+             "river engine seven", "boring dull weak", "lovely superb window", "paper"]
+    # (a random head answers one class for everything; this one's rows are the main
+    # directions in which the texts' pooled states differ, so its answers differ by text
+    # and reading the wrong column or scoring another way would show)
+    folder = make_classifier(tiny_backbone, tmp_path / "clf", seed=3)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        pooled = model.bert(**tok(texts, padding=True, return_tensors="pt")).pooler_output
+        centre = pooled.mean(0)
+        ways = torch.linalg.svd(pooled - centre).Vh[:2]
+        rows = torch.stack([ways[0], -ways[0], ways[1]]) * 1000
+        model.classifier.weight.copy_(rows)
+        model.classifier.bias.copy_(-rows @ centre)
+    model.save_pretrained(folder, safe_serialization=True)
+    names = ["neg", "neu", "pos"]
+    expected = [names[i] for i in torch_scores(folder, texts).argmax(-1)]
+    decoy = names[int(torch_scores(folder, ["not this one"]).argmax(-1)[0])]
+    assert len(set(expected)) > 1 and any(e != decoy for e in expected)
     data = tmp_path / "v.tsv"
-    data.write_text("sentence\tlabel\n" + "".join(f"{t}\tpositive\n" for t in texts))
-    got = by_length.model_answers(str(tiny_classifier), data, 128)
-    names = ["negative", "positive"]
-    assert got == [names[i] for i in torch_scores(tiny_classifier, texts).argmax(-1)]
+    data.write_text("review\tlabel\tsentence\n"
+                    + "".join(f"{t}\tpos\tnot this one\n" for t in texts))
+    got = by_length.model_answers(str(folder), data, 128,
+                                  SimpleNamespace(text_column="review", label_column="label"))
+    assert got == expected
