@@ -134,4 +134,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from edgetransfer.errors import EdgeTransferError
+
+    try:
+        main()
+    except EdgeTransferError as e:  # (a bad file or model: edgetransfer's one line)
+        raise SystemExit(f"error: {e}") from None
