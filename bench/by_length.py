@@ -50,16 +50,26 @@ def answers(bundle: Path, texts: list[str]) -> list[str]:
     return [row["label"] for row in predictions(PredictConfig(bundle=bundle), texts)]
 
 
-def model_answers(spec: str, data: Path, max_length: int, columns=None) -> list[str]:
-    """A checkpoint's or ONNX model's label for each row of `data`, as verify scores it;
-    `columns`: anything with text_column / label_column (absent: found as verify finds them)."""
+def model_answers(spec: str, data: Path, max_length: int, gold: list[str],
+                  columns=None) -> list[str]:
+    """A checkpoint's or ONNX model's answer for each row of `data`, as verify scores it,
+    written as the file writes that label (`gold`, read_rows' labels: a head may name the
+    file's "1" "positive"); `columns`: anything with text_column / label_column."""
     from edgetransfer.measure import runners, shipped
 
     model = runners.load(spec, threads=2, provider="CPUExecutionProvider")
+    if model.task.name != "text-classification":
+        raise SystemExit(f"--model {spec}: a {model.task.name} model; this table is of "
+                         f"single-text classification")
     ds = model.task.read_eval(str(data), model.label_names, columns)
+    if "text_pair" in ds.column_names or len(ds) != len(gold):
+        raise SystemExit(f"--model {spec}: {data} reads as {len(ds)} rows of pairs or "
+                         f"another count than {len(gold)}; give --text-column and a file of "
+                         f"single texts")
     ids = shipped.predictions(model.task, shipped.of_runner(model), ds, model.label_names,
                               max_length, model.precision)
-    return [model.label_names[i] for i in ids]
+    as_file = {int(i): g for i, g in zip(ds["label"], gold)}  # (the model's id -> the file's)
+    return [as_file.get(int(i), model.label_names[i]) for i in ids]
 
 
 def table(rows: list[tuple[str, str]], runs: dict[str, list[str]]) -> dict:
@@ -120,10 +130,11 @@ def main() -> None:
         if not name or not path or not Path(path).exists():
             raise SystemExit(f"--model {spec}: give NAME=PATH, PATH a checkpoint folder or "
                              f"an ONNX model")
-        runs[name] = model_answers(path, args.data, args.max_length, args)
-        if len(runs[name]) != len(rows):
-            raise SystemExit(f"--model {spec}: {len(runs[name])} answers for {len(rows)} rows "
-                             f"of {args.data}; a file both readers read alike is needed")
+        if name in runs:
+            raise SystemExit(f"--model {spec}: {name} names another row already; give "
+                             f"another NAME")
+        runs[name] = model_answers(path, args.data, args.max_length, [g for _, g in rows],
+                                   args)
     if not runs:
         raise SystemExit("nothing to score: give run folders or --model NAME=PATH")
     text = render(table(rows, runs), args.data,

@@ -150,9 +150,9 @@ def render(r: dict) -> str:
         f"({env['machine'].get('logical_cpus')} cores, shared with other work: wall times "
         f"vary with its load), torch {env['versions'].get('torch')}. Each row is one "
         f"`edgetransfer finetune` with the README quickstart's flags for its task; ner: 300 "
-        f"sentences sampled from CoNLL-2003 train.txt (30 carved for validation), tested on the "
-        f"first "
-        f"{TEST_SENTENCES:,} sentences of test.txt; text: 300 rows of SST-2 train.tsv, LoRA "
+        f"sentences sampled from CoNLL-2003 train.txt (30 carved for validation), tested on "
+        f"the first {TEST_SENTENCES:,} sentences of test.txt; text: 300 rows of SST-2 "
+        f"train.tsv, LoRA "
         f"(30 carved), tested on validation.tsv; images: make_shapes.py's 60 pictures of 3 "
         f"classes, 64 px (validation 30, test 60). floor: finetune's verdict on validation "
         f"(edgetransfer/measure/floor.py)."), "",

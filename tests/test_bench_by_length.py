@@ -58,6 +58,13 @@ def test_a_model_without_a_bundle_answers_as_verify_scores_it(tiny_backbone, tmp
     data = tmp_path / "v.tsv"
     data.write_text("review\tlabel\tsentence\n"
                     + "".join(f"{t}\tpos\tnot this one\n" for t in texts))
-    got = by_length.model_answers(str(folder), data, 128,
-                                  SimpleNamespace(text_column="review", label_column="label"))
+    columns = SimpleNamespace(text_column="review", label_column="label")
+    gold = [g for _, g in by_length.read_rows(data, "review", "label")]
+    got = by_length.model_answers(str(folder), data, 128, gold, columns)
     assert got == expected
+    # (a file that writes the classes as their numbers, 0-2, is answered in its own words)
+    data.write_text("review\tlabel\tsentence\n" + "".join(
+        f"{t}\t{i % 3}\tnot this one\n" for i, t in enumerate(texts)))
+    gold = [g for _, g in by_length.read_rows(data, "review", "label")]
+    got = by_length.model_answers(str(folder), data, 128, gold, columns)
+    assert got == [str(names.index(e)) for e in expected]
