@@ -137,6 +137,12 @@ def main() -> None:
                                    args)
     if not runs:
         raise SystemExit("nothing to score: give run folders or --model NAME=PATH")
+    labels = {g for _, g in rows}
+    for name, said in runs.items():
+        if not labels & set(said):  # (a bundle that names the file's classes otherwise)
+            raise SystemExit(f"{name}: answers {sorted(set(said))[:5]}, none of which "
+                             f"{args.data} holds ({sorted(labels)[:5]}); give a file that "
+                             f"writes its labels as the model names them")
     text = render(table(rows, runs), args.data,
                   tuple(spec.partition("=")[0] for spec in args.model))
     if args.results_md:
