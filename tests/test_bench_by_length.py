@@ -68,3 +68,27 @@ def test_a_model_without_a_bundle_answers_as_verify_scores_it(tiny_backbone, tmp
     gold = [g for _, g in by_length.read_rows(data, "review", "label")]
     got = by_length.model_answers(str(folder), data, 128, gold, columns)
     assert got == [str(names.index(e)) for e in expected]
+
+
+def test_runs_are_scored_and_a_bundle_naming_classes_otherwise_is_refused(
+        built, monkeypatch, capsys, tmp_path):
+    import shutil
+
+    import pytest
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(built.with_suffix(".tar.gz"), run / "bundle.tar.gz")
+    texts = ["good fine great", "a long sentence of many more words than ten in all of it"]
+    data = tmp_path / "v.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{t}\tpositive\n" for t in texts))
+    monkeypatch.setattr(sys, "argv", ["by_length.py", "--data", str(data), str(run)])
+    by_length.main()  # (the fixture's head answers "positive")
+    out = capsys.readouterr().out
+    assert "| run | 1-9 words (1) | 10-14 words (1) | 15-24 words (0) |" in out
+    assert "| run | 1.0000 | 1.0000 |  |  | 1.0000 |" in out
+    # (the file writes the classes as numbers, the bundle answers their names)
+    data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{i}\n" for i, t in enumerate(texts)))
+    refused = r"run: answers \['positive'\], none of which .* holds \(\['0', '1'\]\)"
+    with pytest.raises(SystemExit, match=refused):
+        by_length.main()
