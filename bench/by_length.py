@@ -7,11 +7,12 @@ labelled file, by the words in each row.
 Where a student follows its teacher on short rows and falls behind on long ones (SST-2:
 train's phrases against validation.tsv's sentences), a lever aimed at the long rows (`distill
 --augment long`) should move the long buckets, not the short: this says which moved. The
-bundles answer through `edgetransfer predict`'s own path (the runtime shipped, one text a
-call), so each figure is what the device would answer; a bucket's figure comes with its
-count. `--model NAME=PATH` adds a model that has no bundle (a run's teacher checkpoint, an
-ONNX export), scored as verify scores it (measure/shipped.py: the bundle's reading of the
-text, over the model's own runtime), so the teacher's row says which buckets the student
+bundles answer through `edgetransfer predict`'s own path (the archive unpacked and checked,
+the runtime shipped, one text a call), so each figure is what the device would answer; the
+file's labels are read as each model's classes, as verify reads them (data/labels.py); a
+bucket's figure comes with its count. `--model NAME=PATH` adds a model that has no bundle
+(a run's teacher checkpoint, an ONNX export), scored as verify scores it (measure/shipped.py:
+the bundled runtime around the model), so the teacher's row says which buckets the student
 loses. Writes its table to stdout and, with --results-md, a section of bench/RESULTS.md.
 """
 
@@ -35,52 +36,56 @@ def bucket(words: int) -> str:
     return f"{low}-{nxt - 1}" if nxt else f"{low}+"
 
 
-def read_rows(path: Path, text_column: str, label_column: str) -> list[tuple[str, str]]:
-    """(text, label) per row, read as edgetransfer reads a data file (data/splits.py)."""
-    from edgetransfer.data.splits import read_split
-
-    ds = read_split(str(path), "test")
-    return [(t, str(y)) for t, y in zip(ds[text_column], ds[label_column])]
-
-
-def answers(bundle: Path, texts: list[str]) -> list[str]:
-    """The bundle's label for each text (edgetransfer predict's path)."""
-    from edgetransfer.stages.predict import PredictConfig, predictions
-
-    return [row["label"] for row in predictions(PredictConfig(bundle=bundle), texts)]
+def right(task, predictor, data: Path, columns, batch_size: int = 1) -> list[tuple[int, bool]]:
+    """(words, answered right) per row of `data`: the file read as verify reads it, its labels
+    as `predictor`'s classes (data/labels.py: names by name, numbers as class ids), each row's
+    class as the bundled runtime answers its raw text (task.shipped)."""
+    ds = task.read_eval(str(data), predictor.labels, columns)
+    if "text_pair" in ds.column_names:
+        raise SystemExit(f"{data}: read as text pairs; give --text-column, a file of single "
+                         f"texts")
+    ids = task.shipped(predictor, ds, batch_size)
+    return [(len(t.split()), int(i) == y) for t, i, y in zip(ds["text"], ids, ds["label"])]
 
 
-def model_answers(spec: str, data: Path, max_length: int, gold: list[str],
-                  columns=None) -> list[str]:
-    """A checkpoint's or ONNX model's answer for each row of `data`, as verify scores it,
-    written as the file writes that label (`gold`, read_rows' labels: a head may name the
-    file's "1" "positive"); `columns`: anything with text_column / label_column."""
-    from edgetransfer.measure import runners, shipped
+def bundle_right(archive: Path, data: Path, columns) -> list[tuple[int, bool]]:
+    """A bundle's answers, unpacked and checked as `edgetransfer predict` does, one text a
+    call (the runtime's default)."""
+    import tempfile
+
+    from edgetransfer.bundle.archive import open_bundle
+    from edgetransfer.bundle.runtime.predict import Predictor
+    from edgetransfer.tasks import get
+
+    with tempfile.TemporaryDirectory(prefix="by-length-") as tmp:
+        folder, _ = open_bundle(archive, Path(tmp))
+        return right(get("text-classification"), Predictor(folder, check=False), data, columns)
+
+
+def model_right(spec: str, data: Path, max_length: int, columns) -> list[tuple[int, bool]]:
+    """A checkpoint's or ONNX model's answers as verify scores it: the bundled runtime
+    around the model (measure/shipped.py), int8 one text a call."""
+    from edgetransfer.measure import runners, scoring, shipped
 
     model = runners.load(spec, threads=2, provider="CPUExecutionProvider")
     if model.task.name != "text-classification":
         raise SystemExit(f"--model {spec}: a {model.task.name} model; this table is of "
                          f"single-text classification")
-    ds = model.task.read_eval(str(data), model.label_names, columns)
-    if "text_pair" in ds.column_names or len(ds) != len(gold):
-        raise SystemExit(f"--model {spec}: {data} reads as {len(ds)} rows of pairs or "
-                         f"another count than {len(gold)}; give --text-column and a file of "
-                         f"single texts")
-    ids = shipped.predictions(model.task, shipped.of_runner(model), ds, model.label_names,
-                              max_length, model.precision)
-    as_file = {int(i): g for i, g in zip(ds["label"], gold)}  # (the model's id -> the file's)
-    return [as_file.get(int(i), model.label_names[i]) for i in ids]
+    predictor = shipped.predictor(model.task, shipped.of_runner(model), model.label_names,
+                                  max_length)
+    return right(model.task, predictor, data, columns,
+                 scoring.scoring_batch_size(model.precision))
 
 
-def table(rows: list[tuple[str, str]], runs: dict[str, list[str]]) -> dict:
-    """{run: {bucket: (right, n)}} and "all"."""
+def table(runs: dict[str, list[tuple[int, bool]]]) -> dict:
+    """{run: {bucket: [right, n]}} and "all", from each row's (words, answered right)."""
     out = {}
-    for name, labels in runs.items():
+    for name, rows in runs.items():
         got: dict[str, list[int]] = {}
-        for (text, gold), label in zip(rows, labels):
-            for key in (bucket(len(text.split())), "all"):
-                right, n = got.get(key, [0, 0])
-                got[key] = [right + (label == gold), n + 1]
+        for words, ok in rows:
+            for key in (bucket(words), "all"):
+                n_right, n = got.get(key, [0, 0])
+                got[key] = [n_right + ok, n + 1]
         out[name] = got
     return out
 
@@ -118,13 +123,12 @@ def main() -> None:
     ap.add_argument("--label-column", default="label")
     ap.add_argument("--results-md", type=Path, help="write the table as a section there")
     args = ap.parse_args()
-    rows = read_rows(args.data, args.text_column, args.label_column)
-    runs = {}
+    runs, models = {}, []
     for folder in args.runs:
         bundle = folder / "bundle.tar.gz"
         if not bundle.is_file():
             raise SystemExit(f"{folder}: no bundle.tar.gz; finish the run (its package step)")
-        runs[folder.name] = answers(bundle, [t for t, _ in rows])
+        runs[folder.name] = bundle_right(bundle, args.data, args)
     for spec in args.model:
         name, _, path = spec.partition("=")
         if not name or not path or not Path(path).exists():
@@ -133,18 +137,11 @@ def main() -> None:
         if name in runs:
             raise SystemExit(f"--model {spec}: {name} names another row already; give "
                              f"another NAME")
-        runs[name] = model_answers(path, args.data, args.max_length, [g for _, g in rows],
-                                   args)
+        runs[name] = model_right(path, args.data, args.max_length, args)
+        models.append(name)
     if not runs:
         raise SystemExit("nothing to score: give run folders or --model NAME=PATH")
-    labels = {g for _, g in rows}
-    for name, said in runs.items():
-        if not labels & set(said):  # (a bundle that names the file's classes otherwise)
-            raise SystemExit(f"{name}: answers {sorted(set(said))[:5]}, none of which "
-                             f"{args.data} holds ({sorted(labels)[:5]}); give a file that "
-                             f"writes its labels as the model names them")
-    text = render(table(rows, runs), args.data,
-                  tuple(spec.partition("=")[0] for spec in args.model))
+    text = render(table(runs), args.data, tuple(models))
     if args.results_md:
         write_section(args.results_md, text, f"by-length-{args.data.stem}")
     print(text)

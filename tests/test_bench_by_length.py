@@ -14,12 +14,11 @@ def test_rows_bucketed_by_words_and_scored_per_run(tmp_path):
     assert [by_length.bucket(n) for n in (0, 1, 9, 10, 14, 15, 24, 25, 80)] == [
         "1-9", "1-9", "1-9", "10-14", "10-14", "15-24", "15-24", "25+", "25+"]
     data = tmp_path / "v.tsv"
-    data.write_text("sentence\tlabel\n" + "\n".join(
-        f"{' '.join(['w'] * n)}\t{n % 2}" for n in (3, 4, 12, 16, 30)) + "\n")
-    rows = by_length.read_rows(data, "sentence", "label")
-    assert [g for _, g in rows] == ["1", "0", "0", "0", "0"]
-    result = by_length.table(rows, {"a": ["1", "0", "1", "0", "0"],
-                                    "b": ["0", "0", "0", "1", "0"]})
+    words, gold = (3, 4, 12, 16, 30), ["1", "0", "0", "0", "0"]
+    result = by_length.table({
+        name: [(n, said == g) for n, said, g in zip(words, answers, gold)]
+        for name, answers in (("a", ["1", "0", "1", "0", "0"]),
+                              ("b", ["0", "0", "0", "1", "0"]))})
     assert result["a"] == {"1-9": [2, 2], "10-14": [0, 1], "15-24": [1, 1], "25+": [1, 1],
                            "all": [4, 5]}
     text = by_length.render(result, data)
@@ -55,26 +54,29 @@ def test_a_model_without_a_bundle_answers_as_verify_scores_it(tiny_backbone, tmp
     expected = [names[i] for i in torch_scores(folder, texts).argmax(-1)]
     decoy = names[int(torch_scores(folder, ["not this one"]).argmax(-1)[0])]
     assert len(set(expected)) > 1 and any(e != decoy for e in expected)
+    words = [len(t.split()) for t in texts]
     data = tmp_path / "v.tsv"
     data.write_text("review\tlabel\tsentence\n"
                     + "".join(f"{t}\tpos\tnot this one\n" for t in texts))
     columns = SimpleNamespace(text_column="review", label_column="label")
-    gold = [g for _, g in by_length.read_rows(data, "review", "label")]
-    got = by_length.model_answers(str(folder), data, 128, gold, columns)
-    assert got == expected
-    # (a file that writes the classes as their numbers, 0-2, is answered in its own words)
+    got = by_length.model_right(str(folder), data, 128, columns)
+    assert got == [(n, e == "pos") for n, e in zip(words, expected)]
+    assert got != [(n, decoy == "pos") for n in words]
+    # (a file that writes the classes as their numbers, 0-2, reads them as class ids)
     data.write_text("review\tlabel\tsentence\n" + "".join(
         f"{t}\t{i % 3}\tnot this one\n" for i, t in enumerate(texts)))
-    gold = [g for _, g in by_length.read_rows(data, "review", "label")]
-    got = by_length.model_answers(str(folder), data, 128, gold, columns)
-    assert got == [str(names.index(e)) for e in expected]
+    got = by_length.model_right(str(folder), data, 128, columns)
+    assert got == [(n, names.index(e) == i % 3) for i, (n, e) in enumerate(zip(words,
+                                                                               expected))]
 
 
-def test_runs_are_scored_and_a_bundle_naming_classes_otherwise_is_refused(
+def test_runs_are_scored_and_labels_the_bundle_lacks_are_refused(
         built, monkeypatch, capsys, tmp_path):
     import shutil
 
     import pytest
+
+    from edgetransfer.errors import DataError
 
     run = tmp_path / "run"
     run.mkdir()
@@ -87,8 +89,11 @@ def test_runs_are_scored_and_a_bundle_naming_classes_otherwise_is_refused(
     out = capsys.readouterr().out
     assert "| run | 1-9 words (1) | 10-14 words (1) | 15-24 words (0) |" in out
     assert "| run | 1.0000 | 1.0000 |  |  | 1.0000 |" in out
-    # (the file writes the classes as numbers, the bundle answers their names)
+    # (the file writes the classes as numbers: class ids, 0 negative, 1 positive)
     data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{i}\n" for i, t in enumerate(texts)))
-    refused = r"run: answers \['positive'\], none of which .* holds \(\['0', '1'\]\)"
-    with pytest.raises(SystemExit, match=refused):
+    by_length.main()
+    assert "| run | 0.0000 | 1.0000 |  |  | 0.5000 |" in capsys.readouterr().out
+    # (a label that is none of the bundle's classes: the project's one line, naming the row)
+    data.write_text("sentence\tlabel\n" + "".join(f"{t}\thappy\n" for t in texts))
+    with pytest.raises(DataError, match=r"v.tsv.*label 'happy' is not a known class"):
         by_length.main()
