@@ -556,10 +556,10 @@ def _settings(cfg: DistillConfig, lr: float, keep, mapping, labelled: int, extra
         **run,
     }
     if augmented is not None:
-        settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed,
-                               "rows": _count(augmented[0]), "unlabeled": cfg.augment_unlabeled,
+        made = settings["transfer_rows"]["augmented"] = _count(augmented[0])
+        settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed, "rows": made,
+                               "unlabeled": cfg.augment_unlabeled,
                                **augment_text.preset(cfg.augment).record()}
-        settings["transfer_rows"]["augmented"] = _count(augmented[0])
     elif images:
         settings["augment"] = {"preset": cfg.augment, "seed": cfg.seed, "teacher": "online",
                                **augment_images.preset(cfg.augment).record()}
