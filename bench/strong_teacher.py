@@ -254,6 +254,7 @@ def teacher(task: str, who: str, paths: dict, data: Path, out: Path, force: bool
     metrics = _json(folder / "metrics.json") or {}
     # (resumed: the wall time is the last run's alone; the interrupted ones' is not kept)
     return {"who": who, "folder": str(folder), "flags": spec["teachers"][who],
+            "machine": _machine() if wall else before.get("machine"),
             "wall_s": wall or before.get("wall_s") or _own_wall(metrics), "resumed": resumed,
             "validation": (metrics.get("validation") or {}).get(spec["metric"]),
             "test": (metrics.get("test") or {}).get(spec["metric"])}
@@ -331,6 +332,7 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
     base = out / "students" / name
     model, int8, report = base / "student", base / "int8", base / "verify.json"
     log, walls = out / "logs" / f"{name}.log", dict((before or {}).get("walls") or {})
+    ran = dict(walls)
     extra = (["--augment", spec["augment"]] if arm in ("augmented", "both") else []) + (
         ["--unlabeled", paths["unlabelled"]] if arm in ("unlabelled", "both") else [])
     if force or not _done(model):
@@ -374,6 +376,8 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
             "transfer_rows": settings.get("transfer_rows"),
             "hidden_weight": (settings.get("config") or {}).get("hidden_weight"),
             "tokenizers": settings.get("tokenizers"), "walls": walls,
+            # (where its figures were taken: this machine if a step ran now)
+            "machine": _machine() if walls != ran else (before or {}).get("machine"),
             "bundle_mb": packaged.get("archive_bytes") and round(
                 packaged["archive_bytes"] / 2**20, 2),
             "models": models, "speedup": speedup(models, models[0]["name"], "int8")}
@@ -389,7 +393,10 @@ def run(args) -> dict:
     result |= {"task": args.task, "date": date.today().isoformat(), "data": str(args.data),
                **counts,
                "augment": spec["augment"], "goals": spec["goals"], "metric": spec["metric"],
-               "environment": environment()}
+               }
+    # (the first run's; each teacher and student records its own machine, which a record
+    # written across two machines shows in its tables)
+    result.setdefault("environment", environment())
     result.setdefault("teachers", {})
     result.setdefault("students", {})
     for who in args.teachers:
@@ -421,6 +428,23 @@ def _write(path: Path, result: dict) -> None:
     tmp.replace(path)
 
 
+def _machine() -> dict:
+    """This machine, as a row records it: its CPU, cores and int8/SIMD features."""
+    from edgetransfer.measure import latency
+
+    m = latency.machine()
+    return {k: m[k] for k in ("cpu", "logical_cpus", "isa")}
+
+
+def _machines(r: dict) -> dict[str, dict]:
+    """Each teacher's and student's machine by its key (an entry written before machines
+    were recorded: the record's environment's)."""
+    first = {k: r["environment"]["machine"][k] for k in ("cpu", "logical_cpus", "isa")} \
+        if r.get("environment") else None
+    return {key: e.get("machine") or first
+            for entries in (r["teachers"], r["students"]) for key, e in entries.items()}
+
+
 def _f(x, digits: int = 4) -> str:
     return "" if x is None else f"{x:.{digits}f}"
 
@@ -444,15 +468,27 @@ def _trained(flags: list[str]) -> str:
 
 def render(r: dict) -> str:
     metric, goals = r["metric"], r["goals"]
+    machines = _machines(r)
+    seen = {json.dumps(m, sort_keys=True): m for m in machines.values() if m}
+    # (a record written on two machines says on which each row was: a column)
+    several = len(seen) > 1
+    def on(key: str) -> str:
+        return f" {(machines.get(key) or {}).get('cpu', '')} |" if several else ""
+
+    said = ", ".join(f"{m['cpu']} ({m['logical_cpus']} cores, {'/'.join(m['isa'])})"
+                     for m in seen.values())
     lines = [f"## Teach better, {r['task']} (`bench/strong_teacher.py`, issue 28), {r['date']}",
              "", f"Labelled: a seeded sample of {r['labelled']:,} train rows; unlabelled: "
              f"{r['unlabelled']:,} other train rows without labels; augmentation preset "
              f"`{r['augment']}`. Test {metric} of the int8 student (`verify` on the test "
              f"split), kept = its share of its teacher's; speed-up = the teacher's batch-1 "
-             f"p50 (PyTorch, 1 thread) over the int8 student's, interleaved. Record: "
+             f"p50 (PyTorch, 1 thread) over the int8 student's, interleaved. "
+             f"{'Machines (the column says which)' if several else 'Machine'}: "
+             f"{said or 'not recorded'}. Record: "
              f"{RECORD.format(task=r['task'])}; plot: {PLOT.format(task=r['task'])}.", "",
              f"| teacher | test {metric} | as its bundle answers | batch-1 p50 ms | "
-             f"train wall min |", "| --- | --- | --- | --- | --- |"]
+             f"train wall min |{' machine |' if several else ''}",
+             "| --- | --- | --- | --- | --- |" + (" --- |" if several else "")]
     for who, t in r["teachers"].items():
         # (verify's figures of the teacher: the same for each of its students)
         sp = next((s["speedup"] for s in r["students"].values()
@@ -461,7 +497,7 @@ def render(r: dict) -> str:
                      f"{_f(sp.get('teacher_accuracy'))} | "
                      f"{_f(sp.get('p50', {}).get('teacher_ms'), 2)} "
                      f"| {_f(t['wall_s'] and t['wall_s'] / 60, 1)}"
-                     f"{_resumed_mark(t.get('resumed'))} |")
+                     f"{_resumed_mark(t.get('resumed'))} |{on(who)}")
     if TASKS[r["task"]]["kind"] == "words":
         lines += ["", "A tagger's figures as its bundle answers (verify's, and the students' "
                   "below) are read from the spans it prints for each test sentence's words "
@@ -470,9 +506,10 @@ def render(r: dict) -> str:
                   "finetune reports; kept is taken between the two bundle figures."]
     lines += ["", f"| teacher | student data | student cut from | layers | transfer rows | "
               f"hidden | int8 student {metric} | kept | speed-up p50 [bounds] | bundle MB | "
-              f"distill min |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for s in r["students"].values():
+              f"distill min |{' machine |' if several else ''}",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+              + (" --- |" if several else "")]
+    for key, s in r["students"].items():
         sp = s.get("speedup") or {}
         rows = s.get("transfer_rows") or {}  # (unlabelled: --augment's rows among them)
         walls = s.get("walls") or {}
@@ -484,7 +521,7 @@ def render(r: dict) -> str:
             f"{_f(sp.get('p50', {}).get('ratio'), 1)}x {sp.get('p50', {}).get('bounds', '')} | "
             f"{_f(s.get('bundle_mb'), 2)} | "
             f"{_f(walls.get('distill_s') and walls['distill_s'] / 60, 1)}"
-            f"{_resumed_mark(walls.get('distill_resumed'))} |")
+            f"{_resumed_mark(walls.get('distill_resumed'))} |{on(key)}")
     lines += ["", "| goal | target | measured | met |", "| --- | --- | --- | --- |"]
     # (the goals: the best of the teachers they name, and the best of those's students)
     judged = {w for w, t in r["teachers"].items() if _judged(w, t["flags"])}

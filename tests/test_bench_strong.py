@@ -213,3 +213,34 @@ def test_the_small_model_counts_for_the_goals_only_trained_with_augmentation():
     result["teachers"]["small-pad-crop"]["test"] = 0.94  # (now Lite2 is the best of the two)
     assert "| teacher (strong), test accuracy | >= 0.955 | 0.9470 | no |" in \
         strong_teacher.render(result)
+
+
+def test_a_record_written_on_two_machines_says_which_ran_each_row():
+    spec = strong_teacher.TASKS["fashion-mnist"]
+    xeon = {"cpu": "Intel Xeon", "logical_cpus": 2, "isa": ["avx2", "avx512_vnni"]}
+    epyc = {"cpu": "AMD EPYC", "logical_cpus": 2, "isa": ["avx2"]}
+    result = {"task": "fashion-mnist", "date": "2026-12-05", "labelled": 500,
+              "unlabelled": 100, "augment": "pad-crop", "metric": "accuracy",
+              "goals": spec["goals"], "environment": {"machine": xeon | {"os": "Linux"}},
+              # (an entry from before machines were recorded: the record's environment's)
+              "teachers": {"strong": {"flags": spec["teachers"]["strong"], "test": 0.947,
+                                      "wall_s": 60},
+                           "strong-lite1": {"flags": spec["teachers"]["strong-lite1"],
+                                            "test": 0.945, "wall_s": 60, "machine": epyc}},
+              "students": {"strong-unlabelled": _arm("strong", "unlabelled", 0.939, 0.947, 25,
+                                                     8),
+                           "strong-lite1-unlabelled": _arm("strong-lite1", "unlabelled", 0.94,
+                                                           0.945, 20, 8) | {"machine": epyc}}}
+    text = strong_teacher.render(result)
+    assert ("Machines (the column says which): Intel Xeon (2 cores, avx2/avx512_vnni), "
+            "AMD EPYC (2 cores, avx2).") in text
+    assert "| strong: efficientnet-lite2, 5 epochs, 64 px | 0.9470 | 0.9470 | 40.00 | 1.0 | " \
+        "Intel Xeon |" in text
+    assert "| strong-lite1: efficientnet-lite1, 5 epochs, 64 px | 0.9450 | 0.9450 | 40.00 | " \
+        "1.0 | AMD EPYC |" in text
+    assert "|  | 10.0 | AMD EPYC |" in text and "|  | 10.0 | Intel Xeon |" in text
+    # (one machine: named once above the tables, no column)
+    del result["teachers"]["strong-lite1"], result["students"]["strong-lite1-unlabelled"]
+    text = strong_teacher.render(result)
+    assert "Machine: Intel Xeon (2 cores, avx2/avx512_vnni)." in text
+    assert "| Intel Xeon |" not in text
