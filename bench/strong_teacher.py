@@ -66,6 +66,16 @@ from run_all import (  # noqa: E402
 )
 
 SEED = 42
+
+
+def _image_teacher(model: str, epochs: int, size: int = 64, eval_steps: int = 500,
+                   augment: str | None = None) -> list[str]:
+    """A Fashion-MNIST teacher's finetune flags: the teachers differ only in these (the
+    order is the records': a teacher's flags are kept in bench/records)."""
+    return ["--model", model, "--method", "full", "--lr", "1e-3", "--epochs", str(epochs),
+            "--batch-size", "64", "--image-size", str(size), "--validation-fraction", "0.05",
+            "--eval-steps", str(eval_steps)] + (["--augment", augment] if augment else [])
+
 ARMS = ("labelled", "augmented", "unlabelled", "both")
 # Per task: files, sizes, the two teachers' models and finetune settings, the students' and
 # the goals of the issue (each stated once; the tables read them).
@@ -108,34 +118,20 @@ TASKS = {
         # (augment pad-crop, not flip-crop: see the strong teacher below)
         "kind": "images", "labelled": 50000, "unlabelled": 10000, "augment": "pad-crop",
         "teachers": {
-            "small": ["--model", "efficientnet-lite0", "--method", "full", "--lr", "1e-3",
-                      "--epochs", "3", "--batch-size", "64", "--image-size", "64",
-                      "--validation-fraction", "0.05", "--eval-steps", "300"],
+            "small": _image_teacher("efficientnet-lite0", 3, eval_steps=300),
             # (no augmentation: neither flip-crop, 3 epochs, nor pad-crop, 6, taught Lite2
             # as much; docs/tasks.md, Augmentation)
-            "strong": ["--model", "efficientnet-lite2", "--method", "full", "--lr", "1e-3",
-                       "--epochs", "5", "--batch-size", "64", "--image-size", "64",
-                       "--validation-fraction", "0.05", "--eval-steps", "500"],
+            "strong": _image_teacher("efficientnet-lite2", 5),
             # (the same with pad-crop, for longer: what it taught, docs/tasks.md)
-            "strong-pad-crop": ["--model", "efficientnet-lite2", "--method", "full",
-                                "--lr", "1e-3", "--epochs", "6", "--batch-size", "64",
-                                "--image-size", "64", "--validation-fraction", "0.05",
-                                "--eval-steps", "500", "--augment", "pad-crop"],
+            "strong-pad-crop": _image_teacher("efficientnet-lite2", 6, augment="pad-crop"),
             # (at 96 px; its students still read 64, distill's --image-size below)
-            "strong-96": ["--model", "efficientnet-lite2", "--method", "full", "--lr", "1e-3",
-                          "--epochs", "5", "--batch-size", "64", "--image-size", "96",
-                          "--validation-fraction", "0.05", "--eval-steps", "500"],
+            "strong-96": _image_teacher("efficientnet-lite2", 5, size=96),
             # (the middle built-in, as the strong one is trained: its accuracy and latency)
-            "strong-lite1": ["--model", "efficientnet-lite1", "--method", "full", "--lr",
-                             "1e-3", "--epochs", "5", "--batch-size", "64", "--image-size",
-                             "64", "--validation-fraction", "0.05", "--eval-steps", "500"],
+            "strong-lite1": _image_teacher("efficientnet-lite1", 5),
             # (the issue's other teacher, "Lite0 with augmentation": pad-crop for longer than
             # Lite2's 6 epochs, whose validation was still rising; Lite0 takes ~60% of
             # Lite2's time a picture at 64 px)
-            "small-pad-crop": ["--model", "efficientnet-lite0", "--method", "full", "--lr",
-                               "1e-3", "--epochs", "10", "--batch-size", "64", "--image-size",
-                               "64", "--validation-fraction", "0.05", "--eval-steps", "500",
-                               "--augment", "pad-crop"]},
+            "small-pad-crop": _image_teacher("efficientnet-lite0", 10, augment="pad-crop")},
         # (8 blocks: the goal's bundle of <= 2 MB; the 8-block int8 student's is 1.77 MB)
         "students": {"small": ["--student-layers", "8"],
                      "strong": ["--student", "efficientnet-lite0", "--student-layers", "8"]},
