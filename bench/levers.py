@@ -87,6 +87,11 @@ def merged(old: dict | None, name: str, task: str, rows: list[dict]) -> dict:
     if old and old.get("task") != task:
         raise SystemExit(f"levers-{name}: its record is of {old.get('task')}, not {task}; "
                          f"give another --name")
+    names = [r["run"] for r in rows]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:  # (a row is its folder's name: one would replace the other)
+        raise SystemExit(f"two run folders named {twice}: a row is named by its folder; "
+                         f"rename one, or tabulate it under another --name")
     keep = {r["run"]: r for r in (old or {}).get("rows", [])}
     keep |= {r["run"]: r for r in rows}
     return {"name": name, "task": task, "date": date.today().isoformat(),

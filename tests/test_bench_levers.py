@@ -72,3 +72,8 @@ def test_a_run_without_its_report_or_another_tasks_record_is_refused_with_the_fi
     record = levers.merged(None, "t", "sst2", [])
     with pytest.raises(SystemExit, match="levers-t: its record is of sst2, not conll2003"):
         levers.merged(record, "t", "conll2003", [])
+    # (two folders of one name in one call: one row would silently replace the other)
+    a = levers.collect(_run(tmp_path / "a", "L3", [], 0.878, [0.3, 4.5]))
+    b = levers.collect(_run(tmp_path / "b", "L3", [], 0.871, [0.9, 5.1]))
+    with pytest.raises(SystemExit, match="two run folders named L3: .* rename one"):
+        levers.merged(None, "t", "sst2", [a, b])
