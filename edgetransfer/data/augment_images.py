@@ -78,18 +78,25 @@ def _shift(image, share, rng):
     return image.crop((dx, dy, dx + w, dy + h))  # (Pillow fills what lies outside with 0)
 
 
+# TrivialAugmentWide's operations (torchvision's list)
+TRIVIAL_OPS = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate",
+               "brightness", "color", "contrast", "sharpness", "posterize", "solarize",
+               "autocontrast", "equalize")
+
+
 def _trivial(image, rng):
     """TrivialAugmentWide: one operation drawn uniformly, at a magnitude drawn from its
     BINS bins, with a random sign where it has one."""
-    from PIL import Image, ImageEnhance, ImageOps
-
-    ops = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate",
-           "brightness", "color", "contrast", "sharpness", "posterize", "solarize",
-           "autocontrast", "equalize")
-    op = ops[int(rng.integers(len(ops)))]
+    op = TRIVIAL_OPS[int(rng.integers(len(TRIVIAL_OPS)))]
     level = int(rng.integers(BINS)) / (BINS - 1)
     sign = -1 if rng.random() < 0.5 else 1
-    w, h = image.size
+    return _trivial_op(image, op, level, sign)
+
+
+def _trivial_op(image, op: str, level: float, sign: int):
+    """One of TRIVIAL_OPS at magnitude `level` (0..1) in the direction `sign`."""
+    from PIL import Image, ImageEnhance, ImageOps
+
     if op in ("shear_x", "shear_y"):
         m = sign * 0.99 * level
         coeffs = (1, m, 0, 0, 1, 0) if op == "shear_x" else (1, 0, 0, m, 1, 0)

@@ -47,12 +47,48 @@ def test_pad_crop_moves_the_picture_by_whole_pixels_within_its_share():
     assert len(moved) > 20  # (offsets drawn over the whole range)
 
 
-def test_trivial_augment_draws_every_operation():
-    seen = set()
-    for i in range(200):
-        rng = np.random.default_rng([1, i])
-        seen.add(int(rng.integers(14)))
-    assert seen == set(range(14))  # (the draw _trivial makes covers its 14 operations)
+def test_trivial_augment_draws_every_operation_and_each_changes_the_picture(monkeypatch):
+    from PIL import Image
+
+    # (coloured noise of middling range: every operation but identity has something to do)
+    pixels = np.random.default_rng(0).integers(60, 140, size=(40, 40, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    for op in ai.TRIVIAL_OPS:
+        out = ai._trivial_op(image, op, 1.0, 1)
+        assert out.size == image.size
+        assert np.array_equal(np.asarray(out), pixels) == (op == "identity"), op
+    drawn = []
+    real = ai._trivial_op
+    monkeypatch.setattr(ai, "_trivial_op", lambda im, op, level, sign: (
+        drawn.append((op, level, sign)) or real(im, op, level, sign)))
+    for i in range(300):
+        ai.apply(image, ai.preset("trivial"), np.random.default_rng([1, i]))
+    assert {op for op, _, _ in drawn} == set(ai.TRIVIAL_OPS)  # (each operation drawn)
+    assert len({level for _, level, _ in drawn}) > 20 and {s for _, _, s in drawn} == {-1, 1}
+
+
+def test_the_reader_draws_by_seed_and_anew_each_pass(image_data):
+    """Augmenter: a fresh reader with the same --seed reads the same pictures, another seed
+    others, and a second pass over the split (the next epoch) draws new ones."""
+    from datasets import Dataset, Image
+
+    from edgetransfer import tasks
+
+    paths = sorted(str(p) for p in (image_data / "train").rglob("*.png"))[:4]
+    ds = Dataset.from_dict({"image": paths}).cast_column("image", Image())
+    task = tasks.get("image-classification")
+
+    def passes(seed: int, n: int = 2) -> list[list[np.ndarray]]:
+        train = ai.on_splits("standard", seed, task, {"train": ds})["train"]
+        return [[np.asarray(im) for im in train[:4]["image"]] for _ in range(n)]
+
+    def same(a, b) -> bool:
+        return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+    first, second = passes(0)
+    again, _ = passes(0)
+    other, _ = passes(1)
+    assert same(first, again) and not same(first, other) and not same(first, second)
 
 
 def test_only_the_training_split_is_augmented(image_data):

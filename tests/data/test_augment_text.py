@@ -67,6 +67,27 @@ def test_tags_stay_aligned_and_mentions_swap_within_their_type():
     swapped = {tuple(w) for w, _ in out[:8]}
     assert ("Bob", "saw", "Paris") in swapped  # every mention swapped for the other one
     assert out[0][1] == ["B-PER", "O", "B-LOC"]
+    # (edits that are drawn, not forced: the seed decides them, the same seed again alike)
+    half = at.TextAugment(copies=8, replace=0.5, mention_swap=0.5)
+    drawn = at.expand_tagged(rows, half, near, "[MASK]", seed=0)
+    assert drawn == at.expand_tagged(rows, half, near, "[MASK]", seed=0)
+    assert drawn != at.expand_tagged(rows, half, near, "[MASK]", seed=1)
+
+
+def test_entity_words_are_never_replaced_masked_or_deleted():
+    """Only O words are edited: an entity word that has neighbours, under edits that would
+    take every word, stays with its B-/I- tags (mentions move only by swapping, off here)."""
+    rows = [(["Alice", "visited", "New", "York", "today"],
+             ["B-PER", "O", "B-LOC", "I-LOC", "O"])]
+    near = {"alice": ["carol"], "new": ["old"], "york": ["paris"], "visited": ["saw"],
+            "today": ["now"]}
+    for edits in (dict(replace=1.0), dict(mask=1.0), dict(delete=0.99)):
+        out = at.expand_tagged(rows, at.TextAugment(copies=6, **edits), near, "[MASK]", seed=3)
+        for words, tags in out:
+            assert [(w, t) for w, t in zip(words, tags) if t != "O"] == [
+                ("Alice", "B-PER"), ("New", "B-LOC"), ("York", "I-LOC")], edits
+            others = [w for w, t in zip(words, tags) if t == "O"]
+            assert all(w not in ("visited", "today") for w in others), (edits, words)
 
 
 def test_a_preset_is_named_and_bounded():
