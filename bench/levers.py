@@ -167,7 +167,8 @@ def plot(record: dict, path: Path) -> None:
 
     rows = record["rows"]
     goals = TASKS[record["task"]]["goals"]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(rows), 3.6))
+    # (wide enough for the title with a single row)
+    fig, ax = plt.subplots(figsize=(max(4.8, 1.6 + 1.3 * len(rows)), 3.6))
     xs = range(len(rows))
     # (the drop's 95% interval, read as the student's: the teacher's figure less it)
     # (clipped at 0: a bootstrap's interval may not hold the figure it was drawn around)
