@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_all import _json, write_section  # noqa: E402
-from strong_teacher import TASKS, _f  # noqa: E402
+from strong_teacher import TASKS, _f, machine_said  # noqa: E402
 
 # overrides that say where, not what: the same in every row's meaning
 PLACES = ("data.dir=", "output=")
@@ -116,8 +116,7 @@ def render(record: dict) -> str:
     goals = TASKS[record["task"]]["goals"]
     rows = record["rows"]
     machines = {json.dumps(r["machine"], sort_keys=True) for r in rows if r["machine"]}
-    machine = ", ".join(f"{m['cpu']} ({m['logical_cpus']} cores, {'/'.join(m['isa'])})"
-                        for m in map(json.loads, sorted(machines)))
+    machine = ", ".join(machine_said(m) for m in map(json.loads, sorted(machines)))
     metric = rows[0]["metric"] if rows else ""
     lines = [f"## One lever at a time, {record['name']} (`bench/levers.py`), {record['date']}",
              "",

@@ -328,7 +328,6 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
     base = out / "students" / name
     model, int8, report = base / "student", base / "int8", base / "verify.json"
     log, walls = out / "logs" / f"{name}.log", dict((before or {}).get("walls") or {})
-    ran = dict(walls)
     extra = (["--augment", spec["augment"]] if arm in ("augmented", "both") else []) + (
         ["--unlabeled", paths["unlabelled"]] if arm in ("unlabelled", "both") else [])
     if force or not _done(model):
@@ -365,15 +364,16 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
     settings = _json(model / "settings.json") or {}
     if "distill_s" not in walls:  # (distilled by a run that stopped before its record)
         walls["distill_s"] = _own_wall(_json(model / "metrics.json") or {})
-    models = models_from_verify(verify_report(report))
+    verified = verify_report(report)
+    models = models_from_verify(verified)
     return {"teacher": who, "arm": arm, "student_from": init,
             "flags": [*flags, *map(str, extra)],
             "layers": _layers(flags),
             "transfer_rows": settings.get("transfer_rows"),
             "hidden_weight": (settings.get("config") or {}).get("hidden_weight"),
             "tokenizers": settings.get("tokenizers"), "walls": walls,
-            # (where its figures were taken: this machine if a step ran now)
-            "machine": _machine() if walls != ran else (before or {}).get("machine"),
+            # (where its figures were taken: verify's record says)
+            "machine": short_machine(verified.env.machine) if verified.env else None,
             "bundle_mb": packaged.get("archive_bytes") and round(
                 packaged["archive_bytes"] / 2**20, 2),
             "models": models, "speedup": speedup(models, models[0]["name"], "int8")}
@@ -387,9 +387,8 @@ def run(args) -> dict:
     result_path = record_path(args.records, args.task)
     result = _json(result_path) or {}
     result |= {"task": args.task, "date": date.today().isoformat(), "data": str(args.data),
-               **counts,
-               "augment": spec["augment"], "goals": spec["goals"], "metric": spec["metric"],
-               }
+               **counts, "augment": spec["augment"], "goals": spec["goals"],
+               "metric": spec["metric"]}
     # (the first run's; each teacher and student records its own machine, which a record
     # written across two machines shows in its tables)
     result.setdefault("environment", environment())
@@ -424,19 +423,28 @@ def _write(path: Path, result: dict) -> None:
     tmp.replace(path)
 
 
+def short_machine(m: dict) -> dict:
+    """A machine record (latency.machine()'s) as a row keeps it: its CPU, cores and
+    int8/SIMD features."""
+    return {k: m.get(k) for k in ("cpu", "logical_cpus", "isa")}
+
+
+def machine_said(m: dict) -> str:
+    """A machine in a table's header: "AMD EPYC (2 cores, avx2)"."""
+    return f"{m['cpu']} ({m['logical_cpus']} cores, {'/'.join(m['isa'])})"
+
+
 def _machine() -> dict:
-    """This machine, as a row records it: its CPU, cores and int8/SIMD features."""
+    """This machine, as a row records it."""
     from edgetransfer.measure import latency
 
-    m = latency.machine()
-    return {k: m[k] for k in ("cpu", "logical_cpus", "isa")}
+    return short_machine(latency.machine())
 
 
 def _machines(r: dict) -> dict[str, dict]:
     """Each teacher's and student's machine by its key (an entry written before machines
     were recorded: the record's environment's)."""
-    first = {k: r["environment"]["machine"][k] for k in ("cpu", "logical_cpus", "isa")} \
-        if r.get("environment") else None
+    first = short_machine(r["environment"]["machine"]) if r.get("environment") else None
     return {key: e.get("machine") or first
             for entries in (r["teachers"], r["students"]) for key, e in entries.items()}
 
@@ -471,8 +479,7 @@ def render(r: dict) -> str:
     def on(key: str) -> str:
         return f" {(machines.get(key) or {}).get('cpu', '')} |" if several else ""
 
-    said = ", ".join(f"{m['cpu']} ({m['logical_cpus']} cores, {'/'.join(m['isa'])})"
-                     for m in seen.values())
+    said = ", ".join(map(machine_said, seen.values()))
     lines = [f"## Teach better, {r['task']} (`bench/strong_teacher.py`, issue 28), {r['date']}",
              "", f"Labelled: a seeded sample of {r['labelled']:,} train rows; unlabelled: "
              f"{r['unlabelled']:,} other train rows without labels; augmentation preset "
