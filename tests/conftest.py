@@ -450,3 +450,16 @@ def png_header(width: int, height: int) -> bytes:
     return (b"\x89PNG\r\n\x1a\n"
             + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def stop_after_first_save(real):
+    """Wrap progress_callback so that Ctrl-C arrives right after the first checkpoint."""
+    def make(*args, **kwargs):
+        callback = real(*args, **kwargs)
+
+        def on_save(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        callback.on_save = on_save
+        return callback
+    return make

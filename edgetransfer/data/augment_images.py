@@ -6,9 +6,11 @@ torchvision.transforms.v2 holds all of these, but PyPI's torchvision does not im
 the CPU torch this project installs (its `torchvision::nms` operator is missing), and the
 build that does is a 5.5 GB CUDA one. So they are written here on Pillow, following
 torchvision's definitions (RandomCrop's padding, RandomResizedCrop's area and ratio draw,
-TrivialAugmentWide's operations and magnitude bins), deterministic by seed: the n-th image
-the training loop reads draws from a generator seeded by (seed, n), and the Trainer's
-sampler is seeded too.
+TrivialAugmentWide's operations and magnitude bins), deterministic by seed: row r of the
+training split in epoch e draws from a generator seeded by (seed, e, r), so what a picture
+becomes depends neither on the order it is read in nor on how many processes read the
+split, and a run resumed from a checkpoint draws the pictures an uninterrupted one would
+(the Trainer's sampler is seeded too).
 """
 
 from __future__ import annotations
@@ -142,21 +144,32 @@ def apply(image, aug: ImageAugment, rng: np.random.Generator):
     return image
 
 
+# (a column on_splits adds to the training split: the row each picture's draw is keyed by;
+# the transform takes it out again, so nothing downstream sees it)
+ROW = "augment_row"
+
+
 class Augmenter:
-    """A datasets transform (Dataset.with_transform) augmenting each image it reads."""
+    """A datasets transform (Dataset.with_transform) augmenting each image it reads, drawn
+    by (seed, epoch, row).
+
+    `set_epoch` is told each epoch by the training loop (train/checkpoints.py,
+    `epoch_to_transform`); until then it is epoch 0.
+    """
 
     def __init__(self, aug: ImageAugment, seed: int):
-        self.aug, self.seed, self.read = aug, seed, 0
+        self.aug, self.seed, self.epoch = aug, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __call__(self, batch: dict) -> dict:
         from ..tasks.image_classification import rgb
 
-        images = []
-        for image in batch["image"]:
-            images.append(apply(rgb(image), self.aug,
-                                np.random.default_rng([self.seed, self.read])))
-            self.read += 1
-        return batch | {"image": images}
+        images = [apply(rgb(image), self.aug,
+                        np.random.default_rng([self.seed, self.epoch, int(row)]))
+                  for image, row in zip(batch["image"], batch[ROW])]
+        return {k: v for k, v in batch.items() if k != ROW} | {"image": images}
 
 
 def on_splits(name: str, seed: int, task, splits: dict) -> dict:
@@ -168,7 +181,11 @@ def on_splits(name: str, seed: int, task, splits: dict) -> dict:
         raise ConfigError(f"--augment {name}: image augmentation, for an image task (not "
                           f"{task.name}); text is augmented for distillation: distill "
                           f"--augment {', '.join(_text_presets())}")
-    return splits | {"train": splits["train"].with_transform(Augmenter(preset(name), seed))}
+    train = splits["train"]
+    # (a split selected from a larger one has its rows rewritten by add_column: its
+    # pictures' bytes or paths, once, at the start)
+    train = train.add_column(ROW, np.arange(len(train), dtype=np.int64))
+    return splits | {"train": train.with_transform(Augmenter(preset(name), seed))}
 
 
 def _text_presets() -> list[str]:

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import draw, image_args
+from conftest import draw, image_args, stop_after_first_save
 
 from edgetransfer.data import augment_images as ai
 from edgetransfer.errors import ConfigError
@@ -67,9 +67,10 @@ def test_trivial_augment_draws_every_operation_and_each_changes_the_picture(monk
     assert len({level for _, level, _ in drawn}) > 20 and {s for _, _, s in drawn} == {-1, 1}
 
 
-def test_the_reader_draws_by_seed_and_anew_each_pass(image_data):
-    """Augmenter: a fresh reader with the same --seed reads the same pictures, another seed
-    others, and a second pass over the split (the next epoch) draws new ones."""
+def test_the_reader_draws_by_seed_epoch_and_row(image_data):
+    """Augmenter: the same --seed reads the same pictures, another seed others, another
+    epoch new ones; a picture is drawn by its row, not by the order rows are read in (a
+    resumed run, or another process, reads them in another)."""
     from datasets import Dataset, Image
 
     from edgetransfer import tasks
@@ -78,17 +79,20 @@ def test_the_reader_draws_by_seed_and_anew_each_pass(image_data):
     ds = Dataset.from_dict({"image": paths}).cast_column("image", Image())
     task = tasks.get("image-classification")
 
-    def passes(seed: int, n: int = 2) -> list[list[np.ndarray]]:
+    def read(seed: int, epoch: int = 0, rows=(0, 1, 2, 3)) -> list[np.ndarray]:
         train = ai.on_splits("standard", seed, task, {"train": ds})["train"]
-        return [[np.asarray(im) for im in train[:4]["image"]] for _ in range(n)]
+        train.format["format_kwargs"]["transform"].set_epoch(epoch)
+        got = train[list(rows)]
+        assert set(got) == {"image"}  # (the row column is the transform's alone)
+        return [np.asarray(im) for im in got["image"]]
 
     def same(a, b) -> bool:
         return all(np.array_equal(x, y) for x, y in zip(a, b))
 
-    first, second = passes(0)
-    again, _ = passes(0)
-    other, _ = passes(1)
-    assert same(first, again) and not same(first, other) and not same(first, second)
+    first = read(0)
+    assert same(first, read(0)) and not same(first, read(1)) and not same(first, read(0, 1))
+    backwards = read(0, rows=(3, 2, 1, 0))[::-1]
+    assert same(first, backwards) and same(first[2:], read(0, rows=(2, 3)))
 
 
 def test_only_the_training_split_is_augmented(image_data):
@@ -117,10 +121,15 @@ def test_finetune_and_distill_take_an_image_preset(cli, tiny_effnet, image_data,
     real = ai.apply
     monkeypatch.setattr(ai, "apply", lambda image, aug, rng: (
         augmented.append(image.size) or real(image, aug, rng)))
+    epochs = []
+    told = ai.Augmenter.set_epoch
+    monkeypatch.setattr(ai.Augmenter, "set_epoch", lambda self, epoch: (
+        epochs.append(epoch) or told(self, epoch)))
     code, out = cli(*image_args(tiny_effnet, image_data, teacher, "--augment", "standard",
                                 "--epochs", "2"))
     assert code == 0, out
     assert len(augmented) == 2 * len(list((image_data / "train").rglob("*.png")))
+    assert epochs == [0, 1]  # (the training loop tells the reader each epoch)
     settings = json.loads((teacher / "settings.json").read_text())
     assert settings["augment"]["preset"] == "standard" and settings["augment"]["rotate"] == 15
     student = tmp_path / "student"
@@ -141,6 +150,32 @@ def test_finetune_and_distill_take_an_image_preset(cli, tiny_effnet, image_data,
                     image_data / "test", "--augment-unlabeled")
     assert code == 2 and "--augment-unlabeled: pictures are augmented as they are read" in out
     assert not (tmp_path / "s3").exists()
+
+
+def test_a_run_resumed_in_mid_epoch_draws_the_pictures_it_would_have(
+        cli, tiny_effnet, image_data, tmp_path, monkeypatch):
+    """Cut off at step 4 (of 3 a epoch: the second epoch) and resumed, an augmented run ends
+    with the model of a run never cut off: its pictures are drawn by seed, epoch and row,
+    not by how many the command has read (which restarts with the command)."""
+    from safetensors.torch import load_file
+
+    from edgetransfer.train import training
+
+    out, whole = tmp_path / "out", tmp_path / "whole"
+    args = ("--augment", "standard", "--epochs", "3", "--eval-steps", "4")
+    monkeypatch.setattr(training, "progress_callback",
+                        stop_after_first_save(training.progress_callback))
+    code, err = cli(*image_args(tiny_effnet, image_data, out, *args))
+    assert code == 130 and (tmp_path / ".out.partial/checkpoints/checkpoint-4").is_dir()
+    monkeypatch.undo()
+    code, err = cli(*image_args(tiny_effnet, image_data, out, *args, "--resume"))
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["training"]["resumed_from"] == \
+        "checkpoint-4"
+    code, err = cli(*image_args(tiny_effnet, image_data, whole, *args))
+    assert code == 0, err
+    got, want = (load_file(str(f / "model.safetensors")) for f in (out, whole))
+    assert all(np.allclose(got[k].numpy(), want[k].numpy(), atol=1e-5) for k in want)
 
 
 def test_a_text_finetune_refuses_an_image_preset(cli, tiny_backbone, data_dir, tmp_path):

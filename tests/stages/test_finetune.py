@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_rows, tiny_args, write_jsonl
+from conftest import make_rows, stop_after_first_save, tiny_args, write_jsonl
 from safetensors.torch import load_file
 
 FILES = {"artifact.json", "config.json", "metrics.json", "settings.json", "history.json",
@@ -136,26 +136,13 @@ def test_existing_output_is_refused_without_overwrite(cli, tiny_backbone, data_d
     assert (out / "keep.txt").read_text() == "mine"
 
 
-def _stop_after_first_save(real):
-    """Wrap progress_callback so that Ctrl-C arrives right after the first checkpoint."""
-    def make(*args, **kwargs):
-        callback = real(*args, **kwargs)
-
-        def on_save(*args, **kwargs):
-            raise KeyboardInterrupt
-
-        callback.on_save = on_save
-        return callback
-    return make
-
-
 def test_resume_after_an_interrupted_run(cli, tiny_backbone, data_dir, tmp_path, monkeypatch):
     from edgetransfer.train import training
 
     out = tmp_path / "out"
     partial = tmp_path / ".out.partial"
     monkeypatch.setattr(training, "progress_callback",
-                        _stop_after_first_save(training.progress_callback))
+                        stop_after_first_save(training.progress_callback))
     code, err = cli(*tiny_args(tiny_backbone, data_dir, out))
     assert code == 130 and "--resume" in err
     assert not out.exists(), "nothing is left under the final name"
@@ -185,7 +172,7 @@ def test_a_checkpoint_by_the_clock_between_epochs_resumes_and_is_never_the_best(
 
     out, partial = tmp_path / "out", tmp_path / ".out.partial"
     monkeypatch.setattr(training, "progress_callback",
-                        _stop_after_first_save(training.progress_callback))
+                        stop_after_first_save(training.progress_callback))
     code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--checkpoint-minutes", "1e-9"))
     assert code == 130 and "--resume" in err
     assert sorted(p.name for p in (partial / "checkpoints").glob("checkpoint-*")) == [
@@ -214,7 +201,7 @@ def test_a_run_resumed_in_a_later_epoch_takes_the_batches_it_would_have(
 
     out, whole = tmp_path / "out", tmp_path / "whole"
     monkeypatch.setattr(training, "progress_callback",
-                        _stop_after_first_save(training.progress_callback))
+                        stop_after_first_save(training.progress_callback))
     code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--eval-steps", "20"))
     assert code == 130 and (tmp_path / ".out.partial/checkpoints/checkpoint-20").is_dir()
     monkeypatch.undo()
