@@ -189,10 +189,11 @@ class FloorOption(BaseModel):
 
 # Settings that change how or where a run is carried out, not what it computes: a resumed
 # run may differ in them, a pipeline step and a bundle are the same without them. The one
-# list every stage and the pipeline read. (teacher_cache: where distill keeps the teacher's
-# outputs, which are the same read from it or computed.)
+# list every stage and the pipeline read. (teacher_cache, reference_cache: where distill
+# keeps the teacher's outputs and verify the reference's predictions, which are the same
+# read from there or computed.)
 RUN_CONTROL = frozenset({"out", "overwrite", "resume", "keep_checkpoints", "checkpoint_minutes",
-                         "teacher_cache"})
+                         "teacher_cache", "reference_cache"})
 
 
 def result_settings(cfg: BaseModel) -> dict:

@@ -60,6 +60,9 @@ class Planned:
     beside: tuple[Path, ...] = ()
 
 
+TEACHER_CACHE = "teacher-cache"  # under a recipe run's root (Wiring.teacher_cache)
+
+
 @dataclass
 class Wiring:
     """What a stage's `plan(section, wiring)` reads: the recipe, its data files, and what
@@ -90,6 +93,12 @@ class Wiring:
         fine-tuned elsewhere)."""
         made = self.newest(kind)
         return str(made.folder) if made is not None else self.model
+
+    @property
+    def teacher_cache(self) -> Path:
+        """Where a recipe's run keeps what its teacher computed, for the run's variants to
+        reuse (distill's outputs, verify's predictions), unless the recipe names a place."""
+        return self.root / TEACHER_CACHE
 
     def path(self, value: str) -> Path:
         """A path written in the recipe: relative to the recipe file's folder."""

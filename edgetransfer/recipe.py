@@ -163,7 +163,7 @@ _OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|
 
 # keys holding paths: an override's relative path means one relative to the shell's cwd;
 # of those, the folders a run writes (taken from the cwd whether or not they exist yet)
-WRITTEN_KEYS = {("output",), ("distill", "teacher_cache")}
+WRITTEN_KEYS = {("output",), ("distill", "teacher_cache"), ("verify", "reference_cache")}
 PATH_KEYS = {("model",), ("data", "dir"), ("data", "train"), ("data", "validation"),
              ("data", "test"), ("data", "eval"), ("data", "unlabeled")} | WRITTEN_KEYS
 

@@ -412,6 +412,28 @@ def test_a_variant_into_another_folder_copies_the_steps_it_shares_with_an_earlie
     assert "Traceback" not in out
 
 
+def test_a_variant_run_reads_the_teachers_predictions_verify_kept(cli, tiny_backbone,
+                                                                  data_dir, tmp_path):
+    """verify keeps the teacher's predictions on the eval data in the run's teacher-cache/:
+    a variant's run (--reuse-from, another student) verifies its student without scoring
+    the teacher again, with the same figure for it."""
+    recipe = _recipe(tmp_path, tiny_backbone, data_dir, package=None,
+                     export=[{"name": "fp32", "quantize": "none"}])
+    code, out = cli("run", recipe)
+    assert code == 0, out
+    first = tmp_path / "models" / "smoke"
+    assert len(list((first / "teacher-cache").glob("reference-predictions-*.json"))) == 1
+    assert "the reference's predictions: reusing" not in out
+    variant = tmp_path / "variant"
+    code, out = cli("run", recipe, f"output={variant}", "distill.epochs=1",
+                    "--reuse-from", first)
+    assert code == 0, out
+    assert "the reference's predictions: reusing" in out
+    assert "teacher: scored" not in out and "student: scored" in out
+    reports = [json.loads((r / "verify/verify.json").read_text()) for r in (first, variant)]
+    assert reports[0]["reference"]["metrics"] == reports[1]["reference"]["metrics"]
+
+
 def test_a_whole_run_reused_copies_every_step_and_the_files_beside_the_bundle(
         cli, tiny_backbone, data_dir, tmp_path):
     """Every step copied, package's archive and record (next to its folder) with it; the

@@ -1095,8 +1095,6 @@ RECIPE_SECTIONS = {"student_finetune": (
     "these settings, into student-init/), then cut that and distil into it [default: the "
     "student as given].")}
 
-TEACHER_CACHE = "teacher-cache"  # a recipe's distill step's --teacher-cache, under its root
-
 # The recipe's `distill:` may give the student another side than the teacher's (data's
 # image_size is wired into every step, so the section could not say it otherwise).
 RECIPE_FIELDS = {"image_size": (int | None, FieldInfo.merge_field_infos(
@@ -1131,7 +1129,7 @@ def plan(section, w) -> list[dict]:
     if section.teacher_cache:
         settings["teacher_cache"] = str(w.path(section.teacher_cache))
     elif task is None or task.inputs.teacher_cache:
-        settings["teacher_cache"] = str(w.root / TEACHER_CACHE)
+        settings["teacher_cache"] = str(w.teacher_cache)
     steps = []
     if section.student_finetune is not None:
         if not section.student:

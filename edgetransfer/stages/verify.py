@@ -41,7 +41,7 @@ from ..errors import (
     ModelError,
 )
 from ..measure import baseline as baselines
-from ..measure import floor, latency, parity, runners, scoring, shipped
+from ..measure import floor, latency, parity, reference_cache, runners, scoring, shipped
 from ..options import (
     MAX_BATCH,
     MAX_REQUESTS,
@@ -129,6 +129,13 @@ class VerifyConfig(TaskOption, ColumnOptions, FloorOption):
                                  "$GITHUB_STEP_SUMMARY.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for the latency sample and "
                       "the bootstrap.")
+    reference_cache: Path | None = Field(None, description="A folder to keep the "
+                                         "reference's predictions on --data in, so a later "
+                                         "verify against the same reference and data (other "
+                                         "candidates) reads them instead of scoring it again; "
+                                         "keyed by their content and the settings that bear "
+                                         "on them [default: none; a recipe's: teacher-cache/ "
+                                         "under its folder].")
     allow_pickle: bool = Field(False, description="Allow pickle weights (weights-only load).")
 
     @field_validator("batch_sizes", mode="before")
@@ -183,6 +190,16 @@ def check_settings(cfg: VerifyConfig) -> None:
         if mine is not None:  # (a new file beside a model is fine; one of the model's is not)
             raise ConfigError(f"{flag} {path}: is {mine}, a file of a model verified here; it "
                               f"would be overwritten, give another name")
+    if cfg.reference_cache is not None:
+        cache = cfg.reference_cache
+        if cache.exists() and not cache.is_dir():
+            raise ConfigError(f"--reference-cache {cache}: is a file; give a folder")
+        for role, given in [("--data", cfg.data)] + [("a model verified here", m)
+                                                      for m in models]:
+            if Path(given).is_dir() and paths.inside(cache, given):
+                raise ConfigError(f"--reference-cache {cache}: is inside {role} {given}; "
+                                  f"inputs are never written, keep the cache in another "
+                                  f"folder")
 
 
 def run(cfg: VerifyConfig) -> VerifyReport:
@@ -216,12 +233,17 @@ def _run(cfg: VerifyConfig) -> VerifyReport:
     # every model's figure is what its bundle would answer, read as the bundle reads inputs
     # (raw text, image files), the PyTorch reference too (measure/shipped.py); a task the
     # runtime has no reader for is scored on the outputs above (its own encoding)
-    preds = {m.name: _timed(f"{m.name}: scored {len(labels)} examples",
-                            shipped.predictions, task, shipped.of_runner(m), ds,
-                            m.label_names, cfg.max_length, m.precision, cfg.max_image_pixels)
-             if task.shipped is not None
-             else task.predictions(task.scored(outputs[m.name]))
-             for m in models}
+    def predicted(m):
+        if task.shipped is None:
+            return task.predictions(task.scored(outputs[m.name]))
+        return _timed(f"{m.name}: scored {len(labels)} examples", shipped.predictions, task,
+                      shipped.of_runner(m), ds, m.label_names, cfg.max_length, m.precision,
+                      cfg.max_image_pixels)
+
+    preds = {reference.name: predicted(reference) if cfg.reference_cache is None else
+             reference_cache.kept(cfg.reference_cache, _reference_key(cfg, reference),
+                                  len(labels), lambda: predicted(reference))}
+    preds |= {m.name: predicted(m) for m in candidates}
     names = reference.label_names
     reports = {name: task.metrics(labels, p, names) for name, p in preds.items()}
 
@@ -397,6 +419,21 @@ def _model_files(model: Path) -> list[Path]:
     except (EdgeTransferError, OSError):
         pass
     return [model / "config.json", *model.glob("*.safetensors"), *model.glob("*.onnx")]
+
+
+def _reference_key(cfg: VerifyConfig, reference) -> str:
+    """--reference-cache's key of the reference's predictions (measure/reference_cache.py
+    says what it covers)."""
+    given = Path(runners.parse_named(cfg.reference)[1])
+    folder = given if given.is_dir() else given.parent
+    # (the folder's files, not the weights alone: its tokenizer or image processor reads
+    # the data; an artifact's as its manifest lists them, so checkpoints kept beside are
+    # not read)
+    files = (_model_files(folder) if (folder / MANIFEST).is_file()
+             else [f for f in folder.iterdir() if f.is_file()])
+    return reference_cache.key(cfg.model_dump(mode="json"), files,
+                               fingerprint(cfg.data, cfg.image_column),
+                               reference.label_names, reference.precision)
 
 
 def _check_max_length(cfg: VerifyConfig) -> None:
@@ -689,6 +726,11 @@ def plan(section, w) -> list[dict]:
     for k in ("baseline", "update_baseline"):
         if settings.get(k):
             settings[k] = w.path(str(settings[k]))
+    # the reference's predictions kept beside distill's teacher outputs unless the recipe
+    # names a place: a variant's run (--reuse-from, another student) reads them instead of
+    # scoring the teacher again; where they are is no part of the step's key (RUN_CONTROL)
+    settings["reference_cache"] = (w.path(str(settings["reference_cache"]))
+                                   if settings.get("reference_cache") else w.teacher_cache)
     out = w.root / "verify"
     config = settings | w.columns() | dict(
         task=w.recipe.task, reference=teacher, candidate=candidates, data=w.files["eval"],
@@ -696,7 +738,8 @@ def plan(section, w) -> list[dict]:
     made = Verification(folder=out, file=out / VerifyReport.FILE)
     return [{"label": "verify", "config": config, "folder": out, "makes": [made], "inputs": {
         "reference": teacher, "eval": w.files["eval"], "baseline": settings.get("baseline")}
-        | {f"candidate:{c.split('=')[0]}": c.split("=", 1)[1] for c in candidates}}]
+        | {f"candidate:{c.split('=')[0]}": c.split("=", 1)[1] for c in candidates},
+        "shared": [settings["reference_cache"]]}]
 
 
 def run_step(cfg: VerifyConfig) -> None:

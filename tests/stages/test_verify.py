@@ -387,3 +387,94 @@ def test_a_models_outputs_are_computed_only_for_the_parity_that_reads_them(
     assert code == 0, text
     assert report["candidates"][0]["parity"]["against"] == "reference"
     assert sorted(seen) == ["onnx", "reference"]
+
+
+def test_the_references_predictions_are_kept_and_read_back_while_nothing_bearing_changes(
+        cli, models, tmp_path, monkeypatch):
+    """--reference-cache: a second verify against the same reference and data scores only
+    its candidates, with the reference's figures of the first; other data, another token
+    limit or another reference's files score it again; a damaged file is scored again."""
+    from edgetransfer.measure import shipped
+
+    seen = []  # (the models verify reads as their bundles would answer)
+    real = shipped.of_runner
+    monkeypatch.setattr(shipped, "of_runner", lambda runner: (
+        seen.append(runner.name) or real(runner)))
+    ref = tmp_path / "ref"
+    shutil.copytree(models["ref"], ref)
+    cache = tmp_path / "cache"
+
+    def verify(*extra, reference=ref, data=models["data"]):
+        seen.clear()
+        out = tmp_path / "verify.json"
+        code, text = cli("verify", "--reference", reference, "--data", data, "--out", out,
+                         "--reference-cache", cache, "--no-latency", "--max-accuracy-drop",
+                         "100", *extra)
+        assert code == 0, text
+        return json.loads(out.read_text()), text
+
+    first, _ = verify("--candidate", models["other"])
+    assert seen == ["ref", "other"]
+    kept = sorted(cache.iterdir())
+    assert len(kept) == 1 and kept[0].name.startswith("reference-predictions-")
+    again, text = verify("--candidate", models["onnx"])
+    assert seen == ["onnx"] and "the reference's predictions: reusing" in text
+    assert again["reference"]["metrics"] == first["reference"]["metrics"]
+    assert again["candidates"][0]["accuracy_drop"]["accuracy"]["points"] == 0.0
+    # (settings that bear on no prediction of the reference keep the key)
+    verify("--candidate", models["other"], "--seed", "3", "--threads", "2")
+    assert seen == ["other"]
+
+    rows = [json.loads(line) for line in models["data"].read_text().splitlines()]
+    rows[0]["text"] += " again"
+    verify("--candidate", models["other"], data=write_jsonl(tmp_path / "other.jsonl", rows))
+    assert seen == ["ref", "other"]
+    verify("--candidate", models["other"], "--max-length", "16")
+    assert seen == ["ref", "other"]
+    (ref / "tokenizer_config.json").write_text(
+        (ref / "tokenizer_config.json").read_text().replace("{", '{"x_edited": 1, ', 1))
+    verify("--candidate", models["other"])
+    assert seen == ["ref", "other"] and len(list(cache.iterdir())) == 4
+
+    for damaged in kept[0], *(p for p in cache.iterdir() if p != kept[0]):
+        damaged.write_text('{"format": 1, "predictions": [0]}')  # (one for 40 examples)
+    shutil.rmtree(ref)
+    shutil.copytree(models["ref"], ref)
+    back, text = verify("--candidate", models["other"])
+    assert seen == ["ref", "other"] and "cannot be read back" in text
+    assert back["reference"]["metrics"] == first["reference"]["metrics"]
+    assert len(json.loads(kept[0].read_text())["predictions"]) == 40  # (written anew)
+    assert not list(cache.glob(".*"))  # (nothing half-written left)
+
+
+def test_a_reference_cache_that_is_a_file_or_inside_an_input_is_refused(cli, models,
+                                                                        tmp_path):
+    out = tmp_path / "verify.json"
+    file = tmp_path / "file"
+    file.write_text("x")
+    for cache, words in [(file, "is a file; give a folder"),
+                         (models["ref"] / "cache", "is inside a model verified here")]:
+        code, text = cli("-q", "verify", "--reference", models["ref"], "--data",
+                         models["data"], "--candidate", models["other"], "--out", out,
+                         "--reference-cache", cache, "--no-latency")
+        assert code == 2 and words in text and "Traceback" not in text, text
+        assert not out.exists() and not (models["ref"] / "cache").exists()
+
+
+def test_kept_predictions_of_a_tagger_and_of_heads_read_back_as_they_were(tmp_path):
+    """The kept file holds a tagger's Tags with the spans that cut a word, and a multi-task
+    model's answer per head, as they were (the entity figures count the cut spans)."""
+    from edgetransfer.measure import reference_cache
+    from edgetransfer.tasks.spans import Tags
+
+    tags = np.array([0, 3, 4], dtype=np.int64).view(Tags)
+    tags.cut = ("PER",)
+    preds = [tags, {"intent": np.int64(2), "slots": tags}]
+    assert reference_cache.kept(tmp_path, "k", 2, lambda: preds) is preds
+    back = reference_cache.kept(tmp_path, "k", 2, lambda: pytest.fail("scored again"))
+    assert isinstance(back[0], Tags) and back[0].tolist() == [0, 3, 4]
+    assert back[0].cut == ("PER",) and back[0].dtype == np.int64
+    assert back[1]["intent"] == 2 and back[1]["slots"].cut == ("PER",)
+    stored = tmp_path / "reference-predictions-k.json"
+    stored.write_text(stored.read_text().replace('"int64"', '"object"'))
+    assert reference_cache.kept(tmp_path, "k", 2, lambda: preds) is preds  # (numbers only)

@@ -1,0 +1,144 @@
+"""The reference's predictions, kept between verify runs (`verify --reference-cache DIR`).
+
+Between runs of one recipe's variants (another student depth, more data) only the
+candidates change, yet verify scored its reference every time: the 12-layer CoNLL-2003
+teacher's pass over test.txt was 12.5 of a verify's 19 minutes on 2 cores, in each lever
+run of bench/levers.py. Kept here under a key of everything the predictions depend on:
+
+- the reference's files and the data's, by content (a moved folder still matches, an
+  edited one does not);
+- every verify setting except those named in NOT_BEARING (so a setting added later
+  changes the key until someone decides it does not bear on the predictions);
+- the reference's label names and precision, the versions of the packages that read and
+  run it, and FORMAT (raised when what a prediction means changes).
+
+A file is JSON (no pickle), written whole under a temporary name and then moved into
+place; one that cannot be read back as one prediction per example is warned about and
+computed again. Written by hand: the datasets and evaluate caches key their own
+transforms and metrics, not a model's predictions over a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("edgetransfer")
+
+FORMAT = 1
+# verify's settings that change no prediction of the reference: the candidates, the gates'
+# thresholds, how latency is timed, where reports go. `reference` and `data` are keyed by
+# content instead of by path. (threads: the same model's answers at another thread count;
+# a sum's order may move a logit in its last bits, never seen to change a label)
+NOT_BEARING = frozenset({
+    "reference", "data", "candidate", "max_accuracy_drop", "atol", "min_agreement",
+    "threads", "batch_sizes", "iterations", "rounds", "latency_samples", "latency",
+    "baseline", "max_latency_regression", "update_baseline", "out", "junit", "summary",
+    "seed", "allow_degenerate", "reference_cache"})
+PACKAGES = ("torch", "transformers", "tokenizers", "onnxruntime", "numpy")
+
+
+def key(settings: dict, model_files: list[Path], data_fingerprint: str,
+        label_names: list[str], precision: str) -> str:
+    """The hex key of a reference's predictions (the module's docstring lists what counts)."""
+    from ..artifacts import sha256, versions
+
+    h = hashlib.sha256()
+    for f in sorted(model_files):
+        h.update(f"{f.name}:{sha256(f) if f.is_file() else '-'};".encode())
+    h.update(json.dumps({
+        "format": FORMAT, "data": data_fingerprint, "labels": label_names,
+        "precision": precision, "packages": versions(*PACKAGES),
+        "settings": {k: v for k, v in sorted(settings.items()) if k not in NOT_BEARING},
+    }, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:24]
+
+
+def kept(folder: str | Path, hex_key: str, examples: int, compute):
+    """The predictions under `hex_key` in `folder` when a run left them there (one per
+    example of `examples`), else `compute()`'s, then left there."""
+    path = Path(folder) / f"reference-predictions-{hex_key}.json"
+    if path.is_file():
+        try:
+            preds = _read(path, examples)
+            log.info("the reference's predictions: reusing %s", path)
+            return preds
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("%s: cannot be read back (%s); scoring the reference again", path, e)
+    preds = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    scratch.write_text(json.dumps({"format": FORMAT, "predictions": [_encode(p) for p in preds]}),
+                       encoding="utf-8")
+    os.replace(scratch, path)
+    log.info("the reference's predictions kept in %s", path)
+    return preds
+
+
+# (a bound on a file read back: CoNLL-2003's 3,453 sentences are ~1 MB of tag ids)
+LIMIT = 256 << 20
+
+
+def _read(path: Path, examples: int):
+    from ..errors import EdgeTransferError
+    from ..untrusted import read_json
+
+    try:
+        record = read_json(path, limit=LIMIT)
+    except EdgeTransferError as e:
+        raise ValueError(str(e)) from None
+    if record.get("format") != FORMAT:
+        raise ValueError(f"format {record.get('format')!r}, not {FORMAT}")
+    preds = [_decode(p) for p in record["predictions"]]
+    if len(preds) != examples:
+        raise ValueError(f"{len(preds)} predictions for {examples} examples")
+    return np.array(preds) if preds and all(isinstance(p, int) for p in preds) else preds
+
+
+# A prediction is what a task's `shipped` answers per example: a class id, a sentence's tag
+# ids with the spans that cut a word (tasks/spans.py Tags), or a dict of those per head.
+def _encode(p):
+    from ..tasks.spans import Tags
+
+    if isinstance(p, Tags):
+        return {"$": "tags", "ids": p.tolist(), "dtype": str(p.dtype), "cut": list(p.cut)}
+    if isinstance(p, np.ndarray):
+        return {"$": "array", "values": p.tolist(), "dtype": str(p.dtype)}
+    if isinstance(p, np.generic):
+        return p.item()
+    if isinstance(p, dict):
+        return {"$": "heads", "values": {k: _encode(v) for k, v in p.items()}}
+    if isinstance(p, (int, float, str)) or p is None:
+        return p
+    raise TypeError(f"a prediction of type {type(p).__name__}")
+
+
+def _dtype(name) -> np.dtype:
+    dtype = np.dtype(str(name))
+    if dtype.kind not in "biuf":  # (numbers only: no objects from a file)
+        raise ValueError(f"a stored prediction of dtype {dtype}")
+    return dtype
+
+
+def _decode(p):
+    from ..tasks.spans import Tags
+
+    if not isinstance(p, dict):
+        if isinstance(p, (int, float, str)) or p is None:
+            return p
+        raise TypeError(f"a stored prediction of type {type(p).__name__}")
+    kind = p["$"]
+    if kind == "tags":
+        ids = np.asarray(p["ids"], dtype=_dtype(p["dtype"])).view(Tags)
+        ids.cut = tuple(str(c) for c in p["cut"])
+        return ids
+    if kind == "array":
+        return np.asarray(p["values"], dtype=_dtype(p["dtype"]))
+    if kind == "heads":
+        return {str(k): _decode(v) for k, v in p["values"].items()}
+    raise ValueError(f"a stored prediction of kind {kind!r}")
