@@ -73,8 +73,9 @@ def kept(folder: str | Path, hex_key: str, examples: int, compute):
     preds = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    scratch.write_text(json.dumps({"format": FORMAT, "predictions": [_encode(p) for p in preds]}),
-                       encoding="utf-8")
+    # (a task's answers as one array stay one array, of its shape and dtype; else a list)
+    stored = _encode(preds) if isinstance(preds, np.ndarray) else [_encode(p) for p in preds]
+    scratch.write_text(json.dumps({"format": FORMAT, "predictions": stored}), encoding="utf-8")
     os.replace(scratch, path)
     log.info("the reference's predictions kept in %s", path)
     return preds
@@ -94,10 +95,11 @@ def _read(path: Path, examples: int):
         raise ValueError(str(e)) from None
     if record.get("format") != FORMAT:
         raise ValueError(f"format {record.get('format')!r}, not {FORMAT}")
-    preds = [_decode(p) for p in record["predictions"]]
+    stored = record["predictions"]
+    preds = _decode(stored) if isinstance(stored, dict) else [_decode(p) for p in stored]
     if len(preds) != examples:
         raise ValueError(f"{len(preds)} predictions for {examples} examples")
-    return np.array(preds) if preds and all(isinstance(p, int) for p in preds) else preds
+    return preds
 
 
 # A prediction is what a task's `shipped` answers per example: a class id, a sentence's tag

@@ -443,7 +443,7 @@ def test_the_references_predictions_are_kept_and_read_back_while_nothing_bearing
     back, text = verify("--candidate", models["other"])
     assert seen == ["ref", "other"] and "cannot be read back" in text
     assert back["reference"]["metrics"] == first["reference"]["metrics"]
-    assert len(json.loads(kept[0].read_text())["predictions"]) == 40  # (written anew)
+    assert len(json.loads(kept[0].read_text())["predictions"]["values"]) == 40  # (anew)
     assert not list(cache.glob(".*"))  # (nothing half-written left)
 
 
@@ -478,3 +478,8 @@ def test_kept_predictions_of_a_tagger_and_of_heads_read_back_as_they_were(tmp_pa
     stored = tmp_path / "reference-predictions-k.json"
     stored.write_text(stored.read_text().replace('"int64"', '"object"'))
     assert reference_cache.kept(tmp_path, "k", 2, lambda: preds) is preds  # (numbers only)
+    # (a classifier's answers: one array, read back as one, of its dtype and shape)
+    ids = np.array([[2, 0], [1, 1], [0, 2]], dtype=np.int32)
+    reference_cache.kept(tmp_path, "ids", 3, lambda: ids)
+    back = reference_cache.kept(tmp_path, "ids", 3, lambda: pytest.fail("scored again"))
+    assert back.dtype == np.int32 and np.array_equal(back, ids)
