@@ -428,9 +428,10 @@ def _reference_key(cfg: VerifyConfig, reference) -> str:
     folder = given if given.is_dir() else given.parent
     # (the folder's files, not the weights alone: its tokenizer or image processor reads
     # the data; an artifact's as its manifest lists them, so checkpoints kept beside are
-    # not read)
+    # not read; a model.onnx given as a file, not the other ONNX models beside it)
     files = (_model_files(folder) if (folder / MANIFEST).is_file()
-             else [f for f in folder.iterdir() if f.is_file()])
+             else [f for f in folder.iterdir() if f.is_file() and (
+                 f.suffix != ".onnx" or given.is_dir() or f.name == given.name)])
     return reference_cache.key(cfg.model_dump(mode="json"), files,
                                fingerprint(cfg.data, cfg.image_column),
                                reference.label_names, reference.precision)
