@@ -144,32 +144,36 @@ def apply(image, aug: ImageAugment, rng: np.random.Generator):
     return image
 
 
-# (a column on_splits adds to the training split: the row each picture's draw is keyed by;
-# the transform takes it out again, so nothing downstream sees it)
-ROW = "augment_row"
-
-
-class Augmenter:
-    """A datasets transform (Dataset.with_transform) augmenting each image it reads, drawn
-    by (seed, epoch, row).
+class Augmented:
+    """The training split, each image augmented as it is read, drawn by (seed, epoch, row):
+    a map-style dataset the Trainer's loader reads rows of by number (`__getitems__`), so
+    the row is at hand without a column added to the split, which would rewrite a split
+    selected from a larger one (every picture's bytes) before training could start.
 
     `set_epoch` is told each epoch by the training loop (train/checkpoints.py,
-    `epoch_to_transform`); until then it is epoch 0.
+    `epoch_to_dataset`); until then it is epoch 0.
     """
 
-    def __init__(self, aug: ImageAugment, seed: int):
-        self.aug, self.seed, self.epoch = aug, seed, 0
+    def __init__(self, split, aug: ImageAugment, seed: int):
+        self.split, self.aug, self.seed, self.epoch = split, aug, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def __call__(self, batch: dict) -> dict:
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, row: int) -> dict:
+        return self.__getitems__([row])[0]
+
+    def __getitems__(self, rows: list[int]) -> list[dict]:
         from ..tasks.image_classification import rgb
 
-        images = [apply(rgb(image), self.aug,
-                        np.random.default_rng([self.seed, self.epoch, int(row)]))
-                  for image, row in zip(batch["image"], batch[ROW])]
-        return {k: v for k, v in batch.items() if k != ROW} | {"image": images}
+        batch = self.split[list(rows)]
+        batch["image"] = [apply(rgb(image), self.aug,
+                                np.random.default_rng([self.seed, self.epoch, int(row)]))
+                          for image, row in zip(batch["image"], rows)]
+        return [dict(zip(batch, values)) for values in zip(*batch.values())]
 
 
 def on_splits(name: str, seed: int, task, splits: dict) -> dict:
@@ -181,11 +185,7 @@ def on_splits(name: str, seed: int, task, splits: dict) -> dict:
         raise ConfigError(f"--augment {name}: image augmentation, for an image task (not "
                           f"{task.name}); text is augmented for distillation: distill "
                           f"--augment {', '.join(_text_presets())}")
-    train = splits["train"]
-    # (a split selected from a larger one has its rows rewritten by add_column: its
-    # pictures' bytes or paths, once, at the start)
-    train = train.add_column(ROW, np.arange(len(train), dtype=np.int64))
-    return splits | {"train": train.with_transform(Augmenter(preset(name), seed))}
+    return splits | {"train": Augmented(splits["train"], preset(name), seed)}
 
 
 def _text_presets() -> list[str]:

@@ -227,7 +227,7 @@ def resume_in_order(trainer, seed: int) -> None:
     random state, so with the global generator the resumed epoch was another order: some
     rows taught twice in it and others not at all, the more so with a checkpoint every
     --checkpoint-minutes. (Images' RandomSampler is made seedable by accelerate already.)
-    Augmented pictures are drawn by epoch too (epoch_to_transform).
+    Augmented pictures are drawn by epoch too (epoch_to_dataset).
     """
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -243,31 +243,30 @@ def resume_in_order(trainer, seed: int) -> None:
         return got
 
     trainer._get_train_sampler = sampler
-    epoch_to_transform(trainer)
+    epoch_to_dataset(trainer)
 
 
-def epoch_to_transform(trainer) -> None:
-    """A training split whose transform draws by epoch (the image augmenter: by seed, epoch
-    and row) is told each epoch as it begins: a run resumed in mid-epoch draws the same
-    pictures as one that was never cut off.
+def epoch_to_dataset(trainer) -> None:
+    """A training set that draws by epoch (the image augmenter: by seed, epoch and row) is
+    told each epoch as it begins: a run resumed in mid-epoch draws the same pictures as one
+    that was never cut off.
 
     transformers loads the checkpoint's state (its epoch) before the first
     `on_epoch_begin`, and a finished epoch's count is exact (epoch + steps/steps), so the
-    floor of `state.epoch` is the epoch the loop is in. (accelerate's loader also calls a
-    dataset's own `set_epoch`, where its sampler chain allows; a datasets.Dataset has none,
-    its transform does.)
+    floor of `state.epoch` is the epoch the loop is in. (accelerate's loader calls a
+    dataset's `set_epoch` too, but not in a run over several processes: there the
+    sampler's own takes its place.)
     """
     import math
 
     from transformers import TrainerCallback
 
-    transform = (getattr(trainer.train_dataset, "format", None) or {}).get(
-        "format_kwargs", {}).get("transform")
-    if not hasattr(transform, "set_epoch"):
+    dataset = trainer.train_dataset
+    if not hasattr(dataset, "set_epoch"):
         return
 
-    class EpochToTransform(TrainerCallback):
+    class EpochToDataset(TrainerCallback):
         def on_epoch_begin(self, args, state, control, **kwargs):
-            transform.set_epoch(math.floor(state.epoch or 0))
+            dataset.set_epoch(math.floor(state.epoch or 0))
 
-    trainer.add_callback(EpochToTransform())
+    trainer.add_callback(EpochToDataset())
