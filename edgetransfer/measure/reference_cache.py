@@ -59,15 +59,16 @@ def key(settings: dict, model_files: list[Path], data_fingerprint: str,
     return h.hexdigest()[:24]
 
 
-def kept(folder: str | Path, hex_key: str, examples: int, compute):
-    """The predictions under `hex_key` in `folder` when a run left them there (one per
-    example of `examples`), else `compute()`'s, then left there."""
+def kept(folder: str | Path, hex_key: str, examples: int, compute) -> tuple:
+    """(the predictions under `hex_key` in `folder` when a run left them there (one per
+    example of `examples`), else `compute()`'s, then left there; the file read, or None
+    when computed)."""
     path = Path(folder) / f"reference-predictions-{hex_key}.json"
     if path.is_file():
         try:
             preds = _read(path, examples)
             log.info("the reference's predictions: reusing %s", path)
-            return preds
+            return preds, path
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("%s: cannot be read back (%s); scoring the reference again", path, e)
     preds = compute()
@@ -78,7 +79,7 @@ def kept(folder: str | Path, hex_key: str, examples: int, compute):
     scratch.write_text(json.dumps({"format": FORMAT, "predictions": stored}), encoding="utf-8")
     os.replace(scratch, path)
     log.info("the reference's predictions kept in %s", path)
-    return preds
+    return preds, None
 
 
 # (a bound on a file read back: CoNLL-2003's 3,453 sentences are ~1 MB of tag ids)

@@ -9,7 +9,8 @@ metric: a joint model's heads, `intent_accuracy`...), data {path, examples}, set
 {machine, threads, provider, versions}, wall_time_s.
 
 A model's entry: name, path, kind (pytorch | onnx), precision, sha256, size_bytes, source,
-provider, metrics (the task's figures by name), scored_at_batch_size, accuracy_drop (a
+provider, metrics (the task's figures by name), scored_at_batch_size, predictions_from (the
+reference's, when read from --reference-cache), accuracy_drop (a
 candidate's: per metric {points, ci95, ...}, and flip_rate), per_class_delta, parity,
 latency ("batch<N>" -> figures), passed.
 """
@@ -78,6 +79,9 @@ class ModelEntry(Part):
     provider: str | None = None
     metrics: dict[str, Any] = {}
     scored_at_batch_size: int | None = None
+    # (the reference's: the --reference-cache file its predictions were read from, when an
+    # earlier run scored it; absent when this run did)
+    predictions_from: str | None = None
     accuracy_drop: dict[str, Any] | None = None  # (a candidate's; see `drop`)
     per_class_delta: Any = None
     parity: Parity | None = None

@@ -240,10 +240,13 @@ def _run(cfg: VerifyConfig) -> VerifyReport:
                       shipped.of_runner(m), ds, m.label_names, cfg.max_length, m.precision,
                       cfg.max_image_pixels)
 
-    preds = {reference.name: predicted(reference) if cfg.reference_cache is None else
-             reference_cache.kept(cfg.reference_cache, _reference_key(cfg, reference),
-                                  len(labels), lambda: predicted(reference))}
-    preds |= {m.name: predicted(m) for m in candidates}
+    if cfg.reference_cache is None:
+        answers, read_from = predicted(reference), None
+    else:
+        answers, read_from = reference_cache.kept(
+            cfg.reference_cache, _reference_key(cfg, reference), len(labels),
+            lambda: predicted(reference))
+    preds = {reference.name: answers} | {m.name: predicted(m) for m in candidates}
     names = reference.label_names
     reports = {name: task.metrics(labels, p, names) for name, p in preds.items()}
 
@@ -252,6 +255,8 @@ def _run(cfg: VerifyConfig) -> VerifyReport:
     for m in models:
         entries[m.name] = m.describe() | {"metrics": reports[m.name],
                                           "scored_at_batch_size": scored_at[m.name]}
+    if read_from is not None:
+        entries[reference.name]["predictions_from"] = str(read_from)
     for c in candidates:
         drop = task.compare(labels, preds[reference.name], preds[c.name], names, seed=cfg.seed)
         entries[c.name]["accuracy_drop"] = drop

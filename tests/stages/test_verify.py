@@ -417,9 +417,11 @@ def test_the_references_predictions_are_kept_and_read_back_while_nothing_bearing
     assert seen == ["ref", "other"]
     kept = sorted(cache.iterdir())
     assert len(kept) == 1 and kept[0].name.startswith("reference-predictions-")
+    assert "predictions_from" not in first["reference"]
     again, text = verify("--candidate", models["onnx"])
     assert seen == ["onnx"] and "the reference's predictions: reusing" in text
     assert again["reference"]["metrics"] == first["reference"]["metrics"]
+    assert again["reference"]["predictions_from"] == str(kept[0])  # (the report says so)
     assert again["candidates"][0]["accuracy_drop"]["accuracy"]["points"] == 0.0
     # (settings that bear on no prediction of the reference keep the key)
     verify("--candidate", models["other"], "--seed", "3", "--threads", "2")
@@ -470,16 +472,17 @@ def test_kept_predictions_of_a_tagger_and_of_heads_read_back_as_they_were(tmp_pa
     tags = np.array([0, 3, 4], dtype=np.int64).view(Tags)
     tags.cut = ("PER",)
     preds = [tags, {"intent": np.int64(2), "slots": tags}]
-    assert reference_cache.kept(tmp_path, "k", 2, lambda: preds) is preds
-    back = reference_cache.kept(tmp_path, "k", 2, lambda: pytest.fail("scored again"))
+    assert reference_cache.kept(tmp_path, "k", 2, lambda: preds) == (preds, None)
+    back, read = reference_cache.kept(tmp_path, "k", 2, lambda: pytest.fail("scored again"))
+    assert read == tmp_path / "reference-predictions-k.json"
     assert isinstance(back[0], Tags) and back[0].tolist() == [0, 3, 4]
     assert back[0].cut == ("PER",) and back[0].dtype == np.int64
     assert back[1]["intent"] == 2 and back[1]["slots"].cut == ("PER",)
     stored = tmp_path / "reference-predictions-k.json"
     stored.write_text(stored.read_text().replace('"int64"', '"object"'))
-    assert reference_cache.kept(tmp_path, "k", 2, lambda: preds) is preds  # (numbers only)
+    assert reference_cache.kept(tmp_path, "k", 2, lambda: preds)[0] is preds  # (numbers only)
     # (a classifier's answers: one array, read back as one, of its dtype and shape)
     ids = np.array([[2, 0], [1, 1], [0, 2]], dtype=np.int32)
     reference_cache.kept(tmp_path, "ids", 3, lambda: ids)
-    back = reference_cache.kept(tmp_path, "ids", 3, lambda: pytest.fail("scored again"))
+    back, _ = reference_cache.kept(tmp_path, "ids", 3, lambda: pytest.fail("scored again"))
     assert back.dtype == np.int32 and np.array_equal(back, ids)
