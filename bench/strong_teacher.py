@@ -346,10 +346,13 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
             log, "export", "--model", model, "--out", int8, "--quantize", "int8",
             "--calibration-data", paths["train"], "--max-accuracy-drop", "100", "--overwrite")
     if force or not report.is_file():
+        # (--reference-cache beside its outputs: the teacher's predictions on test, scored
+        # by its first student's verify, read by every other arm's)
         walls["verify_s"] = _edgetransfer(
             log, "verify", "--reference", t, "--candidate", f"int8={int8}", "--data",
             data / spec["files"]["test"], "--threads", "1", "--batch-sizes", "1",
-            "--max-accuracy-drop", "100", "--out", report)
+            "--max-accuracy-drop", "100", "--out", report,
+            "--reference-cache", out / "teacher-cache" / who)
     bundle = base / "bundle"
     if force or not bundle.with_suffix(".json").is_file():
         try:
