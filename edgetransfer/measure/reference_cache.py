@@ -10,16 +10,19 @@ run of bench/levers.py. Kept here under a key of everything the predictions depe
 - every verify setting except those named in NOT_BEARING (so a setting added later
   changes the key until someone decides it does not bear on the predictions);
 - the reference's label names and precision, the versions of the packages that read and
-  run it, and FORMAT (raised when what a prediction means changes).
+  run it, and edgetransfer's own source (the runtime that reads the inputs and the rules
+  that turn its answers into predictions; an unreleased change keeps the version number).
 
 A file is JSON (no pickle), written whole under a temporary name and then moved into
-place; one that cannot be read back as one prediction per example is warned about and
-computed again. Written by hand: the datasets and evaluate caches key their own
+place (a folder that cannot be written is warned about: the run goes on); one that cannot
+be read back as one prediction per example, each a label id the reference has, is warned
+about and computed again. Written by hand: the datasets and evaluate caches key their own
 transforms and metrics, not a model's predictions over a file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,9 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..untrusted import clip
+
 log = logging.getLogger("edgetransfer")
 
 FORMAT = 1
+PREFIX = "reference-predictions-"  # (a kept file's name: PREFIX + key + .json)
 # verify's settings that change no prediction of the reference: the candidates, the gates'
 # thresholds, how latency is timed, where reports go. `reference` and `data` are keyed by
 # content instead of by path. (threads: the same model's answers at another thread count;
@@ -40,7 +46,16 @@ NOT_BEARING = frozenset({
     "threads", "batch_sizes", "iterations", "rounds", "latency_samples", "latency",
     "baseline", "max_latency_regression", "update_baseline", "out", "junit", "summary",
     "seed", "allow_degenerate", "reference_cache"})
-PACKAGES = ("torch", "transformers", "tokenizers", "onnxruntime", "numpy")
+PACKAGES = ("torch", "transformers", "tokenizers", "onnxruntime", "numpy", "pillow")
+
+
+def _source_digest() -> str:
+    """edgetransfer's Python source, hashed (a few hundred small files: milliseconds)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f"{f.relative_to(root)}:".encode() + f.read_bytes())
+    return h.hexdigest()
 
 
 def key(settings: dict, model_files: list[Path], data_fingerprint: str,
@@ -53,45 +68,54 @@ def key(settings: dict, model_files: list[Path], data_fingerprint: str,
         h.update(f"{f.name}:{sha256(f) if f.is_file() else '-'};".encode())
     h.update(json.dumps({
         "format": FORMAT, "data": data_fingerprint, "labels": label_names,
-        "precision": precision, "packages": versions(*PACKAGES),
+        "precision": precision, "packages": versions(*PACKAGES), "source": _source_digest(),
         "settings": {k: v for k, v in sorted(settings.items()) if k not in NOT_BEARING},
     }, sort_keys=True, default=str).encode())
     return h.hexdigest()[:24]
 
 
-def kept(folder: str | Path, hex_key: str, examples: int, compute) -> tuple:
+def kept(folder: str | Path, hex_key: str, examples: int, labels: int, compute) -> tuple:
     """(the predictions under `hex_key` in `folder` when a run left them there (one per
-    example of `examples`), else `compute()`'s, then left there; the file read, or None
-    when computed)."""
-    path = Path(folder) / f"reference-predictions-{hex_key}.json"
+    example of `examples`, each id below `labels`), else `compute()`'s, then left there;
+    the file read, or None when computed)."""
+    path = Path(folder) / f"{PREFIX}{hex_key}.json"
     if path.is_file():
         try:
-            preds = _read(path, examples)
+            preds = _read(path, examples, labels)
             log.info("the reference's predictions: reusing %s", path)
             return preds, path
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log.warning("%s: cannot be read back (%s); scoring the reference again", path, e)
+        except Exception as e:  # (whatever a damaged or foreign file makes of the reading)
+            log.warning("%s: cannot be read back (%s); scoring the reference again", path,
+                        clip(str(e), 200))
     preds = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{os.getpid()}.partial")
     # (a task's answers as one array stay one array, of its shape and dtype; else a list)
     stored = _encode(preds) if isinstance(preds, np.ndarray) else [_encode(p) for p in preds]
-    scratch.write_text(json.dumps({"format": FORMAT, "predictions": stored}), encoding="utf-8")
-    os.replace(scratch, path)
-    log.info("the reference's predictions kept in %s", path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch.write_text(json.dumps({"format": FORMAT, "predictions": stored}),
+                           encoding="utf-8")
+        os.replace(scratch, path)
+        log.info("the reference's predictions kept in %s", path)
+    except OSError as e:
+        with contextlib.suppress(OSError):  # (its folder may be what failed)
+            scratch.unlink()
+        log.warning("--reference-cache %s: cannot keep the reference's predictions there "
+                    "(%s); they are used, not kept", folder, e.strerror or e)
     return preds, None
 
 
-# (a bound on a file read back: CoNLL-2003's 3,453 sentences are ~1 MB of tag ids)
-LIMIT = 256 << 20
+# (a bound on a file read back, per example: CoNLL-2003's 3,453 sentences are ~1 MB of
+# tag ids, ~300 bytes each)
+PER_EXAMPLE = 16 << 10
 
 
-def _read(path: Path, examples: int):
+def _read(path: Path, examples: int, labels: int):
     from ..errors import EdgeTransferError
     from ..untrusted import read_json
 
     try:
-        record = read_json(path, limit=LIMIT)
+        record = read_json(path, limit=(1 << 20) + examples * PER_EXAMPLE)
     except EdgeTransferError as e:
         raise ValueError(str(e)) from None
     if record.get("format") != FORMAT:
@@ -100,7 +124,21 @@ def _read(path: Path, examples: int):
     preds = _decode(stored) if isinstance(stored, dict) else [_decode(p) for p in stored]
     if len(preds) != examples:
         raise ValueError(f"{len(preds)} predictions for {examples} examples")
+    _check_ids(preds, labels)
     return preds
+
+
+def _check_ids(preds, labels: int) -> None:
+    """Every id a whole number in [0, labels) (a head's: >= 0; its labels are the head's
+    own): a negative one would index from the end of the label list."""
+    for p in preds if not isinstance(preds, np.ndarray) else [preds]:
+        values = p.values() if isinstance(p, dict) else [p]
+        for v in values:
+            ids = np.asarray(v)
+            if ids.dtype.kind not in "iub":
+                raise ValueError(f"a prediction of dtype {ids.dtype}, not label ids")
+            if ids.size and (ids.min() < 0 or (not isinstance(p, dict) and ids.max() >= labels)):
+                raise ValueError(f"a label id outside 0..{labels - 1}")
 
 
 # A prediction is what a task's `shipped` answers per example: a class id, a sentence's tag

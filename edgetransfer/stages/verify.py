@@ -134,8 +134,8 @@ class VerifyConfig(TaskOption, ColumnOptions, FloorOption):
                                          "verify against the same reference and data (other "
                                          "candidates) reads them instead of scoring it again; "
                                          "keyed by their content and the settings that bear "
-                                         "on them [default: none; a recipe's: teacher-cache/ "
-                                         "under its folder].")
+                                         "on them [default: none; a recipe's: "
+                                         "teacher-cache/verify/ under its output folder].")
     allow_pickle: bool = Field(False, description="Allow pickle weights (weights-only load).")
 
     @field_validator("batch_sizes", mode="before")
@@ -194,8 +194,8 @@ def check_settings(cfg: VerifyConfig) -> None:
         cache = cfg.reference_cache
         if cache.exists() and not cache.is_dir():
             raise ConfigError(f"--reference-cache {cache}: is a file; give a folder")
-        for role, given in [("--data", cfg.data)] + [("a model verified here", m)
-                                                      for m in models]:
+        for role, given in [("--data", cfg.data)] + [
+                ("a model verified here", m if m.is_dir() else m.parent) for m in models]:
             if Path(given).is_dir() and paths.inside(cache, given):
                 raise ConfigError(f"--reference-cache {cache}: is inside {role} {given}; "
                                   f"inputs are never written, keep the cache in another "
@@ -240,12 +240,17 @@ def _run(cfg: VerifyConfig) -> VerifyReport:
                       shipped.of_runner(m), ds, m.label_names, cfg.max_length, m.precision,
                       cfg.max_image_pixels)
 
-    if cfg.reference_cache is None:
+    # (data that is not a local file or folder, a hub dataset, has no content to key by)
+    if cfg.reference_cache is None or not Path(cfg.data).exists():
+        if cfg.reference_cache is not None:
+            log.warning("--reference-cache: --data %s is not a local file or folder, so its "
+                        "content cannot key the predictions; the reference is scored",
+                        cfg.data)
         answers, read_from = predicted(reference), None
     else:
         answers, read_from = reference_cache.kept(
             cfg.reference_cache, _reference_key(cfg, reference), len(labels),
-            lambda: predicted(reference))
+            len(reference.label_names), lambda: predicted(reference))
     preds = {reference.name: answers} | {m.name: predicted(m) for m in candidates}
     names = reference.label_names
     reports = {name: task.metrics(labels, p, names) for name, p in preds.items()}
@@ -434,9 +439,12 @@ def _reference_key(cfg: VerifyConfig, reference) -> str:
     # (the folder's files, not the weights alone: its tokenizer or image processor reads
     # the data; an artifact's as its manifest lists them, so checkpoints kept beside are
     # not read; a model.onnx given as a file, not the other ONNX models beside it)
+    written = [p for p in (cfg.out, cfg.junit, cfg.summary, cfg.update_baseline) if p]
     files = (_model_files(folder) if (folder / MANIFEST).is_file()
              else [f for f in folder.iterdir() if f.is_file() and (
-                 f.suffix != ".onnx" or given.is_dir() or f.name == given.name)])
+                 f.suffix != ".onnx" or given.is_dir() or f.name == given.name)
+                 and not f.name.startswith((".", reference_cache.PREFIX))
+                 and paths.find_same(f, written) is None])  # (nor what verify writes there)
     return reference_cache.key(cfg.model_dump(mode="json"), files,
                                fingerprint(cfg.data, cfg.image_column),
                                reference.label_names, reference.precision)
@@ -732,11 +740,14 @@ def plan(section, w) -> list[dict]:
     for k in ("baseline", "update_baseline"):
         if settings.get(k):
             settings[k] = w.path(str(settings[k]))
-    # the reference's predictions kept beside distill's teacher outputs unless the recipe
+    # the reference's predictions kept under the run's teacher cache unless the recipe
     # names a place: a variant's run (--reuse-from, another student) reads them instead of
     # scoring the teacher again; where they are is no part of the step's key (RUN_CONTROL)
+    # (a folder of their own: --reuse-from copies a shared folder's files, and distill's
+    # teacher outputs there may be gigabytes a variant's verify does not read)
     settings["reference_cache"] = (w.path(str(settings["reference_cache"]))
-                                   if settings.get("reference_cache") else w.teacher_cache)
+                                   if settings.get("reference_cache")
+                                   else w.teacher_cache / "verify")
     out = w.root / "verify"
     config = settings | w.columns() | dict(
         task=w.recipe.task, reference=teacher, candidate=candidates, data=w.files["eval"],

@@ -178,6 +178,10 @@ def test_a_run_resumed_in_mid_epoch_draws_the_pictures_it_would_have(
     assert code == 0, err
     got, want = (load_file(str(f / "model.safetensors")) for f in (out, whole))
     assert all(np.allclose(got[k].numpy(), want[k].numpy(), atol=1e-5) for k in want)
+    # (and the evaluations after the cut: the best checkpoint may be the one before it)
+    after = [[h["eval_loss"] for h in json.loads((f / "history.json").read_text())
+              if "eval_loss" in h and h["step"] > 4] for f in (out, whole)]
+    assert after[1] and np.allclose(after[0], after[1], atol=1e-6)
 
 
 def test_the_training_loop_tells_the_reader_its_epoch_a_resumed_one_too():

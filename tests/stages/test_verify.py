@@ -448,6 +448,21 @@ def test_the_references_predictions_are_kept_and_read_back_while_nothing_bearing
     assert len(json.loads(kept[0].read_text())["predictions"]["values"]) == 40  # (anew)
     assert not list(cache.glob(".*"))  # (nothing half-written left)
 
+    # (verify's own files beside a reference folder without a manifest are no part of it)
+    beside = ref / "verify.json"
+    for _ in range(2):
+        seen.clear()
+        code, text = cli("verify", "--reference", ref, "--data", models["data"], "--out",
+                         beside, "--reference-cache", cache, "--no-latency",
+                         "--candidate", models["other"], "--max-accuracy-drop", "100")
+        assert code == 0, text
+    assert seen == ["other"]
+    # (a folder that cannot be made, under a file: the predictions are used, not kept)
+    cache = tmp_path / "file" / "cache"
+    cache.parent.write_text("x")
+    _, text = verify("--candidate", models["other"])
+    assert seen == ["ref", "other"] and "cannot keep the reference's predictions" in text
+
 
 def test_a_reference_cache_that_is_a_file_or_inside_an_input_is_refused(cli, models,
                                                                         tmp_path):
@@ -472,17 +487,21 @@ def test_kept_predictions_of_a_tagger_and_of_heads_read_back_as_they_were(tmp_pa
     tags = np.array([0, 3, 4], dtype=np.int64).view(Tags)
     tags.cut = ("PER",)
     preds = [tags, {"intent": np.int64(2), "slots": tags}]
-    assert reference_cache.kept(tmp_path, "k", 2, lambda: preds) == (preds, None)
-    back, read = reference_cache.kept(tmp_path, "k", 2, lambda: pytest.fail("scored again"))
+    assert reference_cache.kept(tmp_path, "k", 2, 5, lambda: preds) == (preds, None)
+    back, read = reference_cache.kept(tmp_path, "k", 2, 5, lambda: pytest.fail("scored again"))
     assert read == tmp_path / "reference-predictions-k.json"
     assert isinstance(back[0], Tags) and back[0].tolist() == [0, 3, 4]
     assert back[0].cut == ("PER",) and back[0].dtype == np.int64
     assert back[1]["intent"] == 2 and back[1]["slots"].cut == ("PER",)
     stored = tmp_path / "reference-predictions-k.json"
     stored.write_text(stored.read_text().replace('"int64"', '"object"'))
-    assert reference_cache.kept(tmp_path, "k", 2, lambda: preds)[0] is preds  # (numbers only)
+    assert reference_cache.kept(tmp_path, "k", 2, 5, lambda: preds)[0] is preds  # (numbers)
+    # (an id the reference has no label for: read as nothing, scored again)
+    assert reference_cache.kept(tmp_path, "k", 2, 4, lambda: preds)[1] is None
+    stored.write_text(stored.read_text().replace("[0, 3, 4]", "[0, -3, 4]", 1))
+    assert reference_cache.kept(tmp_path, "k", 2, 5, lambda: preds)[1] is None
     # (a classifier's answers: one array, read back as one, of its dtype and shape)
     ids = np.array([[2, 0], [1, 1], [0, 2]], dtype=np.int32)
-    reference_cache.kept(tmp_path, "ids", 3, lambda: ids)
-    back, _ = reference_cache.kept(tmp_path, "ids", 3, lambda: pytest.fail("scored again"))
+    reference_cache.kept(tmp_path, "ids", 3, 3, lambda: ids)
+    back, _ = reference_cache.kept(tmp_path, "ids", 3, 3, lambda: pytest.fail("scored again"))
     assert back.dtype == np.int32 and np.array_equal(back, ids)
