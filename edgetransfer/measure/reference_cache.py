@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..untrusted import clip
+from ..errors import EdgeTransferError
+from ..untrusted import clip, read_json
 
 log = logging.getLogger("edgetransfer")
 
@@ -111,9 +112,6 @@ PER_EXAMPLE = 16 << 10
 
 
 def _read(path: Path, examples: int, labels: int):
-    from ..errors import EdgeTransferError
-    from ..untrusted import read_json
-
     try:
         record = read_json(path, limit=(1 << 20) + examples * PER_EXAMPLE)
     except EdgeTransferError as e:
