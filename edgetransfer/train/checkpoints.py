@@ -227,7 +227,6 @@ def resume_in_order(trainer, seed: int) -> None:
     random state, so with the global generator the resumed epoch was another order: some
     rows taught twice in it and others not at all, the more so with a checkpoint every
     --checkpoint-minutes. (Images' RandomSampler is made seedable by accelerate already.)
-    Augmented pictures are drawn by epoch too (epoch_to_dataset).
     """
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -243,13 +242,13 @@ def resume_in_order(trainer, seed: int) -> None:
         return got
 
     trainer._get_train_sampler = sampler
-    epoch_to_dataset(trainer)
 
 
 def epoch_to_dataset(trainer) -> None:
     """A training set that draws by epoch (the image augmenter: by seed, epoch and row) is
-    told each epoch as it begins: a run resumed in mid-epoch draws the same pictures as one
-    that was never cut off.
+    told each epoch as it begins: each epoch draws new pictures, in a run over several
+    processes too, and a run resumed in mid-epoch draws the same pictures as one that was
+    never cut off.
 
     transformers loads the checkpoint's state (its epoch) before the first
     `on_epoch_begin`, and a finished epoch's count is exact (epoch + steps/steps), so the

@@ -22,6 +22,7 @@ from .checkpoints import (
     CHECKPOINTS,
     MARKED_RUN,
     discard_incomplete,
+    epoch_to_dataset,
     evaluate_the_last_step,
     guard_checkpoints,
     newest_complete_checkpoint,
@@ -385,6 +386,7 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
         trainer.add_callback(save_every(opts.checkpoint_minutes))
     guard_checkpoints(trainer, lr, placement.precision)
     resume_in_order(trainer, opts.seed)
+    epoch_to_dataset(trainer)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     log.info("training on %s, %d process(es)", placement.describe(), world_size())
