@@ -1,5 +1,5 @@
 """A QDQ graph compiled for Qualcomm's HTP on this x86 machine, through onnxruntime-qnn
-(an optional extra: `pip install "edgetransfer[qnn]"`, 243 MB).
+(an optional extra: `pip install -e ".[qnn]"` in the checkout, 243 MB).
 
 The wheel's libQnnHtp.so compiles the graph into an HTP context binary and runs it in its
 simulator on x86. What it proves: that every node compiles for HTP (CPU fallback
@@ -21,7 +21,9 @@ from ..errors import EnvironmentProblem, ModelError
 
 log = logging.getLogger(__name__)
 
-INSTALL = 'pip install "edgetransfer[qnn]" (onnxruntime-qnn)'
+# (the checkout's extra, as the README installs the package: "edgetransfer[qnn]" would ask
+# PyPI for a package of that name, which is not this one)
+INSTALL = 'pip install -e ".[qnn]" in the edgetransfer checkout (onnxruntime-qnn)'
 
 
 def available() -> bool:

@@ -86,7 +86,8 @@ class DistillConfig(TaskOption, DataOptions, HeadDataOptions, TrainOptions, Outp
                                 "own way and the teacher's outputs reach the student per "
                                 "example (per word for a tagger). Images: another "
                                 "EfficientNet-Lite (efficientnet-lite0 under a Lite2 "
-                                "teacher), both at --image-size.")
+                                "teacher), each reading a picture at its own side: the teacher at "
+                                "its checkpoint's, the student at --image-size.")
     # Defaults measured on SST-2 with minilm-l6, a 3-layer student, 5,000 labelled rows
     # (bench/distill_sst2.py --sweep; bench/RESULTS.md "distill defaults"); accuracy on
     # validation.tsv, one change at a time from T=2, alpha=0.5, no hidden loss (0.8349):
@@ -878,7 +879,7 @@ def _build_student(cfg, teacher, student_bb, student_tok, task, data, eager):
     keep = None
     if cfg.student_layers or cfg.keep_layers:  # (--student cut: minilm-l6's 3 of 6 layers)
         student, keep, _ = _cut(cfg, student, f"--student {cfg.student}")
-    if cnn:  # (another CNN: a Lite0-shaped student of a Lite2, at the data's one image size)
+    if cnn:  # (another CNN: a Lite0-shaped student of a Lite2, each at its own side)
         architectures.keep_fixed(student)
         return student, keep, students.stage_ends(student.config, teacher.config)
     return student, keep, students.layer_mapping(architectures.layer_count(student),
