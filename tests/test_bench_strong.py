@@ -244,3 +244,14 @@ def test_a_record_written_on_two_machines_says_which_ran_each_row():
     text = strong_teacher.render(result)
     assert "Machine: Intel Xeon (2 cores, avx2/avx512_vnni)." in text
     assert "| Intel Xeon |" not in text
+
+
+def test_arms_are_named_ones_and_none_leaves_the_teachers_alone():
+    import argparse
+
+    import pytest
+
+    assert strong_teacher._arms("") == []
+    assert strong_teacher._arms("labelled,both") == ["labelled", "both"]
+    with pytest.raises(argparse.ArgumentTypeError, match="lablled: not an arm"):
+        strong_teacher._arms("lablled")
