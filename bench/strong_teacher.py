@@ -131,7 +131,11 @@ TASKS = {
             # (the issue's other teacher, "Lite0 with augmentation": pad-crop for longer than
             # Lite2's 6 epochs, whose validation was still rising; Lite0 takes ~60% of
             # Lite2's time a picture at 64 px)
-            "small-pad-crop": _image_teacher("efficientnet-lite0", 10, augment="pad-crop")},
+            "small-pad-crop": _image_teacher("efficientnet-lite0", 10, augment="pad-crop"),
+            # (the same, every epoch: the one above was ended by early stopping at 5.38 of 10,
+            # its learning rate still half its peak)
+            "small-pad-crop-all": _image_teacher("efficientnet-lite0", 10, augment="pad-crop")
+            + ["--patience", "0"]},
         # (8 blocks: the goal's bundle of <= 2 MB; the 8-block int8 student's is 1.77 MB)
         "students": {"small": ["--student-layers", "8"],
                      "strong": ["--student", "efficientnet-lite0", "--student-layers", "8"]},
@@ -253,7 +257,9 @@ def teacher(task: str, who: str, paths: dict, data: Path, out: Path, force: bool
             "machine": _machine() if wall else before.get("machine"),
             "wall_s": wall or before.get("wall_s") or _own_wall(metrics), "resumed": resumed,
             "validation": (metrics.get("validation") or {}).get(spec["metric"]),
-            "test": (metrics.get("test") or {}).get(spec["metric"])}
+            "test": (metrics.get("test") or {}).get(spec["metric"]),
+            # (fewer than its --epochs where finetune's early stopping ended it)
+            "epochs_run": (metrics.get("training") or {}).get("epochs_run")}
 
 
 def _splits(spec: dict, paths: dict, data: Path) -> list:
@@ -465,12 +471,16 @@ def _cut_from(s: dict) -> str:
     return f"raw {flags[flags.index('--student') + 1]}" if "--student" in flags else "itself"
 
 
-def _trained(flags: list[str]) -> str:
-    """A teacher's model, epochs, picture size and augmentation, from its finetune flags."""
+def _trained(flags: list[str], epochs_run: float | None = None) -> str:
+    """A teacher's model, epochs, picture size and augmentation, from its finetune flags;
+    `epochs_run`: where early stopping ended it sooner."""
     said = dict(zip(flags[::2], flags[1::2]))
-    return ", ".join([said.get("--model", "?"), f"{said.get('--epochs', '?')} epochs"]
+    asked = said.get("--epochs", "?")
+    cut = (f" (stopped early at {epochs_run:g})" if epochs_run is not None
+           and asked != "?" and epochs_run < float(asked) else "")
+    return ", ".join([said.get("--model", "?"), f"{asked} epochs{cut}"]
                      + ([f"{said['--image-size']} px"] if "--image-size" in said else [])
-                     + ([f"--augment {said['--augment']}"] if "--augment" in said else []))
+                     + [f"{k} {said[k]}" for k in ("--augment", "--patience") if k in said])
 
 
 def render(r: dict) -> str:
@@ -499,7 +509,7 @@ def render(r: dict) -> str:
         # (verify's figures of the teacher: the same for each of its students)
         sp = next((s["speedup"] for s in r["students"].values()
                    if s["teacher"] == who and s.get("speedup")), {})
-        lines.append(f"| {who}: {_trained(t['flags'])} | {_f(t['test'])} | "
+        lines.append(f"| {who}: {_trained(t['flags'], t.get('epochs_run'))} | {_f(t['test'])} | "
                      f"{_f(sp.get('teacher_accuracy'))} | "
                      f"{_f(sp.get('p50', {}).get('teacher_ms'), 2)} "
                      f"| {_f(t['wall_s'] and t['wall_s'] / 60, 1)}"

@@ -373,7 +373,8 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
         eval_dataset=tokenized["validation"], processing_class=tokenizer,
         data_collator=collator or task.collator(tokenizer),
         compute_metrics=compute_metrics(task, label_names, tokenized["validation"]),
-        callbacks=[EarlyStoppingCallback(opts.patience)] if opts.patience else [],
+        callbacks=[stopper] if (stopper := opts.patience and EarlyStoppingCallback(
+            opts.patience)) else [],
         **(trainer_kwargs or {}),
     )
     evaluate_in_eval_order(trainer)
@@ -393,6 +394,13 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
     if placement.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     result = trainer.train(resume_from_checkpoint=checkpoint)
+    if stopper and stopper.early_stopping_patience_counter >= opts.patience:
+        # (said, not only seen in metrics.json's epochs_run: a long schedule cut at half,
+        # its learning rate still high, is a teacher other than the one asked for)
+        log.warning("early stopping: no better validation %s in %d evaluations; stopped at "
+                    "epoch %.2f of %g, the best at %s (--patience 0 trains every epoch)",
+                    task.primary, opts.patience, trainer.state.epoch or 0, args.num_train_epochs,
+                    Path(trainer.state.best_model_checkpoint or "?").name)
 
     evaluations, floor = {}, None
     for split in ("validation", "test"):

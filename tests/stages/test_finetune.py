@@ -356,3 +356,16 @@ def test_a_command_that_succeeds_leaves_its_process_group(tmp_path):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_a_run_that_stops_early_says_so(cli, tiny_backbone, data_dir, tmp_path):
+    # (a learning rate too small to move the weights: no evaluation is better than the first)
+    out = tmp_path / "out"
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, out, "--eval-steps", "2", "--lr",
+                               "1e-12", "--patience", "2"))
+    assert code == 0, err
+    assert "early stopping: no better validation accuracy in 2 evaluations; stopped at " \
+           "epoch 0.40 of 4, the best at checkpoint-2" in err
+    assert json.loads((out / "metrics.json").read_text())["training"]["epochs_run"] < 1
+    code, err = cli(*tiny_args(tiny_backbone, data_dir, tmp_path / "all"))
+    assert code == 0 and "early stopping" not in err
