@@ -368,13 +368,13 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
                 (out.work / CHECKPOINTS / MARKED_RUN).write_text("")
     checkpoint = newest_complete_checkpoint(out.work) if out.resume else None
     progress = progress_callback(task.primary)
+    stopper = EarlyStoppingCallback(opts.patience) if opts.patience else None
     trainer = (trainer_class or Trainer)(
         model=model, args=args, train_dataset=train_dataset or tokenized["train"],
         eval_dataset=tokenized["validation"], processing_class=tokenizer,
         data_collator=collator or task.collator(tokenizer),
         compute_metrics=compute_metrics(task, label_names, tokenized["validation"]),
-        callbacks=[stopper] if (stopper := opts.patience and EarlyStoppingCallback(
-            opts.patience)) else [],
+        callbacks=[stopper] if stopper else [],
         **(trainer_kwargs or {}),
     )
     evaluate_in_eval_order(trainer)
