@@ -167,6 +167,9 @@ def test_a_larger_lite_not_installed_is_one_line_with_its_install(name, monkeypa
         return real(module, *args, **kwargs)
 
     monkeypatch.setattr(importlib, "import_module", without)
+    # (a cache of its own: a machine that converted the weights once finds them there and
+    # needs the package no more)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     out_dir = tmp_path / "o"
     code, out = cli("finetune", "--model", name, "--train", image_data / "train", "--out",
                     out_dir)
