@@ -69,12 +69,13 @@ SEED = 42
 
 
 def _image_teacher(model: str, epochs: int, size: int = 64, eval_steps: int = 500,
-                   augment: str | None = None) -> list[str]:
+                   augment: str | None = None, patience: int | None = None) -> list[str]:
     """A Fashion-MNIST teacher's finetune flags: the teachers differ only in these (the
     order is the records': a teacher's flags are kept in bench/records)."""
     return ["--model", model, "--method", "full", "--lr", "1e-3", "--epochs", str(epochs),
             "--batch-size", "64", "--image-size", str(size), "--validation-fraction", "0.05",
-            "--eval-steps", str(eval_steps)] + (["--augment", augment] if augment else [])
+            "--eval-steps", str(eval_steps)] + (["--augment", augment] if augment else []) \
+        + (["--patience", str(patience)] if patience is not None else [])
 
 ARMS = ("labelled", "augmented", "unlabelled", "both")
 # Per task: files, sizes, the two teachers' models and finetune settings, the students' and
@@ -134,8 +135,8 @@ TASKS = {
             "small-pad-crop": _image_teacher("efficientnet-lite0", 10, augment="pad-crop"),
             # (the same, every epoch: the one above was ended by early stopping at 5.38 of 10,
             # its learning rate still half its peak)
-            "small-pad-crop-all": _image_teacher("efficientnet-lite0", 10, augment="pad-crop")
-            + ["--patience", "0"]},
+            "small-pad-crop-all": _image_teacher("efficientnet-lite0", 10, augment="pad-crop",
+                                                 patience=0)},
         # (8 blocks: the goal's bundle of <= 2 MB; the 8-block int8 student's is 1.77 MB)
         "students": {"small": ["--student-layers", "8"],
                      "strong": ["--student", "efficientnet-lite0", "--student-layers", "8"]},

@@ -394,14 +394,6 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
     if placement.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    if stopper and stopper.early_stopping_patience_counter >= opts.patience:
-        # (said, not only seen in metrics.json's epochs_run: a long schedule cut at half,
-        # its learning rate still high, is a teacher other than the one asked for)
-        log.warning("early stopping: no better validation %s in %d evaluations; stopped at "
-                    "epoch %.2f of %g, the best at %s (--patience 0 trains every epoch)",
-                    task.primary, opts.patience, trainer.state.epoch or 0, args.num_train_epochs,
-                    Path(trainer.state.best_model_checkpoint or "?").name)
-
     evaluations, floor = {}, None
     for split in ("validation", "test"):
         if split not in tokenized:
@@ -426,6 +418,13 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
         "processes": world_size(),
         "resumed_from": Path(checkpoint).name if checkpoint else None,
     }
+    if stopper and stopper.early_stopping_patience_counter >= opts.patience:
+        # (said, not only seen in metrics.json's epochs_run: a long schedule cut at half,
+        # its learning rate still high, is a teacher other than the one asked for)
+        log.warning("early stopping: no better validation %s in %d evaluations; stopped at "
+                    "epoch %.2f of %g, the best at %s (--patience 0 trains every epoch)",
+                    task.primary, opts.patience, train_metrics["epochs_run"],
+                    args.num_train_epochs, train_metrics["best_checkpoint"])
     if placement.device == "cuda":
         train_metrics["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
     return Fitted(trainer=trainer, evaluations=evaluations, train_metrics=train_metrics,

@@ -53,8 +53,8 @@ def test_measured_on_the_device_and_gated(cli, built, ssh_env, tmp_path):
     assert report["latency"]["requests"] == 30 and report["latency"]["p50_ms"] > 0
     assert report["cold_start_s"] > 0 and report["peak_rss_mb"] > 0
     # the named work folder is gone (its own: tests in other processes make theirs beside it)
-    work = report["work_folder"]
-    assert work.endswith(" (removed)") and work.split("/")[-1].split()[0] not in _work_folders()
+    work, said = report["work_folder"].split(" ", 1)
+    assert said == "(removed)" and Path(work).name not in _work_folders()
     saved = json.loads(base.read_text())
     assert saved["format"] == "edgetransfer-device-baseline/1"
     assert saved["p50_ms"] == report["latency"]["p50_ms"]
