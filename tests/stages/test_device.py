@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -71,15 +72,25 @@ def test_measured_on_the_device_and_gated(cli, built, ssh_env, tmp_path):
     ("ssh://nobody-here@127.0.0.1:1", None, "unreachable"),
     ("ssh://testboard", "/nonexistent/python3", "/nonexistent/python3: not found on the device"),
 ])
-def test_device_failures_are_one_line_exit_4(cli, built, ssh_env, tmp_path, device, python,
-                                             words):
-    before = _work_folders()
+def test_device_failures_are_one_line_exit_4(cli, built, ssh_env, tmp_path, monkeypatch,
+                                             device, python, words):
+    # ssh as the run calls it, each command line kept: the work folder it names is its own
+    # (tests in other processes make theirs beside it, so the whole folder is not compared)
+    asked = tmp_path / "asked.log"
+    real = shutil.which("ssh")
+    (tmp_path / "logged").mkdir()
+    logged = tmp_path / "logged" / "ssh"
+    logged.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {asked}\nexec {real} "$@"\n')
+    logged.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{logged.parent}:{os.environ['PATH']}")
     args = ["device", "--bundle", built, "--device", device, "--out", tmp_path / "d.json"]
     code, out = cli(*args, *(["--remote-python", python] if python else []))
     assert code == 4, out
     lines = [x for x in out.strip().splitlines() if x.startswith("error:")]
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in out
-    assert not (tmp_path / "d.json").exists() and _work_folders() == before
+    named = set(re.findall(r"\.edgetransfer/(run-[0-9a-f]{8})", asked.read_text()))
+    assert named and not named & set(_work_folders())
+    assert not (tmp_path / "d.json").exists()
 
 
 def test_authentication_refused(cli, built, sshd, tmp_path, monkeypatch):
