@@ -1,16 +1,16 @@
 """Image augmentation while training: padded random crop, random resized crop, flip,
-rotation, colour jitter, and TrivialAugmentWide, as named presets; on the training split
-only, never at evaluation.
+rotation, colour jitter, and the automatic policies TrivialAugmentWide and RandAugment, as
+named presets; on the training split only, never at evaluation.
 
 torchvision.transforms.v2 holds all of these, but PyPI's torchvision does not import beside
 the CPU torch this project installs (its `torchvision::nms` operator is missing), and the
 build that does is a 5.5 GB CUDA one. So they are written here on Pillow, following
 torchvision's definitions (RandomCrop's padding, RandomResizedCrop's area and ratio draw,
-TrivialAugmentWide's operations and magnitude bins), deterministic by seed: row r of the
-training split in epoch e draws from a generator seeded by (seed, e, r), so what a picture
-becomes depends neither on the order it is read in nor on how many processes read the
-split, and a run resumed from a checkpoint draws the pictures an uninterrupted one would
-(the Trainer's sampler is seeded too).
+the policies' operations and magnitude bins), deterministic by seed: row r of the training
+split in epoch e draws from a generator seeded by (seed, e, r), so what a picture becomes
+depends neither on the order it is read in nor on how many processes read the split, and a
+run resumed from a checkpoint draws the pictures an uninterrupted one would (the Trainer's
+sampler is seeded too).
 """
 
 from __future__ import annotations
@@ -30,10 +30,41 @@ class ImageAugment:
     flip: bool = False  # horizontal, half the time
     rotate: float = 0.0  # degrees, uniform in [-rotate, rotate]
     jitter: float = 0.0  # brightness, contrast, saturation factors in [1 - j, 1 + j]
-    policy: str | None = None  # "trivial": TrivialAugmentWide, one operation per image
+    policy: str | None = None  # an automatic policy of POLICIES, after the crop and flip
 
     def record(self) -> dict:
-        return asdict(self)
+        """What settings.json keeps: the preset's parameters, a policy's with them."""
+        said = asdict(self)
+        if self.policy:
+            said["policy"] = {"name": self.policy, **asdict(POLICIES[self.policy])}
+        return said
+
+
+@dataclass(frozen=True)
+class Policy:
+    """An automatic policy: `ops` operations a picture, each drawn from OPS, at bin
+    `magnitude` of BINS (None: a bin drawn each time), and the strongest magnitude of each
+    operation (torchvision's augmentation space of the policy)."""
+
+    ops: int
+    magnitude: int | None
+    shear: float  # shear factor
+    translate: float  # pixels, or a share of the side where translate_of_side
+    translate_of_side: bool
+    rotate: float  # degrees
+    enhance: float  # brightness, colour, contrast, sharpness factors in [1 - e, 1 + e]
+    posterize: int  # bits taken off
+
+
+BINS = 31  # the magnitude bins of both policies (torchvision's num_magnitude_bins)
+POLICIES = {
+    # TrivialAugmentWide (Mueller & Hutter 2021): one operation, its strength drawn
+    "trivial": Policy(ops=1, magnitude=None, shear=0.99, translate=32.0,
+                      translate_of_side=False, rotate=135.0, enhance=0.99, posterize=6),
+    # RandAugment (Cubuk et al. 2020) at torchvision's defaults: two operations at bin 9
+    "randaugment": Policy(ops=2, magnitude=9, shear=0.3, translate=150 / 331,
+                          translate_of_side=True, rotate=30.0, enhance=0.9, posterize=4),
+}
 
 
 PRESETS = {
@@ -43,9 +74,9 @@ PRESETS = {
     "flip-crop": ImageAugment(crop_scale=(0.5, 1.0), flip=True),
     "standard": ImageAugment(crop_scale=(0.5, 1.0), flip=True, rotate=15.0, jitter=0.3),
     "trivial": ImageAugment(crop_scale=(0.5, 1.0), flip=True, policy="trivial"),
+    "randaugment": ImageAugment(crop_scale=(0.5, 1.0), flip=True, policy="randaugment"),
 }
 RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's aspect ratios
-BINS = 31  # TrivialAugmentWide's magnitude bins
 
 
 def preset(name: str) -> ImageAugment:
@@ -80,41 +111,45 @@ def _shift(image, share, rng):
     return image.crop((dx, dy, dx + w, dy + h))  # (Pillow fills what lies outside with 0)
 
 
-# TrivialAugmentWide's operations (torchvision's list)
-TRIVIAL_OPS = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate",
-               "brightness", "color", "contrast", "sharpness", "posterize", "solarize",
-               "autocontrast", "equalize")
+# The policies' operations (torchvision's list, the same for both)
+OPS = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate",
+       "brightness", "color", "contrast", "sharpness", "posterize", "solarize",
+       "autocontrast", "equalize")
 
 
-def _trivial(image, rng):
-    """TrivialAugmentWide: one operation drawn uniformly, at a magnitude drawn from its
-    BINS bins, with a random sign where it has one."""
-    op = TRIVIAL_OPS[int(rng.integers(len(TRIVIAL_OPS)))]
-    level = int(rng.integers(BINS)) / (BINS - 1)
-    sign = -1 if rng.random() < 0.5 else 1
-    return _trivial_op(image, op, level, sign)
+def _policy(image, policy: Policy, rng):
+    """`policy.ops` operations, each drawn uniformly, at the policy's bin or one drawn of
+    BINS, with a random sign where the operation has one."""
+    for _ in range(policy.ops):
+        op = OPS[int(rng.integers(len(OPS)))]
+        level = (policy.magnitude if policy.magnitude is not None
+                 else int(rng.integers(BINS))) / (BINS - 1)
+        sign = -1 if rng.random() < 0.5 else 1
+        image = _op(image, op, level, sign, policy)
+    return image
 
 
-def _trivial_op(image, op: str, level: float, sign: int):
-    """One of TRIVIAL_OPS at magnitude `level` (0..1) in the direction `sign`."""
+def _op(image, op: str, level: float, sign: int, policy: Policy):
+    """One of OPS at `level` (0..1) of the policy's strongest, in the direction `sign`."""
     from PIL import Image, ImageEnhance, ImageOps
 
     if op in ("shear_x", "shear_y"):
-        m = sign * 0.99 * level
+        m = sign * policy.shear * level
         coeffs = (1, m, 0, 0, 1, 0) if op == "shear_x" else (1, 0, 0, m, 1, 0)
         return image.transform(image.size, Image.AFFINE, coeffs, Image.NEAREST)
     if op in ("translate_x", "translate_y"):
-        d = sign * 32.0 * level
+        side = image.size[0] if op == "translate_x" else image.size[1]
+        d = sign * policy.translate * (side if policy.translate_of_side else 1) * level
         coeffs = (1, 0, d, 0, 1, 0) if op == "translate_x" else (1, 0, 0, 0, 1, d)
         return image.transform(image.size, Image.AFFINE, coeffs, Image.NEAREST)
     if op == "rotate":
-        return image.rotate(sign * 135.0 * level)
+        return image.rotate(sign * policy.rotate * level)
     if op in ("brightness", "color", "contrast", "sharpness"):
         enhance = {"brightness": ImageEnhance.Brightness, "color": ImageEnhance.Color,
                    "contrast": ImageEnhance.Contrast, "sharpness": ImageEnhance.Sharpness}[op]
-        return enhance(image).enhance(1.0 + sign * 0.99 * level)
+        return enhance(image).enhance(1.0 + sign * policy.enhance * level)
     if op == "posterize":
-        return ImageOps.posterize(image, 8 - int(round(6 * level)))
+        return ImageOps.posterize(image, 8 - int(round(policy.posterize * level)))
     if op == "solarize":
         return ImageOps.solarize(image, int(round(255 * (1 - level))))
     if op == "autocontrast":
@@ -139,8 +174,8 @@ def apply(image, aug: ImageAugment, rng: np.random.Generator):
     if aug.jitter:
         for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
             image = enhance(image).enhance(float(rng.uniform(1 - aug.jitter, 1 + aug.jitter)))
-    if aug.policy == "trivial":
-        image = _trivial(image, rng)
+    if aug.policy:
+        image = _policy(image, POLICIES[aug.policy], rng)
     return image
 
 

@@ -75,8 +75,9 @@ class FinetuneConfig(TaskOption, HeadsOption, DataOptions, HeadDataOptions, Trai
     augment: str | None = Field(None, description="Images: augment the training images as "
                                 "they are read, never at evaluation: pad-crop (moved by up to "
                                 "1/8 of a side, flip), flip-crop (half-area crops, flip), "
-                                "standard (crop, flip, rotation, colour jitter) or trivial "
-                                "(crop, flip and TrivialAugmentWide); off by default; "
+                                "standard (crop, flip, rotation, colour jitter), trivial "
+                                "(crop, flip and TrivialAugmentWide) or randaugment (crop, "
+                                "flip and RandAugment); off by default; "
                                 "deterministic by --seed.")
     new_head: bool = Field(False, description="Replace an existing head whose classes (or "
                            "task) differ from the data's.")

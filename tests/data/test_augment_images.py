@@ -47,24 +47,60 @@ def test_pad_crop_moves_the_picture_by_whole_pixels_within_its_share():
     assert len(moved) > 20  # (offsets drawn over the whole range)
 
 
-def test_trivial_augment_draws_every_operation_and_each_changes_the_picture(monkeypatch):
+@pytest.mark.parametrize("name", sorted(ai.POLICIES))
+def test_a_policy_draws_every_operation_and_each_changes_the_picture(name, monkeypatch):
     from PIL import Image
 
+    policy = ai.POLICIES[name]
     # (coloured noise of middling range: every operation but identity has something to do)
     pixels = np.random.default_rng(0).integers(60, 140, size=(40, 40, 3), dtype=np.uint8)
     image = Image.fromarray(pixels)
-    for op in ai.TRIVIAL_OPS:
-        out = ai._trivial_op(image, op, 1.0, 1)
+    for op in ai.OPS:
+        out = ai._op(image, op, 1.0, 1, policy)
         assert out.size == image.size
         assert np.array_equal(np.asarray(out), pixels) == (op == "identity"), op
     drawn = []
-    real = ai._trivial_op
-    monkeypatch.setattr(ai, "_trivial_op", lambda im, op, level, sign: (
-        drawn.append((op, level, sign)) or real(im, op, level, sign)))
+    real = ai._op
+    monkeypatch.setattr(ai, "_op", lambda im, op, level, sign, policy: (
+        drawn.append((op, level, sign)) or real(im, op, level, sign, policy)))
     for i in range(300):
-        ai.apply(image, ai.preset("trivial"), np.random.default_rng([1, i]))
-    assert {op for op, _, _ in drawn} == set(ai.TRIVIAL_OPS)  # (each operation drawn)
-    assert len({level for _, level, _ in drawn}) > 20 and {s for _, _, s in drawn} == {-1, 1}
+        ai.apply(image, ai.preset(name), np.random.default_rng([1, i]))
+    assert len(drawn) == 300 * policy.ops  # (its number of operations a picture)
+    assert {op for op, _, _ in drawn} == set(ai.OPS)  # (each operation drawn)
+    assert {s for _, _, s in drawn} == {-1, 1}
+    levels = {level for _, level, _ in drawn}
+    if policy.magnitude is None:  # (TrivialAugmentWide: a strength drawn each time)
+        assert len(levels) > 20
+    else:  # (RandAugment: the one strength)
+        assert levels == {policy.magnitude / (ai.BINS - 1)}
+
+
+def test_translation_is_in_pixels_or_a_share_of_the_side_as_each_policy_defines():
+    """TrivialAugmentWide shifts by up to 32 pixels whatever the size; RandAugment by up to
+    150/331 of the side (torchvision's augmentation spaces): a lit column at x=40 of 64."""
+    from PIL import Image
+
+    pixels = np.zeros((64, 64, 3), dtype=np.uint8)
+    pixels[:, 40] = 255
+    image = Image.fromarray(pixels)
+
+    def column(policy: str, level: float) -> int:
+        out = np.asarray(ai._op(image, "translate_x", level, 1, ai.POLICIES[policy]))
+        return int(np.flatnonzero(out[0, :, 0] == 255)[0])
+
+    assert column("trivial", 1.0) == 40 - 32
+    assert column("randaugment", 1.0) == 40 - round(150 / 331 * 64)  # (29 px of 64)
+    assert column("randaugment", 9 / 30) == 40 - round(150 / 331 * 64 * 9 / 30)
+
+
+def test_the_record_names_the_policy_with_its_parameters():
+    said = ai.preset("randaugment").record()
+    assert said["crop_scale"] == (0.5, 1.0) and said["flip"] is True
+    assert said["policy"] == {"name": "randaugment", "ops": 2, "magnitude": 9, "shear": 0.3,
+                              "translate": 150 / 331, "translate_of_side": True,
+                              "rotate": 30.0, "enhance": 0.9, "posterize": 4}
+    assert ai.preset("trivial").record()["policy"]["magnitude"] is None
+    assert ai.preset("pad-crop").record()["policy"] is None
 
 
 def test_the_reader_draws_by_seed_epoch_and_row(image_data):
