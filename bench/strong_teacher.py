@@ -65,6 +65,8 @@ from run_all import (  # noqa: E402
     write_section,
 )
 
+from edgetransfer.errors import EXIT_CHECK_FAILED  # noqa: E402
+
 SEED = 42
 
 
@@ -149,6 +151,14 @@ TASKS = {
 }
 
 
+class Failed(SystemExit):
+    """An `edgetransfer` command that exited non-zero: its exit code and last line."""
+
+    def __init__(self, rc: int, cmd: list[str], line: str):
+        super().__init__(f"failed ({rc}): {' '.join(cmd)}\n  {line}")
+        self.rc, self.line = rc, line
+
+
 def _edgetransfer(log: Path, *args) -> float:
     """One `edgetransfer` command, its output in `log`; its wall seconds."""
     cmd = [sys.executable, "-m", "edgetransfer", *map(str, args)]
@@ -159,7 +169,7 @@ def _edgetransfer(log: Path, *args) -> float:
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
     if rc != 0:
         tail = [line for line in log.read_text().splitlines() if line.strip()][-1:]
-        raise SystemExit(f"failed ({rc}): {' '.join(cmd)}\n  {tail[0] if tail else ''}")
+        raise Failed(rc, cmd, tail[0].strip() if tail else "")
     return round(time.perf_counter() - t0, 1)
 
 
@@ -346,12 +356,32 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
             log, "distill", "--teacher", t, *spec["distill"], *flags, *extra,
             *_splits(spec, paths, data), "--teacher-cache", out / "teacher-cache" / who,
             "--out", model, "--resume" if resumed else "--overwrite")
+    settings = _json(model / "settings.json") or {}
+    metrics = _json(model / "metrics.json") or {}
+    if "distill_s" not in walls:  # (distilled by a run that stopped before its record)
+        walls["distill_s"] = _own_wall(metrics)
+    arm_of = {"teacher": who, "arm": arm, "student_from": init,
+              "flags": [*flags, *map(str, extra)], "layers": _layers(flags),
+              "transfer_rows": settings.get("transfer_rows"),
+              "hidden_weight": (settings.get("config") or {}).get("hidden_weight"),
+              "tokenizers": settings.get("tokenizers"), "walls": walls}
     if force or not _done(int8):
-        walls["export_s"] = _edgetransfer(
-            # (no --eval-data: verify scores the test split; a CNN's static int8 is held to
-            # parity on its calibration sample, a transformer's dynamic int8 on the probes)
-            log, "export", "--model", model, "--out", int8, "--quantize", "int8",
-            "--calibration-data", paths["train"], "--max-accuracy-drop", "100", "--overwrite")
+        try:
+            walls["export_s"] = _edgetransfer(
+                # (no --eval-data: verify scores the test split; a CNN's static int8 is held
+                # to parity on its calibration sample, a transformer's dynamic int8 on the
+                # probes)
+                log, "export", "--model", model, "--out", int8, "--quantize", "int8",
+                "--calibration-data", paths["train"], "--max-accuracy-drop", "100",
+                "--overwrite")
+        except Failed as e:
+            if e.rc != EXIT_CHECK_FAILED:
+                raise
+            # (export's parity gate refused the int8: the arm's finding, kept with the fp32
+            # student's own test figure; the other arms go on)
+            return arm_of | {"machine": short_machine(_machine()),
+                             "fp32_test": (metrics.get("test") or {}).get(spec["metric"]),
+                             "int8_refused": e.line.removeprefix("error: ")}
     if force or not report.is_file():
         # (--reference-cache beside its outputs: the teacher's predictions on test, scored
         # by its first student's verify, read by every other arm's)
@@ -371,22 +401,14 @@ def student(task: str, who: str, arm: str, paths: dict, data: Path, out: Path,
         except SystemExit as e:  # (the size is one figure of the table; not worth an arm)
             print(e, flush=True)
     packaged = _json(bundle.with_suffix(".json")) or {}  # (package's record of the bundle)
-    settings = _json(model / "settings.json") or {}
-    if "distill_s" not in walls:  # (distilled by a run that stopped before its record)
-        walls["distill_s"] = _own_wall(_json(model / "metrics.json") or {})
     verified = verify_report(report)
     models = models_from_verify(verified)
-    return {"teacher": who, "arm": arm, "student_from": init,
-            "flags": [*flags, *map(str, extra)],
-            "layers": _layers(flags),
-            "transfer_rows": settings.get("transfer_rows"),
-            "hidden_weight": (settings.get("config") or {}).get("hidden_weight"),
-            "tokenizers": settings.get("tokenizers"), "walls": walls,
-            # (where its figures were taken: verify's record says)
-            "machine": short_machine(verified.env.machine) if verified.env else None,
-            "bundle_mb": packaged.get("archive_bytes") and round(
-                packaged["archive_bytes"] / 2**20, 2),
-            "models": models, "speedup": speedup(models, models[0]["name"], "int8")}
+    return arm_of | {
+        # (where its figures were taken: verify's record says)
+        "machine": short_machine(verified.env.machine) if verified.env else None,
+        "bundle_mb": packaged.get("archive_bytes") and round(
+            packaged["archive_bytes"] / 2**20, 2),
+        "models": models, "speedup": speedup(models, models[0]["name"], "int8")}
 
 
 def run(args) -> dict:
@@ -484,6 +506,11 @@ def _trained(flags: list[str], epochs_run: float | None = None) -> str:
                      + [f"{k} {said[k]}" for k in ("--augment", "--patience") if k in said])
 
 
+def _refused(s: dict) -> str:
+    """The int8 cell of an arm whose int8 export refused: its fp32 figure instead."""
+    return f"no int8 (fp32 {_f(s.get('fp32_test'))})"
+
+
 def render(r: dict) -> str:
     metric, goals = r["metric"], r["goals"]
     machines = _machines(r)
@@ -524,24 +551,31 @@ def render(r: dict) -> str:
                   "rows count windows: a sentence longer than --max-length (128 sub-tokens) "
                   "is two or more (CoNLL-2003's train.txt has one, 113 words, 164 sub-tokens "
                   "in either tokenizer)."]
+    refused = []
     lines += ["", f"| teacher | student data | student cut from | layers | transfer rows | "
               f"hidden | int8 student {metric} | kept | speed-up p50 [bounds] | bundle MB | "
               f"distill min |{' machine |' if several else ''}",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
               + (" --- |" if several else "")]
     for key, s in r["students"].items():
+        if s.get("int8_refused"):  # (no int8 to score: the fp32 student's own test figure)
+            refused.append(f"{key}: {s['int8_refused']}")
         sp = s.get("speedup") or {}
         rows = s.get("transfer_rows") or {}  # (unlabelled: --augment's rows among them)
         walls = s.get("walls") or {}
         lines.append(
             f"| {s['teacher']} | {s['arm']} | {_cut_from(s)} | {s.get('layers') or ''} | "
             f"{(rows.get('labelled') or 0) + (rows.get('unlabelled') or 0):,} | "
-            f"{s.get('hidden_weight')} | {_f(sp.get('int8_accuracy'))} | "
+            f"{s.get('hidden_weight')} | "
+            f"{_refused(s) if s.get('int8_refused') else _f(sp.get('int8_accuracy'))} | "
             f"{_f(sp.get('kept') and 100 * sp['kept'], 1)}% | "
             f"{_f(sp.get('p50', {}).get('ratio'), 1)}x {sp.get('p50', {}).get('bounds', '')} | "
             f"{_f(s.get('bundle_mb'), 2)} | "
             f"{_f(walls.get('distill_s') and walls['distill_s'] / 60, 1)}"
             f"{_resumed_mark(walls.get('distill_resumed'))} |{on(key)}")
+    if refused:
+        lines += ["", "No int8 where export's parity gate refused it (the student's fp32 test "
+                  "figure in its place): " + "; ".join(refused) + "."]
     lines += ["", "| goal | target | measured | met |", "| --- | --- | --- | --- |"]
     # (the goals: the best of the teachers they name, and the best of those's students)
     judged = {w for w, t in r["teachers"].items() if _judged(w, t["flags"])}

@@ -255,3 +255,59 @@ def test_arms_are_named_ones_and_none_leaves_the_teachers_alone():
     assert strong_teacher._arms("labelled,both") == ["labelled", "both"]
     with pytest.raises(argparse.ArgumentTypeError, match="lablled: not an arm"):
         strong_teacher._arms("lablled")
+
+
+def test_an_int8_that_export_refuses_is_the_arm_s_finding_and_the_run_goes_on(tmp_path,
+                                                                               monkeypatch):
+    """export's parity gate (exit 3) refusing a student's int8 is recorded with the fp32
+    student's test figure, and neither verify nor package runs; any other failure stops."""
+    import pytest
+
+    spec = strong_teacher.TASKS["fashion-mnist"]
+    out = tmp_path / "out"
+    model = out / "students" / strong_teacher._key(spec, "small", "unlabelled", None) / "student"
+    model.mkdir(parents=True)
+    (model / "artifact.json").write_text("{}")
+    (model / "metrics.json").write_text(json.dumps(
+        {"test": {"accuracy": 0.9427}, "training": {"wall_time_s": 940.0}}))
+    (model / "settings.json").write_text(json.dumps(
+        {"transfer_rows": {"labelled": 47500, "unlabelled": 10000},
+         "config": {"hidden_weight": 0.0}}))
+    line = ("error: parity with PyTorch failed for int8-static (int8): logits: top-1 "
+            "agreement 0.890 < 0.95 (int8) over 264 outputs")
+    ran = []
+
+    def refuse(rc):
+        def run(log, command, *args):
+            ran.append(command)
+            raise strong_teacher.Failed(rc, ["edgetransfer", command], line)
+        return run
+
+    monkeypatch.setattr(strong_teacher, "_edgetransfer", refuse(3))
+    paths = {"train": tmp_path / "train", "unlabelled": tmp_path / "unlabelled"}
+    arm = strong_teacher.student("fashion-mnist", "small", "unlabelled", paths, tmp_path, out,
+                                 False)
+    assert ran == ["export"]  # (no verify, no package)
+    assert arm["int8_refused"] == line.removeprefix("error: ") and arm["fp32_test"] == 0.9427
+    assert arm["walls"]["distill_s"] == 940.0 and "speedup" not in arm
+    assert arm["transfer_rows"] == {"labelled": 47500, "unlabelled": 10000}
+
+    result = {"task": "fashion-mnist", "date": "2026-12-06", "labelled": 50000,
+              "unlabelled": 10000, "augment": "pad-crop", "metric": "accuracy",
+              "goals": spec["goals"],
+              "teachers": {"small": {"flags": ["--model", "efficientnet-lite0"],
+                                     "test": 0.9413, "wall_s": 3600}},
+              "students": {"small-unlabelled": arm,
+                           "small-labelled": _arm("small", "labelled", 0.94, 0.9413, 20, 8)}}
+    text = strong_teacher.render(result)
+    assert "| small | unlabelled | itself | 8 | 57,500 | 0.0 | no int8 (fp32 0.9427) |" in text
+    assert "No int8 where export's parity gate refused it" in text
+    assert "small-unlabelled: parity with PyTorch failed" in text
+    strong_teacher.plot(result, tmp_path / "plot.png")  # (a refused arm draws no bar)
+    assert (tmp_path / "plot.png").stat().st_size > 0
+
+    ran.clear()
+    monkeypatch.setattr(strong_teacher, "_edgetransfer", refuse(1))  # (not the gate)
+    with pytest.raises(SystemExit, match="failed \\(1\\)"):
+        strong_teacher.student("fashion-mnist", "small", "unlabelled", paths, tmp_path, out,
+                               False)
