@@ -559,8 +559,11 @@ def render(r: dict) -> str:
               + (" --- |" if several else "")]
     for key, s in r["students"].items():
         if s.get("int8_refused"):  # (no int8 to score: the fp32 student's own test figure)
-            refused.append(f"{key}: {s['int8_refused']}")
+            # (export's line up to where it names the folder it left empty)
+            refused.append(f"{key}: {s['int8_refused'].split('; nothing was written')[0]}")
         sp = s.get("speedup") or {}
+        p50 = sp.get("p50") or {}
+        speed = f"{_f(p50['ratio'], 1)}x {p50.get('bounds', '')}" if p50 else ""
         rows = s.get("transfer_rows") or {}  # (unlabelled: --augment's rows among them)
         walls = s.get("walls") or {}
         lines.append(
@@ -568,8 +571,8 @@ def render(r: dict) -> str:
             f"{(rows.get('labelled') or 0) + (rows.get('unlabelled') or 0):,} | "
             f"{s.get('hidden_weight')} | "
             f"{_refused(s) if s.get('int8_refused') else _f(sp.get('int8_accuracy'))} | "
-            f"{_f(sp.get('kept') and 100 * sp['kept'], 1)}% | "
-            f"{_f(sp.get('p50', {}).get('ratio'), 1)}x {sp.get('p50', {}).get('bounds', '')} | "
+            f"{_f(100 * sp['kept'], 1) + '%' if sp.get('kept') else ''} | "
+            f"{speed} | "
             f"{_f(s.get('bundle_mb'), 2)} | "
             f"{_f(walls.get('distill_s') and walls['distill_s'] / 60, 1)}"
             f"{_resumed_mark(walls.get('distill_resumed'))} |{on(key)}")

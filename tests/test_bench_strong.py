@@ -274,7 +274,7 @@ def test_an_int8_that_export_refuses_is_the_arm_s_finding_and_the_run_goes_on(tm
         {"transfer_rows": {"labelled": 47500, "unlabelled": 10000},
          "config": {"hidden_weight": 0.0}}))
     line = ("error: parity with PyTorch failed for int8-static (int8): logits: top-1 "
-            "agreement 0.890 < 0.95 (int8) over 264 outputs")
+            "agreement 0.890 < 0.95 (int8) over 264 outputs; nothing was written to X")
     ran = []
 
     def refuse(rc):
@@ -300,9 +300,13 @@ def test_an_int8_that_export_refuses_is_the_arm_s_finding_and_the_run_goes_on(tm
               "students": {"small-unlabelled": arm,
                            "small-labelled": _arm("small", "labelled", 0.94, 0.9413, 20, 8)}}
     text = strong_teacher.render(result)
-    assert "| small | unlabelled | itself | 8 | 57,500 | 0.0 | no int8 (fp32 0.9427) |" in text
-    assert "No int8 where export's parity gate refused it" in text
-    assert "small-unlabelled: parity with PyTorch failed" in text
+    assert ("| small | unlabelled | itself | 8 | 57,500 | 0.0 | no int8 (fp32 0.9427) |  |  "
+            "|  | 15.7 |") in text  # (no kept share, speed-up or bundle: no int8 to measure)
+    assert ("No int8 where export's parity gate refused it (the student's fp32 test figure "
+            "in its place): small-unlabelled: parity with PyTorch failed for int8-static "
+            "(int8): logits: top-1 agreement 0.890 < 0.95 (int8) over 264 outputs.") in text
+    assert "| small | labelled | itself | 8 | 150 | 0.0 | 0.9400 | 99.9% | 20.0x [15, 25] |" in text
+    assert "0.9427" not in text.split("| goal | target |")[1]  # (no goal judged on fp32)
     strong_teacher.plot(result, tmp_path / "plot.png")  # (a refused arm draws no bar)
     assert (tmp_path / "plot.png").stat().st_size > 0
 
