@@ -29,7 +29,9 @@ For each task (its settings in TASKS, stated once):
 4. **int8** (`edgetransfer export --quantize int8`: the task's int8), then `edgetransfer
    verify --reference TEACHER --candidate int8` on the test split: the int8 student's
    metric, the share of its teacher's kept, and the batch-1 latency of both (one thread,
-   interleaved), whose ratio is the speed-up.
+   interleaved), whose ratio is the speed-up. An int8 that export's parity gate refuses
+   (exit 3) is the arm's finding: recorded with the fp32 student's own test figure, and
+   the run goes on to the next arm.
 
 5. **Bundle** (`edgetransfer package` of the int8 student): its archive's size (Fashion-MNIST's
    goal: <= 2 MB).
