@@ -508,11 +508,6 @@ def _trained(flags: list[str], epochs_run: float | None = None) -> str:
                      + [f"{k} {said[k]}" for k in ("--augment", "--patience") if k in said])
 
 
-def _refused(s: dict) -> str:
-    """The int8 cell of an arm whose int8 export refused: its fp32 figure instead."""
-    return f"no int8 (fp32 {_f(s.get('fp32_test'))})"
-
-
 def render(r: dict) -> str:
     metric, goals = r["metric"], r["goals"]
     machines = _machines(r)
@@ -566,13 +561,15 @@ def render(r: dict) -> str:
         sp = s.get("speedup") or {}
         p50 = sp.get("p50") or {}
         speed = f"{_f(p50['ratio'], 1)}x {p50.get('bounds', '')}" if p50 else ""
+        int8 = (f"no int8 (fp32 {_f(s.get('fp32_test'))})" if s.get("int8_refused")
+                else _f(sp.get("int8_accuracy")))
         rows = s.get("transfer_rows") or {}  # (unlabelled: --augment's rows among them)
         walls = s.get("walls") or {}
         lines.append(
             f"| {s['teacher']} | {s['arm']} | {_cut_from(s)} | {s.get('layers') or ''} | "
             f"{(rows.get('labelled') or 0) + (rows.get('unlabelled') or 0):,} | "
             f"{s.get('hidden_weight')} | "
-            f"{_refused(s) if s.get('int8_refused') else _f(sp.get('int8_accuracy'))} | "
+            f"{int8} | "
             f"{_f(100 * sp['kept'], 1) + '%' if sp.get('kept') else ''} | "
             f"{speed} | "
             f"{_f(s.get('bundle_mb'), 2)} | "

@@ -3,10 +3,12 @@ read from the arms' records."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import make_sentences, write_conll
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -33,8 +35,6 @@ def test_text_rows_split_into_a_labelled_sample_and_unlabelled_others(tmp_path):
                                               tmp_path / "rest")
     assert counts == {"labelled": 20, "unlabelled": 30}
     assert rest["train"].read_text().splitlines()[1:] == train
-    import pytest
-
     with pytest.raises(SystemExit, match="split as 20 labelled and 10 unlabelled rows, not 25"):
         strong_teacher._split_rows(strong_teacher.TASKS["sst2"], data, 25, 10, tmp_path / "out")
 
@@ -150,8 +150,6 @@ def test_a_student_with_a_hidden_weight_is_named_and_flagged_apart():
 
 
 def test_a_student_cut_from_the_small_teacher_is_named_and_flagged_apart(tmp_path):
-    import pytest
-
     spec = strong_teacher.TASKS["sst2"]
     small = tmp_path / "teachers" / "small"
     assert strong_teacher._student_flags(spec, "strong", None, small) == [
@@ -247,10 +245,6 @@ def test_a_record_written_on_two_machines_says_which_ran_each_row():
 
 
 def test_arms_are_named_ones_and_none_leaves_the_teachers_alone():
-    import argparse
-
-    import pytest
-
     assert strong_teacher._arms("") == []
     assert strong_teacher._arms("labelled,both") == ["labelled", "both"]
     with pytest.raises(argparse.ArgumentTypeError, match="lablled: not an arm"):
@@ -261,8 +255,6 @@ def test_an_int8_that_export_refuses_is_the_arm_s_finding_and_the_run_goes_on(tm
                                                                                monkeypatch):
     """export's parity gate (exit 3) refusing a student's int8 is recorded with the fp32
     student's test figure, and neither verify nor package runs; any other failure stops."""
-    import pytest
-
     spec = strong_teacher.TASKS["fashion-mnist"]
     out = tmp_path / "out"
     model = out / "students" / strong_teacher._key(spec, "small", "unlabelled", None) / "student"

@@ -394,6 +394,7 @@ def fit(*, model, tokenizer, task, tokenized: dict, label_names: list[str], opts
     if placement.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     result = trainer.train(resume_from_checkpoint=checkpoint)
+
     evaluations, floor = {}, None
     for split in ("validation", "test"):
         if split not in tokenized:
